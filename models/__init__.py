@@ -1,0 +1,1 @@
+"""The fraud model's side: simulator, training set, training, evaluation, registry."""

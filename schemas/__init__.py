@@ -1,0 +1,1 @@
+"""The wire contract as pydantic v2 models (no I/O)."""

@@ -1,0 +1,103 @@
+"""The ``fraud-streamer`` command line.
+
+Each command lives in its own module and is imported only when it runs (or when ``--help``
+lists it), so ``fraud-streamer stack up`` does not pay for importing scikit-learn or Faust.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from streamer.settings import Settings, SettingsError, load_settings
+
+__all__ = ["main", "pass_settings"]
+
+# command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "stack": "streamer.cli.stack:stack",
+    "worker": "streamer.cli.worker:worker",
+    "simulate": "streamer.cli.simulate:simulate",
+    "produce": "streamer.cli.produce:produce",
+    "train": "streamer.cli.train:train",
+    "evaluate": "streamer.cli.evaluate:evaluate",
+    "models": "streamer.cli.models:models",
+    "blocklist": "streamer.cli.blocklist:blocklist",
+    "score-batch": "streamer.cli.score_batch:score_batch",
+    "bench": "streamer.cli.bench:bench",
+    "demo": "streamer.cli.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in COMMANDS if _importable(name))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None
+            raise
+        command = getattr(module, attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+def _importable(name: str) -> bool:
+    module_name = COMMANDS[name].split(":")[0]
+    return importlib.util.find_spec(module_name) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """fraud-streamer: real-time card fraud scoring on Kafka and Redis.
+
+    Every option can also be set by an environment variable STREAMER_<NAME> (see the README's
+    configuration table). Typical local session:
+
+    \b
+      fraud-streamer stack up        # Kafka + Redis on 127.0.0.1
+      fraud-streamer train           # simulate data, train, register, promote a model
+      fraud-streamer worker          # score transactions -> decisions / alerts
+      fraud-streamer produce         # replay simulated transactions and labels
+    """
+    ctx.ensure_object(dict)
+
+
+def get_settings(ctx: click.Context) -> Settings:
+    """The settings of this invocation, read once from the environment."""
+    obj = ctx.ensure_object(dict)
+    if "settings" not in obj:
+        try:
+            obj["settings"] = load_settings()
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+    settings = obj["settings"]
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def pass_settings(f):  # type: ignore[no-untyped-def]
+    """Decorator: call the command with the ``Settings`` as its first argument."""
+
+    @click.pass_context
+    def wrapper(ctx: click.Context, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return ctx.invoke(f, get_settings(ctx), *args, **kwargs)
+
+    return click.decorators.update_wrapper(wrapper, f)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli.main(prog_name="fraud-streamer", standalone_mode=True))

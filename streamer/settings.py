@@ -1,0 +1,122 @@
+"""All configuration, in one typed and frozen object.
+
+Every value can be set by an environment variable named ``STREAMER_<FIELD>`` (for example
+``STREAMER_KAFKA_BOOTSTRAP_SERVERS``) or in a ``.env`` file. Settings are read once, at the edge
+(the CLI), and passed down; nothing below reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "STREAMER_"
+
+
+class Settings(BaseSettings):
+    """The worker's and the CLI's configuration; defaults work against the local stack."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How clients talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism, used with the SASL_* protocols."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
+    consumer_group: str = Field(
+        "fraud-streamer", description="Consumer group (the Faust app id) of the workers."
+    )
+
+    # --- topics (defaults from the wire contract) ---------------------------------------------
+    topic_transactions: str = Field("transactions", description="Input: transactions.")
+    topic_labels: str = Field("labels", description="Input: fraud labels.")
+    topic_decisions: str = Field("decisions", description="Output: one decision per transaction.")
+    topic_alerts: str = Field("alerts", description="Output: review and decline alerts.")
+    topic_dead_letters: str = Field("dead-letters", description="Output: rejected input.")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics we create.")
+    max_message_bytes: int = Field(
+        65536, ge=256, description="Input values larger than this are dead-lettered."
+    )
+
+    # --- Redis -------------------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the features.")
+
+    # --- decisions ---------------------------------------------------------------------------
+    review_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Score at or above which a transaction is reviewed."
+    )
+    decline_threshold: float = Field(
+        0.9, ge=0.0, le=1.0, description="Score at or above which a transaction is declined."
+    )
+    amount_limit: float = Field(
+        10_000.0, gt=0, description="Hard limit: larger amounts are declined by rule."
+    )
+    reasons_top_k: int = Field(3, ge=1, le=15, description="Model reasons given per alert.")
+
+    # --- model -------------------------------------------------------------------------------
+    model_registry: Path = Field(
+        Path("models/registry"), description="Directory of the model registry."
+    )
+    model_poll_seconds: float = Field(
+        2.0, gt=0, description="How often workers look for a newly promoted model."
+    )
+
+    # --- worker ------------------------------------------------------------------------------
+    batch_max: int = Field(500, ge=1, description="Most events scored in one batch.")
+    batch_within_ms: float = Field(
+        5.0, gt=0, description="Longest wait to fill a batch, in milliseconds."
+    )
+    web_port: int = Field(
+        6066, ge=1, le=65535, description="Port of the worker's dashboard and /metrics."
+    )
+    data_dir: Path = Field(Path(".stack"), description="Local state: stack data, worker data.")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> Settings:
+        if self.review_threshold > self.decline_threshold:
+            raise ValueError(
+                f"{ENV_PREFIX}REVIEW_THRESHOLD ({self.review_threshold}) must not exceed "
+                f"{ENV_PREFIX}DECLINE_THRESHOLD ({self.decline_threshold})"
+            )
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+
+
+class SettingsError(Exception):
+    """Invalid configuration, with every offending variable named."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, turning validation errors into one clear message."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None
