@@ -7,6 +7,7 @@ lists it), so ``fraud-streamer stack up`` does not pay for importing scikit-lear
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click

@@ -1,0 +1,227 @@
+"""The model registry: versioned joblib artifacts with JSON manifests, and a promotion log.
+
+Layout under the registry root::
+
+    <root>/<version>/model.joblib      the fitted estimator (a pickle: it is code)
+    <root>/<version>/manifest.json     version, created, training data, features in order,
+                                       metrics, thresholds, baseline, SHA-256 of the artifact
+    <root>/promotions.json             the promotion history; the last entry is live
+
+Loading recomputes the artifact's SHA-256 and refuses any mismatch, and refuses any artifact
+that has no manifest: unpickling an unknown file would run whatever code it holds. Workers poll
+``promotions.json``; promoting or rolling back is one atomic file replace, so it reaches every
+running worker without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+__all__ = [
+    "LoadedModel",
+    "Manifest",
+    "ModelRegistry",
+    "RegistryError",
+]
+
+ARTIFACT = "model.joblib"
+MANIFEST = "manifest.json"
+PROMOTIONS = "promotions.json"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class RegistryError(Exception):
+    """A registry operation that cannot be done; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What is known about a model version, stored beside its artifact."""
+
+    version: str
+    created: str
+    algorithm: str
+    features: list[str]
+    sha256: str
+    training_data: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    #: per feature, the value that "neutralises" it when explaining a score (a typical
+    #: genuine transaction's value)
+    baseline: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified estimator with its manifest."""
+
+    estimator: Any
+    manifest: Manifest
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+class ModelRegistry:
+    """A directory of model versions; no I/O until a method is called."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    # --- writing -----------------------------------------------------------------------------
+    def register(
+        self,
+        estimator: Any,
+        *,
+        algorithm: str,
+        features: Sequence[str],
+        training_data: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        thresholds: dict[str, float] | None = None,
+        baseline: Sequence[float] | None = None,
+        version: str | None = None,
+    ) -> Manifest:
+        """Store a fitted estimator as a new version (not yet promoted)."""
+        created = datetime.now(UTC)
+        version = version or f"{created:%Y%m%d-%H%M%S}-{algorithm}"
+        if not _VERSION_RE.match(version):
+            raise RegistryError(f"invalid version name {version!r}: use letters, digits, ._-")
+        directory = self.root / version
+        if directory.exists():
+            raise RegistryError(f"version {version} already exists in {self.root}")
+        directory.mkdir(parents=True)
+        artifact = directory / ARTIFACT
+        joblib.dump(estimator, artifact)
+        manifest = Manifest(
+            version=version,
+            created=created.isoformat().replace("+00:00", "Z"),
+            algorithm=algorithm,
+            features=list(features),
+            sha256=_sha256(artifact),
+            training_data=training_data or {},
+            metrics=metrics or {},
+            thresholds=thresholds or {},
+            baseline=[float(v) for v in (baseline or [])],
+        )
+        _atomic_write(directory / MANIFEST, manifest.to_json())
+        return manifest
+
+    def promote(self, version: str) -> None:
+        """Make ``version`` live for every worker reading this registry."""
+        self.manifest(version)  # must exist
+        self.verify(version)
+        history = self.history()
+        if history and history[-1] == version:
+            return
+        self._write_history([*history, version])
+
+    def rollback(self) -> str:
+        """Return to the version live before the current one; returns it."""
+        history = self.history()
+        if len(history) < 2:
+            raise RegistryError("nothing to roll back to: fewer than two promotions recorded")
+        previous = history[-2]
+        self.verify(previous)
+        self._write_history(history[:-1])
+        return previous
+
+    def _write_history(self, history: list[str]) -> None:
+        _atomic_write(self.root / PROMOTIONS, json.dumps({"history": history}, indent=2) + "\n")
+
+    # --- reading -----------------------------------------------------------------------------
+    def history(self) -> list[str]:
+        path = self.root / PROMOTIONS
+        if not path.exists():
+            return []
+        try:
+            return list(json.loads(path.read_text(encoding="utf-8"))["history"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(f"{path} is corrupt: {exc}") from exc
+
+    def current_version(self) -> str | None:
+        history = self.history()
+        return history[-1] if history else None
+
+    def versions(self) -> list[Manifest]:
+        if not self.root.exists():
+            return []
+        found = []
+        for directory in sorted(self.root.iterdir()):
+            if (directory / MANIFEST).is_file():
+                found.append(self.manifest(directory.name))
+        return sorted(found, key=lambda m: m.created)
+
+    def manifest(self, version: str) -> Manifest:
+        if not _VERSION_RE.match(version):
+            raise RegistryError(f"invalid version name {version!r}")
+        path = self.root / version / MANIFEST
+        if not path.is_file():
+            raise RegistryError(
+                f"unknown model version {version!r}: no manifest at {path} "
+                f"(see `fraud-streamer models list`)"
+            )
+        return Manifest.from_json(path.read_text(encoding="utf-8"))
+
+    def verify(self, version: str) -> Manifest:
+        """Check the artifact against its manifest's SHA-256, without unpickling it."""
+        manifest = self.manifest(version)
+        artifact = self.root / version / ARTIFACT
+        if not artifact.is_file():
+            raise RegistryError(f"model {version}: artifact {artifact} is missing")
+        actual = _sha256(artifact)
+        if actual != manifest.sha256:
+            raise RegistryError(
+                f"model {version}: artifact {artifact} does not match its manifest "
+                f"(sha256 {actual[:12]}… != {manifest.sha256[:12]}…); refusing to load a "
+                f"tampered or foreign pickle"
+            )
+        return manifest
+
+    def load(self, version: str | None = None) -> LoadedModel:
+        """Load a verified version (default: the promoted one)."""
+        version = version or self.current_version()
+        if version is None:
+            raise RegistryError(
+                f"no model promoted in {self.root}: run `fraud-streamer train` "
+                f"(it simulates data, trains, registers and promotes a model)"
+            )
+        manifest = self.verify(version)
+        estimator = joblib.load(self.root / version / ARTIFACT)
+        return LoadedModel(estimator, manifest)

@@ -1,0 +1,157 @@
+"""Field types shared by every message of the wire contract.
+
+Each rule of the contract is written once here, as an ``Annotated`` type, so the input models,
+the output models and the generated JSON Schema files cannot drift apart. Transactions are
+validated once per event, so the validators are chosen to be cheap: strictness comes from
+pydantic-core's own checks, and the only Python code on the hot path is one precompiled regex
+match per time.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+from pydantic_core import PydanticCustomError
+
+__all__ = [
+    "RFC3339_PATTERN",
+    "Amount",
+    "Currency",
+    "Id",
+    "Timestamp",
+    "WireModel",
+]
+
+RFC3339_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+"""The time format of the contract: ``T``, seconds, optional fractions, ``Z`` or ``±hh:mm``.
+
+Stricter than pydantic's own parser, which also takes date-only values, a space instead of ``T``,
+missing seconds, no offset and Unix numbers. Upper-case ``T``/``Z`` only and ASCII digits only,
+as the contract writes them. Also emitted as ``pattern`` in the JSON Schema files.
+"""
+
+_EXAMPLE = "2018-04-01T00:00:31Z"
+_is_rfc3339 = re.compile(RFC3339_PATTERN).fullmatch
+# Only used to explain a rejected time, so it may be slow and forgiving.
+_time_parts = re.compile(
+    r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:(?P<sep>.)(?P<hm>[0-9]{2}:[0-9]{2})(?P<sec>:[0-9]{2}(?:[.,][0-9]+)?)?(?P<offset>.*))?",
+    re.DOTALL,
+).fullmatch
+_is_offset = re.compile(r"Z|[+-][0-9]{2}:[0-9]{2}").fullmatch
+
+
+def _time_error(value: str) -> PydanticCustomError:
+    """Say what a producer must change, rather than what the parser tripped over."""
+    parts = _time_parts(value)
+    if parts is None:
+        return PydanticCustomError(
+            "datetime_format",
+            "timestamp must be an RFC 3339 time such as {example}",
+            {"example": _EXAMPLE},
+        )
+    if parts["sep"] is None:
+        return PydanticCustomError(
+            "datetime_format",
+            "timestamp must be a date and a time with a UTC offset, not a date only, "
+            "e.g. {example}",
+            {"example": _EXAMPLE},
+        )
+    problems = []
+    if parts["sep"] != "T":
+        problems.append("separate date and time with 'T'")
+    if parts["sec"] is None:
+        problems.append("include seconds")
+    if not parts["offset"]:
+        problems.append("include a UTC offset")
+    elif _is_offset(parts["offset"]) is None:
+        problems.append("end in 'Z' or an offset written ±hh:mm")
+    if problems == ["include a UTC offset"]:
+        return PydanticCustomError(
+            "timezone_aware",
+            "timestamp must include a UTC offset, e.g. {example}",
+            {"example": _EXAMPLE},
+        )
+    if not problems:  # e.g. a comma before the fraction of a second
+        problems.append("be an RFC 3339 time")
+    wanted = (
+        problems[-1] if len(problems) == 1 else f"{', '.join(problems[:-1])} and {problems[-1]}"
+    )
+    return PydanticCustomError(
+        "datetime_format",
+        "timestamp must {problems}, e.g. {example}",
+        {"problems": wanted, "example": _EXAMPLE},
+    )
+
+
+def _check_time(value: object) -> object:
+    """Admit only contract-shaped strings (JSON) or aware datetimes (Python) to the parser."""
+    if isinstance(value, str):
+        if _is_rfc3339(value) is None:
+            raise _time_error(value)
+        return value
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            raise PydanticCustomError(
+                "timezone_aware",
+                "timestamp must include a UTC offset, e.g. {example}",
+                {"example": _EXAMPLE},
+            )
+        return value
+    raise PydanticCustomError(
+        "datetime_type",
+        "timestamp must be a string holding an RFC 3339 time, e.g. {example}",
+        {"example": _EXAMPLE},
+    )
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_check_time),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": RFC3339_PATTERN,
+            "examples": [_EXAMPLE, "2018-04-01T02:00:31+02:00"],
+        }
+    ),
+]
+"""An RFC 3339 time with an offset; the offset the producer gave is kept.
+
+Calendar features read the wall time at that offset (``value.hour``, ``value.weekday()``), so the
+value is not converted to UTC. Fractions beyond microseconds are truncated.
+"""
+
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+"""An identifier: a JSON string of 1 to 64 characters; numbers are not coerced to text."""
+
+Amount = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
+"""A finite amount ≥ 0 (zero-amount authorisations are scored: card testing uses them).
+
+Strict: a JSON number only. ``"12.5"`` and ``true`` are rejected rather than coerced, because a
+producer that sends strings has a bug we want it to see, and ``NaN``/``Infinity`` (which the JSON
+parser accepts) fail the finiteness check.
+"""
+
+Currency = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Z]{3}$")]
+"""An ISO 4217 code as three upper-case letters. Not nullable: producers omit it instead."""
+
+
+class WireModel(BaseModel):
+    """Base of every message: immutable, and tolerant of fields added by newer producers."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")

@@ -1,0 +1,112 @@
+"""``fraud-streamer simulate``: write the handbook's simulated transactions to a file."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from models.simulate import SimulationConfig, write_dataset
+from models.simulate import simulate as run_simulation
+
+__all__ = ["simulate"]
+
+_BOOK = SimulationConfig()
+
+
+@click.command()
+@click.option(
+    "--customers",
+    type=click.IntRange(min=1),
+    default=_BOOK.n_customers,
+    show_default=True,
+    help="Number of customers (cards), each with a home location, spending and activity level.",
+)
+@click.option(
+    "--terminals",
+    type=click.IntRange(min=1),
+    default=_BOOK.n_terminals,
+    show_default=True,
+    help="Number of payment terminals placed at random on the 100 x 100 map.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=_BOOK.n_days,
+    show_default=True,
+    help="Number of days to simulate.",
+)
+@click.option(
+    "--start",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    default=_BOOK.start_date,
+    show_default=True,
+    help="First simulated day (UTC), YYYY-MM-DD.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=_BOOK.seed,
+    show_default=True,
+    help="Random seed; the same seed and sizes always give the same file.",
+)
+@click.option(
+    "--radius",
+    type=click.FloatRange(min=0, min_open=True),
+    default=_BOOK.radius,
+    show_default=True,
+    help="A customer uses the terminals closer than this (5 gives about 75 each at book size).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=Path("data/transactions.parquet"),
+    show_default=True,
+    help="Output file, Parquet, or CSV if it ends in .csv; its directory is created.",
+)
+def simulate(
+    customers: int,
+    terminals: int,
+    days: int,
+    start: datetime,
+    seed: int,
+    radius: float,
+    out: Path,
+) -> None:
+    """Simulate labelled card transactions, as in the fraud-detection handbook.
+
+    Implements the transaction simulator of "Reproducible Machine Learning for Credit Card Fraud
+    Detection – Practical Handbook", with its three fraud scenarios and a 7-day label delay
+    (column reported_at). The defaults are the book's size: 5,000 customers, 10,000 terminals
+    and 183 days from 2018-04-01, about 1.75 million transactions and 0.8 % fraud, in seconds.
+    """
+    from tqdm import tqdm
+
+    config = SimulationConfig(
+        n_customers=customers,
+        n_terminals=terminals,
+        n_days=days,
+        start_date=start.strftime("%Y-%m-%d"),
+        radius=radius,
+        seed=seed,
+    )
+    began = time.perf_counter()
+    with tqdm(total=days, unit="day", desc="simulating", leave=False) as bar:
+        frame = run_simulation(config, progress=bar.update)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_dataset(frame, out)
+    elapsed = time.perf_counter() - began
+
+    frauds = int(frame["is_fraud"].sum())
+    rate = 100 * frauds / len(frame) if len(frame) else 0.0
+    if len(frame):
+        span = f"{frame['timestamp'].iloc[0]:%Y-%m-%d} .. {frame['timestamp'].iloc[-1]:%Y-%m-%d}"
+    else:
+        span = "no dates"
+    click.echo(
+        f"{len(frame):,} transactions, {frauds:,} frauds ({rate:.2f} %), {span}, "
+        f"{elapsed:.1f} s -> {out}"
+    )

@@ -1,0 +1,1 @@
+"""Online features: declarations, the Redis store, its in-memory twin."""

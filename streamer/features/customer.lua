@@ -1,0 +1,81 @@
+-- One customer's event-time windows: record a transaction (idempotent per id) and read the
+-- windows that end at it. Touches only this customer's keys (one hash slot: Redis Cluster ready).
+--
+-- KEYS[1]  zset  transaction id -> event time (epoch ms)
+-- KEYS[2]  hash  transaction id -> amount (shortest round-trip decimal text)
+-- ARGV     tx_id, ts_ms, amount
+-- The store prepends RETENTION (ms), TTL (s) and WINDOWS (ms, ascending) as constants.
+-- returns  {count_w, sum_w ...per window, gap_ms}  as strings (Lua numbers would be truncated)
+--
+-- A window is (t - w, t]. Members at exactly t count only when their id sorts at or before this
+-- one (byte order), so the answer does not depend on the order in which ties arrived: a replayed
+-- transaction gets the same features as the first time.
+local zkey, hkey = KEYS[1], KEYS[2]
+local id = ARGV[1]
+local t = tonumber(ARGV[2])
+local retention, ttl = RETENTION, TTL
+local nwin = #WINDOWS
+
+if redis.call('HSETNX', hkey, id, ARGV[3]) == 1 then
+  redis.call('ZADD', zkey, t, id)
+end
+
+local horizon = '(' .. string.format('%d', t - retention)
+local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', horizon)
+if #old > 0 then
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', horizon)
+  redis.call('HDEL', hkey, unpack(old))
+end
+redis.call('EXPIRE', zkey, ttl)
+redis.call('EXPIRE', hkey, ttl)
+
+local function bytes_le(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a <= #b
+end
+
+local widest = WINDOWS[nwin]
+local rows = redis.call('ZRANGEBYSCORE', zkey, '(' .. string.format('%d', t - widest),
+                        string.format('%d', t), 'WITHSCORES')
+local ids, scores = {}, {}
+for i = 1, #rows, 2 do
+  local s = tonumber(rows[i + 1])
+  if s < t or bytes_le(rows[i], id) then
+    ids[#ids + 1] = rows[i]
+    scores[#scores + 1] = s
+  end
+end
+
+local counts, sums = {}, {}
+for w = 1, nwin do counts[w] = 0; sums[w] = 0 end
+local prev = -1
+if #ids > 0 then
+  local amounts = redis.call('HMGET', hkey, unpack(ids))
+  for i = 1, #ids do
+    local s = scores[i]
+    local a = tonumber(amounts[i]) or 0
+    for w = 1, nwin do
+      if s > t - WINDOWS[w] then
+        counts[w] = counts[w] + 1
+        sums[w] = sums[w] + a
+      end
+    end
+    if ids[i] ~= id and s > prev then prev = s end
+  end
+end
+
+local out = {}
+for w = 1, nwin do
+  out[#out + 1] = tostring(counts[w])
+  out[#out + 1] = string.format('%.17g', sums[w])
+end
+if prev >= 0 then
+  out[#out + 1] = string.format('%d', t - prev)
+else
+  out[#out + 1] = '-1'
+end
+return out

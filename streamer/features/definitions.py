@@ -1,0 +1,189 @@
+"""The model's features, declared once for training and serving.
+
+A feature row is assembled from three parts: the transaction itself (amount, calendar), the
+customer's event-time windows *up to and including* the transaction, and the terminal's windows
+that *end one label delay before* the transaction (the handbook's protocol: fraud on a terminal
+becomes known only after the delay). The stores (Redis and its in-memory twin) compute the raw
+window statistics; this module turns them into the numbers the model sees, so there is exactly one
+place where a feature is defined.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+__all__ = [
+    "CUSTOMER_STATS_LEN",
+    "DAY_MS",
+    "FEATURES",
+    "FEATURE_NAMES",
+    "LABEL_DELAY_DAYS",
+    "RETENTION_DAYS",
+    "TERMINAL_STATS_LEN",
+    "WINDOW_DAYS",
+    "Feature",
+    "FeatureEvent",
+    "FraudMark",
+    "build_matrix",
+    "calendar_flags",
+    "to_epoch_ms",
+]
+
+DAY_MS = 86_400_000
+WINDOW_DAYS: tuple[int, ...] = (1, 7, 30)
+LABEL_DELAY_DAYS = 7
+#: State kept per entity, in event time. The terminal windows reach back
+#: ``max(WINDOW_DAYS) + LABEL_DELAY_DAYS`` = 37 days; the extra week lets a crashed batch be
+#: replayed (and a slow partition lag behind) without its windows having been trimmed away.
+RETENTION_DAYS = max(WINDOW_DAYS) + 2 * LABEL_DELAY_DAYS
+#: Gap reported when the customer has no earlier transaction inside the longest window.
+NO_PREVIOUS_HOURS = float(max(WINDOW_DAYS) * 24)
+
+#: customer stats: (count, amount sum) per window, then ms since the previous transaction or -1
+CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 1
+#: terminal stats: (transactions, known frauds) per window
+TERMINAL_STATS_LEN = 2 * len(WINDOW_DAYS)
+
+
+@dataclass(frozen=True, slots=True)
+class Feature:
+    """A model input: its name (the column name in training sets) and what it means."""
+
+    name: str
+    description: str
+    #: how an analyst reads the value in a reason, e.g. "{:.2f} EUR"
+    unit: str = "{:.2f}"
+
+
+def _customer_features() -> list[Feature]:
+    out = []
+    for d in WINDOW_DAYS:
+        out.append(
+            Feature(
+                f"CUSTOMER_ID_NB_TX_{d}DAY_WINDOW",
+                f"transactions by this card in the last {d} day(s), this one included",
+                "{:.0f}",
+            )
+        )
+        out.append(
+            Feature(
+                f"CUSTOMER_ID_AVG_AMOUNT_{d}DAY_WINDOW",
+                f"mean amount of this card's transactions in the last {d} day(s)",
+                "{:.2f}",
+            )
+        )
+    return out
+
+
+def _terminal_features() -> list[Feature]:
+    out = []
+    for d in WINDOW_DAYS:
+        out.append(
+            Feature(
+                f"TERMINAL_ID_NB_TX_{d}DAY_WINDOW",
+                f"transactions at this terminal in the {d} day(s) ending "
+                f"{LABEL_DELAY_DAYS} days ago",
+                "{:.0f}",
+            )
+        )
+        out.append(
+            Feature(
+                f"TERMINAL_ID_RISK_{d}DAY_WINDOW",
+                f"share of known fraud at this terminal in the {d} day(s) ending "
+                f"{LABEL_DELAY_DAYS} days ago",
+                "{:.0%}",
+            )
+        )
+    return out
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("TX_AMOUNT", "transaction amount", "{:.2f}"),
+    Feature("TX_DURING_WEEKEND", "made on a Saturday or Sunday (local time)", "{:.0f}"),
+    Feature("TX_DURING_NIGHT", "made between 00:00 and 06:59 (local time)", "{:.0f}"),
+    *_customer_features(),
+    *_terminal_features(),
+    Feature(
+        "CUSTOMER_AMOUNT_RATIO_30DAY",
+        "amount relative to this card's mean amount over the last 30 days",
+        "{:.1f}x",
+    ),
+    Feature(
+        "CUSTOMER_HOURS_SINCE_PREV_TX",
+        "hours since this card's previous transaction (capped at 30 days)",
+        "{:.1f} h",
+    ),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureEvent:
+    """What the stores need of a transaction: identity, entities, event time, amount."""
+
+    transaction_id: str
+    customer_id: str
+    terminal_id: str
+    ts_ms: int
+    amount: float
+    weekend: bool
+    night: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FraudMark:
+    """A label as the terminal windows use it: fraud known from ``reported_ms`` on."""
+
+    transaction_id: str
+    terminal_id: str
+    tx_ts_ms: int
+    reported_ms: int
+    is_fraud: bool
+
+
+def to_epoch_ms(ts: datetime) -> int:
+    """Event time as integer epoch milliseconds (the score of every window member)."""
+    return round(ts.timestamp() * 1000)
+
+
+def calendar_flags(ts: datetime) -> tuple[bool, bool]:
+    """(weekend, night) from the wall time at the offset the producer gave."""
+    return ts.weekday() >= 5, ts.hour <= 6
+
+
+def build_matrix(
+    events: Sequence[FeatureEvent],
+    customer_stats: Sequence[Sequence[float]],
+    terminal_stats: Sequence[Sequence[float]],
+) -> np.ndarray:
+    """Feature rows (n × len(FEATURES), float64) from the stores' raw window statistics."""
+    n = len(events)
+    cust = np.asarray(customer_stats, dtype=np.float64).reshape(n, CUSTOMER_STATS_LEN)
+    term = np.asarray(terminal_stats, dtype=np.float64).reshape(n, TERMINAL_STATS_LEN)
+    out = np.empty((n, len(FEATURES)), dtype=np.float64)
+    amount = np.fromiter((e.amount for e in events), dtype=np.float64, count=n)
+    out[:, 0] = amount
+    out[:, 1] = np.fromiter((e.weekend for e in events), dtype=np.float64, count=n)
+    out[:, 2] = np.fromiter((e.night for e in events), dtype=np.float64, count=n)
+    col = 3
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(len(WINDOW_DAYS)):
+            count, total = cust[:, 2 * i], cust[:, 2 * i + 1]
+            out[:, col] = count
+            out[:, col + 1] = np.where(count > 0, total / count, 0.0)
+            col += 2
+        for i in range(len(WINDOW_DAYS)):
+            count, frauds = term[:, 2 * i], term[:, 2 * i + 1]
+            out[:, col] = count
+            out[:, col + 1] = np.where(count > 0, np.minimum(frauds / count, 1.0), 0.0)
+            col += 2
+        mean30 = out[:, 3 + 2 * (len(WINDOW_DAYS) - 1) + 1]
+        out[:, col] = np.where(mean30 > 0, amount / mean30, 1.0)
+    gap_ms = cust[:, CUSTOMER_STATS_LEN - 1]
+    out[:, col + 1] = np.where(gap_ms >= 0, np.minimum(gap_ms / 3_600_000, NO_PREVIOUS_HOURS),
+                               NO_PREVIOUS_HOURS)
+    return out

@@ -1,0 +1,43 @@
+"""The Redis key scheme, in one place and pinned by a golden test.
+
+Every key of one entity shares a hash tag (``{c:<id>}`` or ``{t:<id>}``), so each server-side
+script touches a single hash slot and the store can move to Redis Cluster unchanged.
+
+==============================  ======  =============================================
+key                             type    content
+==============================  ======  =============================================
+``fs:{c:<customer>}:tx``        zset    transaction id -> event time (epoch ms)
+``fs:{c:<customer>}:amt``       hash    transaction id -> amount
+``fs:{t:<terminal>}:tx``        zset    transaction id -> event time (epoch ms)
+``fs:{t:<terminal>}:fraud``     zset    fraud transaction id -> event time (epoch ms)
+``fs:{t:<terminal>}:rep``       hash    fraud transaction id -> reported time (epoch ms)
+``fs:blocklist:customer``       set     blocked customer ids
+``fs:blocklist:terminal``       set     blocked terminal ids
+==============================  ======  =============================================
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["BlocklistKind", "blocklist_key", "customer_keys", "terminal_keys"]
+
+PREFIX = "fs"
+BlocklistKind = Literal["customer", "terminal"]
+
+
+def customer_keys(customer_id: str) -> tuple[str, str]:
+    """(transactions zset, amounts hash) of one customer."""
+    tag = f"{PREFIX}:{{c:{customer_id}}}"
+    return f"{tag}:tx", f"{tag}:amt"
+
+
+def terminal_keys(terminal_id: str) -> tuple[str, str, str]:
+    """(transactions zset, frauds zset, reported-at hash) of one terminal."""
+    tag = f"{PREFIX}:{{t:{terminal_id}}}"
+    return f"{tag}:tx", f"{tag}:fraud", f"{tag}:rep"
+
+
+def blocklist_key(kind: BlocklistKind) -> str:
+    """The set of blocked ids of one kind."""
+    return f"{PREFIX}:blocklist:{kind}"

@@ -1,0 +1,192 @@
+"""The in-memory twin of the Redis store, for building training sets and for unit tests.
+
+It implements the same window semantics as the Lua scripts (``customer.lua``, ``terminal.lua``,
+``label.lua``) and a parity test holds the two to equal features. It is tuned for history replayed
+in time order — the training case — where inserts land at the end of each entity's list, so a
+window sum is a difference of running totals.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamer.features.definitions import DAY_MS, FeatureEvent, FraudMark, build_matrix
+from streamer.features.keys import BlocklistKind
+from streamer.features.store import FeatureStore, StoreConfig
+
+__all__ = ["InMemoryFeatureStore"]
+
+
+@dataclass(slots=True)
+class _Customer:
+    keys: list[tuple[int, str]] = field(default_factory=list)  # (ts, id), sorted
+    cumsum: list[float] = field(default_factory=lambda: [0.0])  # cumsum[i] = sum of first i
+    amounts: dict[str, float] = field(default_factory=dict)
+
+    def add(self, ts: int, tx_id: str, amount: float) -> None:
+        if tx_id in self.amounts:
+            return
+        self.amounts[tx_id] = amount
+        key = (ts, tx_id)
+        if not self.keys or self.keys[-1] < key:
+            self.keys.append(key)
+            self.cumsum.append(self.cumsum[-1] + amount)
+        else:
+            insort(self.keys, key)
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        total, sums = 0.0, [0.0]
+        for _, tx_id in self.keys:
+            total += self.amounts[tx_id]
+            sums.append(total)
+        self.cumsum = sums
+
+    def trim(self, horizon: int) -> None:
+        cut = bisect_left(self.keys, (horizon, ""))
+        if cut > 256 or (cut and cut * 2 > len(self.keys)):
+            for _, tx_id in self.keys[:cut]:
+                del self.amounts[tx_id]
+            del self.keys[:cut]
+            self._rebuild()
+
+
+@dataclass(slots=True)
+class _Terminal:
+    times: list[tuple[int, str]] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
+    frauds: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (ts, reported)
+
+    def add(self, ts: int, tx_id: str) -> None:
+        if tx_id in self.seen:
+            return
+        self.seen.add(tx_id)
+        key = (ts, tx_id)
+        if not self.times or self.times[-1] < key:
+            self.times.append(key)
+        else:
+            insort(self.times, key)
+
+    def count(self, lo: int, hi: int) -> int:
+        """Transactions with lo < ts <= hi."""
+        return bisect_right(self.times, (hi, "\U0010ffff")) - bisect_right(
+            self.times, (lo, "\U0010ffff")
+        )
+
+    def trim(self, horizon: int) -> None:
+        cut = bisect_left(self.times, (horizon, ""))
+        if cut > 256 or (cut and cut * 2 > len(self.times)):
+            for _, tx_id in self.times[:cut]:
+                self.seen.discard(tx_id)
+            del self.times[:cut]
+            for tx_id in [k for k, (ts, _) in self.frauds.items() if ts < horizon]:
+                del self.frauds[tx_id]
+
+
+class InMemoryFeatureStore(FeatureStore):
+    """Same answers as :class:`RedisFeatureStore`, held in Python dictionaries."""
+
+    def __init__(self, config: StoreConfig | None = None) -> None:
+        self._config = config or StoreConfig()
+        self._customers: dict[str, _Customer] = {}
+        self._terminals: dict[str, _Terminal] = {}
+        self._blocked: dict[str, set[str]] = {"customer": set(), "terminal": set()}
+
+    def _terminal(self, terminal_id: str) -> _Terminal:
+        term = self._terminals.get(terminal_id)
+        if term is None:
+            term = self._terminals[terminal_id] = _Terminal()
+        return term
+
+    def customer_stats(self, e: FeatureEvent) -> list[float]:
+        cfg = self._config
+        cust = self._customers.get(e.customer_id)
+        if cust is None:
+            cust = self._customers[e.customer_id] = _Customer()
+        cust.add(e.ts_ms, e.transaction_id, float(e.amount))
+        cust.trim(e.ts_ms - cfg.retention_days * DAY_MS)
+        t = e.ts_ms
+        keys = cust.keys
+        end = bisect_right(keys, (t, e.transaction_id))  # ties: ids sorting at or before ours
+        out: list[float] = []
+        for w in cfg.windows_ms:
+            start = bisect_right(keys, (t - w, "\U0010ffff"))
+            out.append(float(end - start))
+            out.append(cust.cumsum[end] - cust.cumsum[start])
+        # previous transaction: the latest member in the widest window other than this one
+        widest_start = bisect_right(keys, (t - cfg.windows_ms[-1], "\U0010ffff"))
+        prev = -1
+        for i in range(end - 1, widest_start - 1, -1):
+            if keys[i][1] != e.transaction_id:
+                prev = keys[i][0]
+                break
+        out.append(float(t - prev) if prev >= 0 else -1.0)
+        return out
+
+    def terminal_stats(self, e: FeatureEvent) -> list[float]:
+        cfg = self._config
+        term = self._terminal(e.terminal_id)
+        term.add(e.ts_ms, e.transaction_id)
+        term.trim(e.ts_ms - cfg.retention_days * DAY_MS)
+        t = e.ts_ms
+        hi = t - cfg.delay_days * DAY_MS
+        out: list[float] = []
+        frauds = [ts for ts, rep in term.frauds.values() if rep <= t and ts <= hi]
+        for w in cfg.windows_ms:
+            lo = hi - w
+            out.append(float(term.count(lo, hi)))
+            out.append(float(sum(1 for ts in frauds if ts > lo)))
+        return out
+
+    async def raw_stats(
+        self, events: Sequence[FeatureEvent]
+    ) -> tuple[list[list[float]], list[list[float]], list[bool], list[bool]]:
+        return self.raw_stats_sync(events)
+
+    def raw_stats_sync(
+        self, events: Sequence[FeatureEvent]
+    ) -> tuple[list[list[float]], list[list[float]], list[bool], list[bool]]:
+        """The synchronous core, used directly when building training sets."""
+        cust = [self.customer_stats(e) for e in events]
+        term = [self.terminal_stats(e) for e in events]
+        bc, bt = self._blocked["customer"], self._blocked["terminal"]
+        return (
+            cust,
+            term,
+            [e.customer_id in bc for e in events],
+            [e.terminal_id in bt for e in events],
+        )
+
+    def enrich_sync(self, events: Sequence[FeatureEvent]) -> np.ndarray:
+        """Record events and return their feature rows, without an event loop."""
+        cust, term, _, _ = self.raw_stats_sync(events)
+        return build_matrix(events, cust, term)
+
+    async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
+        self.apply_labels_sync(marks)
+
+    def apply_labels_sync(self, marks: Sequence[FraudMark]) -> None:
+        for m in marks:
+            term = self._terminal(m.terminal_id)
+            if m.is_fraud:
+                term.add(m.tx_ts_ms, m.transaction_id)
+                term.frauds[m.transaction_id] = (m.tx_ts_ms, m.reported_ms)
+            else:
+                term.frauds.pop(m.transaction_id, None)
+
+    async def blocklist_add(self, kind: BlocklistKind, ids: Sequence[str]) -> int:
+        before = len(self._blocked[kind])
+        self._blocked[kind].update(ids)
+        return len(self._blocked[kind]) - before
+
+    async def blocklist_remove(self, kind: BlocklistKind, ids: Sequence[str]) -> int:
+        before = len(self._blocked[kind])
+        self._blocked[kind].difference_update(ids)
+        return before - len(self._blocked[kind])
+
+    async def blocklist_members(self, kind: BlocklistKind) -> list[str]:
+        return sorted(self._blocked[kind])

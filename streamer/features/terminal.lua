@@ -1,0 +1,56 @@
+-- One terminal's windows: record a transaction (idempotent per id) and read the windows that
+-- end one label delay before it. Touches only this terminal's keys (one hash slot).
+--
+-- KEYS[1]  zset  transaction id -> event time (ms)       every transaction seen at the terminal
+-- KEYS[2]  zset  transaction id -> event time (ms)       transactions labelled fraud
+-- KEYS[3]  hash  transaction id -> reported time (ms)    when each fraud became known
+-- ARGV     tx_id, ts_ms
+-- The store prepends RETENTION (ms), TTL (s), DELAY (ms) and WINDOWS (ms, ascending).
+-- returns  {transactions_w, frauds_w ...per window}
+--
+-- A window is (t - delay - w, t - delay]. A fraud counts only when it was reported at or before
+-- t, so replaying history gives the same answer whenever its labels arrived.
+local txkey, fraudkey, repkey = KEYS[1], KEYS[2], KEYS[3]
+local id = ARGV[1]
+local t = tonumber(ARGV[2])
+local retention, ttl, delay = RETENTION, TTL, DELAY
+local nwin = #WINDOWS
+
+redis.call('ZADD', txkey, 'NX', t, id)
+
+local horizon = '(' .. string.format('%d', t - retention)
+redis.call('ZREMRANGEBYSCORE', txkey, '-inf', horizon)
+local old = redis.call('ZRANGEBYSCORE', fraudkey, '-inf', horizon)
+if #old > 0 then
+  redis.call('ZREMRANGEBYSCORE', fraudkey, '-inf', horizon)
+  redis.call('HDEL', repkey, unpack(old))
+end
+redis.call('EXPIRE', txkey, ttl)
+
+local hi = t - delay
+local his = string.format('%d', hi)
+local out = {}
+for w = 1, nwin do
+  local lo = '(' .. string.format('%d', hi - WINDOWS[w])
+  out[2 * w - 1] = redis.call('ZCOUNT', txkey, lo, his)
+  out[2 * w] = 0
+end
+
+local widest = WINDOWS[nwin]
+local frauds = redis.call('ZRANGEBYSCORE', fraudkey, '(' .. string.format('%d', hi - widest),
+                          his, 'WITHSCORES')
+if #frauds > 0 then
+  local fids = {}
+  for i = 1, #frauds, 2 do fids[#fids + 1] = frauds[i] end
+  local reported = redis.call('HMGET', repkey, unpack(fids))
+  for i = 1, #fids do
+    local r = tonumber(reported[i])
+    if r ~= nil and r <= t then
+      local s = tonumber(frauds[2 * i])
+      for w = 1, nwin do
+        if s > hi - WINDOWS[w] then out[2 * w] = out[2 * w] + 1 end
+      end
+    end
+  end
+end
+return out

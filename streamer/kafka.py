@@ -1,0 +1,194 @@
+"""The project's Kafka clients, built in one place from the ``Settings``.
+
+The worker, the CLI and the tests all get their producers, consumers and topics from here, so
+connection and security options are translated once and the delivery guarantees the design
+relies on (idempotent ``acks="all"`` producers, manual commits) cannot drift between callers.
+
+aiokafka's constructors bind to the running event loop, so ``make_producer`` and
+``make_consumer`` must be called from a coroutine. They do no network I/O: the caller starts the
+client when it is ready to use it (and stops it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
+
+from streamer.settings import Settings
+
+__all__ = [
+    "client_options",
+    "contract_topic_names",
+    "contract_topics",
+    "ensure_topics",
+    "fetch_broker_ids",
+    "make_consumer",
+    "make_producer",
+]
+
+# Long enough to batch the sends of one scored batch, short enough not to show in latency.
+PRODUCER_LINGER_MS = 5
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """The aiokafka keyword arguments shared by every client: brokers and security.
+
+    SASL and TLS options are only set for the protocols that use them, so a PLAINTEXT setup
+    never needs certificate files or credentials to exist.
+    """
+    protocol = settings.kafka_security_protocol
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": protocol,
+    }
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_sasl_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    if protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile,
+            certfile=settings.kafka_ssl_certfile,
+            keyfile=settings.kafka_ssl_keyfile,
+        )
+    return options
+
+
+def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """A producer that neither loses nor duplicates a message on retry (not started).
+
+    ``acks="all"`` with idempotence is what lets the worker commit its input offsets as soon as
+    the outputs of a batch are acknowledged: an acknowledged message is durable and written once.
+    """
+    options: dict[str, Any] = {
+        **client_options(settings),
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": PRODUCER_LINGER_MS,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+def make_consumer(
+    settings: Settings, *topics: str, group_id: str | None, **overrides: Any
+) -> AIOKafkaConsumer:
+    """A group consumer that commits only when told to (not started).
+
+    Auto-commit would acknowledge input whose outputs may not be written yet; offsets are
+    committed after the batch is published instead. A new group starts from the earliest
+    offset so that nothing produced before the first start is missed.
+    """
+    options: dict[str, Any] = {
+        **client_options(settings),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+    }
+    options.update(overrides)
+    return AIOKafkaConsumer(*topics, **options)
+
+
+def contract_topic_names(settings: Settings) -> tuple[str, ...]:
+    """The five topics of the wire contract, under their configured names."""
+    return (
+        settings.topic_transactions,
+        settings.topic_labels,
+        settings.topic_decisions,
+        settings.topic_alerts,
+        settings.topic_dead_letters,
+    )
+
+
+async def ensure_topics(
+    settings: Settings,
+    names: Iterable[str],
+    partitions: int | None = None,
+    *,
+    replication_factor: int = 1,
+    timeout: float = 30.0,
+) -> list[str]:
+    """Create the topics that do not exist yet and return the names created.
+
+    Topics are created explicitly, never by the broker's auto-creation, so that they get the
+    partition count the design expects (``settings.partitions`` unless given). An existing topic
+    is left as it is, whatever its partition count: repartitioning is a migration, not a side
+    effect of starting a process. Returns once every topic has a leader for each partition, so
+    a producer started right after does not race the creation.
+    """
+    wanted = list(dict.fromkeys(names))
+    count = settings.partitions if partitions is None else partitions
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        created: list[str] = []
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name, count, replication_factor) for name in missing],
+                timeout_ms=int(timeout * 1000),
+            )
+            for topic, code, *rest in response.topic_errors:
+                error = for_code(code) if code else None
+                if error is None:
+                    created.append(topic)
+                elif error is not TopicAlreadyExistsError:  # lost a race: someone made it
+                    message = rest[0] if rest and rest[0] else error.__name__
+                    raise error(f"cannot create topic {topic!r}: {message}")
+    finally:
+        await admin.close()
+    await _wait_for_leaders(settings, wanted, timeout)
+    return created
+
+
+async def contract_topics(settings: Settings) -> list[str]:
+    """Ensure the five contract topics exist; returns the names created."""
+    return await ensure_topics(settings, contract_topic_names(settings))
+
+
+async def fetch_broker_ids(settings: Settings, timeout: float = 5.0) -> list[int]:
+    """Ask the cluster for its metadata and return the ids of the live brokers.
+
+    A full metadata round trip, not just a TCP connect: a broker only lists itself once it
+    has registered with the controller and can serve requests.
+    """
+    client = AIOKafkaClient(**client_options(settings), request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(client.bootstrap(), timeout)
+        return sorted(broker.nodeId for broker in client.cluster.brokers())
+    finally:
+        await client.close()
+
+
+async def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:
+    """Wait until the metadata shows a leader for every partition of ``topics``."""
+    client = AIOKafkaClient(**client_options(settings))
+    deadline = time.monotonic() + timeout
+    try:
+        await client.bootstrap()
+        while True:
+            cluster = await client.fetch_all_metadata()
+            pending = [t for t in topics if not _has_leaders(cluster, t)]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics without partition leaders after {timeout}s: {pending}")
+            await asyncio.sleep(0.1)
+    finally:
+        await client.close()
+
+
+def _has_leaders(cluster: ClusterMetadata, topic: str) -> bool:
+    partitions = cluster.partitions_for_topic(topic)
+    return bool(partitions) and partitions == cluster.available_partitions_for_topic(topic)

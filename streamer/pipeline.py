@@ -1,0 +1,204 @@
+"""The worker's batch steps as plain code, testable without Kafka.
+
+validate → enrich (one Redis round trip) → score (one ``predict_proba``) → rules and thresholds
+→ decisions, alerts and dead letters, ready to publish. The Faust agents in
+:mod:`streamer.app` only turn Kafka events into :class:`InputMessage` and send what comes back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from schemas import Alert, Decision, Label, Reason, Transaction
+from schemas.outputs import alert_id_for, severity_for
+from streamer.decode import dead_letter, decode
+from streamer.features.definitions import FeatureEvent, FraudMark, calendar_flags, to_epoch_ms
+from streamer.features.store import FeatureStore
+from streamer.rules import Policy, outcome_for, rule_hits
+from streamer.scoring import Scorer
+
+__all__ = ["BatchOutput", "InputMessage", "Pipeline", "feature_event"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputMessage:
+    """A consumed Kafka record, as the pipeline needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    """Serialised records to publish: (key, value) pairs per output topic."""
+
+    decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
+    alerts: list[tuple[bytes, bytes]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+    scores: list[float] = field(default_factory=list)
+    model_version: str | None = None
+
+
+def feature_event(tx: Transaction) -> FeatureEvent:
+    """What the feature store needs of a transaction."""
+    weekend, night = calendar_flags(tx.timestamp)
+    return FeatureEvent(
+        transaction_id=tx.transaction_id,
+        customer_id=tx.customer_id,
+        terminal_id=tx.terminal_id,
+        ts_ms=to_epoch_ms(tx.timestamp),
+        amount=float(tx.amount),
+        weekend=weekend,
+        night=night,
+    )
+
+
+class Pipeline:
+    """One worker's processing of a batch; holds no Kafka or Faust objects."""
+
+    def __init__(
+        self,
+        *,
+        store: FeatureStore,
+        scorer: Callable[[], Scorer],
+        policy: Policy,
+        max_bytes: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._scorer = scorer
+        self._policy = policy
+        self._max_bytes = max_bytes
+        self._clock = clock
+
+    def _reject(self, out: BatchOutput, msg: InputMessage, errors: list, now: datetime) -> None:
+        letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, errors, now)
+        out.dead_letters.append((msg.key, letter.model_dump_json().encode()))
+
+    async def transactions(
+        self, messages: Sequence[InputMessage], started: float | None = None
+    ) -> BatchOutput:
+        """Decide a batch of transaction records.
+
+        ``started`` is the ``time.perf_counter()`` at which the batch was consumed; each
+        decision's ``processing_ms`` runs from there to the moment it is ready to send.
+        """
+        started = time.perf_counter() if started is None else started
+        out = BatchOutput()
+        now = self._clock()
+        txs: list[Transaction] = []
+        for msg in messages:
+            result = decode(Transaction, msg.value, max_bytes=self._max_bytes)
+            if isinstance(result, Transaction):
+                txs.append(result)
+            else:
+                self._reject(out, msg, result, now)
+        if not txs:
+            return out
+
+        scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
+        enriched = await self._store.enrich([feature_event(tx) for tx in txs])
+        features = enriched.features
+        scores = scorer.score(features)
+        policy = self._policy
+
+        rules = [
+            rule_hits(amount=float(tx.amount), customer_blocked=cb, terminal_blocked=tb,
+                      policy=policy)
+            for tx, cb, tb in zip(txs, enriched.customer_blocked, enriched.terminal_blocked,
+                                  strict=True)
+        ]
+        outcomes = [
+            outcome_for(float(s), rule_hit=bool(r), policy=policy)
+            for s, r in zip(scores, rules, strict=True)
+        ]
+        flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
+        explanations = scorer.explain(features[flagged], scores[flagged], policy.reasons_top_k)
+        reasons: dict[int, list[Reason]] = {}
+        for i, contributions in zip(flagged, explanations, strict=True):
+            model_reasons = [Reason(code=c.code, description=c.describe()) for c in contributions]
+            if not model_reasons and not rules[i]:
+                model_reasons = [_threshold_reason(float(scores[i]), outcomes[i], policy)]
+            reasons[i] = rules[i] + model_reasons
+
+        decided_at = self._clock()
+        for i, tx in enumerate(txs):
+            outcome = outcomes[i]
+            score = 1.0 if rules[i] else float(scores[i])
+            decision = Decision.model_construct(
+                transaction_id=tx.transaction_id,
+                customer_id=tx.customer_id,
+                terminal_id=tx.terminal_id,
+                amount=tx.amount,
+                currency=tx.currency,
+                timestamp=tx.timestamp,
+                score=score,
+                decision=outcome,
+                reasons=reasons.get(i, []),
+                model_version=scorer.version,
+                decided_at=decided_at,
+                processing_ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+            key = tx.customer_id.encode()
+            out.decisions.append((key, decision.model_dump_json().encode()))
+            if outcome != "approve":
+                alert = Alert.model_construct(
+                    alert_id=alert_id_for(tx.transaction_id),
+                    transaction_id=tx.transaction_id,
+                    customer_id=tx.customer_id,
+                    terminal_id=tx.terminal_id,
+                    amount=tx.amount,
+                    currency=tx.currency,
+                    timestamp=tx.timestamp,
+                    score=score,
+                    decision=outcome,
+                    severity=severity_for(outcome),
+                    reasons=decision.reasons,
+                    model_version=scorer.version,
+                    created_at=decided_at,
+                )
+                out.alerts.append((key, alert.model_dump_json().encode()))
+            out.outcomes[outcome] = out.outcomes.get(outcome, 0) + 1
+        out.scores = np.asarray(scores, dtype=float).tolist()
+        out.model_version = scorer.version
+        return out
+
+    async def labels(self, messages: Sequence[InputMessage]) -> BatchOutput:
+        """Apply a batch of fraud labels to the terminal windows."""
+        out = BatchOutput()
+        now = self._clock()
+        marks: list[FraudMark] = []
+        for msg in messages:
+            result = decode(Label, msg.value, max_bytes=self._max_bytes)
+            if isinstance(result, Label):
+                marks.append(
+                    FraudMark(
+                        transaction_id=result.transaction_id,
+                        terminal_id=result.terminal_id,
+                        tx_ts_ms=to_epoch_ms(result.tx_timestamp),
+                        reported_ms=to_epoch_ms(result.reported_at),
+                        is_fraud=result.is_fraud,
+                    )
+                )
+            else:
+                self._reject(out, msg, result, now)
+        await self._store.apply_labels(marks)
+        return out
+
+
+def _threshold_reason(score: float, outcome: str, policy: Policy) -> Reason:
+    threshold = policy.decline_threshold if outcome == "decline" else policy.review_threshold
+    return Reason(
+        code="MODEL_SCORE",
+        description=f"model score {score:.2f} is at or above the {outcome} threshold "
+        f"{threshold:.2f}",
+    )

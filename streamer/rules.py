@@ -1,0 +1,63 @@
+"""Rules beside the model, and the thresholds that turn a score into an outcome.
+
+Rules are hard facts an operator sets (a blocked card or terminal, an amount limit); a hit
+declines the transaction whatever the model says, and shows first in its reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas import Outcome, Reason
+from streamer.settings import Settings
+
+__all__ = ["Policy", "outcome_for", "rule_hits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Decision thresholds and rule parameters (from :class:`~streamer.settings.Settings`)."""
+
+    review_threshold: float = 0.5
+    decline_threshold: float = 0.9
+    amount_limit: float = 10_000.0
+    reasons_top_k: int = 3
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Policy:
+        return cls(
+            review_threshold=settings.review_threshold,
+            decline_threshold=settings.decline_threshold,
+            amount_limit=settings.amount_limit,
+            reasons_top_k=settings.reasons_top_k,
+        )
+
+
+def rule_hits(
+    *, amount: float, customer_blocked: bool, terminal_blocked: bool, policy: Policy
+) -> list[Reason]:
+    """The rules a transaction breaks, as reasons; empty when it breaks none."""
+    hits = []
+    if customer_blocked:
+        hits.append(Reason(code="RULE_CUSTOMER_BLOCKED", description="the card is on the blocklist"))
+    if terminal_blocked:
+        hits.append(
+            Reason(code="RULE_TERMINAL_BLOCKED", description="the terminal is on the blocklist")
+        )
+    if amount > policy.amount_limit:
+        hits.append(
+            Reason(
+                code="RULE_AMOUNT_LIMIT",
+                description=f"amount {amount:.2f} is over the limit of {policy.amount_limit:.2f}",
+            )
+        )
+    return hits
+
+
+def outcome_for(score: float, *, rule_hit: bool, policy: Policy) -> Outcome:
+    """Thresholds on the score; any rule hit declines."""
+    if rule_hit or score >= policy.decline_threshold:
+        return "decline"
+    if score >= policy.review_threshold:
+        return "review"
+    return "approve"

@@ -1,0 +1,189 @@
+"""Raw Kafka values to models or dead letters: the rules of the DeadLetter contract."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas import DeadLetter, ErrorDetail, Label, Transaction
+from streamer.decode import RAW_KEPT_BYTES, dead_letter, decode
+
+LIMIT = 64 * 1024
+RECEIVED_AT = datetime(2018, 4, 1, 0, 0, 32, tzinfo=UTC)
+VALID = (
+    b'{"transaction_id": "tx-1", "timestamp": "2018-04-01T00:00:31Z", '
+    b'"customer_id": "c-1", "terminal_id": "t-1", "amount": 12.5}'
+)
+
+
+def errors(raw: bytes | None, *, max_bytes: int = LIMIT) -> list[ErrorDetail]:
+    result = decode(Transaction, raw, max_bytes=max_bytes)
+    assert isinstance(result, list), result
+    return result
+
+
+def letter(raw: bytes | None, errs: list[ErrorDetail], key: bytes | None = b"c-1") -> DeadLetter:
+    return dead_letter("transactions", 2, 1234, key, raw, errs, RECEIVED_AT)
+
+
+# --- decode -----------------------------------------------------------------------------------
+
+
+def test_valid_value_decodes_to_the_model() -> None:
+    tx = decode(Transaction, VALID, max_bytes=LIMIT)
+    assert isinstance(tx, Transaction)
+    assert tx.transaction_id == "tx-1"
+
+
+def test_decode_works_for_any_contract_model() -> None:
+    raw = json.dumps(
+        {
+            "transaction_id": "tx-1",
+            "customer_id": "c-1",
+            "terminal_id": "t-1",
+            "tx_timestamp": "2018-04-01T00:00:31Z",
+            "is_fraud": False,
+            "reported_at": "2018-04-02T00:00:00Z",
+        }
+    ).encode()
+    assert isinstance(decode(Label, raw, max_bytes=LIMIT), Label)
+
+
+@pytest.mark.parametrize("raw", [None, b""])
+def test_missing_or_empty_value_is_a_clear_error(raw: bytes | None) -> None:
+    [err] = errors(raw)
+    assert (err.loc, err.type) == ([], "value_missing")
+    assert "JSON object" in err.msg
+
+
+def test_value_over_the_limit_is_rejected_before_parsing() -> None:
+    raw = b"{" + b" " * (1024 * 1024) + b"}"  # 1 MB, and not even a valid transaction
+    [err] = errors(raw)
+    assert (err.loc, err.type) == ([], "value_too_large")
+    assert f"{len(raw)} bytes" in err.msg
+    assert f"{LIMIT}-byte limit" in err.msg
+    assert f"first {RAW_KEPT_BYTES} bytes" in err.msg
+
+
+def test_value_at_the_limit_is_parsed() -> None:
+    assert isinstance(decode(Transaction, VALID, max_bytes=len(VALID)), Transaction)
+    assert errors(VALID, max_bytes=len(VALID) - 1)[0].type == "value_too_large"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xfe\x00", VALID.replace(b'"t-1"', b'"t-\xe9"'), "{}".encode("utf-16")]
+)
+def test_non_utf8_value_is_named_as_such(raw: bytes) -> None:
+    [err] = errors(raw)
+    assert (err.loc, err.type) == ([], "utf8_invalid")
+    assert "UTF-8" in err.msg
+
+
+@pytest.mark.parametrize(
+    ("raw", "error_type"),
+    [(b"not json", "json_invalid"), (b"[1, 2]", "model_type"), (b'"tx-1"', "model_type")],
+)
+def test_non_object_values_are_rejected(raw: bytes, error_type: str) -> None:
+    [err] = errors(raw)
+    assert (err.loc, err.type) == ([], error_type)
+
+
+def test_every_problem_is_reported_with_its_location() -> None:
+    body = json.loads(VALID)
+    body.update(transaction_id="x" * 65, amount="12.5", timestamp="2018-04-01T00:00:31")
+    found = errors(json.dumps(body).encode())
+    assert [(e.loc, e.type) for e in found] == [
+        (["transaction_id"], "string_too_long"),
+        (["timestamp"], "timezone_aware"),
+        (["amount"], "float_type"),
+    ]
+    assert found[1].msg == "timestamp must include a UTC offset, e.g. 2018-04-01T00:00:31Z"
+
+
+def test_errors_do_not_echo_the_input() -> None:
+    # The whole value is already in the dead letter's raw; errors stay short.
+    [err] = errors(VALID.replace(b"12.5", b"-12.5"))
+    assert set(err.model_dump()) == {"loc", "msg", "type"}
+
+
+# --- dead_letter ------------------------------------------------------------------------------
+
+
+def test_utf8_value_is_kept_as_text() -> None:
+    raw = b'{"amount": "d\xc3\xa9j\xc3\xa0"}'
+    result = letter(raw, errors(raw))
+    assert (result.raw, result.raw_encoding) == ('{"amount": "déjà"}', "utf-8")
+    assert (result.source_topic, result.partition, result.offset) == ("transactions", 2, 1234)
+    assert result.key == "c-1"
+    assert result.received_at == RECEIVED_AT
+
+
+def test_non_utf8_value_is_kept_as_base64() -> None:
+    raw = b"\xff\xfe\x00"
+    result = letter(raw, errors(raw))
+    assert result.raw_encoding == "base64"
+    assert base64.b64decode(result.raw) == raw
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"), [(b"c-1", "c-1"), (b"k\xc3\xa9", "ké"), (b"", ""), (None, None)]
+)
+def test_key_is_utf8_text_or_null(key: bytes | None, expected: str | None) -> None:
+    assert letter(b"x", errors(b"x"), key=key).key == expected
+
+
+def test_non_utf8_key_becomes_null() -> None:
+    assert letter(b"x", errors(b"x"), key=b"\xff\x00\x01").key is None
+
+
+def test_missing_value_is_kept_as_empty_text() -> None:
+    result = letter(None, errors(None))
+    assert (result.raw, result.raw_encoding) == ("", "utf-8")
+
+
+def test_oversized_value_keeps_only_its_start() -> None:
+    raw = b'{"note": "' + b"a" * (1024 * 1024) + b'"}'
+    result = letter(raw, errors(raw))
+    assert result.raw_encoding == "utf-8"
+    assert result.raw == raw[:RAW_KEPT_BYTES].decode()
+    assert len(result.model_dump_json()) < 2 * RAW_KEPT_BYTES
+
+
+def test_oversized_value_is_cut_at_a_character_boundary() -> None:
+    # Two-byte characters from an odd offset: byte RAW_KEPT_BYTES falls inside one.
+    raw = b"x" + "é".encode() * LIMIT
+    result = letter(raw, errors(raw))
+    assert result.raw_encoding == "utf-8"
+    assert result.raw == "x" + "é" * ((RAW_KEPT_BYTES - 1) // 2)
+
+
+def test_oversized_binary_value_keeps_its_start_as_base64() -> None:
+    raw = b"\xff" * (LIMIT + 1)
+    result = letter(raw, errors(raw))
+    assert result.raw_encoding == "base64"
+    assert base64.b64decode(result.raw) == raw[:RAW_KEPT_BYTES]
+
+
+def test_value_under_the_limit_is_kept_whole() -> None:
+    raw = b'{"note": "' + b"a" * (LIMIT - 100) + b'"}'
+    result = letter(raw, errors(raw))
+    assert result.raw == raw.decode()
+
+
+def test_dead_letter_json_follows_the_contract() -> None:
+    raw = b'{"transaction_id": 5}'
+    body = json.loads(letter(raw, errors(raw), key=b"\xff").model_dump_json())
+    assert body["key"] is None
+    assert body["raw"] == raw.decode()
+    assert body["raw_encoding"] == "utf-8"
+    assert body["received_at"] == "2018-04-01T00:00:32Z"
+    assert body["errors"][0] == {
+        "loc": ["transaction_id"],
+        "msg": "Input should be a valid string",
+        "type": "string_type",
+    }
+    assert len(body["errors"]) == 5  # a bad id and four missing fields
+    assert DeadLetter.model_validate_json(json.dumps(body)) == letter(raw, errors(raw), b"\xff")
