@@ -1,0 +1,149 @@
+"""The Faust app: topics and agents, wiring only.
+
+Each agent takes events in batches with manual acknowledgement (``take_events``), hands the raw
+records to :class:`~streamer.pipeline.Pipeline`, sends every output of the batch without waiting
+on each, and then waits until Kafka has acknowledged all of them. Only then does the batch's
+``async for`` step end, and only then does Faust ack the events — so an input offset is committed
+only after the outputs it caused are durable. A crash before that point replays the batch, and
+the idempotent feature store and deterministic scoring make the replay produce the same
+decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Iterable
+from typing import Any
+
+import faust
+from faust.auth import SASLCredentials, SSLCredentials
+
+from streamer.kafka import client_options
+from streamer.metrics import Metrics
+from streamer.pipeline import BatchOutput, InputMessage
+from streamer.runtime import Runtime
+from streamer.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("streamer.worker")
+
+
+def _credentials(settings: Settings) -> Any:
+    options = client_options(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return SASLCredentials(
+            username=options["sasl_plain_username"],
+            password=options["sasl_plain_password"],
+            ssl_context=options.get("ssl_context"),
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if protocol == "SSL":
+        return SSLCredentials(options["ssl_context"])
+    return None
+
+
+def _messages(events: Iterable[Any]) -> list[InputMessage]:
+    return [
+        InputMessage(m.topic, m.partition, m.offset, m.key, m.value)
+        for m in (e.message for e in events)
+    ]
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
+    """Build the worker app. No I/O happens until Faust starts it."""
+    runtime = runtime or Runtime(settings)
+    metrics: Metrics = runtime.metrics
+    app = faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(settings.data_dir / "worker"),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,  # `fraud-streamer worker` creates the contract topics
+        topic_disable_leader=True,
+        producer_acks=-1,
+        producer_linger=0.002,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        stream_publish_on_commit=False,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+    )
+    raw = {"key_type": bytes, "value_type": bytes,
+           "key_serializer": "raw", "value_serializer": "raw"}
+    transactions = app.topic(settings.topic_transactions, **raw)
+    labels = app.topic(settings.topic_labels, **raw)
+    decisions = app.topic(settings.topic_decisions, **raw)
+    alerts = app.topic(settings.topic_alerts, **raw)
+    dead_letters = app.topic(settings.topic_dead_letters, **raw)
+
+    async def publish(out: BatchOutput) -> None:
+        """Send every record of the batch, then wait for all acknowledgements together."""
+        pending: list[Awaitable[Any]] = []
+        for topic, records in (
+            (decisions, out.decisions),
+            (alerts, out.alerts),
+            (dead_letters, out.dead_letters),
+        ):
+            for key, value in records:
+                pending.append(await topic.send(key=key, value=value, force=True))
+        await asyncio.gather(*pending)
+
+    async def run_batch(kind: str, events: list[Any]) -> None:
+        started = time.perf_counter()
+        messages = _messages(events)
+        try:
+            pipeline = await runtime.pipeline()
+            if kind == "transactions":
+                out = await pipeline.transactions(messages, started)
+            else:
+                out = await pipeline.labels(messages)
+            await publish(out)
+        except Exception:
+            # Faust acks a take_events batch even when its body raises; exiting here instead
+            # leaves the batch uncommitted, so the next worker replays it. Nothing is lost.
+            log.critical("batch of %d %s failed; exiting so it is replayed", len(events), kind,
+                         exc_info=True)
+            logging.shutdown()
+            os._exit(70)
+        metrics.observe_batch(kind, out, time.perf_counter() - started, len(messages))
+
+    @app.agent(transactions, concurrency=1)
+    async def score_transactions(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_max,
+                                               within=settings.batch_within_ms / 1000):
+            await run_batch("transactions", events)
+
+    @app.agent(labels, concurrency=1)
+    async def apply_labels(stream: Any) -> None:
+        async for events in stream.take_events(settings.batch_max,
+                                               within=settings.batch_within_ms / 1000):
+            await run_batch("labels", events)
+
+    @app.timer(settings.model_poll_seconds)
+    async def follow_promotions() -> None:
+        await runtime.refresh_model()
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        body, content_type = metrics.exposition()
+        return web.bytes(body, content_type=content_type)
+
+    @app.page("/")
+    async def dashboard(web: Any, request: Any) -> Any:
+        return web.html(runtime.dashboard_html())
+
+    @app.page("/api/summary")
+    async def summary(web: Any, request: Any) -> Any:
+        return web.json(metrics.summary(runtime.model_version))
+
+    app.runtime = runtime  # type: ignore[attr-defined]
+    return app

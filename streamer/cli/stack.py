@@ -1,0 +1,90 @@
+"""``fraud-streamer stack``: the local Kafka and Redis that development and the tests run on."""
+
+from __future__ import annotations
+
+import click
+
+from streamer.cli import pass_settings
+from streamer.settings import Settings
+from streamer.stack import LocalStack, StackError
+
+__all__ = ["stack"]
+
+
+def _local_stack(settings: Settings) -> LocalStack:
+    try:
+        return LocalStack(settings, echo=click.echo)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def stack() -> None:
+    """Run a real Apache Kafka (KRaft, one node) and Redis on 127.0.0.1 for development.
+
+    Ports come from STREAMER_KAFKA_BOOTSTRAP_SERVERS and STREAMER_REDIS_URL (the KRaft
+    controller takes the broker's port + 1); everything the services write stays in
+    STREAMER_DATA_DIR (default .stack/). The services run in the background and survive the
+    command; `down` stops them again. Needs Java 17+ and Maven for Kafka, and redis-server
+    (installed with apt-get when missing and allowed). With Docker, `docker compose up` runs the
+    same system in containers instead.
+    """
+
+
+@stack.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=90.0,
+    show_default=True,
+    help="Seconds to wait for both services to answer.",
+)
+@pass_settings
+def up(settings: Settings, timeout: float) -> None:
+    """Start Kafka and Redis unless they already run, and wait until both answer.
+
+    Services already answering on their ports are reused (also when something else started
+    them). The first run resolves Kafka's jars with Maven and formats the KRaft storage.
+    Prints the bootstrap address and the Redis URL to use.
+    """
+    local = _local_stack(settings)
+    try:
+        local.up(timeout=timeout)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Kafka bootstrap servers: {local.kafka}")
+    click.echo(f"Redis URL:               {settings.redis_url}")
+
+
+@stack.command()
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait after SIGTERM before a service is killed.",
+)
+@pass_settings
+def down(settings: Settings, grace: float) -> None:
+    """Stop the services that `stack up` started here (by their pid files).
+
+    A service running on the same port that this checkout did not start is left alone. Data
+    stays in the data directory for the next `up`; delete it to start from empty topics.
+    """
+    for message in _local_stack(settings).down(grace=grace):
+        click.echo(message)
+
+
+@stack.command()
+@pass_settings
+def status(settings: Settings) -> None:
+    """Show what runs where: address, pid, and whether `stack up` started it.
+
+    Exits with status 0 when both services answer and 3 otherwise (like `systemctl status`),
+    so scripts can test it.
+    """
+    states = _local_stack(settings).status()
+    for state in states:
+        click.echo(state.describe())
+    if not all(state.answering for state in states):
+        raise SystemExit(3)

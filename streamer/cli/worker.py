@@ -1,0 +1,54 @@
+"""``fraud-streamer worker``: run the scoring worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from streamer.cli import pass_settings
+from streamer.settings import Settings
+
+
+@click.command()
+@click.option("--loglevel", "-l", default="info", show_default=True,
+              type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+              help="Log level of the worker.")
+@pass_settings
+def worker(settings: Settings, loglevel: str) -> None:
+    """Consume transactions and labels; publish decisions, alerts and dead letters.
+
+    Run several (same STREAMER_CONSUMER_GROUP) to share the partitions. The dashboard and the
+    Prometheus metrics are served on 127.0.0.1:STREAMER_WEB_PORT (/ and /metrics). A model must
+    be promoted in STREAMER_MODEL_REGISTRY first (`fraud-streamer train`).
+    """
+    from faust import Worker
+
+    from models.registry import ModelRegistry, RegistryError
+    from streamer.app import create_app
+    from streamer.kafka import contract_topics
+
+    registry = ModelRegistry(settings.model_registry)
+    try:
+        version = registry.current_version()
+        if version is None:
+            raise RegistryError(
+                f"no model promoted in {settings.model_registry}: run `fraud-streamer train` "
+                f"first (it simulates data, trains, registers and promotes a model)"
+            )
+        registry.verify(version)
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        asyncio.run(contract_topics(settings))
+    except Exception as exc:
+        raise click.ClickException(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to create the topics: "
+            f"{exc} (is it running? `fraud-streamer stack up`)"
+        ) from None
+    click.echo(f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
+               f"redis {settings.redis_url}, dashboard http://127.0.0.1:{settings.web_port}/",
+               err=True)
+    (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -1,0 +1,1 @@
+"""The fraud-ops dashboard page, served by the worker at /."""

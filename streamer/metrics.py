@@ -1,0 +1,78 @@
+"""Prometheus metrics of a worker, and the summary the dashboard polls.
+
+One ``Metrics`` object per worker, with its own registry (no global state), updated once per
+batch — never per event on the hot path beyond a histogram ``observe`` of the scores.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from streamer.pipeline import BatchOutput
+
+__all__ = ["Metrics"]
+
+SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0)
+
+
+class Metrics:
+    """Counters of what the worker consumed and produced, and how long batches took."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter("streamer_consumed", "Input records consumed", ["topic"],
+                                registry=r)
+        self.decisions = Counter("streamer_decisions", "Decisions published", ["outcome"],
+                                 registry=r)
+        self.alerts = Counter("streamer_alerts", "Alerts published", registry=r)
+        self.dead_letters = Counter("streamer_dead_letters", "Input records dead-lettered",
+                                    ["topic"], registry=r)
+        self.batch_seconds = Histogram(
+            "streamer_batch_seconds", "Time to process and publish one batch", ["topic"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.scores = Histogram("streamer_score", "Model scores (drift watch)",
+                                buckets=SCORE_BUCKETS, registry=r)
+        self.model_info = Gauge("streamer_model_info", "The model version in use", ["version"],
+                                registry=r)
+        self.started = time.time()
+        self._totals: dict[str, int] = {}
+
+    def observe_batch(self, topic: str, out: BatchOutput, seconds: float, consumed: int) -> None:
+        self.consumed.labels(topic).inc(consumed)
+        self.batch_seconds.labels(topic).observe(seconds)
+        if out.dead_letters:
+            self.dead_letters.labels(topic).inc(len(out.dead_letters))
+        for outcome, n in out.outcomes.items():
+            self.decisions.labels(outcome).inc(n)
+        if out.alerts:
+            self.alerts.inc(len(out.alerts))
+        for s in out.scores:
+            self.scores.observe(s)
+        for key, n in (
+            (f"consumed_{topic}", consumed),
+            ("dead_letters", len(out.dead_letters)),
+            ("alerts", len(out.alerts)),
+            *((f"decision_{k}", v) for k, v in out.outcomes.items()),
+        ):
+            self._totals[key] = self._totals.get(key, 0) + n
+
+    def set_model(self, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version).set(1)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def summary(self, model_version: str | None) -> dict[str, Any]:
+        return {
+            "model_version": model_version,
+            "uptime_s": round(time.time() - self.started, 1),
+            "totals": dict(sorted(self._totals.items())),
+        }

@@ -1,0 +1,98 @@
+"""The worker's composition root: the one place where adapters are chosen and built.
+
+Nothing here touches the network until the first batch asks for the pipeline, so building the
+Faust app (and importing this module) is free of I/O. Tests inject an in-memory store or a
+prepared scorer through the constructor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from importlib import resources
+
+from redis.asyncio import Redis
+
+from models.registry import ModelRegistry
+from streamer.features.store import FeatureStore, RedisFeatureStore
+from streamer.metrics import Metrics
+from streamer.pipeline import Pipeline
+from streamer.rules import Policy
+from streamer.scoring import Scorer
+from streamer.settings import Settings
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger("streamer.worker")
+
+
+class Runtime:
+    """Lazily built Redis store, model and pipeline of one worker process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: FeatureStore | None = None,
+        registry: ModelRegistry | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or ModelRegistry(settings.model_registry)
+        self.metrics = metrics or Metrics()
+        self._store = store
+        self._scorer: Scorer | None = None
+        self._pipeline: Pipeline | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def model_version(self) -> str | None:
+        return self._scorer.version if self._scorer else None
+
+    def scorer(self) -> Scorer:
+        assert self._scorer is not None, "model not loaded"
+        return self._scorer
+
+    async def pipeline(self) -> Pipeline:
+        if self._pipeline is None:
+            async with self._lock:
+                if self._pipeline is None:
+                    if self._store is None:
+                        client = Redis.from_url(self.settings.redis_url)
+                        self._store = RedisFeatureStore(client)
+                    if self._scorer is None:
+                        await self.refresh_model()
+                    self._pipeline = Pipeline(
+                        store=self._store,
+                        scorer=self.scorer,
+                        policy=Policy.from_settings(self.settings),
+                        max_bytes=self.settings.max_message_bytes,
+                    )
+        return self._pipeline
+
+    async def refresh_model(self) -> None:
+        """Load the promoted version if it is not the one in use (hot reload, no restart).
+
+        Loading runs in a thread so that unpickling a large model does not stall the event
+        loop; the swap is a single assignment, so a batch in flight keeps the model it started
+        with. A bad promotion (tampered or unknown artifact) is logged and the current model
+        stays in use.
+        """
+        wanted = await asyncio.to_thread(self.registry.current_version)
+        if wanted is None or wanted == self.model_version:
+            return
+        try:
+            loaded = await asyncio.to_thread(self.registry.load, wanted)
+            scorer = Scorer(loaded)
+        except Exception as exc:
+            if self._scorer is None:
+                raise
+            log.error("not switching to model %s: %s (still serving %s)", wanted, exc,
+                      self.model_version)
+            return
+        previous, self._scorer = self.model_version, scorer
+        self.metrics.set_model(scorer.version)
+        log.info("serving model %s (was %s)", scorer.version, previous or "none")
+
+    def dashboard_html(self) -> str:
+        return resources.files("streamer.dashboard").joinpath("index.html").read_text("utf-8")

@@ -1,0 +1,735 @@
+"""The local stack: a real Apache Kafka broker (KRaft, one node) and a real Redis on loopback.
+
+Development machines run no Docker engine, and fakes would hide exactly the behaviour the
+worker depends on (group rebalances, committed offsets, server-side scripts). So the stack runs
+the real servers as plain background processes, with everything they write under the
+git-ignored ``settings.data_dir``:
+
+    <data_dir>/kafka/  server.properties, log4j2.properties, classpath.txt, data/, logs/, kafka.pid
+    <data_dir>/redis/  dump.rdb, redis.log, redis.pid
+
+Kafka's jars come from Maven Central through ``stack/kafka/pom.xml`` (resolved once into the
+local Maven repository; the stack caches the classpath). Ports come from the settings, so the
+stack always listens where the worker and the tests will connect. A service found answering on
+its port without our pid file is reused and never stopped: ``down`` stops only what ``up``
+started. No output of its own: progress goes to the ``echo`` callback the caller passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import ipaddress
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from streamer.settings import ENV_PREFIX, Settings
+
+__all__ = [
+    "KAFKA_VERSION",
+    "Endpoint",
+    "LocalStack",
+    "ServiceState",
+    "StackError",
+    "StackPaths",
+    "java_major_version",
+    "kafka_endpoint",
+    "missing_tools_message",
+    "new_cluster_id",
+    "parse_host_port",
+    "redis_endpoint",
+    "redis_install_commands",
+    "render_log4j2",
+    "render_server_properties",
+    "tail",
+]
+
+KAFKA_VERSION = "4.1.1"
+MIN_JAVA = 17
+POM = Path(__file__).resolve().parent.parent / "stack" / "kafka" / "pom.xml"
+JAVA_PACKAGES = "openjdk-17-jre-headless maven"
+REDIS_PACKAGE = "redis-server"
+KAFKA_HEAP = ["-Xms256m", "-Xmx512m"]
+
+Echo = Callable[[str], None]
+
+
+class StackError(Exception):
+    """The local stack cannot do what was asked; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A host and port the stack binds to and probes."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> Endpoint:
+    """Parse ``host:port`` (IPv6 as ``[::1]:port``); raises ``ValueError`` when malformed."""
+    parts = urlsplit(f"//{text.strip()}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {text!r}") from exc
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    if port is None:
+        if default_port is None:
+            raise ValueError(f"no port in {text!r}")
+        port = default_port
+    if port == 0:
+        raise ValueError(f"port 0 in {text!r}")
+    return Endpoint(host, port)
+
+
+def _bind_host(host: str, variable: str) -> str:
+    """The loopback address to bind for ``host``; the stack never listens beyond this machine."""
+    if host == "localhost":
+        return "127.0.0.1"
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return host
+    raise StackError(
+        f"{variable} names host {host!r}: the local stack only runs on loopback "
+        "(127.0.0.1, ::1 or localhost). Unset it for the local stack, or point it at your "
+        "own services and do not use `stack up`."
+    )
+
+
+def kafka_endpoint(settings: Settings) -> Endpoint:
+    """Where the local broker must listen: the single loopback bootstrap server."""
+    variable = f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS"
+    servers = settings.bootstrap_servers
+    if len(servers) != 1:
+        raise StackError(f"{variable} lists {len(servers)} servers; the local stack runs one.")
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        raise StackError(
+            f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL is {settings.kafka_security_protocol}; "
+            "the local stack speaks PLAINTEXT only."
+        )
+    try:
+        endpoint = parse_host_port(servers[0])
+    except ValueError as exc:
+        raise StackError(f"{variable}: {exc}") from None
+    return Endpoint(_bind_host(endpoint.host, variable), endpoint.port)
+
+
+def redis_endpoint(settings: Settings) -> Endpoint:
+    """Where the local Redis must listen, from the ``redis://`` URL."""
+    variable = f"{ENV_PREFIX}REDIS_URL"
+    parts = urlsplit(settings.redis_url)
+    if parts.scheme != "redis":
+        raise StackError(f"{variable} must be a redis:// URL for the local stack.")
+    try:
+        endpoint = parse_host_port(parts.netloc.rpartition("@")[2], default_port=6379)
+    except ValueError as exc:
+        raise StackError(f"{variable}: {exc}") from None
+    return Endpoint(_bind_host(endpoint.host, variable), endpoint.port)
+
+
+def controller_endpoint(broker: Endpoint) -> Endpoint:
+    """The KRaft controller listens on the port after the broker's (9092 -> 9093)."""
+    return Endpoint(broker.host, broker.port + 1)
+
+
+class StackPaths:
+    """Where the stack keeps each file; ``root`` is the absolute ``settings.data_dir``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.kafka = root / "kafka"
+        self.kafka_config = self.kafka / "server.properties"
+        self.kafka_log4j = self.kafka / "log4j2.properties"
+        self.kafka_data = self.kafka / "data"
+        self.kafka_log = self.kafka / "logs" / "server.log"
+        self.kafka_console = self.kafka / "logs" / "console.log"
+        self.kafka_pid = self.kafka / "kafka.pid"
+        self.classpath = self.kafka / "classpath.txt"
+        self.maven_log = self.kafka / "logs" / "maven.log"
+        self.redis = root / "redis"
+        self.redis_log = self.redis / "redis.log"
+        self.redis_pid = self.redis / "redis.pid"
+
+
+# --- rendering (pure) ---------------------------------------------------------------------------
+
+
+def render_server_properties(broker: Endpoint, data_dir: Path, partitions: int) -> str:
+    """The broker+controller configuration of a single-node KRaft cluster on loopback.
+
+    Replication factors are 1 because there is one node. Topic auto-creation is off, as in
+    docker-compose.yml: topics are created by ``streamer.kafka.ensure_topics`` with the
+    partition count the design needs, and a misspelt topic name fails instead of appearing.
+    """
+    controller = controller_endpoint(broker)
+    return "\n".join(
+        [
+            "# Written by `fraud-streamer stack up` at every start: change the settings instead.",
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{controller}",
+            f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
+            f"advertised.listeners=PLAINTEXT://{broker}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data_dir}",
+            f"num.partitions={partitions}",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=8",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "",
+        ]
+    )
+
+
+def render_log4j2(log_file: Path) -> str:
+    """Kafka's log4j2 configuration: INFO to a rolling file, the chatty loggers at WARN."""
+    return "\n".join(
+        [
+            "# Written by `fraud-streamer stack up` at every start.",
+            "status = warn",
+            "appender.file.type = RollingFile",
+            "appender.file.name = file",
+            f"appender.file.fileName = {log_file}",
+            f"appender.file.filePattern = {log_file}.%i",
+            "appender.file.layout.type = PatternLayout",
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
+            "appender.file.policies.type = Policies",
+            "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
+            "appender.file.policies.size.size = 20MB",
+            "appender.file.strategy.type = DefaultRolloverStrategy",
+            "appender.file.strategy.max = 3",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.file.ref = file",
+            "logger.request.name = kafka.request.logger",
+            "logger.request.level = WARN",
+            "logger.state.name = state.change.logger",
+            "logger.state.level = WARN",
+            "logger.authorizer.name = kafka.authorizer.logger",
+            "logger.authorizer.level = WARN",
+            "logger.metadata.name = org.apache.kafka.metadata",
+            "logger.metadata.level = WARN",
+            "",
+        ]
+    )
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id, as ``kafka-storage random-uuid`` makes one, without starting a JVM.
+
+    Kafka's ``Uuid.toString`` is the URL-safe base64 of 16 random bytes, unpadded; like Kafka
+    we avoid ids starting with ``-``, which a command line would take for an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
+def java_major_version(version_output: str) -> int | None:
+    """The major version in ``java -version`` output: ``"1.8.0_392"`` is 8, ``"17.0.9"`` 17."""
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def missing_tools_message(missing: list[str]) -> str:
+    """What to install when ``java`` or ``mvn`` is missing, and the container alternative."""
+    return (
+        f"the local Kafka needs Java {MIN_JAVA}+ and Maven, but {' and '.join(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} not on PATH.\n"
+        f"  Install them (Debian/Ubuntu: `apt-get install {JAVA_PACKAGES}`; macOS: "
+        "`brew install openjdk@17 maven`),\n"
+        "  or run the whole system in containers instead: `docker compose up` "
+        "(see docker-compose.yml)."
+    )
+
+
+def redis_install_commands(euid: int, passwordless_sudo: bool) -> list[list[str]] | None:
+    """The apt commands that install Redis here, or None when we may not install packages.
+
+    Installing is only attempted non-interactively: as root, or through ``sudo -n``.
+    """
+    if euid == 0:
+        prefix = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    elif passwordless_sudo:
+        prefix = ["sudo", "-n", "env", "DEBIAN_FRONTEND=noninteractive"]
+    else:
+        return None
+    return [[*prefix, "apt-get", "update"], [*prefix, "apt-get", "install", "-y", REDIS_PACKAGE]]
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a log file ('' when it does not exist yet)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the working directory when below it: shorter messages."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The process start time (Linux /proc), which tells a pid apart from a recycled one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie child is reaped and counts as gone)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    path.write_text(f"{pid}\n{_start_ticks(pid) or ''}\n")
+
+
+def _read_pid(path: Path) -> int | None:
+    """The pid recorded in ``path`` if that very process still runs; else drop the file."""
+    try:
+        lines = path.read_text().split("\n")
+        pid = int(lines[0])
+    except (OSError, ValueError):
+        return None
+    recorded = lines[1].strip() if len(lines) > 1 else ""
+    if _alive(pid) and (not recorded or _start_ticks(pid) in (None, recorded)):
+        return pid
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _port_open(endpoint: Endpoint, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def listening_pid(port: int) -> int | None:
+    """Best effort (Linux): the pid of the process listening on TCP ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name)
+    return None
+
+
+def _stop(pid: int, grace: float) -> bool:
+    """SIGTERM the process group ``pid`` leads, SIGKILL after ``grace`` s; True if forced."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                return sig is signal.SIGKILL
+            time.sleep(0.1)
+    return True
+
+
+# --- probes -------------------------------------------------------------------------------------
+
+
+def _kafka_answers(settings: Settings, endpoint: Endpoint) -> bool:
+    """True when a broker on ``endpoint`` answers a metadata request and lists itself."""
+    if not _port_open(endpoint):
+        return False
+    from streamer.kafka import fetch_broker_ids  # aiokafka only when Kafka is there
+
+    try:
+        return bool(asyncio.run(fetch_broker_ids(settings, timeout=3.0)))
+    except Exception:
+        return False
+
+
+def _redis_answers(settings: Settings, endpoint: Endpoint) -> bool:
+    """True when a Redis on ``endpoint`` answers PING."""
+    if not _port_open(endpoint):
+        return False
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2.0)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+# --- the stack ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What runs for one service: where, which process, and whether this stack started it."""
+
+    name: str
+    endpoint: Endpoint
+    pid: int | None
+    ours: bool
+    answering: bool
+
+    @property
+    def owner(self) -> str:
+        pid = f"pid {self.pid}" if self.pid else "pid unknown"
+        return f"{pid}, {'' if self.ours else 'not '}started by fraud-streamer"
+
+    def describe(self) -> str:
+        """One line for ``stack status``."""
+        if self.answering:
+            return f"{self.name:<6} running   {self.endpoint}  ({self.owner})"
+        if self.pid:
+            return f"{self.name:<6} starting  {self.endpoint}  ({self.owner}; not answering yet)"
+        return f"{self.name:<6} stopped   {self.endpoint}"
+
+
+class LocalStack:
+    """Starts, inspects and stops the local Kafka and Redis of one checkout."""
+
+    def __init__(self, settings: Settings, echo: Echo = print) -> None:
+        self.settings = settings
+        self.paths = StackPaths(settings.data_dir.resolve())
+        self.kafka = kafka_endpoint(settings)
+        self.redis = redis_endpoint(settings)
+        self.echo = echo
+
+    # public ------------------------------------------------------------------------------------
+
+    def status(self) -> list[ServiceState]:
+        """The state of both services, without changing anything."""
+        return [self._state("kafka"), self._state("redis")]
+
+    def up(self, timeout: float = 90.0) -> list[ServiceState]:
+        """Start what is not running, then wait until both services answer."""
+        kafka, redis = self.status()
+        if kafka.answering and redis.answering:
+            for state in (kafka, redis):
+                self.echo(f"{state.name}: already running on {state.endpoint} ({state.owner})")
+            return [kafka, redis]
+        start_kafka = not kafka.answering and kafka.pid is None
+        start_redis = not redis.answering and redis.pid is None
+        if start_kafka and _port_open(self.kafka):
+            raise self._port_taken("kafka", self.kafka)
+        if start_redis and _port_open(self.redis):
+            raise self._port_taken("redis", self.redis)
+        # Everything that can fail early does, before anything is started.
+        redis_server = self._redis_server() if start_redis else None
+        java = self._java() if start_kafka else None
+        classpath = self._classpath() if start_kafka else None
+        if redis_server is not None:
+            self._start_redis(redis_server)
+        if java is not None and classpath is not None:
+            self._start_kafka(java, classpath)
+        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        self._wait("redis", deadline)
+        self._wait("kafka", deadline)
+        self.echo(f"stack ready in {time.monotonic() - started:.1f}s")
+        return self.status()
+
+    def down(self, grace: float = 30.0) -> list[str]:
+        """Stop the services this stack started (by pid file); leave any other alone."""
+        messages = []
+        for name, pid_file in (("kafka", self.paths.kafka_pid), ("redis", self.paths.redis_pid)):
+            pid = _read_pid(pid_file)
+            if pid is None:
+                state = self._state(name)
+                if state.answering:
+                    messages.append(f"{name}: left running on {state.endpoint}: not started here")
+                else:
+                    messages.append(f"{name}: not running")
+                continue
+            forced = _stop(pid, grace)
+            pid_file.unlink(missing_ok=True)
+            how = f"killed after {grace:.0f}s grace" if forced else "stopped"
+            messages.append(f"{name}: {how} (pid {pid})")
+        return messages
+
+    # inspection --------------------------------------------------------------------------------
+
+    def _state(self, name: str) -> ServiceState:
+        if name == "kafka":
+            endpoint, pid_file = self.kafka, self.paths.kafka_pid
+            answering = _kafka_answers(self.settings, endpoint)
+        else:
+            endpoint, pid_file = self.redis, self.paths.redis_pid
+            answering = _redis_answers(self.settings, endpoint)
+        pid = _read_pid(pid_file)
+        if pid is not None:
+            return ServiceState(name, endpoint, pid, ours=True, answering=answering)
+        other = listening_pid(endpoint.port) if answering else None
+        return ServiceState(name, endpoint, other, ours=False, answering=answering)
+
+    def _port_taken(self, name: str, endpoint: Endpoint) -> StackError:
+        pid = listening_pid(endpoint.port)
+        who = f"process {pid}" if pid else "another program"
+        return StackError(
+            f"{name}: port {endpoint.port} is taken by {who}, which does not answer as "
+            f"{name}. Stop it, or choose another port in the settings."
+        )
+
+    def _wait(self, name: str, deadline: float) -> None:
+        """Poll until ``name`` answers; fail early if its process dies, with its log."""
+        while True:
+            state = self._state(name)
+            if state.answering:
+                return
+            if state.pid is None:  # our pid file is dropped when the process is gone
+                raise StackError(f"{name} exited during start-up.\n{self._log_tail(name)}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{name} did not answer in time.\n{self._log_tail(name)}")
+            time.sleep(0.25)
+
+    def _log_tail(self, name: str) -> str:
+        logs = (
+            [self.paths.kafka_console, self.paths.kafka_log]
+            if name == "kafka"
+            else [self.paths.redis_log]
+        )
+        parts = [f"--- {_relative(p)} (last lines) ---\n{tail(p)}" for p in logs if tail(p)]
+        return "\n".join(parts) or "(no log output)"
+
+    # Redis -------------------------------------------------------------------------------------
+
+    def _redis_server(self) -> str:
+        """The redis-server binary, installed with apt when missing and we may."""
+        found = shutil.which("redis-server")
+        if found:
+            return found
+        sudo = shutil.which("sudo") is not None and _succeeds(["sudo", "-n", "true"])
+        commands = redis_install_commands(os.geteuid(), sudo)
+        if commands is None or shutil.which("apt-get") is None:
+            raise StackError(
+                "redis-server is not installed. Install the package "
+                f"(Debian/Ubuntu: `apt-get install {REDIS_PACKAGE}`; macOS: `brew install "
+                "redis`), or use `docker compose up` (see docker-compose.yml)."
+            )
+        self.echo(f"redis: installing {REDIS_PACKAGE} with apt-get (first run only)…")
+        for command in commands:
+            result = subprocess.run(command, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise StackError(f"`{' '.join(command)}` failed:\n{result.stdout}{result.stderr}")
+        found = shutil.which("redis-server")
+        if not found:
+            raise StackError(f"{REDIS_PACKAGE} was installed but redis-server is not on PATH.")
+        return found
+
+    def _start_redis(self, redis_server: str) -> None:
+        self.paths.redis.mkdir(parents=True, exist_ok=True)
+        command = [
+            redis_server,
+            "--bind", self.redis.host,
+            "--port", str(self.redis.port),
+            "--dir", str(self.paths.redis),
+            "--daemonize", "no",
+            "--appendonly", "no",
+        ]  # fmt: skip
+        pid = _spawn(command, self.paths.redis_log, self.paths.redis)
+        _write_pid(self.paths.redis_pid, pid)
+        log = _relative(self.paths.redis_log)
+        self.echo(f"redis: starting redis-server on {self.redis} (pid {pid}, log {log})")
+
+    # Kafka -------------------------------------------------------------------------------------
+
+    def _java(self) -> str:
+        """The java binary, after checking everything the broker needs is installed."""
+        java = shutil.which("java")
+        missing = [] if java else ["java"]
+        if shutil.which("mvn") is None and not self._classpath_cached():
+            missing.append("mvn")
+        if java is None or missing:
+            raise StackError(missing_tools_message(missing))
+        output = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, check=False
+        ).stderr
+        major = java_major_version(output)
+        if major is not None and major < MIN_JAVA:
+            raise StackError(
+                f"Kafka {KAFKA_VERSION} needs Java {MIN_JAVA}+, but `java` is Java {major}.\n"
+                + missing_tools_message(["a recent java"]).split("\n", 1)[1]
+            )
+        return java
+
+    def _pom_hash(self) -> str:
+        if not POM.is_file():
+            raise StackError(
+                f"{POM} is missing: the local stack runs from a source checkout "
+                "(`pip install -e .`)."
+            )
+        return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+    def _classpath_cached(self) -> str | None:
+        """The cached classpath, if it was resolved from this pom and every jar still exists."""
+        try:
+            header, classpath = self.paths.classpath.read_text().split("\n")[:2]
+        except (OSError, ValueError):
+            return None
+        jars = classpath.split(os.pathsep)
+        if header != f"# pom-sha256 {self._pom_hash()}" or not all(map(os.path.isfile, jars)):
+            return None
+        return classpath
+
+    def _classpath(self) -> str:
+        """Kafka's classpath; the first time, Maven resolves (and downloads) the jars."""
+        cached = self._classpath_cached()
+        if cached:
+            return cached
+        self.paths.maven_log.parent.mkdir(parents=True, exist_ok=True)
+        self.echo(f"kafka: resolving Kafka {KAFKA_VERSION} jars with Maven (first run only)…")
+        output = self.paths.kafka / "classpath.tmp"
+        command = [
+            "mvn", "-B", "-Dstyle.color=never", "-f", str(POM),
+            "dependency:build-classpath", f"-Dmdep.outputFile={output}",
+        ]  # fmt: skip
+        downloads = 0
+        with self.paths.maven_log.open("w") as log:
+            proc = subprocess.Popen(
+                command, cwd=self.paths.kafka, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            )  # fmt: skip
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                if line.startswith("Downloaded from"):
+                    downloads += 1
+                    if downloads % 25 == 0:
+                        self.echo(f"kafka:   {downloads} files downloaded…")
+            proc.wait()
+        if proc.returncode != 0 or not output.is_file():
+            raise StackError(
+                f"Maven could not resolve Kafka's jars (exit {proc.returncode}).\n"
+                f"--- {_relative(self.paths.maven_log)} ---\n{tail(self.paths.maven_log)}"
+            )
+        classpath = output.read_text().strip()
+        output.unlink()
+        self.paths.classpath.write_text(f"# pom-sha256 {self._pom_hash()}\n{classpath}\n")
+        self.echo(f"kafka: {len(classpath.split(os.pathsep))} jars resolved")
+        return classpath
+
+    def _start_kafka(self, java: str, classpath: str) -> None:
+        paths = self.paths
+        paths.kafka_log.parent.mkdir(parents=True, exist_ok=True)
+        paths.kafka_data.mkdir(parents=True, exist_ok=True)
+        paths.kafka_config.write_text(
+            render_server_properties(self.kafka, paths.kafka_data, self.settings.partitions)
+        )
+        paths.kafka_log4j.write_text(render_log4j2(paths.kafka_log))
+        jvm = [java, f"-Dlog4j2.configurationFile={paths.kafka_log4j}", "-cp", classpath]
+        if not (paths.kafka_data / "meta.properties").exists():
+            self.echo(f"kafka: formatting a new KRaft cluster in {_relative(paths.kafka_data)}")
+            result = subprocess.run(
+                [*jvm, "-Xmx256m", "kafka.tools.StorageTool", "format", "--ignore-formatted",
+                 "-t", new_cluster_id(), "-c", str(paths.kafka_config)],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if result.returncode != 0:
+                raise StackError(
+                    f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}"
+                    f"\n{tail(paths.kafka_log)}"
+                )
+        command = [
+            *jvm, *KAFKA_HEAP, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+            "kafka.Kafka", str(paths.kafka_config),
+        ]  # fmt: skip
+        pid = _spawn(command, paths.kafka_console, paths.kafka)
+        _write_pid(paths.kafka_pid, pid)
+        self.echo(
+            f"kafka: starting Apache Kafka {KAFKA_VERSION} on {self.kafka} "
+            f"(pid {pid}, log {_relative(paths.kafka_log)})"
+        )
+
+
+def _spawn(command: list[str], log: Path, cwd: Path) -> int:
+    """Start ``command`` detached (own session, no terminal) so it outlives the CLI."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return proc.pid
+
+
+def _succeeds(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=5, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

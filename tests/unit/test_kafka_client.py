@@ -1,0 +1,89 @@
+"""``streamer.kafka`` builds its clients from the settings without touching the network."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+
+from streamer.kafka import client_options, contract_topic_names, make_consumer, make_producer
+from streamer.settings import Settings
+
+
+def settings(**overrides: object) -> Settings:
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+def test_plaintext_options_carry_no_credentials() -> None:
+    options = client_options(settings(kafka_bootstrap_servers="a:1,b:2"))
+    assert options == {"bootstrap_servers": ["a:1", "b:2"], "security_protocol": "PLAINTEXT"}
+
+
+def test_sasl_options() -> None:
+    options = client_options(
+        settings(
+            kafka_security_protocol="SASL_PLAINTEXT",
+            kafka_sasl_mechanism="SCRAM-SHA-512",
+            kafka_sasl_username="scorer",
+            kafka_sasl_password="s3cret",
+        )
+    )
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_username"] == "scorer"
+    assert options["sasl_plain_password"] == "s3cret"
+    assert "ssl_context" not in options
+
+
+def test_ssl_options_build_a_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_context(**kwargs: object) -> ssl.SSLContext:
+        seen.update(kwargs)
+        return ssl.create_default_context()
+
+    monkeypatch.setattr("streamer.kafka.create_ssl_context", fake_context)
+    options = client_options(
+        settings(kafka_security_protocol="SSL", kafka_ssl_cafile=Path("/etc/ca.pem"))
+    )
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert seen == {"cafile": Path("/etc/ca.pem"), "certfile": None, "keyfile": None}
+
+
+class Recorder:
+    def __init__(self, *topics: str, **options: object) -> None:
+        self.topics = topics
+        self.options = options
+
+
+def test_producer_is_idempotent_and_overridable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamer.kafka.AIOKafkaProducer", Recorder)
+    producer = make_producer(settings(), linger_ms=50, client_id="sim")
+    assert isinstance(producer, Recorder)
+    assert producer.options["acks"] == "all"
+    assert producer.options["enable_idempotence"] is True
+    assert producer.options["linger_ms"] == 50
+    assert producer.options["client_id"] == "sim"
+    assert producer.options["bootstrap_servers"] == ["127.0.0.1:9092"]
+
+
+def test_consumer_commits_only_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("streamer.kafka.AIOKafkaConsumer", Recorder)
+    consumer = make_consumer(settings(), "transactions", "labels", group_id="g")
+    assert isinstance(consumer, Recorder)
+    assert consumer.topics == ("transactions", "labels")
+    assert consumer.options["group_id"] == "g"
+    assert consumer.options["enable_auto_commit"] is False
+    assert consumer.options["auto_offset_reset"] == "earliest"
+
+
+async def test_aiokafka_accepts_the_options_without_connecting() -> None:
+    producer = make_producer(settings(kafka_bootstrap_servers="127.0.0.1:1"))
+    consumer = make_consumer(settings(kafka_bootstrap_servers="127.0.0.1:1"), "t", group_id="g")
+    await producer.stop()
+    await consumer.stop()
+
+
+def test_contract_topics_follow_the_settings() -> None:
+    names = contract_topic_names(settings(topic_alerts="alerts-v2"))
+    assert names == ("transactions", "labels", "decisions", "alerts-v2", "dead-letters")

@@ -1,0 +1,78 @@
+"""Settings: defaults, environment overrides, and errors that name the variable to fix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from streamer.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No STREAMER_* variable and no .env file from the machine running the tests."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_defaults_point_at_the_local_stack() -> None:
+    settings = load_settings()
+    assert settings.bootstrap_servers == ["127.0.0.1:9092"]
+    assert settings.kafka_security_protocol == "PLAINTEXT"
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.partitions == 4
+    assert settings.review_threshold < settings.decline_threshold
+    assert settings.data_dir == Path(".stack")
+    assert settings.topic_dead_letters == "dead-letters"
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", " a:1, b:2 ,")
+    monkeypatch.setenv("STREAMER_PARTITIONS", "8")
+    monkeypatch.setenv("STREAMER_REVIEW_THRESHOLD", "0.3")
+    settings = load_settings()
+    assert settings.bootstrap_servers == ["a:1", "b:2"]
+    assert settings.partitions == 8
+    assert settings.review_threshold == 0.3
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("STREAMER_TOPIC_ALERTS=alerts-v2\n")
+    assert load_settings().topic_alerts == "alerts-v2"
+
+
+def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_PARTITIONS", "zero")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "STREAMER_PARTITIONS" in str(info.value)
+    assert "'zero'" in str(info.value)
+
+
+def test_every_invalid_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_PARTITIONS", "0")
+    monkeypatch.setenv("STREAMER_KAFKA_SECURITY_PROTOCOL", "TLS")
+    message = str(pytest.raises(SettingsError, load_settings).value)
+    assert "STREAMER_PARTITIONS" in message
+    assert "STREAMER_KAFKA_SECURITY_PROTOCOL" in message
+
+
+def test_review_above_decline_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_REVIEW_THRESHOLD", "0.95")
+    monkeypatch.setenv("STREAMER_DECLINE_THRESHOLD", "0.9")
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "STREAMER_REVIEW_THRESHOLD" in str(info.value)
+    assert "STREAMER_DECLINE_THRESHOLD" in str(info.value)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValidationError):
+        settings.partitions = 2  # type: ignore[misc]
+    assert isinstance(settings, Settings)

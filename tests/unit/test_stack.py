@@ -1,0 +1,201 @@
+"""The local stack's pure logic: addresses, rendered configuration, messages. Starts nothing."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from streamer import stack
+from streamer.cli import cli
+from streamer.settings import Settings
+from streamer.stack import (
+    Endpoint,
+    LocalStack,
+    StackError,
+    StackPaths,
+    java_major_version,
+    kafka_endpoint,
+    missing_tools_message,
+    new_cluster_id,
+    parse_host_port,
+    redis_endpoint,
+    redis_install_commands,
+    render_log4j2,
+    render_server_properties,
+    tail,
+)
+
+
+def settings(**overrides: object) -> Settings:
+    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+def properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and line[0] != "#")
+    return dict(pairs)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:9092", Endpoint("127.0.0.1", 9092)),
+        (" localhost:19092 ", Endpoint("localhost", 19092)),
+        ("[::1]:9094", Endpoint("::1", 9094)),
+    ],
+)
+def test_parse_host_port(text: str, expected: Endpoint) -> None:
+    assert parse_host_port(text) == expected
+
+
+def test_parse_host_port_default_and_errors() -> None:
+    assert parse_host_port("127.0.0.1", default_port=6379).port == 6379
+    for bad in ("127.0.0.1", "127.0.0.1:abc", ":9092", "127.0.0.1:0", "127.0.0.1:70000"):
+        with pytest.raises(ValueError):
+            parse_host_port(bad)
+
+
+def test_endpoint_text() -> None:
+    assert str(Endpoint("127.0.0.1", 9092)) == "127.0.0.1:9092"
+    assert str(Endpoint("::1", 9092)) == "[::1]:9092"
+
+
+def test_ports_come_from_the_settings() -> None:
+    assert kafka_endpoint(settings()) == Endpoint("127.0.0.1", 9092)
+    assert redis_endpoint(settings()) == Endpoint("127.0.0.1", 6379)
+    local = settings(
+        kafka_bootstrap_servers="localhost:19092", redis_url="redis://:secret@localhost:16379/2"
+    )
+    assert kafka_endpoint(local) == Endpoint("127.0.0.1", 19092)
+    assert redis_endpoint(local) == Endpoint("127.0.0.1", 16379)
+    assert redis_endpoint(settings(redis_url="redis://[::1]/0")) == Endpoint("::1", 6379)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"kafka_bootstrap_servers": "10.0.0.5:9092"}, "STREAMER_KAFKA_BOOTSTRAP_SERVERS"),
+        ({"kafka_bootstrap_servers": "kafka:29092"}, "STREAMER_KAFKA_BOOTSTRAP_SERVERS"),
+        ({"kafka_bootstrap_servers": "127.0.0.1:1,127.0.0.1:2"}, "BOOTSTRAP_SERVERS"),
+        ({"kafka_bootstrap_servers": "127.0.0.1:port"}, "STREAMER_KAFKA_BOOTSTRAP_SERVERS"),
+        ({"kafka_security_protocol": "SSL"}, "STREAMER_KAFKA_SECURITY_PROTOCOL"),
+        ({"redis_url": "redis://redis.example.com:6379/0"}, "STREAMER_REDIS_URL"),
+        ({"redis_url": "rediss://127.0.0.1:6379/0"}, "STREAMER_REDIS_URL"),
+    ],
+)
+def test_the_local_stack_only_runs_on_loopback(overrides: dict[str, str], variable: str) -> None:
+    with pytest.raises(StackError, match=variable):
+        LocalStack(settings(**overrides))
+
+
+def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
+    config = properties(render_server_properties(Endpoint("127.0.0.1", 19092), tmp_path, 6))
+    assert config["process.roles"] == "broker,controller"
+    assert config["listeners"] == "PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093"
+    assert config["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092"
+    assert config["controller.quorum.voters"] == f"{config['node.id']}@127.0.0.1:19093"
+    assert config["log.dirs"] == str(tmp_path)
+    assert config["num.partitions"] == "6"
+    assert config["auto.create.topics.enable"] == "false"
+    assert config["group.initial.rebalance.delay.ms"] == "0"
+    for key, value in config.items():
+        if key.endswith(("replication.factor", "min.isr")):
+            assert value == "1", key
+
+
+def test_log4j2_config_writes_to_the_data_dir(tmp_path: Path) -> None:
+    config = {k.strip(): v.strip() for k, v in properties(render_log4j2(tmp_path / "s.log")).items()}
+    assert config["appender.file.fileName"] == str(tmp_path / "s.log")
+    assert config["rootLogger.level"] == "INFO"
+    assert config["logger.request.level"] == "WARN"
+
+
+def test_paths_stay_under_the_data_dir(tmp_path: Path) -> None:
+    paths = StackPaths(tmp_path)
+    for path in (paths.kafka_config, paths.kafka_pid, paths.classpath, paths.redis_pid):
+        assert path.is_relative_to(tmp_path)
+
+
+def test_cluster_id_is_a_kafka_uuid() -> None:
+    ids = {new_cluster_id() for _ in range(200)}
+    assert len(ids) == 200
+    for text in ids:
+        assert len(text) == 22 and not text.startswith("-")
+        assert len(base64.urlsafe_b64decode(text + "==")) == 16
+
+
+@pytest.mark.parametrize(
+    ("output", "major"),
+    [
+        ('openjdk version "17.0.9" 2023-10-17', 17),
+        ('openjdk version "21" 2023-09-19', 21),
+        ('java version "1.8.0_392"', 8),
+        ("no java here", None),
+    ],
+)
+def test_java_major_version(output: str, major: int | None) -> None:
+    assert java_major_version(output) == major
+
+
+def test_missing_tools_message_says_what_to_install() -> None:
+    message = missing_tools_message(["java", "mvn"])
+    assert "java and mvn are not on PATH" in message
+    assert "apt-get install openjdk-17-jre-headless maven" in message
+    assert "docker compose up" in message and "docker-compose.yml" in message
+
+
+def test_missing_java_stops_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    local = LocalStack(settings(data_dir=tmp_path))
+    with pytest.raises(StackError) as info:
+        local._java()
+    assert "java and mvn" in str(info.value)
+    assert "openjdk-17-jre-headless" in str(info.value)
+    assert not any(tmp_path.iterdir()), "nothing written"
+
+
+def test_redis_install_only_when_allowed() -> None:
+    root = redis_install_commands(euid=0, passwordless_sudo=False)
+    assert root is not None
+    assert [c[-2:] for c in root] == [["apt-get", "update"], ["-y", "redis-server"]]
+    sudo = redis_install_commands(euid=1000, passwordless_sudo=True)
+    assert sudo is not None and all(c[:2] == ["sudo", "-n"] for c in sudo)
+    assert redis_install_commands(euid=1000, passwordless_sudo=False) is None
+
+
+def test_tail(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("".join(f"line {i}\n" for i in range(100)))
+    assert tail(log, 3) == "line 97\nline 98\nline 99"
+    assert tail(tmp_path / "missing.log") == ""
+
+
+def test_pid_files_recognise_only_the_recorded_process(tmp_path: Path) -> None:
+    pid_file = tmp_path / "x.pid"
+    stack._write_pid(pid_file, os.getpid())
+    assert stack._read_pid(pid_file) == os.getpid()
+
+    if Path("/proc/self/stat").exists():  # start times are only known on Linux
+        pid_file.write_text(f"{os.getpid()}\n1\n")  # same pid, another start time: recycled
+        assert stack._read_pid(pid_file) is None
+        assert not pid_file.exists()
+
+    done = subprocess.Popen(["true"])
+    done.wait()
+    stack._write_pid(pid_file, done.pid)
+    assert stack._read_pid(pid_file) is None
+
+
+def test_cli_documents_the_commands() -> None:
+    result = CliRunner().invoke(cli, ["stack", "--help"])
+    assert result.exit_code == 0
+    for command in ("up", "down", "status"):
+        assert command in result.output
+    for command in ("up", "down", "status"):
+        assert CliRunner().invoke(cli, ["stack", command, "--help"]).exit_code == 0
