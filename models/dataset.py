@@ -50,7 +50,7 @@ def feature_events(frame: pd.DataFrame) -> list[FeatureEvent]:
     if missing:
         raise ValueError(f"transactions are missing column(s): {', '.join(missing)}")
     ts = pd.to_datetime(frame["timestamp"], utc=True)
-    weekend = (ts.dt.weekday >= 5).to_numpy()
+    weekend = (ts.dt.day_of_week >= 5).to_numpy()
     night = (ts.dt.hour <= 6).to_numpy()
     ms = _epoch_ms(frame["timestamp"])
     return [

@@ -20,7 +20,9 @@ from typing import Any
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
+from faust.types import TP
 
+from streamer.alignment import EventTimeAligner
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, InputMessage
@@ -70,8 +72,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         producer_acks=-1,
         producer_linger=0.002,
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
         stream_publish_on_commit=False,
+        # small stream buffers keep the partitions' event-time alignment tight (see alignment)
+        stream_buffer_maxsize=settings.batch_max * 2,
         web_enabled=True,
         web_port=settings.web_port,
         web_bind="127.0.0.1",
@@ -97,6 +103,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 pending.append(await topic.send(key=key, value=value, force=True))
         await asyncio.gather(*pending)
 
+    aligner = EventTimeAligner(max_skew_ms=int(settings.max_partition_skew_hours * 3_600_000))
+
+    def align(events: list[Any], out: BatchOutput) -> None:
+        """Pause partitions that run ahead in event time; resume those that fell back."""
+        for event, ts in zip(events, out.event_ts, strict=True):
+            message = event.message
+            aligner.observe(TP(message.topic, message.partition), message.offset, ts)
+        consumer = app.consumer
+        pause, resume = aligner.plan(consumer.highwater)
+        if pause:
+            consumer.pause_partitions(pause)
+        if resume:
+            consumer.resume_partitions(resume)
+        metrics.partition_skew.set(aligner.skew_ms(consumer.highwater) / 1000)
+
     async def run_batch(kind: str, events: list[Any]) -> None:
         started = time.perf_counter()
         messages = _messages(events)
@@ -104,6 +125,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             pipeline = await runtime.pipeline()
             if kind == "transactions":
                 out = await pipeline.transactions(messages, started)
+                align(events, out)
             else:
                 out = await pipeline.labels(messages)
             await publish(out)
@@ -127,6 +149,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         async for events in stream.take_events(settings.batch_max,
                                                within=settings.batch_within_ms / 1000):
             await run_batch("labels", events)
+
+    @app.timer(1.0)
+    async def realign() -> None:
+        # an idle stream runs no batches: re-plan so that paused partitions get resumed
+        consumer = app.consumer
+        assigned = consumer.assignment()
+        aligner.forget([tp for tp in list(aligner.event_time) if tp not in assigned])
+        pause, resume = aligner.plan(consumer.highwater)
+        if pause:
+            consumer.pause_partitions(pause)
+        if resume:
+            consumer.resume_partitions(resume)
 
     @app.timer(settings.model_poll_seconds)
     async def follow_promotions() -> None:

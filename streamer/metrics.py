@@ -41,6 +41,11 @@ class Metrics:
                                 buckets=SCORE_BUCKETS, registry=r)
         self.model_info = Gauge("streamer_model_info", "The model version in use", ["version"],
                                 registry=r)
+        self.partition_skew = Gauge(
+            "streamer_partition_skew_seconds",
+            "Event-time spread between this worker's partitions that have records waiting",
+            registry=r,
+        )
         self.started = time.time()
         self._totals: dict[str, int] = {}
 

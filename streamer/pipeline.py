@@ -43,6 +43,8 @@ class BatchOutput:
     decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     alerts: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    #: per input message, its event time (epoch ms), or None when it was rejected
+    event_ts: list[int | None] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
     model_version: str | None = None
@@ -96,17 +98,21 @@ class Pipeline:
         out = BatchOutput()
         now = self._clock()
         txs: list[Transaction] = []
+        events: list[FeatureEvent] = []
         for msg in messages:
             result = decode(Transaction, msg.value, max_bytes=self._max_bytes)
             if isinstance(result, Transaction):
                 txs.append(result)
+                events.append(feature_event(result))
+                out.event_ts.append(events[-1].ts_ms)
             else:
                 self._reject(out, msg, result, now)
+                out.event_ts.append(None)
         if not txs:
             return out
 
         scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
-        enriched = await self._store.enrich([feature_event(tx) for tx in txs])
+        enriched = await self._store.enrich(events)
         features = enriched.features
         scores = scorer.score(features)
         policy = self._policy

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     consumer_group: str = Field(
         "fraud-streamer", description="Consumer group (the Faust app id) of the workers."
     )
+    kafka_session_timeout_s: float = Field(
+        10.0, gt=0, description="A worker that stops heart-beating loses its partitions after "
+        "this long (how fast a crashed worker's partitions move to the others)."
+    )
 
     # --- topics (defaults from the wire contract) ---------------------------------------------
     topic_transactions: str = Field("transactions", description="Input: transactions.")
@@ -85,6 +89,14 @@ class Settings(BaseSettings):
     batch_max: int = Field(500, ge=1, description="Most events scored in one batch.")
     batch_within_ms: float = Field(
         5.0, gt=0, description="Longest wait to fill a batch, in milliseconds."
+    )
+    commit_interval_s: float = Field(
+        1.0, gt=0, description="How often workers commit the offsets of finished batches "
+        "(longer: fewer commits, more re-deliveries after a crash)."
+    )
+    max_partition_skew_hours: float = Field(
+        24.0, gt=0, description="Partitions running further ahead in event time than this "
+        "are paused until the others catch up (must stay well under the 7-day label delay)."
     )
     web_port: int = Field(
         6066, ge=1, le=65535, description="Port of the worker's dashboard and /metrics."

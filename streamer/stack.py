@@ -286,15 +286,20 @@ def redis_install_commands(euid: int, passwordless_sudo: bool) -> list[list[str]
 
 
 def tail(path: Path, lines: int = 30) -> str:
-    """The last ``lines`` lines of a log file ('' when it does not exist yet)."""
+    """The last ``lines`` lines of a log file ('' when it does not exist yet).
+
+    Indented lines (Java stack frames) are left out: the messages and their ``Caused by:``
+    lines say what went wrong, and the frames would push them off the screen.
+    """
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
+            f.seek(max(0, f.tell() - 256 * 1024))
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    kept = [line for line in text.splitlines() if line.strip() and not line[0].isspace()]
+    return "\n".join(kept[-lines:])
 
 
 def _relative(path: Path) -> str:
@@ -334,8 +339,16 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _write_pid(path: Path, pid: int) -> None:
-    path.write_text(f"{pid}\n{_start_ticks(pid) or ''}\n")
+def _write_pid(path: Path, pid: int, endpoint: Endpoint) -> None:
+    """Record the pid, its start time and the address it serves (to notice a changed port)."""
+    path.write_text(f"{pid}\n{_start_ticks(pid) or ''}\n{endpoint}\n")
+
+
+def _recorded_endpoint(path: Path) -> str:
+    try:
+        return path.read_text().split("\n")[2].strip()
+    except (OSError, IndexError):
+        return ""
 
 
 def _read_pid(path: Path) -> int | None:
@@ -441,6 +454,7 @@ class ServiceState:
     pid: int | None
     ours: bool
     answering: bool
+    elsewhere: str = ""  # where our process listens, when the settings now name another port
 
     @property
     def owner(self) -> str:
@@ -449,6 +463,11 @@ class ServiceState:
 
     def describe(self) -> str:
         """One line for ``stack status``."""
+        if self.elsewhere:
+            return (
+                f"{self.name:<6} running   {self.elsewhere}  ({self.owner}), but the settings "
+                f"now say {self.endpoint}: run `fraud-streamer stack down` first"
+            )
         if self.answering:
             return f"{self.name:<6} running   {self.endpoint}  ({self.owner})"
         if self.pid:
@@ -475,16 +494,26 @@ class LocalStack:
     def up(self, timeout: float = 90.0) -> list[ServiceState]:
         """Start what is not running, then wait until both services answer."""
         kafka, redis = self.status()
-        if kafka.answering and redis.answering:
-            for state in (kafka, redis):
+        for state in (kafka, redis):
+            if state.elsewhere:
+                raise StackError(
+                    f"{state.name} started here runs on {state.elsewhere} (pid {state.pid}), but "
+                    f"the settings now say {state.endpoint}: `fraud-streamer stack down` first."
+                )
+        for state in (kafka, redis):
+            if state.answering:
                 self.echo(f"{state.name}: already running on {state.endpoint} ({state.owner})")
+        if kafka.answering and redis.answering:
             return [kafka, redis]
         start_kafka = not kafka.answering and kafka.pid is None
         start_redis = not redis.answering and redis.pid is None
+        variable = "KAFKA_BOOTSTRAP_SERVERS"
         if start_kafka and _port_open(self.kafka):
-            raise self._port_taken("kafka", self.kafka)
+            raise self._port_taken(self.kafka, "(not answering as Kafka)", variable)
+        if start_kafka and _port_open(controller := controller_endpoint(self.kafka)):
+            raise self._port_taken(controller, "(Kafka's controller: broker port + 1)", variable)
         if start_redis and _port_open(self.redis):
-            raise self._port_taken("redis", self.redis)
+            raise self._port_taken(self.redis, "(not answering as Redis)", "REDIS_URL")
         # Everything that can fail early does, before anything is started.
         redis_server = self._redis_server() if start_redis else None
         java = self._java() if start_kafka else None
@@ -508,7 +537,7 @@ class LocalStack:
             if pid is None:
                 state = self._state(name)
                 if state.answering:
-                    messages.append(f"{name}: left running on {state.endpoint}: not started here")
+                    messages.append(f"{name}: left running on {state.endpoint} ({state.owner})")
                 else:
                     messages.append(f"{name}: not running")
                 continue
@@ -529,16 +558,20 @@ class LocalStack:
             answering = _redis_answers(self.settings, endpoint)
         pid = _read_pid(pid_file)
         if pid is not None:
+            recorded = _recorded_endpoint(pid_file)
+            if recorded and recorded != str(endpoint):  # the settings changed since `up`
+                return ServiceState(name, endpoint, pid, True, False, elsewhere=recorded)
             return ServiceState(name, endpoint, pid, ours=True, answering=answering)
         other = listening_pid(endpoint.port) if answering else None
         return ServiceState(name, endpoint, other, ours=False, answering=answering)
 
-    def _port_taken(self, name: str, endpoint: Endpoint) -> StackError:
+    @staticmethod
+    def _port_taken(endpoint: Endpoint, what: str, variable: str) -> StackError:
         pid = listening_pid(endpoint.port)
         who = f"process {pid}" if pid else "another program"
         return StackError(
-            f"{name}: port {endpoint.port} is taken by {who}, which does not answer as "
-            f"{name}. Stop it, or choose another port in the settings."
+            f"port {endpoint.port} {what} is taken by {who}: stop it, or choose another port "
+            f"({ENV_PREFIX}{variable})."
         )
 
     def _wait(self, name: str, deadline: float) -> None:
@@ -598,7 +631,7 @@ class LocalStack:
             "--appendonly", "no",
         ]  # fmt: skip
         pid = _spawn(command, self.paths.redis_log, self.paths.redis)
-        _write_pid(self.paths.redis_pid, pid)
+        _write_pid(self.paths.redis_pid, pid, self.redis)
         log = _relative(self.paths.redis_log)
         self.echo(f"redis: starting redis-server on {self.redis} (pid {pid}, log {log})")
 
@@ -706,7 +739,7 @@ class LocalStack:
             "kafka.Kafka", str(paths.kafka_config),
         ]  # fmt: skip
         pid = _spawn(command, paths.kafka_console, paths.kafka)
-        _write_pid(paths.kafka_pid, pid)
+        _write_pid(paths.kafka_pid, pid, self.kafka)
         self.echo(
             f"kafka: starting Apache Kafka {KAFKA_VERSION} on {self.kafka} "
             f"(pid {pid}, log {_relative(paths.kafka_log)})"

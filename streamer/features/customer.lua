@@ -7,9 +7,9 @@
 -- The store prepends RETENTION (ms), TTL (s) and WINDOWS (ms, ascending) as constants.
 -- returns  {count_w, sum_w ...per window, gap_ms}  as strings (Lua numbers would be truncated)
 --
--- A window is (t - w, t]. Members at exactly t count only when their id sorts at or before this
--- one (byte order), so the answer does not depend on the order in which ties arrived: a replayed
--- transaction gets the same features as the first time.
+-- A window holds the transactions in (t - w, t) and this one. Other transactions at exactly t are
+-- left out: whether they were already seen depends on arrival order, and a replayed transaction
+-- must get the same features as the first time.
 local zkey, hkey = KEYS[1], KEYS[2]
 local id = ARGV[1]
 local t = tonumber(ARGV[2])
@@ -29,22 +29,13 @@ end
 redis.call('EXPIRE', zkey, ttl)
 redis.call('EXPIRE', hkey, ttl)
 
-local function bytes_le(a, b)
-  local n = math.min(#a, #b)
-  for i = 1, n do
-    local x, y = string.byte(a, i), string.byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a <= #b
-end
-
 local widest = WINDOWS[nwin]
 local rows = redis.call('ZRANGEBYSCORE', zkey, '(' .. string.format('%d', t - widest),
                         string.format('%d', t), 'WITHSCORES')
 local ids, scores = {}, {}
 for i = 1, #rows, 2 do
   local s = tonumber(rows[i + 1])
-  if s < t or bytes_le(rows[i], id) then
+  if s < t or rows[i] == id then
     ids[#ids + 1] = rows[i]
     scores[#scores + 1] = s
   end

@@ -1,9 +1,9 @@
 """The in-memory twin of the Redis store, for building training sets and for unit tests.
 
 It implements the same window semantics as the Lua scripts (``customer.lua``, ``terminal.lua``,
-``label.lua``) and a parity test holds the two to equal features. It is tuned for history replayed
-in time order — the training case — where inserts land at the end of each entity's list, so a
-window sum is a difference of running totals.
+``label.lua``), down to the order of floating-point additions, and a parity test holds the two to
+equal features. It is tuned for history replayed in time order — the training case — where
+inserts land at the end of each entity's list.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import add
 
 import numpy as np
 
@@ -24,7 +26,7 @@ __all__ = ["InMemoryFeatureStore"]
 @dataclass(slots=True)
 class _Customer:
     keys: list[tuple[int, str]] = field(default_factory=list)  # (ts, id), sorted
-    cumsum: list[float] = field(default_factory=lambda: [0.0])  # cumsum[i] = sum of first i
+    values: list[float] = field(default_factory=list)  # amounts, in the order of keys
     amounts: dict[str, float] = field(default_factory=dict)
 
     def add(self, ts: int, tx_id: str, amount: float) -> None:
@@ -34,17 +36,11 @@ class _Customer:
         key = (ts, tx_id)
         if not self.keys or self.keys[-1] < key:
             self.keys.append(key)
-            self.cumsum.append(self.cumsum[-1] + amount)
+            self.values.append(amount)
         else:
-            insort(self.keys, key)
-            self._rebuild()
-
-    def _rebuild(self) -> None:
-        total, sums = 0.0, [0.0]
-        for _, tx_id in self.keys:
-            total += self.amounts[tx_id]
-            sums.append(total)
-        self.cumsum = sums
+            i = bisect_left(self.keys, key)
+            self.keys.insert(i, key)
+            self.values.insert(i, amount)
 
     def trim(self, horizon: int) -> None:
         cut = bisect_left(self.keys, (horizon, ""))
@@ -52,7 +48,7 @@ class _Customer:
             for _, tx_id in self.keys[:cut]:
                 del self.amounts[tx_id]
             del self.keys[:cut]
-            self._rebuild()
+            del self.values[:cut]
 
 
 @dataclass(slots=True)
@@ -111,19 +107,19 @@ class InMemoryFeatureStore(FeatureStore):
         cust.trim(e.ts_ms - cfg.retention_days * DAY_MS)
         t = e.ts_ms
         keys = cust.keys
-        end = bisect_right(keys, (t, e.transaction_id))  # ties: ids sorting at or before ours
+        own = cust.amounts[e.transaction_id]
+        # (t - w, t) plus this transaction: other ties are left out, as in customer.lua
+        end = bisect_left(keys, (t, ""))
         out: list[float] = []
         for w in cfg.windows_ms:
             start = bisect_right(keys, (t - w, "\U0010ffff"))
-            out.append(float(end - start))
-            out.append(cust.cumsum[end] - cust.cumsum[start])
-        # previous transaction: the latest member in the widest window other than this one
+            out.append(float(end - start + 1))
+            # summed one by one in (time, id) order, exactly as customer.lua does: the same
+            # float rounding, so features match bit for bit, not just to 1e-12 (a model's
+            # split threshold can fall between two nearly equal sums)
+            out.append(reduce(add, cust.values[start:end], 0.0) + own)
         widest_start = bisect_right(keys, (t - cfg.windows_ms[-1], "\U0010ffff"))
-        prev = -1
-        for i in range(end - 1, widest_start - 1, -1):
-            if keys[i][1] != e.transaction_id:
-                prev = keys[i][0]
-                break
+        prev = keys[end - 1][0] if end > widest_start else -1
         out.append(float(t - prev) if prev >= 0 else -1.0)
         return out
 

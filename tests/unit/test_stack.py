@@ -108,7 +108,8 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
 
 
 def test_log4j2_config_writes_to_the_data_dir(tmp_path: Path) -> None:
-    config = {k.strip(): v.strip() for k, v in properties(render_log4j2(tmp_path / "s.log")).items()}
+    rendered = properties(render_log4j2(tmp_path / "s.log"))
+    config = {key.strip(): value.strip() for key, value in rendered.items()}
     assert config["appender.file.fileName"] == str(tmp_path / "s.log")
     assert config["rootLogger.level"] == "INFO"
     assert config["logger.request.level"] == "WARN"
@@ -174,12 +175,15 @@ def test_tail(tmp_path: Path) -> None:
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert tail(log, 3) == "line 97\nline 98\nline 99"
     assert tail(tmp_path / "missing.log") == ""
+    log.write_text("ERROR boom\njava.lang.X: y\n\tat a.b(C.java:1)\nCaused by: z\n\t... 6 more\n")
+    assert tail(log) == "ERROR boom\njava.lang.X: y\nCaused by: z", "stack frames left out"
 
 
 def test_pid_files_recognise_only_the_recorded_process(tmp_path: Path) -> None:
     pid_file = tmp_path / "x.pid"
-    stack._write_pid(pid_file, os.getpid())
+    stack._write_pid(pid_file, os.getpid(), Endpoint("127.0.0.1", 6379))
     assert stack._read_pid(pid_file) == os.getpid()
+    assert stack._recorded_endpoint(pid_file) == "127.0.0.1:6379"
 
     if Path("/proc/self/stat").exists():  # start times are only known on Linux
         pid_file.write_text(f"{os.getpid()}\n1\n")  # same pid, another start time: recycled
@@ -188,7 +192,7 @@ def test_pid_files_recognise_only_the_recorded_process(tmp_path: Path) -> None:
 
     done = subprocess.Popen(["true"])
     done.wait()
-    stack._write_pid(pid_file, done.pid)
+    stack._write_pid(pid_file, done.pid, Endpoint("127.0.0.1", 6379))
     assert stack._read_pid(pid_file) is None
 
 

@@ -1,0 +1,226 @@
+"""Score a file of transactions offline, as the worker would have scored them in order.
+
+The file is replayed in event time through the worker's feature code (the in-memory twin of
+the Redis store), labels included: a fraud label moves a terminal's risk only from its
+``reported_at`` on, exactly as on the stream. Scores come from the promoted model, outcomes
+from the worker's thresholds and rules, reasons from :meth:`Scorer.explain`. Blocklists live in
+Redis, so this offline mode has none; the amount limit applies.
+
+Calendar features read the time in UTC here, while the worker reads the wall time at the
+offset the producer gave: files with non-UTC offsets can differ on the weekend and night flags.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from models.dataset import build_features
+from schemas import Reason
+from streamer.pipeline import _threshold_reason  # the worker's own fallback reason
+from streamer.rules import Policy, outcome_for, rule_hits
+from streamer.scoring import Scorer
+
+__all__ = [
+    "DECISION_COLUMNS",
+    "LABEL_COLUMNS",
+    "TRANSACTION_COLUMNS",
+    "BatchInputError",
+    "check_extension",
+    "read_labels",
+    "read_transactions",
+    "score_transactions",
+    "write_decisions",
+]
+
+TRANSACTION_COLUMNS = ("transaction_id", "timestamp", "customer_id", "terminal_id", "amount")
+LABEL_COLUMNS = (
+    "transaction_id", "customer_id", "terminal_id", "tx_timestamp", "is_fraud", "reported_at",
+)
+DECISION_COLUMNS = (
+    "transaction_id", "customer_id", "terminal_id", "amount", "currency", "timestamp", "score",
+    "decision", "reasons", "model_version",
+)
+DEFAULT_CURRENCY = "EUR"
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+CHUNK = 50_000
+_IDS = ("transaction_id", "customer_id", "terminal_id")
+_SHOWN = 5  # bad rows named in an error
+#: RFC 3339, or the same with a space for the "T" (how pandas writes times to CSV, e.g. the
+#: simulator's CSV files); the offset is required, as on the wire.
+_TIME = r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})"
+
+
+class BatchInputError(ValueError):
+    """An input file that cannot be scored; the message names the file and what to fix."""
+
+
+def check_extension(path: Path) -> str:
+    """``csv`` or ``parquet`` from the file name, or a clear error."""
+    kind = EXTENSIONS.get(path.suffix.lower())
+    if kind is None:
+        raise BatchInputError(f"{path}: unknown extension {path.suffix!r}; use "
+                              f"{', '.join(EXTENSIONS)}")
+    return kind
+
+
+def _read(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
+    kind = check_extension(path)
+    if not path.is_file():
+        raise BatchInputError(f"{path}: no such file")
+    try:
+        if kind == "csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        else:
+            frame = pd.read_parquet(path, engine="pyarrow")
+    except Exception as exc:  # a parser's own message is the most precise one
+        raise BatchInputError(f"{path}: cannot read as {kind}: {exc}") from exc
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise BatchInputError(f"{path} is not a {what} file: missing column(s) "
+                              f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
+    return frame
+
+
+def _fail(path: Path, problem: str, bad: np.ndarray) -> None:
+    rows = np.flatnonzero(bad)
+    if len(rows):
+        shown = ", ".join(str(r + 1) for r in rows[:_SHOWN])
+        more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
+        raise BatchInputError(f"{path}: {problem} (data row(s) {shown}{more})")
+
+
+def _ids(frame: pd.DataFrame, path: Path, columns: Sequence[str]) -> None:
+    for column in columns:
+        values = frame[column]
+        text = values.astype("string")
+        bad = values.isna() | (text.str.len() < 1) | (text.str.len() > 64)
+        _fail(path, f"{column} must be 1 to 64 characters", bad.to_numpy(dtype=bool))
+        frame[column] = text.astype(str)
+
+
+def _times(frame: pd.DataFrame, path: Path, column: str) -> None:
+    values = frame[column]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        if getattr(values.dt, "tz", None) is None:
+            raise BatchInputError(f"{path}: {column} has no time zone; store UTC timestamps")
+        frame[column] = values.dt.tz_convert("UTC")
+        _fail(path, f"{column} is missing", values.isna().to_numpy())
+        return
+    text = values.astype("string")
+    bad = ~text.str.fullmatch(_TIME).fillna(False)
+    _fail(path, f"{column} must be an RFC 3339 time with an offset, e.g. 2018-04-01T00:00:31Z",
+          bad.to_numpy(dtype=bool))
+    frame[column] = pd.to_datetime(text, utc=True, format="ISO8601")
+
+
+def read_transactions(path: Path) -> pd.DataFrame:
+    """Transactions (the Transaction fields as columns) from CSV or Parquet, checked."""
+    frame = _read(path, TRANSACTION_COLUMNS, "transactions")
+    keep = [*TRANSACTION_COLUMNS, *(["currency"] if "currency" in frame.columns else [])]
+    frame = frame[keep].copy()
+    _ids(frame, path, _IDS)
+    _times(frame, path, "timestamp")
+    amount = pd.to_numeric(frame["amount"], errors="coerce").astype(float)
+    _fail(path, "amount must be a finite number ≥ 0",
+          ~(np.isfinite(amount.to_numpy()) & (amount.to_numpy() >= 0)))
+    frame["amount"] = amount
+    currency = frame.get("currency", pd.Series(DEFAULT_CURRENCY, index=frame.index))
+    currency = currency.astype("string").fillna(DEFAULT_CURRENCY)
+    _fail(path, "currency must be three upper-case letters, e.g. EUR",
+          ~currency.str.fullmatch(r"[A-Z]{3}").to_numpy(dtype=bool))
+    frame["currency"] = currency.astype(str)
+    return frame.reset_index(drop=True)
+
+
+_TRUE = {"true", "1", "yes"}
+_FALSE = {"false", "0", "no"}
+
+
+def read_labels(path: Path) -> pd.DataFrame:
+    """Labels (the Label fields as columns) from CSV or Parquet, checked."""
+    frame = _read(path, LABEL_COLUMNS, "labels")[list(LABEL_COLUMNS)].copy()
+    _ids(frame, path, _IDS)
+    _times(frame, path, "tx_timestamp")
+    _times(frame, path, "reported_at")
+    flag = frame["is_fraud"]
+    if not pd.api.types.is_bool_dtype(flag):
+        text = flag.astype("string").str.strip().str.lower()
+        _fail(path, "is_fraud must be true or false", ~text.isin(_TRUE | _FALSE).to_numpy())
+        flag = text.isin(_TRUE)
+    frame["is_fraud"] = flag.astype(bool)
+    _fail(path, "reported_at must not be earlier than tx_timestamp",
+          (frame["reported_at"] < frame["tx_timestamp"]).to_numpy())
+    return frame
+
+
+def _reasons(
+    scorer: Scorer, X: np.ndarray, scores: np.ndarray, rules: Sequence[list[Reason]],
+    outcomes: Sequence[str], policy: Policy,
+) -> list[str]:
+    """The worker's reasons as JSON strings: rule hits, then the model's (explained together)."""
+    out = ["[]"] * len(outcomes)
+    flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
+    explained = scorer.explain(X[flagged], scores[flagged], policy.reasons_top_k)
+    for i, contributions in zip(flagged, explained, strict=True):
+        model = [Reason(code=c.code, description=c.describe()) for c in contributions]
+        if not model and not rules[i]:
+            model = [_threshold_reason(float(scores[i]), outcomes[i], policy)]
+        out[i] = json.dumps([r.model_dump() for r in rules[i] + model], ensure_ascii=False)
+    return out
+
+
+def score_transactions(
+    transactions: pd.DataFrame,
+    scorer: Scorer,
+    policy: Policy,
+    *,
+    labels: pd.DataFrame | None = None,
+    progress: Callable[[str, int], Callable[[int], object]] | None = None,
+) -> pd.DataFrame:
+    """One decision row per transaction (DECISION_COLUMNS), in the input's order."""
+    frame = transactions.assign(_row=np.arange(len(transactions)))
+    features = build_features(
+        frame,
+        labels if labels is not None else pd.DataFrame(columns=list(LABEL_COLUMNS)),
+        progress=progress("features", len(frame)) if progress else None,
+    )
+    ordered, X = features.frame, features.X
+    step = progress("scoring", len(ordered)) if progress else None
+    scores = np.empty(len(ordered))
+    outcomes: list[str] = []
+    reasons: list[str] = []
+    for start in range(0, len(ordered), CHUNK):
+        rows = slice(start, start + CHUNK)
+        chunk_scores = scorer.score(X[rows])
+        amounts = ordered["amount"].to_numpy()[rows]
+        rules = [rule_hits(amount=float(a), customer_blocked=False, terminal_blocked=False,
+                           policy=policy) for a in amounts]
+        chunk_outcomes = [outcome_for(float(s), rule_hit=bool(r), policy=policy)
+                          for s, r in zip(chunk_scores, rules, strict=True)]
+        reasons += _reasons(scorer, X[rows], chunk_scores, rules, chunk_outcomes, policy)
+        outcomes += chunk_outcomes
+        scores[rows] = np.where([bool(r) for r in rules], 1.0, chunk_scores)
+        if step is not None:
+            step(len(amounts))
+    decisions = ordered.assign(score=scores, decision=outcomes, reasons=reasons,
+                               model_version=scorer.version)
+    decisions = decisions.sort_values("_row", kind="stable").reset_index(drop=True)
+    return decisions[list(DECISION_COLUMNS)]
+
+
+def write_decisions(decisions: pd.DataFrame, path: Path) -> None:
+    """CSV (times as RFC 3339, ``Z``) or Parquet, by the file name; the directory is created."""
+    kind = check_extension(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "parquet":
+        decisions.to_parquet(path, engine="pyarrow", index=False)
+        return
+    ts = decisions["timestamp"]
+    fractional = bool((ts.dt.microsecond != 0).any())
+    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if fractional else "%Y-%m-%dT%H:%M:%SZ")
+    decisions.assign(timestamp=text).to_csv(path, index=False)

@@ -1,0 +1,352 @@
+"""Our models on the handbook's protocol, beside its published results.
+
+For each seed: simulate the book-size history, build its features once (through the worker's
+feature code), choose each family's hyper-parameters and training window on validation weeks
+that end before the test week's training data does, then fit each family's choice on the days
+before the delay gap and measure it on the book's test week (2018-08-08 … 08-14). The same
+recipes are then refitted before each of the following weeks (prequential testing).
+
+Validation never sees the test week: a validation fold is the book's split moved back by
+``14 + 7k`` days (fold 0 trains up to 07-17 and validates on 07-25 … 07-31, fold 1 one week
+earlier), with the same delay gap and known-card removal as the test.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+from sklearn.metrics import average_precision_score, brier_score_loss
+
+from models.dataset import FeatureSet
+from models.history import HistorySpan, Progress, load_history
+from models.metrics import quality
+from models.protocol import BOOK_TEST_START, WEEK_DAYS, Split, protocol_mask, split_before
+from models.simulate import SimulationConfig
+from models.train import CANDIDATES, Period, period_mask
+
+__all__ = [
+    "METRICS",
+    "SEARCH",
+    "Calibration",
+    "EvaluationPlan",
+    "Recipe",
+    "SeedResult",
+    "Trial",
+    "evaluate_seed",
+    "fit_recipe",
+    "run_split",
+    "select",
+]
+
+METRICS = ("auc_roc", "average_precision", "card_precision_at_100")
+_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one model is made: its family, hyper-parameters and training window (days)."""
+
+    candidate: str
+    params: Mapping[str, Any]
+    train_days: int
+
+    def build(self) -> Any:
+        return CANDIDATES[self.candidate].build(**self.params)
+
+    def describe(self) -> str:
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.train_days} d; {params}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"candidate": self.candidate, "params": dict(self.params),
+                "train_days": self.train_days}
+
+
+#: Per family: the hyper-parameter sets and training windows compared on validation. The
+#: builders (and their fixed settings) are those of :data:`models.train.CANDIDATES`.
+SEARCH: dict[str, tuple[Sequence[dict[str, Any]], Sequence[int]]] = {
+    "logreg": ([{"C": 0.1}, {"C": 1.0}], (7, 14)),
+    "random_forest": (
+        [{"max_depth": 10}, {"max_depth": 20, "min_samples_leaf": 2}],
+        (7, 14),
+    ),
+    "hist_gb": (
+        [
+            {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 15,
+             "l2_regularization": 1.0},
+        ],
+        (7, 14),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What one seed's evaluation computes; the defaults are the handbook's protocol."""
+
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    test_start: pd.Timestamp = BOOK_TEST_START
+    validation_folds: int = 2
+    prequential_weeks: int = 4
+    candidates: Sequence[str] = tuple(SEARCH)
+    delay_days: int = 7
+
+    def validation_splits(self, train_days: int) -> list[Split]:
+        """Fold k validates on the week ending ``7 + 7k`` days before the test's gap."""
+        return [
+            split_before(self.test_start - (2 * self.delay_days + WEEK_DAYS * k) * _DAY,
+                         train_days=train_days, delay_days=self.delay_days)
+            for k in range(self.validation_folds)
+        ]
+
+    def test_splits(self, train_days: int) -> list[Split]:
+        """The book's split first, then the following weeks (prequential)."""
+        return [
+            split_before(self.test_start + WEEK_DAYS * k * _DAY, train_days=train_days,
+                         delay_days=self.delay_days)
+            for k in range(max(1, self.prequential_weeks))
+        ]
+
+    def span(self) -> HistorySpan:
+        """The days whose features are needed (before warm-up)."""
+        longest = max(max(days) for name, (_, days) in SEARCH.items() if name in self.candidates)
+        first = min(s.train.start for s in self.validation_splits(longest))
+        end = self.test_splits(longest)[-1].test.end
+        return HistorySpan(first, end)
+
+
+@dataclass
+class Trial:
+    """A recipe's validation metrics, per fold and averaged."""
+
+    recipe: Recipe
+    folds: list[dict[str, float]]
+    seconds: float
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return {m: float(np.mean([f[m] for f in self.folds])) for m in METRICS}
+
+
+def fit_recipe(recipe: Recipe, features: FeatureSet, train: Period) -> Any:
+    """Fit a fresh model of the recipe on the ``train`` days."""
+    mask = period_mask(features.frame, train)
+    y = features.frame["is_fraud"].to_numpy(dtype=int)[mask]
+    if y.sum() == 0 or y.sum() == len(y):
+        raise ValueError(f"training period {train.describe()} has a single class")
+    return recipe.build().fit(features.X[mask], y)
+
+
+def run_split(
+    model: Any, features: FeatureSet, split: Split
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Metrics of a fitted model on a split's test set; also that set's mask and scores."""
+    mask = protocol_mask(features.frame, split)
+    scores = np.asarray(model.predict_proba(features.X[mask])[:, 1], dtype=float)
+    return quality(features.frame[mask], scores), mask, scores
+
+
+def _recipes(candidates: Sequence[str]) -> Iterator[Recipe]:
+    for name in candidates:
+        grid, windows = SEARCH[name]
+        for days in windows:
+            for params in grid:
+                yield Recipe(name, params, days)
+
+
+def select(
+    features: FeatureSet, plan: EvaluationPlan, *, step: Callable[[int], object] | None = None
+) -> list[Trial]:
+    """Every recipe of the search space on every validation fold."""
+    trials = []
+    for recipe in _recipes(plan.candidates):
+        started = time.perf_counter()
+        folds = []
+        for split in plan.validation_splits(recipe.train_days):
+            model = fit_recipe(recipe, features, split.train)
+            folds.append(run_split(model, features, split)[0])
+            if step is not None:
+                step(1)
+        trials.append(Trial(recipe, folds, time.perf_counter() - started))
+    return trials
+
+
+def best_per_family(trials: Sequence[Trial]) -> dict[str, Trial]:
+    """Each family's trial with the best mean validation Average Precision."""
+    best: dict[str, Trial] = {}
+    for trial in trials:
+        name = trial.recipe.candidate
+        ap = np.nan_to_num(trial.metrics["average_precision"])
+        if name not in best or ap > np.nan_to_num(best[name].metrics["average_precision"]):
+            best[name] = trial
+    return best
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Raw versus calibrated scores of one recipe on the last validation fold.
+
+    Calibrated: the model fitted on its window minus ``holdout_days``, then a sigmoid fitted
+    on those later days (a time-ordered split).
+    """
+
+    recipe: Recipe
+    holdout_days: int
+    brier_raw: float
+    brier_calibrated: float
+    ap_raw: float
+    ap_calibrated: float
+    mean_score_raw: float
+    mean_score_calibrated: float
+    fraud_rate: float
+
+    @property
+    def helps(self) -> bool:
+        return self.brier_calibrated < self.brier_raw and self.ap_calibrated >= self.ap_raw
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "recipe": self.recipe.to_json(), "holdout_days": self.holdout_days,
+            "brier_raw": self.brier_raw, "brier_calibrated": self.brier_calibrated,
+            "ap_raw": self.ap_raw, "ap_calibrated": self.ap_calibrated,
+            "mean_score_raw": self.mean_score_raw,
+            "mean_score_calibrated": self.mean_score_calibrated,
+            "fraud_rate": self.fraud_rate, "helps": self.helps,
+        }
+
+
+def check_calibration(
+    recipe: Recipe, features: FeatureSet, split: Split, *, holdout_days: int = 2
+) -> Calibration:
+    """Does a time-ordered sigmoid calibration improve the recipe on a validation split?"""
+    raw = fit_recipe(recipe, features, split.train)
+    _, mask, raw_scores = run_split(raw, features, split)
+    fit_part = Period(split.train.start, split.train.days - holdout_days)
+    holdout = Period(fit_part.end, holdout_days)
+    base = fit_recipe(recipe, features, fit_part)
+    held = period_mask(features.frame, holdout)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(base), method="sigmoid")
+    calibrated.fit(features.X[held], features.frame["is_fraud"].to_numpy(dtype=int)[held])
+    cal_scores = calibrated.predict_proba(features.X[mask])[:, 1]
+    y = features.frame["is_fraud"].to_numpy(dtype=int)[mask]
+    return Calibration(
+        recipe=recipe,
+        holdout_days=holdout_days,
+        brier_raw=float(brier_score_loss(y, raw_scores)),
+        brier_calibrated=float(brier_score_loss(y, cal_scores)),
+        ap_raw=float(average_precision_score(y, raw_scores)),
+        ap_calibrated=float(average_precision_score(y, cal_scores)),
+        mean_score_raw=float(np.mean(raw_scores)),
+        mean_score_calibrated=float(np.mean(cal_scores)),
+        fraud_rate=float(np.mean(y)),
+    )
+
+
+@dataclass
+class SeedResult:
+    """Everything one seed's evaluation measured."""
+
+    seed: int
+    transactions: int
+    frauds: int
+    history: str
+    trials: list[Trial]
+    chosen: dict[str, Recipe]
+    selected: str  # the family with the best validation AP
+    calibration: Calibration | None
+    #: family -> one metrics dict per test week; week 0 is the book's test week
+    weeks: dict[str, list[dict[str, float]]]
+    week_starts: list[str]
+    seconds: dict[str, float]
+
+    def test(self, family: str) -> dict[str, float]:
+        return self.weeks[family][0]
+
+    def prequential(self, family: str) -> dict[str, tuple[float, float]]:
+        """Mean and standard deviation over the test weeks, per metric."""
+        rows = self.weeks[family]
+        out = {}
+        for m in METRICS:
+            values = [r[m] for r in rows if not math.isnan(r[m])]
+            out[m] = (float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1
+                      else float("nan"))
+        return out
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
+
+
+def evaluate_seed(
+    plan: EvaluationPlan,
+    *,
+    cache_dir: Path | None = None,
+    progress: Progress | None = None,
+    log: Callable[[str], object] = lambda _: None,
+) -> SeedResult:
+    """Select on validation, test on the book's week and the following ones, for one seed."""
+    seconds: dict[str, float] = {}
+    span = plan.span()
+    with _timed(seconds, "features"):
+        features = load_history(plan.simulation, span, cache_dir=cache_dir, progress=progress)
+    used = features.frame["timestamp"] >= span.first_used
+    log(f"seed {plan.simulation.seed}: {int(used.sum()):,} transactions in {span.describe()} "
+        f"(first {span.first_used - span.replay_start} are warm-up)")
+
+    n_fits = sum(1 for _ in _recipes(plan.candidates)) * plan.validation_folds
+    with _timed(seconds, "selection"):
+        step = progress("validation fits", n_fits) if progress else None
+        trials = select(features, plan, step=step)
+    best = best_per_family(trials)
+    chosen = {name: trial.recipe for name, trial in best.items()}
+    selected = max(best, key=lambda n: np.nan_to_num(best[n].metrics["average_precision"]))
+    for name, trial in best.items():
+        log(f"  {name:<14} {trial.recipe.describe():<60} validation AP "
+            f"{trial.metrics['average_precision']:.3f}")
+
+    with _timed(seconds, "calibration"):
+        last_fold = plan.validation_splits(chosen[selected].train_days)[0]
+        calibration = check_calibration(chosen[selected], features, last_fold)
+    log(f"  calibration of {selected}: Brier {calibration.brier_raw:.5f} → "
+        f"{calibration.brier_calibrated:.5f}, AP {calibration.ap_raw:.3f} → "
+        f"{calibration.ap_calibrated:.3f}")
+
+    weeks: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
+    n_weeks = len(plan.test_splits(7))
+    with _timed(seconds, "test"):
+        step = progress("test fits", n_weeks * len(chosen)) if progress else None
+        for name, recipe in chosen.items():
+            for split in plan.test_splits(recipe.train_days):
+                model = fit_recipe(recipe, features, split.train)
+                weeks[name].append(run_split(model, features, split)[0])
+                if step is not None:
+                    step(1)
+    frame = features.frame[features.frame["timestamp"] >= span.first_used]
+    return SeedResult(
+        seed=plan.simulation.seed,
+        transactions=len(frame),
+        frauds=int(frame["is_fraud"].sum()),
+        history=span.describe(),
+        trials=trials,
+        chosen=chosen,
+        selected=selected,
+        calibration=calibration,
+        weeks=weeks,
+        week_starts=[f"{s.test.start:%Y-%m-%d}" for s in plan.test_splits(7)],
+        seconds=seconds,
+    )

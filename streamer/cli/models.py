@@ -1,0 +1,103 @@
+"""``fraud-streamer models``: list, inspect, promote and roll back registered model versions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from models.registry import Manifest, ModelRegistry, RegistryError
+from streamer.cli import pass_settings
+from streamer.settings import Settings
+
+__all__ = ["models"]
+
+
+@contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Registry errors already say what to do: show them without a traceback."""
+    try:
+        yield
+    except RegistryError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _validation_ap(manifest: Manifest) -> str:
+    validation = manifest.metrics.get("validation")
+    value: Any = validation.get("average_precision") if isinstance(validation, dict) else None
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def _registry(settings: Settings) -> ModelRegistry:
+    return ModelRegistry(settings.model_registry)
+
+
+@click.group()
+def models() -> None:
+    """Manage the model registry (STREAMER_MODEL_REGISTRY).
+
+    Promoting or rolling back reaches running workers within STREAMER_MODEL_POLL_SECONDS,
+    without a restart.
+    """
+
+
+@models.command("list")
+@pass_settings
+def list_versions(settings: Settings) -> None:
+    """Show every version, oldest first; * marks the live one."""
+    registry = _registry(settings)
+    with _clear_errors():
+        versions = registry.versions()
+        live = registry.current_version()
+    if not versions:
+        click.echo(f"no model in {registry.root}: run `fraud-streamer train`")
+        return
+    rows = [("", "version", "created", "algorithm", "validation AP")]
+    rows += [("*" if m.version == live else "", m.version, m.created, m.algorithm,
+              _validation_ap(m)) for m in versions]
+    click.echo(_table(rows))
+
+
+@models.command("show")
+@click.argument("version")
+@pass_settings
+def show(settings: Settings, version: str) -> None:
+    """Print the manifest of VERSION (JSON)."""
+    with _clear_errors():
+        click.echo(_registry(settings).manifest(version).to_json(), nl=False)
+
+
+@models.command("promote")
+@click.argument("version")
+@pass_settings
+def promote(settings: Settings, version: str) -> None:
+    """Make VERSION live (its artifact is verified first)."""
+    registry = _registry(settings)
+    with _clear_errors():
+        before = registry.current_version()
+        registry.promote(version)
+    if before == version:
+        click.echo(f"{version} is already live")
+    else:
+        click.echo(f"promoted {version} (was {before or 'none'}); running workers switch within "
+                   f"{settings.model_poll_seconds:g} s")
+
+
+@models.command("rollback")
+@pass_settings
+def rollback(settings: Settings) -> None:
+    """Return to the version live before the current one."""
+    registry = _registry(settings)
+    with _clear_errors():
+        current = registry.current_version()
+        previous = registry.rollback()
+    click.echo(f"rolled back from {current} to {previous}; running workers switch within "
+               f"{settings.model_poll_seconds:g} s")

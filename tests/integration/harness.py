@@ -1,0 +1,122 @@
+"""Helpers for tests that run the real worker: a worker subprocess handle, produce, consume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamer.kafka import make_consumer, make_producer
+from streamer.settings import Settings
+
+__all__ = ["WorkerEnv", "consume_until", "produce", "wait_for"]
+
+
+@dataclass
+class WorkerEnv:
+    """Settings of one test's isolated worker, and handles to what it starts."""
+
+    settings: Settings
+    env: dict[str, str]
+    log_dir: Path
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"worker-{len(self.processes)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "worker", "-l", "warn"],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        self.processes.append(proc)
+        return proc
+
+    def summary(self) -> dict[str, Any] | None:
+        url = f"http://127.0.0.1:{self.settings.web_port}/api/summary"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return json.loads(response.read())  # type: ignore[no-any-return]
+        except OSError:
+            return None
+
+    def logs(self) -> str:
+        return "\n".join(p.read_text(errors="replace")[-4000:]
+                         for p in sorted(self.log_dir.glob("worker-*.log")))
+
+    def stop_all(self) -> None:
+        for proc in self.processes:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+async def produce(
+    settings: Settings, topic: str, records: list[tuple[bytes | None, bytes]]
+) -> None:
+    """Send (key, value) records and wait until Kafka has acknowledged all of them."""
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, key=k, value=v) for k, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def consume_until(
+    settings: Settings,
+    topic: str,
+    *,
+    ids: set[str] | None = None,
+    count: int | None = None,
+    field: str = "transaction_id",
+    timeout: float = 120.0,
+    worker: WorkerEnv | None = None,
+) -> list[Any]:
+    """Read a topic from the start until every id in ``ids`` (the value's ``field``) has
+    been seen, or ``count`` records have; fail with the worker's logs on timeout."""
+    consumer = make_consumer(settings, topic, group_id=None)
+    await consumer.start()
+    records: list[Any] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+
+    def done() -> bool:
+        if ids is not None and not seen >= ids:
+            return False
+        return count is None or len(records) >= count
+
+    try:
+        while not done():
+            if time.monotonic() > deadline:
+                logs = worker.logs() if worker else ""
+                pytest.fail(f"timed out reading {topic}: {len(records)} records\n{logs}")
+            batch = await consumer.getmany(timeout_ms=500)
+            for messages in batch.values():
+                records.extend(messages)
+                if ids is not None:
+                    seen.update(json.loads(m.value).get(field) for m in messages)
+    finally:
+        await consumer.stop()
+    return records
+
+
+def wait_for(predicate: Any, *, timeout: float, what: str, worker: WorkerEnv) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}\n{worker.logs()}")
+        time.sleep(0.2)

@@ -1,0 +1,159 @@
+"""The evaluation protocol's pieces: split dates, known-card removal, warm-up and the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.dataset import build_features
+from models.evaluate import EvaluationPlan, SeedResult, evaluate_seed
+from models.history import HistorySpan, load_history
+from models.protocol import BOOK_TEST_START, known_compromised, protocol_mask, split_before
+from models.report import GOAL, console_table, render_markdown, report_json
+from models.simulate import SimulationConfig, simulate
+
+
+def _day(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def test_the_book_split() -> None:
+    split = split_before(BOOK_TEST_START)
+    assert split.train.describe() == "2018-07-25..2018-07-31"
+    assert split.test.describe() == "2018-08-08..2018-08-14"
+    assert split.reference == split.train
+
+
+def test_a_longer_training_window_keeps_the_books_reference_week() -> None:
+    split = split_before(BOOK_TEST_START, train_days=21)
+    assert split.train.describe() == "2018-07-11..2018-07-31"
+    assert split.reference.describe() == "2018-07-25..2018-07-31"
+    assert split.test.describe() == "2018-08-08..2018-08-14"
+
+
+def test_validation_folds_end_before_the_test_training_data() -> None:
+    plan = EvaluationPlan(validation_folds=2, prequential_weeks=4)
+    fold0, fold1 = plan.validation_splits(7)
+    assert fold0.train.describe() == "2018-07-11..2018-07-17"
+    assert fold0.test.describe() == "2018-07-25..2018-07-31"
+    assert fold1.train.describe() == "2018-07-04..2018-07-10"
+    assert fold1.test.describe() == "2018-07-18..2018-07-24"
+    for split in plan.validation_splits(14):
+        assert split.test.end <= split_before(BOOK_TEST_START).train.end
+    weeks = [s.test.describe() for s in plan.test_splits(7)]
+    assert weeks == ["2018-08-08..2018-08-14", "2018-08-15..2018-08-21",
+                     "2018-08-22..2018-08-28", "2018-08-29..2018-09-04"]
+    span = plan.span()
+    assert f"{span.end:%Y-%m-%d}" == "2018-09-05"
+    assert span.first_used == min(s.train.start for s in plan.validation_splits(14))
+
+
+def _known_frame() -> pd.DataFrame:
+    rows = [
+        # card, time, fraud
+        ("a", "2018-07-26T10:00:00Z", True),   # fraud in the training week: known all week
+        ("b", "2018-07-20T10:00:00Z", True),   # before the training week: the book ignores it
+        ("c", "2018-08-03T10:00:00Z", True),   # in the gap: reported 08-10, known from 08-11
+        ("f", "2018-08-01T00:00:00Z", True),   # first second of the gap: known from 08-09
+        ("d", "2018-08-09T10:00:00Z", True),   # a fraud in the test week stays in it
+        ("e", "2018-07-27T10:00:00Z", False),  # genuine only
+    ]
+    for card in "abcdef":
+        for day in range(8, 15):
+            rows.append((card, f"2018-08-{day:02d}T09:00:00Z", False))
+    return pd.DataFrame(
+        {"customer_id": [r[0] for r in rows],
+         "timestamp": pd.to_datetime([r[1] for r in rows], utc=True),
+         "is_fraud": [r[2] for r in rows]}
+    )
+
+
+def test_known_compromised_cards_follow_the_books_definition() -> None:
+    frame = _known_frame()
+    split = split_before(BOOK_TEST_START)
+    keep = protocol_mask(frame, split)
+    kept = frame[keep]
+    days = {card: sorted(g["timestamp"].dt.day) for card, g in kept.groupby("customer_id")}
+    assert "a" not in days
+    assert days["b"] == list(range(8, 15))
+    assert days["c"] == [8, 9, 10]
+    assert days["f"] == [8]
+    assert days["d"] == [8, 9, 9, 10, 11, 12, 13, 14]
+    assert days["e"] == list(range(8, 15))
+    assert not keep[~frame["timestamp"].between(_day("2018-08-08"), _day("2018-08-15"))].any()
+
+
+def test_known_cards_do_not_depend_on_the_training_window() -> None:
+    frame = _known_frame()
+    seven = known_compromised(frame, split_before(BOOK_TEST_START))
+    longer = known_compromised(frame, split_before(BOOK_TEST_START, train_days=28))
+    np.testing.assert_array_equal(seven, longer)
+
+
+TINY = SimulationConfig(n_customers=200, n_terminals=400, n_days=80, seed=4)
+
+
+def test_replaying_from_the_warm_up_gives_the_full_replays_features(tmp_path: Path) -> None:
+    start = _day(TINY.start_date)
+    span = HistorySpan(start + pd.Timedelta(days=50), start + pd.Timedelta(days=80))
+    assert span.replay_start == start + pd.Timedelta(days=13)
+    part = load_history(TINY, span, cache_dir=tmp_path)
+    full = build_features(simulate(TINY))
+    used_part = (part.frame["timestamp"] >= span.first_used).to_numpy()
+    used_full = (full.frame["timestamp"] >= span.first_used).to_numpy()
+    assert used_part.sum() == used_full.sum() > 1000
+    assert list(part.frame["transaction_id"][used_part]) == \
+        list(full.frame["transaction_id"][used_full])
+    # equal up to rounding: the store's window sums are differences of running totals, which
+    # start from a different row when the replay does
+    np.testing.assert_allclose(part.X[used_part], full.X[used_full], rtol=1e-9, atol=1e-9)
+    cached = load_history(TINY, span, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.parquet"))) == 1
+    np.testing.assert_array_equal(cached.X, part.X)
+    assert list(cached.frame["transaction_id"]) == list(part.frame["transaction_id"])
+
+
+def test_a_span_outside_the_simulation_is_refused() -> None:
+    start = _day(TINY.start_date)
+    with pytest.raises(ValueError, match="falls outside the simulated"):
+        load_history(TINY, HistorySpan(start + pd.Timedelta(days=10), start + pd.Timedelta(days=60)))
+
+
+@pytest.fixture(scope="module")
+def small_run() -> SeedResult:
+    """The whole protocol on a small history (logistic regression only, to stay fast)."""
+    config = SimulationConfig(n_customers=300, n_terminals=600, n_days=110, seed=5)
+    plan = EvaluationPlan(simulation=config, test_start=_day("2018-07-01"), validation_folds=1,
+                          prequential_weeks=2, candidates=("logreg",))
+    return evaluate_seed(plan)
+
+
+def test_a_small_run_selects_tests_and_reports(small_run: SeedResult) -> None:
+    r = small_run
+    assert r.selected == "logreg"
+    assert r.week_starts == ["2018-07-01", "2018-07-08"]
+    assert len(r.trials) == 4  # 2 C values x 2 training windows, one fold each
+    assert r.chosen["logreg"] in [t.recipe for t in r.trials]
+    for week in r.weeks["logreg"]:
+        assert 0.5 < week["auc_roc"] <= 1 and 0 < week["average_precision"] <= 1
+        assert 0 <= week["card_precision_at_100"] <= 1
+    mean, std = r.prequential("logreg")["auc_roc"]
+    assert mean == pytest.approx(np.mean([w["auc_roc"] for w in r.weeks["logreg"]]))
+    assert std >= 0
+    assert r.calibration is not None and r.calibration.brier_raw > 0
+
+
+def test_the_report_shows_the_book_beside_ours(small_run: SeedResult) -> None:
+    plan = EvaluationPlan(prequential_weeks=2, candidates=("logreg",))
+    text = render_markdown([small_run], plan, command="fraud-streamer evaluate", seconds=60)
+    assert "| book: best of the imbalanced-learning and deep-learning chapters | 0.879 |" in text
+    assert "| ours: logreg |" in text and "## Prequential" in text
+    data = json.loads(json.dumps(report_json([small_run], plan, command="x", seconds=1)))
+    assert data["goal"]["average_precision"] == GOAL.average_precision == 0.687
+    assert data["seeds"][0]["models"]["logreg"]["prequential"]["weeks"][1]["test_start"] == \
+        "2018-07-08"
+    assert "0.879" in console_table([small_run])

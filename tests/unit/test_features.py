@@ -1,0 +1,109 @@
+"""Feature semantics on the in-memory store (the Redis store is held equal to it elsewhere)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from streamer.features.definitions import DAY_MS, FEATURE_NAMES, FeatureEvent, FraudMark
+from streamer.features.keys import blocklist_key, customer_keys, terminal_keys
+from streamer.features.memory import InMemoryFeatureStore
+
+T0 = 1_522_540_800_000  # 2018-04-01T00:00:00Z
+COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
+
+
+def ev(tx: str, t_ms: int, amount: float = 10.0, customer: str = "c1",
+       terminal: str = "t1") -> FeatureEvent:
+    return FeatureEvent(tx, customer, terminal, t_ms, amount, False, False)
+
+
+def test_key_scheme_is_pinned() -> None:
+    # Changing these strands every feature already in Redis: a migration, not a refactor.
+    assert customer_keys("c-1") == ("fs:{c:c-1}:tx", "fs:{c:c-1}:amt")
+    assert terminal_keys("t-9") == ("fs:{t:t-9}:tx", "fs:{t:t-9}:fraud", "fs:{t:t-9}:rep")
+    assert blocklist_key("customer") == "fs:blocklist:customer"
+    assert blocklist_key("terminal") == "fs:blocklist:terminal"
+
+
+def test_feature_order_is_the_handbooks_then_ours() -> None:
+    assert FEATURE_NAMES[:3] == ("TX_AMOUNT", "TX_DURING_WEEKEND", "TX_DURING_NIGHT")
+    assert FEATURE_NAMES[3] == "CUSTOMER_ID_NB_TX_1DAY_WINDOW"
+    assert FEATURE_NAMES[14] == "TERMINAL_ID_RISK_30DAY_WINDOW"
+    assert len(FEATURE_NAMES) == 17
+
+
+def test_customer_windows_include_the_transaction_and_exclude_older_ones() -> None:
+    store = InMemoryFeatureStore()
+    store.enrich_sync([ev("a", T0, 10.0), ev("b", T0 + 2 * DAY_MS, 20.0)])
+    x = store.enrich_sync([ev("c", T0 + 2 * DAY_MS + 1000, 60.0)])[0]
+    assert x[COL["CUSTOMER_ID_NB_TX_1DAY_WINDOW"]] == 2  # b and c
+    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]] == pytest.approx(40.0)
+    assert x[COL["CUSTOMER_ID_NB_TX_7DAY_WINDOW"]] == 3
+    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_7DAY_WINDOW"]] == pytest.approx(30.0)
+    assert x[COL["CUSTOMER_AMOUNT_RATIO_30DAY"]] == pytest.approx(2.0)
+    assert x[COL["CUSTOMER_HOURS_SINCE_PREV_TX"]] == pytest.approx(1 / 3600)
+
+
+def test_window_boundary_is_exclusive_at_the_far_end() -> None:
+    store = InMemoryFeatureStore()
+    store.enrich_sync([ev("a", T0)])
+    x = store.enrich_sync([ev("b", T0 + DAY_MS)])[0]
+    assert x[COL["CUSTOMER_ID_NB_TX_1DAY_WINDOW"]] == 1  # exactly one day ago is out
+
+
+def test_replaying_a_transaction_counts_it_once_and_gives_the_same_features() -> None:
+    store = InMemoryFeatureStore()
+    events = [ev(f"tx{i}", T0 + i * 3_600_000, 5.0 + i) for i in range(10)]
+    first = store.enrich_sync(events)
+    again = store.enrich_sync(events[3:7])
+    np.testing.assert_array_equal(again, first[3:7])
+
+
+def test_equal_timestamps_do_not_see_each_other_whatever_the_arrival_order() -> None:
+    # Which of two simultaneous transactions arrived first is not in the data, so neither
+    # counts the other: a replay after a crash must give the features of the first time.
+    a, b = ev("tx-a", T0, 10.0), ev("tx-b", T0, 30.0)
+    one, two = InMemoryFeatureStore(), InMemoryFeatureStore()
+    xa1, xb1 = one.enrich_sync([a, b])
+    xb2, xa2 = two.enrich_sync([b, a])
+    np.testing.assert_array_equal(xa1, xa2)
+    np.testing.assert_array_equal(xb1, xb2)
+    np.testing.assert_array_equal(one.enrich_sync([b])[0], xb1)
+    assert xb1[COL["CUSTOMER_ID_NB_TX_1DAY_WINDOW"]] == 1
+    assert xb1[COL["CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]] == 30.0
+
+
+def test_terminal_risk_uses_the_delayed_window_and_only_reported_frauds() -> None:
+    store = InMemoryFeatureStore()
+    old = [ev(f"o{i}", T0 + i * 1000, customer=f"c{i}") for i in range(4)]
+    store.enrich_sync(old)
+    # o0 is fraud, reported 7 days after it happened
+    store.apply_labels_sync([FraudMark("o0", "t1", T0, T0 + 7 * DAY_MS, True)])
+    before = store.enrich_sync([ev("n1", T0 + 7 * DAY_MS - 1, customer="z")])[0]
+    after = store.enrich_sync([ev("n2", T0 + 7 * DAY_MS + 10_000, customer="z")])[0]
+    assert before[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == 0  # not reported yet
+    assert after[COL["TERMINAL_ID_NB_TX_1DAY_WINDOW"]] == 4
+    assert after[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == pytest.approx(0.25)
+    # a withdrawn label no longer counts
+    store.apply_labels_sync([FraudMark("o0", "t1", T0, T0 + 8 * DAY_MS, False)])
+    later = store.enrich_sync([ev("n3", T0 + 7 * DAY_MS + 20_000, customer="z")])[0]
+    assert later[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == 0
+
+
+def test_label_for_unseen_transaction_marks_its_terminal() -> None:
+    store = InMemoryFeatureStore()
+    store.apply_labels_sync([FraudMark("ghost", "t1", T0, T0 + 7 * DAY_MS, True)])
+    x = store.enrich_sync([ev("n", T0 + 7 * DAY_MS + 1000)])[0]
+    assert x[COL["TERMINAL_ID_NB_TX_1DAY_WINDOW"]] == 1
+    assert x[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == 1.0
+
+
+async def test_blocklists() -> None:
+    store = InMemoryFeatureStore()
+    assert await store.blocklist_add("customer", ["c1", "c2"]) == 2
+    assert await store.blocklist_remove("customer", ["c2"]) == 1
+    assert await store.blocklist_members("customer") == ["c1"]
+    enriched = await store.enrich([ev("a", T0, customer="c1"), ev("b", T0, customer="c3")])
+    assert enriched.customer_blocked == [True, False]
+    assert enriched.terminal_blocked == [False, False]

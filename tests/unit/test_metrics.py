@@ -1,0 +1,69 @@
+"""The handbook's metrics on hand-built frames whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from models.metrics import card_precision_at_k, quality
+
+
+def _frame(rows: list[tuple[str, str, bool, float]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """(day, card, fraud, score) rows -> a transactions frame and its scores."""
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([f"{day}T12:00:00Z" for day, *_ in rows], utc=True),
+            "customer_id": [card for _, card, _, _ in rows],
+            "is_fraud": [fraud for _, _, fraud, _ in rows],
+        }
+    )
+    return frame, np.array([score for *_, score in rows])
+
+
+# Day 1: card B's best score (0.8) is on a genuine transaction but it has a fraud too, so B
+# counts as a fraud card: top 2 = A, B, both fraud -> 1.0; A and B are now caught.
+# Day 2: A and B score highest again but are dropped; top 2 = C (genuine), D (fraud) -> 0.5.
+ROWS = [
+    ("2018-08-08", "A", True, 0.9),
+    ("2018-08-08", "B", False, 0.8),
+    ("2018-08-08", "B", True, 0.05),
+    ("2018-08-08", "C", True, 0.1),
+    ("2018-08-09", "A", True, 0.95),
+    ("2018-08-09", "B", True, 0.9),
+    ("2018-08-09", "C", False, 0.7),
+    ("2018-08-09", "D", True, 0.6),
+    ("2018-08-09", "E", True, 0.2),
+]
+
+
+def test_card_precision_counts_each_card_once_per_day() -> None:
+    frame, scores = _frame(ROWS)
+    assert card_precision_at_k(frame, scores, k=2) == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_cards_caught_on_an_earlier_day_are_dropped() -> None:
+    """Without dropping, day 2's top 2 would be A and B (both fraud) and the mean 1.0."""
+    frame, scores = _frame(ROWS)
+    day2 = frame["timestamp"].dt.day == 9
+    assert card_precision_at_k(frame[day2], scores[day2.to_numpy()], k=2) == 1.0
+    assert card_precision_at_k(frame, scores, k=2) == 0.75
+
+
+def test_card_precision_divides_by_k_even_with_fewer_cards() -> None:
+    frame, scores = _frame(ROWS[:4])
+    assert card_precision_at_k(frame, scores, k=100) == pytest.approx(3 / 100)
+
+
+def test_quality_matches_sklearn_and_handles_one_class() -> None:
+    frame, scores = _frame(ROWS)
+    q = quality(frame, scores)
+    y = frame["is_fraud"].astype(int)
+    assert q["auc_roc"] == pytest.approx(roc_auc_score(y, scores))
+    assert q["average_precision"] == pytest.approx(average_precision_score(y, scores))
+    genuine = ~frame["is_fraud"]
+    q = quality(frame[genuine], scores[genuine.to_numpy()])
+    assert math.isnan(q["auc_roc"]) and math.isnan(q["average_precision"])

@@ -1,0 +1,78 @@
+"""``fraud-streamer models``: list, show, promote and roll back, with clear errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from click.testing import CliRunner, Result
+
+from models.registry import Manifest, ModelRegistry
+from streamer.cli import cli
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["models", *args])
+
+
+@pytest.fixture
+def two_versions(registry: ModelRegistry, add_version: Callable[..., Manifest]) -> ModelRegistry:
+    add_version("v1", metrics={"validation": {"average_precision": 0.612}})
+    add_version("v2", metrics={"validation": {"average_precision": 0.734}})
+    return registry
+
+
+def test_list_shows_versions_and_the_live_one(two_versions: ModelRegistry) -> None:
+    two_versions.promote("v2")
+    result = _run("list")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["version", "created", "algorithm", "validation", "AP"]
+    v1 = next(line for line in lines if " v1 " in f" {line} ")
+    v2 = next(line for line in lines if " v2 " in f" {line} ")
+    assert v2.startswith("*") and not v1.startswith("*")
+    assert "hist_gb" in v1 and "0.612" in v1 and "0.734" in v2
+
+
+def test_list_of_an_empty_registry(registry: ModelRegistry) -> None:
+    result = _run("list")
+    assert result.exit_code == 0
+    assert "no model in" in result.output and "fraud-streamer train" in result.output
+
+
+def test_promote_then_rollback(two_versions: ModelRegistry) -> None:
+    result = _run("promote", "v1")
+    assert result.exit_code == 0, result.output
+    assert "promoted v1 (was none)" in result.output
+    assert _run("promote", "v2").exit_code == 0
+    assert "already live" in _run("promote", "v2").output
+    assert two_versions.history() == ["v1", "v2"]
+    result = _run("rollback")
+    assert result.exit_code == 0, result.output
+    assert "rolled back from v2 to v1" in result.output
+    assert two_versions.current_version() == "v1"
+
+
+def test_show_prints_the_manifest(two_versions: ModelRegistry) -> None:
+    result = _run("show", "v2")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.output)
+    assert manifest["version"] == "v2" and len(manifest["sha256"]) == 64
+    assert manifest["metrics"]["validation"]["average_precision"] == 0.734
+
+
+def test_errors_are_clear_and_without_traceback(two_versions: ModelRegistry) -> None:
+    for args, message in [
+        (("promote", "v9"), "unknown model version 'v9'"),
+        (("show", "v9"), "unknown model version 'v9'"),
+        (("rollback",), "nothing to roll back to"),
+        (("promote", "../x"), "invalid version name"),
+    ]:
+        result = _run(*args)
+        assert result.exit_code == 1, args
+        assert f"Error: {message}" in result.output and "Traceback" not in result.output
+    artifact = two_versions.root / "v1" / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    result = _run("promote", "v1")
+    assert result.exit_code == 1 and "does not match its manifest" in result.output

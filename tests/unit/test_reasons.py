@@ -1,0 +1,66 @@
+"""Reasons are faithful: neutralising the feature named first lowers the score the most."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.dataset import FeatureSet
+from models.registry import LoadedModel
+from streamer.features.definitions import FEATURE_NAMES
+from streamer.scoring import Scorer
+
+REVIEW = 0.5
+
+
+@pytest.fixture(scope="module")
+def flagged(small_model: LoadedModel, small_features: FeatureSet) -> tuple[Scorer, np.ndarray]:
+    scorer = Scorer(small_model)
+    scores = scorer.score(small_features.X)
+    rows = small_features.X[scores >= REVIEW]
+    assert len(rows) > 50, "the small model should flag a fair number of rows"
+    return scorer, rows[:300]
+
+
+def test_neutralising_the_top_reason_lowers_the_score(flagged: tuple[Scorer, np.ndarray]) -> None:
+    scorer, X = flagged
+    scores = scorer.score(X)
+    reasons = scorer.explain(X, scores, top_k=3)
+    rows = [r for r, contributions in enumerate(reasons) if contributions]
+    assert len(rows) > 0.9 * len(X)
+    top = [reasons[r][0] for r in rows]
+    probes = X[rows].copy()  # each explained row with its top reason set to the baseline
+    for i, c in enumerate(top):
+        probes[i, c.index] = scorer.baseline[c.index]
+    after = scorer.score(probes)
+    assert (after < scores[rows]).all()
+    np.testing.assert_allclose(scores[rows] - after, [c.delta for c in top], atol=1e-9)
+
+
+def test_no_other_single_feature_lowers_the_score_more(flagged: tuple[Scorer, np.ndarray]) -> None:
+    scorer, X = flagged
+    X = X[:40]
+    n, f = X.shape
+    scores = scorer.score(X)
+    reasons = scorer.explain(X, scores, top_k=f)
+    probes = np.repeat(X, f, axis=0)  # row r, feature j neutralised, one at a time
+    probes[np.arange(n * f), np.tile(np.arange(f), n)] = np.tile(scorer.baseline, n)
+    drops = scores[:, None] - scorer.score(probes).reshape(n, f)
+    for r, contributions in enumerate(reasons):
+        if contributions:
+            assert contributions[0].delta == pytest.approx(drops[r].max())
+            deltas = [c.delta for c in contributions]
+            assert deltas == sorted(deltas, reverse=True)
+            assert {c.index for c in contributions} == set(np.flatnonzero(drops[r] > 1e-6))
+        else:
+            assert drops[r].max() <= 1e-6
+
+
+def test_reasons_name_real_features_in_words(flagged: tuple[Scorer, np.ndarray]) -> None:
+    scorer, X = flagged
+    scores = scorer.score(X[:5])
+    for contributions in scorer.explain(X[:5], scores, top_k=2):
+        assert len(contributions) <= 2
+        for c in contributions:
+            assert c.code in FEATURE_NAMES
+            assert "typical" in c.describe() and f"+{c.delta:.2f}" in c.describe()

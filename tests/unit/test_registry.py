@@ -1,0 +1,120 @@
+"""The registry stores verified versions, refuses anything it cannot vouch for, and keeps the
+promotion history that workers follow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from models.registry import ModelRegistry, RegistryError
+
+FEATURES = ["a", "b"]
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "registry")
+
+
+@pytest.fixture
+def estimator() -> LogisticRegression:
+    X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
+    return LogisticRegression().fit(X, [0, 1, 0, 1])
+
+
+def _register(registry: ModelRegistry, estimator: LogisticRegression, version: str) -> None:
+    registry.register(estimator, algorithm="logreg", features=FEATURES, version=version,
+                      metrics={"validation": {"average_precision": 0.7}}, baseline=[0.5, 0.5])
+
+
+def test_register_then_load_round_trip(registry: ModelRegistry,
+                                       estimator: LogisticRegression) -> None:
+    manifest = registry.register(estimator, algorithm="logreg", features=FEATURES,
+                                 metrics={"validation": {"average_precision": 0.7}},
+                                 thresholds={"review": 0.5}, baseline=[0.1, 0.2], version="v1")
+    registry.promote("v1")
+    loaded = registry.load()
+    assert loaded.version == "v1"
+    assert loaded.manifest == manifest
+    assert loaded.manifest.features == FEATURES and loaded.manifest.baseline == [0.1, 0.2]
+    assert len(manifest.sha256) == 64
+    X = np.array([[0.3, 0.7], [0.8, 0.2]])
+    np.testing.assert_array_equal(loaded.estimator.predict_proba(X), estimator.predict_proba(X))
+    assert [m.version for m in registry.versions()] == ["v1"]
+
+
+def test_a_tampered_artifact_is_refused(registry: ModelRegistry,
+                                        estimator: LogisticRegression) -> None:
+    _register(registry, estimator, "v1")
+    artifact = registry.root / "v1" / "model.joblib"
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0x01  # flip one bit
+    artifact.write_bytes(bytes(data))
+    with pytest.raises(RegistryError, match=r"does not match its manifest.*refusing"):
+        registry.load("v1")
+    with pytest.raises(RegistryError, match="does not match"):
+        registry.promote("v1")  # nor can it be made live
+
+
+def test_an_artifact_without_manifest_is_refused(registry: ModelRegistry,
+                                                 estimator: LogisticRegression) -> None:
+    _register(registry, estimator, "v1")
+    (registry.root / "v1" / "manifest.json").unlink()
+    with pytest.raises(RegistryError, match="unknown model version 'v1': no manifest"):
+        registry.load("v1")
+    assert registry.versions() == []
+
+
+def test_unknown_and_invalid_versions_are_refused(registry: ModelRegistry) -> None:
+    with pytest.raises(RegistryError, match="unknown model version 'nope'"):
+        registry.load("nope")
+    with pytest.raises(RegistryError, match="invalid version name"):
+        registry.load("../outside")
+    with pytest.raises(RegistryError, match="no model promoted"):
+        registry.load()
+
+
+def test_a_missing_artifact_is_refused(registry: ModelRegistry,
+                                       estimator: LogisticRegression) -> None:
+    _register(registry, estimator, "v1")
+    (registry.root / "v1" / "model.joblib").unlink()
+    with pytest.raises(RegistryError, match="artifact .* is missing"):
+        registry.load("v1")
+
+
+def test_promote_and_rollback_keep_the_history(registry: ModelRegistry,
+                                               estimator: LogisticRegression) -> None:
+    for version in ("v1", "v2", "v3"):
+        _register(registry, estimator, version)
+    registry.promote("v1")
+    registry.promote("v2")
+    registry.promote("v2")  # promoting the live version again changes nothing
+    registry.promote("v3")
+    assert registry.history() == ["v1", "v2", "v3"]
+    assert registry.rollback() == "v2"
+    assert registry.current_version() == "v2"
+    assert registry.load().version == "v2"
+    assert registry.rollback() == "v1"
+    assert json.loads((registry.root / "promotions.json").read_text())["history"] == ["v1"]
+
+
+def test_rollback_needs_two_promotions(registry: ModelRegistry,
+                                       estimator: LogisticRegression) -> None:
+    with pytest.raises(RegistryError, match="fewer than two promotions"):
+        registry.rollback()
+    _register(registry, estimator, "v1")
+    registry.promote("v1")
+    with pytest.raises(RegistryError, match="nothing to roll back to"):
+        registry.rollback()
+    assert registry.history() == ["v1"]
+
+
+def test_a_version_cannot_be_registered_twice(registry: ModelRegistry,
+                                              estimator: LogisticRegression) -> None:
+    _register(registry, estimator, "v1")
+    with pytest.raises(RegistryError, match="already exists"):
+        _register(registry, estimator, "v1")
