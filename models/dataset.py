@@ -78,8 +78,12 @@ def fraud_marks(labels: pd.DataFrame) -> list[FraudMark]:
     marks = [
         FraudMark(str(tid), str(term), int(t), int(r), bool(f))
         for tid, term, t, r, f in zip(
-            labels["transaction_id"], labels["terminal_id"], tx_ms, rep_ms,
-            labels["is_fraud"], strict=True,
+            labels["transaction_id"],
+            labels["terminal_id"],
+            tx_ms,
+            rep_ms,
+            labels["is_fraud"],
+            strict=True,
         )
     ]
     marks.sort(key=lambda m: m.reported_ms)

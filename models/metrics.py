@@ -40,13 +40,16 @@ def card_precision_at_k(
     return float(np.mean(precisions))
 
 
-def quality(frame: pd.DataFrame, scores: np.ndarray, *, label: str = "is_fraud") -> dict[str, float]:
+def quality(
+    frame: pd.DataFrame, scores: np.ndarray, *, label: str = "is_fraud"
+) -> dict[str, float]:
     """AUC ROC, Average Precision and Card Precision@100 of scores on a labelled frame."""
     y = frame[label].astype(int).to_numpy()
     both_classes = 0 < y.sum() < len(y)
     return {
         "auc_roc": float(roc_auc_score(y, scores)) if both_classes else float("nan"),
-        "average_precision": float(average_precision_score(y, scores)) if both_classes
+        "average_precision": float(average_precision_score(y, scores))
+        if both_classes
         else float("nan"),
         "card_precision_at_100": card_precision_at_k(frame, scores, k=100, label=label),
     }

@@ -65,7 +65,12 @@ CANDIDATES: dict[str, Candidate] = {
         "hist_gb",
         _hgb,
         [
-            {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 15, "l2_regularization": 1.0},
+            {
+                "learning_rate": 0.05,
+                "max_iter": 300,
+                "max_leaf_nodes": 15,
+                "l2_regularization": 1.0,
+            },
             {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31},
         ],
     ),
@@ -164,7 +169,8 @@ def fit_best(
     if train.start < ts.min().floor("D") + pd.Timedelta(days=30):
         raise ValueError(
             f"not enough history: training from {train.start:%Y-%m-%d} needs 30 days of "
-            f"features before it; simulate more days (at least {train_days + 2 * delay_days + valid_days + 31})"
+            f"features before it; simulate at least "
+            f"{train_days + 2 * delay_days + valid_days + 31} days"
         )
     log(f"selecting on train {train.describe()} / validation {valid.describe()} (by AP)")
     trials = select(features, train=train, valid=valid, candidates=candidates, log=log)
@@ -173,7 +179,9 @@ def fit_best(
     log(f"refitting {best.candidate} {best.params} on {final.describe()}")
     mask = period_mask(features.frame, final)
     y = features.frame["is_fraud"].astype(int).to_numpy()
-    estimator = clone(CANDIDATES[best.candidate].build(**best.params)).fit(features.X[mask], y[mask])
+    estimator = clone(CANDIDATES[best.candidate].build(**best.params)).fit(
+        features.X[mask], y[mask]
+    )
     genuine = features.X[mask][y[mask] == 0]
     baseline = np.median(genuine, axis=0).tolist() if len(genuine) else [0.0] * len(FEATURE_NAMES)
     return TrainResult(

@@ -15,34 +15,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 __all__ = ["EventTimeAligner"]
 
+K = TypeVar("K", bound=Hashable)
+
 
 @dataclass
-class EventTimeAligner:
+class EventTimeAligner(Generic[K]):
     """Per-partition event-time positions and the pause/resume plan that bounds their skew."""
 
     max_skew_ms: int
-    event_time: dict[Hashable, int] = field(default_factory=dict)
-    next_offset: dict[Hashable, int] = field(default_factory=dict)
-    paused: set[Hashable] = field(default_factory=set)
+    event_time: dict[K, int] = field(default_factory=dict)
+    next_offset: dict[K, int] = field(default_factory=dict)
+    paused: set[K] = field(default_factory=set)
 
-    def observe(self, tp: Hashable, offset: int, ts_ms: int | None) -> None:
+    def observe(self, tp: K, offset: int, ts_ms: int | None) -> None:
         """Record that ``tp`` was processed up to ``offset`` (event time ``ts_ms`` if valid)."""
         if offset + 1 > self.next_offset.get(tp, -1):
             self.next_offset[tp] = offset + 1
         if ts_ms is not None and ts_ms > self.event_time.get(tp, -(2**62)):
             self.event_time[tp] = ts_ms
 
-    def forget(self, tps: Iterable[Hashable]) -> None:
+    def forget(self, tps: Iterable[K]) -> None:
         """Drop partitions this worker no longer owns (after a rebalance)."""
         for tp in tps:
             self.event_time.pop(tp, None)
             self.next_offset.pop(tp, None)
             self.paused.discard(tp)
 
-    def _waiting(self, highwater: Callable[[Hashable], int | None]) -> dict[Hashable, int]:
+    def _waiting(self, highwater: Callable[[K], int | None]) -> dict[K, int]:
         """Event time of every partition that has records left to process."""
         waiting = {}
         for tp, ts in self.event_time.items():
@@ -51,9 +54,7 @@ class EventTimeAligner:
                 waiting[tp] = ts
         return waiting
 
-    def plan(
-        self, highwater: Callable[[Hashable], int | None]
-    ) -> tuple[set[Hashable], set[Hashable]]:
+    def plan(self, highwater: Callable[[K], int | None]) -> tuple[set[K], set[K]]:
         """(partitions to pause, partitions to resume) given each partition's high watermark."""
         waiting = self._waiting(highwater)
         if not waiting:
@@ -65,7 +66,7 @@ class EventTimeAligner:
         self.paused = ahead
         return pause, resume
 
-    def skew_ms(self, highwater: Callable[[Hashable], int | None]) -> int:
+    def skew_ms(self, highwater: Callable[[K], int | None]) -> int:
         """Spread of event time across the partitions that still have records waiting."""
         waiting = self._waiting(highwater)
         return max(waiting.values()) - min(waiting.values()) if len(waiting) > 1 else 0

@@ -83,13 +83,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         web_bind="127.0.0.1",
         web_in_thread=False,
     )
-    raw = {"key_type": bytes, "value_type": bytes,
-           "key_serializer": "raw", "value_serializer": "raw"}
-    transactions = app.topic(settings.topic_transactions, **raw)
-    labels = app.topic(settings.topic_labels, **raw)
-    decisions = app.topic(settings.topic_decisions, **raw)
-    alerts = app.topic(settings.topic_alerts, **raw)
-    dead_letters = app.topic(settings.topic_dead_letters, **raw)
+
+    def raw_topic(name: str) -> Any:
+        # bytes in and out: decoding is the pipeline's job, so bad input becomes a dead letter
+        return app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+
+    transactions = raw_topic(settings.topic_transactions)
+    labels = raw_topic(settings.topic_labels)
+    decisions = raw_topic(settings.topic_decisions)
+    alerts = raw_topic(settings.topic_alerts)
+    dead_letters = raw_topic(settings.topic_dead_letters)
 
     async def publish(out: BatchOutput) -> None:
         """Send every record of the batch, then wait for all acknowledgements together."""
@@ -103,20 +108,26 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 pending.append(await topic.send(key=key, value=value, force=True))
         await asyncio.gather(*pending)
 
-    aligner = EventTimeAligner(max_skew_ms=int(settings.max_partition_skew_hours * 3_600_000))
+    aligner: EventTimeAligner[TP] = EventTimeAligner(
+        max_skew_ms=int(settings.max_partition_skew_hours * 3_600_000)
+    )
 
-    def align(events: list[Any], out: BatchOutput) -> None:
-        """Pause partitions that run ahead in event time; resume those that fell back."""
-        for event, ts in zip(events, out.event_ts, strict=True):
-            message = event.message
-            aligner.observe(TP(message.topic, message.partition), message.offset, ts)
+    def realign() -> None:
+        """Pause partitions that run ahead in event time; resume those the others caught up."""
         consumer = app.consumer
-        pause, resume = aligner.plan(consumer.highwater)
+        highwater = consumer.highwater
+        pause, resume = aligner.plan(highwater)
         if pause:
             consumer.pause_partitions(pause)
         if resume:
             consumer.resume_partitions(resume)
-        metrics.partition_skew.set(aligner.skew_ms(consumer.highwater) / 1000)
+        metrics.partition_skew.set(aligner.skew_ms(highwater) / 1000)
+
+    def align(events: list[Any], out: BatchOutput) -> None:
+        for event, ts in zip(events, out.event_ts, strict=True):
+            message = event.message
+            aligner.observe(TP(message.topic, message.partition), message.offset, ts)
+        realign()
 
     async def run_batch(kind: str, events: list[Any]) -> None:
         started = time.perf_counter()
@@ -132,35 +143,33 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         except Exception:
             # Faust acks a take_events batch even when its body raises; exiting here instead
             # leaves the batch uncommitted, so the next worker replays it. Nothing is lost.
-            log.critical("batch of %d %s failed; exiting so it is replayed", len(events), kind,
-                         exc_info=True)
+            log.critical(
+                "batch of %d %s failed; exiting so it is replayed", len(events), kind, exc_info=True
+            )
             logging.shutdown()
             os._exit(70)
         metrics.observe_batch(kind, out, time.perf_counter() - started, len(messages))
 
     @app.agent(transactions, concurrency=1)
     async def score_transactions(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max,
-                                               within=settings.batch_within_ms / 1000):
+        async for events in stream.take_events(
+            settings.batch_max, within=settings.batch_within_ms / 1000
+        ):
             await run_batch("transactions", events)
 
     @app.agent(labels, concurrency=1)
     async def apply_labels(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_max,
-                                               within=settings.batch_within_ms / 1000):
+        async for events in stream.take_events(
+            settings.batch_max, within=settings.batch_within_ms / 1000
+        ):
             await run_batch("labels", events)
 
     @app.timer(1.0)
-    async def realign() -> None:
+    async def realign_idle() -> None:
         # an idle stream runs no batches: re-plan so that paused partitions get resumed
-        consumer = app.consumer
-        assigned = consumer.assignment()
+        assigned = app.consumer.assignment()
         aligner.forget([tp for tp in list(aligner.event_time) if tp not in assigned])
-        pause, resume = aligner.plan(consumer.highwater)
-        if pause:
-            consumer.pause_partitions(pause)
-        if resume:
-            consumer.resume_partitions(resume)
+        realign()
 
     @app.timer(settings.model_poll_seconds)
     async def follow_promotions() -> None:

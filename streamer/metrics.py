@@ -25,22 +25,29 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.consumed = Counter("streamer_consumed", "Input records consumed", ["topic"],
-                                registry=r)
-        self.decisions = Counter("streamer_decisions", "Decisions published", ["outcome"],
-                                 registry=r)
+        self.consumed = Counter(
+            "streamer_consumed", "Input records consumed", ["topic"], registry=r
+        )
+        self.decisions = Counter(
+            "streamer_decisions", "Decisions published", ["outcome"], registry=r
+        )
         self.alerts = Counter("streamer_alerts", "Alerts published", registry=r)
-        self.dead_letters = Counter("streamer_dead_letters", "Input records dead-lettered",
-                                    ["topic"], registry=r)
+        self.dead_letters = Counter(
+            "streamer_dead_letters", "Input records dead-lettered", ["topic"], registry=r
+        )
         self.batch_seconds = Histogram(
-            "streamer_batch_seconds", "Time to process and publish one batch", ["topic"],
+            "streamer_batch_seconds",
+            "Time to process and publish one batch",
+            ["topic"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
-        self.scores = Histogram("streamer_score", "Model scores (drift watch)",
-                                buckets=SCORE_BUCKETS, registry=r)
-        self.model_info = Gauge("streamer_model_info", "The model version in use", ["version"],
-                                registry=r)
+        self.scores = Histogram(
+            "streamer_score", "Model scores (drift watch)", buckets=SCORE_BUCKETS, registry=r
+        )
+        self.model_info = Gauge(
+            "streamer_model_info", "The model version in use", ["version"], registry=r
+        )
         self.partition_skew = Gauge(
             "streamer_partition_skew_seconds",
             "Event-time spread between this worker's partitions that have records waiting",

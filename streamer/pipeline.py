@@ -118,10 +118,12 @@ class Pipeline:
         policy = self._policy
 
         rules = [
-            rule_hits(amount=float(tx.amount), customer_blocked=cb, terminal_blocked=tb,
-                      policy=policy)
-            for tx, cb, tb in zip(txs, enriched.customer_blocked, enriched.terminal_blocked,
-                                  strict=True)
+            rule_hits(
+                amount=float(tx.amount), customer_blocked=cb, terminal_blocked=tb, policy=policy
+            )
+            for tx, cb, tb in zip(
+                txs, enriched.customer_blocked, enriched.terminal_blocked, strict=True
+            )
         ]
         outcomes = [
             outcome_for(float(s), rule_hit=bool(r), policy=policy)

@@ -34,12 +34,22 @@ def encode_transactions(frame: pd.DataFrame) -> list[tuple[int, bytes, bytes]]:
     ms = pd.to_datetime(frame["timestamp"], utc=True).astype("datetime64[ms, UTC]").astype("int64")
     out = []
     for t, tid, cid, term, amount, stamp in zip(
-        ms, frame["transaction_id"], frame["customer_id"], frame["terminal_id"],
-        frame["amount"], times, strict=True,
+        ms,
+        frame["transaction_id"],
+        frame["customer_id"],
+        frame["terminal_id"],
+        frame["amount"],
+        times,
+        strict=True,
     ):
         value = json.dumps(
-            {"transaction_id": tid, "timestamp": stamp, "customer_id": cid,
-             "terminal_id": term, "amount": float(amount)},
+            {
+                "transaction_id": tid,
+                "timestamp": stamp,
+                "customer_id": cid,
+                "terminal_id": term,
+                "amount": float(amount),
+            },
             separators=(",", ":"),
         )
         out.append((int(t), cid.encode(), value.encode()))
@@ -56,12 +66,23 @@ def encode_labels(frame: pd.DataFrame) -> list[tuple[int, bytes, bytes]]:
     rep_ms = pd.to_datetime(frauds["reported_at"], utc=True).astype("datetime64[ms, UTC]")
     out = []
     for r, tid, cid, term, txt, rept in zip(
-        rep_ms.astype("int64"), frauds["transaction_id"], frauds["customer_id"],
-        frauds["terminal_id"], tx_times, rep_times, strict=True,
+        rep_ms.astype("int64"),
+        frauds["transaction_id"],
+        frauds["customer_id"],
+        frauds["terminal_id"],
+        tx_times,
+        rep_times,
+        strict=True,
     ):
         value = json.dumps(
-            {"transaction_id": tid, "customer_id": cid, "terminal_id": term,
-             "tx_timestamp": txt, "is_fraud": True, "reported_at": rept},
+            {
+                "transaction_id": tid,
+                "customer_id": cid,
+                "terminal_id": term,
+                "tx_timestamp": txt,
+                "is_fraud": True,
+                "reported_at": rept,
+            },
             separators=(",", ":"),
         )
         out.append((int(r), cid.encode(), value.encode()))

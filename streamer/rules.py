@@ -39,7 +39,9 @@ def rule_hits(
     """The rules a transaction breaks, as reasons; empty when it breaks none."""
     hits = []
     if customer_blocked:
-        hits.append(Reason(code="RULE_CUSTOMER_BLOCKED", description="the card is on the blocklist"))
+        hits.append(
+            Reason(code="RULE_CUSTOMER_BLOCKED", description="the card is on the blocklist")
+        )
     if terminal_blocked:
         hits.append(
             Reason(code="RULE_TERMINAL_BLOCKED", description="the terminal is on the blocklist")

@@ -43,6 +43,7 @@ class Runtime:
         self._store = store
         self._scorer: Scorer | None = None
         self._pipeline: Pipeline | None = None
+        self._refused: str | None = None  # last version refused, so it is logged once
         self._lock = asyncio.Lock()
 
     @property
@@ -79,7 +80,7 @@ class Runtime:
         stays in use.
         """
         wanted = await asyncio.to_thread(self.registry.current_version)
-        if wanted is None or wanted == self.model_version:
+        if wanted is None or wanted in (self.model_version, self._refused):
             return
         try:
             loaded = await asyncio.to_thread(self.registry.load, wanted)
@@ -87,8 +88,10 @@ class Runtime:
         except Exception as exc:
             if self._scorer is None:
                 raise
-            log.error("not switching to model %s: %s (still serving %s)", wanted, exc,
-                      self.model_version)
+            self._refused = wanted
+            log.error(
+                "not switching to model %s: %s (still serving %s)", wanted, exc, self.model_version
+            )
             return
         previous, self._scorer = self.model_version, scorer
         self.metrics.set_model(scorer.version)

@@ -81,8 +81,9 @@ class Scorer:
             order = np.argsort(-drops[r], kind="stable")[:top_k]
             out.append(
                 [
-                    Contribution(int(j), float(features[r, j]), float(self.baseline[j]),
-                                 float(drops[r, j]))
+                    Contribution(
+                        int(j), float(features[r, j]), float(self.baseline[j]), float(drops[r, j])
+                    )
                     for j in order
                     if drops[r, j] > 1e-6
                 ]

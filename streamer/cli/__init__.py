@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -89,11 +91,11 @@ def get_settings(ctx: click.Context) -> Settings:
     return settings
 
 
-def pass_settings(f):  # type: ignore[no-untyped-def]
+def pass_settings(f: Callable[..., Any]) -> Callable[..., Any]:
     """Decorator: call the command with the ``Settings`` as its first argument."""
 
     @click.pass_context
-    def wrapper(ctx: click.Context, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
         return ctx.invoke(f, get_settings(ctx), *args, **kwargs)
 
     return click.decorators.update_wrapper(wrapper, f)

@@ -12,19 +12,38 @@ from streamer.settings import Settings
 
 
 @click.command()
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("data/transactions.parquet"), show_default=True,
-              help="Dataset from `fraud-streamer simulate` (Parquet or CSV).")
-@click.option("--rate", type=float, default=None,
-              help="Transactions per second (default: as fast as possible).")
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("data/transactions.parquet"),
+    show_default=True,
+    help="Dataset from `fraud-streamer simulate` (Parquet or CSV).",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=None,
+    help="Transactions per second (default: as fast as possible).",
+)
 @click.option("--start", help="First day to replay (YYYY-MM-DD, event time).")
 @click.option("--days", type=int, help="Number of days to replay from --start.")
 @click.option("--limit", type=int, help="Stop after this many transactions.")
-@click.option("--labels/--no-labels", default=True, show_default=True,
-              help="Publish each fraud's label once event time reaches its report time.")
+@click.option(
+    "--labels/--no-labels",
+    default=True,
+    show_default=True,
+    help="Publish each fraud's label once event time reaches its report time.",
+)
 @pass_settings
-def produce(settings: Settings, data: Path, rate: float | None, start: str | None,
-            days: int | None, limit: int | None, labels: bool) -> None:
+def produce(
+    settings: Settings,
+    data: Path,
+    rate: float | None,
+    start: str | None,
+    days: int | None,
+    limit: int | None,
+    labels: bool,
+) -> None:
     """Replay simulated transactions (and their fraud labels) into Kafka.
 
     Transactions go to STREAMER_TOPIC_TRANSACTIONS keyed by customer, in event-time order; the
@@ -58,12 +77,17 @@ def produce(settings: Settings, data: Path, rate: float | None, start: str | Non
     txs = encode_transactions(frame)
     lbls = encode_labels(frame) if labels and "reported_at" in frame.columns else []
     asyncio.run(contract_topics(settings))
-    click.echo(f"replaying {len(txs):,} transactions and {len(lbls):,} labels "
-               f"({frame['timestamp'].min():%Y-%m-%d} .. {frame['timestamp'].max():%Y-%m-%d}) "
-               f"to {settings.kafka_bootstrap_servers}", err=True)
-    with tqdm(total=len(txs), unit="tx", unit_scale=True, desc="produce",
-              disable=None) as bar:
-        stats = asyncio.run(replay(settings, merged_records(txs, lbls), rate=rate,
-                                   progress=bar.update))
-    click.echo(f"sent {stats.transactions:,} transactions and {stats.labels:,} labels in "
-               f"{stats.seconds:.1f} s ({stats.transactions / max(stats.seconds, 1e-9):,.0f} tx/s)")
+    click.echo(
+        f"replaying {len(txs):,} transactions and {len(lbls):,} labels "
+        f"({frame['timestamp'].min():%Y-%m-%d} .. {frame['timestamp'].max():%Y-%m-%d}) "
+        f"to {settings.kafka_bootstrap_servers}",
+        err=True,
+    )
+    with tqdm(total=len(txs), unit="tx", unit_scale=True, desc="produce", disable=None) as bar:
+        stats = asyncio.run(
+            replay(settings, merged_records(txs, lbls), rate=rate, progress=bar.update)
+        )
+    click.echo(
+        f"sent {stats.transactions:,} transactions and {stats.labels:,} labels in "
+        f"{stats.seconds:.1f} s ({stats.transactions / max(stats.seconds, 1e-9):,.0f} tx/s)"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,19 +13,34 @@ from streamer.settings import Settings
 
 
 @click.command()
-@click.option("--data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="History to train on (Parquet/CSV from `fraud-streamer simulate`). "
-              "Default: simulate it now.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="History to train on (Parquet/CSV from `fraud-streamer simulate`). "
+    "Default: simulate it now.",
+)
 @click.option("--customers", default=5000, show_default=True, help="Simulated customers.")
 @click.option("--terminals", default=10000, show_default=True, help="Simulated terminals.")
 @click.option("--days", default=100, show_default=True, help="Simulated days of history.")
 @click.option("--seed", default=0, show_default=True, help="Simulation seed.")
-@click.option("--train-days", default=21, show_default=True,
-              help="Days of history each candidate is fitted on.")
-@click.option("--candidates", default="logreg,random_forest,hist_gb", show_default=True,
-              help="Comma-separated model families to compare (logreg, random_forest, hist_gb).")
-@click.option("--promote/--no-promote", default=True, show_default=True,
-              help="Make the new version live for running workers.")
+@click.option(
+    "--train-days",
+    default=21,
+    show_default=True,
+    help="Days of history each candidate is fitted on.",
+)
+@click.option(
+    "--candidates",
+    default="logreg,random_forest,hist_gb",
+    show_default=True,
+    help="Comma-separated model families to compare (logreg, random_forest, hist_gb).",
+)
+@click.option(
+    "--promote/--no-promote",
+    default=True,
+    show_default=True,
+    help="Make the new version live for running workers.",
+)
 @pass_settings
 def train(
     settings: Settings,
@@ -60,42 +76,67 @@ def train(
             param_hint="--candidates",
         )
     started = time.perf_counter()
+    source: dict[str, Any]
     if data is not None:
         frame = read_dataset(data)
         source = {"path": str(data)}
     else:
-        config = SimulationConfig(n_customers=customers, n_terminals=terminals, n_days=days,
-                                  seed=seed)
-        click.echo(f"simulating {customers} customers, {terminals} terminals, {days} days "
-                   f"(seed {seed})", err=True)
+        config = SimulationConfig(
+            n_customers=customers, n_terminals=terminals, n_days=days, seed=seed
+        )
+        click.echo(
+            f"simulating {customers} customers, {terminals} terminals, {days} days (seed {seed})",
+            err=True,
+        )
         with tqdm(total=days, unit="day", desc="simulate", leave=False) as bar:
             frame = simulate(config, progress=bar.update)
-        source = {"simulated": {"customers": customers, "terminals": terminals, "days": days,
-                                "seed": seed}}
+        source = {
+            "simulated": {
+                "customers": customers,
+                "terminals": terminals,
+                "days": days,
+                "seed": seed,
+            }
+        }
     click.echo(f"building features for {len(frame):,} transactions", err=True)
     with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False) as bar:
         features = build_features(frame, progress=bar.update)
     click.echo("comparing candidates:", err=True)
-    result = fit_best(features, train_days=train_days, candidates=names,
-                      log=lambda line: click.echo(line, err=True))
+    result = fit_best(
+        features,
+        train_days=train_days,
+        candidates=names,
+        log=lambda line: click.echo(line, err=True),
+    )
     registry = ModelRegistry(settings.model_registry)
     assert result.train_period is not None
     manifest = registry.register(
         result.estimator,
         algorithm=result.candidate,
         features=FEATURE_NAMES,
-        training_data={**source, "rows": int(len(frame)),
-                       "train_period": result.train_period.describe()},
-        metrics={"validation": result.validation, "params": result.params,
-                 "trials": [{"candidate": t.candidate, "params": t.params, **t.metrics}
-                            for t in result.trials]},
+        training_data={
+            **source,
+            "rows": len(frame),
+            "train_period": result.train_period.describe(),
+        },
+        metrics={
+            "validation": result.validation,
+            "params": result.params,
+            "trials": [
+                {"candidate": t.candidate, "params": t.params, **t.metrics} for t in result.trials
+            ],
+        },
         thresholds={"review": settings.review_threshold, "decline": settings.decline_threshold},
         baseline=result.baseline,
     )
-    click.echo(f"registered {manifest.version} in {settings.model_registry} "
-               f"(validation AP {result.validation['average_precision']:.3f}, "
-               f"{time.perf_counter() - started:.0f} s)")
+    click.echo(
+        f"registered {manifest.version} in {settings.model_registry} "
+        f"(validation AP {result.validation['average_precision']:.3f}, "
+        f"{time.perf_counter() - started:.0f} s)"
+    )
     if promote:
         registry.promote(manifest.version)
-        click.echo(f"promoted {manifest.version}: running workers switch to it within "
-                   f"{settings.model_poll_seconds:g} s")
+        click.echo(
+            f"promoted {manifest.version}: running workers switch to it within "
+            f"{settings.model_poll_seconds:g} s"
+        )

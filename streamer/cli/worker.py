@@ -12,9 +12,14 @@ from streamer.settings import Settings
 
 
 @click.command()
-@click.option("--loglevel", "-l", default="info", show_default=True,
-              type=click.Choice(["crit", "error", "warn", "info", "debug"]),
-              help="Log level of the worker.")
+@click.option(
+    "--loglevel",
+    "-l",
+    default="info",
+    show_default=True,
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+    help="Log level of the worker.",
+)
 @pass_settings
 def worker(settings: Settings, loglevel: str) -> None:
     """Consume transactions and labels; publish decisions, alerts and dead letters.
@@ -51,9 +56,11 @@ def worker(settings: Settings, loglevel: str) -> None:
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to create the topics: "
             f"{exc} (is it running? `fraud-streamer stack up`)"
         ) from None
-    click.echo(f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
-               f"redis {settings.redis_url}, dashboard http://127.0.0.1:{settings.web_port}/",
-               err=True)
+    click.echo(
+        f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
+        f"redis {settings.redis_url}, dashboard http://127.0.0.1:{settings.web_port}/",
+        err=True,
+    )
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
     Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -184,6 +184,7 @@ def build_matrix(
         mean30 = out[:, 3 + 2 * (len(WINDOW_DAYS) - 1) + 1]
         out[:, col] = np.where(mean30 > 0, amount / mean30, 1.0)
     gap_ms = cust[:, CUSTOMER_STATS_LEN - 1]
-    out[:, col + 1] = np.where(gap_ms >= 0, np.minimum(gap_ms / 3_600_000, NO_PREVIOUS_HOURS),
-                               NO_PREVIOUS_HOURS)
+    out[:, col + 1] = np.where(
+        gap_ms >= 0, np.minimum(gap_ms / 3_600_000, NO_PREVIOUS_HOURS), NO_PREVIOUS_HOURS
+    )
     return out

@@ -103,12 +103,18 @@ class RedisFeatureStore(FeatureStore):
         self._config = cfg = config or StoreConfig()
         retention = cfg.retention_days * DAY_MS
         self._customer = client.register_script(
-            _script("customer.lua", RETENTION=retention, TTL=cfg.ttl_seconds,
-                    WINDOWS=cfg.windows_ms)
+            _script(
+                "customer.lua", RETENTION=retention, TTL=cfg.ttl_seconds, WINDOWS=cfg.windows_ms
+            )
         )
         self._terminal = client.register_script(
-            _script("terminal.lua", RETENTION=retention, TTL=cfg.ttl_seconds,
-                    DELAY=cfg.delay_days * DAY_MS, WINDOWS=cfg.windows_ms)
+            _script(
+                "terminal.lua",
+                RETENTION=retention,
+                TTL=cfg.ttl_seconds,
+                DELAY=cfg.delay_days * DAY_MS,
+                WINDOWS=cfg.windows_ms,
+            )
         )
         self._label = client.register_script(_script("label.lua", TTL=cfg.ttl_seconds))
 
@@ -119,14 +125,21 @@ class RedisFeatureStore(FeatureStore):
             return [], [], [], []
         pipe = self._redis.pipeline(transaction=False)
         # The pipeline loads any script Redis does not know (NOSCRIPT) before it runs.
-        pipe.scripts.update((self._customer, self._terminal))
+        # redis-py annotates Pipeline.scripts with the sync Script class
+        pipe.scripts.update((self._customer, self._terminal))  # type: ignore[arg-type]
         csha, tsha = self._customer.sha, self._terminal.sha
         command = pipe.execute_command
         for e in events:
-            command("EVALSHA", csha, 2, *customer_keys(e.customer_id),
-                    e.transaction_id, e.ts_ms, repr(float(e.amount)))
-            command("EVALSHA", tsha, 3, *terminal_keys(e.terminal_id),
-                    e.transaction_id, e.ts_ms)
+            command(
+                "EVALSHA",
+                csha,
+                2,
+                *customer_keys(e.customer_id),
+                e.transaction_id,
+                e.ts_ms,
+                repr(float(e.amount)),
+            )
+            command("EVALSHA", tsha, 3, *terminal_keys(e.terminal_id), e.transaction_id, e.ts_ms)
         pipe.smismember(blocklist_key("customer"), [e.customer_id for e in events])
         pipe.smismember(blocklist_key("terminal"), [e.terminal_id for e in events])
         replies = await pipe.execute()
@@ -139,11 +152,19 @@ class RedisFeatureStore(FeatureStore):
         if not marks:
             return
         pipe = self._redis.pipeline(transaction=False)
-        pipe.scripts.add(self._label)
+        pipe.scripts.add(self._label)  # type: ignore[arg-type]
         sha = self._label.sha
         for m in marks:
-            pipe.execute_command("EVALSHA", sha, 3, *terminal_keys(m.terminal_id),
-                                 m.transaction_id, m.tx_ts_ms, m.reported_ms, int(m.is_fraud))
+            pipe.execute_command(
+                "EVALSHA",
+                sha,
+                3,
+                *terminal_keys(m.terminal_id),
+                m.transaction_id,
+                m.tx_ts_ms,
+                m.reported_ms,
+                int(m.is_fraud),
+            )
         await pipe.execute()
 
     async def blocklist_add(self, kind: BlocklistKind, ids: Sequence[str]) -> int:

@@ -44,8 +44,11 @@ def registry(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) ->
     features = build_features(history)
     result = fit_best(features, train_days=14, candidates=["hist_gb"])
     manifest = registry.register(
-        result.estimator, algorithm="hist_gb", features=FEATURE_NAMES,
-        baseline=result.baseline, version="test-model-a",
+        result.estimator,
+        algorithm="hist_gb",
+        features=FEATURE_NAMES,
+        baseline=result.baseline,
+        version="test-model-a",
     )
     registry.promote(manifest.version)
     return registry
@@ -72,8 +75,10 @@ async def worker_env(
         "STREAMER_PARTITIONS": "4",
     }
     env = {**os.environ, **overrides}
-    settings = Settings(**{k.removeprefix("STREAMER_").lower(): v for k, v in overrides.items()},
-                        kafka_bootstrap_servers=stack.kafka_bootstrap_servers)
+    settings = Settings(
+        **{k.removeprefix("STREAMER_").lower(): v for k, v in overrides.items()},
+        kafka_bootstrap_servers=stack.kafka_bootstrap_servers,
+    )
     redis = Redis.from_url(settings.redis_url)
     await redis.flushdb()
     await redis.aclose()
@@ -87,5 +92,6 @@ async def worker_env(
 def replay_slice(history: pd.DataFrame) -> Iterator[pd.DataFrame]:
     """40 days of the history (inside the stores' retention, so nothing is trimmed)."""
     start = history["timestamp"].min() + pd.Timedelta(days=20)
-    yield history[(history["timestamp"] >= start)
-                  & (history["timestamp"] < start + pd.Timedelta(days=40))]
+    yield history[
+        (history["timestamp"] >= start) & (history["timestamp"] < start + pd.Timedelta(days=40))
+    ]

@@ -34,7 +34,9 @@ class WorkerEnv:
         log = (self.log_dir / f"worker-{len(self.processes)}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamer", "worker", "-l", "warn"],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         self.processes.append(proc)
         return proc
@@ -48,8 +50,9 @@ class WorkerEnv:
             return None
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-4000:]
-                         for p in sorted(self.log_dir.glob("worker-*.log")))
+        return "\n".join(
+            p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("worker-*.log"))
+        )
 
     def stop_all(self) -> None:
         for proc in self.processes:

@@ -19,17 +19,27 @@ T0 = 1_522_540_800_000
 def _history(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
     rng = random.Random(seed)
     events = [
-        FeatureEvent(f"tx{i:05d}", f"c{rng.randrange(25)}", f"t{rng.randrange(15)}",
-                     T0 + rng.randrange(0, 40 * DAY_MS) // 1000 * 1000,
-                     round(rng.uniform(0, 300), 2), rng.random() < 0.3, rng.random() < 0.2)
+        FeatureEvent(
+            f"tx{i:05d}",
+            f"c{rng.randrange(25)}",
+            f"t{rng.randrange(15)}",
+            T0 + rng.randrange(0, 40 * DAY_MS) // 1000 * 1000,
+            round(rng.uniform(0, 300), 2),
+            rng.random() < 0.3,
+            rng.random() < 0.2,
+        )
         for i in range(2500)
     ]
     # simultaneous transactions of one customer
-    events += [FeatureEvent(f"tie{i}", "c1", "t1", events[7].ts_ms, 42.0, False, False)
-               for i in range(3)]
+    events += [
+        FeatureEvent(f"tie{i}", "c1", "t1", events[7].ts_ms, 42.0, False, False) for i in range(3)
+    ]
     events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
-    marks = [FraudMark(e.transaction_id, e.terminal_id, e.ts_ms, e.ts_ms + 7 * DAY_MS, True)
-             for e in events if rng.random() < 0.08]
+    marks = [
+        FraudMark(e.transaction_id, e.terminal_id, e.ts_ms, e.ts_ms + 7 * DAY_MS, True)
+        for e in events
+        if rng.random() < 0.08
+    ]
     marks.append(FraudMark("never-seen", "t3", T0 + DAY_MS, T0 + 8 * DAY_MS, True))
     marks.sort(key=lambda m: m.reported_ms)
     return events, marks
@@ -44,7 +54,7 @@ async def test_redis_and_memory_stores_compute_identical_features(stack: Setting
         got, want = [], []
         applied = 0
         for k in range(0, len(events), 200):
-            batch = events[k:k + 200]
+            batch = events[k : k + 200]
             due = [m for m in marks[applied:] if m.reported_ms <= batch[-1].ts_ms]
             applied += len(due)
             await online.apply_labels(due)

@@ -36,8 +36,12 @@ async def _labels_then_transactions(worker: WorkerEnv, frame: pd.DataFrame) -> i
     labels = encode_labels(frame)
     await produce(settings, settings.topic_labels, [(k, v) for _, k, v in labels])
     worker.start_worker()
-    wait_for(lambda: (worker.summary() or {}).get("totals", {}).get("consumed_labels", 0)
-             >= len(labels), timeout=90, what="labels to be applied", worker=worker)
+    wait_for(
+        lambda: (worker.summary() or {}).get("totals", {}).get("consumed_labels", 0) >= len(labels),
+        timeout=90,
+        what="labels to be applied",
+        worker=worker,
+    )
     txs = encode_transactions(frame)
     await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in txs])
     return len(txs)
@@ -53,16 +57,22 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     first = worker_env.processes[0]
 
     # kill it hard once it is well into the stream
-    wait_for(lambda: (worker_env.summary() or {}).get("totals", {})
-             .get("consumed_transactions", 0) >= n // 3,
-             timeout=120, what="a third of the stream", worker=worker_env)
+    wait_for(
+        lambda: (
+            (worker_env.summary() or {}).get("totals", {}).get("consumed_transactions", 0) >= n // 3
+        ),
+        timeout=120,
+        what="a third of the stream",
+        worker=worker_env,
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     worker_env.start_worker()
 
     wanted = set(replay_slice["transaction_id"])
-    records = await consume_until(settings, settings.topic_decisions, ids=wanted, timeout=240,
-                                  worker=worker_env)
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=wanted, timeout=240, worker=worker_env
+    )
     decisions = [json.loads(r.value) for r in records]
 
     # every valid transaction has a decision, and a repeated decision is the same decision
@@ -83,8 +93,12 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     scorer = Scorer(registry.load())
     expected = scorer.score(offline.X)
     got = np.array([by_id[t]["score"] for t in offline.frame["transaction_id"]])
-    rule_free = np.array([not by_id[t]["reasons"] or not by_id[t]["reasons"][0]["code"]
-                          .startswith("RULE_") for t in offline.frame["transaction_id"]])
+    rule_free = np.array(
+        [
+            not by_id[t]["reasons"] or not by_id[t]["reasons"][0]["code"].startswith("RULE_")
+            for t in offline.frame["transaction_id"]
+        ]
+    )
     np.testing.assert_allclose(got[rule_free], expected[rule_free], rtol=0, atol=1e-9)
 
     # no window counted a transaction twice: the Redis state holds each one once, and asking
@@ -96,8 +110,12 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
             assert await redis.zcard(customer_keys(str(customer))[0]) == count
         store = RedisFeatureStore(redis)
         events = feature_events(offline.frame)
-        again = np.vstack([(await store.enrich(events[i:i + 1000])).features
-                           for i in range(0, len(events), 1000)])
+        again = np.vstack(
+            [
+                (await store.enrich(events[i : i + 1000])).features
+                for i in range(0, len(events), 1000)
+            ]
+        )
     finally:
         await redis.aclose()
     np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)

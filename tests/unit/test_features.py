@@ -13,8 +13,9 @@ T0 = 1_522_540_800_000  # 2018-04-01T00:00:00Z
 COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
-def ev(tx: str, t_ms: int, amount: float = 10.0, customer: str = "c1",
-       terminal: str = "t1") -> FeatureEvent:
+def ev(
+    tx: str, t_ms: int, amount: float = 10.0, customer: str = "c1", terminal: str = "t1"
+) -> FeatureEvent:
     return FeatureEvent(tx, customer, terminal, t_ms, amount, False, False)
 
 

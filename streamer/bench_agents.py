@@ -1,0 +1,140 @@
+"""The two baselines that ``fraud-streamer bench`` compares the worker with, as Faust apps.
+
+* ``passthrough`` consumes the transactions topic with the worker's batching and forwards each
+  raw value to the decisions topic, doing no work: the ceiling that Faust and Kafka allow.
+* ``naive`` scores one event at a time — validate, one Redis round trip, one ``predict_proba``,
+  then wait for each send to be acknowledged before taking the next event — which is what a
+  hand-built request/response scorer does. It runs the worker's own pipeline on batches of one,
+  so the decisions are the same and the comparison isolates batching.
+
+Both read their topics, group and Redis from the ``Settings`` like the worker. Run one with
+``python -m streamer.bench_agents passthrough|naive``; the bench starts them as subprocesses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from collections.abc import Awaitable
+from typing import Any
+
+import faust
+
+from streamer.pipeline import InputMessage
+from streamer.runtime import Runtime
+from streamer.settings import Settings
+
+__all__ = ["VARIANTS", "create_naive_app", "create_passthrough_app", "main"]
+
+VARIANTS = ("passthrough", "naive")
+
+
+def _app(settings: Settings, *, linger_s: float) -> faust.App:
+    """A Faust app with the worker's consumer, producer and buffer options (see streamer.app)."""
+    from streamer.app import _credentials
+
+    return faust.App(
+        settings.consumer_group,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        datadir=str(settings.data_dir / "bench"),
+        topic_partitions=settings.partitions,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        producer_acks=-1,
+        producer_linger=linger_s,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
+        stream_publish_on_commit=False,
+        stream_buffer_maxsize=settings.batch_max * 2,
+        web_enabled=False,
+    )
+
+
+def _raw_topic(app: faust.App, name: str) -> Any:
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+def create_passthrough_app(settings: Settings) -> faust.App:
+    """Consume and forward in the worker's batches: send all, then wait for every ack."""
+    app = _app(settings, linger_s=0.002)
+    source = _raw_topic(app, settings.topic_transactions)
+    sink = _raw_topic(app, settings.topic_decisions)
+
+    @app.agent(source, concurrency=1)
+    async def passthrough(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_max, within=settings.batch_within_ms / 1000
+        ):
+            pending: list[Awaitable[Any]] = []
+            for event in events:
+                message = event.message
+                pending.append(await sink.send(key=message.key, value=message.value, force=True))
+            await asyncio.gather(*pending)
+
+    return app
+
+
+def create_naive_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
+    """Score one event at a time and wait for each output's ack before the next event.
+
+    The producer does not linger: a scorer that waits on every send gains nothing from it, and
+    lingering would charge the baseline for a delay it never asked for.
+    """
+    runtime = runtime or Runtime(settings)
+    app = _app(settings, linger_s=0.0)
+    source = _raw_topic(app, settings.topic_transactions)
+    outputs = (
+        _raw_topic(app, settings.topic_decisions),
+        _raw_topic(app, settings.topic_alerts),
+        _raw_topic(app, settings.topic_dead_letters),
+    )
+
+    @app.agent(source, concurrency=1)
+    async def naive(stream: Any) -> None:
+        async for event in stream.events():
+            m = event.message
+            pipeline = await runtime.pipeline()
+            out = await pipeline.transactions(
+                [InputMessage(m.topic, m.partition, m.offset, m.key, m.value)]
+            )
+            for topic, records in zip(
+                outputs, (out.decisions, out.alerts, out.dead_letters), strict=True
+            ):
+                for key, value in records:
+                    await (await topic.send(key=key, value=value, force=True))
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run one baseline until it is stopped (SIGTERM or Ctrl-C)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m streamer.bench_agents", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("variant", choices=VARIANTS)
+    parser.add_argument("--loglevel", "-l", default="warn")
+    args = parser.parse_args(argv)
+    # as in `fraud-streamer worker`: one scoring thread, set before scikit-learn loads
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from faust import Worker
+
+    from streamer.settings import load_settings
+
+    settings = load_settings()
+    (settings.data_dir / "bench").mkdir(parents=True, exist_ok=True)
+    if args.variant == "passthrough":
+        app = create_passthrough_app(settings)
+    else:
+        app = create_naive_app(settings)
+    Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The worker on real Kafka and Redis: poison input, rules, and model promotion without restart."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from redis.asyncio import Redis
+from sklearn.linear_model import LogisticRegression
+
+from models.dataset import build_features
+from models.registry import ModelRegistry
+from schemas import DeadLetter, Decision
+from streamer.features.definitions import FEATURE_NAMES
+from streamer.features.store import RedisFeatureStore
+from streamer.replay import encode_transactions
+from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
+
+GOOD = {
+    "timestamp": "2018-05-01T12:00:00+02:00",
+    "customer_id": "c-good",
+    "terminal_id": "t-good",
+    "amount": 42.5,
+}
+
+
+def _tx(tx_id: str, **fields: object) -> bytes:
+    return json.dumps({"transaction_id": tx_id, **GOOD, **fields}).encode()
+
+
+POISON: dict[str, bytes | None] = {
+    "not json": b"this is not json",
+    "not an object": b'["transaction_id", "p2"]',
+    "wrong type": _tx("p3", amount="12.50"),
+    "negative amount": _tx("p4", amount=-1),
+    "NaN amount": _tx("p5").replace(b"42.5", b"NaN"),
+    "no offset": _tx("p6", timestamp="2018-05-01T12:00:00"),
+    "1 MB": _tx("p7", note="x" * 1_000_000),
+    "binary garbage": b"\xff\xfe\x00\x01\x80garbage",
+    "missing field": json.dumps({"transaction_id": "p9", "amount": 1}).encode(),
+    "tombstone": None,
+}
+
+
+async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
+    worker_env: WorkerEnv,
+) -> None:
+    settings = worker_env.settings
+    redis = Redis.from_url(settings.redis_url)
+    await RedisFeatureStore(redis).blocklist_add("customer", ["c-blocked"])
+    await redis.aclose()
+    records: list[tuple[bytes | None, bytes | None]] = []
+    good_ids = []
+    for i, (name, value) in enumerate(POISON.items()):
+        good_ids.append(f"g{i}")
+        records.append((b"c-good", _tx(f"g{i}")))  # a good message before each bad one
+        records.append((name.encode(), value))
+    records.append((b"c-blocked", _tx("blocked", customer_id="c-blocked")))
+    records.append((b"c-good", _tx("huge", amount=1e9)))
+    bad_label = json.dumps({"transaction_id": "g0", "is_fraud": "yes"}).encode()
+    await produce(settings, settings.topic_transactions, records)  # type: ignore[arg-type]
+    await produce(settings, settings.topic_labels, [(b"c-good", bad_label)])
+    worker_env.start_worker()
+
+    letters_raw = await consume_until(
+        settings, settings.topic_dead_letters, count=len(POISON) + 1, worker=worker_env
+    )
+    wanted = {*good_ids, "blocked", "huge"}
+    decided = await consume_until(settings, settings.topic_decisions, ids=wanted, worker=worker_env)
+
+    letters = {
+        (d.key or ""): d for d in (DeadLetter.model_validate_json(r.value) for r in letters_raw)
+    }
+    for name in POISON:
+        letter = letters[name]
+        assert letter.source_topic == settings.topic_transactions
+        assert letter.errors, name
+    assert letters["binary garbage"].raw_encoding == "base64"
+    assert base64.b64decode(letters["binary garbage"].raw) == POISON["binary garbage"]
+    assert letters["1 MB"].errors[0].type == "value_too_large"
+    assert len(letters["1 MB"].raw) <= 2048
+    assert letters["no offset"].errors[0].loc == ["timestamp"]
+    assert letters["c-good"].source_topic == settings.topic_labels  # the bad label
+
+    decisions = {
+        d.transaction_id: d for d in (Decision.model_validate_json(r.value) for r in decided)
+    }
+    assert set(decisions) == wanted
+    blocked, huge = decisions["blocked"], decisions["huge"]
+    assert blocked.decision == "decline"
+    assert blocked.reasons[0].code == "RULE_CUSTOMER_BLOCKED"
+    assert huge.decision == "decline" and huge.reasons[0].code == "RULE_AMOUNT_LIMIT"
+    # the producer's offset is kept in the echo: same instant, calendar features at +02:00
+    assert decisions["g0"].timestamp.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+    assert worker_env.processes[0].poll() is None, "the worker must carry on"
+
+
+async def test_promotion_reaches_a_running_worker_without_losing_events(
+    worker_env: WorkerEnv, registry: ModelRegistry, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    settings = worker_env.settings
+    # a private copy of the registry: this test promotes and rolls back
+    root = tmp_path / "registry"
+    shutil.copytree(registry.root, root)
+    private = ModelRegistry(root)
+    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(root)
+    worker_env.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+
+    frame = history[
+        history["timestamp"] >= history["timestamp"].min() + pd.Timedelta(days=40)
+    ].sort_values(["timestamp", "transaction_id"])
+    txs = encode_transactions(frame.head(6000))
+    first, second, third = txs[:2000], txs[2000:4000], txs[4000:]
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in first])
+    worker_env.start_worker()
+    ids = lambda part: {json.loads(v)["transaction_id"] for _, _, v in part}  # noqa: E731
+    await consume_until(settings, settings.topic_decisions, ids=ids(first), worker=worker_env)
+
+    features = build_features(history.head(20_000))
+    model_b = LogisticRegression(max_iter=500).fit(
+        features.X, features.frame["is_fraud"].astype(int)
+    )
+    private.register(
+        model_b,
+        algorithm="logreg",
+        features=FEATURE_NAMES,
+        version="test-model-b",
+        baseline=[0.0] * len(FEATURE_NAMES),
+    )
+    private.promote("test-model-b")
+    wait_for(
+        lambda: (worker_env.summary() or {}).get("model_version") == "test-model-b",
+        timeout=30,
+        what="the worker to load test-model-b",
+        worker=worker_env,
+    )
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in second])
+    await consume_until(settings, settings.topic_decisions, ids=ids(second), worker=worker_env)
+
+    private.rollback()
+    wait_for(
+        lambda: (worker_env.summary() or {}).get("model_version") == "test-model-a",
+        timeout=30,
+        what="the worker to roll back",
+        worker=worker_env,
+    )
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in third])
+
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=ids(txs), worker=worker_env
+    )
+    version = {}
+    for r in records:
+        d = json.loads(r.value)
+        version[d["transaction_id"]] = d["model_version"]
+    assert {version[t] for t in ids(first)} == {"test-model-a"}
+    assert {version[t] for t in ids(second)} == {"test-model-b"}
+    assert {version[t] for t in ids(third)} == {"test-model-a"}
+    assert len(worker_env.processes) == 1 and worker_env.processes[0].poll() is None
+
+
+async def test_a_tampered_promotion_is_refused_and_the_worker_keeps_serving(
+    worker_env: WorkerEnv, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    root = tmp_path / "registry"
+    shutil.copytree(registry.root, root)
+    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(root)
+    worker_env.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+    settings = worker_env.settings
+    await produce(settings, settings.topic_transactions, [(b"c-good", _tx("before"))])
+    worker_env.start_worker()
+    await consume_until(settings, settings.topic_decisions, ids={"before"}, worker=worker_env)
+
+    # a version whose artifact was swapped after registration
+    shutil.copytree(root / "test-model-a", root / "evil")
+    manifest = json.loads((root / "evil" / "manifest.json").read_text())
+    manifest["version"] = "evil"
+    (root / "evil" / "manifest.json").write_text(json.dumps(manifest))
+    with (root / "evil" / "model.joblib").open("ab") as fh:
+        fh.write(b"tampered")
+    (root / "promotions.json").write_text(json.dumps({"history": ["test-model-a", "evil"]}))
+    wait_for(
+        lambda: "not switching to model evil" in worker_env.logs(),
+        timeout=30,
+        what="the worker to refuse the tampered model",
+        worker=worker_env,
+    )
+
+    await produce(settings, settings.topic_transactions, [(b"c-good", _tx("after"))])
+    records = await consume_until(
+        settings, settings.topic_decisions, ids={"after"}, worker=worker_env
+    )
+    after = [json.loads(r.value) for r in records if b'"after"' in r.value]
+    assert after[0]["model_version"] == "test-model-a"

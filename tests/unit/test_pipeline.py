@@ -1,0 +1,131 @@
+"""The batch pipeline without Kafka or Redis: decisions, alerts, dead letters, rules, reasons."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from models.registry import LoadedModel, Manifest
+from schemas import Alert, DeadLetter, Decision
+from streamer.features.definitions import FEATURE_NAMES
+from streamer.features.memory import InMemoryFeatureStore
+from streamer.pipeline import InputMessage, Pipeline
+from streamer.rules import Policy
+from streamer.scoring import Scorer
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _scorer() -> Scorer:
+    """A model whose fraud probability rises with the amount (feature 0)."""
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 400, size=(400, len(FEATURE_NAMES)))
+    y = (X[:, 0] > 200).astype(int)
+    model = LogisticRegression(max_iter=1000).fit(X, y)
+    manifest = Manifest(
+        version="unit-1",
+        created="2026-01-01T00:00:00Z",
+        algorithm="logreg",
+        features=list(FEATURE_NAMES),
+        sha256="-",
+        baseline=[50.0] * len(FEATURE_NAMES),
+    )
+    return Scorer(LoadedModel(model, manifest))
+
+
+def _tx(i: int, amount: float, customer: str = "c1") -> bytes:
+    return json.dumps(
+        {
+            "transaction_id": f"tx{i}",
+            "timestamp": f"2018-04-01T10:00:{i:02d}Z",
+            "customer_id": customer,
+            "terminal_id": "t1",
+            "amount": amount,
+        }
+    ).encode()
+
+
+def _msgs(values: list[bytes | None]) -> list[InputMessage]:
+    return [InputMessage("transactions", 0, i, b"k", v) for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    scorer = _scorer()
+    return Pipeline(
+        store=InMemoryFeatureStore(),
+        scorer=lambda: scorer,
+        policy=Policy(review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0),
+        max_bytes=4096,
+        clock=lambda: NOW,
+    )
+
+
+async def test_every_valid_transaction_gets_one_decision_and_bad_ones_a_dead_letter(
+    pipeline: Pipeline,
+) -> None:
+    out = await pipeline.transactions(_msgs([_tx(1, 10.0), b"{oops", _tx(2, 380.0), None]))
+    decisions = [Decision.model_validate_json(v) for _, v in out.decisions]
+    assert [d.transaction_id for d in decisions] == ["tx1", "tx2"]
+    assert decisions[0].decision == "approve" and decisions[0].reasons == []
+    assert decisions[1].decision in ("review", "decline") and decisions[1].reasons
+    assert all(d.model_version == "unit-1" for d in decisions)
+    letters = [DeadLetter.model_validate_json(v) for _, v in out.dead_letters]
+    assert [d.offset for d in letters] == [1, 3]
+    assert letters[0].errors[0].type == "json_invalid"
+    assert out.event_ts[1] is None and out.event_ts[0] is not None
+
+
+async def test_alerts_follow_review_and_decline(pipeline: Pipeline) -> None:
+    out = await pipeline.transactions(_msgs([_tx(1, 390.0), _tx(2, 5.0)]))
+    alerts = [Alert.model_validate_json(v) for _, v in out.alerts]
+    assert [a.transaction_id for a in alerts] == ["tx1"]
+    assert alerts[0].severity == ("high" if alerts[0].decision == "decline" else "medium")
+
+
+async def test_rules_decline_and_come_first_in_reasons(pipeline: Pipeline) -> None:
+    store = pipeline._store
+    await store.blocklist_add("customer", ["bad"])
+    out = await pipeline.transactions(_msgs([_tx(1, 5.0, customer="bad"), _tx(2, 5000.0)]))
+    first, second = (Decision.model_validate_json(v) for _, v in out.decisions)
+    assert first.decision == "decline" and first.reasons[0].code == "RULE_CUSTOMER_BLOCKED"
+    assert first.score == 1.0
+    assert second.decision == "decline" and second.reasons[0].code == "RULE_AMOUNT_LIMIT"
+
+
+async def test_reasons_name_the_feature_that_drove_the_score(pipeline: Pipeline) -> None:
+    out = await pipeline.transactions(_msgs([_tx(1, 395.0)]))
+    (decision,) = (Decision.model_validate_json(v) for _, v in out.decisions)
+    assert decision.reasons[0].code == "TX_AMOUNT"
+    assert "395.00" in decision.reasons[0].description
+
+
+async def test_replayed_batch_gives_identical_decisions(pipeline: Pipeline) -> None:
+    batch = _msgs([_tx(i, 50.0 * i) for i in range(1, 8)])
+    first = await pipeline.transactions(batch)
+    again = await pipeline.transactions(batch)
+    strip = lambda v: {
+        k: x
+        for k, x in json.loads(v).items()  # noqa: E731
+        if k not in ("decided_at", "processing_ms")
+    }
+    assert [strip(v) for _, v in first.decisions] == [strip(v) for _, v in again.decisions]
+
+
+async def test_bad_labels_are_dead_lettered(pipeline: Pipeline) -> None:
+    good = json.dumps(
+        {
+            "transaction_id": "tx1",
+            "customer_id": "c1",
+            "terminal_id": "t1",
+            "tx_timestamp": "2018-04-01T10:00:00Z",
+            "is_fraud": True,
+            "reported_at": "2018-04-08T10:00:00Z",
+        }
+    ).encode()
+    out = await pipeline.labels(_msgs([good, b'{"is_fraud": "yes"}']))
+    assert len(out.dead_letters) == 1
