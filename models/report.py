@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -190,7 +190,8 @@ def render_markdown(
     rows = []
     for r in results:
         for t in r.trials:
-            chosen = " ←" if r.chosen[t.recipe.candidate] == t.recipe else ""
+            picked = replace(r.chosen[t.recipe.candidate], calibration_days=0)
+            chosen = " ←" if picked == t.recipe else ""
             rows.append([str(r.seed), t.recipe.candidate + chosen, str(t.recipe.train_days),
                          ", ".join(f"{k}={v}" for k, v in t.recipe.params.items()),
                          *(_f(t.metrics[m]) for m in METRICS), f"{t.seconds:.0f}"])

@@ -178,7 +178,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         body, content_type = metrics.exposition()
-        return web.bytes(body, content_type=content_type)
+        # aiohttp refuses a charset inside content_type=, so the header is set as is
+        return web.bytes(body, headers={"Content-Type": content_type})
 
     @app.page("/")
     async def dashboard(web: Any, request: Any) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import faust
@@ -90,11 +90,9 @@ def create_naive_app(settings: Settings, runtime: Runtime | None = None) -> faus
     runtime = runtime or Runtime(settings)
     app = _app(settings, linger_s=0.0)
     source = _raw_topic(app, settings.topic_transactions)
-    outputs = (
-        _raw_topic(app, settings.topic_decisions),
-        _raw_topic(app, settings.topic_alerts),
-        _raw_topic(app, settings.topic_dead_letters),
-    )
+    decisions = _raw_topic(app, settings.topic_decisions)
+    alerts = _raw_topic(app, settings.topic_alerts)
+    dead_letters = _raw_topic(app, settings.topic_dead_letters)
 
     @app.agent(source, concurrency=1)
     async def naive(stream: Any) -> None:
@@ -104,9 +102,12 @@ def create_naive_app(settings: Settings, runtime: Runtime | None = None) -> faus
             out = await pipeline.transactions(
                 [InputMessage(m.topic, m.partition, m.offset, m.key, m.value)]
             )
-            for topic, records in zip(
-                outputs, (out.decisions, out.alerts, out.dead_letters), strict=True
-            ):
+            sends: tuple[tuple[Any, Sequence[tuple[bytes | None, bytes]]], ...] = (
+                (decisions, out.decisions),
+                (alerts, out.alerts),
+                (dead_letters, out.dead_letters),
+            )
+            for topic, records in sends:
                 for key, value in records:
                     await (await topic.send(key=key, value=value, force=True))
 

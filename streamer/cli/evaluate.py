@@ -74,15 +74,19 @@ def evaluate(
                                  f"{', '.join(SEARCH)}", param_hint="--candidates")
 
     def progress(description: str, total: int) -> Callable[[int], object]:
+        close()
         bar = tqdm(total=total, desc=description, leave=False, file=sys.stderr,
                    unit_scale=total > 10_000)
         bars.append(bar)
         return bar.update
 
-    def log(line: str) -> None:
+    def close() -> None:
         for bar in bars:
             bar.close()
         bars.clear()
+
+    def log(line: str) -> None:
+        close()
         click.echo(line, err=True)
 
     bars: list[tqdm] = []
@@ -96,8 +100,8 @@ def evaluate(
                                      progress=progress, log=log))
         log(f"seed {seed} done ({time.perf_counter() - started:.0f} s so far)")
     seconds = time.perf_counter() - started
-    command = " ".join(["fraud-streamer evaluate", *sys.argv[2:]]) if len(sys.argv) > 2 \
-        else "fraud-streamer evaluate"
+    command = (f"fraud-streamer evaluate --seeds {','.join(map(str, seed_list))} "
+               f"--weeks {weeks} --folds {folds} --candidates {','.join(names)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.md").write_text(
         render_markdown(results, plan, command=command, seconds=seconds), encoding="utf-8")

@@ -120,7 +120,8 @@ def test_replaying_from_the_warm_up_gives_the_full_replays_features(tmp_path: Pa
 def test_a_span_outside_the_simulation_is_refused() -> None:
     start = _day(TINY.start_date)
     with pytest.raises(ValueError, match="falls outside the simulated"):
-        load_history(TINY, HistorySpan(start + pd.Timedelta(days=10), start + pd.Timedelta(days=60)))
+        load_history(TINY, HistorySpan(start + pd.Timedelta(days=10),
+                                       start + pd.Timedelta(days=60)))
 
 
 @pytest.fixture(scope="module")

@@ -108,11 +108,10 @@ async def test_replayed_batch_gives_identical_decisions(pipeline: Pipeline) -> N
     batch = _msgs([_tx(i, 50.0 * i) for i in range(1, 8)])
     first = await pipeline.transactions(batch)
     again = await pipeline.transactions(batch)
-    strip = lambda v: {
-        k: x
-        for k, x in json.loads(v).items()  # noqa: E731
-        if k not in ("decided_at", "processing_ms")
-    }
+    def strip(value: bytes) -> dict[str, object]:
+        volatile = ("decided_at", "processing_ms")
+        return {k: x for k, x in json.loads(value).items() if k not in volatile}
+
     assert [strip(v) for _, v in first.decisions] == [strip(v) for _, v in again.decisions]
 
 

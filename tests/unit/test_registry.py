@@ -82,7 +82,7 @@ def test_a_missing_artifact_is_refused(registry: ModelRegistry,
                                        estimator: LogisticRegression) -> None:
     _register(registry, estimator, "v1")
     (registry.root / "v1" / "model.joblib").unlink()
-    with pytest.raises(RegistryError, match="artifact .* is missing"):
+    with pytest.raises(RegistryError, match=r"artifact .* is missing"):
         registry.load("v1")
 
 

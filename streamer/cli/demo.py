@@ -1,0 +1,210 @@
+"""``fraud-streamer demo``: the whole system, from nothing, on the local stack."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from streamer.cli import pass_settings
+from streamer.settings import Settings
+
+POISON = [b"not json at all", b'{"transaction_id": "demo-bad", "amount": -5}', b"\xff\xfe"]
+
+
+def _summary(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/summary", timeout=1) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+    except OSError:
+        return None
+
+
+def _status_line(summary: dict[str, Any]) -> str:
+    t = summary.get("totals", {})
+    decided = sum(v for k, v in t.items() if k.startswith("decision_"))
+    return (
+        f"decisions {decided:,} (approve {t.get('decision_approve', 0):,} · "
+        f"review {t.get('decision_review', 0):,} · decline {t.get('decision_decline', 0):,})  "
+        f"alerts {t.get('alerts', 0):,}  dead letters {t.get('dead_letters', 0):,}  "
+        f"labels {t.get('consumed_labels', 0):,}  model {summary.get('model_version')}"
+    )
+
+
+@click.command()
+@click.option("--days", default=30, show_default=True, help="Days of simulated traffic.")
+@click.option("--customers", default=5000, show_default=True, help="Simulated customers.")
+@click.option("--terminals", default=10000, show_default=True, help="Simulated terminals.")
+@click.option(
+    "--seed",
+    default=2026,
+    show_default=True,
+    help="Seed of the replayed month (the model is trained on seed 0).",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=None,
+    help="Transactions per second to replay (default: as fast as possible).",
+)
+@click.option(
+    "--keep-running/--exit-when-done",
+    default=None,
+    help="Keep the worker and dashboard up after the replay (default: when run from a terminal).",
+)
+@pass_settings
+def demo(
+    settings: Settings,
+    days: int,
+    customers: int,
+    terminals: int,
+    seed: int,
+    rate: float | None,
+    keep_running: bool | None,
+) -> None:
+    """Run the whole system: stack, model, worker, a month of traffic, live counts.
+
+    \b
+    1. start Kafka and Redis on 127.0.0.1 (reused when running)
+    2. train and promote a model if the registry has none (`fraud-streamer train`)
+    3. simulate a month of transactions for a fresh population
+    4. start the worker (dashboard at http://127.0.0.1:STREAMER_WEB_PORT/)
+    5. replay the month into Kafka, labels included, plus a few malformed messages
+    6. print live counts of decisions, alerts and dead letters until all are decided
+    """
+    import asyncio
+
+    from models.registry import ModelRegistry
+    from models.simulate import SimulationConfig, simulate, write_dataset
+    from streamer.cli.train import train
+    from streamer.kafka import contract_topics, make_producer
+    from streamer.stack import LocalStack
+
+    click.echo("1/6 local stack", err=True)
+    for state in LocalStack(settings).up():
+        click.echo(f"    {state.describe()}", err=True)
+
+    registry = ModelRegistry(settings.model_registry)
+    if registry.current_version() is None:
+        click.echo("2/6 no model promoted yet: training one (a few minutes, once)", err=True)
+        click.get_current_context().invoke(train)
+    click.echo(f"2/6 model {registry.current_version()}", err=True)
+
+    data = Path("data") / f"demo-{customers}x{terminals}-{days}d-seed{seed}.parquet"
+    if not data.exists():
+        click.echo(f"3/6 simulating {days} days → {data}", err=True)
+        frame = simulate(
+            SimulationConfig(n_customers=customers, n_terminals=terminals, n_days=days, seed=seed)
+        )
+        data.parent.mkdir(parents=True, exist_ok=True)
+        write_dataset(frame, data)
+    else:
+        click.echo(f"3/6 reusing {data}", err=True)
+
+    asyncio.run(contract_topics(settings))
+    log_path = settings.data_dir / "demo-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    click.echo(f"4/6 starting the worker (log: {log_path})", err=True)
+    with log_path.open("ab") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "worker"], stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        _run_demo(settings, worker, data, rate, keep_running, make_producer)
+    finally:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def _run_demo(
+    settings: Settings,
+    worker: subprocess.Popen[bytes],
+    data: Path,
+    rate: float | None,
+    keep_running: bool | None,
+    make_producer: Any,
+) -> None:
+    import asyncio
+    import threading
+
+    from models.simulate import read_dataset
+    from streamer.replay import encode_labels, encode_transactions, merged_records, replay
+
+    port = settings.web_port
+    deadline = time.monotonic() + 90
+    while _summary(port) is None:
+        if worker.poll() is not None or time.monotonic() > deadline:
+            raise click.ClickException(
+                f"the worker did not start; see {settings.data_dir}/demo-worker.log"
+            )
+        time.sleep(0.5)
+    start = _summary(port) or {}
+    already = sum(v for k, v in start.get("totals", {}).items() if k.startswith("decision_"))
+
+    frame = read_dataset(data).sort_values(["timestamp", "transaction_id"])
+    txs, labels = encode_transactions(frame), encode_labels(frame)
+    click.echo(
+        f"5/6 replaying {len(txs):,} transactions and their labels "
+        f"(dashboard: http://127.0.0.1:{port}/)",
+        err=True,
+    )
+
+    async def poison() -> None:
+        producer = make_producer(settings)
+        await producer.start()
+        try:
+            for value in POISON:
+                await producer.send_and_wait(settings.topic_transactions, value=value, key=b"demo")
+        finally:
+            await producer.stop()
+
+    asyncio.run(poison())
+    failure: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            asyncio.run(replay(settings, merged_records(txs, labels), rate=rate))
+        except BaseException as exc:  # reported below, in the main thread
+            failure.append(exc)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    click.echo("6/6 live counts (Ctrl-C to stop)", err=True)
+    started = time.monotonic()
+    while True:
+        time.sleep(2)
+        if failure:
+            raise click.ClickException(f"replay failed: {failure[0]}")
+        if worker.poll() is not None:
+            raise click.ClickException(
+                f"the worker exited; see {settings.data_dir}/demo-worker.log"
+            )
+        summary = _summary(port)
+        if summary is None:
+            continue
+        click.echo(f"  {time.monotonic() - started:6.0f} s  {_status_line(summary)}")
+        decided = sum(v for k, v in summary["totals"].items() if k.startswith("decision_"))
+        if not producer.is_alive() and decided - already >= len(txs):
+            break
+    click.echo(f"all {len(txs):,} transactions decided in {time.monotonic() - started:.0f} s")
+    if keep_running is None:
+        keep_running = sys.stdin.isatty()
+    if keep_running:
+        click.echo(
+            f"worker still running: dashboard http://127.0.0.1:{port}/ , metrics "
+            f"http://127.0.0.1:{port}/metrics — Ctrl-C to stop"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            worker.wait()
