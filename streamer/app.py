@@ -80,7 +80,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         stream_buffer_maxsize=settings.batch_max * 2,
         web_enabled=True,
         web_port=settings.web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.web_host,
         web_in_thread=False,
     )
 

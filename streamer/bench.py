@@ -495,10 +495,14 @@ async def _latency(run: Run) -> dict[str, Any]:
         await asyncio.gather(reader, return_exceptions=True)
         await producer.stop()
         await consumer.stop()
-    latencies = np.array([(received[t] - sent[t]) * 1000 for t in sent if t in received])
-    if not len(latencies):
+    matched = [t for t in sent if t in received]  # in send order
+    if not matched:
         raise BenchError(f"no decisions for the latency phase:\n{run.processes.tail('worker')}")
+    latencies = np.array([(received[t] - sent[t]) * 1000 for t in matched])
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    # p50 per second of sending: a worker that cannot keep up shows a rising line
+    second = np.array([sent[t] - sent[matched[0]] for t in matched]).astype(int)
+    timeline = [round(float(np.median(latencies[second == s])), 1) for s in np.unique(second)]
     w50, w99 = np.percentile(processing, [50, 99])
     return {
         "rate": config.latency_rate,
@@ -511,6 +515,7 @@ async def _latency(run: Run) -> dict[str, Any]:
         "max_ms": round(float(latencies.max()), 2),
         "worker_processing_p50_ms": round(float(w50), 2),
         "worker_processing_p99_ms": round(float(w99), 2),
+        "p50_ms_per_second": timeline,
     }
 
 

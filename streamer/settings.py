@@ -98,6 +98,10 @@ class Settings(BaseSettings):
         24.0, gt=0, description="Partitions running further ahead in event time than this "
         "are paused until the others catch up (must stay well under the 7-day label delay)."
     )
+    web_host: str = Field(
+        "127.0.0.1", description="Address the dashboard and /metrics bind to (0.0.0.0 in a "
+        "container)."
+    )
     web_port: int = Field(
         6066, ge=1, le=65535, description="Port of the worker's dashboard and /metrics."
     )
