@@ -32,7 +32,7 @@ from models.protocol import WARMUP_DAYS
 from models.simulate import SimulationConfig, simulate
 from streamer.features.definitions import FEATURE_NAMES
 
-__all__ = ["FRAME_COLUMNS", "HistorySpan", "load_history"]
+__all__ = ["FRAME_COLUMNS", "HistorySpan", "cache_path", "load_history"]
 
 #: The transaction columns kept beside the features.
 FRAME_COLUMNS = (
@@ -77,6 +77,12 @@ def _cache_key(config: SimulationConfig, span: HistorySpan) -> str:
     return digest.hexdigest()[:16]
 
 
+def cache_path(config: SimulationConfig, span: HistorySpan, cache_dir: Path) -> Path:
+    """Where :func:`load_history` keeps these features."""
+    name = f"seed{config.seed}_{span.describe()}_{_cache_key(config, span)}.parquet"
+    return Path(cache_dir) / name
+
+
 def _check_span(config: SimulationConfig, span: HistorySpan) -> None:
     start = pd.Timestamp(config.start_date, tz="UTC")
     end = start + pd.Timedelta(days=config.n_days)
@@ -101,8 +107,8 @@ def load_history(
     _check_span(config, span)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"seed{config.seed}-{span.describe()}-{_cache_key(config, span)}"
-        cached = _read(path.with_suffix(".parquet"))
+        path = cache_path(config, span, cache_dir)
+        cached = _read(path)
         if cached is not None:
             return cached
     full = simulate(config, progress=progress("simulate", config.n_days) if progress else None)
@@ -112,7 +118,7 @@ def load_history(
     features = build_features(part, progress=progress("features", len(part)) if progress else None)
     features = FeatureSet(features.frame[list(FRAME_COLUMNS)], features.X)
     if path is not None:
-        _write(path.with_suffix(".parquet"), features)
+        _write(path, features)
     return features
 
 
@@ -121,7 +127,7 @@ def _write(path: Path, features: FeatureSet) -> None:
     table = features.frame.copy()
     for j, name in enumerate(FEATURE_NAMES):
         table[name] = features.X[:, j]
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     table.to_parquet(tmp, engine="pyarrow", index=False, compression="zstd")
     tmp.replace(path)
 

@@ -103,8 +103,10 @@ TARGETS = (Target("c/a", ">=", 0.5), Target("c/b", ">=", 10.0), Target("p99_ms",
 VARIANTS = {
     "passthrough": ("(a) passthrough", ["-m", "streamer.bench_agents", "passthrough"]),
     "naive": ("(b) naive, 1 at a time", ["-m", "streamer.bench_agents", "naive"]),
-    "worker": ("(c) worker", ["-m", "streamer", "worker", "-l", "warn"]),
+    "worker": ("(c) worker", ["-m", "streamer", "worker", "-l", "info"]),
 }
+# Log level "info" on purpose: at "warn" and above Faust's worker keeps its start-up spinner and
+# sets the root logger to DEBUG, so every debug() call on the hot path builds a LogRecord.
 
 
 # --- the load -------------------------------------------------------------------------------
@@ -215,6 +217,9 @@ class Processes:
         )
         self._running[name] = (proc, log)
         return proc
+
+    def pid(self, name: str) -> int:
+        return self._running[name][0].pid
 
     def tail(self, name: str, chars: int = 3000) -> str:
         path = self.log_dir / f"{name}.log"
@@ -397,11 +402,48 @@ class Run:
         return {"OMP_NUM_THREADS": "1", **self.env, **overrides}
 
 
-async def _await_outputs(run: Run, variant: str, proc: subprocess.Popen[bytes], n: int) -> None:
-    """Wait until ``variant`` has written ``n`` decisions; fail if it dies or stalls."""
+Usage = tuple[float, float] | None
+
+
+def usage(pid: int) -> Usage:
+    """(CPU seconds, seconds runnable but waiting for a CPU) of a running process so far.
+
+    Linux only (/proc), None elsewhere. The wait is the main thread's, where the event loop
+    runs: on a shared machine it is the part of the latency that no code change removes.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        schedstat = Path(f"/proc/{pid}/schedstat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu, int(schedstat.split()[1]) / 1e9
+
+
+def usage_between(before: Usage, after: Usage, seconds: float) -> dict[str, float | None]:
+    """CPU used and run-queue wait between two snapshots, as shares of one core's time."""
+    if before is None or after is None or after[0] <= before[0] or seconds <= 0:
+        return {"cpu_s": None, "cpu_share": None, "runqueue_wait_share": None}
+    return {
+        "cpu_s": round(after[0] - before[0], 2),
+        "cpu_share": round((after[0] - before[0]) / seconds, 2),
+        "runqueue_wait_share": round((after[1] - before[1]) / seconds, 2),
+    }
+
+
+async def _await_outputs(
+    run: Run, variant: str, proc: subprocess.Popen[bytes], n: int
+) -> dict[str, Any]:
+    """Wait until ``variant`` has written ``n`` decisions; fail if it dies or stalls.
+
+    Returns the variant's CPU use from its first output to the last: on a shared machine,
+    events per CPU-second moves less with the neighbours' load than events per second does.
+    """
     tps = _partitions(run.outputs(variant)[0], run.settings.partitions)
     consumer = make_consumer(run.settings, group_id=None)
     await consumer.start()
+    first: tuple[float, Usage, int] | None = None
     try:
         done, changed, next_report = 0, time.monotonic(), time.monotonic() + PROGRESS_EVERY_S
         while done < n:
@@ -414,6 +456,8 @@ async def _await_outputs(run: Run, variant: str, proc: subprocess.Popen[bytes], 
             now = time.monotonic()
             if total != done:
                 done, changed = total, now
+                if first is None:
+                    first = (now, usage(proc.pid), done)
             elif now - changed > STALL_TIMEOUT_S:
                 raise BenchError(
                     f"{variant} wrote nothing for {STALL_TIMEOUT_S:.0f} s ({done:,}/{n:,}):\n"
@@ -425,6 +469,11 @@ async def _await_outputs(run: Run, variant: str, proc: subprocess.Popen[bytes], 
             await asyncio.sleep(0.25)
     finally:
         await consumer.stop()
+    assert first is not None
+    t0, before, n0 = first
+    used = usage_between(before, usage(proc.pid), time.monotonic() - t0)
+    cpu = used["cpu_s"]
+    return used | {"events_per_cpu_s": round((done - n0) / cpu, 1) if cpu else None}
 
 
 async def _measure(run: Run, variant: str, n: int) -> dict[str, Any]:
@@ -435,9 +484,9 @@ async def _measure(run: Run, variant: str, n: int) -> dict[str, Any]:
     run.log(f"{variant}: started, waiting for {n:,} outputs")
     started = time.time()
     proc = run.processes.start(variant, VARIANTS[variant][1], run.variant_env(variant))
-    await _await_outputs(run, variant, proc, n)
+    cpu = await _await_outputs(run, variant, proc, n)
     decisions, alerts, _ = run.outputs(variant)
-    result = throughput(await _timestamps(run.settings, decisions), started)
+    result = throughput(await _timestamps(run.settings, decisions), started) | cpu
     consumer = make_consumer(run.settings, group_id=None)
     await consumer.start()
     try:
@@ -449,7 +498,12 @@ async def _measure(run: Run, variant: str, n: int) -> dict[str, Any]:
 
 
 async def _latency(run: Run) -> dict[str, Any]:
-    """Send the live events at a fixed rate to the caught-up worker; time each decision."""
+    """Send the live events at a fixed rate to the caught-up worker; time each decision.
+
+    Each latency is also split in three with the decision's own ``processing_ms`` and its Kafka
+    timestamp (set when the worker handed it to its producer): waiting to be consumed and
+    batched, the pipeline, then publishing until this consumer has it.
+    """
     settings, config = run.settings, run.config
     tps = _partitions(run.outputs("worker")[0], settings.partitions)
     consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=100)
@@ -457,8 +511,8 @@ async def _latency(run: Run) -> dict[str, Any]:
     consumer.assign(tps)
     for tp, end in (await consumer.end_offsets(tps)).items():
         consumer.seek(tp, end)
-    received: dict[str, float] = {}
-    processing: list[float] = []
+    # transaction id -> (consumed here, decision's Kafka timestamp, its processing_ms)
+    received: dict[str, tuple[float, float, float]] = {}
 
     async def drain() -> None:
         while True:
@@ -467,8 +521,8 @@ async def _latency(run: Run) -> dict[str, Any]:
             for records in batch.values():
                 for r in records:
                     decision = json.loads(r.value)
-                    received[decision["transaction_id"]] = now
-                    processing.append(float(decision["processing_ms"]))
+                    tid, ms = decision["transaction_id"], float(decision["processing_ms"])
+                    received[tid] = (now, r.timestamp / 1000, ms)
 
     reader = asyncio.create_task(drain())
     producer = make_producer(settings, linger_ms=0)
@@ -479,6 +533,7 @@ async def _latency(run: Run) -> dict[str, Any]:
         run.log(f"latency: {len(load):,} events at {config.latency_rate:,.0f}/s")
         pending = []
         began = time.perf_counter()
+        before = usage(run.processes.pid("worker"))
         for i, (tid, key, value) in enumerate(load):
             ahead = i / config.latency_rate - (time.perf_counter() - began)
             if ahead > 0.001:
@@ -490,6 +545,9 @@ async def _latency(run: Run) -> dict[str, Any]:
         deadline = time.monotonic() + 30
         while len(received.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        worker = usage_between(
+            before, usage(run.processes.pid("worker")), time.perf_counter() - began
+        )
     finally:
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
@@ -498,12 +556,18 @@ async def _latency(run: Run) -> dict[str, Any]:
     matched = [t for t in sent if t in received]  # in send order
     if not matched:
         raise BenchError(f"no decisions for the latency phase:\n{run.processes.tail('worker')}")
-    latencies = np.array([(received[t] - sent[t]) * 1000 for t in matched])
+    sent_at = np.array([sent[t] for t in matched])
+    got_at, stamped, pipeline = np.array([received[t] for t in matched]).T
+    latencies = (got_at - sent_at) * 1000
     p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    stages = {
+        "consume_and_batch": (stamped - sent_at) * 1000 - pipeline,
+        "pipeline": pipeline,
+        "publish_and_deliver": (got_at - stamped) * 1000,
+    }
     # p50 per second of sending: a worker that cannot keep up shows a rising line
-    second = np.array([sent[t] - sent[matched[0]] for t in matched]).astype(int)
+    second = (sent_at - sent_at[0]).astype(int)
     timeline = [round(float(np.median(latencies[second == s])), 1) for s in np.unique(second)]
-    w50, w99 = np.percentile(processing, [50, 99])
     return {
         "rate": config.latency_rate,
         "sent": len(sent),
@@ -513,8 +577,14 @@ async def _latency(run: Run) -> dict[str, Any]:
         "p95_ms": round(float(p95), 2),
         "p99_ms": round(float(p99), 2),
         "max_ms": round(float(latencies.max()), 2),
-        "worker_processing_p50_ms": round(float(w50), 2),
-        "worker_processing_p99_ms": round(float(w99), 2),
+        # Kafka timestamps have millisecond resolution: stages are +-1 ms
+        "stages_ms": {
+            name: {q: round(float(np.percentile(v, int(q[1:]))), 1) for q in ("p50", "p99")}
+            for name, v in stages.items()
+        },
+        # cpu_share ~1.0: the worker used a whole core and could not have gone faster;
+        # runqueue_wait_share: how long it was ready to run but had no CPU (other processes)
+        "worker": worker,
         "p50_ms_per_second": timeline,
     }
 
@@ -575,6 +645,7 @@ async def run_bench(
     }
     return {
         "created": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "run": run.prefix,  # the prefix of the topics and consumer groups of this run
         "machine": machine,
         "settings": {
             "batch_max": settings.batch_max,
@@ -593,6 +664,11 @@ async def run_bench(
         },
         "throughput": {name: results[name] for name in VARIANTS},
         "ratios": {"c/a": round(values["c/a"], 3), "c/b": round(values["c/b"], 2)},
+        # the same ratios per CPU-second of each variant: less sensitive to neighbours' load
+        "ratios_per_cpu_s": {
+            "c/a": _ratio(results["worker"], results["passthrough"]),
+            "c/b": _ratio(results["worker"], results["naive"]),
+        },
         "latency": latency,
         "targets": [
             {
@@ -607,7 +683,20 @@ async def run_bench(
     }
 
 
+def _ratio(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    x, y = a.get("events_per_cpu_s"), b.get("events_per_cpu_s")
+    return round(x / y, 3) if x and y else None
+
+
 # --- report ---------------------------------------------------------------------------------
+def _pct(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "-"
+
+
+def _num(value: float | None, spec: str, width: int) -> str:
+    return f"{value:>{width}{spec}}" if value is not None else f"{'-':>{width}}"
+
+
 def _mark(met: bool | None) -> str:
     return {True: "pass", False: "MISS", None: "n/a"}[met]
 
@@ -619,14 +708,24 @@ def render(results: dict[str, Any]) -> str:
         f"fraud-streamer bench: {load['events']:,} transactions, model {load['model_version']}, "
         f"{machine['cpu_count']} CPUs, Python {machine['python']}",
         "",
-        f"{'variant':<26}{'events':>10}{'seconds':>10}{'events/s':>12}{'start-up s':>12}",
+        f"{'variant':<24}{'events':>9}{'seconds':>9}{'events/s':>10}{'per CPU-s':>11}"
+        f"{'CPU used':>10}{'CPU wait':>10}{'start-up s':>12}",
     ]
     for name, (label, _) in VARIANTS.items():
         r = results["throughput"][name]
         lines.append(
-            f"{label:<26}{r['events']:>10,}{r['seconds']:>10.2f}{r['events_per_s']:>12,.0f}"
-            f"{r['startup_s']:>12.1f}"
+            f"{label:<24}{r['events']:>9,}{_num(r['seconds'], '.2f', 9)}"
+            f"{_num(r['events_per_s'], ',.0f', 10)}{_num(r.get('events_per_cpu_s'), ',.0f', 11)}"
+            f"{_pct(r.get('cpu_share')):>10}{_pct(r.get('runqueue_wait_share')):>10}"
+            f"{_num(r['startup_s'], '.1f', 12)}"
         )
+    per_cpu = results["ratios_per_cpu_s"]
+    lines += [
+        f"per CPU-second: c/a {_num(per_cpu['c/a'], '.2f', 0)}, "
+        f"c/b {_num(per_cpu['c/b'], '.1f', 0)}",
+        "CPU used / CPU wait: share of one core's time the process ran / was ready to run but "
+        "had no CPU",
+    ]
     if load["naive_events"] < load["events"]:
         lines.append(
             f"(b) ran on the first {load['naive_events']:,} events of the same backlog: "
@@ -636,10 +735,19 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"latency at {lat['rate']:,.0f}/s (achieved {lat['achieved_rate']:,.0f}/s), "
-        f"{lat['received']:,}/{lat['sent']:,} decisions: p50 {lat['p50_ms']:.1f} ms, "
-        f"p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, max {lat['max_ms']:.1f} ms",
-        f"  of which inside the worker (processing_ms): p50 {lat['worker_processing_p50_ms']:.1f}"
-        f" ms, p99 {lat['worker_processing_p99_ms']:.1f} ms",
+        f"{lat['received']:,}/{lat['sent']:,} decisions:",
+        f"  p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+        f"max {lat['max_ms']:.1f} ms",
+        "  stages p50/p99: "
+        + ", ".join(
+            f"{name.replace('_', ' ')} {v['p50']:.1f}/{v['p99']:.1f} ms"
+            for name, v in lat["stages_ms"].items()
+        ),
+        f"  worker CPU used {_pct(lat['worker']['cpu_share'])}, "
+        f"CPU wait {_pct(lat['worker']['runqueue_wait_share'])}",
+        "  median latency per second of sending: "
+        + " ".join(f"{v:.0f}" for v in lat["p50_ms_per_second"])
+        + " ms",
         "",
         f"{'target':<10}{'value':>10}{'goal':>10}  result",
     ]

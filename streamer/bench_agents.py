@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m streamer.bench_agents", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("variant", choices=VARIANTS)
-    parser.add_argument("--loglevel", "-l", default="warn")
+    # not "warn": at warn and above Faust sets the root logger to DEBUG (see streamer.bench)
+    parser.add_argument("--loglevel", "-l", default="info")
     args = parser.parse_args(argv)
     # as in `fraud-streamer worker`: one scoring thread, set before scikit-learn loads
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -94,8 +94,9 @@ def demo(
 
     registry = ModelRegistry(settings.model_registry)
     if registry.current_version() is None:
-        click.echo("2/6 no model promoted yet: training one (a few minutes, once)", err=True)
-        click.get_current_context().invoke(train)
+        click.echo("2/6 no model promoted yet: training one (a few minutes, once; "
+                   "`fraud-streamer train` compares all candidates)", err=True)
+        click.get_current_context().invoke(train, candidates="hist_gb,logreg")
     click.echo(f"2/6 model {registry.current_version()}", err=True)
 
     data = Path("data") / f"demo-{customers}x{terminals}-{days}d-seed{seed}.parquet"

@@ -29,8 +29,12 @@ def _ints(text: str, param: str) -> list[int]:
               help="Comma-separated simulation seeds; each is a fresh book-size history.")
 @click.option("--weeks", type=click.IntRange(min=1), default=4, show_default=True,
               help="Consecutive test weeks from 2018-08-08 (prequential); 1 = the book's only.")
-@click.option("--folds", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Validation weeks used to choose hyper-parameters and training windows.")
+@click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Validation weeks used to choose hyper-parameters and training windows "
+              "(fold 0 validates on 2018-07-25 … 07-31, each further fold a week earlier).")
+@click.option("--prequential-all/--prequential-selected", default=False, show_default=True,
+              help="Refit every family for each test week, or only the one selected by "
+              "validation (the others are measured on the book's week only).")
 @click.option("--candidates", default="logreg,random_forest,hist_gb", show_default=True,
               help="Comma-separated model families (logreg, random_forest, hist_gb).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -45,6 +49,7 @@ def evaluate(
     seeds: str,
     weeks: int,
     folds: int,
+    prequential_all: bool,
     candidates: str,
     out_dir: Path,
     cache_dir: Path,
@@ -95,13 +100,15 @@ def evaluate(
     plan = EvaluationPlan()
     for seed in seed_list:
         plan = EvaluationPlan(simulation=SimulationConfig(seed=seed), validation_folds=folds,
-                              prequential_weeks=weeks, candidates=tuple(names))
+                              prequential_weeks=weeks, prequential_all=prequential_all,
+                              candidates=tuple(names))
         results.append(evaluate_seed(plan, cache_dir=cache_dir if cache else None,
                                      progress=progress, log=log))
         log(f"seed {seed} done ({time.perf_counter() - started:.0f} s so far)")
     seconds = time.perf_counter() - started
     command = (f"fraud-streamer evaluate --seeds {','.join(map(str, seed_list))} "
-               f"--weeks {weeks} --folds {folds} --candidates {','.join(names)}")
+               f"--weeks {weeks} --folds {folds} --candidates {','.join(names)}"
+               + (" --prequential-all" if prequential_all else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "evaluation.md").write_text(
         render_markdown(results, plan, command=command, seconds=seconds), encoding="utf-8")

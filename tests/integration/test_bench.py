@@ -1,0 +1,83 @@
+"""``fraud-streamer bench`` end to end at a tiny size: every figure is reported, nothing is left.
+
+Only behaviour is checked. Timings depend on the machine and on what else runs on it, so the
+targets are reported by the bench and never asserted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from models.registry import ModelRegistry
+from streamer.kafka import client_options
+from streamer.settings import Settings
+
+VARIANTS = ("passthrough", "naive", "worker")
+
+
+async def _topics_with_prefix(settings: Settings, prefix: str) -> list[str]:
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        return [t for t in await admin.list_topics() if t.startswith(prefix)]
+    finally:
+        await admin.close()
+
+
+@pytest.mark.timeout(240)
+async def test_bench_reports_every_figure_and_cleans_up(
+    stack: Settings, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "STREAMER_MODEL_REGISTRY": str(registry.root)}
+    command = [
+        *(sys.executable, "-m", "streamer", "bench"),
+        *("--events", "3000", "--naive-events", "300", "--latency-seconds", "3"),
+        *("--out", str(out)),
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=220
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(out.read_text())
+
+    throughput = results["throughput"]
+    assert throughput["passthrough"]["events"] == 3000
+    assert throughput["worker"]["events"] == 3000
+    assert throughput["naive"]["events"] >= 300
+    for name in VARIANTS:
+        assert throughput[name]["events_per_s"] > 0, name
+        assert throughput[name]["startup_s"] is not None, name
+    assert results["ratios"]["c/a"] > 0
+    assert results["ratios"]["c/b"] > 0
+
+    latency = results["latency"]
+    assert latency["sent"] == 3000
+    assert latency["received"] == latency["sent"]
+    assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+
+    assert [t["metric"] for t in results["targets"]] == ["c/a", "c/b", "p99_ms"]
+    assert all(isinstance(t["met"], bool) for t in results["targets"])
+    assert results["machine"]["cpu_count"] >= 1
+    assert results["machine"]["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert results["load"]["model_source"] == "configured"
+
+    for label in ("(a) passthrough", "(b) naive", "(c) worker", "p99_ms"):
+        assert label in done.stdout
+    assert any(line.startswith("bench: ") for line in done.stderr.splitlines())
+    assert not any(line.startswith("bench: ") for line in done.stdout.splitlines())
+
+    # the run's topics are deleted (Kafka deletes asynchronously, so allow it a moment)
+    deadline = time.monotonic() + 20
+    while left := await _topics_with_prefix(stack, results["run"]):
+        assert time.monotonic() < deadline, f"topics left behind: {left}"
+        await asyncio.sleep(0.5)
