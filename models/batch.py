@@ -21,8 +21,7 @@ import pandas as pd
 
 from models.dataset import build_features
 from schemas import Reason
-from streamer.pipeline import _threshold_reason  # the worker's own fallback reason
-from streamer.rules import Policy, outcome_for, rule_hits
+from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
 from streamer.scoring import Scorer
 
 __all__ = [
@@ -169,7 +168,7 @@ def _reasons(
     for i, contributions in zip(flagged, explained, strict=True):
         model = [Reason(code=c.code, description=c.describe()) for c in contributions]
         if not model and not rules[i]:
-            model = [_threshold_reason(float(scores[i]), outcomes[i], policy)]
+            model = [threshold_reason(float(scores[i]), outcomes[i], policy)]
         out[i] = json.dumps([r.model_dump() for r in rules[i] + model], ensure_ascii=False)
     return out
 

@@ -19,7 +19,7 @@ from schemas.outputs import alert_id_for, severity_for
 from streamer.decode import dead_letter, decode
 from streamer.features.definitions import FeatureEvent, FraudMark, calendar_flags, to_epoch_ms
 from streamer.features.store import FeatureStore
-from streamer.rules import Policy, outcome_for, rule_hits
+from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
 from streamer.scoring import Scorer
 
 __all__ = ["BatchOutput", "InputMessage", "Pipeline", "feature_event"]
@@ -135,7 +135,7 @@ class Pipeline:
         for i, contributions in zip(flagged, explanations, strict=True):
             model_reasons = [Reason(code=c.code, description=c.describe()) for c in contributions]
             if not model_reasons and not rules[i]:
-                model_reasons = [_threshold_reason(float(scores[i]), outcomes[i], policy)]
+                model_reasons = [threshold_reason(float(scores[i]), outcomes[i], policy)]
             reasons[i] = rules[i] + model_reasons
 
         decided_at = self._clock()
@@ -202,11 +202,3 @@ class Pipeline:
         await self._store.apply_labels(marks)
         return out
 
-
-def _threshold_reason(score: float, outcome: str, policy: Policy) -> Reason:
-    threshold = policy.decline_threshold if outcome == "decline" else policy.review_threshold
-    return Reason(
-        code="MODEL_SCORE",
-        description=f"model score {score:.2f} is at or above the {outcome} threshold "
-        f"{threshold:.2f}",
-    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from schemas import Outcome, Reason
 from streamer.settings import Settings
 
-__all__ = ["Policy", "outcome_for", "rule_hits"]
+__all__ = ["Policy", "outcome_for", "rule_hits", "threshold_reason"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +63,13 @@ def outcome_for(score: float, *, rule_hit: bool, policy: Policy) -> Outcome:
     if score >= policy.review_threshold:
         return "review"
     return "approve"
+
+
+def threshold_reason(score: float, outcome: str, policy: Policy) -> Reason:
+    """The reason of a review/decline that neither a rule nor a feature explains."""
+    threshold = policy.decline_threshold if outcome == "decline" else policy.review_threshold
+    return Reason(
+        code="MODEL_SCORE",
+        description=f"model score {score:.2f} is at or above the {outcome} threshold "
+        f"{threshold:.2f}",
+    )
