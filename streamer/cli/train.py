@@ -25,7 +25,7 @@ from streamer.settings import Settings
 @click.option("--seed", default=0, show_default=True, help="Simulation seed.")
 @click.option(
     "--train-days",
-    default=21,
+    default=14,
     show_default=True,
     help="Days of history each candidate is fitted on.",
 )
