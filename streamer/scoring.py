@@ -54,6 +54,13 @@ class Scorer:
         self.model = model
         self.version = manifest.version
         self._estimator = model.estimator
+        # One thread per scoring call: a thread pool per predict (random forests train with
+        # n_jobs=-1) costs tens of milliseconds on the small batches of live traffic.
+        single = {
+            k: 1 for k in self._estimator.get_params() if k == "n_jobs" or k.endswith("__n_jobs")
+        }
+        if single:
+            self._estimator.set_params(**single)
         baseline = manifest.baseline or [0.0] * len(FEATURE_NAMES)
         self.baseline = np.asarray(baseline, dtype=np.float64)
 
