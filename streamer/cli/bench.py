@@ -77,8 +77,10 @@ def bench(
     Kafka timestamp): sustained speed, start-up excluded (reported separately). Latency: once
     (c) has drained the backlog, --latency-rate transactions/s are sent for --latency-seconds;
     per transaction, the time its decision is consumed minus the time it was handed to the
-    producer (one clock, this machine). Reported: events/s of a, b, c; the same-run ratios c/a
-    and c/b; latency p50/p95/p99.
+    producer (one clock, this machine), also split into consume-and-batch, pipeline and
+    publish-and-deliver. Reported: events/s of a, b, c; the same-run ratios c/a and c/b;
+    latency p50/p95/p99; on Linux, each process's CPU use and its wait for a CPU (the share
+    of the time it was ready to run while others held the cores: a busy machine's noise).
 
     \b
     Targets (reported as pass/MISS, never enforced): c/a >= 0.5, c/b >= 10, p99 <= 25 ms.

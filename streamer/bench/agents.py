@@ -8,7 +8,7 @@
   so the decisions are the same and the comparison isolates batching.
 
 Both read their topics, group and Redis from the ``Settings`` like the worker. Run one with
-``python -m streamer.bench_agents passthrough|naive``; the bench starts them as subprocesses.
+``python -m streamer.bench.agents passthrough|naive``; the bench starts them as subprocesses.
 """
 
 from __future__ import annotations
@@ -62,7 +62,11 @@ def _raw_topic(app: faust.App, name: str) -> Any:
 
 
 def create_passthrough_app(settings: Settings) -> faust.App:
-    """Consume and forward in the worker's batches: send all, then wait for every ack."""
+    """Consume and forward in the worker's batches: send all, then wait for every ack.
+
+    It sends the way the worker's ``publish`` does (``streamer.app``), so that c/a measures the
+    worker's work and nothing else: change both together.
+    """
     app = _app(settings, linger_s=0.002)
     source = _raw_topic(app, settings.topic_transactions)
     sink = _raw_topic(app, settings.topic_decisions)
@@ -117,10 +121,10 @@ def create_naive_app(settings: Settings, runtime: Runtime | None = None) -> faus
 def main(argv: list[str] | None = None) -> None:
     """Run one baseline until it is stopped (SIGTERM or Ctrl-C)."""
     parser = argparse.ArgumentParser(
-        prog="python -m streamer.bench_agents", description=__doc__.split("\n\n")[0]
+        prog="python -m streamer.bench.agents", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("variant", choices=VARIANTS)
-    # not "warn": at warn and above Faust sets the root logger to DEBUG (see streamer.bench)
+    # not "warn": at warn and above Faust sets the root logger to DEBUG (see streamer.bench.config)
     parser.add_argument("--loglevel", "-l", default="info")
     args = parser.parse_args(argv)
     # as in `fraud-streamer worker`: one scoring thread, set before scikit-learn loads

@@ -1,0 +1,101 @@
+"""The load every variant consumes, and the model the worker serves while consuming it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from streamer.bench.config import BenchConfig, Log
+from streamer.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["HISTORY_DAYS", "Load", "ensure_model", "make_load"]
+
+#: fit_best with 14 training days needs 14 + 2 x 7 (label delay) + 7 (validation) + 31 days
+TRAIN_DAYS, HISTORY_DAYS = 14, 66
+
+
+@dataclass
+class Load:
+    """Training history, the backlog every variant consumes, and the latency phase's events."""
+
+    history: pd.DataFrame
+    backlog: list[tuple[bytes, bytes]]  # (key, value)
+    live: list[tuple[str, bytes, bytes]]  # (transaction id, key, value)
+
+
+def make_load(config: BenchConfig) -> Load:
+    """Simulate a population; its first HISTORY_DAYS train a model, the days after are the load.
+
+    The load follows the history in event time, so a model trained on the history scores data
+    it has not seen, as in production.
+    """
+    import pandas as pd
+
+    from models.simulate import SimulationConfig, simulate
+    from streamer.replay import encode_transactions
+
+    needed = config.events + config.live_events
+    days = math.ceil(needed / config.customers) + 1  # about two transactions per customer-day
+    while True:
+        frame = simulate(
+            SimulationConfig(
+                n_customers=config.customers,
+                n_terminals=config.terminals,
+                n_days=HISTORY_DAYS + days,
+                seed=config.seed,
+            )
+        )
+        start = frame["timestamp"].min().floor("D") + pd.Timedelta(days=HISTORY_DAYS)
+        later = frame[frame["timestamp"] >= start]
+        if len(later) >= needed:
+            break
+        days *= 2
+    later = later.sort_values(["timestamp", "transaction_id"], kind="stable").head(needed)
+    encoded = [(key, value) for _, key, value in encode_transactions(later)]
+    ids = later["transaction_id"].tolist()
+    n = config.events
+    return Load(
+        history=frame[frame["timestamp"] < start],
+        backlog=encoded[:n],
+        live=[(tid, k, v) for tid, (k, v) in zip(ids[n:], encoded[n:], strict=True)],
+    )
+
+
+def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) -> dict[str, str]:
+    """The registry the worker will serve from, and its promoted version.
+
+    The configured registry's promoted model when it computes this worker's features; else the
+    bench's own registry, where a small model is trained on first use and reused afterwards.
+    """
+    from models.registry import ModelRegistry
+    from streamer.features.definitions import FEATURE_NAMES
+
+    own = config.workdir / "registry"
+    for root, source in ((settings.model_registry, "configured"), (own, "bench")):
+        registry = ModelRegistry(root)
+        version = registry.current_version()
+        if version and tuple(registry.manifest(version).features) == FEATURE_NAMES:
+            registry.verify(version)
+            return {"registry": str(root.resolve()), "version": version, "source": source}
+
+    from models.dataset import build_features
+    from models.train import fit_best
+
+    log(f"no usable promoted model: training one on {len(load.history):,} transactions")
+    features = build_features(load.history)
+    result = fit_best(features, train_days=TRAIN_DAYS, candidates=["hist_gb"], log=log)
+    registry = ModelRegistry(own)
+    manifest = registry.register(
+        result.estimator,
+        algorithm=result.candidate,
+        features=FEATURE_NAMES,
+        training_data={"purpose": "bench", "rows": len(load.history), "seed": config.seed},
+        metrics={"validation": result.validation, "params": result.params},
+        baseline=result.baseline,
+    )
+    registry.promote(manifest.version)
+    return {"registry": str(own.resolve()), "version": manifest.version, "source": "bench"}

@@ -1,0 +1,249 @@
+"""Measuring one variant: its sustained throughput, and the worker's latency at a fixed rate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from streamer.bench.config import VARIANTS, BenchConfig, BenchError, Log
+from streamer.bench.infra import (
+    Processes,
+    Usage,
+    end_total,
+    free_port,
+    partitions,
+    running,
+    timestamps,
+    usage,
+    usage_between,
+    with_db,
+)
+from streamer.kafka import make_consumer, make_producer
+from streamer.settings import Settings
+
+__all__ = ["Run", "latency", "measure", "throughput"]
+
+PROGRESS_EVERY_S = 5.0
+STALL_TIMEOUT_S = 120.0
+
+
+@dataclass
+class Run:
+    """Names and handles of one bench run."""
+
+    settings: Settings
+    config: BenchConfig
+    env: Mapping[str, str]
+    log: Log
+    processes: Processes
+    live: list[tuple[str, bytes, bytes]] = field(default_factory=list)
+    model: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    redis_dbs: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> tuple[str, str]:
+        """(transactions, labels): shared by all variants, each in its own consumer group."""
+        return f"{self.prefix}-transactions", f"{self.prefix}-labels"
+
+    def outputs(self, variant: str) -> tuple[str, str, str]:
+        """(decisions, alerts, dead letters) of one variant."""
+        base = f"{self.prefix}-{variant}"
+        return f"{base}-decisions", f"{base}-alerts", f"{base}-dead-letters"
+
+    def topics(self) -> list[str]:
+        return [*self.inputs, *(t for v in VARIANTS for t in self.outputs(v))]
+
+    def variant_env(self, variant: str) -> dict[str, str]:
+        """The environment of a variant's process: the bench's, with its own names."""
+        decisions, alerts, dead = self.outputs(variant)
+        db = self.redis_dbs.get(variant)
+        overrides = {
+            "STREAMER_TOPIC_TRANSACTIONS": self.inputs[0],
+            "STREAMER_TOPIC_LABELS": self.inputs[1],
+            "STREAMER_TOPIC_DECISIONS": decisions,
+            "STREAMER_TOPIC_ALERTS": alerts,
+            "STREAMER_TOPIC_DEAD_LETTERS": dead,
+            "STREAMER_CONSUMER_GROUP": f"{self.prefix}-{variant}",
+            "STREAMER_REDIS_URL": (
+                self.settings.redis_url if db is None else with_db(self.settings.redis_url, db)
+            ),
+            "STREAMER_MODEL_REGISTRY": self.model["registry"],
+            "STREAMER_WEB_PORT": str(free_port()),
+            "STREAMER_DATA_DIR": str((self.config.workdir / "data" / variant).resolve()),
+        }
+        # one scoring thread, as `fraud-streamer worker` sets it, unless the caller chose
+        return {"OMP_NUM_THREADS": "1", **self.env, **overrides}
+
+
+def throughput(timestamps_ms: list[int], started: float) -> dict[str, Any]:
+    """Sustained rate from output timestamps; ``started`` is the process start (epoch s)."""
+    if not timestamps_ms:
+        return {"events": 0, "seconds": None, "events_per_s": None, "startup_s": None}
+    first, last = min(timestamps_ms), max(timestamps_ms)
+    after_first = sum(1 for t in timestamps_ms if t > first)
+    span = (last - first) / 1000
+    if after_first and span > 0:
+        rate = after_first / span
+    else:  # everything landed in one millisecond: fall back to the time since start
+        rate = len(timestamps_ms) / max(last / 1000 - started, 1e-3)
+    return {
+        "events": len(timestamps_ms),
+        "seconds": round(span, 3),
+        "events_per_s": round(rate, 1),
+        "startup_s": round(first / 1000 - started, 2),
+    }
+
+
+async def _await_outputs(
+    run: Run, variant: str, proc: subprocess.Popen[bytes], n: int
+) -> dict[str, Any]:
+    """Wait until ``variant`` has written ``n`` decisions; fail if it dies or stalls.
+
+    Returns the variant's CPU use from its first output to the last.
+    """
+    tps = partitions(run.outputs(variant)[0], run.settings.partitions)
+    first: tuple[float, Usage, int] | None = None
+    async with running(make_consumer(run.settings, group_id=None)) as consumer:
+        done, changed, next_report = 0, time.monotonic(), time.monotonic() + PROGRESS_EVERY_S
+        while done < n:
+            if proc.poll() is not None:
+                raise BenchError(
+                    f"{variant} exited with code {proc.returncode} after {done:,} outputs:\n"
+                    f"{run.processes.tail(variant)}"
+                )
+            total = await end_total(consumer, tps)
+            now = time.monotonic()
+            if total != done:
+                done, changed = total, now
+                if first is None:
+                    first = (now, usage(proc.pid), done)
+            elif now - changed > STALL_TIMEOUT_S:
+                raise BenchError(
+                    f"{variant} wrote nothing for {STALL_TIMEOUT_S:.0f} s ({done:,}/{n:,}):\n"
+                    f"{run.processes.tail(variant)}"
+                )
+            if now >= next_report:
+                run.log(f"{variant}: {done:,}/{n:,} outputs")
+                next_report = now + PROGRESS_EVERY_S
+            await asyncio.sleep(0.25)
+    assert first is not None
+    t0, before, n0 = first
+    used = usage_between(before, usage(proc.pid), time.monotonic() - t0)
+    cpu = used["cpu_s"]
+    return used | {"events_per_cpu_s": round((done - n0) / cpu, 1) if cpu else None}
+
+
+async def measure(run: Run, variant: str, n: int) -> dict[str, Any]:
+    """Start ``variant`` on the backlog, wait for ``n`` outputs, return its figures.
+
+    The process is left running (the worker goes on to the latency phase); the caller stops it.
+    """
+    run.log(f"{variant}: started, waiting for {n:,} outputs")
+    started = time.time()
+    proc = run.processes.start(variant, VARIANTS[variant][1], run.variant_env(variant))
+    cpu = await _await_outputs(run, variant, proc, n)
+    decisions, alerts, _ = run.outputs(variant)
+    result = throughput(await timestamps(run.settings, decisions), started) | cpu
+    async with running(make_consumer(run.settings, group_id=None)) as consumer:
+        result["alerts"] = await end_total(consumer, partitions(alerts, run.settings.partitions))
+    run.log(f"{variant}: {result['events_per_s']:,.0f} events/s over {result['events']:,}")
+    return result
+
+
+async def latency(run: Run) -> dict[str, Any]:
+    """Send the live events at a fixed rate to the caught-up worker; time each decision.
+
+    Each latency is also split in three with the decision's own ``processing_ms`` and its Kafka
+    timestamp (set when the worker handed it to its producer): waiting to be consumed and
+    batched, the pipeline, then publishing until this consumer has it.
+    """
+    settings, config = run.settings, run.config
+    # transaction id -> (consumed here, decision's Kafka timestamp, its processing_ms)
+    received: dict[str, tuple[float, float, float]] = {}
+    sent: dict[str, float] = {}
+    consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=100)
+    # no linger: the producer's batching would count as the worker's latency
+    producer = make_producer(settings, linger_ms=0)
+
+    async def drain() -> None:
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batch.values():
+                for r in records:
+                    decision = json.loads(r.value)
+                    tid, ms = decision["transaction_id"], float(decision["processing_ms"])
+                    received[tid] = (now, r.timestamp / 1000, ms)
+
+    async with running(consumer), running(producer):
+        tps = partitions(run.outputs("worker")[0], settings.partitions)
+        consumer.assign(tps)
+        for tp, end in (await consumer.end_offsets(tps)).items():
+            consumer.seek(tp, end)
+        reader = asyncio.create_task(drain())
+        try:
+            run.log(f"latency: {len(run.live):,} events at {config.latency_rate:,.0f}/s")
+            pending = []
+            began = time.perf_counter()
+            before = usage(run.processes.pid("worker"))
+            for i, (tid, key, value) in enumerate(run.live):
+                ahead = i / config.latency_rate - (time.perf_counter() - began)
+                if ahead > 0.001:
+                    await asyncio.sleep(ahead)
+                sent[tid] = time.time()
+                pending.append(await producer.send(run.inputs[0], value=value, key=key))
+            send_seconds = time.perf_counter() - began
+            await asyncio.gather(*pending)
+            deadline = time.monotonic() + 30
+            while len(received.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            worker = usage_between(
+                before, usage(run.processes.pid("worker")), time.perf_counter() - began
+            )
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+
+    matched = [t for t in sent if t in received]  # in send order
+    if not matched:
+        raise BenchError(f"no decisions for the latency phase:\n{run.processes.tail('worker')}")
+    sent_at = np.array([sent[t] for t in matched])
+    got_at, stamped, pipeline = np.array([received[t] for t in matched]).T
+    latencies = (got_at - sent_at) * 1000
+    p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+    stages = {
+        "consume_and_batch": (stamped - sent_at) * 1000 - pipeline,
+        "pipeline": pipeline,
+        "publish_and_deliver": (got_at - stamped) * 1000,
+    }
+    # p50 per second of sending: a worker that cannot keep up shows a rising line
+    second = (sent_at - sent_at[0]).astype(int)
+    timeline = [round(float(np.median(latencies[second == s])), 1) for s in np.unique(second)]
+    return {
+        "rate": config.latency_rate,
+        "sent": len(sent),
+        "received": len(latencies),
+        "achieved_rate": round(len(sent) / send_seconds, 1),
+        "p50_ms": round(float(p50), 2),
+        "p95_ms": round(float(p95), 2),
+        "p99_ms": round(float(p99), 2),
+        "max_ms": round(float(latencies.max()), 2),
+        # Kafka timestamps have millisecond resolution: stages are +-1 ms
+        "stages_ms": {
+            name: {q: round(float(np.percentile(v, int(q[1:]))), 1) for q in ("p50", "p99")}
+            for name, v in stages.items()
+        },
+        # cpu_share ~1.0: the worker used a whole core and could not have gone faster;
+        # runqueue_wait_share: how long it was ready to run but had no CPU (other processes)
+        "worker": worker,
+        "p50_ms_per_second": timeline,
+    }

@@ -1,0 +1,106 @@
+"""A run's verdicts against the targets, and the table printed for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamer.bench.config import TARGETS, VARIANTS
+
+__all__ = ["render", "verdicts"]
+
+
+def _per_cpu(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    x, y = a.get("events_per_cpu_s"), b.get("events_per_cpu_s")
+    return round(x / y, 3) if x and y else None
+
+
+def verdicts(throughput: dict[str, dict[str, Any]], latency: dict[str, Any]) -> dict[str, Any]:
+    """The ratios c/a and c/b (also per CPU-second) and each target, met or missed."""
+    a, b, c = (throughput[name]["events_per_s"] for name in ("passthrough", "naive", "worker"))
+    values = {"c/a": c / a, "c/b": c / b, "p99_ms": latency["p99_ms"]}
+    return {
+        "ratios": {"c/a": round(values["c/a"], 3), "c/b": round(values["c/b"], 2)},
+        # the same ratios per CPU-second of each variant: less sensitive to neighbours' load
+        "ratios_per_cpu_s": {
+            "c/a": _per_cpu(throughput["worker"], throughput["passthrough"]),
+            "c/b": _per_cpu(throughput["worker"], throughput["naive"]),
+        },
+        "targets": [
+            {
+                "metric": t.metric,
+                "op": t.op,
+                "threshold": t.threshold,
+                "value": round(values[t.metric], 3),
+                "met": t.met(values[t.metric]),
+            }
+            for t in TARGETS
+        ],
+    }
+
+
+def _pct(value: float | None) -> str:
+    return f"{value:.0%}" if value is not None else "-"
+
+
+def _num(value: float | None, spec: str, width: int) -> str:
+    return f"{value:>{width}{spec}}" if value is not None else f"{'-':>{width}}"
+
+
+def _mark(met: bool | None) -> str:
+    return {True: "pass", False: "MISS", None: "n/a"}[met]
+
+
+def render(results: dict[str, Any]) -> str:
+    """The human-readable table of one run's results."""
+    machine, load = results["machine"], results["load"]
+    lines = [
+        f"fraud-streamer bench: {load['events']:,} transactions, model {load['model_version']}, "
+        f"{machine['cpu_count']} CPUs, Python {machine['python']}",
+        "",
+        f"{'variant':<24}{'events':>9}{'seconds':>9}{'events/s':>10}{'per CPU-s':>11}"
+        f"{'CPU used':>10}{'CPU wait':>10}{'start-up s':>12}",
+    ]
+    for name, (label, _) in VARIANTS.items():
+        r = results["throughput"][name]
+        lines.append(
+            f"{label:<24}{r['events']:>9,}{_num(r['seconds'], '.2f', 9)}"
+            f"{_num(r['events_per_s'], ',.0f', 10)}{_num(r.get('events_per_cpu_s'), ',.0f', 11)}"
+            f"{_pct(r.get('cpu_share')):>10}{_pct(r.get('runqueue_wait_share')):>10}"
+            f"{_num(r['startup_s'], '.1f', 12)}"
+        )
+    per_cpu = results["ratios_per_cpu_s"]
+    lines += [
+        f"per CPU-second: c/a {_num(per_cpu['c/a'], '.2f', 0)}, "
+        f"c/b {_num(per_cpu['c/b'], '.1f', 0)}",
+        "CPU used / CPU wait: share of one core's time the process ran / was ready to run but "
+        "had no CPU",
+    ]
+    if load["naive_events"] < load["events"]:
+        lines.append(
+            f"(b) ran on the first {load['naive_events']:,} events of the same backlog: "
+            f"the rates compare, not the counts"
+        )
+    lat = results["latency"]
+    lines += [
+        "",
+        f"latency at {lat['rate']:,.0f}/s (achieved {lat['achieved_rate']:,.0f}/s), "
+        f"{lat['received']:,}/{lat['sent']:,} decisions:",
+        f"  p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+        f"max {lat['max_ms']:.1f} ms",
+        "  stages p50/p99: "
+        + ", ".join(
+            f"{name.replace('_', ' ')} {v['p50']:.1f}/{v['p99']:.1f} ms"
+            for name, v in lat["stages_ms"].items()
+        ),
+        f"  worker CPU used {_pct(lat['worker']['cpu_share'])}, "
+        f"CPU wait {_pct(lat['worker']['runqueue_wait_share'])}",
+        "  median latency per second of sending: "
+        + " ".join(f"{v:.0f}" for v in lat["p50_ms_per_second"])
+        + " ms",
+        "",
+        f"{'target':<10}{'value':>10}{'goal':>10}  result",
+    ]
+    for t in results["targets"]:
+        goal = f"{t['op']} {t['threshold']:g}"
+        lines.append(f"{t['metric']:<10}{t['value']:>10.2f}{goal:>10}  {_mark(t['met'])}")
+    return "\n".join(lines)

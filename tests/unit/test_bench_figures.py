@@ -1,0 +1,99 @@
+"""The bench's arithmetic and report, without Kafka or Redis (the run itself is an integration
+test)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from click.testing import CliRunner
+
+from streamer.bench import TARGETS, render
+from streamer.bench.infra import usage_between, with_db
+from streamer.bench.measure import throughput
+from streamer.bench.report import verdicts
+from streamer.cli import cli
+
+
+def test_throughput_counts_from_the_first_output_millisecond() -> None:
+    # 3 outputs in the first millisecond, then 10 more over the next second
+    stamps = [1_000_000] * 3 + [1_000_100 + 100 * i for i in range(10)]
+    result = throughput(stamps, started=999.5)
+    assert result["events"] == 13
+    assert result["seconds"] == 1.0
+    assert result["events_per_s"] == 10.0
+    assert result["startup_s"] == 0.5
+
+
+def test_throughput_of_one_millisecond_falls_back_to_time_since_start() -> None:
+    result = throughput([2_000] * 4, started=1.0)
+    assert result["events_per_s"] == 4.0
+    assert throughput([], started=0.0)["events_per_s"] is None
+
+
+def test_usage_between_is_a_share_of_one_core() -> None:
+    assert usage_between((1.0, 0.5), (3.0, 1.5), 4.0) == {
+        "cpu_s": 2.0,
+        "cpu_share": 0.5,
+        "runqueue_wait_share": 0.25,
+    }
+    assert usage_between(None, (3.0, 1.5), 4.0)["cpu_share"] is None
+
+
+def test_with_db_changes_only_the_database() -> None:
+    assert with_db("redis://h:6379/0", 14) == "redis://h:6379/14"
+    assert with_db("rediss://u:p@h:6380", 3) == "rediss://u:p@h:6380/3"
+
+
+def _results(a: float, b: float, c: float, p99: float) -> dict[str, Any]:
+    def variant(rate: float) -> dict[str, Any]:
+        return {
+            "events": 1000,
+            "seconds": 1.0,
+            "events_per_s": rate,
+            "startup_s": 2.0,
+            "events_per_cpu_s": rate * 2,
+            "cpu_share": 0.5,
+            "runqueue_wait_share": None,
+        }
+
+    throughput = {"passthrough": variant(a), "naive": variant(b), "worker": variant(c)}
+    latency = {
+        "rate": 1000.0,
+        "achieved_rate": 999.0,
+        "sent": 100,
+        "received": 100,
+        "p50_ms": 5.0,
+        "p95_ms": 9.0,
+        "p99_ms": p99,
+        "max_ms": p99 + 1,
+        "stages_ms": {"pipeline": {"p50": 1.0, "p99": 2.0}},
+        "worker": {"cpu_share": 0.3, "runqueue_wait_share": 0.0},
+        "p50_ms_per_second": [5.0],
+    }
+    return {
+        "machine": {"cpu_count": 2, "python": "3.11.0"},
+        "load": {"events": 1000, "naive_events": 100, "model_version": "m1"},
+        "throughput": throughput,
+        "latency": latency,
+    } | verdicts(throughput, latency)
+
+
+def test_verdicts_mark_each_target_and_render_shows_them() -> None:
+    results = _results(a=1000, b=40, c=600, p99=30.0)
+    assert results["ratios"] == {"c/a": 0.6, "c/b": 15.0}
+    assert [(t["metric"], t["met"]) for t in results["targets"]] == [
+        ("c/a", True),
+        ("c/b", True),
+        ("p99_ms", False),
+    ]
+    assert len(results["targets"]) == len(TARGETS)
+    table = render(results)
+    assert "(c) worker" in table and "MISS" in table and "pass" in table
+    assert "first 100 events" in table
+
+
+def test_help_says_what_is_measured() -> None:
+    result = CliRunner().invoke(cli, ["bench", "--help"])
+    assert result.exit_code == 0
+    for words in ("passthrough", "naive", "Kafka timestamp", "p99", "--naive-events"):
+        assert words in result.output
