@@ -33,6 +33,9 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("streamer.worker")
 
+#: Longest wait to fill a batch of labels.
+LABELS_WITHIN_S = 0.5
+
 
 def _credentials(settings: Settings) -> Any:
     options = client_options(settings)
@@ -92,20 +95,24 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     transactions = raw_topic(settings.topic_transactions)
     labels = raw_topic(settings.topic_labels)
-    decisions = raw_topic(settings.topic_decisions)
-    alerts = raw_topic(settings.topic_alerts)
-    dead_letters = raw_topic(settings.topic_dead_letters)
 
     async def publish(out: BatchOutput) -> None:
-        """Send every record of the batch, then wait for all acknowledgements together."""
+        """Send every record of the batch, then wait for all acknowledgements together.
+
+        The records go straight to the transport producer: Faust's ``Topic.send`` yields to the
+        event loop on every message (``maybe_start_producer`` is stampede-guarded, which
+        sleeps), so aiokafka would ship a batch as a dozen few-record requests, each waiting for
+        its acks=all round trip before the next may leave.
+        """
+        producer = await app.maybe_start_producer()
         pending: list[Awaitable[Any]] = []
         for topic, records in (
-            (decisions, out.decisions),
-            (alerts, out.alerts),
-            (dead_letters, out.dead_letters),
+            (settings.topic_decisions, out.decisions),
+            (settings.topic_alerts, out.alerts),
+            (settings.topic_dead_letters, out.dead_letters),
         ):
             for key, value in records:
-                pending.append(await topic.send(key=key, value=value, force=True))
+                pending.append(await producer.send(topic, key, value, None, None, None))
         await asyncio.gather(*pending)
 
     aligner: EventTimeAligner[TP] = EventTimeAligner(
@@ -159,9 +166,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     @app.agent(labels, concurrency=1)
     async def apply_labels(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_max, within=settings.batch_within_ms / 1000
-        ):
+        # Labels are not latency-bound: a short window would wake this mostly idle stream 200
+        # times a second, on the event loop that scores transactions.
+        async for events in stream.take_events(settings.batch_max, within=LABELS_WITHIN_S):
             await run_batch("labels", events)
 
     @app.timer(1.0)

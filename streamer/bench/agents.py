@@ -69,17 +69,20 @@ def create_passthrough_app(settings: Settings) -> faust.App:
     """
     app = _app(settings, linger_s=0.002)
     source = _raw_topic(app, settings.topic_transactions)
-    sink = _raw_topic(app, settings.topic_decisions)
+    sink = settings.topic_decisions
 
     @app.agent(source, concurrency=1)
     async def passthrough(stream: Any) -> None:
         async for events in stream.take_events(
             settings.batch_max, within=settings.batch_within_ms / 1000
         ):
+            producer = await app.maybe_start_producer()
             pending: list[Awaitable[Any]] = []
             for event in events:
                 message = event.message
-                pending.append(await sink.send(key=message.key, value=message.value, force=True))
+                pending.append(
+                    await producer.send(sink, message.key, message.value, None, None, None)
+                )
             await asyncio.gather(*pending)
 
     return app

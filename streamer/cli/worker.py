@@ -63,4 +63,9 @@ def worker(settings: Settings, loglevel: str) -> None:
     )
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    runner = Worker(app, loglevel=loglevel, quiet=True)
+    # At warn and above Faust keeps a start-up spinner and, for it, sets the root logger to
+    # DEBUG: every debug() call on the hot path (several per message in aiokafka and Faust)
+    # would then build a LogRecord. Without the spinner the root logger keeps --loglevel.
+    runner.spinner = None
+    runner.execute_from_commandline()

@@ -9,12 +9,15 @@ idempotent per transaction id, so a batch replayed after a crash counts nothing 
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import numpy as np
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from streamer.features.definitions import (
     DAY_MS,
@@ -117,32 +120,57 @@ class RedisFeatureStore(FeatureStore):
             )
         )
         self._label = client.register_script(_script("label.lua", TTL=cfg.ttl_seconds))
+        self._scripts_loaded = False
+
+    async def _execute(self, fill: Callable[[Pipeline], object]) -> list[Any]:
+        """Run a pipeline of script calls in one round trip.
+
+        redis-py's own script handling (``pipe.scripts``) sends SCRIPT EXISTS before every
+        pipeline: a second round trip per batch. Instead the scripts are loaded once, and again
+        only when Redis has lost them (a restart, SCRIPT FLUSH); a call that failed with
+        NOSCRIPT did nothing, and the replayed ones are idempotent per transaction id.
+        """
+        for attempt in range(2):
+            if not self._scripts_loaded:
+                for script in (self._customer, self._terminal, self._label):
+                    await self._redis.script_load(script.script)
+                self._scripts_loaded = True
+            pipe = self._redis.pipeline(transaction=False)
+            fill(pipe)
+            try:
+                return await pipe.execute()
+            except NoScriptError:
+                if attempt:
+                    raise
+                self._scripts_loaded = False
+        raise AssertionError("unreachable")
 
     async def raw_stats(
         self, events: Sequence[FeatureEvent]
     ) -> tuple[list[list[float]], list[list[float]], list[bool], list[bool]]:
         if not events:
             return [], [], [], []
-        pipe = self._redis.pipeline(transaction=False)
-        # The pipeline loads any script Redis does not know (NOSCRIPT) before it runs.
-        # redis-py annotates Pipeline.scripts with the sync Script class
-        pipe.scripts.update((self._customer, self._terminal))  # type: ignore[arg-type]
         csha, tsha = self._customer.sha, self._terminal.sha
-        command = pipe.execute_command
-        for e in events:
-            command(
-                "EVALSHA",
-                csha,
-                2,
-                *customer_keys(e.customer_id),
-                e.transaction_id,
-                e.ts_ms,
-                repr(float(e.amount)),
-            )
-            command("EVALSHA", tsha, 3, *terminal_keys(e.terminal_id), e.transaction_id, e.ts_ms)
-        pipe.smismember(blocklist_key("customer"), [e.customer_id for e in events])
-        pipe.smismember(blocklist_key("terminal"), [e.terminal_id for e in events])
-        replies = await pipe.execute()
+
+        def fill(pipe: Pipeline) -> None:
+            command = pipe.execute_command
+            for e in events:
+                command(
+                    "EVALSHA",
+                    csha,
+                    2,
+                    *customer_keys(e.customer_id),
+                    e.transaction_id,
+                    e.ts_ms,
+                    repr(float(e.amount)),
+                )
+                command(
+                    "EVALSHA", tsha, 3, *terminal_keys(e.terminal_id), e.transaction_id, e.ts_ms
+                )
+            pipe.smismember(blocklist_key("customer"), [e.customer_id for e in events])
+            pipe.smismember(blocklist_key("terminal"), [e.terminal_id for e in events])
+
+        replies = await self._execute(fill)
         n = len(events)
         cust = [[float(v) for v in replies[2 * i]] for i in range(n)]
         term = [[float(v) for v in replies[2 * i + 1]] for i in range(n)]
@@ -151,21 +179,22 @@ class RedisFeatureStore(FeatureStore):
     async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
         if not marks:
             return
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.scripts.add(self._label)  # type: ignore[arg-type]
         sha = self._label.sha
-        for m in marks:
-            pipe.execute_command(
-                "EVALSHA",
-                sha,
-                3,
-                *terminal_keys(m.terminal_id),
-                m.transaction_id,
-                m.tx_ts_ms,
-                m.reported_ms,
-                int(m.is_fraud),
-            )
-        await pipe.execute()
+
+        def fill(pipe: Pipeline) -> None:
+            for m in marks:
+                pipe.execute_command(
+                    "EVALSHA",
+                    sha,
+                    3,
+                    *terminal_keys(m.terminal_id),
+                    m.transaction_id,
+                    m.tx_ts_ms,
+                    m.reported_ms,
+                    int(m.is_fraud),
+                )
+
+        await self._execute(fill)
 
     async def blocklist_add(self, kind: BlocklistKind, ids: Sequence[str]) -> int:
         return int(await self._redis.sadd(blocklist_key(kind), *ids)) if ids else 0

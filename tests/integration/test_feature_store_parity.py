@@ -97,3 +97,20 @@ async def test_state_is_trimmed_and_expires(stack: Settings) -> None:
     finally:
         await redis.flushdb()
         await redis.aclose()
+
+
+async def test_store_recovers_when_redis_loses_its_scripts(stack: Settings) -> None:
+    redis = Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/14")
+    await redis.flushdb()
+    try:
+        store = RedisFeatureStore(redis)
+        first = FeatureEvent("a", "cy", "ty", T0, 5.0, False, False)
+        await store.enrich([first])
+        await redis.script_flush()  # as after a Redis restart
+        second = FeatureEvent("b", "cy", "ty", T0 + 1000, 7.0, False, False)
+        x = (await store.enrich([second])).features[0]
+        assert x[3] == 2  # both counted once: the failed call did nothing, the retry did it
+        await store.apply_labels([FraudMark("a", "ty", T0, T0 + 1, True)])
+    finally:
+        await redis.flushdb()
+        await redis.aclose()
