@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 import numpy as np
 
 from schemas import Alert, Decision, Label, Reason, Transaction
-from schemas.outputs import alert_id_for, severity_for
 from streamer.decode import dead_letter, decode
 from streamer.features.definitions import FeatureEvent, FraudMark, calendar_flags, to_epoch_ms
 from streamer.features.store import FeatureStore
@@ -159,21 +158,8 @@ class Pipeline:
             key = tx.customer_id.encode()
             out.decisions.append((key, decision.model_dump_json().encode()))
             if outcome != "approve":
-                alert = Alert.model_construct(
-                    alert_id=alert_id_for(tx.transaction_id),
-                    transaction_id=tx.transaction_id,
-                    customer_id=tx.customer_id,
-                    terminal_id=tx.terminal_id,
-                    amount=tx.amount,
-                    currency=tx.currency,
-                    timestamp=tx.timestamp,
-                    score=score,
-                    decision=outcome,
-                    severity=severity_for(outcome),
-                    reasons=decision.reasons,
-                    model_version=scorer.version,
-                    created_at=decided_at,
-                )
+                # alerts are rare (reviews and declines): full validation costs nothing here
+                alert = Alert.from_decision(decision, created_at=decided_at)
                 out.alerts.append((key, alert.model_dump_json().encode()))
             out.outcomes[outcome] = out.outcomes.get(outcome, 0) + 1
         out.scores = np.asarray(scores, dtype=float).tolist()
