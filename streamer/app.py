@@ -29,7 +29,7 @@ from streamer.pipeline import BatchOutput, InputMessage
 from streamer.runtime import Runtime
 from streamer.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["app_options", "create_app", "raw_topic"]
 
 log = logging.getLogger("streamer.worker")
 
@@ -59,42 +59,50 @@ def _messages(events: Iterable[Any]) -> list[InputMessage]:
     ]
 
 
+def app_options(settings: Settings, *, data_subdir: str = "worker") -> dict[str, Any]:
+    """Faust options of the worker; the bench's baseline agents use the same ones."""
+    return {
+        "broker": [f"kafka://{server}" for server in settings.bootstrap_servers],
+        "broker_credentials": _credentials(settings),
+        "store": "memory://",
+        "datadir": str(settings.data_dir / data_subdir),
+        "topic_partitions": settings.partitions,
+        "topic_allow_declare": False,  # `fraud-streamer worker` creates the contract topics
+        "topic_disable_leader": True,
+        "producer_acks": -1,
+        "producer_linger": 0.002,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": settings.commit_interval_s,
+        "broker_session_timeout": settings.kafka_session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.kafka_session_timeout_s / 3),
+        "stream_publish_on_commit": False,
+        # small stream buffers keep the partitions' event-time alignment tight (see alignment)
+        "stream_buffer_maxsize": settings.batch_max * 2,
+    }
+
+
+def raw_topic(app: faust.App, name: str) -> Any:
+    """A topic of bytes: decoding is the pipeline's job, so bad input becomes a dead letter."""
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """Build the worker app. No I/O happens until Faust starts it."""
     runtime = runtime or Runtime(settings)
     metrics: Metrics = runtime.metrics
     app = faust.App(
         settings.consumer_group,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
-        broker_credentials=_credentials(settings),
-        store="memory://",
-        datadir=str(settings.data_dir / "worker"),
-        topic_partitions=settings.partitions,
-        topic_allow_declare=False,  # `fraud-streamer worker` creates the contract topics
-        topic_disable_leader=True,
-        producer_acks=-1,
-        producer_linger=0.002,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.kafka_session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
-        stream_publish_on_commit=False,
-        # small stream buffers keep the partitions' event-time alignment tight (see alignment)
-        stream_buffer_maxsize=settings.batch_max * 2,
+        **app_options(settings),
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_in_thread=False,
     )
 
-    def raw_topic(name: str) -> Any:
-        # bytes in and out: decoding is the pipeline's job, so bad input becomes a dead letter
-        return app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        )
-
-    transactions = raw_topic(settings.topic_transactions)
-    labels = raw_topic(settings.topic_labels)
+    transactions = raw_topic(app, settings.topic_transactions)
+    labels = raw_topic(app, settings.topic_labels)
 
     async def publish(out: BatchOutput) -> None:
         """Send every record of the batch, then wait for all acknowledgements together.

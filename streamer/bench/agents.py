@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 
+from streamer.app import app_options, raw_topic
 from streamer.pipeline import InputMessage
 from streamer.runtime import Runtime
 from streamer.settings import Settings
@@ -31,34 +32,9 @@ VARIANTS = ("passthrough", "naive")
 
 
 def _app(settings: Settings, *, linger_s: float) -> faust.App:
-    """A Faust app with the worker's consumer, producer and buffer options (see streamer.app)."""
-    from streamer.app import _credentials
-
-    return faust.App(
-        settings.consumer_group,
-        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
-        broker_credentials=_credentials(settings),
-        store="memory://",
-        datadir=str(settings.data_dir / "bench"),
-        topic_partitions=settings.partitions,
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        producer_acks=-1,
-        producer_linger=linger_s,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=settings.commit_interval_s,
-        broker_session_timeout=settings.kafka_session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
-        stream_publish_on_commit=False,
-        stream_buffer_maxsize=settings.batch_max * 2,
-        web_enabled=False,
-    )
-
-
-def _raw_topic(app: faust.App, name: str) -> Any:
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
+    """A Faust app with the worker's consumer, producer and buffer options."""
+    options = {**app_options(settings, data_subdir="bench"), "producer_linger": linger_s}
+    return faust.App(settings.consumer_group, **options, web_enabled=False)
 
 
 def create_passthrough_app(settings: Settings) -> faust.App:
@@ -68,7 +44,7 @@ def create_passthrough_app(settings: Settings) -> faust.App:
     worker's work and nothing else: change both together.
     """
     app = _app(settings, linger_s=0.002)
-    source = _raw_topic(app, settings.topic_transactions)
+    source = raw_topic(app, settings.topic_transactions)
     sink = settings.topic_decisions
 
     @app.agent(source, concurrency=1)
@@ -96,10 +72,10 @@ def create_naive_app(settings: Settings, runtime: Runtime | None = None) -> faus
     """
     runtime = runtime or Runtime(settings)
     app = _app(settings, linger_s=0.0)
-    source = _raw_topic(app, settings.topic_transactions)
-    decisions = _raw_topic(app, settings.topic_decisions)
-    alerts = _raw_topic(app, settings.topic_alerts)
-    dead_letters = _raw_topic(app, settings.topic_dead_letters)
+    source = raw_topic(app, settings.topic_transactions)
+    decisions = raw_topic(app, settings.topic_decisions)
+    alerts = raw_topic(app, settings.topic_alerts)
+    dead_letters = raw_topic(app, settings.topic_dead_letters)
 
     @app.agent(source, concurrency=1)
     async def naive(stream: Any) -> None:
