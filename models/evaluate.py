@@ -274,7 +274,7 @@ def check_calibration(
 class SeedResult:
     """Everything one seed's evaluation measured."""
 
-    seed: int
+    seed: str  # the history's name: "book" (the book's own streams) or the fast streams' seed
     transactions: int
     frauds: int
     history: str
@@ -334,7 +334,7 @@ def evaluate_seed(
     with _timed(seconds, "features"):
         features = load_history(plan.simulation, span, cache_dir=cache_dir, progress=progress)
     used = features.frame["timestamp"] >= span.first_used
-    log(f"seed {plan.simulation.seed}: {int(used.sum()):,} transactions used from "
+    log(f"history {plan.simulation.name}: {int(used.sum()):,} transactions used from "
         f"{span.first_used:%Y-%m-%d}, replayed from {span.replay_start:%Y-%m-%d}"
         f"{' (features from the cache)' if cached else ''}")
 
@@ -372,7 +372,7 @@ def evaluate_seed(
                     step(1)
     frame = features.frame[features.frame["timestamp"] >= span.first_used]
     return SeedResult(
-        seed=plan.simulation.seed,
+        seed=plan.simulation.name,
         transactions=len(frame),
         frauds=int(frame["is_fraud"].sum()),
         history=span.describe(),

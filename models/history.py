@@ -29,7 +29,7 @@ import streamer.features.memory
 import streamer.features.store
 from models.dataset import FeatureSet, build_features
 from models.protocol import WARMUP_DAYS
-from models.simulate import SimulationConfig, simulate
+from models.simulate import SimulationConfig, progress_total, simulate
 from streamer.features.definitions import FEATURE_NAMES
 
 __all__ = ["FRAME_COLUMNS", "HistorySpan", "cache_path", "load_history"]
@@ -79,7 +79,8 @@ def _cache_key(config: SimulationConfig, span: HistorySpan) -> str:
 
 def cache_path(config: SimulationConfig, span: HistorySpan, cache_dir: Path) -> Path:
     """Where :func:`load_history` keeps these features."""
-    name = f"seed{config.seed}_{span.describe()}_{_cache_key(config, span)}.parquet"
+    history = "book" if config.streams == "book" else f"seed{config.seed}"
+    name = f"{history}_{span.describe()}_{_cache_key(config, span)}.parquet"
     return Path(cache_dir) / name
 
 
@@ -111,7 +112,8 @@ def load_history(
         cached = _read(path)
         if cached is not None:
             return cached
-    full = simulate(config, progress=progress("simulate", config.n_days) if progress else None)
+    full = simulate(config, progress=progress("simulate", progress_total(config)[0])
+                    if progress else None)
     ts = full["timestamp"]
     part = full.loc[(ts >= span.replay_start) & (ts < span.end), list(FRAME_COLUMNS)]
     part = part.assign(reported_at=full["reported_at"])

@@ -21,11 +21,13 @@ import pandas as pd
 
 __all__ = [
     "COLUMNS",
+    "STREAMS",
     "Compromises",
     "Profiles",
     "SimulationConfig",
     "draw_compromises",
     "make_profiles",
+    "progress_total",
     "read_dataset",
     "simulate",
     "write_dataset",
@@ -41,6 +43,8 @@ TERMINALS_PER_DAY, TERMINAL_DAYS = 2, 28
 CUSTOMERS_PER_DAY, CUSTOMER_DAYS = 3, 14
 CUSTOMER_FRAUD_SHARE = 3  # one in this many of a compromised customer's transactions
 CUSTOMER_FRAUD_FACTOR = 5.0
+
+STREAMS = ("fast", "book")
 
 #: Column -> dtype of a transaction dataset, in order.
 COLUMNS: dict[str, str] = {
@@ -70,6 +74,10 @@ class SimulationConfig:
     radius: float = 5.0
     seed: int = 0
     label_delay_days: int = 7
+    #: "fast": independent vectorised streams of ``seed`` (seconds at book size); "book": the
+    #: handbook's own generator, call for call (:mod:`models.book_streams`; its seeds are fixed,
+    #: so ``seed`` must be 0; tens of seconds at book size)
+    streams: str = "fast"
 
     def __post_init__(self) -> None:
         for name in ("n_customers", "n_terminals", "n_days"):
@@ -79,10 +87,19 @@ class SimulationConfig:
             raise ValueError(f"radius must be positive, got {self.radius}")
         if self.seed < 0 or self.label_delay_days < 0:
             raise ValueError("seed and label_delay_days must not be negative")
+        if self.streams not in STREAMS:
+            raise ValueError(f"streams must be one of {', '.join(STREAMS)}, got {self.streams!r}")
+        if self.streams == "book" and self.seed != 0:
+            raise ValueError("the book's streams have fixed seeds: seed must be 0 with them")
         try:
             np.datetime64(self.start_date, "D")
         except ValueError:
             raise ValueError(f"start_date must be YYYY-MM-DD, got {self.start_date!r}") from None
+
+    @property
+    def name(self) -> str:
+        """How reports name this history: ``book`` for the book's streams, else the seed."""
+        return "book" if self.streams == "book" else str(self.seed)
 
 
 @dataclass(frozen=True)
@@ -251,19 +268,25 @@ def simulate(
 ) -> pd.DataFrame:
     """Simulate labelled transactions, one row each, sorted by time then ``transaction_id``.
 
-    ``progress`` is called with 1 after each simulated day (``tqdm.update`` fits). Frauds carry
+    ``progress`` is called with the work done (``tqdm.update`` fits): days for the fast
+    streams, customers for the book's (:func:`progress_total` gives the total). Frauds carry
     ``reported_at`` = ``timestamp`` + ``label_delay_days``, when the label becomes known.
     """
     config = config or SimulationConfig()
-    profiles = make_profiles(config)
-    customer, terminal, seconds, amount = _transactions(config, profiles, progress)
-    scenario = _add_frauds(
-        config, draw_compromises(config), customer, terminal, seconds // SECONDS_PER_DAY, amount
-    )
+    if config.streams == "book":
+        from models.book_streams import book_transactions
 
-    order = np.argsort(seconds, kind="stable")
-    customer, terminal, seconds = customer[order], terminal[order], seconds[order]
-    amount, scenario = amount[order], scenario[order]
+        customer, terminal, seconds, amount, scenario = book_transactions(config, progress)
+    else:
+        profiles = make_profiles(config)
+        customer, terminal, seconds, amount = _transactions(config, profiles, progress)
+        scenario = _add_frauds(
+            config, draw_compromises(config), customer, terminal, seconds // SECONDS_PER_DAY,
+            amount,
+        )
+        order = np.argsort(seconds, kind="stable")
+        customer, terminal, seconds = customer[order], terminal[order], seconds[order]
+        amount, scenario = amount[order], scenario[order]
     fraud = scenario > 0
     when = np.datetime64(config.start_date, "s") + seconds.astype("timedelta64[s]")
     reported = when + np.timedelta64(config.label_delay_days * SECONDS_PER_DAY, "s")
@@ -271,7 +294,7 @@ def simulate(
 
     customer_ids = pd.Series(_ids("c-", np.arange(config.n_customers), _width(config.n_customers)))
     terminal_ids = pd.Series(_ids("t-", np.arange(config.n_terminals), _width(config.n_terminals)))
-    n = len(order)
+    n = len(seconds)
     frame = pd.DataFrame(
         {
             "transaction_id": _ids("tx-", np.arange(n), max(9, _width(n))),
@@ -285,6 +308,12 @@ def simulate(
         }
     )
     return frame.astype(COLUMNS)
+
+
+def progress_total(config: SimulationConfig) -> tuple[int, str]:
+    """How much work :func:`simulate` reports through ``progress``, and its unit."""
+    return (config.n_customers, "customer") if config.streams == "book" \
+        else (config.n_days, "day")
 
 
 def write_dataset(frame: pd.DataFrame, path: str | Path) -> None:
