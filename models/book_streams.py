@@ -133,11 +133,11 @@ def book_transactions(
     profiles = book_profiles(config)
     parts: list[tuple[np.ndarray, ...]] = []
     for c in range(config.n_customers):
-        seconds, terminals, amounts = _customer_transactions(
+        times, terminals, amounts = _customer_transactions(
             profiles, c, _reachable(profiles, c, config.radius), config.n_days
         )
-        parts.append((np.full(len(seconds), c, dtype=np.int64), np.asarray(terminals, np.int64),
-                      np.asarray(seconds, np.int64), np.asarray(amounts, np.float64)))
+        parts.append((np.full(len(times), c, dtype=np.int64), np.asarray(terminals, np.int64),
+                      np.asarray(times, np.int64), np.asarray(amounts, np.float64)))
         if progress is not None and (c + 1) % 100 == 0:
             progress(100)
     if progress is not None and config.n_customers % 100:
