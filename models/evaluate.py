@@ -45,6 +45,7 @@ __all__ = [
     "Trial",
     "best_per_family",
     "check_calibration",
+    "detectable",
     "evaluate_seed",
     "fit_recipe",
     "run_split",
@@ -288,6 +289,9 @@ class SeedResult:
     week_starts: list[str]
     #: per test week, the Card Precision@100 of a perfect ranking (what the week allows)
     ceilings: list[float]
+    #: per test week, that of a ranking that finds every detectable fraud and no other
+    #: (:func:`detectable`): what delayed labels allow
+    detectable_ceilings: list[float]
     seconds: dict[str, float]
     features_cached: bool = False
 
@@ -309,6 +313,47 @@ def _ceiling(features: FeatureSet, split: Split) -> float:
     """Card Precision@100 of scores equal to the labels: no model can do better that week."""
     frame = features.frame[protocol_mask(features.frame, split)]
     return card_precision_at_k(frame, frame["is_fraud"].to_numpy(dtype=float))
+
+
+def detectable(frame: pd.DataFrame, *, delay_days: int = 7, episode_days: int = 28) -> np.ndarray:
+    """Per row: a fraud that some feature could reveal at its time, given delayed labels.
+
+    A compromised terminal (scenario 2) changes nothing in its transactions; only its labels,
+    reported one delay later, give it away. So a scenario-2 fraud is undetectable while its
+    terminal's current episode (its scenario-2 frauds of the last ``episode_days``) began less
+    than one delay earlier: no label of that episode is known yet. Every other fraud is counted
+    as detectable (scenario 1 by its amount, scenario 3 by the card's own spending).
+    """
+    fraud = frame["is_fraud"].to_numpy(dtype=bool)
+    out = fraud.copy()
+    s2 = np.flatnonzero(frame["fraud_scenario"].to_numpy() == 2)
+    if len(s2) == 0:
+        return out
+    ts = pd.to_datetime(frame["timestamp"], utc=True).to_numpy()[s2]
+    terminal = frame["terminal_id"].to_numpy()[s2]
+    order = np.lexsort((ts, terminal))
+    ts, terminal, rows = ts[order], terminal[order], s2[order]
+    episode = np.timedelta64(episode_days, "D")
+    delay = np.timedelta64(delay_days, "D")
+    first = 0
+    for i in range(len(rows)):
+        if i == 0 or terminal[i] != terminal[i - 1]:
+            first = i
+        while ts[first] <= ts[i] - episode:
+            first += 1
+        out[rows[i]] = ts[i] - ts[first] >= delay
+    return out
+
+
+def _detectable_ceiling(features: FeatureSet, split: Split) -> float:
+    """Card Precision@100 of a ranking that knows every detectable fraud (:func:`detectable`)."""
+    frame = features.frame
+    found = detectable(frame.loc[frame["is_fraud"].to_numpy(dtype=bool)])
+    known = np.zeros(len(frame), dtype=bool)
+    known[np.flatnonzero(frame["is_fraud"].to_numpy(dtype=bool))[found]] = True
+    mask = protocol_mask(frame, split)
+    test = frame[mask].assign(detectable=known[mask])
+    return card_precision_at_k(test, known[mask].astype(float), label="detectable")
 
 
 @contextmanager
@@ -383,6 +428,7 @@ def evaluate_seed(
         weeks=weeks,
         week_starts=[f"{s.test.start:%Y-%m-%d}" for s in plan.test_splits(7)],
         ceilings=[_ceiling(features, s) for s in plan.test_splits(7)],
+        detectable_ceilings=[_detectable_ceiling(features, s) for s in plan.test_splits(7)],
         seconds=seconds,
         features_cached=cached,
     )

@@ -1,7 +1,11 @@
 """The evaluation report: our models beside the handbook's published rows, as Markdown and JSON.
 
-The book's numbers are copied from its tables (test week 2018-08-08 … 08-14); the goal is to beat
-its best row on every column, on every seed.
+The book's numbers are copied from its tables. Its baseline rows (chapter 3) are measured on the
+test week 2018-08-08 … 08-14; its best rows (chapters 5 to 7) are means over four prequential test
+weeks, 2018-08-08 … 09-04 (the book's ``model_selection_wrapper`` tests from
+``start_date_training + (n_folds - 1) * delta_test`` with folds shifted back a week each). The
+goal is to beat its best row on every column, on every history; the report compares on both bases
+and says which.
 """
 
 from __future__ import annotations
@@ -19,12 +23,18 @@ from models.protocol import WARMUP_DAYS
 __all__ = ["BOOK_ROWS", "GOAL", "BookRow", "console_table", "render_markdown", "report_json"]
 
 
+TEST_WEEK = "test week"
+FOUR_WEEKS = "mean of 4 test weeks"
+
+
 @dataclass(frozen=True)
 class BookRow:
     model: str
     auc_roc: float
     average_precision: float
     card_precision_at_100: float
+    #: what the book measured the row on: :data:`TEST_WEEK` or :data:`FOUR_WEEKS`
+    basis: str = TEST_WEEK
 
     def value(self, metric: str) -> float:
         return float(getattr(self, metric))
@@ -35,8 +45,10 @@ BOOK_ROWS: tuple[BookRow, ...] = (
     BookRow("decision tree, depth 2", 0.763, 0.496, 0.241),
     BookRow("random forest (defaults)", 0.867, 0.658, 0.287),
     BookRow("XGBoost (defaults)", 0.862, 0.639, 0.273),
-    BookRow("best after model selection (XGBoost, prequential)", 0.872, 0.687, 0.303),
-    BookRow("best of the imbalanced-learning and deep-learning chapters", 0.879, 0.687, 0.305),
+    BookRow("best after model selection (XGBoost, prequential)", 0.872, 0.687, 0.303,
+            FOUR_WEEKS),
+    BookRow("best of the imbalanced-learning and deep-learning chapters", 0.879, 0.687, 0.305,
+            FOUR_WEEKS),
 )
 #: The row to beat on every column.
 GOAL = BOOK_ROWS[-1]
@@ -84,7 +96,8 @@ def _label(family: str) -> str:
 
 
 def _summary_rows(results: Sequence[SeedResult]) -> list[list[str]]:
-    rows = [[f"book: {b.model}", *(_f(b.value(m)) for m in METRICS)] for b in BOOK_ROWS]
+    rows = [[f"book: {b.model}" + ("" if b.basis == TEST_WEEK else f" ({b.basis})"),
+             *(_f(b.value(m)) for m in METRICS)] for b in BOOK_ROWS]
     for family in [*_families(results), SELECTED]:
         cells = []
         for m in METRICS:
@@ -96,36 +109,52 @@ def _summary_rows(results: Sequence[SeedResult]) -> list[list[str]]:
     return rows
 
 
+def _four_weeks(r: SeedResult) -> dict[str, float]:
+    """The selected model's means over the first four test weeks (the book's best-row basis)."""
+    weeks = r.weeks[r.selected][:4]
+    return {m: float(np.mean([w[m] for w in weeks])) for m in METRICS}
+
+
+def _goal_rows(results: Sequence[SeedResult]) -> list[list[str]]:
+    """Per history, the selected model against the book's best row, on both bases."""
+    rows = []
+    for r in results:
+        ceiling = float(np.mean(r.detectable_ceilings[:4]))
+        bases = [(TEST_WEEK, r.test(r.selected), r.detectable_ceilings[0])]
+        if len(r.weeks[r.selected]) >= 4:
+            bases.insert(0, (FOUR_WEEKS, _four_weeks(r), ceiling))
+        for basis, metrics, top in bases:
+            above = [h for h, m in zip(HEADERS, METRICS, strict=True)
+                     if metrics[m] > GOAL.value(m)]
+            rows.append([r.seed, basis, *(_f(metrics[m]) for m in METRICS), _f(top),
+                         "all" if len(above) == len(METRICS) else ", ".join(above) or "none"])
+    return rows
+
+
 def _verdict(results: Sequence[SeedResult]) -> list[str]:
-    """How often the selected model is above the book's best row, per column."""
+    """The selected model against the book's best row, on the book's basis and on one week."""
     goal = " / ".join(_f(GOAL.value(m)) for m in METRICS)
-    tests = [r.test(r.selected) for r in results]
-    weeks = [w for r in results for w in r.weeks[r.selected]]
-
-    def count(rows: Sequence[dict[str, float]]) -> str:
-        return ", ".join(f"{h} {sum(row[m] > GOAL.value(m) for row in rows)}/{len(rows)}"
-                         for h, m in zip(HEADERS, METRICS, strict=True))
-
-    means = ", ".join(f"{h} {_f(float(np.mean([w[m] for w in weeks])))}"
-                      for h, m in zip(HEADERS, METRICS, strict=True))
-    ceiling = float(np.mean([c for r in results for c in r.ceilings]))
-    return [
-        f"Against the book's best row ({goal}), the model selected by validation is above it on:",
+    lines = [
+        f"The book's best row ({goal}) is a {FOUR_WEEKS} (2018-08-08 … 09-04), so the first "
+        "comparison is on that basis; the second is on the book's single test week.",
         "",
-        f"- the book's test week: {count(tests)} seeds;",
-        f"- all test weeks (prequential): {count(weeks)} seed-weeks; means {means}.",
+        *_table(("history", "basis", *HEADERS, "CP@100 detectable ceiling",
+                 "above the book's best"), _goal_rows(results)),
         "",
-        "Card Precision@100 is bounded by the number of not-yet-known fraud cards each day: a "
-        f"perfect ranking would score {ceiling:.3f} on average over these weeks "
-        f"({_f(min(c for r in results for c in r.ceilings))}–"
-        f"{_f(max(c for r in results for c in r.ceilings))}), so it moves with the week and "
-        "the seed more than the other two columns do.",
+        "Card Precision@100 is bounded by the fraud cards there are to find. A compromised "
+        "terminal changes nothing in its transactions, so its frauds can only be found once a "
+        "label of its episode is known, one delay after the episode starts; the *detectable "
+        "ceiling* is the Card Precision@100 of a ranking that finds every other fraud card and "
+        "nothing else (`models.evaluate.detectable`). Where that ceiling is at or below the "
+        "book's 0.305, no model fed delayed labels can beat the book on that basis: the "
+        "column then moves with the history more than with the model.",
     ]
+    return lines
 
 
 def console_table(results: Sequence[SeedResult]) -> str:
-    """The book's rows and ours (mean over seeds, min–max, ✓ = above the book's best on every
-    seed), then the prequential means, as plain text."""
+    """The book's rows and ours (mean over histories, min–max, ✓ = above the book's best on
+    every history), the prequential means, then the comparison with the book's best row."""
     rows = _summary_rows(results)
     header = ("model", *HEADERS)
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -133,7 +162,7 @@ def console_table(results: Sequence[SeedResult]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     seeds = ", ".join(str(r.seed) for r in results)
-    lines.insert(0, f"test week {results[0].week_starts[0]} + 6 days, seeds {seeds}:")
+    lines.insert(0, f"test week {results[0].week_starts[0]} + 6 days, histories {seeds}:")
     if results and len(results[0].week_starts) > 1:
         lines.append("")
         lines.append(f"prequential, {len(results[0].week_starts)} weeks from "
@@ -143,7 +172,11 @@ def console_table(results: Sequence[SeedResult]) -> str:
                 stats = r.prequential(family)
                 cells = "  ".join(f"{h} {_pm(*stats[m])}" for h, m in
                                   zip(("AUC", "AP", "CP@100"), METRICS, strict=True))
-                lines.append(f"  seed {r.seed}  {family:<14} {cells}")
+                lines.append(f"  {r.seed:<5} {family:<14} {cells}")
+    lines += ["", f"against the book's best row ({GOAL.basis}):"]
+    for row in _goal_rows(results):
+        lines.append(f"  {row[0]:<5} {row[1]:<21} AUC {row[2]}  AP {row[3]}  CP@100 {row[4]} "
+                     f"(detectable ceiling {row[5]})  above: {row[6]}")
     return "\n".join(lines)
 
 
@@ -169,8 +202,11 @@ def render_markdown(
         "## Protocol",
         "",
         f"- History: the handbook's simulator at its size ({sim.n_customers:,} customers, "
-        f"{sim.n_terminals:,} terminals, {sim.n_days} days from {sim.start_date}), seeds "
-        f"{seeds}. Features (the 17 of `streamer/features/definitions.py`) are built by "
+        f"{sim.n_terminals:,} terminals, {sim.n_days} days from {sim.start_date}): {seeds}. "
+        "*book* is the book's own dataset: its generator replayed call for call "
+        "(`models/book_streams.py`), giving its published 1,754,155 transactions and 14,681 "
+        "frauds; a number is a seed of our vectorised simulator (same rules, other random "
+        "draws). Features (the 17 of `streamer/features/definitions.py`) are built by "
         f"replaying the history through the worker's in-memory feature store, from "
         f"{WARMUP_DAYS} days before the first day any model trains on (no window reaches "
         "further back, so the rows are those of a full replay).",
@@ -189,15 +225,17 @@ def render_markdown(
         f"{len(first.week_starts)} consecutive test weeks ({', '.join(first.week_starts)}), each "
         "on the days before its own delay gap; the first is the book's test week.",
         "",
-        "## Test week 2018-08-08 … 08-14",
-        "",
-        "Ours: mean over seeds (min–max); ✓ = above the book's best row on every seed.",
-        "",
-        *_table(("model", *HEADERS), _summary_rows(results)),
+        "## Against the book's best row",
         "",
         *_verdict(results),
         "",
-        "### Per seed",
+        "## Test week 2018-08-08 … 08-14",
+        "",
+        "Ours: mean over histories (min–max); ✓ = above the book's best row on every history.",
+        "",
+        *_table(("model", *HEADERS), _summary_rows(results)),
+        "",
+        "### Per history",
         "",
     ]
     rows = []
@@ -209,7 +247,7 @@ def render_markdown(
             name = f"{family} (selected)" if family == r.selected else family
             rows.append([str(r.seed), name, recipe.describe(), *(_f(test[m]) for m in METRICS),
                          _f(r.ceilings[0]), ", ".join(beaten) or "none"])
-    out += _table(("seed", "model", "recipe (days; params)", *HEADERS, "CP@100 ceiling",
+    out += _table(("history", "model", "recipe (days; params)", *HEADERS, "CP@100 ceiling",
                    "above the book's best"), rows)
     out += ["", f"## Prequential: {len(first.week_starts)} test weeks (mean ± std over weeks)", ""]
     rows = []
@@ -217,16 +255,17 @@ def render_markdown(
         for family in _weekly(r):
             stats = r.prequential(family)
             rows.append([str(r.seed), family, *(_pm(*stats[m]) for m in METRICS)])
-    out += _table(("seed", "model", *HEADERS), rows)
+    out += _table(("history", "model", *HEADERS), rows)
     out += ["", "Per week:", ""]
     rows = []
     for r in results:
         for family in _weekly(r):
-            for start, metrics, top in zip(r.week_starts, r.weeks[family], r.ceilings,
-                                           strict=True):
+            for start, metrics, top, found in zip(r.week_starts, r.weeks[family], r.ceilings,
+                                                  r.detectable_ceilings, strict=True):
                 rows.append([str(r.seed), family, start, *(_f(metrics[m]) for m in METRICS),
-                             _f(top)])
-    out += _table(("seed", "model", "test week from", *HEADERS, "CP@100 ceiling"), rows)
+                             _f(top), _f(found)])
+    out += _table(("history", "model", "test week from", *HEADERS, "CP@100 ceiling",
+                   "detectable ceiling"), rows)
     out += ["", "## Validation (model selection)", ""]
     rows = []
     for r in results:
@@ -236,7 +275,7 @@ def render_markdown(
             rows.append([str(r.seed), t.recipe.candidate + chosen, str(t.recipe.train_days),
                          ", ".join(f"{k}={v}" for k, v in t.recipe.params.items()),
                          *(_f(t.metrics[m]) for m in METRICS), f"{t.seconds:.0f}"])
-    out += _table(("seed", "model", "train days", "params", *HEADERS, "fit s"), rows)
+    out += _table(("history", "model", "train days", "params", *HEADERS, "fit s"), rows)
     out += ["", "## Calibration", "",
             "A sigmoid fitted on the last 2 days of the chosen window (the model on the days "
             "before them), against the model fitted on the whole window, on the (first) "
@@ -252,13 +291,13 @@ def render_markdown(
                      f"{c.brier_raw:.5f} → {c.brier_calibrated:.5f}",
                      f"{c.ap_raw:.3f} → {c.ap_calibrated:.3f}",
                      "apply" if c.helps else "skip"])
-    out += _table(("seed", "model", "fraud rate", "mean score", "Brier", "AP", "decision"), rows)
+    out += _table(("history", "model", "fraud rate", "mean score", "Brier", "AP", "decision"), rows)
     out += ["", "## Run", ""]
     rows = [[str(r.seed), f"{r.transactions:,}", f"{r.frauds:,}", r.history,
              *(f"{r.seconds.get(k, 0.0):.0f}" for k in ("features", "selection", "calibration",
                                                           "test"))] for r in results]
-    out += _table(("seed", "transactions used", "frauds", "replayed", "features s", "selection s",
-                   "calibration s", "test s"), rows)
+    out += _table(("history", "transactions used", "frauds", "replayed", "features s",
+                   "selection s", "calibration s", "test s"), rows)
     return "\n".join(out) + "\n"
 
 
@@ -277,17 +316,22 @@ def report_json(
                      "prequential_weeks": len(results[0].week_starts) if results else 0,
                      "prequential_all": plan.prequential_all,
                      "selection_metric": "average_precision"},
-        "book": [{"model": b.model, **{m: b.value(m) for m in METRICS}} for b in BOOK_ROWS],
-        "goal": {m: GOAL.value(m) for m in METRICS},
-        "seeds": [_seed_json(r) for r in results],
+        "book": [{"model": b.model, "basis": b.basis, **{m: b.value(m) for m in METRICS}}
+                 for b in BOOK_ROWS],
+        "goal": {"basis": GOAL.basis, **{m: GOAL.value(m) for m in METRICS}},
+        "against_goal": [dict(zip(("history", "basis", *METRICS, "detectable_ceiling",
+                                   "above"), row, strict=True)) for row in _goal_rows(results)],
+        "histories": [_seed_json(r) for r in results],
     })
 
 
 def _prequential_json(r: SeedResult, family: str) -> dict[str, Any]:
     stats = r.prequential(family)
     return {
-        "weeks": [{"test_start": s, **w, "card_precision_at_100_ceiling": c}
-                  for s, w, c in zip(r.week_starts, r.weeks[family], r.ceilings, strict=True)],
+        "weeks": [{"test_start": s, **w, "card_precision_at_100_ceiling": c,
+                   "card_precision_at_100_detectable_ceiling": d}
+                  for s, w, c, d in zip(r.week_starts, r.weeks[family], r.ceilings,
+                                        r.detectable_ceilings, strict=True)],
         "mean": {m: v[0] for m, v in stats.items()},
         "std": {m: v[1] for m, v in stats.items()},
     }
@@ -306,7 +350,7 @@ def _no_nan(value: Any) -> Any:
 
 def _seed_json(r: SeedResult) -> dict[str, Any]:
     return {
-        "seed": r.seed,
+        "history": r.seed,
         "transactions": r.transactions,
         "frauds": r.frauds,
         "replayed": r.history,

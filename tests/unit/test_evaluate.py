@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from models.dataset import build_features
-from models.evaluate import EvaluationPlan, SeedResult, evaluate_seed
+from models.evaluate import EvaluationPlan, SeedResult, detectable, evaluate_seed
 from models.history import HistorySpan, load_history
 from models.protocol import BOOK_TEST_START, known_compromised, protocol_mask, split_before
 from models.report import GOAL, console_table, render_markdown, report_json
@@ -152,10 +152,36 @@ def test_a_small_run_selects_tests_and_reports(small_run: SeedResult) -> None:
 def test_the_report_shows_the_book_beside_ours(small_run: SeedResult) -> None:
     plan = EvaluationPlan(prequential_weeks=2, candidates=("logreg",))
     text = render_markdown([small_run], plan, command="fraud-streamer evaluate", seconds=60)
-    assert "| book: best of the imbalanced-learning and deep-learning chapters | 0.879 |" in text
+    assert ("| book: best of the imbalanced-learning and deep-learning chapters (mean of 4 test "
+            "weeks) | 0.879 |") in text
     assert "| ours: logreg |" in text and "## Prequential" in text
+    assert "## Against the book's best row" in text
     data = json.loads(json.dumps(report_json([small_run], plan, command="x", seconds=1)))
     assert data["goal"]["average_precision"] == GOAL.average_precision == 0.687
-    assert data["seeds"][0]["models"]["logreg"]["prequential"]["weeks"][1]["test_start"] == \
-        "2018-07-08"
+    assert data["goal"]["basis"] == "mean of 4 test weeks"
+    weeks = data["histories"][0]["models"]["logreg"]["prequential"]["weeks"]
+    assert weeks[1]["test_start"] == "2018-07-08"
+    assert 0 <= weeks[0]["card_precision_at_100_detectable_ceiling"] <= \
+        weeks[0]["card_precision_at_100_ceiling"]
+    # two test weeks only: the comparison is on the single test week
+    (against,) = data["against_goal"]
+    assert against["history"] == "5" and against["basis"] == "test week"
     assert "0.879" in console_table([small_run])
+
+
+def test_a_compromised_terminals_frauds_are_detectable_one_delay_into_its_episode() -> None:
+    day = pd.Timedelta(days=1)
+    start = _day("2018-05-01")
+    rows = [  # (terminal, day, scenario)
+        ("t-1", 0, 2), ("t-1", 3, 2), ("t-1", 6, 2), ("t-1", 7, 2), ("t-1", 20, 2),
+        ("t-1", 50, 2),  # a new episode: the last one's frauds are over 28 days old
+        ("t-2", 1, 3), ("t-2", 2, 1), ("t-2", 2, 0),
+    ]
+    frame = pd.DataFrame({
+        "terminal_id": [t for t, _, _ in rows],
+        "timestamp": [start + d * day for _, d, _ in rows],
+        "fraud_scenario": [s for _, _, s in rows],
+        "is_fraud": [s > 0 for _, _, s in rows],
+    })
+    assert detectable(frame).tolist() == [False, False, False, True, True, False,
+                                          True, True, False]
