@@ -1,10 +1,11 @@
 """Our models on the handbook's protocol, beside its published results.
 
-For each seed: simulate the book-size history, build its features once (through the worker's
-feature code), choose each family's hyper-parameters and training window on validation weeks
-that end before the test week's training data does, then fit each family's choice on the days
-before the delay gap and measure it on the book's test week (2018-08-08 … 08-14). The same
-recipes are then refitted before each of the following weeks (prequential testing).
+For each history (the book's own dataset or a seed of our simulator): simulate it, build its
+features once (through the worker's feature code), choose each family's hyper-parameters and
+training window on validation weeks that end before the test week's training data does, then
+fit each family's choice on the days before the delay gap and measure it on the book's test week
+(2018-08-08 … 08-14). The same recipes are then refitted before each of the following weeks
+(prequential testing): the book's best published rows are means over four such weeks.
 
 Validation never sees the test week: a validation fold is the book's split moved back by
 ``14 + 7k`` days (fold 0 trains up to 07-17 and validates on 07-25 … 07-31, fold 1 one week

@@ -7,7 +7,8 @@ seconds rather than the reference implementation's minutes.
 
 Randomness comes from independent child streams of one ``numpy.random.SeedSequence``: the same
 seed always gives the same data, and, for example, the customers do not change when only the
-number of terminals does.
+number of terminals does. ``streams="book"`` instead replays the book's own generator, call for
+call, to give its published dataset (:mod:`models.book_streams`).
 """
 
 from __future__ import annotations
