@@ -1,72 +1,148 @@
-"""Keep a worker's input partitions aligned in event time (timestamp synchronisation).
+"""Merge a worker's input partitions in event time (timestamp synchronisation).
 
 Terminal features count transactions from every partition (transactions are keyed by customer),
 in windows that end one label delay (7 days) before the transaction scored. When a backlog is
 drained, Faust hands out partitions round-robin by *count*, so a partition with fewer
-transactions per day runs ahead in event time; past a week of skew, a terminal window misses
-transactions that are still waiting in a slower partition, and the features differ from the same
-history processed in order. Like Kafka Streams' ``max.task.idle.ms`` synchronisation, the worker
-pauses the partitions that run more than ``max_skew`` ahead of the slowest partition that still
-has data waiting, and resumes them once it catches up. The remaining spread is exported as a
-metric (``streamer_partition_skew_seconds``).
+transactions per day runs ahead in event time — one 64 KiB fetch of a quiet partition can span
+weeks. Past a week of skew, a terminal window misses transactions that are still waiting in a
+slower partition, and the features differ from the same history processed in order.
+
+So, like a Kafka Streams task, the worker does not score records in the order they arrive: it
+holds them in one queue per partition and releases them by a k-way merge on event time, and only
+up to ``max_skew`` past the *frontier* — the earliest event time any partition may still deliver
+(the head of a non-empty queue, or the last time seen on a partition whose high watermark says it
+has records still to come). Partitions whose queue is full are paused at the fetch level, so a
+backlog is never read into memory whole.
+
+A partition holds the others back only while it is moving: one that claims records to come but
+has delivered none for ``idle_ms`` — a broker that is down, an offset that is never delivered —
+stops counting, like Kafka Streams' ``max.task.idle.ms``, so the merge can delay the stream but
+never stall it.
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["EventTimeAligner"]
+__all__ = ["EventTimeMerger"]
 
 K = TypeVar("K", bound=Hashable)
+E = TypeVar("E")
 
 
 @dataclass
-class EventTimeAligner(Generic[K]):
-    """Per-partition event-time positions and the pause/resume plan that bounds their skew."""
+class EventTimeMerger(Generic[K, E]):
+    """Per-partition queues of received items, released in event-time order.
+
+    Times: ``ts_ms`` is event time (epoch ms), or None for an item without one (a record that
+    failed validation: it is released at once, it changes no feature); ``now_ms`` is a monotonic
+    wall clock, used only to tell a partition that is moving from one that is stuck.
+    """
 
     max_skew_ms: int
-    event_time: dict[K, int] = field(default_factory=dict)
+    idle_ms: int = 5_000
+    queue_max: int = 1_000
+    queues: dict[K, deque[tuple[int | None, E]]] = field(default_factory=dict)
+    #: per partition: the offset after the last one received, the latest event time received,
+    #: and when (wall clock) it last delivered something
     next_offset: dict[K, int] = field(default_factory=dict)
+    seen_ts: dict[K, int] = field(default_factory=dict)
+    received_at: dict[K, int] = field(default_factory=dict)
     paused: set[K] = field(default_factory=set)
 
-    def observe(self, tp: K, offset: int, ts_ms: int | None) -> None:
-        """Record that ``tp`` was processed up to ``offset`` (event time ``ts_ms`` if valid)."""
-        if offset + 1 > self.next_offset.get(tp, -1):
-            self.next_offset[tp] = offset + 1
-        if ts_ms is not None and ts_ms > self.event_time.get(tp, -(2**62)):
-            self.event_time[tp] = ts_ms
+    def add(self, tp: K, offset: int, ts_ms: int | None, item: E, now_ms: int) -> None:
+        """Queue ``item``, read from ``tp`` at ``offset``."""
+        self.queues.setdefault(tp, deque()).append((ts_ms, item))
+        self.next_offset[tp] = max(offset + 1, self.next_offset.get(tp, 0))
+        self.received_at[tp] = now_ms
+        if ts_ms is not None and ts_ms > self.seen_ts.get(tp, -(2**62)):
+            self.seen_ts[tp] = ts_ms
 
-    def forget(self, tps: Iterable[K]) -> None:
-        """Drop partitions this worker no longer owns (after a rebalance)."""
+    @property
+    def held(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def forget(self, tps: Iterable[K]) -> list[E]:
+        """Drop partitions this worker no longer owns (a rebalance); returns what they held."""
+        dropped: list[E] = []
         for tp in tps:
-            self.event_time.pop(tp, None)
+            dropped.extend(item for _, item in self.queues.pop(tp, ()))
             self.next_offset.pop(tp, None)
+            self.seen_ts.pop(tp, None)
+            self.received_at.pop(tp, None)
             self.paused.discard(tp)
+        return dropped
 
-    def _waiting(self, highwater: Callable[[K], int | None]) -> dict[K, int]:
-        """Event time of every partition that has records left to process."""
-        waiting = {}
-        for tp, ts in self.event_time.items():
-            end = highwater(tp)
-            if end is not None and end > self.next_offset.get(tp, 0):
-                waiting[tp] = ts
-        return waiting
+    def _to_come(self, tp: K, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
+        """The last event time of a partition with records still to come (None if it has none,
+        or has been stuck for longer than ``idle_ms``): its next record is at least that late."""
+        end = highwater(tp)
+        if end is None or end <= self.next_offset[tp] or tp not in self.seen_ts:
+            return None
+        if now_ms - self.received_at[tp] > self.idle_ms:
+            return None
+        return self.seen_ts[tp]
 
-    def plan(self, highwater: Callable[[K], int | None]) -> tuple[set[K], set[K]]:
-        """(partitions to pause, partitions to resume) given each partition's high watermark."""
-        waiting = self._waiting(highwater)
-        if not waiting:
-            resume, self.paused = set(self.paused), set()
-            return set(), resume
-        frontier = min(waiting.values())
-        ahead = {tp for tp, ts in waiting.items() if ts > frontier + self.max_skew_ms}
-        pause, resume = ahead - self.paused, self.paused - ahead
-        self.paused = ahead
+    def _positions(self, highwater: Callable[[K], int | None], now_ms: int) -> dict[K, int]:
+        """Earliest event time each partition may still deliver (moving partitions only)."""
+        positions: dict[K, int] = {}
+        for tp in self.next_offset:
+            head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
+            position = head if head is not None else self._to_come(tp, highwater, now_ms)
+            if position is not None:
+                positions[tp] = position
+        return positions
+
+    def release(
+        self, highwater: Callable[[K], int | None], now_ms: int, limit: int | None = None
+    ) -> list[E]:
+        """Items that may be processed now, merged in event-time order (at most ``limit``).
+
+        The merge always takes the earliest queue head, so a partition with items queued never
+        holds it back; one whose queue is empty but has records to come does, by ``max_skew``.
+        """
+        waiting = []
+        for tp in self.next_offset:
+            if not self.queues.get(tp):
+                ts = self._to_come(tp, highwater, now_ms)
+                if ts is not None:
+                    waiting.append(ts)
+        bound = min(waiting, default=None)
+        heads = [(self._head_ts(q), i, tp) for i, (tp, q) in enumerate(self.queues.items()) if q]
+        heapq.heapify(heads)
+        out: list[E] = []
+        while heads and (limit is None or len(out) < limit):
+            ts, i, tp = heads[0]
+            if bound is not None and ts > bound + self.max_skew_ms:
+                break
+            heapq.heappop(heads)
+            queue = self.queues[tp]
+            out.append(queue.popleft()[1])
+            if queue:
+                heapq.heappush(heads, (self._head_ts(queue), i, tp))
+            else:
+                ts_next = self._to_come(tp, highwater, now_ms)
+                if ts_next is not None:
+                    bound = ts_next if bound is None else min(bound, ts_next)
+        return out
+
+    @staticmethod
+    def _head_ts(queue: deque[tuple[int | None, E]]) -> int:
+        ts = queue[0][0]
+        return -(2**62) if ts is None else ts  # no event time: nothing to wait for
+
+    def flow(self) -> tuple[set[K], set[K]]:
+        """(partitions to pause, partitions to resume): pause those whose queue is full."""
+        full = {tp for tp, q in self.queues.items() if len(q) >= self.queue_max}
+        pause, resume = full - self.paused, self.paused - full
+        self.paused = full
         return pause, resume
 
-    def skew_ms(self, highwater: Callable[[K], int | None]) -> int:
-        """Spread of event time across the partitions that still have records waiting."""
-        waiting = self._waiting(highwater)
-        return max(waiting.values()) - min(waiting.values()) if len(waiting) > 1 else 0
+    def skew_ms(self, highwater: Callable[[K], int | None], now_ms: int) -> int:
+        """Spread of event time across the partitions that still have records to process."""
+        positions = self._positions(highwater, now_ms)
+        return max(positions.values()) - min(positions.values()) if len(positions) > 1 else 0

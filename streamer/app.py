@@ -16,18 +16,19 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types import TP
 
-from streamer.alignment import EventTimeAligner
+from streamer.alignment import EventTimeMerger
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
-from streamer.pipeline import BatchOutput, InputMessage
+from streamer.pipeline import BatchOutput, InputMessage, Received
 from streamer.runtime import Runtime
 from streamer.settings import Settings
+from streamer.transport import AlignedApp
 
 __all__ = ["app_options", "create_app", "raw_topic"]
 
@@ -50,6 +51,21 @@ def _credentials(settings: Settings) -> Any:
     if protocol == "SSL":
         return SSLCredentials(options["ssl_context"])
     return None
+
+
+class _Held(NamedTuple):
+    """A transaction event waiting in the event-time merge, with what it was validated to."""
+
+    event: Any
+    received: Received
+
+
+def _now_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _names(tps: Iterable[TP]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps))
 
 
 def _messages(events: Iterable[Any]) -> list[InputMessage]:
@@ -76,9 +92,12 @@ def app_options(settings: Settings, *, data_subdir: str = "worker") -> dict[str,
         "broker_session_timeout": settings.kafka_session_timeout_s,
         "broker_heartbeat_interval": min(3.0, settings.kafka_session_timeout_s / 3),
         "stream_publish_on_commit": False,
-        # small stream buffers and small per-partition fetches (a few hundred records each,
-        # not ~3,000) keep the partitions' event-time alignment tight (see alignment); a
-        # record larger than this is still fetched whole (Kafka returns at least one batch)
+        # events held by the event-time merge stay unacked on purpose: a rebalance or shutdown
+        # must not wait for them (they are re-read by whoever owns the partition next)
+        "stream_wait_empty": False,
+        # small stream buffers and per-partition fetches (a few hundred records each, not
+        # ~3,000) keep what the event-time merge holds small (see alignment); a record larger
+        # than this is still fetched whole (Kafka returns at least one batch)
         "stream_buffer_maxsize": settings.batch_max * 2,
         "consumer_max_fetch_size": 64 * 1024,
     }
@@ -95,7 +114,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """Build the worker app. No I/O happens until Faust starts it."""
     runtime = runtime or Runtime(settings)
     metrics: Metrics = runtime.metrics
-    app = faust.App(
+    app = AlignedApp(
         settings.consumer_group,
         **app_options(settings),
         web_enabled=True,
@@ -126,67 +145,97 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 pending.append(await producer.send(topic, key, value, None, None, None))
         await asyncio.gather(*pending)
 
-    aligner: EventTimeAligner[TP] = EventTimeAligner(
-        max_skew_ms=int(settings.max_partition_skew_hours * 3_600_000)
+    merger: EventTimeMerger[TP, _Held] = EventTimeMerger(
+        max_skew_ms=int(settings.max_partition_skew_hours * 3_600_000),
+        idle_ms=int(settings.partition_idle_s * 1000),
+        queue_max=settings.batch_max * 2,
     )
+    merging = asyncio.Lock()
+    source: list[Any] = []  # the transactions stream, once the agent runs: acks go through it
 
-    def realign() -> None:
-        """Measure how far the partitions have drifted apart in event time.
-
-        Pausing the partitions that run ahead (``aligner.plan``) is NOT applied: Faust's
-        ``pause_partitions`` mutates the set its fetch loop is iterating, and records of a
-        partition paused mid-fetch are silently dropped — then committed over as a "gap". Pausing
-        has to happen at the fetch level instead; until then the skew is exported as a metric.
-        """
-        metrics.partition_skew.set(aligner.skew_ms(app.consumer.highwater) / 1000)
-
-    def align(events: list[Any], out: BatchOutput) -> None:
-        for event, ts in zip(events, out.event_ts, strict=True):
-            message = event.message
-            aligner.observe(TP(message.topic, message.partition), message.offset, ts)
-        realign()
-
-    async def run_batch(kind: str, events: list[Any]) -> None:
+    async def run_batch(kind: str, body: Awaitable[BatchOutput], consumed: int) -> None:
         started = time.perf_counter()
-        messages = _messages(events)
         try:
-            pipeline = await runtime.pipeline()
-            if kind == "transactions":
-                out = await pipeline.transactions(messages, started)
-                align(events, out)
-            else:
-                out = await pipeline.labels(messages)
+            out = await body
             await publish(out)
         except Exception:
             # Faust acks a take_events batch even when its body raises; exiting here instead
             # leaves the batch uncommitted, so the next worker replays it. Nothing is lost.
             log.critical(
-                "batch of %d %s failed; exiting so it is replayed", len(events), kind, exc_info=True
+                "batch of %d %s failed; exiting so it is replayed", consumed, kind, exc_info=True
             )
             logging.shutdown()
             os._exit(70)
-        metrics.observe_batch(kind, out, time.perf_counter() - started, len(messages))
+        metrics.observe_batch(kind, out, time.perf_counter() - started, consumed)
+
+    async def decide_released() -> None:
+        """Decide every held transaction the event-time merge releases, in batches.
+
+        A held event is acked only here, after its decision is published: until then its
+        offset is not committed, so a crash re-delivers it.
+        """
+        if not source:
+            return
+        stream = source[0]
+        consumer = app.consumer
+        async with merging:
+            pipeline = await runtime.pipeline()
+            while batch := merger.release(consumer.highwater, _now_ms(), settings.batch_max):
+                received = [held.received for held in batch]
+                await run_batch("transactions", pipeline.decide(received), len(batch))
+                for held in batch:
+                    await stream.ack(held.event)
+            pause, resume = merger.flow()
+            if pause:
+                consumer.pause_partitions(pause)
+            if resume:
+                consumer.resume_partitions(resume)
+            metrics.partition_skew.set(merger.skew_ms(consumer.highwater, _now_ms()) / 1000)
+            metrics.held.set(merger.held)
 
     @app.agent(transactions, concurrency=1)
     async def score_transactions(stream: Any) -> None:
+        source[:] = [stream]
         async for events in stream.take_events(
             settings.batch_max, within=settings.batch_within_ms / 1000
         ):
-            await run_batch("transactions", events)
+            consumed_at = time.perf_counter()
+            pipeline = await runtime.pipeline()
+            now = _now_ms()
+            for event, received in zip(
+                events, pipeline.receive(_messages(events), consumed_at), strict=True
+            ):
+                # take_events acks the batch when this step ends; the extra reference keeps
+                # the offset uncommitted until decide_released has published the decision
+                event.message.incref()
+                message = received.message
+                merger.add(
+                    TP(message.topic, message.partition),
+                    message.offset,
+                    received.ts_ms,
+                    _Held(event, received),
+                    now,
+                )
+            await decide_released()
 
     @app.agent(labels, concurrency=1)
     async def apply_labels(stream: Any) -> None:
         # Labels are not latency-bound: a short window would wake this mostly idle stream 200
         # times a second, on the event loop that scores transactions.
         async for events in stream.take_events(settings.batch_max, within=LABELS_WITHIN_S):
-            await run_batch("labels", events)
+            pipeline = await runtime.pipeline()
+            await run_batch("labels", pipeline.labels(_messages(events)), len(events))
 
-    @app.timer(1.0)
-    async def realign_idle() -> None:
-        # an idle stream runs no batches: re-plan so that paused partitions get resumed
-        assigned = app.consumer.assignment()
-        aligner.forget([tp for tp in list(aligner.event_time) if tp not in assigned])
-        realign()
+    @app.timer(0.5)
+    async def release_idle() -> None:
+        # no new transactions wake no agent: held ones whose wait is over are decided here
+        await decide_released()
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # held events of a revoked partition were never acked: its next owner reads them again
+        (revoked,) = args
+        merger.forget(revoked)
 
     @app.timer(settings.model_poll_seconds)
     async def follow_promotions() -> None:

@@ -53,6 +53,11 @@ class Metrics:
             "Event-time spread between this worker's partitions that have records waiting",
             registry=r,
         )
+        self.held = Gauge(
+            "streamer_held_transactions",
+            "Transactions read but held back by the event-time merge (a partition ahead waits)",
+            registry=r,
+        )
         self.started = time.time()
         self._totals: dict[str, int] = {}
 

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from schemas import Alert, Decision, Label, Reason, Transaction
+from schemas import Alert, Decision, ErrorDetail, Label, Reason, Transaction
 from streamer.decode import dead_letter, decode
 from streamer.features.definitions import FeatureEvent, FraudMark, calendar_flags, to_epoch_ms
 from streamer.features.store import FeatureStore
 from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
 from streamer.scoring import Scorer
 
-__all__ = ["BatchOutput", "InputMessage", "Pipeline", "feature_event"]
+__all__ = ["BatchOutput", "InputMessage", "Pipeline", "Received", "feature_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +42,25 @@ class BatchOutput:
     decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     alerts: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
-    #: per input message, its event time (epoch ms), or None when it was rejected
-    event_ts: list[int | None] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
     model_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A transaction record as validated on arrival: the transaction, or why it was refused."""
+
+    message: InputMessage
+    consumed_at: float  # time.perf_counter() when it was read: processing_ms runs from here
+    transaction: Transaction | None = None
+    event: FeatureEvent | None = None
+    errors: list[ErrorDetail] | None = None
+
+    @property
+    def ts_ms(self) -> int | None:
+        """Event time, epoch ms (None for a refused record)."""
+        return self.event.ts_ms if self.event is not None else None
 
 
 def feature_event(tx: Transaction) -> FeatureEvent:
@@ -85,30 +99,42 @@ class Pipeline:
         letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, errors, now)
         out.dead_letters.append((msg.key, letter.model_dump_json().encode()))
 
+    def receive(self, messages: Sequence[InputMessage], consumed_at: float) -> list[Received]:
+        """Validate transaction records as they arrive (their event time is known from here)."""
+        received = []
+        for msg in messages:
+            result = decode(Transaction, msg.value, max_bytes=self._max_bytes)
+            if isinstance(result, Transaction):
+                received.append(Received(msg, consumed_at, result, feature_event(result)))
+            else:
+                received.append(Received(msg, consumed_at, errors=result))
+        return received
+
     async def transactions(
         self, messages: Sequence[InputMessage], started: float | None = None
     ) -> BatchOutput:
-        """Decide a batch of transaction records.
+        """Decide a batch of transaction records, in the order given.
 
         ``started`` is the ``time.perf_counter()`` at which the batch was consumed; each
         decision's ``processing_ms`` runs from there to the moment it is ready to send.
         """
         started = time.perf_counter() if started is None else started
+        return await self.decide(self.receive(messages, started))
+
+    async def decide(self, received: Sequence[Received]) -> BatchOutput:
+        """Decide received records, in the order given; the rejected ones become dead letters."""
         out = BatchOutput()
         now = self._clock()
-        txs: list[Transaction] = []
-        events: list[FeatureEvent] = []
-        for msg in messages:
-            result = decode(Transaction, msg.value, max_bytes=self._max_bytes)
-            if isinstance(result, Transaction):
-                txs.append(result)
-                events.append(feature_event(result))
-                out.event_ts.append(events[-1].ts_ms)
+        accepted: list[Received] = []
+        for item in received:
+            if item.transaction is not None:
+                accepted.append(item)
             else:
-                self._reject(out, msg, result, now)
-                out.event_ts.append(None)
-        if not txs:
+                self._reject(out, item.message, item.errors or [], now)
+        if not accepted:
             return out
+        txs = [item.transaction for item in accepted if item.transaction is not None]
+        events = [item.event for item in accepted if item.event is not None]
 
         scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
         enriched = await self._store.enrich(events)
@@ -153,7 +179,7 @@ class Pipeline:
                 reasons=reasons.get(i, []),
                 model_version=scorer.version,
                 decided_at=decided_at,
-                processing_ms=round((time.perf_counter() - started) * 1000, 3),
+                processing_ms=round((time.perf_counter() - accepted[i].consumed_at) * 1000, 3),
             )
             key = tx.customer_id.encode()
             out.decisions.append((key, decision.model_dump_json().encode()))

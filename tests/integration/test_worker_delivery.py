@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
-from models.dataset import build_features, feature_events
+from models.dataset import FeatureSet, build_features, feature_events
 from models.registry import ModelRegistry
 from schemas import Decision
 from streamer.features.keys import customer_keys
@@ -27,11 +29,29 @@ from tests.integration.harness import WorkerEnv, consume_until, produce, wait_fo
 VOLATILE = {"decided_at", "processing_ms"}
 
 
+def _worker_scores(
+    registry: ModelRegistry, offline: FeatureSet, decisions: list[Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores the worker published, scores of the training features), rule hits left out."""
+    by_id = {d["transaction_id"]: d for d in decisions}
+    ids = offline.frame["transaction_id"]
+    rule_free = np.array(
+        [
+            not by_id[t]["reasons"] or not by_id[t]["reasons"][0]["code"].startswith("RULE_")
+            for t in ids
+        ]
+    )
+    got = np.array([by_id[t]["score"] for t in ids])
+    expected = Scorer(registry.load()).score(offline.X)
+    return got[rule_free], expected[rule_free]
+
+
 def _stable(decision: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in decision.items() if k not in VOLATILE}
 
 
-async def _labels_then_transactions(worker: WorkerEnv, frame: pd.DataFrame) -> int:
+async def _start_with_labels(worker: WorkerEnv, frame: pd.DataFrame) -> None:
+    """Produce the frame's labels, start the worker and wait until it has applied them all."""
     settings = worker.settings
     labels = encode_labels(frame)
     await produce(settings, settings.topic_labels, [(k, v) for _, k, v in labels])
@@ -42,6 +62,10 @@ async def _labels_then_transactions(worker: WorkerEnv, frame: pd.DataFrame) -> i
         what="labels to be applied",
         worker=worker,
     )
+
+
+async def _produce_transactions(worker: WorkerEnv, frame: pd.DataFrame) -> int:
+    settings = worker.settings
     txs = encode_transactions(frame)
     await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in txs])
     return len(txs)
@@ -53,7 +77,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     # commit rarely, so that the kill surely lands after work that was never committed
     worker_env.env["STREAMER_COMMIT_INTERVAL_S"] = "15"
     settings = worker_env.settings
-    n = await _labels_then_transactions(worker_env, replay_slice)
+    await _start_with_labels(worker_env, replay_slice)
+    n = await _produce_transactions(worker_env, replay_slice)
     first = worker_env.processes[0]
 
     # kill it hard once it is well into the stream
@@ -90,16 +115,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
 
     # the scores the worker published are the scores of the training features (parity)
     offline = build_features(replay_slice)
-    scorer = Scorer(registry.load())
-    expected = scorer.score(offline.X)
-    got = np.array([by_id[t]["score"] for t in offline.frame["transaction_id"]])
-    rule_free = np.array(
-        [
-            not by_id[t]["reasons"] or not by_id[t]["reasons"][0]["code"].startswith("RULE_")
-            for t in offline.frame["transaction_id"]
-        ]
-    )
-    np.testing.assert_allclose(got[rule_free], expected[rule_free], rtol=0, atol=1e-9)
+    got, expected = _worker_scores(registry, offline, list(by_id.values()))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
 
     # no window counted a transaction twice: the Redis state holds each one once, and asking
     # Redis again (an idempotent replay) gives exactly the training features
@@ -119,3 +136,53 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     finally:
         await redis.aclose()
     np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)
+
+
+def _lopsided(frame: pd.DataFrame, partitions: int) -> pd.DataFrame:
+    """Every customer of partition 0 and one in eight of the others: partition 0 then has ~8x
+    the transactions per day, so a worker draining partitions by count runs the others weeks
+    ahead in event time."""
+    partition = DefaultPartitioner()
+    all_partitions = list(range(partitions))
+    customers = sorted(frame["customer_id"].unique())
+    keep = {
+        c
+        for i, c in enumerate(customers)
+        if partition(c.encode(), all_partitions, all_partitions) == 0 or i % 8 == 0
+    }
+    return frame[frame["customer_id"].isin(keep)]
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "control-unaligned"])
+async def test_backlog_of_lopsided_partitions_gives_the_in_order_features(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame, registry: ModelRegistry, aligned: bool
+) -> None:
+    """A backlog drained from the start scores as the history processed in order would.
+
+    The control run switches alignment off (a skew bound of years): the same backlog then gives
+    different terminal features, which shows that this scenario does test the alignment.
+    """
+    if not aligned:
+        worker_env.env["STREAMER_MAX_PARTITION_SKEW_HOURS"] = str(24 * 365 * 10)
+    settings = worker_env.settings
+    frame = _lopsided(replay_slice, settings.partitions)
+    # labels first (see the module docstring), then the worker stops: the transactions become
+    # one backlog that the restarted worker drains from the earliest offset
+    await _start_with_labels(worker_env, frame)
+    worker_env.stop_all()
+    n = await _produce_transactions(worker_env, frame)
+    worker_env.start_worker()
+    records = await consume_until(
+        settings,
+        settings.topic_decisions,
+        ids=set(frame["transaction_id"]),
+        timeout=240,
+        worker=worker_env,
+    )
+    decisions = [json.loads(r.value) for r in records]
+    got, expected = _worker_scores(registry, build_features(frame), decisions)
+    print(f"{n} transactions, {len(records)} decisions")
+    if aligned:
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    else:
+        assert np.abs(got - expected).max() > 1e-6

@@ -1,57 +1,97 @@
-"""Event-time alignment: partitions running ahead are paused, and resumed when others catch up."""
+"""The event-time merge: partitions are released in event-time order, within a skew bound."""
 
-from streamer.alignment import EventTimeAligner
+from streamer.alignment import EventTimeMerger
 
 HOUR = 3_600_000
+DAY = 24 * HOUR
+NOW = 1_000_000  # the monotonic clock, in ms
 
 
-def test_pauses_partition_ahead_of_slowest_waiting_one() -> None:
-    aligner = EventTimeAligner(max_skew_ms=24 * HOUR)
-    aligner.observe("a", 10, 100 * HOUR)
-    aligner.observe("b", 10, 10 * HOUR)
-    highwater = {"a": 50, "b": 50}.get
-    pause, resume = aligner.plan(highwater)
-    assert pause == {"a"} and resume == set()
-    assert aligner.skew_ms(highwater) == 90 * HOUR
+def _merger(**kw: int) -> EventTimeMerger[str, str]:
+    return EventTimeMerger(max_skew_ms=kw.pop("max_skew_ms", DAY), **kw)
 
 
-def test_resumes_when_the_slow_partition_catches_up() -> None:
-    aligner = EventTimeAligner(max_skew_ms=24 * HOUR)
-    aligner.observe("a", 10, 100 * HOUR)
-    aligner.observe("b", 10, 10 * HOUR)
-    aligner.plan({"a": 50, "b": 50}.get)
-    aligner.observe("b", 20, 90 * HOUR)
-    pause, resume = aligner.plan({"a": 50, "b": 50}.get)
-    assert pause == set() and resume == {"a"}
+def test_releases_partitions_merged_in_event_time_order() -> None:
+    m = _merger(max_skew_ms=0)
+    for i, day in enumerate([1, 3, 5]):
+        m.add("a", i, day * DAY, f"a{day}", NOW)
+    for i, day in enumerate([2, 4, 6]):
+        m.add("b", i, day * DAY, f"b{day}", NOW)
+    drained = {"a": 3, "b": 3}.get  # both read to their end
+    assert m.release(drained, NOW) == ["a1", "b2", "a3", "b4", "a5", "b6"]
+    assert m.held == 0
+
+
+def test_holds_a_partition_ahead_until_the_slow_one_catches_up() -> None:
+    m = _merger(max_skew_ms=DAY)
+    m.add("fast", 0, 30 * DAY, "fast30", NOW)
+    m.add("slow", 0, 1 * DAY, "slow1", NOW)
+    highwater = {"fast": 1, "slow": 100}.get  # slow has 99 more records to come
+    assert m.release(highwater, NOW) == ["slow1"]
+    assert m.release(highwater, NOW) == []  # slow's next record may still be day 1
+    m.add("slow", 1, 29 * DAY, "slow29", NOW)
+    assert m.release(highwater, NOW) == ["slow29", "fast30"]  # 30 is within a day of 29
 
 
 def test_a_drained_partition_does_not_hold_others_back() -> None:
-    aligner = EventTimeAligner(max_skew_ms=24 * HOUR)
-    aligner.observe("a", 10, 100 * HOUR)
-    aligner.observe("b", 49, 10 * HOUR)  # b has nothing left: next offset 50 == high watermark
-    pause, _ = aligner.plan({"a": 50, "b": 50}.get)
-    assert pause == set()
+    m = _merger()
+    m.add("a", 0, 1 * DAY, "a1", NOW)
+    m.add("b", 0, 30 * DAY, "b30", NOW)
+    assert m.release({"a": 1, "b": 1}.get, NOW) == ["a1", "b30"]
 
 
-def test_everything_resumes_when_nothing_waits() -> None:
-    aligner = EventTimeAligner(max_skew_ms=HOUR)
-    aligner.observe("a", 1, 100 * HOUR)
-    aligner.observe("b", 1, 0)
-    assert aligner.plan({"a": 10, "b": 10}.get) == ({"a"}, set())
-    assert aligner.plan({"a": 2, "b": 2}.get) == (set(), {"a"})
+def test_a_stuck_partition_stops_holding_the_others_back() -> None:
+    m = _merger(idle_ms=5_000)
+    m.add("slow", 0, 1 * DAY, "slow1", NOW)
+    m.add("fast", 0, 30 * DAY, "fast30", NOW)
+    highwater = {"slow": 100, "fast": 1}.get
+    assert m.release(highwater, NOW) == ["slow1"]
+    assert m.release(highwater, NOW + 5_000) == []
+    # slow says it has records to come but delivers none: after idle_ms, fast goes on
+    assert m.release(highwater, NOW + 5_001) == ["fast30"]
 
 
-def test_forget_drops_revoked_partitions() -> None:
-    aligner = EventTimeAligner(max_skew_ms=HOUR)
-    aligner.observe("a", 1, 100 * HOUR)
-    aligner.observe("b", 1, 0)
-    aligner.plan({"a": 10, "b": 10}.get)
-    aligner.forget(["a"])
-    assert "a" not in aligner.paused and "a" not in aligner.event_time
+def test_records_without_event_time_are_released_at_once() -> None:
+    m = _merger(max_skew_ms=0)
+    m.add("slow", 0, 1 * DAY, "slow1", NOW)
+    m.add("fast", 0, None, "bad", NOW)
+    m.add("fast", 1, 9 * DAY, "fast9", NOW)
+    assert m.release({"slow": 5, "fast": 2}.get, NOW) == ["bad", "slow1"]
 
 
-def test_rejected_messages_advance_offsets_but_not_event_time() -> None:
-    aligner = EventTimeAligner(max_skew_ms=HOUR)
-    aligner.observe("a", 5, 7)
-    aligner.observe("a", 6, None)
-    assert aligner.next_offset["a"] == 7 and aligner.event_time["a"] == 7
+def test_release_stops_at_the_limit_and_goes_on_next_time() -> None:
+    m = _merger()
+    for i in range(5):
+        m.add("a", i, i * HOUR, f"a{i}", NOW)
+    assert m.release({"a": 5}.get, NOW, limit=2) == ["a0", "a1"]
+    assert m.release({"a": 5}.get, NOW) == ["a2", "a3", "a4"]
+
+
+def test_full_queues_are_paused_and_resumed_once_drained() -> None:
+    m = _merger(queue_max=2)
+    m.add("slow", 0, 1 * DAY, "slow1", NOW)
+    m.add("fast", 0, 30 * DAY, "fast30", NOW)
+    m.add("fast", 1, 31 * DAY, "fast31", NOW)
+    highwater = {"slow": 100, "fast": 50}.get
+    m.release(highwater, NOW)
+    assert m.flow() == ({"fast"}, set())
+    assert m.flow() == (set(), set())
+    m.add("slow", 1, 30 * DAY, "slow30", NOW)
+    m.release(highwater, NOW)
+    assert m.flow() == (set(), {"fast"})
+
+
+def test_forget_returns_what_a_revoked_partition_held() -> None:
+    m = _merger()
+    m.add("a", 0, 1 * DAY, "a1", NOW)
+    m.add("b", 0, 30 * DAY, "b30", NOW)
+    assert m.forget(["b"]) == ["b30"]
+    assert m.held == 1 and "b" not in m.next_offset
+    assert m.release({"a": 1}.get, NOW) == ["a1"]
+
+
+def test_skew_is_the_spread_of_partitions_with_records_to_process() -> None:
+    m = _merger()
+    m.add("a", 0, 1 * DAY, "a1", NOW)
+    m.add("b", 0, 3 * DAY, "b3", NOW)
+    assert m.skew_ms({"a": 5, "b": 5}.get, NOW) == 2 * DAY

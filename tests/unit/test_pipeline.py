@@ -77,7 +77,14 @@ async def test_every_valid_transaction_gets_one_decision_and_bad_ones_a_dead_let
     letters = [DeadLetter.model_validate_json(v) for _, v in out.dead_letters]
     assert [d.offset for d in letters] == [1, 3]
     assert letters[0].errors[0].type == "json_invalid"
-    assert out.event_ts[1] is None and out.event_ts[0] is not None
+
+
+
+def test_records_are_validated_on_arrival_with_their_event_time(pipeline: Pipeline) -> None:
+    received = pipeline.receive(_msgs([_tx(1, 10.0), b"{oops"]), consumed_at=1.0)
+    assert received[0].transaction is not None and received[0].ts_ms is not None
+    assert received[1].transaction is None and received[1].ts_ms is None
+    assert received[1].errors and received[1].errors[0].type == "json_invalid"
 
 
 async def test_alerts_follow_review_and_decline(pipeline: Pipeline) -> None:
