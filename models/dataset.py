@@ -18,12 +18,31 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from streamer.features.definitions import FEATURE_NAMES, FeatureEvent, FraudMark
+from streamer.features.definitions import (
+    FEATURE_NAMES,
+    NIGHT_LAST_HOUR,
+    WEEKEND_FIRST_DAY,
+    FeatureEvent,
+    FraudMark,
+)
 from streamer.features.memory import InMemoryFeatureStore
 
-__all__ = ["REQUIRED_COLUMNS", "FeatureSet", "build_features", "feature_events", "fraud_marks"]
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "WALL_TIME",
+    "FeatureSet",
+    "build_features",
+    "calendar_arrays",
+    "feature_events",
+    "fraud_marks",
+    "wall_times",
+]
 
 REQUIRED_COLUMNS = ("transaction_id", "timestamp", "customer_id", "terminal_id", "amount")
+#: Optional column of naive wall times: each transaction's local time at the offset its producer
+#: gave (``timestamp`` itself holds the instant, in UTC). Readers of files with per-row offsets
+#: (:mod:`models.batch`) fill it in; without it, the wall time is read from ``timestamp``.
+WALL_TIME = "wall_time"
 CHUNK = 5_000
 
 
@@ -44,14 +63,37 @@ def _epoch_ms(series: pd.Series) -> np.ndarray:
     return np.asarray(ts.astype("datetime64[ms, UTC]").astype("int64"), dtype=np.int64)
 
 
+def wall_times(frame: pd.DataFrame) -> pd.Series:
+    """Each transaction's wall time (naive) at the offset it was given.
+
+    The :data:`WALL_TIME` column when there is one; else ``timestamp`` read in its own time zone
+    when it is a time-zone-aware column (UTC for simulated histories), or in UTC.
+    """
+    if WALL_TIME in frame.columns:
+        return pd.to_datetime(frame[WALL_TIME])
+    ts = frame["timestamp"]
+    if not isinstance(ts.dtype, pd.DatetimeTZDtype):
+        ts = pd.to_datetime(ts, utc=True)
+    return ts.dt.tz_localize(None)
+
+
+def calendar_arrays(wall: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(weekend, night) per row from naive wall times.
+
+    :func:`streamer.features.definitions.calendar_flags`, vectorised: the same rule on the same
+    wall time, so a file replayed here gets the worker's flags.
+    """
+    weekend = (wall.dt.day_of_week >= WEEKEND_FIRST_DAY).to_numpy(dtype=bool)
+    night = (wall.dt.hour <= NIGHT_LAST_HOUR).to_numpy(dtype=bool)
+    return weekend, night
+
+
 def feature_events(frame: pd.DataFrame) -> list[FeatureEvent]:
-    """FeatureEvents of a transactions frame (calendar flags from the times' own offset: UTC)."""
+    """FeatureEvents of a transactions frame; calendar flags from :func:`wall_times`."""
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"transactions are missing column(s): {', '.join(missing)}")
-    ts = pd.to_datetime(frame["timestamp"], utc=True)
-    weekend = (ts.dt.day_of_week >= 5).to_numpy()
-    night = (ts.dt.hour <= 6).to_numpy()
+    weekend, night = calendar_arrays(wall_times(frame))
     ms = _epoch_ms(frame["timestamp"])
     return [
         FeatureEvent(tid, cid, term, int(t), float(a), bool(we), bool(ni))

@@ -22,8 +22,10 @@ __all__ = [
     "FEATURES",
     "FEATURE_NAMES",
     "LABEL_DELAY_DAYS",
+    "NIGHT_LAST_HOUR",
     "RETENTION_DAYS",
     "TERMINAL_STATS_LEN",
+    "WEEKEND_FIRST_DAY",
     "WINDOW_DAYS",
     "Feature",
     "FeatureEvent",
@@ -150,9 +152,14 @@ def to_epoch_ms(ts: datetime) -> int:
     return round(ts.timestamp() * 1000)
 
 
+#: Saturday (5) and Sunday (6), as ``datetime.weekday()`` numbers them; night is 00:00–06:59
+WEEKEND_FIRST_DAY = 5
+NIGHT_LAST_HOUR = 6
+
+
 def calendar_flags(ts: datetime) -> tuple[bool, bool]:
     """(weekend, night) from the wall time at the offset the producer gave."""
-    return ts.weekday() >= 5, ts.hour <= 6
+    return ts.weekday() >= WEEKEND_FIRST_DAY, ts.hour <= NIGHT_LAST_HOUR
 
 
 def build_matrix(

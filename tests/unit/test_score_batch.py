@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from models.batch import DECISION_COLUMNS, TRANSACTION_COLUMNS, read_transactions
-from models.dataset import build_features, labels_from_simulation
+from models.dataset import build_features, feature_events, labels_from_simulation
 from models.registry import Manifest, ModelRegistry
-from schemas import Reason
+from schemas import Reason, Transaction
 from streamer.cli import cli
+from streamer.features.definitions import calendar_flags
+from streamer.features.memory import InMemoryFeatureStore
+from streamer.pipeline import feature_event
 from streamer.scoring import Scorer
 
 DAYS = 40
@@ -150,3 +154,140 @@ def test_help_says_blocklists_are_not_applied() -> None:
     result = CliRunner().invoke(cli, ["score-batch", "--help"])
     assert result.exit_code == 0
     assert "Blocklists" in result.output and "NOT applied" in result.output
+
+
+#: Offsets that move many wall times across midnight, 07:00 or a weekend boundary.
+OFFSETS = ("+02:00", "-05:00", "+05:30", "Z", "-09:30", "+14:00")
+#: (time as the producer sent it, the worker's (weekend, night)); read in UTC, the flags differ.
+WALL_TIME_CASES = [
+    ("2018-04-07T00:30:00+02:00", (True, True)),  # Saturday 00:30; Friday 22:30 in UTC
+    ("2018-04-06T20:30:00-05:00", (False, False)),  # Friday evening; Saturday 01:30 in UTC
+    ("2018-04-04T07:30:00+05:30", (False, False)),  # Wednesday 07:30; 02:00 in UTC
+    ("2018-04-09T06:30:00-02:00", (False, True)),  # Monday 06:30; 08:30 in UTC
+]
+
+
+def _with_offsets(tx: pd.DataFrame) -> pd.DataFrame:
+    """The same instants as RFC 3339 text, row i at OFFSETS[i % len(OFFSETS)]."""
+    pick = np.arange(len(tx)) % len(OFFSETS)
+    text = pd.Series("", index=tx.index, dtype=object)
+    for k, offset in enumerate(OFFSETS):
+        rows = pick == k
+        sign = -1 if offset[0] == "-" else 1
+        minutes = 0 if offset == "Z" else sign * (60 * int(offset[1:3]) + int(offset[4:6]))
+        shift = pd.Timedelta(minutes=minutes)
+        wall = (tx["timestamp"][rows] + shift).dt.strftime("%Y-%m-%dT%H:%M:%S")
+        text[rows] = wall + offset
+    return tx.assign(timestamp=text)
+
+
+def _wire(tx: pd.DataFrame) -> list[Transaction]:
+    """Each row as the worker receives it: a Transaction parsed from JSON, offset kept."""
+    return [Transaction.model_validate_json(json.dumps(row)) for row in tx.to_dict("records")]
+
+
+def _worker_scores(registry: ModelRegistry, txs: list[Transaction]) -> pd.Series:
+    """Scores through the worker's own feature code: ``pipeline.feature_event`` on each parsed
+    Transaction, then the store's in-memory twin, in event time (no labels)."""
+    events = [feature_event(t) for t in sorted(txs, key=lambda t: (t.timestamp, t.transaction_id))]
+    scores = Scorer(registry.load()).score(InMemoryFeatureStore().enrich_sync(events))
+    return pd.Series(scores, index=[e.transaction_id for e in events])
+
+
+def _utc_flags(txs: list[Transaction]) -> list[tuple[bool, bool]]:
+    return [calendar_flags(t.timestamp.astimezone(UTC)) for t in txs]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_calendar_flags_use_each_rows_own_offset(tmp_path: Path, suffix: str) -> None:
+    times = [t for t, _ in WALL_TIME_CASES]
+    tx = pd.DataFrame({"transaction_id": [f"t{i}" for i in range(len(times))],
+                       "timestamp": times, "customer_id": "c", "terminal_id": "T",
+                       "amount": 10.0})
+    path = tmp_path / f"tx{suffix}"
+    if suffix == ".csv":
+        tx.to_csv(path, index=False)
+    else:
+        tx.to_parquet(path, index=False)  # times as text, one offset per row
+    frame = read_transactions(path)
+    wire = _wire(tx)
+    assert list(frame["timestamp"]) == [pd.Timestamp(t.timestamp) for t in wire]  # UTC instants
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+    events = feature_events(frame)
+    assert events == [feature_event(t) for t in wire]
+    assert [(e.weekend, e.night) for e in events] == [flags for _, flags in WALL_TIME_CASES]
+    assert all(a != b for a, b in zip(_utc_flags(wire), [f for _, f in WALL_TIME_CASES],
+                                      strict=True))
+
+
+def test_a_parquet_time_zone_is_read_at_each_rows_offset(tmp_path: Path) -> None:
+    """A time-zone-aware column has one zone; a named zone changes offset (here at DST)."""
+    instants = pd.to_datetime(["2018-03-24T23:30:00Z", "2018-03-25T05:30:00Z",
+                               "2018-03-26T05:30:00Z"], utc=True)
+    paris = pd.Series(instants).dt.tz_convert("Europe/Paris")
+    tx = pd.DataFrame({"transaction_id": ["a", "b", "c"], "timestamp": paris,
+                       "customer_id": "c", "terminal_id": "T", "amount": 10.0})
+    tx.to_parquet(tmp_path / "tx.parquet", index=False)
+    frame = read_transactions(tmp_path / "tx.parquet")
+    assert list(frame["timestamp"]) == list(instants)
+    wire = _wire(tx.assign(timestamp=[t.isoformat() for t in paris]))
+    assert [str(t.timestamp.utcoffset()) for t in wire] == ["1:00:00", "2:00:00", "2:00:00"]
+    events = feature_events(frame)
+    assert events == [feature_event(t) for t in wire]
+    # Sunday 00:30 +01:00, Sunday 07:30 +02:00 (06:30 at the earlier offset), Monday 07:30
+    assert [(e.weekend, e.night) for e in events] == [(True, True), (True, False), (False, False)]
+    assert [(e.weekend, e.night) for e in events] != _utc_flags(wire)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_non_utc_offsets_score_as_the_worker_does(
+    promoted: ModelRegistry, history: pd.DataFrame, tmp_path: Path, suffix: str
+) -> None:
+    """On the same history, score-batch gives the worker's scores, whatever the offsets."""
+    tx = history[list(TRANSACTION_COLUMNS)]
+    text = _with_offsets(tx)
+    source = tmp_path / f"tx{suffix}"
+    if suffix == ".csv":
+        text.to_csv(source, index=False)
+    else:
+        text.to_parquet(source, index=False)
+    out = tmp_path / "decisions.parquet"
+    result = _run(str(source), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    decisions = pd.read_parquet(out)
+    assert list(decisions["transaction_id"]) == list(tx["transaction_id"])
+    assert (decisions["timestamp"] == tx["timestamp"]).all()  # same instants, in UTC
+    wire = _wire(text)
+    worker = _worker_scores(promoted, wire)
+    np.testing.assert_allclose(decisions["score"], worker[decisions["transaction_id"]].to_numpy())
+    # the offsets matter: read in UTC, many flags and scores would differ
+    flips = sum(calendar_flags(t.timestamp) != u for t, u in zip(wire, _utc_flags(wire),
+                                                                 strict=True))
+    assert flips > len(wire) // 4
+    utc = _expected(promoted, tx, None)
+    assert not np.allclose(worker[utc.index], utc)
+
+
+def test_a_named_time_zone_scores_as_the_worker_does(
+    promoted: ModelRegistry, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    tx = history[list(TRANSACTION_COLUMNS)]
+    local = tx.assign(timestamp=tx["timestamp"].dt.tz_convert("America/New_York"))
+    source = _write(local, tmp_path / "tx.parquet")
+    out = tmp_path / "decisions.csv"
+    result = _run(str(source), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    decisions = pd.read_csv(out)
+    worker = _worker_scores(promoted, _wire(local.assign(
+        timestamp=[t.isoformat() for t in local["timestamp"]])))
+    np.testing.assert_allclose(decisions["score"], worker[decisions["transaction_id"]].to_numpy())
+    utc = _expected(promoted, tx, None)
+    assert not np.allclose(worker[utc.index], utc)
+
+
+def test_times_without_a_time_zone_are_refused(history: pd.DataFrame, tmp_path: Path) -> None:
+    tx = history[list(TRANSACTION_COLUMNS)].head(10)
+    path = _write(tx.assign(timestamp=tx["timestamp"].dt.tz_localize(None)),
+                  tmp_path / "naive.parquet")
+    with pytest.raises(ValueError, match=r"naive\.parquet: timestamp has no time zone"):
+        read_transactions(path)
