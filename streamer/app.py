@@ -140,6 +140,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             (settings.topic_decisions, out.decisions),
             (settings.topic_alerts, out.alerts),
             (settings.topic_dead_letters, out.dead_letters),
+            (settings.topic_features, out.features),  # empty unless the feature log is on
         ):
             for key, value in records:
                 pending.append(await producer.send(topic, key, value, None, None, None))

@@ -100,14 +100,16 @@ def make_consumer(
 
 
 def contract_topic_names(settings: Settings) -> tuple[str, ...]:
-    """The five topics of the wire contract, under their configured names."""
-    return (
+    """The five topics of the wire contract, under their configured names (and the optional
+    feature log, when it is switched on)."""
+    names = (
         settings.topic_transactions,
         settings.topic_labels,
         settings.topic_decisions,
         settings.topic_alerts,
         settings.topic_dead_letters,
     )
+    return (*names, settings.topic_features) if settings.topic_features else names
 
 
 async def ensure_topics(

@@ -7,6 +7,7 @@ validate → enrich (one Redis round trip) → score (one ``predict_proba``) →
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,25 @@ import numpy as np
 
 from schemas import Alert, Decision, ErrorDetail, Label, Reason, Transaction
 from streamer.decode import dead_letter, decode
-from streamer.features.definitions import FeatureEvent, FraudMark, calendar_flags, to_epoch_ms
+from streamer.features.definitions import (
+    FEATURE_NAMES,
+    FeatureEvent,
+    FraudMark,
+    calendar_flags,
+    to_epoch_ms,
+)
 from streamer.features.store import FeatureStore
 from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
 from streamer.scoring import Scorer
 
-__all__ = ["BatchOutput", "InputMessage", "Pipeline", "Received", "feature_event"]
+__all__ = [
+    "BatchOutput",
+    "InputMessage",
+    "Pipeline",
+    "Received",
+    "feature_event",
+    "feature_record",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,8 @@ class BatchOutput:
     decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     alerts: list[tuple[bytes, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
+    #: the feature log (only when it is on): what each decision was scored on
+    features: list[tuple[bytes, bytes]] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
     model_version: str | None = None
@@ -77,6 +93,20 @@ def feature_event(tx: Transaction) -> FeatureEvent:
     )
 
 
+def feature_record(tx: Transaction, model_version: str, row: np.ndarray) -> bytes:
+    """One feature-log record: the vector a decision was scored on, by feature name.
+
+    JSON floats round-trip exactly, so a consumer can compare them bit for bit with the
+    training set (``tests/integration/test_worker_delivery.py`` does).
+    """
+    record = {
+        "transaction_id": tx.transaction_id,
+        "model_version": model_version,
+        "features": dict(zip(FEATURE_NAMES, row.tolist(), strict=True)),
+    }
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
 class Pipeline:
     """One worker's processing of a batch; holds no Kafka or Faust objects."""
 
@@ -87,12 +117,14 @@ class Pipeline:
         scorer: Callable[[], Scorer],
         policy: Policy,
         max_bytes: int,
+        log_features: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
         self._scorer = scorer
         self._policy = policy
         self._max_bytes = max_bytes
+        self._log_features = log_features
         self._clock = clock
 
     def _reject(self, out: BatchOutput, msg: InputMessage, errors: list, now: datetime) -> None:
@@ -188,6 +220,8 @@ class Pipeline:
                 alert = Alert.from_decision(decision, created_at=decided_at)
                 out.alerts.append((key, alert.model_dump_json().encode()))
             out.outcomes[outcome] = out.outcomes.get(outcome, 0) + 1
+            if self._log_features:
+                out.features.append((key, feature_record(tx, scorer.version, features[i])))
         out.scores = np.asarray(scores, dtype=float).tolist()
         out.model_version = scorer.version
         return out

@@ -68,6 +68,7 @@ class Runtime:
                         scorer=self.scorer,
                         policy=Policy.from_settings(self.settings),
                         max_bytes=self.settings.max_message_bytes,
+                        log_features=bool(self.settings.topic_features),
                     )
         return self._pipeline
 

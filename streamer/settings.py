@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     topic_decisions: str = Field("decisions", description="Output: one decision per transaction.")
     topic_alerts: str = Field("alerts", description="Output: review and decline alerts.")
     topic_dead_letters: str = Field("dead-letters", description="Output: rejected input.")
+    topic_features: str = Field(
+        "", description="Optional output: the feature vector each decision was scored on "
+        "(audit of training/serving skew); empty = off."
+    )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics we create.")
     max_message_bytes: int = Field(
         65536, ge=256, description="Input values larger than this are dead-lettered."

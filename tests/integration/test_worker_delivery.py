@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from models.dataset import FeatureSet, build_features, feature_events
 from models.registry import ModelRegistry
 from schemas import Decision
+from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import customer_keys
 from streamer.features.store import RedisFeatureStore
 from streamer.replay import encode_labels, encode_transactions
@@ -76,6 +77,9 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
 ) -> None:
     # commit rarely, so that the kill surely lands after work that was never committed
     worker_env.env["STREAMER_COMMIT_INTERVAL_S"] = "15"
+    # and log the vector each decision was scored on, to compare it with the training set
+    features_topic = f"{worker_env.settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
     settings = worker_env.settings
     await _start_with_labels(worker_env, replay_slice)
     n = await _produce_transactions(worker_env, replay_slice)
@@ -113,8 +117,18 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     assert repeated > 0, "the kill should have forced re-deliveries"
     print(f"{n} transactions, {len(decisions)} decisions, {repeated} re-deliveries")
 
-    # the scores the worker published are the scores of the training features (parity)
+    # parity: the features the worker computed from Redis at decision time — first deliveries
+    # and re-deliveries alike — are the training features, and so are its scores
     offline = build_features(replay_slice)
+    logged = await consume_until(
+        settings, features_topic, ids=wanted, count=len(decisions), timeout=60, worker=worker_env
+    )
+    row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
+    for record in map(json.loads, (r.value for r in logged)):
+        vector = [record["features"][name] for name in FEATURE_NAMES]
+        np.testing.assert_allclose(
+            vector, offline.X[row[record["transaction_id"]]], rtol=0, atol=1e-9
+        )
     got, expected = _worker_scores(registry, offline, list(by_id.values()))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
 

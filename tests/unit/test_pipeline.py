@@ -135,3 +135,28 @@ async def test_bad_labels_are_dead_lettered(pipeline: Pipeline) -> None:
     ).encode()
     out = await pipeline.labels(_msgs([good, b'{"is_fraud": "yes"}']))
     assert len(out.dead_letters) == 1
+
+
+async def test_the_feature_log_holds_the_vector_each_decision_was_scored_on() -> None:
+    scorer = _scorer()
+    store = InMemoryFeatureStore()
+    pipeline = Pipeline(
+        store=store,
+        scorer=lambda: scorer,
+        policy=Policy(review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0),
+        max_bytes=4096,
+        log_features=True,
+        clock=lambda: NOW,
+    )
+    out = await pipeline.transactions(_msgs([_tx(1, 10.0), b"{oops", _tx(2, 380.0)]))
+    records = [json.loads(v) for _, v in out.features]
+    assert [r["transaction_id"] for r in records] == ["tx1", "tx2"]
+    assert all(r["model_version"] == "unit-1" for r in records)
+    vectors = np.array([[r["features"][n] for n in FEATURE_NAMES] for r in records])
+    scores = [Decision.model_validate_json(v).score for _, v in out.decisions]
+    np.testing.assert_array_equal(scorer.score(vectors), scores)
+
+
+async def test_the_feature_log_is_off_by_default(pipeline: Pipeline) -> None:
+    out = await pipeline.transactions(_msgs([_tx(1, 10.0)]))
+    assert out.decisions and out.features == []
