@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import AsyncIterator
 
 import numpy as np
+import pytest
 from redis.asyncio import Redis
 
 from streamer.features.definitions import DAY_MS, FeatureEvent, FraudMark
@@ -14,6 +16,18 @@ from streamer.features.store import RedisFeatureStore
 from streamer.settings import Settings
 
 T0 = 1_522_540_800_000
+
+
+@pytest.fixture
+async def redis(stack: Settings) -> AsyncIterator[Redis]:
+    """A client on a database of its own (15), emptied before and after the test."""
+    client = Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/15")
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()
 
 
 def _history(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
@@ -45,72 +59,54 @@ def _history(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
     return events, marks
 
 
-async def test_redis_and_memory_stores_compute_identical_features(stack: Settings) -> None:
-    redis = Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/15")
-    await redis.flushdb()
-    try:
-        online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
-        events, marks = _history(3)
-        got, want = [], []
-        applied = 0
-        for k in range(0, len(events), 200):
-            batch = events[k : k + 200]
-            due = [m for m in marks[applied:] if m.reported_ms <= batch[-1].ts_ms]
-            applied += len(due)
-            await online.apply_labels(due)
-            await offline.apply_labels(due)
-            await online.blocklist_add("terminal", [batch[0].terminal_id])
-            await offline.blocklist_add("terminal", [batch[0].terminal_id])
-            a, b = await online.enrich(batch), await offline.enrich(batch)
-            assert a.terminal_blocked == b.terminal_blocked
-            assert a.customer_blocked == b.customer_blocked
-            got.append(a.features)
-            want.append(b.features)
-        # bit for bit: the twin adds amounts in the same order as the Lua scripts
-        np.testing.assert_array_equal(np.vstack(got), np.vstack(want))
-        assert np.vstack(got)[:, 10].sum() > 0, "the history should exercise terminal risk"
+async def test_redis_and_memory_stores_compute_identical_features(redis: Redis) -> None:
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    events, marks = _history(3)
+    got, want = [], []
+    applied = 0
+    for k in range(0, len(events), 200):
+        batch = events[k : k + 200]
+        due = [m for m in marks[applied:] if m.reported_ms <= batch[-1].ts_ms]
+        applied += len(due)
+        await online.apply_labels(due)
+        await offline.apply_labels(due)
+        await online.blocklist_add("terminal", [batch[0].terminal_id])
+        await offline.blocklist_add("terminal", [batch[0].terminal_id])
+        a, b = await online.enrich(batch), await offline.enrich(batch)
+        assert a.terminal_blocked == b.terminal_blocked
+        assert a.customer_blocked == b.customer_blocked
+        got.append(a.features)
+        want.append(b.features)
+    # bit for bit: the twin adds amounts in the same order as the Lua scripts
+    np.testing.assert_array_equal(np.vstack(got), np.vstack(want))
+    assert np.vstack(got)[:, 10].sum() > 0, "the history should exercise terminal risk"
 
-        # replaying a stretch (as after a crash) changes nothing and counts nothing twice
-        stretch = events[-300:]
-        again = await online.enrich(stretch)
-        np.testing.assert_allclose(again.features, np.vstack(got)[-300:], rtol=0, atol=1e-9)
-        c1 = sum(1 for e in events if e.customer_id == "c1")
-        assert await redis.zcard(customer_keys("c1")[0]) == c1
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
+    # replaying a stretch (as after a crash) changes nothing and counts nothing twice
+    stretch = events[-300:]
+    again = await online.enrich(stretch)
+    np.testing.assert_allclose(again.features, np.vstack(got)[-300:], rtol=0, atol=1e-9)
+    c1 = sum(1 for e in events if e.customer_id == "c1")
+    assert await redis.zcard(customer_keys("c1")[0]) == c1
 
 
-async def test_state_is_trimmed_and_expires(stack: Settings) -> None:
-    redis = Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/14")
-    await redis.flushdb()
-    try:
-        store = RedisFeatureStore(redis)
-        old = FeatureEvent("old", "cx", "tx", T0, 1.0, False, False)
-        new = FeatureEvent("new", "cx", "tx", T0 + 60 * DAY_MS, 1.0, False, False)
-        await store.enrich([old])
-        await store.enrich([new])
-        zkey, hkey = customer_keys("cx")
-        assert await redis.zrange(zkey, 0, -1) == [b"new"]
-        assert await redis.hkeys(hkey) == [b"new"]
-        assert 0 < await redis.ttl(zkey) <= 44 * 86_400
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
+async def test_state_is_trimmed_and_expires(redis: Redis) -> None:
+    store = RedisFeatureStore(redis)
+    old = FeatureEvent("old", "cx", "tx", T0, 1.0, False, False)
+    new = FeatureEvent("new", "cx", "tx", T0 + 60 * DAY_MS, 1.0, False, False)
+    await store.enrich([old])
+    await store.enrich([new])
+    zkey, hkey = customer_keys("cx")
+    assert await redis.zrange(zkey, 0, -1) == [b"new"]
+    assert await redis.hkeys(hkey) == [b"new"]
+    assert 0 < await redis.ttl(zkey) <= 44 * 86_400
 
 
-async def test_store_recovers_when_redis_loses_its_scripts(stack: Settings) -> None:
-    redis = Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/14")
-    await redis.flushdb()
-    try:
-        store = RedisFeatureStore(redis)
-        first = FeatureEvent("a", "cy", "ty", T0, 5.0, False, False)
-        await store.enrich([first])
-        await redis.script_flush()  # as after a Redis restart
-        second = FeatureEvent("b", "cy", "ty", T0 + 1000, 7.0, False, False)
-        x = (await store.enrich([second])).features[0]
-        assert x[3] == 2  # both counted once: the failed call did nothing, the retry did it
-        await store.apply_labels([FraudMark("a", "ty", T0, T0 + 1, True)])
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
+async def test_store_recovers_when_redis_loses_its_scripts(redis: Redis) -> None:
+    store = RedisFeatureStore(redis)
+    first = FeatureEvent("a", "cy", "ty", T0, 5.0, False, False)
+    await store.enrich([first])
+    await redis.script_flush()  # as after a Redis restart
+    second = FeatureEvent("b", "cy", "ty", T0 + 1000, 7.0, False, False)
+    x = (await store.enrich([second])).features[0]
+    assert x[3] == 2  # both counted once: the failed call did nothing, the retry did it
+    await store.apply_labels([FraudMark("a", "ty", T0, T0 + 1, True)])
