@@ -15,9 +15,9 @@ has records still to come). Partitions whose queue is full are paused at the fet
 backlog is never read into memory whole.
 
 A partition holds the others back only while it is moving: one that claims records to come but
-has delivered none for ``idle_ms`` — a broker that is down, an offset that is never delivered —
-stops counting, like Kafka Streams' ``max.task.idle.ms``, so the merge can delay the stream but
-never stall it.
+has delivered none for ``idle_ms`` since its queue ran dry — a broker that is down, an offset
+that is never delivered — stops counting, like Kafka Streams' ``max.task.idle.ms``, so the
+merge can delay the stream but never stall it.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class EventTimeMerger(Generic[K, E]):
     queue_max: int = 1_000
     queues: dict[K, deque[tuple[int | None, E]]] = field(default_factory=dict)
     #: per partition: the offset after the last one received, the latest event time received,
-    #: and when (wall clock) it last delivered something
+    #: and when (wall clock) it last delivered something or ran dry
     next_offset: dict[K, int] = field(default_factory=dict)
     seen_ts: dict[K, int] = field(default_factory=dict)
     received_at: dict[K, int] = field(default_factory=dict)
@@ -125,6 +125,9 @@ class EventTimeMerger(Generic[K, E]):
             if queue:
                 heapq.heappush(heads, (self._head_ts(queue), i, tp))
             else:
+                # it ran dry only now: however long ago its records were read (held while the
+                # others caught up), it is idle only if nothing comes for idle_ms from here
+                self.received_at[tp] = max(self.received_at[tp], now_ms)
                 ts_next = self._to_come(tp, highwater, now_ms)
                 if ts_next is not None:
                     bound = ts_next if bound is None else min(bound, ts_next)

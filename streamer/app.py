@@ -28,7 +28,7 @@ from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, InputMessage, Received
 from streamer.runtime import Runtime
 from streamer.settings import Settings
-from streamer.transport import AlignedApp
+from streamer.transport import WorkerApp
 
 __all__ = ["app_options", "create_app", "raw_topic"]
 
@@ -114,13 +114,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     """Build the worker app. No I/O happens until Faust starts it."""
     runtime = runtime or Runtime(settings)
     metrics: Metrics = runtime.metrics
-    app = AlignedApp(
+    app = WorkerApp(
         settings.consumer_group,
         **app_options(settings),
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_in_thread=False,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
 
     transactions = raw_topic(app, settings.topic_transactions)

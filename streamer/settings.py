@@ -50,6 +50,11 @@ class Settings(BaseSettings):
         10.0, gt=0, description="A worker that stops heart-beating loses its partitions after "
         "this long (how fast a crashed worker's partitions move to the others)."
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        20, ge=0, le=60_000, description="Longest time the broker holds a worker's fetch when "
+        "it has no new records: the most a quiet partition can delay the others' next records "
+        "(lower: lower latency, more fetch requests while idle)."
+    )
 
     # --- topics (defaults from the wire contract) ---------------------------------------------
     topic_transactions: str = Field("transactions", description="Input: transactions.")

@@ -1,30 +1,51 @@
-"""Faust's aiokafka transport, with the one change that makes pausing partitions safe.
+"""Faust's aiokafka transport, with the two changes the worker needs.
 
-Faust's ``Consumer.getmany`` fetches a batch of records for the *active* partitions and then
-yields them one by one, skipping any record whose partition is no longer in the active set. That
-set is the live object that ``pause_partitions`` edits, so pausing a partition while a fetched
-batch is still being handed out silently drops the rest of that partition's records — and the
-next commit moves past them. Event-time alignment (:mod:`streamer.alignment`) pauses partitions
-from the agents, in exactly that window.
-
+**Pausing is safe.** Faust's ``Consumer.getmany`` fetches a batch of records for the *active*
+partitions and then yields them one by one, skipping any record whose partition is no longer in
+the active set. That set is the live object that ``pause_partitions`` edits, so pausing a
+partition while a fetched batch is still being handed out silently drops the rest of that
+partition's records — and the next commit moves past them. Event-time alignment
+(:mod:`streamer.alignment`) pauses partitions from the agents, in exactly that window.
 :class:`Consumer` hands ``getmany`` a copy of the active set instead: what was fetched for a
 partition is delivered, and a pause takes effect from the next fetch on. Rebalances are not
 affected (``getmany`` stops on a generation change or when flow stops, before looking at the set).
+
+**A fetch for quiet partitions cannot hold up busy ones for long.** aiokafka keeps one fetch in
+flight per broker, and while fetched records of a partition are still being handed out it
+fetches only the *other* partitions. When those are quiet (the labels topic, mostly) the broker
+holds that fetch for the full fetch wait, and the busy partitions' next records wait behind it.
+Faust hard-codes that wait to 1.5 s; once a burst takes longer than aiokafka's 100 ms prefetch
+back-off to hand out, every following fetch repeats the pattern, and the worker settles into a
+steady 1.5 s of added latency at any rate (seen in ``fraud-streamer bench``). The worker's
+consumer uses ``STREAMER_FETCH_MAX_WAIT_MS`` instead.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-__all__ = ["AlignedApp", "Consumer", "Transport"]
+__all__ = ["Consumer", "ConsumerThread", "Transport", "WorkerApp"]
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, with the app's fetch wait."""
+
+    def _create_worker_consumer(self, transport: driver.Transport) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        # read by aiokafka when the consumer starts, to build its fetcher (Faust passes 1500)
+        consumer._fetch_max_wait_ms = cast("WorkerApp", self.app).fetch_max_wait_ms
+        return consumer
 
 
 class Consumer(driver.Consumer):
     """aiokafka consumer whose fetched records are delivered even if their partition is paused."""
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
         records, active = await super()._wait_next_records(timeout)
@@ -37,8 +58,12 @@ class Transport(driver.Transport):
     Consumer = Consumer
 
 
-class AlignedApp(faust.App):
+class WorkerApp(faust.App):
     """A Faust app on :class:`Transport` (``kafka://`` URLs only, as the worker uses)."""
+
+    def __init__(self, *args: Any, fetch_max_wait_ms: int = 500, **options: Any) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **options)
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

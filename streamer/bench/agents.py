@@ -25,6 +25,7 @@ from streamer.app import app_options, raw_topic
 from streamer.pipeline import InputMessage
 from streamer.runtime import Runtime
 from streamer.settings import Settings
+from streamer.transport import WorkerApp
 
 __all__ = ["VARIANTS", "create_naive_app", "create_passthrough_app", "main"]
 
@@ -34,7 +35,12 @@ VARIANTS = ("passthrough", "naive")
 def _app(settings: Settings, *, linger_s: float) -> faust.App:
     """A Faust app with the worker's consumer, producer and buffer options."""
     options = {**app_options(settings, data_subdir="bench"), "producer_linger": linger_s}
-    return faust.App(settings.consumer_group, **options, web_enabled=False)
+    return WorkerApp(
+        settings.consumer_group,
+        **options,
+        web_enabled=False,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+    )
 
 
 def create_passthrough_app(settings: Settings) -> faust.App:

@@ -51,6 +51,20 @@ def test_a_stuck_partition_stops_holding_the_others_back() -> None:
     assert m.release(highwater, NOW + 5_001) == ["fast30"]
 
 
+def test_a_partition_held_long_in_its_queue_is_not_idle_when_it_runs_dry() -> None:
+    # "ahead" was read a minute ago and held (queue full, paused) while "behind" caught up. Its
+    # idle clock starts when it runs dry, not when it was read: it still bounds "behind".
+    m = _merger(max_skew_ms=DAY, idle_ms=5_000)
+    m.add("ahead", 0, 10 * DAY, "ahead10", NOW)
+    later = NOW + 60_000
+    m.add("behind", 0, 9 * DAY, "behind9", later)
+    m.add("behind", 1, 12 * DAY, "behind12", later)
+    highwater = {"ahead": 100, "behind": 100}.get  # both have more to come
+    assert m.release(highwater, later) == ["behind9", "ahead10"]  # ahead may deliver day 10
+    assert m.release(highwater, later + 5_000) == []
+    assert m.release(highwater, later + 5_001) == ["behind12"]  # now ahead is stuck
+
+
 def test_records_without_event_time_are_released_at_once() -> None:
     m = _merger(max_skew_ms=0)
     m.add("slow", 0, 1 * DAY, "slow1", NOW)
