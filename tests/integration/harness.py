@@ -30,19 +30,21 @@ class WorkerEnv:
     log_dir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_worker(self) -> subprocess.Popen[bytes]:
+    def start_worker(self, **overrides: str) -> subprocess.Popen[bytes]:
+        """Start a worker; ``overrides`` (STREAMER_* variables) make a second one beside it."""
         log = (self.log_dir / f"worker-{len(self.processes)}.log").open("wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamer", "worker", "-l", "warn"],
-            env=self.env,
+            env={**self.env, **overrides},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.processes.append(proc)
         return proc
 
-    def summary(self) -> dict[str, Any] | None:
-        url = f"http://127.0.0.1:{self.settings.web_port}/api/summary"
+    def summary(self, port: int | None = None) -> dict[str, Any] | None:
+        """The dashboard summary of the worker on ``port`` (default: the first worker's)."""
+        url = f"http://127.0.0.1:{port or self.settings.web_port}/api/summary"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 return json.loads(response.read())  # type: ignore[no-any-return]

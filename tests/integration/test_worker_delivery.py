@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 from models.dataset import FeatureSet, build_features, feature_events
 from models.registry import ModelRegistry
 from schemas import Decision
+from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import customer_keys
 from streamer.features.store import RedisFeatureStore
@@ -49,6 +51,28 @@ def _worker_scores(
 
 def _stable(decision: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in decision.items() if k not in VOLATILE}
+
+
+def _one_decision_each(decisions: list[dict[str, Any]], wanted: set[str]) -> int:
+    """Check every wanted transaction was decided and a repeat is the same decision; returns
+    how many repeats there were."""
+    by_id: dict[str, dict[str, Any]] = {}
+    repeated = 0
+    for d in decisions:
+        Decision.model_validate(d)
+        previous = by_id.setdefault(d["transaction_id"], d)
+        if previous is not d:
+            repeated += 1
+            assert _stable(previous) == _stable(d), d["transaction_id"]
+    assert set(by_id) == wanted
+    return repeated
+
+
+async def _assert_stored_once(redis: Redis, frame: pd.DataFrame) -> None:
+    """Each customer's window set in Redis holds each of its transactions exactly once."""
+    per_customer = frame.groupby("customer_id")["transaction_id"].nunique()
+    for customer, count in per_customer.items():
+        assert await redis.zcard(customer_keys(str(customer))[0]) == count
 
 
 async def _start_with_labels(worker: WorkerEnv, frame: pd.DataFrame) -> None:
@@ -105,15 +129,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     decisions = [json.loads(r.value) for r in records]
 
     # every valid transaction has a decision, and a repeated decision is the same decision
-    by_id: dict[str, dict[str, Any]] = {}
-    repeated = 0
-    for d in decisions:
-        Decision.model_validate(d)
-        previous = by_id.setdefault(d["transaction_id"], d)
-        if previous is not d:
-            repeated += 1
-            assert _stable(previous) == _stable(d), d["transaction_id"]
-    assert set(by_id) == wanted
+    repeated = _one_decision_each(decisions, wanted)
     assert repeated > 0, "the kill should have forced re-deliveries"
     print(f"{n} transactions, {len(decisions)} decisions, {repeated} re-deliveries")
 
@@ -130,16 +146,14 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
         np.testing.assert_allclose(
             vector, offline.X[row[record["transaction_id"]]], rtol=0, atol=1e-9
         )
-    got, expected = _worker_scores(registry, offline, list(by_id.values()))
+    got, expected = _worker_scores(registry, offline, decisions)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
 
     # no window counted a transaction twice: the Redis state holds each one once, and asking
     # Redis again (an idempotent replay) gives exactly the training features
     redis = Redis.from_url(settings.redis_url)
     try:
-        per_customer = offline.frame.groupby("customer_id")["transaction_id"].nunique()
-        for customer, count in per_customer.items():
-            assert await redis.zcard(customer_keys(str(customer))[0]) == count
+        await _assert_stored_once(redis, offline.frame)
         store = RedisFeatureStore(redis)
         events = feature_events(offline.frame)
         again = np.vstack(
@@ -151,6 +165,57 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     finally:
         await redis.aclose()
     np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)
+
+
+async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_twice(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A second worker joins while the first drains a backlog, then the first leaves (SIGTERM,
+    as a scale-in does): the partitions move twice, with events held in the first worker's
+    event-time merge each time, and still every transaction is decided, a repeated decision is
+    the same decision, and Redis holds each transaction once."""
+    worker_env.env["STREAMER_COMMIT_INTERVAL_S"] = "5"  # so that handed-over work is replayed
+    settings = worker_env.settings
+    await _start_with_labels(worker_env, replay_slice)
+    n = await _produce_transactions(worker_env, replay_slice)
+    first = worker_env.processes[0]
+
+    def consumed(port: int | None = None) -> int | None:
+        """Transactions a worker has consumed (None while its dashboard does not answer)."""
+        summary = worker_env.summary(port)
+        return None if summary is None else int(summary["totals"].get("consumed_transactions", 0))
+
+    wait_for(lambda: (consumed() or 0) >= n // 4, timeout=120, what="a quarter", worker=worker_env)
+    port = free_port()
+    worker_env.start_worker(
+        STREAMER_WEB_PORT=str(port), STREAMER_DATA_DIR=str(tmp_path / "second")
+    )
+    # the group rebalanced and the newcomer took partitions
+    wait_for(
+        lambda: (consumed(port) or 0) > 0, timeout=120, what="the second worker", worker=worker_env
+    )
+    counts: list[int | None] = []
+    wait_for(lambda: counts.append(consumed()) or counts[-1] is not None, timeout=30,
+             what="the first worker's count", worker=worker_env)
+    before_leaving = counts[-1]
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=60)
+
+    wanted = set(replay_slice["transaction_id"])
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=wanted, timeout=240, worker=worker_env
+    )
+    repeated = _one_decision_each([json.loads(r.value) for r in records], wanted)
+    print(
+        f"{n} transactions, {len(records)} decisions, {repeated} repeated; the first worker "
+        f"consumed {before_leaving} before leaving, the second {consumed(port)}"
+    )
+    assert before_leaving is not None and before_leaving < n  # it did leave work to the second
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await _assert_stored_once(redis, replay_slice)
+    finally:
+        await redis.aclose()
 
 
 def _lopsided(frame: pd.DataFrame, partitions: int) -> pd.DataFrame:
