@@ -17,7 +17,7 @@ holds that fetch for the full fetch wait, and the busy partitions' next records 
 Faust hard-codes that wait to 1.5 s; once a burst takes longer than aiokafka's 100 ms prefetch
 back-off to hand out, every following fetch repeats the pattern, and the worker settles into a
 steady 1.5 s of added latency at any rate (seen in ``fraud-streamer bench``). The worker's
-consumer uses ``STREAMER_FETCH_MAX_WAIT_MS`` instead.
+consumer uses ``STREAMER_KAFKA_FETCH_MAX_WAIT_MS`` (20 ms) instead.
 """
 
 from __future__ import annotations
