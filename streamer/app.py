@@ -204,12 +204,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             consumed_at = time.perf_counter()
             pipeline = await runtime.pipeline()
             now = _now_ms()
+            generation = app.consumer_generation_id
             for event, received in zip(
                 events, pipeline.receive(_messages(events), consumed_at), strict=True
             ):
                 # take_events acks the batch when this step ends; the extra reference keeps
                 # the offset uncommitted until decide_released has published the decision
                 event.message.incref()
+                if event.message.generation_id != generation:
+                    # read before a rebalance: the merge has forgotten the records before it,
+                    # so deciding it now could put a card's transactions out of order. It is
+                    # never acked; the partition's owner reads it again.
+                    continue
                 message = received.message
                 merger.add(
                     TP(message.topic, message.partition),

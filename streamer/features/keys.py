@@ -11,6 +11,7 @@ key                             type    content
 ``fs:{t:<terminal>}:tx``        zset    transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:fraud``     zset    fraud transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:rep``       hash    fraud transaction id -> reported time (epoch ms)
+``fs:{t:<terminal>}:first``     hash    transaction id -> its window counts, as first computed
 ``fs:blocklist:customer``       set     blocked customer ids
 ``fs:blocklist:terminal``       set     blocked terminal ids
 ==============================  ======  =============================================
@@ -20,7 +21,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["BlocklistKind", "blocklist_key", "customer_keys", "terminal_keys"]
+__all__ = [
+    "BlocklistKind",
+    "blocklist_key",
+    "customer_keys",
+    "terminal_first_key",
+    "terminal_keys",
+]
 
 PREFIX = "fs"
 BlocklistKind = Literal["customer", "terminal"]
@@ -36,6 +43,16 @@ def terminal_keys(terminal_id: str) -> tuple[str, str, str]:
     """(transactions zset, frauds zset, reported-at hash) of one terminal."""
     tag = f"{PREFIX}:{{t:{terminal_id}}}"
     return f"{tag}:tx", f"{tag}:fraud", f"{tag}:rep"
+
+
+def terminal_first_key(terminal_id: str) -> str:
+    """The window counts first computed for each of a terminal's transactions.
+
+    A re-delivered transaction gets these back instead of a fresh count: between the two
+    deliveries other partitions (on other workers, or labels that came late) may have changed
+    what its windows hold, and the contract promises the same decision both times.
+    """
+    return f"{PREFIX}:{{t:{terminal_id}}}:first"
 
 
 def blocklist_key(kind: BlocklistKind) -> str:

@@ -56,6 +56,7 @@ class _Terminal:
     times: list[tuple[int, str]] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     frauds: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (ts, reported)
+    first: dict[str, list[float]] = field(default_factory=dict)  # id -> counts first computed
 
     def add(self, ts: int, tx_id: str) -> None:
         if tx_id in self.seen:
@@ -78,6 +79,7 @@ class _Terminal:
         if cut > 256 or (cut and cut * 2 > len(self.times)):
             for _, tx_id in self.times[:cut]:
                 self.seen.discard(tx_id)
+                self.first.pop(tx_id, None)
             del self.times[:cut]
             for tx_id in [k for k, (ts, _) in self.frauds.items() if ts < horizon]:
                 del self.frauds[tx_id]
@@ -126,6 +128,9 @@ class InMemoryFeatureStore(FeatureStore):
     def terminal_stats(self, e: FeatureEvent) -> list[float]:
         cfg = self._config
         term = self._terminal(e.terminal_id)
+        first = term.first.get(e.transaction_id)
+        if first is not None:  # a re-delivery: the counts it was first decided on (terminal.lua)
+            return list(first)
         term.add(e.ts_ms, e.transaction_id)
         term.trim(e.ts_ms - cfg.retention_days * DAY_MS)
         t = e.ts_ms
@@ -136,7 +141,8 @@ class InMemoryFeatureStore(FeatureStore):
             lo = hi - w
             out.append(float(term.count(lo, hi)))
             out.append(float(sum(1 for ts in frauds if ts > lo)))
-        return out
+        term.first[e.transaction_id] = out
+        return list(out)
 
     async def raw_stats(
         self, events: Sequence[FeatureEvent]

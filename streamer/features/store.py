@@ -28,7 +28,13 @@ from streamer.features.definitions import (
     FraudMark,
     build_matrix,
 )
-from streamer.features.keys import BlocklistKind, blocklist_key, customer_keys, terminal_keys
+from streamer.features.keys import (
+    BlocklistKind,
+    blocklist_key,
+    customer_keys,
+    terminal_first_key,
+    terminal_keys,
+)
 
 __all__ = ["Enriched", "FeatureStore", "RedisFeatureStore", "StoreConfig"]
 
@@ -165,7 +171,13 @@ class RedisFeatureStore(FeatureStore):
                     repr(float(e.amount)),
                 )
                 command(
-                    "EVALSHA", tsha, 3, *terminal_keys(e.terminal_id), e.transaction_id, e.ts_ms
+                    "EVALSHA",
+                    tsha,
+                    4,
+                    *terminal_keys(e.terminal_id),
+                    terminal_first_key(e.terminal_id),
+                    e.transaction_id,
+                    e.ts_ms,
                 )
             pipe.smismember(blocklist_key("customer"), [e.customer_id for e in events])
             pipe.smismember(blocklist_key("terminal"), [e.terminal_id for e in events])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from streamer.features.definitions import DAY_MS, FeatureEvent, FraudMark
+from streamer.features.definitions import DAY_MS, FEATURE_NAMES, FeatureEvent, FraudMark
 from streamer.features.keys import customer_keys
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.features.store import RedisFeatureStore
@@ -87,6 +87,27 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: Redis) 
     np.testing.assert_allclose(again.features, np.vstack(got)[-300:], rtol=0, atol=1e-9)
     c1 = sum(1 for e in events if e.customer_id == "c1")
     assert await redis.zcard(customer_keys("c1")[0]) == c1
+
+
+async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: Redis) -> None:
+    """Between two deliveries of a transaction, another worker (or a late label) may change
+    what its terminal windows hold; the repeat must still be decided on the same features."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    scored = FeatureEvent("tx-b", "c2", "t1", T0 + 10 * DAY_MS, 5.0, False, False)
+    # what another partition had not written yet: in tx-b's 7-day window, and a fraud
+    late = FeatureEvent("tx-a", "c1", "t1", T0 + 2 * DAY_MS, 5.0, False, False)
+    mark = FraudMark("tx-a", "t1", late.ts_ms, T0 + 9 * DAY_MS, True)
+    for store in (online, offline):
+        first = (await store.enrich([scored])).features
+        await store.enrich([late])
+        await store.apply_labels([mark])
+        again = (await store.enrich([scored])).features
+        np.testing.assert_array_equal(again, first)
+        # a transaction seen for the first time does see them
+        fresh = FeatureEvent("tx-c", "c3", "t1", scored.ts_ms, 5.0, False, False)
+        counts = (await store.enrich([fresh])).features
+        terminal = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("TERMINAL_")]
+        assert (counts[0, terminal] != first[0, terminal]).any(), store
 
 
 async def test_state_is_trimmed_and_expires(redis: Redis) -> None:

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from streamer.features.definitions import DAY_MS, FEATURE_NAMES, FeatureEvent, FraudMark
-from streamer.features.keys import blocklist_key, customer_keys, terminal_keys
+from streamer.features.keys import (
+    blocklist_key,
+    customer_keys,
+    terminal_first_key,
+    terminal_keys,
+)
 from streamer.features.memory import InMemoryFeatureStore
 
 T0 = 1_522_540_800_000  # 2018-04-01T00:00:00Z
@@ -23,6 +28,7 @@ def test_key_scheme_is_pinned() -> None:
     # Changing these strands every feature already in Redis: a migration, not a refactor.
     assert customer_keys("c-1") == ("fs:{c:c-1}:tx", "fs:{c:c-1}:amt")
     assert terminal_keys("t-9") == ("fs:{t:t-9}:tx", "fs:{t:t-9}:fraud", "fs:{t:t-9}:rep")
+    assert terminal_first_key("t-9") == "fs:{t:t-9}:first"
     assert blocklist_key("customer") == "fs:blocklist:customer"
     assert blocklist_key("terminal") == "fs:blocklist:terminal"
 
