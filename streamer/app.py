@@ -64,10 +64,6 @@ def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
-def _names(tps: Iterable[TP]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(tps))
-
-
 def _messages(events: Iterable[Any]) -> list[InputMessage]:
     return [
         InputMessage(m.topic, m.partition, m.offset, m.key, m.value)
@@ -76,7 +72,7 @@ def _messages(events: Iterable[Any]) -> list[InputMessage]:
 
 
 def app_options(settings: Settings, *, data_subdir: str = "worker") -> dict[str, Any]:
-    """Faust options of the worker; the bench's baseline agents use the same ones."""
+    """Options of the worker's :class:`WorkerApp`; the bench's baseline agents use the same."""
     return {
         "broker": [f"kafka://{server}" for server in settings.bootstrap_servers],
         "broker_credentials": _credentials(settings),
@@ -100,6 +96,8 @@ def app_options(settings: Settings, *, data_subdir: str = "worker") -> dict[str,
         # than this is still fetched whole (Kafka returns at least one batch)
         "stream_buffer_maxsize": settings.batch_max * 2,
         "consumer_max_fetch_size": 64 * 1024,
+        # read by WorkerApp's transport: Faust's own 1.5 s lets quiet partitions stall busy ones
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
     }
 
 
@@ -121,7 +119,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_in_thread=False,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )
 
     transactions = raw_topic(app, settings.topic_transactions)

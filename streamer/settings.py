@@ -108,8 +108,9 @@ class Settings(BaseSettings):
         "are paused until the others catch up (must stay well under the 7-day label delay)."
     )
     partition_idle_s: float = Field(
-        5.0, gt=0, description="A slow partition that has not advanced for this long (records "
-        "waiting, none delivered) stops holding the others back, so alignment never stalls."
+        5.0, gt=0, description="A partition whose queue ran dry and that delivers nothing for "
+        "this long (records waiting, none delivered) stops holding the others back, so "
+        "alignment never stalls."
     )
     web_host: str = Field(
         "127.0.0.1", description="Address the dashboard and /metrics bind to (0.0.0.0 in a "

@@ -35,12 +35,7 @@ VARIANTS = ("passthrough", "naive")
 def _app(settings: Settings, *, linger_s: float) -> faust.App:
     """A Faust app with the worker's consumer, producer and buffer options."""
     options = {**app_options(settings, data_subdir="bench"), "producer_linger": linger_s}
-    return WorkerApp(
-        settings.consumer_group,
-        **options,
-        web_enabled=False,
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-    )
+    return WorkerApp(settings.consumer_group, **options, web_enabled=False)
 
 
 def create_passthrough_app(settings: Settings) -> faust.App:
