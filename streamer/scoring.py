@@ -9,14 +9,40 @@ removal lowers the score most. All flagged rows of a batch are explained in one 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from models.registry import LoadedModel, RegistryError
 from streamer.features.definitions import FEATURE_NAMES, FEATURES
 
-__all__ = ["Contribution", "Scorer"]
+__all__ = ["Contribution", "Scorer", "fitted_parts", "one_thread"]
+
+
+def fitted_parts(estimator: Any) -> Iterator[Any]:
+    """The estimator and every fitted model it predicts with (pipeline steps, ensemble members).
+
+    ``get_params`` is no guide here: an ensemble's parameters are its unfitted templates, and
+    it predicts with the fitted clones in ``estimators_``.
+    """
+    yield estimator
+    for _, step in getattr(estimator, "steps", ()):
+        yield from fitted_parts(step)
+    members = getattr(estimator, "estimators_", None)
+    if isinstance(members, list):
+        for member in members:
+            if not hasattr(member, "tree_"):  # a forest's trees run on the forest's threads
+                yield from fitted_parts(member)
+
+
+def one_thread(estimator: Any) -> None:
+    """Predict on the calling thread: a thread pool per call (random forests train with
+    ``n_jobs=-1``) costs tens of milliseconds on the small batches of live traffic."""
+    for part in fitted_parts(estimator):
+        if hasattr(part, "n_jobs"):
+            part.n_jobs = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +80,7 @@ class Scorer:
         self.model = model
         self.version = manifest.version
         self._estimator = model.estimator
-        # One thread per scoring call: a thread pool per predict (random forests train with
-        # n_jobs=-1) costs tens of milliseconds on the small batches of live traffic.
-        single = {
-            k: 1 for k in self._estimator.get_params() if k == "n_jobs" or k.endswith("__n_jobs")
-        }
-        if single:
-            self._estimator.set_params(**single)
+        one_thread(self._estimator)
         baseline = manifest.baseline or [0.0] * len(FEATURE_NAMES)
         self.baseline = np.asarray(baseline, dtype=np.float64)
 

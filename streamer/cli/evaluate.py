@@ -37,8 +37,9 @@ def _histories(text: str, param: str) -> list[str]:
 @click.option("--prequential-all/--prequential-selected", default=False, show_default=True,
               help="Refit every family for each test week, or only the one selected by "
               "validation (the others are measured on the book's week only).")
-@click.option("--candidates", default="logreg,random_forest,hist_gb", show_default=True,
-              help="Comma-separated model families (logreg, random_forest, hist_gb).")
+@click.option("--candidates", default="logreg,random_forest,hist_gb,ensemble",
+              show_default=True,
+              help="Comma-separated model families (logreg, random_forest, hist_gb, ensemble).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("reports"), show_default=True,
               help="Directory of evaluation.md and evaluation.json.")

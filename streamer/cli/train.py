@@ -31,9 +31,9 @@ from streamer.settings import Settings
 )
 @click.option(
     "--candidates",
-    default="logreg,random_forest,hist_gb",
+    default="logreg,random_forest,hist_gb,ensemble",
     show_default=True,
-    help="Comma-separated model families to compare (logreg, random_forest, hist_gb).",
+    help="Comma-separated model families to compare (logreg, random_forest, hist_gb, ensemble).",
 )
 @click.option(
     "--promote/--no-promote",

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from models.dataset import build_features
-from models.evaluate import EvaluationPlan, SeedResult, detectable, evaluate_seed
+from models.evaluate import EvaluationPlan, SeedResult, auc_ceiling, detectable, evaluate_seed
 from models.history import HistorySpan, load_history
 from models.protocol import BOOK_TEST_START, known_compromised, protocol_mask, split_before
 from models.report import GOAL, console_table, render_markdown, report_json
@@ -163,6 +164,8 @@ def test_the_report_shows_the_book_beside_ours(small_run: SeedResult) -> None:
     assert weeks[1]["test_start"] == "2018-07-08"
     assert 0 <= weeks[0]["card_precision_at_100_detectable_ceiling"] <= \
         weeks[0]["card_precision_at_100_ceiling"]
+    assert 0.5 <= weeks[0]["auc_roc_detectable_ceiling"] <= 1
+    assert weeks[0]["auc_roc_chance_std"] >= 0
     # two test weeks only: the comparison is on the single test week
     (against,) = data["against_goal"]
     assert against["history"] == "5" and against["basis"] == "test week"
@@ -193,3 +196,20 @@ def test_the_book_is_beaten_only_at_its_own_precision() -> None:
     assert not _above(0.3054, "card_precision_at_100")  # ties the book's 0.305
     assert _above(0.3056, "card_precision_at_100")
     assert not _above(0.8789, "auc_roc") and _above(0.8796, "auc_roc")
+
+
+def test_the_auc_ceiling_is_what_chance_gives_a_ranking_that_finds_every_detectable_fraud() -> None:
+    rng = np.random.default_rng(7)
+    fraud = np.zeros(5_000, dtype=bool)
+    fraud[:120] = True
+    found = fraud.copy()
+    found[:40] = False  # 40 frauds no feature reveals
+    expected, std = auc_ceiling(fraud, found)
+    assert expected == pytest.approx((80 + 40 / 2) / 120)
+    aucs = []
+    for _ in range(400):
+        # detectable frauds first; the rest, undetectable frauds among them, in random order
+        scores = np.where(found, 2.0, rng.random(len(fraud)))
+        aucs.append(roc_auc_score(fraud, scores))
+    assert np.mean(aucs) == pytest.approx(expected, abs=3 * std / np.sqrt(len(aucs)))
+    assert np.std(aucs) == pytest.approx(std, rel=0.15)
