@@ -179,6 +179,14 @@ class ModelRegistry:
         history = self.history()
         return history[-1] if history else None
 
+    def current_for(self, features: Sequence[str]) -> str | None:
+        """The promoted version if it was trained on ``features`` (in that order), else None:
+        a model of an older feature set cannot serve, however recently it was promoted."""
+        version = self.current_version()
+        if version is None or tuple(self.manifest(version).features) != tuple(features):
+            return None
+        return version
+
     def versions(self) -> list[Manifest]:
         if not self.root.exists():
             return []

@@ -19,6 +19,7 @@ import numpy as np
 
 from models.evaluate import METRICS, EvaluationPlan, SeedResult
 from models.protocol import WARMUP_DAYS
+from streamer.features.definitions import FEATURE_NAMES
 
 __all__ = ["BOOK_ROWS", "GOAL", "BookRow", "console_table", "render_markdown", "report_json"]
 
@@ -232,7 +233,8 @@ def render_markdown(
         "*book* is the book's own dataset: its generator replayed call for call "
         "(`models/book_streams.py`), giving its published 1,754,155 transactions and 14,681 "
         "frauds; a number is a seed of our vectorised simulator (same rules, other random "
-        "draws). Features (the 17 of `streamer/features/definitions.py`) are built by "
+        f"draws). Features (the {len(FEATURE_NAMES)} of `streamer/features/definitions.py`) "
+        "are built by "
         f"replaying the history through the worker's in-memory feature store, from "
         f"{WARMUP_DAYS} days before the first day any model trains on (no window reaches "
         "further back, so the rows are those of a full replay).",

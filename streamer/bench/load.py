@@ -77,8 +77,8 @@ def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) 
     own = config.workdir / "registry"
     for root, source in ((settings.model_registry, "configured"), (own, "bench")):
         registry = ModelRegistry(root)
-        version = registry.current_version()
-        if version and tuple(registry.manifest(version).features) == FEATURE_NAMES:
+        version = registry.current_for(FEATURE_NAMES)
+        if version:
             registry.verify(version)
             return {"registry": str(root.resolve()), "version": version, "source": source}
 

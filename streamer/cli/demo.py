@@ -74,7 +74,7 @@ def demo(
 
     \b
     1. start Kafka and Redis on 127.0.0.1 (reused when running)
-    2. train and promote a model if the registry has none (`fraud-streamer train`)
+    2. train and promote a model if the registry has none, or none for these features
     3. simulate a month of transactions for a fresh population
     4. start the worker (dashboard at http://127.0.0.1:STREAMER_WEB_PORT/)
     5. replay the month into Kafka, labels included, plus a few malformed messages
@@ -85,6 +85,7 @@ def demo(
     from models.registry import ModelRegistry
     from models.simulate import SimulationConfig, simulate, write_dataset
     from streamer.cli.train import train
+    from streamer.features.definitions import FEATURE_NAMES
     from streamer.kafka import contract_topics, make_producer
     from streamer.stack import LocalStack
 
@@ -93,8 +94,11 @@ def demo(
         click.echo(f"    {state.describe()}", err=True)
 
     registry = ModelRegistry(settings.model_registry)
-    if registry.current_version() is None:
-        click.echo("2/6 no model promoted yet: training one (a few minutes, once; "
+    if registry.current_for(FEATURE_NAMES) is None:
+        current = registry.current_version()
+        why = "no model promoted yet" if current is None else \
+            f"model {current} was trained on other features than this worker computes"
+        click.echo(f"2/6 {why}: training one (a few minutes, once; "
                    "`fraud-streamer train` compares all candidates)", err=True)
         click.get_current_context().invoke(train, candidates="hist_gb,logreg")
     click.echo(f"2/6 model {registry.current_version()}", err=True)

@@ -4,8 +4,11 @@
 -- KEYS[1]  zset  transaction id -> event time (epoch ms)
 -- KEYS[2]  hash  transaction id -> amount (shortest round-trip decimal text)
 -- ARGV     tx_id, ts_ms, amount
--- The store prepends RETENTION (ms), TTL (s) and WINDOWS (ms, ascending) as constants.
--- returns  {count_w, sum_w ...per window, gap_ms}  as strings (Lua numbers would be truncated)
+-- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS and HIGH_FACTOR
+-- as constants.
+-- returns  {count_w, sum_w ...per window, gap_ms, median, high}  as strings (Lua numbers would
+--          be truncated): median is that of the other transactions' amounts in the widest window
+--          (0 if none), high how many of those in the last HIGH_MS were above HIGH_FACTOR x median
 --
 -- A window holds the transactions in (t - w, t) and this one. Other transactions at exactly t are
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
@@ -44,6 +47,7 @@ end
 local counts, sums = {}, {}
 for w = 1, nwin do counts[w] = 0; sums[w] = 0 end
 local prev = -1
+local others, recent = {}, {}
 if #ids > 0 then
   local amounts = redis.call('HMGET', hkey, unpack(ids))
   for i = 1, #ids do
@@ -55,8 +59,27 @@ if #ids > 0 then
         sums[w] = sums[w] + a
       end
     end
-    if ids[i] ~= id and s > prev then prev = s end
+    if ids[i] ~= id then
+      if s > prev then prev = s end
+      others[#others + 1] = a
+      if s > t - HIGH_MS then recent[#recent + 1] = a end
+    end
   end
+end
+
+local median = 0
+local m = #others
+if m > 0 then
+  table.sort(others)
+  if m % 2 == 1 then
+    median = others[(m + 1) / 2]
+  else
+    median = (others[m / 2] + others[m / 2 + 1]) / 2
+  end
+end
+local high = 0
+for i = 1, #recent do
+  if recent[i] > HIGH_FACTOR * median then high = high + 1 end
 end
 
 local out = {}
@@ -69,4 +92,6 @@ if prev >= 0 then
 else
   out[#out + 1] = '-1'
 end
+out[#out + 1] = string.format('%.17g', median)
+out[#out + 1] = tostring(high)
 return out

@@ -21,6 +21,8 @@ __all__ = [
     "DAY_MS",
     "FEATURES",
     "FEATURE_NAMES",
+    "HIGH_AMOUNT_DAYS",
+    "HIGH_AMOUNT_FACTOR",
     "LABEL_DELAY_DAYS",
     "NIGHT_LAST_HOUR",
     "RETENTION_DAYS",
@@ -45,8 +47,18 @@ RETENTION_DAYS = max(WINDOW_DAYS) + 2 * LABEL_DELAY_DAYS
 #: Gap reported when the customer has no earlier transaction inside the longest window.
 NO_PREVIOUS_HOURS = float(max(WINDOW_DAYS) * 24)
 
-#: customer stats: (count, amount sum) per window, then ms since the previous transaction or -1
-CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 1
+#: The card's usual amount is the median of its *other* transactions in the widest window: a
+#: compromised card's inflated amounts pull its mean up, hardly its median. A transaction above
+#: ``HIGH_AMOUNT_FACTOR`` times that median is *high*; how many the card made in the last
+#: ``HIGH_AMOUNT_DAYS`` tells of a compromise even when the current amount looks ordinary.
+HIGH_AMOUNT_FACTOR = 3
+HIGH_AMOUNT_DAYS = 7
+
+#: customer stats: (count, amount sum) per window; ms since the previous transaction or -1; the
+#: median amount of the card's other transactions in the widest window (0 if none); how many of
+#: them, in the last ``HIGH_AMOUNT_DAYS``, were above ``HIGH_AMOUNT_FACTOR`` times that median
+CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 3
+_GAP, _MEDIAN, _HIGH = 2 * len(WINDOW_DAYS), 2 * len(WINDOW_DAYS) + 1, 2 * len(WINDOW_DAYS) + 2
 #: terminal stats: (transactions, known frauds) per window
 TERMINAL_STATS_LEN = 2 * len(WINDOW_DAYS)
 
@@ -119,6 +131,18 @@ FEATURES: tuple[Feature, ...] = (
         "hours since this card's previous transaction (capped at 30 days)",
         "{:.1f} h",
     ),
+    Feature(
+        f"CUSTOMER_AMOUNT_RATIO_MEDIAN_{max(WINDOW_DAYS)}DAY",
+        f"amount relative to the median of this card's other transactions in the last "
+        f"{max(WINDOW_DAYS)} days",
+        "{:.1f}x",
+    ),
+    Feature(
+        f"CUSTOMER_NB_HIGH_TX_{HIGH_AMOUNT_DAYS}DAY",
+        f"this card's other transactions in the last {HIGH_AMOUNT_DAYS} days above "
+        f"{HIGH_AMOUNT_FACTOR}x its median amount",
+        "{:.0f}",
+    ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
@@ -190,8 +214,12 @@ def build_matrix(
             col += 2
         mean30 = out[:, 3 + 2 * (len(WINDOW_DAYS) - 1) + 1]
         out[:, col] = np.where(mean30 > 0, amount / mean30, 1.0)
-    gap_ms = cust[:, CUSTOMER_STATS_LEN - 1]
+    gap_ms = cust[:, _GAP]
     out[:, col + 1] = np.where(
         gap_ms >= 0, np.minimum(gap_ms / 3_600_000, NO_PREVIOUS_HOURS), NO_PREVIOUS_HOURS
     )
+    median = cust[:, _MEDIAN]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[:, col + 2] = np.where(median > 0, amount / median, 1.0)
+    out[:, col + 3] = cust[:, _HIGH]
     return out

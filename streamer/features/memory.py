@@ -85,6 +85,15 @@ class _Terminal:
                 del self.frauds[tx_id]
 
 
+def _median(values: Sequence[float]) -> float:
+    """As customer.lua computes it: the middle amount, or the mean of the middle two; 0 if none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 class InMemoryFeatureStore(FeatureStore):
     """Same answers as :class:`RedisFeatureStore`, held in Python dictionaries."""
 
@@ -123,6 +132,11 @@ class InMemoryFeatureStore(FeatureStore):
         widest_start = bisect_right(keys, (t - cfg.windows_ms[-1], "\U0010ffff"))
         prev = keys[end - 1][0] if end > widest_start else -1
         out.append(float(t - prev) if prev >= 0 else -1.0)
+        median = _median(cust.values[widest_start:end])
+        recent = bisect_right(keys, (t - cfg.high_amount_days * DAY_MS, "\U0010ffff"))
+        limit = cfg.high_amount_factor * median
+        out.append(median)
+        out.append(float(sum(1 for a in cust.values[max(recent, widest_start):end] if a > limit)))
         return out
 
     def terminal_stats(self, e: FeatureEvent) -> list[float]:

@@ -21,6 +21,8 @@ from redis.exceptions import NoScriptError
 
 from streamer.features.definitions import (
     DAY_MS,
+    HIGH_AMOUNT_DAYS,
+    HIGH_AMOUNT_FACTOR,
     LABEL_DELAY_DAYS,
     RETENTION_DAYS,
     WINDOW_DAYS,
@@ -47,6 +49,8 @@ class StoreConfig:
     delay_days: int = LABEL_DELAY_DAYS
     retention_days: int = RETENTION_DAYS
     ttl_seconds: int = RETENTION_DAYS * 86_400
+    high_amount_days: int = HIGH_AMOUNT_DAYS
+    high_amount_factor: int = HIGH_AMOUNT_FACTOR
 
     @property
     def windows_ms(self) -> list[int]:
@@ -113,7 +117,12 @@ class RedisFeatureStore(FeatureStore):
         retention = cfg.retention_days * DAY_MS
         self._customer = client.register_script(
             _script(
-                "customer.lua", RETENTION=retention, TTL=cfg.ttl_seconds, WINDOWS=cfg.windows_ms
+                "customer.lua",
+                RETENTION=retention,
+                TTL=cfg.ttl_seconds,
+                WINDOWS=cfg.windows_ms,
+                HIGH_MS=cfg.high_amount_days * DAY_MS,
+                HIGH_FACTOR=cfg.high_amount_factor,
             )
         )
         self._terminal = client.register_script(

@@ -38,7 +38,7 @@ def _history(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
             f"c{rng.randrange(25)}",
             f"t{rng.randrange(15)}",
             T0 + rng.randrange(0, 40 * DAY_MS) // 1000 * 1000,
-            round(rng.uniform(0, 300), 2),
+            round(rng.uniform(0, 60) * rng.choice((1, 1, 1, 5)), 2),  # some cards' highs
             rng.random() < 0.3,
             rng.random() < 0.2,
         )
@@ -80,6 +80,8 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: Redis) 
     # bit for bit: the twin adds amounts in the same order as the Lua scripts
     np.testing.assert_array_equal(np.vstack(got), np.vstack(want))
     assert np.vstack(got)[:, 10].sum() > 0, "the history should exercise terminal risk"
+    high = FEATURE_NAMES.index("CUSTOMER_NB_HIGH_TX_7DAY")
+    assert np.vstack(got)[:, high].sum() > 0, "the history should exercise high amounts"
 
     # replaying a stretch (as after a crash) changes nothing and counts nothing twice
     stretch = events[-300:]

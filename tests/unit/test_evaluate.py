@@ -16,6 +16,7 @@ from models.history import HistorySpan, load_history
 from models.protocol import BOOK_TEST_START, known_compromised, protocol_mask, split_before
 from models.report import GOAL, console_table, render_markdown, report_json
 from models.simulate import SimulationConfig, simulate
+from streamer.features.definitions import FEATURE_NAMES
 
 
 def _day(text: str) -> pd.Timestamp:
@@ -157,6 +158,7 @@ def test_the_report_shows_the_book_beside_ours(small_run: SeedResult) -> None:
             "weeks) | 0.879 |") in text
     assert "| ours: logreg |" in text and "## Prequential" in text
     assert "## Against the book's best row" in text
+    assert f"Features (the {len(FEATURE_NAMES)} of" in text
     data = json.loads(json.dumps(report_json([small_run], plan, command="x", seconds=1)))
     assert data["goal"]["average_precision"] == GOAL.average_precision == 0.687
     assert data["goal"]["basis"] == "mean of 4 test weeks"

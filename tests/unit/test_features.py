@@ -37,7 +37,7 @@ def test_feature_order_is_the_handbooks_then_ours() -> None:
     assert FEATURE_NAMES[:3] == ("TX_AMOUNT", "TX_DURING_WEEKEND", "TX_DURING_NIGHT")
     assert FEATURE_NAMES[3] == "CUSTOMER_ID_NB_TX_1DAY_WINDOW"
     assert FEATURE_NAMES[14] == "TERMINAL_ID_RISK_30DAY_WINDOW"
-    assert len(FEATURE_NAMES) == 17
+    assert len(FEATURE_NAMES) == 19
 
 
 def test_customer_windows_include_the_transaction_and_exclude_older_ones() -> None:
@@ -50,6 +50,25 @@ def test_customer_windows_include_the_transaction_and_exclude_older_ones() -> No
     assert x[COL["CUSTOMER_ID_AVG_AMOUNT_7DAY_WINDOW"]] == pytest.approx(30.0)
     assert x[COL["CUSTOMER_AMOUNT_RATIO_30DAY"]] == pytest.approx(2.0)
     assert x[COL["CUSTOMER_HOURS_SINCE_PREV_TX"]] == pytest.approx(1 / 3600)
+
+
+def test_the_usual_amount_is_the_median_of_the_cards_other_transactions() -> None:
+    store = InMemoryFeatureStore()
+    first = store.enrich_sync([ev("a", T0, 30.0)])[0]
+    assert first[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 1.0  # nothing to compare with
+    assert first[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0
+    store.enrich_sync([ev("b", T0 + 10 * DAY_MS, 10.0), ev("c", T0 + 11 * DAY_MS, 20.0),
+                       ev("d", T0 + 12 * DAY_MS, 200.0)])
+    x = store.enrich_sync([ev("e", T0 + 13 * DAY_MS, 50.0)])[0]
+    # the others: 10, 20, 30, 200 -> median 25, where the 30-day mean (62) follows the outlier
+    assert x[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 2.0
+    assert x[COL["CUSTOMER_AMOUNT_RATIO_30DAY"]] == pytest.approx(50 / 62)
+    # above 3 x 25 in the last 7 days: d only (a is older, and not above anyway)
+    assert x[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 1
+    # an odd count takes the middle one; d has left the 7-day window a week later
+    y = store.enrich_sync([ev("f", T0 + 20 * DAY_MS, 40.0)])[0]
+    assert y[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 40.0 / 30.0
+    assert y[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0
 
 
 def test_window_boundary_is_exclusive_at_the_far_end() -> None:

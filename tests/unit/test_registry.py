@@ -118,3 +118,13 @@ def test_a_version_cannot_be_registered_twice(registry: ModelRegistry,
     _register(registry, estimator, "v1")
     with pytest.raises(RegistryError, match="already exists"):
         _register(registry, estimator, "v1")
+
+
+def test_a_promoted_model_of_other_features_is_not_current_for_these(
+        registry: ModelRegistry, estimator: LogisticRegression) -> None:
+    assert registry.current_for(FEATURES) is None  # nothing promoted
+    _register(registry, estimator, "v1")
+    registry.promote("v1")
+    assert registry.current_for(FEATURES) == "v1"
+    assert registry.current_for([*FEATURES, "c"]) is None  # the worker gained a feature
+    assert registry.current_for(FEATURES[::-1]) is None  # same names, other order
