@@ -90,7 +90,7 @@ CANDIDATES: dict[str, Candidate] = {
     "hist_gb": Candidate(
         "hist_gb",
         _hgb,
-        [_BOOSTING, {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31}],
+        [dict(_BOOSTING), {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31}],
     ),
     "ensemble": Candidate("ensemble", _ensemble, [{"forest_depth": 10, "extra_trees_depth": 12}]),
 }
