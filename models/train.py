@@ -30,6 +30,7 @@ from models.metrics import quality
 from streamer.features.definitions import FEATURE_NAMES, LABEL_DELAY_DAYS
 
 __all__ = [
+    "BOOSTING",
     "CANDIDATES",
     "Candidate",
     "Period",
@@ -61,8 +62,8 @@ def _hgb(**params: Any) -> Any:
     return HistGradientBoostingClassifier(random_state=0, early_stopping=False, **params)
 
 
-#: the boosting settings ``evaluate`` selects on validation weeks (see ``models.evaluate.SEARCH``)
-_BOOSTING = {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 15, "l2_regularization": 1.0}
+#: the boosting settings ``evaluate`` searches and selects on validation weeks
+BOOSTING = {"learning_rate": 0.05, "max_iter": 300, "max_leaf_nodes": 15, "l2_regularization": 1.0}
 
 
 def _ensemble(*, forest_depth: int = 10, extra_trees_depth: int = 12) -> Any:
@@ -75,7 +76,7 @@ def _ensemble(*, forest_depth: int = 10, extra_trees_depth: int = 12) -> Any:
     return VotingClassifier(
         [
             ("forest", _forest(max_depth=forest_depth)),
-            ("boosting", _hgb(**_BOOSTING)),
+            ("boosting", _hgb(**BOOSTING)),
             ("extra_trees", ExtraTreesClassifier(n_estimators=100, max_depth=extra_trees_depth,
                                                  n_jobs=-1, random_state=0)),
         ],
@@ -90,7 +91,7 @@ CANDIDATES: dict[str, Candidate] = {
     "hist_gb": Candidate(
         "hist_gb",
         _hgb,
-        [dict(_BOOSTING), {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31}],
+        [dict(BOOSTING), {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31}],
     ),
     "ensemble": Candidate("ensemble", _ensemble, [{"forest_depth": 10, "extra_trees_depth": 12}]),
 }
