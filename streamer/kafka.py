@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.cluster import ClusterMetadata
@@ -33,6 +34,8 @@ __all__ = [
     "fetch_broker_ids",
     "make_consumer",
     "make_producer",
+    "partitions",
+    "running",
 ]
 
 # Long enough to batch the sends of one scored batch, short enough not to show in latency.
@@ -97,6 +100,24 @@ def make_consumer(
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
+
+
+Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
+
+
+@asynccontextmanager
+async def running(client: Client) -> AsyncIterator[Client]:
+    """An aiokafka client, started, and stopped however the block ends (even mid-start)."""
+    try:
+        await client.start()
+        yield client
+    finally:
+        await client.stop()
+
+
+def partitions(topic: str, count: int) -> list[TopicPartition]:
+    """The topic's partitions, as created by :func:`ensure_topics` with ``count`` partitions."""
+    return [TopicPartition(topic, p) for p in range(count)]
 
 
 def contract_topic_names(settings: Settings) -> tuple[str, ...]:

@@ -11,18 +11,17 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
 from streamer.bench.config import BenchError
-from streamer.kafka import client_options, make_consumer, make_producer
+from streamer.kafka import client_options, make_consumer, make_producer, partitions, running
 from streamer.settings import Settings
 
 __all__ = [
@@ -33,9 +32,7 @@ __all__ = [
     "end_total",
     "flush_redis_dbs",
     "free_port",
-    "partitions",
     "produce",
-    "running",
     "timestamps",
     "usage",
     "usage_between",
@@ -125,23 +122,6 @@ def usage_between(before: Usage, after: Usage, seconds: float) -> dict[str, floa
 
 
 # --- Kafka ----------------------------------------------------------------------------------
-Client = TypeVar("Client", AIOKafkaConsumer, AIOKafkaProducer)
-
-
-@asynccontextmanager
-async def running(client: Client) -> AsyncIterator[Client]:
-    """An aiokafka client, started, and stopped however the block ends (even mid-start)."""
-    try:
-        await client.start()
-        yield client
-    finally:
-        await client.stop()
-
-
-def partitions(topic: str, count: int) -> list[TopicPartition]:
-    return [TopicPartition(topic, p) for p in range(count)]
-
-
 async def end_total(consumer: Any, tps: list[TopicPartition]) -> int:
     """How many records the partitions hold (the sum of their end offsets)."""
     return sum((await consumer.end_offsets(tps)).values())

@@ -19,14 +19,12 @@ from streamer.bench.infra import (
     Usage,
     end_total,
     free_port,
-    partitions,
-    running,
     timestamps,
     usage,
     usage_between,
     with_db,
 )
-from streamer.kafka import make_consumer, make_producer
+from streamer.kafka import make_consumer, make_producer, partitions, running
 from streamer.settings import Settings
 
 __all__ = ["Run", "latency", "measure", "throughput"]

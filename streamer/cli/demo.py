@@ -7,8 +7,10 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +30,88 @@ def _summary(port: int) -> dict[str, Any] | None:
         return None
 
 
-def _status_line(summary: dict[str, Any]) -> str:
+class RunTally:
+    """This run's transactions as the ``decisions`` topic shows them: each id once, by decision.
+
+    The worker's own totals count all it decided since it started, including a backlog that an
+    earlier, interrupted run left in Kafka; "all decided" read from them can come too early.
+    This reads the topic from its end as it was before the replay and counts only the ids this
+    run sends (an id decided twice, after a re-delivery, counts once).
+    """
+
+    def __init__(self, settings: Settings, ids: set[str]) -> None:
+        self.expected = len(ids)
+        self.decisions: Counter[str] = Counter()
+        self._settings, self._ids, self._seen = settings, ids, set[str]()
+        self._ready, self._stop = threading.Event(), threading.Event()
+        self._failure: list[BaseException] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def decided(self) -> int:
+        return len(self._seen)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start reading; returns once the topic's end is fixed, so nothing sent later is missed."""
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise click.ClickException(
+                f"reading {self._settings.topic_decisions}: no answer in {timeout:.0f} s"
+            )
+        self.check()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def line(self) -> str:
+        d = self.decisions
+        return (
+            f"decided {self.decided:,} of {self.expected:,} (approve {d['approve']:,} · "
+            f"review {d['review']:,} · decline {d['decline']:,})"
+        )
+
+    def _run(self) -> None:
+        import asyncio
+
+        try:
+            asyncio.run(self._consume())
+        except BaseException as exc:  # raised in the main thread by start() or check()
+            self._failure.append(exc)
+            self._ready.set()
+
+    def check(self) -> None:
+        """Raise what stopped the reader, if anything did."""
+        if self._failure:
+            raise click.ClickException(
+                f"reading {self._settings.topic_decisions} failed: {self._failure[0]}"
+            )
+
+    async def _consume(self) -> None:
+        from streamer.kafka import make_consumer, partitions, running
+
+        settings = self._settings
+        async with running(make_consumer(settings, group_id=None)) as consumer:
+            tps = partitions(settings.topic_decisions, settings.partitions)
+            consumer.assign(tps)
+            for tp, end in (await consumer.end_offsets(tps)).items():
+                consumer.seek(tp, end)
+            self._ready.set()
+            while not self._stop.is_set():
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    for record in records:
+                        decision = json.loads(record.value)
+                        tx = decision.get("transaction_id")
+                        if tx in self._ids and tx not in self._seen:
+                            self._seen.add(tx)
+                            self.decisions[decision.get("decision")] += 1
+
+
+def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
     t = summary.get("totals", {})
-    decided = sum(v for k, v in t.items() if k.startswith("decision_"))
     return (
-        f"decisions {decided:,} (approve {t.get('decision_approve', 0):,} · "
-        f"review {t.get('decision_review', 0):,} · decline {t.get('decision_decline', 0):,})  "
-        f"alerts {t.get('alerts', 0):,}  dead letters {t.get('dead_letters', 0):,}  "
-        f"labels {t.get('consumed_labels', 0):,}  model {summary.get('model_version')}"
+        f"{tally.line()}  alerts {t.get('alerts', 0):,}  dead letters {t.get('dead_letters', 0):,}"
+        f"  labels {t.get('consumed_labels', 0):,}  model {summary.get('model_version')}"
     )
 
 
@@ -78,7 +154,7 @@ def demo(
     3. simulate a month of transactions for a fresh population
     4. start the worker (dashboard at http://127.0.0.1:STREAMER_WEB_PORT/)
     5. replay the month into Kafka, labels included, plus a few malformed messages
-    6. print live counts of decisions, alerts and dead letters until all are decided
+    6. print live counts of this run's decisions, alerts and dead letters until all are decided
     """
     import asyncio
 
@@ -142,7 +218,6 @@ def _run_demo(
     make_producer: Any,
 ) -> None:
     import asyncio
-    import threading
 
     from models.simulate import read_dataset
     from streamer.replay import encode_labels, encode_transactions, merged_records, replay
@@ -155,11 +230,11 @@ def _run_demo(
                 f"the worker did not start; see {settings.data_dir}/demo-worker.log"
             )
         time.sleep(0.5)
-    start = _summary(port) or {}
-    already = sum(v for k, v in start.get("totals", {}).items() if k.startswith("decision_"))
 
     frame = read_dataset(data).sort_values(["timestamp", "transaction_id"])
     txs, labels = encode_transactions(frame), encode_labels(frame)
+    tally = RunTally(settings, set(frame["transaction_id"]))
+    tally.start()
     click.echo(
         f"5/6 replaying {len(txs):,} transactions and their labels "
         f"(dashboard: http://127.0.0.1:{port}/)",
@@ -188,21 +263,24 @@ def _run_demo(
     producer.start()
     click.echo("6/6 live counts (Ctrl-C to stop)", err=True)
     started = time.monotonic()
-    while True:
-        time.sleep(2)
-        if failure:
-            raise click.ClickException(f"replay failed: {failure[0]}")
-        if worker.poll() is not None:
-            raise click.ClickException(
-                f"the worker exited; see {settings.data_dir}/demo-worker.log"
-            )
-        summary = _summary(port)
-        if summary is None:
-            continue
-        click.echo(f"  {time.monotonic() - started:6.0f} s  {_status_line(summary)}")
-        decided = sum(v for k, v in summary["totals"].items() if k.startswith("decision_"))
-        if not producer.is_alive() and decided - already >= len(txs):
-            break
+    try:
+        while True:
+            time.sleep(2)
+            if failure:
+                raise click.ClickException(f"replay failed: {failure[0]}")
+            tally.check()
+            if worker.poll() is not None:
+                raise click.ClickException(
+                    f"the worker exited; see {settings.data_dir}/demo-worker.log"
+                )
+            summary = _summary(port)
+            if summary is None:
+                continue
+            click.echo(f"  {time.monotonic() - started:6.0f} s  {_status_line(tally, summary)}")
+            if not producer.is_alive() and tally.decided >= tally.expected:
+                break
+    finally:
+        tally.stop()
     click.echo(f"all {len(txs):,} transactions decided in {time.monotonic() - started:.0f} s")
     if keep_running is None:
         keep_running = sys.stdin.isatty()

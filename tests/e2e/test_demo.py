@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import subprocess
@@ -9,6 +11,11 @@ import sys
 import uuid
 from pathlib import Path
 
+import pandas as pd
+
+from models.simulate import SimulationConfig, read_dataset, simulate
+from streamer.kafka import contract_topics, make_consumer, partitions, running
+from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 
 
@@ -23,6 +30,30 @@ def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str
     )
     assert proc.returncode == 0, f"{args} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout + proc.stderr
+
+
+def _backlog(days: int) -> pd.DataFrame:
+    """Traffic an earlier, interrupted demo left in Kafka: a month before the demo's own days,
+    under ids of its own, so the worker decides all of it before any of this run's."""
+    frame = simulate(SimulationConfig(n_customers=300, n_terminals=600, n_days=days,
+                                      start_date="2018-03-01", seed=9))
+    return frame.assign(transaction_id="backlog-" + frame["transaction_id"])
+
+
+async def _decided_ids(settings: Settings) -> set[str]:
+    """Every transaction id on the decisions topic, from its beginning to its current end."""
+    async with running(make_consumer(settings, group_id=None)) as consumer:
+        tps = partitions(settings.topic_decisions, settings.partitions)
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        ids: set[str] = set()
+        read = 0
+        while read < sum(ends.values()):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                ids.update(json.loads(r.value)["transaction_id"] for r in records)
+                read += len(records)
+        return ids
 
 
 def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Path) -> None:
@@ -71,6 +102,16 @@ def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Pa
     )
     assert "promoted" in out
 
+    # a backlog twice the demo's size waits in Kafka, earlier in event time: the worker's totals
+    # pass the demo's count before any of the demo's own transactions is decided
+    topics = {k[len("STREAMER_TOPIC_"):].lower(): v for k, v in env.items()
+              if k.startswith("STREAMER_TOPIC_")}
+    settings = stack.model_copy(update={f"topic_{k}": v for k, v in topics.items()})
+    backlog = _backlog(days=20)
+    asyncio.run(contract_topics(settings))
+    asyncio.run(replay(settings, (("transactions", k, v) for _, k, v in
+                                  encode_transactions(backlog))))
+
     out = _run(
         ["demo", "--customers", "300", "--terminals", "600", "--days", "8", "--exit-when-done"],
         tmp_path,
@@ -79,5 +120,11 @@ def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Pa
     )
     match = re.search(r"all ([\d,]+) transactions decided", out)
     assert match, out
-    assert int(match.group(1).replace(",", "")) > 1000
+    ran = read_dataset(tmp_path / "data" / "demo-300x600-8d-seed2026.parquet")
+    assert int(match.group(1).replace(",", "")) == len(ran) > 1000
+    assert len(backlog) > 2 * len(ran)
+    # "all decided" means this run's transactions, each of them, whatever else the worker did
+    decided = asyncio.run(_decided_ids(settings))
+    assert set(ran["transaction_id"]) <= decided
+    assert f"decided {len(ran):,} of {len(ran):,}" in out
     assert "dead letters 3" in out  # the demo's three malformed messages
