@@ -13,62 +13,62 @@
 -- A window holds the transactions in (t - w, t) and this one. Other transactions at exactly t are
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
 -- must get the same features as the first time.
+--
+-- This runs once per event on the hot path and its cost grows with the card's history, so the
+-- loop over that history is a single pass with locals only (no table lookups per window).
+local tonumber, format = tonumber, string.format
 local zkey, hkey = KEYS[1], KEYS[2]
 local id = ARGV[1]
 local t = tonumber(ARGV[2])
-local retention, ttl = RETENTION, TTL
 local nwin = #WINDOWS
 
 if redis.call('HSETNX', hkey, id, ARGV[3]) == 1 then
   redis.call('ZADD', zkey, t, id)
 end
 
-local horizon = '(' .. string.format('%d', t - retention)
+local horizon = '(' .. format('%d', t - RETENTION)
 local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', horizon)
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', horizon)
   redis.call('HDEL', hkey, unpack(old))
 end
-redis.call('EXPIRE', zkey, ttl)
-redis.call('EXPIRE', hkey, ttl)
+redis.call('EXPIRE', zkey, TTL)
+redis.call('EXPIRE', hkey, TTL)
 
-local widest = WINDOWS[nwin]
-local rows = redis.call('ZRANGEBYSCORE', zkey, '(' .. string.format('%d', t - widest),
-                        string.format('%d', t), 'WITHSCORES')
-local ids, scores = {}, {}
-for i = 1, #rows, 2 do
-  local s = tonumber(rows[i + 1])
-  if s < t or rows[i] == id then
-    ids[#ids + 1] = rows[i]
-    scores[#scores + 1] = s
-  end
-end
+local rows = redis.call('ZRANGEBYSCORE', zkey, '(' .. format('%d', t - WINDOWS[nwin]),
+                        format('%d', t), 'WITHSCORES')
+local n = #rows / 2
+local ids = {}
+for i = 1, n do ids[i] = rows[2 * i - 1] end
+local amounts = n > 0 and redis.call('HMGET', hkey, unpack(ids)) or {}
 
-local counts, sums = {}, {}
-for w = 1, nwin do counts[w] = 0; sums[w] = 0 end
+-- lows[w]: a transaction is in window w when its time is above lows[w]
+local lows, counts, sums = {}, {}, {}
+for w = 1, nwin do lows[w] = t - WINDOWS[w]; counts[w] = 0; sums[w] = 0 end
+local high_low = t - HIGH_MS
 local prev = -1
-local others, recent = {}, {}
-if #ids > 0 then
-  local amounts = redis.call('HMGET', hkey, unpack(ids))
-  for i = 1, #ids do
-    local s = scores[i]
+local others, recent, m, r = {}, {}, 0, 0
+for i = 1, n do
+  local s = tonumber(rows[2 * i])
+  local mine = ids[i] == id
+  if s < t or mine then
     local a = tonumber(amounts[i]) or 0
+    -- windows ascend: once a transaction is in one, it is in every wider one
     for w = 1, nwin do
-      if s > t - WINDOWS[w] then
-        counts[w] = counts[w] + 1
-        sums[w] = sums[w] + a
+      if s > lows[w] then
+        for v = w, nwin do counts[v] = counts[v] + 1; sums[v] = sums[v] + a end
+        break
       end
     end
-    if ids[i] ~= id then
+    if not mine then
       if s > prev then prev = s end
-      others[#others + 1] = a
-      if s > t - HIGH_MS then recent[#recent + 1] = a end
+      m = m + 1; others[m] = a
+      if s > high_low then r = r + 1; recent[r] = a end
     end
   end
 end
 
 local median = 0
-local m = #others
 if m > 0 then
   table.sort(others)
   if m % 2 == 1 then
@@ -77,21 +77,17 @@ if m > 0 then
     median = (others[m / 2] + others[m / 2 + 1]) / 2
   end
 end
-local high = 0
-for i = 1, #recent do
-  if recent[i] > HIGH_FACTOR * median then high = high + 1 end
+local high, bar = 0, HIGH_FACTOR * median
+for i = 1, r do
+  if recent[i] > bar then high = high + 1 end
 end
 
 local out = {}
 for w = 1, nwin do
-  out[#out + 1] = tostring(counts[w])
-  out[#out + 1] = string.format('%.17g', sums[w])
+  out[2 * w - 1] = tostring(counts[w])
+  out[2 * w] = format('%.17g', sums[w])
 end
-if prev >= 0 then
-  out[#out + 1] = string.format('%d', t - prev)
-else
-  out[#out + 1] = '-1'
-end
-out[#out + 1] = string.format('%.17g', median)
-out[#out + 1] = tostring(high)
+out[2 * nwin + 1] = prev >= 0 and format('%d', t - prev) or '-1'
+out[2 * nwin + 2] = format('%.17g', median)
+out[2 * nwin + 3] = tostring(high)
 return out
