@@ -14,8 +14,9 @@
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
 -- must get the same features as the first time.
 --
--- This runs once per event on the hot path and its cost grows with the card's history, so the
--- loop over that history is a single pass with locals only (no table lookups per window).
+-- This runs once per event on the hot path and its cost grows with the card's history, so that
+-- history is read in a single pass, with locals, each transaction's windows settled at the first
+-- (narrowest) window that holds it.
 local tonumber, format = tonumber, string.format
 local zkey, hkey = KEYS[1], KEYS[2]
 local id = ARGV[1]
