@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -191,6 +192,7 @@ def demo(
         click.echo(f"3/6 reusing {data}", err=True)
 
     asyncio.run(contract_topics(settings))
+    _check_port_free(settings.web_host, settings.web_port)
     log_path = settings.data_dir / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"4/6 starting the worker (log: {log_path})", err=True)
@@ -207,6 +209,22 @@ def demo(
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail now, by name, if something already listens on the worker's web port.
+
+    Otherwise the demo would read that process's counts while its own worker fails to bind.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise click.ClickException(
+                f"{host}:{port} is taken ({exc.strerror}): another worker or demo may still be "
+                "running; stop it, or choose another port with STREAMER_WEB_PORT"
+            ) from None
 
 
 def _run_demo(
