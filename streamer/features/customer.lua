@@ -3,6 +3,7 @@
 --
 -- KEYS[1]  zset  transaction id -> event time (epoch ms)
 -- KEYS[2]  hash  transaction id -> amount (shortest round-trip decimal text)
+-- KEYS[3]  hash  transaction id -> "count_1,sum_1,..."  the stats first computed for it
 -- ARGV     tx_id, ts_ms, amount
 -- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS and HIGH_FACTOR
 -- as constants.
@@ -14,14 +15,25 @@
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
 -- must get the same features as the first time.
 --
+-- A transaction seen before (a re-delivery) gets the stats first computed for it: a fast backlog
+-- can move the card's later transactions past the retention horizon of this one's windows
+-- before the repeat arrives, and a repeated decision must be the same.
+--
 -- This runs once per event on the hot path and its cost grows with the card's history, so that
 -- history is read in a single pass, with locals, each transaction's windows settled at the first
 -- (narrowest) window that holds it.
 local tonumber, format = tonumber, string.format
-local zkey, hkey = KEYS[1], KEYS[2]
+local zkey, hkey, firstkey = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
 local t = tonumber(ARGV[2])
 local nwin = #WINDOWS
+
+local first = redis.call('HGET', firstkey, id)
+if first then
+  local out = {}
+  for v in string.gmatch(first, '[^,]+') do out[#out + 1] = v end
+  return out
+end
 
 if redis.call('HSETNX', hkey, id, ARGV[3]) == 1 then
   redis.call('ZADD', zkey, t, id)
@@ -32,6 +44,7 @@ local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', horizon)
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', horizon)
   redis.call('HDEL', hkey, unpack(old))
+  redis.call('HDEL', firstkey, unpack(old))
 end
 redis.call('EXPIRE', zkey, TTL)
 redis.call('EXPIRE', hkey, TTL)
@@ -91,4 +104,6 @@ end
 out[2 * nwin + 1] = prev >= 0 and format('%d', t - prev) or '-1'
 out[2 * nwin + 2] = format('%.17g', median)
 out[2 * nwin + 3] = tostring(high)
+redis.call('HSET', firstkey, id, table.concat(out, ','))
+redis.call('EXPIRE', firstkey, TTL)
 return out

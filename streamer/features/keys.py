@@ -8,6 +8,7 @@ key                             type    content
 ==============================  ======  =============================================
 ``fs:{c:<customer>}:tx``        zset    transaction id -> event time (epoch ms)
 ``fs:{c:<customer>}:amt``       hash    transaction id -> amount
+``fs:{c:<customer>}:first``     hash    transaction id -> its window stats, as first computed
 ``fs:{t:<terminal>}:tx``        zset    transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:fraud``     zset    fraud transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:rep``       hash    fraud transaction id -> reported time (epoch ms)
@@ -24,6 +25,7 @@ from typing import Literal
 __all__ = [
     "BlocklistKind",
     "blocklist_key",
+    "customer_first_key",
     "customer_keys",
     "terminal_first_key",
     "terminal_keys",
@@ -37,6 +39,17 @@ def customer_keys(customer_id: str) -> tuple[str, str]:
     """(transactions zset, amounts hash) of one customer."""
     tag = f"{PREFIX}:{{c:{customer_id}}}"
     return f"{tag}:tx", f"{tag}:amt"
+
+
+def customer_first_key(customer_id: str) -> str:
+    """The window stats first computed for each of a customer's transactions.
+
+    A card's transactions stay in one partition, in order, yet a re-delivery can still find its
+    windows changed: a backlog drained fast can move a week of event time between the last commit
+    and a rebalance, and the card's later transactions trim state that the repeat's windows
+    reached. The repeat gets these back, as the terminal's do (:func:`terminal_first_key`).
+    """
+    return f"{PREFIX}:{{c:{customer_id}}}:first"
 
 
 def terminal_keys(terminal_id: str) -> tuple[str, str, str]:

@@ -28,6 +28,7 @@ class _Customer:
     keys: list[tuple[int, str]] = field(default_factory=list)  # (ts, id), sorted
     values: list[float] = field(default_factory=list)  # amounts, in the order of keys
     amounts: dict[str, float] = field(default_factory=dict)
+    first: dict[str, list[float]] = field(default_factory=dict)  # id -> stats first computed
 
     def add(self, ts: int, tx_id: str, amount: float) -> None:
         if tx_id in self.amounts:
@@ -47,6 +48,7 @@ class _Customer:
         if cut > 256 or (cut and cut * 2 > len(self.keys)):
             for _, tx_id in self.keys[:cut]:
                 del self.amounts[tx_id]
+                self.first.pop(tx_id, None)
             del self.keys[:cut]
             del self.values[:cut]
 
@@ -114,6 +116,9 @@ class InMemoryFeatureStore(FeatureStore):
         cust = self._customers.get(e.customer_id)
         if cust is None:
             cust = self._customers[e.customer_id] = _Customer()
+        first = cust.first.get(e.transaction_id)
+        if first is not None:  # a re-delivery: the stats it was first decided on (customer.lua)
+            return list(first)
         cust.add(e.ts_ms, e.transaction_id, float(e.amount))
         cust.trim(e.ts_ms - cfg.retention_days * DAY_MS)
         t = e.ts_ms
@@ -137,7 +142,8 @@ class InMemoryFeatureStore(FeatureStore):
         limit = cfg.high_amount_factor * median
         out.append(median)
         out.append(float(sum(1 for a in cust.values[max(recent, widest_start):end] if a > limit)))
-        return out
+        cust.first[e.transaction_id] = out
+        return list(out)
 
     def terminal_stats(self, e: FeatureEvent) -> list[float]:
         cfg = self._config

@@ -33,6 +33,7 @@ from streamer.features.definitions import (
 from streamer.features.keys import (
     BlocklistKind,
     blocklist_key,
+    customer_first_key,
     customer_keys,
     terminal_first_key,
     terminal_keys,
@@ -173,8 +174,9 @@ class RedisFeatureStore(FeatureStore):
                 command(
                     "EVALSHA",
                     csha,
-                    2,
+                    3,
                     *customer_keys(e.customer_id),
+                    customer_first_key(e.customer_id),
                     e.transaction_id,
                     e.ts_ms,
                     repr(float(e.amount)),

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from streamer.features.definitions import DAY_MS, FEATURE_NAMES, FeatureEvent, FraudMark
+from streamer.features.definitions import (
+    DAY_MS,
+    FEATURE_NAMES,
+    RETENTION_DAYS,
+    FeatureEvent,
+    FraudMark,
+)
 from streamer.features.keys import customer_keys
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.features.store import RedisFeatureStore
@@ -110,6 +116,29 @@ async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: R
         counts = (await store.enrich([fresh])).features
         terminal = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("TERMINAL_")]
         assert (counts[0, terminal] != first[0, terminal]).any(), store
+
+
+async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: Redis) -> None:
+    """A fast backlog can carry a card's later transactions more than the retention margin past
+    a transaction before that one is re-delivered; their trimming then removes what its 30-day
+    window held, and the repeat must still be decided on the same features."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    early = FeatureEvent("tx-a", "c1", "t1", T0, 5.0, False, False)
+    scored = FeatureEvent("tx-b", "c1", "t2", T0 + 29 * DAY_MS, 7.0, False, False)
+    # its retention horizon passes tx-a, which is inside tx-b's window
+    later = FeatureEvent("tx-c", "c1", "t3", T0 + (RETENTION_DAYS + 1) * DAY_MS, 9.0, False, False)
+    customer = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("CUSTOMER_")]
+    for store in (online, offline):
+        await store.enrich([early])
+        first = (await store.enrich([scored])).features
+        await store.enrich([later])
+        again = (await store.enrich([scored])).features
+        np.testing.assert_array_equal(again, first)
+    assert await redis.zrange(customer_keys("c1")[0], 0, -1) == [b"tx-b", b"tx-c"]  # trimmed
+    # a transaction seen for the first time, a millisecond after tx-b, no longer sees tx-a
+    fresh = FeatureEvent("tx-d", "c1", "t4", scored.ts_ms + 1, 7.0, False, False)
+    counts = (await online.enrich([fresh])).features
+    assert counts[0, customer][0] != first[0, customer][0]
 
 
 async def test_state_is_trimmed_and_expires(redis: Redis) -> None:

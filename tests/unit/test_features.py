@@ -8,6 +8,7 @@ import pytest
 from streamer.features.definitions import DAY_MS, FEATURE_NAMES, FeatureEvent, FraudMark
 from streamer.features.keys import (
     blocklist_key,
+    customer_first_key,
     customer_keys,
     terminal_first_key,
     terminal_keys,
@@ -29,6 +30,7 @@ def test_key_scheme_is_pinned() -> None:
     assert customer_keys("c-1") == ("fs:{c:c-1}:tx", "fs:{c:c-1}:amt")
     assert terminal_keys("t-9") == ("fs:{t:t-9}:tx", "fs:{t:t-9}:fraud", "fs:{t:t-9}:rep")
     assert terminal_first_key("t-9") == "fs:{t:t-9}:first"
+    assert customer_first_key("c-1") == "fs:{c:c-1}:first"
     assert blocklist_key("customer") == "fs:blocklist:customer"
     assert blocklist_key("terminal") == "fs:blocklist:terminal"
 
