@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Container, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -76,6 +76,15 @@ class EventTimeMerger(Generic[K, E]):
             self.received_at.pop(tp, None)
             self.paused.discard(tp)
         return dropped
+
+    def retain(self, owned: Container[K]) -> list[E]:
+        """Forget every partition not in ``owned``; returns what they held.
+
+        The consumer can lose a partition before the revocation callback has run (and a batch
+        read before a rebalance can bring one back after it), and asking a consumer about a
+        partition it does not own fails; so the caller passes the current assignment first.
+        """
+        return self.forget([tp for tp in {*self.next_offset, *self.queues} if tp not in owned])
 
     def _to_come(self, tp: K, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
         """The last event time of a partition with records still to come (None if it has none,

@@ -179,11 +179,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         consumer = app.consumer
         async with merging:
             pipeline = await runtime.pipeline()
-            while batch := merger.release(consumer.highwater, _now_ms(), settings.batch_max):
+            while True:
+                # a rebalance can take partitions away during any await below; what they held
+                # was never acked, and their next owner reads it again
+                merger.retain(consumer.assignment())
+                batch = merger.release(consumer.highwater, _now_ms(), settings.batch_max)
+                if not batch:
+                    break
                 received = [held.received for held in batch]
                 await run_batch("transactions", pipeline.decide(received), len(batch))
                 for held in batch:
                     await stream.ack(held.event)
+            merger.retain(consumer.assignment())
             pause, resume = merger.flow()
             if pause:
                 consumer.pause_partitions(pause)

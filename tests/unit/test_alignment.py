@@ -104,6 +104,22 @@ def test_forget_returns_what_a_revoked_partition_held() -> None:
     assert m.release({"a": 1}.get, NOW) == ["a1"]
 
 
+def test_retain_forgets_partitions_the_consumer_no_longer_owns() -> None:
+    m = _merger()
+    m.add("a", 0, 1 * DAY, "a1", NOW)
+    m.add("b", 0, 30 * DAY, "b30", NOW)
+    m.add("c", 0, 2 * DAY, "c2", NOW)
+    assert m.release({"a": 1, "b": 1, "c": 5}.get, NOW, limit=1) == ["a1"]  # a drained, kept
+
+    def owned_only(tp: str) -> int:  # a consumer refuses to answer for a partition it lost
+        assert tp in {"a", "b"}, f"{tp} is not assigned"
+        return 1
+
+    assert m.retain({"a", "b", "labels-0"}) == ["c2"]
+    assert "c" not in m.next_offset and m.held == 1
+    assert m.release(owned_only, NOW) == ["b30"]
+
+
 def test_skew_is_the_spread_of_partitions_with_records_to_process() -> None:
     m = _merger()
     m.add("a", 0, 1 * DAY, "a1", NOW)
