@@ -45,8 +45,8 @@ def customer_first_key(customer_id: str) -> str:
     """The window stats first computed for each of a customer's transactions.
 
     A card's transactions stay in one partition, in order, yet a re-delivery can still find its
-    windows changed: a backlog drained fast can move a week of event time between the last commit
-    and a rebalance, and the card's later transactions trim state that the repeat's windows
+    windows changed: a backlog drained fast can move weeks of event time between the last commit
+    and a rebalance, and the card's later transactions then trim state that the repeat's windows
     reached. The repeat gets these back, as the terminal's do (:func:`terminal_first_key`).
     """
     return f"{PREFIX}:{{c:{customer_id}}}:first"
