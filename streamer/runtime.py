@@ -75,8 +75,8 @@ class Runtime:
     async def refresh_model(self) -> None:
         """Load the promoted version if it is not the one in use (hot reload, no restart).
 
-        Loading runs in a thread so that unpickling a large model does not stall the event
-        loop; the swap is a single assignment, so a batch in flight keeps the model it started
+        Loading runs in a thread so that unpickling a large model (and flattening its trees for
+        small batches) does not stall the event loop; the swap is a single assignment, so a batch in flight keeps the model it started
         with. A bad promotion (tampered or unknown artifact) is logged and the current model
         stays in use.
         """
@@ -85,7 +85,7 @@ class Runtime:
             return
         try:
             loaded = await asyncio.to_thread(self.registry.load, wanted)
-            scorer = Scorer(loaded)
+            scorer = await asyncio.to_thread(Scorer, loaded)  # flattens the trees: not free
         except Exception as exc:
             if self._scorer is None:
                 raise
