@@ -63,7 +63,9 @@ class _Forest:
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
         """The leaf each row reaches in each tree: node indices, shape (trees, rows)."""
-        n = len(X)
+        n, width = X.shape
+        if width != self.n_features:  # the flat index below would read the wrong columns
+            raise ValueError(f"X has {width} features, the model takes {self.n_features}")
         values = np.ascontiguousarray(X, dtype=self.dtype).ravel()
         node = np.repeat(self.roots, n)  # pair t * n + r: tree t, row r
         row_start = np.tile(np.arange(n, dtype=np.intp) * self.n_features, len(self.roots))

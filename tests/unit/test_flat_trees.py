@@ -78,6 +78,16 @@ def test_what_it_cannot_reproduce_is_left_to_scikit_learn() -> None:
     assert flat_predictor(categorical) is None
 
 
+def test_a_matrix_of_the_wrong_width_is_refused() -> None:
+    rng = np.random.default_rng(3)
+    model = HistGradientBoostingClassifier(max_iter=5).fit(rng.normal(size=(200, 3)),
+                                                           rng.integers(0, 2, 200))
+    predict = flat_predictor(model)
+    assert predict is not None
+    with pytest.raises(ValueError, match="X has 4 features, the model takes 3"):
+        predict(np.zeros((2, 4)))
+
+
 def test_the_scorer_gives_the_same_scores_on_either_path(small_model: LoadedModel,
                                                           small_features: FeatureSet) -> None:
     scorer = Scorer(small_model)
