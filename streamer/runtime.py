@@ -77,8 +77,8 @@ class Runtime:
 
         Loading runs in a thread so that unpickling a large model (and flattening its trees for
         small batches) does not stall the event loop; the swap is a single assignment, so a
-        batch in flight keeps the model it started with. A bad promotion (tampered or unknown artifact) is logged and the current model
-        stays in use.
+        batch in flight keeps the model it started with. A bad promotion (tampered or unknown
+        artifact) is logged and the current model stays in use.
         """
         wanted = await asyncio.to_thread(self.registry.current_version)
         if wanted is None or wanted in (self.model_version, self._refused):
