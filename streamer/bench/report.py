@@ -98,8 +98,20 @@ def render(results: dict[str, Any]) -> str:
         + " ".join(f"{v:.0f}" for v in lat["p50_ms_per_second"])
         + " ms",
         "",
-        f"{'target':<10}{'value':>10}{'goal':>10}  result",
     ]
+    cost = results.get("model_cost")
+    if cost:
+        lines += [
+            f"one model call, one thread, ms (the worker takes the flat path up to "
+            f"{cost['flat_max_rows']} rows):",
+            f"  {'rows':>5}{'scikit-learn':>14}{'flat':>8}",
+        ]
+        for row in cost["batches"]:
+            lines.append(
+                f"  {row['rows']:>5}{row['sklearn_ms']:>14.2f}{_num(row['flat_ms'], '.2f', 8)}"
+            )
+        lines.append("")
+    lines.append(f"{'target':<10}{'value':>10}{'goal':>10}  result")
     for t in results["targets"]:
         goal = f"{t['op']} {t['threshold']:g}"
         lines.append(f"{t['metric']:<10}{t['value']:>10.2f}{goal:>10}  {_mark(t['met'])}")

@@ -7,6 +7,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from streamer.bench.config import VARIANTS, BenchConfig, Log
@@ -19,6 +20,7 @@ from streamer.bench.infra import (
 )
 from streamer.bench.load import ensure_model, make_load
 from streamer.bench.measure import Run, latency, measure
+from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
 from streamer.kafka import ensure_topics
 from streamer.settings import Settings
@@ -41,6 +43,8 @@ async def run_bench(
     run = Run(settings, config, env, log, processes, live=load.live)
     run.model = ensure_model(settings, config, load, log)
     log(f"model {run.model['version']} ({run.model['source']} registry)")
+    log("timing one model call per batch size")
+    cost = model_cost(Path(run.model["registry"]), run.model["version"], load.history)
     machine = {
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
@@ -95,4 +99,5 @@ async def run_bench(
         },
         "throughput": {name: throughput[name] for name in VARIANTS},
         "latency": live,
+        "model_cost": cost,
     } | verdicts(throughput, live)

@@ -3,15 +3,20 @@ test)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 from click.testing import CliRunner
 
+from models.registry import Manifest, ModelRegistry
 from streamer.bench import TARGETS, render
 from streamer.bench.infra import usage_between, with_db
 from streamer.bench.measure import throughput
+from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
 from streamer.cli import cli
+from streamer.scoring import FLAT_MAX_ROWS
 
 
 def test_throughput_counts_from_the_first_output_millisecond() -> None:
@@ -90,6 +95,20 @@ def test_verdicts_mark_each_target_and_render_shows_them() -> None:
     table = render(results)
     assert "(c) worker" in table and "MISS" in table and "pass" in table
     assert "first 100 events" in table
+
+
+def test_model_cost_is_timed_on_both_paths_and_rendered(
+    add_version: Callable[..., Manifest], registry: ModelRegistry, small_history: pd.DataFrame
+) -> None:
+    add_version("v1")
+    cost = model_cost(registry.root, "v1", small_history, sizes=(1, 7), budget_s=0.01)
+    assert cost["version"] == "v1" and cost["flat_max_rows"] == FLAT_MAX_ROWS
+    assert [row["rows"] for row in cost["batches"]] == [1, 7]
+    assert all(row["sklearn_ms"] > 0 and row["flat_ms"] > 0 for row in cost["batches"])
+
+    table = render(_results(a=1000, b=40, c=600, p99=30.0) | {"model_cost": cost})
+    assert f"flat path up to {FLAT_MAX_ROWS} rows" in table
+    assert "scikit-learn" in table.split("one model call")[1]
 
 
 def test_help_says_what_is_measured() -> None:
