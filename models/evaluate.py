@@ -9,8 +9,10 @@ fit each family's choice on the days before the delay gap and measure it on the 
 
 Validation never sees the test week: a validation fold is the book's split moved back by
 ``14 + 7k`` days (fold 0 trains up to 07-17 and validates on 07-25 … 07-31, fold 1 one week
-earlier), with the same delay gap and known-card removal as the test. One fold is the default:
-on seed 0 a second one changed no choice and cost as much again.
+earlier), with the same delay gap and known-card removal as the test. Four folds are the
+default, as in the book's model selection (its ``prequential_grid_search`` with ``n_folds=4``):
+a choice made on one week was once a 0.002 AP coin toss (seed 2), and four weeks cost a run
+about twice the time (40 min instead of 20 on two cores).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ class EvaluationPlan:
 
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
     test_start: pd.Timestamp = BOOK_TEST_START
-    validation_folds: int = 1
+    validation_folds: int = 4
     prequential_weeks: int = 4
     #: refit every family for each prequential week, not only the selected one (slower)
     prequential_all: bool = False

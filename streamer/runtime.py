@@ -36,8 +36,10 @@ class Runtime:
         store: FeatureStore | None = None,
         registry: ModelRegistry | None = None,
         metrics: Metrics | None = None,
+        flat_trees: bool = True,
     ) -> None:
         self.settings = settings
+        self._flat_trees = flat_trees  # off only for the bench's hand-built-scorer baseline
         self.registry = registry or ModelRegistry(settings.model_registry)
         self.metrics = metrics or Metrics()
         self._store = store
@@ -85,7 +87,8 @@ class Runtime:
             return
         try:
             loaded = await asyncio.to_thread(self.registry.load, wanted)
-            scorer = await asyncio.to_thread(Scorer, loaded)  # flattens the trees: not free
+            # flattening the trees is not free: off the event loop too
+            scorer = await asyncio.to_thread(Scorer, loaded, flat=self._flat_trees)
         except Exception as exc:
             if self._scorer is None:
                 raise

@@ -77,7 +77,7 @@ class Contribution:
 class Scorer:
     """A loaded model bound to this worker's feature order."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, *, flat: bool = True) -> None:
         manifest = model.manifest
         if tuple(manifest.features) != FEATURE_NAMES:
             raise RegistryError(
@@ -88,7 +88,8 @@ class Scorer:
         self.version = manifest.version
         self._estimator = model.estimator
         one_thread(self._estimator)
-        self._flat = flat_predictor(self._estimator)  # None: not a tree ensemble it reproduces
+        # None: not a tree ensemble it reproduces, or turned off (scikit-learn's call only)
+        self._flat = flat_predictor(self._estimator) if flat else None
         baseline = manifest.baseline or [0.0] * len(FEATURE_NAMES)
         self.baseline = np.asarray(baseline, dtype=np.float64)
 

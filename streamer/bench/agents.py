@@ -5,7 +5,8 @@
 * ``naive`` scores one event at a time — validate, one Redis round trip, one ``predict_proba``,
   then wait for each send to be acknowledged before taking the next event — which is what a
   hand-built request/response scorer does. It runs the worker's own pipeline on batches of one,
-  so the decisions are the same and the comparison isolates batching.
+  so the decisions are the same, but calls scikit-learn's ``predict_proba`` as such a scorer
+  would: the worker's flat tree path (:mod:`streamer.flat_trees`) is part of what it adds.
 
 Both read their topics, group and Redis from the ``Settings`` like the worker. Run one with
 ``python -m streamer.bench.agents passthrough|naive``; the bench starts them as subprocesses.
@@ -71,7 +72,7 @@ def create_naive_app(settings: Settings, runtime: Runtime | None = None) -> faus
     The producer does not linger: a scorer that waits on every send gains nothing from it, and
     lingering would charge the baseline for a delay it never asked for.
     """
-    runtime = runtime or Runtime(settings)
+    runtime = runtime or Runtime(settings, flat_trees=False)
     app = _app(settings, linger_s=0.0)
     source = raw_topic(app, settings.topic_transactions)
     decisions = raw_topic(app, settings.topic_decisions)

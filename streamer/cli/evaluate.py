@@ -31,9 +31,10 @@ def _histories(text: str, param: str) -> list[str]:
               "vectorised simulator.")
 @click.option("--weeks", type=click.IntRange(min=1), default=4, show_default=True,
               help="Consecutive test weeks from 2018-08-08 (prequential); 1 = the book's only.")
-@click.option("--folds", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--folds", type=click.IntRange(min=1), default=4, show_default=True,
               help="Validation weeks used to choose hyper-parameters and training windows "
-              "(fold 0 validates on 2018-07-25 … 07-31, each further fold a week earlier).")
+              "(fold 0 validates on 2018-07-25 … 07-31, each further fold a week earlier); "
+              "4 as in the book's model selection.")
 @click.option("--prequential-all/--prequential-selected", default=False, show_default=True,
               help="Refit every family for each test week, or only the one selected by "
               "validation (the others are measured on the book's week only).")

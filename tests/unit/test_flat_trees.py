@@ -115,5 +115,10 @@ def test_the_scorer_uses_the_flat_path_for_small_batches(small_model: LoadedMode
         assert calls == []
         scorer.score(np.zeros((FLAT_MAX_ROWS + 1, len(FEATURE_NAMES))))
         assert calls == [FLAT_MAX_ROWS + 1]
+        # the bench's hand-built-scorer baseline calls scikit-learn whatever the size
+        Scorer(LoadedModel(small_model.estimator, manifest), flat=False).score(
+            np.zeros((1, len(FEATURE_NAMES)))
+        )
+        assert calls == [FLAT_MAX_ROWS + 1, 1]
     finally:
         del scorer.model.estimator.predict_proba
