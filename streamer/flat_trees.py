@@ -12,7 +12,9 @@ The results are scikit-learn's own, not approximations: the same comparisons on 
 dtypes (``x <= threshold``, a missing value follows the node's learnt side, forests compare
 float32 inputs), and the same sums in the same order (an accumulation over trees, one term
 after another, as scikit-learn's ``+=`` over trees adds them). ``tests/unit/test_flat_trees.py``
-checks equality with ``predict_proba`` for every model family ``train`` fits.
+checks equality with ``predict_proba`` for every model family ``train`` fits. It reads fitted
+internals (the booster's ``_predictors`` and ``_baseline_prediction``, each tree's ``tree_``):
+scikit-learn's version is pinned, and those tests fail if an upgrade changes them.
 """
 
 from __future__ import annotations
