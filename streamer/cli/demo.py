@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,29 @@ class RunTally:
                         if tx in self._ids and tx not in self._seen:
                             self._seen.add(tx)
                             self.decisions[decision.get("decision")] += 1
+
+
+#: the demo gives up, naming what stopped, when nothing has moved for this long
+STALL_S = 120.0
+
+
+class StallWatch:
+    """Tells when neither the replay, the worker's totals nor this run's decisions have moved
+    for ``STALL_S``: a demo that waits forever on a stuck part explains nothing."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._state: object = None
+        self._since = clock()
+
+    def stalled_for(self, state: object) -> float | None:
+        """Seconds without a change of ``state``, once that reaches ``STALL_S``; else None."""
+        now = self._clock()
+        if state != self._state:
+            self._state, self._since = state, now
+            return None
+        idle = now - self._since
+        return idle if idle >= STALL_S else None
 
 
 def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
@@ -281,6 +305,7 @@ def _run_demo(
     producer.start()
     click.echo("6/6 live counts (Ctrl-C to stop)", err=True)
     started = time.monotonic()
+    watch = StallWatch()
     try:
         while True:
             time.sleep(2)
@@ -292,6 +317,15 @@ def _run_demo(
                     f"the worker exited; see {settings.data_dir}/demo-worker.log"
                 )
             summary = _summary(port)
+            state = (producer.is_alive(), tally.decided, str((summary or {}).get("totals")))
+            idle = watch.stalled_for(state)
+            if idle is not None:
+                raise click.ClickException(
+                    f"nothing moved for {idle:.0f} s: {tally.line()}, the replay "
+                    f"{'still sending' if producer.is_alive() else 'done'}, the worker "
+                    f"{'not answering' if summary is None else 'idle'}; see "
+                    f"{settings.data_dir}/demo-worker.log"
+                )
             if summary is None:
                 continue
             click.echo(f"  {time.monotonic() - started:6.0f} s  {_status_line(tally, summary)}")

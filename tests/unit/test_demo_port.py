@@ -1,4 +1,5 @@
-"""The demo refuses, by name, a web port that another process already listens on."""
+"""The demo refuses, by name, a web port that another process already listens on, and gives up
+clearly when nothing moves."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import socket
 import click
 import pytest
 
-from streamer.cli.demo import _check_port_free
+from streamer.cli.demo import STALL_S, StallWatch, _check_port_free
 
 
 def test_a_taken_port_is_named_and_a_free_one_passes() -> None:
@@ -19,3 +20,15 @@ def test_a_taken_port_is_named_and_a_free_one_passes() -> None:
         with pytest.raises(click.ClickException, match=named):
             _check_port_free("127.0.0.1", port)
     _check_port_free("127.0.0.1", port)  # released: the demo may use it
+
+
+def test_the_demo_notices_when_nothing_moves() -> None:
+    now = [0.0]
+    watch = StallWatch(clock=lambda: now[0])
+    assert watch.stalled_for((True, 0)) is None
+    now[0] = STALL_S - 1
+    assert watch.stalled_for((True, 0)) is None  # not yet
+    now[0] = STALL_S + 5
+    assert watch.stalled_for((True, 3)) is None  # progress restarts the clock
+    now[0] = 2 * STALL_S + 5
+    assert watch.stalled_for((True, 3)) == STALL_S
