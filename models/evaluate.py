@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
-from sklearn.metrics import average_precision_score, brier_score_loss
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from models.dataset import FeatureSet
 from models.history import HistorySpan, Progress, cache_path, load_history
@@ -46,6 +46,7 @@ __all__ = [
     "Recipe",
     "SeedResult",
     "Trial",
+    "auc_by_detectability",
     "auc_ceiling",
     "best_per_family",
     "check_calibration",
@@ -288,7 +289,8 @@ class SeedResult:
     chosen: dict[str, Recipe]
     selected: str  # the family with the best validation AP
     calibration: Calibration | None
-    #: family -> one metrics dict per test week; week 0 is the book's test week (the other
+    #: family -> one metrics dict per test week (:data:`METRICS`, and the AUC ROC split by
+    #: :func:`auc_by_detectability`); week 0 is the book's test week (the other
     #: weeks are measured for the selected family, or for all with ``prequential_all``)
     weeks: dict[str, list[dict[str, float]]]
     week_starts: list[str]
@@ -340,6 +342,30 @@ def auc_ceiling(fraud: np.ndarray, found: np.ndarray) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
     return (n - hidden / 2) / n, math.sqrt(hidden / 12) / n
+
+
+def auc_by_detectability(
+    fraud: np.ndarray, found: np.ndarray, scores: np.ndarray
+) -> dict[str, float]:
+    """AUC ROC of the detectable frauds against every genuine transaction, and that of the
+    undetectable ones.
+
+    Why: the AUC ROC is the mean over frauds of the share of genuine transactions ranked below
+    each (ties count half), so it is exactly the fraud-weighted mean of these two. The first is
+    what the model controls; the second is what chance gives it, 0.5 on average for any model.
+    Together they tell a model's miss from the luck of the week.
+    """
+    fraud, found = np.asarray(fraud, dtype=bool), np.asarray(found, dtype=bool)
+    scores = np.asarray(scores, dtype=float)
+    genuine = scores[~fraud]
+    out = {}
+    for key, part in (("auc_roc_detectable", fraud & found), ("auc_roc_undetectable",
+                                                              fraud & ~found)):
+        ranked = scores[part]
+        out[key] = float(roc_auc_score(
+            np.r_[np.zeros(len(genuine)), np.ones(len(ranked))], np.r_[genuine, ranked])) \
+            if len(ranked) and len(genuine) else float("nan")
+    return out
 
 
 def detectable(frame: pd.DataFrame, *, delay_days: int = 7, episode_days: int = 28) -> np.ndarray:
@@ -420,6 +446,8 @@ def evaluate_seed(
         chosen[selected] = calibration.recipe
 
     weeks: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
+    fraud = features.frame["is_fraud"].to_numpy(dtype=bool)
+    found = detectable(features.frame)
     n_weeks = len(plan.test_splits(7))
     with _timed(seconds, "test"):
         n_fits = n_weeks * len(chosen) if plan.prequential_all else n_weeks + len(chosen) - 1
@@ -428,12 +456,12 @@ def evaluate_seed(
             splits = plan.test_splits(recipe.train_days)
             for split in splits if plan.prequential_all or name == selected else splits[:1]:
                 model = fit_recipe(recipe, features, split.train)
-                weeks[name].append(run_split(model, features, split)[0])
+                metrics, mask, scores = run_split(model, features, split)
+                weeks[name].append({**metrics, **auc_by_detectability(fraud[mask], found[mask],
+                                                                      scores)})
                 if step is not None:
                     step(1)
     frame = features.frame[features.frame["timestamp"] >= span.first_used]
-    fraud = features.frame["is_fraud"].to_numpy(dtype=bool)
-    found = detectable(features.frame)
     weeks_masks = [protocol_mask(features.frame, s) for s in plan.test_splits(7)]
     return SeedResult(
         seed=plan.simulation.name,

@@ -11,7 +11,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from models.dataset import build_features
-from models.evaluate import EvaluationPlan, SeedResult, auc_ceiling, detectable, evaluate_seed
+from models.evaluate import (
+    EvaluationPlan,
+    SeedResult,
+    auc_by_detectability,
+    auc_ceiling,
+    detectable,
+    evaluate_seed,
+)
 from models.history import HistorySpan, load_history
 from models.protocol import BOOK_TEST_START, known_compromised, protocol_mask, split_before
 from models.report import GOAL, console_table, render_markdown, report_json
@@ -168,6 +175,8 @@ def test_the_report_shows_the_book_beside_ours(small_run: SeedResult) -> None:
         weeks[0]["card_precision_at_100_ceiling"]
     assert 0.5 <= weeks[0]["auc_roc_detectable_ceiling"] <= 1
     assert weeks[0]["auc_roc_chance_std"] >= 0
+    assert 0.5 < weeks[0]["auc_roc_detectable"] <= 1
+    assert "| AUC on detectable / undetectable frauds |" in text
     # two test weeks only: the comparison is on the single test week
     (against,) = data["against_goal"]
     assert against["history"] == "5" and against["basis"] == "test week"
@@ -215,3 +224,25 @@ def test_the_auc_ceiling_is_what_chance_gives_a_ranking_that_finds_every_detecta
         aucs.append(roc_auc_score(fraud, scores))
     assert np.mean(aucs) == pytest.approx(expected, abs=3 * std / np.sqrt(len(aucs)))
     assert np.std(aucs) == pytest.approx(std, rel=0.15)
+
+
+def test_the_auc_is_the_fraud_weighted_mean_of_its_detectable_and_undetectable_parts() -> None:
+    rng = np.random.default_rng(11)
+    fraud = rng.random(4_000) < 0.05
+    found = fraud & (rng.random(4_000) < 0.7)
+    # detectable frauds score high, the others like genuine transactions; ties included
+    scores = np.round(np.where(found, rng.random(4_000) + 0.6, rng.random(4_000)), 2)
+    parts = auc_by_detectability(fraud, found, scores)
+    n_found, n_hidden = int(found.sum()), int((fraud & ~found).sum())
+    weighted = (n_found * parts["auc_roc_detectable"]
+                + n_hidden * parts["auc_roc_undetectable"]) / (n_found + n_hidden)
+    assert weighted == pytest.approx(roc_auc_score(fraud, scores), abs=1e-12)
+    assert parts["auc_roc_detectable"] > 0.9
+    assert parts["auc_roc_undetectable"] == pytest.approx(0.5, abs=0.08)
+
+
+def test_the_auc_split_is_undefined_without_frauds_of_a_kind() -> None:
+    fraud = np.array([True, False, False])
+    parts = auc_by_detectability(fraud, fraud, np.array([0.9, 0.1, 0.2]))
+    assert parts["auc_roc_detectable"] == 1.0
+    assert np.isnan(parts["auc_roc_undetectable"])
