@@ -18,6 +18,15 @@ Faust hard-codes that wait to 1.5 s; once a burst takes longer than aiokafka's 1
 back-off to hand out, every following fetch repeats the pattern, and the worker settles into a
 steady 1.5 s of added latency at any rate (seen in ``fraud-streamer bench``). The worker's
 consumer uses ``STREAMER_KAFKA_FETCH_MAX_WAIT_MS`` (20 ms) instead.
+
+**A full stream buffer cannot stall the worker for a second.** When the agent's buffer fills,
+Faust stops asking for that partition's records until the buffer has drained, and meanwhile
+polls the other partitions with a 1 s timeout. aiokafka ends such a poll early only when a fetch
+brings records for a partition *it* asks for: the held-back partitions already have records
+waiting in aiokafka, so nothing is fetched for them, and the quiet ones bring none. So once the
+buffer has drained, the worker sat idle for the rest of that second before it read on (seen in
+``fraud-streamer bench``: three such polls of 1.0 s while draining a 13-second backlog). While
+partitions are held back, the worker's consumer polls for at most ``HELD_BACK_POLL_S`` instead.
 """
 
 from __future__ import annotations
@@ -28,7 +37,10 @@ import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-__all__ = ["Consumer", "ConsumerThread", "Transport", "WorkerApp"]
+__all__ = ["HELD_BACK_POLL_S", "Consumer", "ConsumerThread", "Transport", "WorkerApp"]
+
+#: Longest poll while a full stream buffer holds partitions back (Faust's own is 1 s).
+HELD_BACK_POLL_S = 0.02
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
@@ -42,12 +54,20 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class Consumer(driver.Consumer):
-    """aiokafka consumer whose fetched records are delivered even if their partition is paused."""
+    """aiokafka consumer whose fetched records are delivered even if their partition is paused,
+    and whose polls stay short while a full stream buffer holds partitions back."""
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
+        if self._buffered_partitions and self.flow_active:
+            # some partitions are held back by a full stream buffer: come back soon, so that
+            # they are fetched again as soon as the buffer drains (see the module's docstring)
+            timeout = min(timeout, HELD_BACK_POLL_S)
+            if not self._get_active_partitions():
+                await self.sleep(HELD_BACK_POLL_S)  # Faust sleeps 1 s here
+                return {}, set()
         records, active = await super()._wait_next_records(timeout)
         return records, None if active is None else set(active)
 
