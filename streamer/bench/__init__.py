@@ -28,6 +28,7 @@ latency), :mod:`.report` (verdicts and the table), :mod:`.run` (one run, start t
 
 from streamer.bench.config import TARGETS, BenchConfig, BenchError, Target
 from streamer.bench.report import render
-from streamer.bench.run import run_bench
+from streamer.bench.run import prepare_bench, run_bench
 
-__all__ = ["TARGETS", "BenchConfig", "BenchError", "Target", "render", "run_bench"]
+__all__ = ["TARGETS", "BenchConfig", "BenchError", "Target", "prepare_bench", "render",
+           "run_bench"]

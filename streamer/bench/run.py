@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,33 +18,56 @@ from streamer.bench.infra import (
     flush_redis_dbs,
     produce,
 )
-from streamer.bench.load import ensure_model, make_load
+from streamer.bench.load import Load, ensure_model, make_load
 from streamer.bench.measure import Run, latency, measure
 from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
 from streamer.kafka import ensure_topics
 from streamer.settings import Settings
 
-__all__ = ["run_bench"]
+__all__ = ["Prepared", "prepare_bench", "run_bench"]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a run needs before it touches Kafka: its load, the model the worker serves, and
+    that model's cost per call."""
+
+    config: BenchConfig
+    load: Load
+    model: dict[str, str]
+    cost: dict[str, Any]
+
+
+def prepare_bench(settings: Settings, config: BenchConfig, *, log: Log) -> Prepared:
+    """Simulate the load, find or train the model, time its calls: the minutes of CPU work.
+
+    Why apart from :func:`run_bench`: it is synchronous, and inside the event loop Ctrl-C is
+    only acted on at the next ``await`` — after the training. Called before the loop starts, it
+    is interrupted at once.
+    """
+    config = replace(config, naive_events=min(config.naive_events, config.events))
+    log(f"simulating {config.customers:,} customers, {config.terminals:,} terminals")
+    load = make_load(config)
+    model = ensure_model(settings, config, load, log)
+    log(f"model {model['version']} ({model['source']} registry)")
+    log("timing one model call per batch size")
+    cost = model_cost(Path(model["registry"]), model["version"], load.history)
+    return Prepared(config, load, model, cost)
 
 
 async def run_bench(
-    settings: Settings, config: BenchConfig, *, env: Mapping[str, str], log: Log
+    settings: Settings, prepared: Prepared, *, env: Mapping[str, str], log: Log
 ) -> dict[str, Any]:
     """Run all variants and the latency phase; returns the results (also meant for JSON).
 
     ``env`` is the environment the subprocesses start from (the bench adds its overrides).
     Topics and Redis databases the run creates are removed again, even on errors or Ctrl-C.
     """
-    config = replace(config, naive_events=min(config.naive_events, config.events))
-    log(f"simulating {config.customers:,} customers, {config.terminals:,} terminals")
-    load = make_load(config)
+    config, load, cost = prepared.config, prepared.load, prepared.cost
     processes = Processes(config.workdir / "logs")
     run = Run(settings, config, env, log, processes, live=load.live)
-    run.model = ensure_model(settings, config, load, log)
-    log(f"model {run.model['version']} ({run.model['source']} registry)")
-    log("timing one model call per batch size")
-    cost = model_cost(Path(run.model["registry"]), run.model["version"], load.history)
+    run.model = prepared.model
     machine = {
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),

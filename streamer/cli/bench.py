@@ -89,7 +89,7 @@ def bench(
     are removed at the end, also on errors and Ctrl-C. The table goes to stdout, progress to
     stderr, the numbers to --out.
     """
-    from streamer.bench import BenchConfig, BenchError, render, run_bench
+    from streamer.bench import BenchConfig, BenchError, prepare_bench, render, run_bench
 
     config = BenchConfig(
         events=events,
@@ -108,9 +108,10 @@ def bench(
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run_bench(settings, config, env=dict(os.environ), log=log)
+        return await run_bench(settings, prepared, env=dict(os.environ), log=log)
 
     try:
+        prepared = prepare_bench(settings, config, log=log)
         results = asyncio.run(main())
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
