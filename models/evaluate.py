@@ -358,14 +358,15 @@ def auc_by_detectability(
     fraud, found = np.asarray(fraud, dtype=bool), np.asarray(found, dtype=bool)
     scores = np.asarray(scores, dtype=float)
     genuine = scores[~fraud]
-    out = {}
-    for key, part in (("auc_roc_detectable", fraud & found), ("auc_roc_undetectable",
-                                                              fraud & ~found)):
-        ranked = scores[part]
-        out[key] = float(roc_auc_score(
-            np.r_[np.zeros(len(genuine)), np.ones(len(ranked))], np.r_[genuine, ranked])) \
-            if len(ranked) and len(genuine) else float("nan")
-    return out
+
+    def auc(frauds: np.ndarray) -> float:
+        if not len(frauds) or not len(genuine):
+            return float("nan")
+        y = np.r_[np.zeros(len(genuine)), np.ones(len(frauds))]
+        return float(roc_auc_score(y, np.r_[genuine, frauds]))
+
+    return {"auc_roc_detectable": auc(scores[fraud & found]),
+            "auc_roc_undetectable": auc(scores[fraud & ~found])}
 
 
 def detectable(frame: pd.DataFrame, *, delay_days: int = 7, episode_days: int = 28) -> np.ndarray:

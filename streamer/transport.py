@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport, with the two changes the worker needs.
+"""Faust's aiokafka transport, with the three changes the worker needs.
 
 **Pausing is safe.** Faust's ``Consumer.getmany`` fetches a batch of records for the *active*
 partitions and then yields them one by one, skipping any record whose partition is no longer in
