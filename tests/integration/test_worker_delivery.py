@@ -266,3 +266,37 @@ async def test_backlog_of_lopsided_partitions_gives_the_in_order_features(
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     else:
         assert np.abs(got - expected).max() > 1e-6
+
+
+async def test_a_backlog_through_a_tiny_stream_buffer_loses_nothing_and_stays_in_order(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame, registry: ModelRegistry
+) -> None:
+    """Back-pressure all the way: with batches of 8, Faust's stream buffer holds 16 events, and
+    every fetch brings about a hundred times that, so the buffer holds every partition back again
+    and again while the backlog drains. Every transaction is still decided, a repeat is the same
+    decision, each is stored once, and the scores are those of the history in order. (It runs
+    the worker's short polls while partitions are held back; it does not time them: the bench
+    does.)
+    """
+    worker_env.env["STREAMER_BATCH_MAX"] = "8"
+    settings = worker_env.settings
+    frame = replay_slice[replay_slice["timestamp"]
+                         < replay_slice["timestamp"].min() + pd.Timedelta(days=10)]
+    await _start_with_labels(worker_env, frame)
+    worker_env.stop_all()
+    n = await _produce_transactions(worker_env, frame)
+    worker_env.start_worker()
+    wanted = set(frame["transaction_id"])
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=wanted, timeout=240, worker=worker_env
+    )
+    decisions = [json.loads(r.value) for r in records]
+    repeated = _one_decision_each(decisions, wanted)
+    print(f"{n} transactions, {len(decisions)} decisions, {repeated} repeated")
+    got, expected = _worker_scores(registry, build_features(frame), decisions)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await _assert_stored_once(redis, frame)
+    finally:
+        await redis.aclose()
