@@ -27,6 +27,7 @@ from streamer.features.keys import customer_keys
 from streamer.features.store import RedisFeatureStore
 from streamer.replay import encode_labels, encode_transactions
 from streamer.scoring import Scorer
+from streamer.settings import Settings
 from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
 
 VOLATILE = {"decided_at", "processing_ms"}
@@ -68,11 +69,15 @@ def _one_decision_each(decisions: list[dict[str, Any]], wanted: set[str]) -> int
     return repeated
 
 
-async def _assert_stored_once(redis: Redis, frame: pd.DataFrame) -> None:
+async def _assert_stored_once(settings: Settings, frame: pd.DataFrame) -> None:
     """Each customer's window set in Redis holds each of its transactions exactly once."""
-    per_customer = frame.groupby("customer_id")["transaction_id"].nunique()
-    for customer, count in per_customer.items():
-        assert await redis.zcard(customer_keys(str(customer))[0]) == count
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        per_customer = frame.groupby("customer_id")["transaction_id"].nunique()
+        for customer, count in per_customer.items():
+            assert await redis.zcard(customer_keys(str(customer))[0]) == count
+    finally:
+        await redis.aclose()
 
 
 async def _start_with_labels(worker: WorkerEnv, frame: pd.DataFrame) -> None:
@@ -94,6 +99,25 @@ async def _produce_transactions(worker: WorkerEnv, frame: pd.DataFrame) -> int:
     txs = encode_transactions(frame)
     await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in txs])
     return len(txs)
+
+
+async def _backlog(worker: WorkerEnv, frame: pd.DataFrame) -> int:
+    """Labels first (see the module docstring), then the worker stops: the transactions become
+    one backlog that the restarted worker drains from the earliest offset. Returns how many."""
+    await _start_with_labels(worker, frame)
+    worker.stop_all()
+    n = await _produce_transactions(worker, frame)
+    worker.start_worker()
+    return n
+
+
+async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[dict[str, Any]]:
+    """Decisions read from the start of the topic until every one of ``ids`` has one."""
+    settings = worker.settings
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=ids, timeout=240, worker=worker
+    )
+    return [json.loads(r.value) for r in records]
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
@@ -123,10 +147,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     worker_env.start_worker()
 
     wanted = set(replay_slice["transaction_id"])
-    records = await consume_until(
-        settings, settings.topic_decisions, ids=wanted, timeout=240, worker=worker_env
-    )
-    decisions = [json.loads(r.value) for r in records]
+    decisions = await _decisions(worker_env, wanted)
 
     # every valid transaction has a decision, and a repeated decision is the same decision
     repeated = _one_decision_each(decisions, wanted)
@@ -151,9 +172,9 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
 
     # no window counted a transaction twice: the Redis state holds each one once, and asking
     # Redis again (an idempotent replay) gives exactly the training features
+    await _assert_stored_once(settings, offline.frame)
     redis = Redis.from_url(settings.redis_url)
     try:
-        await _assert_stored_once(redis, offline.frame)
         store = RedisFeatureStore(redis)
         events = feature_events(offline.frame)
         again = np.vstack(
@@ -202,20 +223,14 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
     first.wait(timeout=60)
 
     wanted = set(replay_slice["transaction_id"])
-    records = await consume_until(
-        settings, settings.topic_decisions, ids=wanted, timeout=240, worker=worker_env
-    )
-    repeated = _one_decision_each([json.loads(r.value) for r in records], wanted)
+    decisions = await _decisions(worker_env, wanted)
+    repeated = _one_decision_each(decisions, wanted)
     print(
-        f"{n} transactions, {len(records)} decisions, {repeated} repeated; the first worker "
+        f"{n} transactions, {len(decisions)} decisions, {repeated} repeated; the first worker "
         f"consumed {before_leaving} before leaving, the second {consumed(port)}"
     )
     assert before_leaving is not None and before_leaving < n  # it did leave work to the second
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        await _assert_stored_once(redis, replay_slice)
-    finally:
-        await redis.aclose()
+    await _assert_stored_once(settings, replay_slice)
 
 
 def _lopsided(frame: pd.DataFrame, partitions: int) -> pd.DataFrame:
@@ -244,24 +259,11 @@ async def test_backlog_of_lopsided_partitions_gives_the_in_order_features(
     """
     if not aligned:
         worker_env.env["STREAMER_MAX_PARTITION_SKEW_HOURS"] = str(24 * 365 * 10)
-    settings = worker_env.settings
-    frame = _lopsided(replay_slice, settings.partitions)
-    # labels first (see the module docstring), then the worker stops: the transactions become
-    # one backlog that the restarted worker drains from the earliest offset
-    await _start_with_labels(worker_env, frame)
-    worker_env.stop_all()
-    n = await _produce_transactions(worker_env, frame)
-    worker_env.start_worker()
-    records = await consume_until(
-        settings,
-        settings.topic_decisions,
-        ids=set(frame["transaction_id"]),
-        timeout=240,
-        worker=worker_env,
-    )
-    decisions = [json.loads(r.value) for r in records]
+    frame = _lopsided(replay_slice, worker_env.settings.partitions)
+    n = await _backlog(worker_env, frame)
+    decisions = await _decisions(worker_env, set(frame["transaction_id"]))
     got, expected = _worker_scores(registry, build_features(frame), decisions)
-    print(f"{n} transactions, {len(records)} decisions")
+    print(f"{n} transactions, {len(decisions)} decisions")
     if aligned:
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     else:
@@ -279,24 +281,13 @@ async def test_a_backlog_through_a_tiny_stream_buffer_loses_nothing_and_stays_in
     does.)
     """
     worker_env.env["STREAMER_BATCH_MAX"] = "8"
-    settings = worker_env.settings
     frame = replay_slice[replay_slice["timestamp"]
                          < replay_slice["timestamp"].min() + pd.Timedelta(days=10)]
-    await _start_with_labels(worker_env, frame)
-    worker_env.stop_all()
-    n = await _produce_transactions(worker_env, frame)
-    worker_env.start_worker()
+    n = await _backlog(worker_env, frame)
     wanted = set(frame["transaction_id"])
-    records = await consume_until(
-        settings, settings.topic_decisions, ids=wanted, timeout=240, worker=worker_env
-    )
-    decisions = [json.loads(r.value) for r in records]
+    decisions = await _decisions(worker_env, wanted)
     repeated = _one_decision_each(decisions, wanted)
     print(f"{n} transactions, {len(decisions)} decisions, {repeated} repeated")
     got, expected = _worker_scores(registry, build_features(frame), decisions)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        await _assert_stored_once(redis, frame)
-    finally:
-        await redis.aclose()
+    await _assert_stored_once(worker_env.settings, frame)
