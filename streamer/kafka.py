@@ -12,6 +12,7 @@ client when it is ready to use it (and stops it).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -21,15 +22,26 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.cluster import ClusterMetadata
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    KafkaConnectionError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    UnsupportedSaslMechanismError,
+    for_code,
+)
 from aiokafka.helpers import create_ssl_context
 
 from streamer.settings import Settings
 
 __all__ = [
+    "KafkaSettingsError",
+    "KafkaUnusable",
     "client_options",
+    "connection_problem",
     "contract_topic_names",
     "contract_topics",
+    "ensure_contract_topics",
     "ensure_topics",
     "fetch_broker_ids",
     "make_consumer",
@@ -40,6 +52,16 @@ __all__ = [
 
 # Long enough to batch the sends of one scored batch, short enough not to show in latency.
 PRODUCER_LINGER_MS = 5
+
+ENV = "STREAMER_KAFKA_"
+
+
+class KafkaSettingsError(ValueError):
+    """The Kafka security settings cannot be turned into client options; says which and why."""
+
+
+class KafkaUnusable(Exception):
+    """Kafka cannot be used with these settings; the message names the reason."""
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
@@ -59,12 +81,113 @@ def client_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.kafka_sasl_username
         options["sasl_plain_password"] = password.get_secret_value() if password else None
     if protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = create_ssl_context(
-            cafile=settings.kafka_ssl_cafile,
-            certfile=settings.kafka_ssl_certfile,
-            keyfile=settings.kafka_ssl_keyfile,
-        )
+        try:
+            options["ssl_context"] = create_ssl_context(
+                cafile=settings.kafka_ssl_cafile,
+                certfile=settings.kafka_ssl_certfile,
+                keyfile=settings.kafka_ssl_keyfile,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            files = {
+                f"{ENV}SSL_{name.upper()}": path
+                for name, path in (
+                    ("cafile", settings.kafka_ssl_cafile),
+                    ("certfile", settings.kafka_ssl_certfile),
+                    ("keyfile", settings.kafka_ssl_keyfile),
+                )
+                if path is not None
+            }
+            named = ", ".join(f"{k}={v}" for k, v in files.items()) or "no files"
+            raise KafkaSettingsError(f"cannot set up TLS from {named}: {exc}") from None
     return options
+
+
+async def ensure_contract_topics(settings: Settings) -> None:
+    """:func:`contract_topics`, failing with :func:`connection_problem`'s reason when Kafka
+    cannot be used (the check only runs after a failure: no extra connection otherwise)."""
+    try:
+        await contract_topics(settings)
+    except Exception as exc:
+        problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
+        raise KafkaUnusable(
+            f"cannot create the topics on Kafka at {settings.kafka_bootstrap_servers}: {problem}"
+        ) from exc
+
+
+async def connection_problem(settings: Settings, timeout: float = 10.0) -> str | None:
+    """Why a client with these settings cannot talk to Kafka, in words; None when it can.
+
+    aiokafka's bootstrap logs each server's failure and then raises a bare "Unable to
+    bootstrap", which reads the same for a stopped broker, a refused password and an untrusted
+    certificate. This connects to each bootstrap server itself and names the real reason and
+    the setting to look at. The first server that accepts ends the check.
+    """
+    from streamer.stack import parse_host_port  # pure helper; the stack module starts nothing
+
+    try:
+        options = client_options(settings)
+    except KafkaSettingsError as exc:
+        return str(exc)
+    servers = options.pop("bootstrap_servers")
+    protocol = settings.kafka_security_protocol
+    problems = []
+    for server in servers:
+        try:
+            endpoint = parse_host_port(server, default_port=9092)
+        except ValueError as exc:
+            problems.append(f"{ENV}BOOTSTRAP_SERVERS: {exc}")
+            continue
+        try:
+            conn = await asyncio.wait_for(
+                create_conn(
+                    endpoint.host, endpoint.port, request_timeout_ms=int(timeout * 1000), **options
+                ),
+                timeout,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            problems.append(
+                f"{server} presented a certificate this client does not trust "
+                f"({exc.verify_message}): check {ENV}SSL_CAFILE"
+            )
+        except ssl.SSLError as exc:
+            problems.append(
+                f"the TLS handshake with {server} failed ({exc.reason or exc}); with "
+                f"{ENV}SECURITY_PROTOCOL={protocol}, is that a TLS listener?"
+            )
+        except SaslAuthenticationFailed:
+            problems.append(
+                f"{server} refused SASL {settings.kafka_sasl_mechanism} authentication as "
+                f"{settings.kafka_sasl_username!r}: check {ENV}SASL_USERNAME, _PASSWORD and "
+                f"_MECHANISM"
+            )
+        except UnsupportedSaslMechanismError:
+            problems.append(
+                f"{server} does not offer SASL {settings.kafka_sasl_mechanism}: check "
+                f"{ENV}SASL_MECHANISM"
+            )
+        except ConnectionRefusedError:
+            problems.append(
+                f"nothing listens at {server} (is Kafka running? `fraud-streamer stack up`)"
+            )
+        except (ConnectionResetError, KafkaConnectionError):
+            problems.append(
+                f"{server} closed the connection; a listener that expects another protocol "
+                f"than {ENV}SECURITY_PROTOCOL={protocol} does this"
+            )
+        except TimeoutError:
+            problems.append(
+                f"{server} did not answer within {timeout:.0f} s; a listener that expects "
+                f"another protocol than {ENV}SECURITY_PROTOCOL={protocol} can look like this"
+            )
+        except Exception as exc:
+            problems.append(
+                f"cannot connect to {server} with {ENV}SECURITY_PROTOCOL={protocol}: "
+                f"{type(exc).__name__}: {exc}"
+            )
+        else:
+            conn.close()
+            return None
+    return "; ".join(problems)
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -5,7 +5,8 @@ worker depends on (group rebalances, committed offsets, server-side scripts). So
 the real servers as plain background processes, with everything they write under the
 git-ignored ``settings.data_dir``:
 
-    <data_dir>/kafka/  server.properties, log4j2.properties, classpath.txt, data/, logs/, kafka.pid
+    <data_dir>/kafka/  server.properties, log4j2.properties, classpath.txt, data/, logs/, kafka.pid,
+                       secure/ (the SASL_SSL listener's CA, keystore and client settings)
     <data_dir>/redis/  dump.rdb, redis.log, redis.pid
 
 Kafka's jars come from Maven Central through ``stack/kafka/pom.xml`` (resolved once into the
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from streamer import secure_listener
+from streamer.secure_listener import SecureListener, SecureListenerError
 from streamer.settings import ENV_PREFIX, Settings
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "redis_install_commands",
     "render_log4j2",
     "render_server_properties",
+    "secure_endpoint",
     "tail",
 ]
 
@@ -122,8 +126,9 @@ def kafka_endpoint(settings: Settings) -> Endpoint:
         raise StackError(f"{variable} lists {len(servers)} servers; the local stack runs one.")
     if settings.kafka_security_protocol != "PLAINTEXT":
         raise StackError(
-            f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL is {settings.kafka_security_protocol}; "
-            "the local stack speaks PLAINTEXT only."
+            f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL is {settings.kafka_security_protocol}: the "
+            "local stack is run with its PLAINTEXT settings (its SASL_SSL listener's client "
+            "settings are in <data dir>/kafka/secure/client.env; unset them for `stack`)."
         )
     try:
         endpoint = parse_host_port(servers[0])
@@ -162,6 +167,7 @@ class StackPaths:
         self.kafka_log = self.kafka / "logs" / "server.log"
         self.kafka_console = self.kafka / "logs" / "console.log"
         self.kafka_pid = self.kafka / "kafka.pid"
+        self.kafka_secure = self.kafka / "secure"
         self.classpath = self.kafka / "classpath.txt"
         self.maven_log = self.kafka / "logs" / "maven.log"
         self.redis = root / "redis"
@@ -172,25 +178,39 @@ class StackPaths:
 # --- rendering (pure) ---------------------------------------------------------------------------
 
 
-def render_server_properties(broker: Endpoint, data_dir: Path, partitions: int) -> str:
+def secure_endpoint(broker: Endpoint) -> Endpoint:
+    """The SASL_SSL listener's address (9092 -> 9094; see :mod:`streamer.secure_listener`)."""
+    return Endpoint(broker.host, secure_listener.secure_port(broker.port))
+
+
+def render_server_properties(
+    broker: Endpoint, data_dir: Path, partitions: int, secure: SecureListener | None = None
+) -> str:
     """The broker+controller configuration of a single-node KRaft cluster on loopback.
 
     Replication factors are 1 because there is one node. Topic auto-creation is off, as in
     docker-compose.yml: topics are created by ``streamer.kafka.ensure_topics`` with the
     partition count the design needs, and a misspelt topic name fails instead of appearing.
+    With ``secure``, the broker also listens with SASL_SSL on :func:`secure_endpoint`.
     """
     controller = controller_endpoint(broker)
+    listeners = [f"PLAINTEXT://{broker}"]
+    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+    if secure is not None:
+        listeners.append(f"SASL_SSL://{secure_endpoint(broker)}")
+        protocols.append("SASL_SSL:SASL_SSL")
     return "\n".join(
         [
             "# Written by `fraud-streamer stack up` at every start: change the settings instead.",
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{controller}",
-            f"listeners=PLAINTEXT://{broker},CONTROLLER://{controller}",
-            f"advertised.listeners=PLAINTEXT://{broker}",
+            f"listeners={','.join([*listeners, f'CONTROLLER://{controller}'])}",
+            f"advertised.listeners={','.join(listeners)}",
             "inter.broker.listener.name=PLAINTEXT",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"listener.security.protocol.map={','.join(protocols)}",
+            *(secure_listener.render_listener_properties(secure) if secure else []),
             f"log.dirs={data_dir}",
             f"num.partitions={partitions}",
             "auto.create.topics.enable=false",
@@ -482,6 +502,7 @@ class LocalStack:
         self.settings = settings
         self.paths = StackPaths(settings.data_dir.resolve())
         self.kafka = kafka_endpoint(settings)
+        self.secure = secure_endpoint(self.kafka)
         self.redis = redis_endpoint(settings)
         self.echo = echo
 
@@ -490,6 +511,21 @@ class LocalStack:
     def status(self) -> list[ServiceState]:
         """The state of both services, without changing anything."""
         return [self._state("kafka"), self._state("redis")]
+
+    def secure_listener(self) -> SecureListener | None:
+        """The SASL_SSL listener's credentials and CA, if `up` has made them; None otherwise.
+
+        Whether the running broker listens there too is another matter: one started before
+        the listener existed does not (:meth:`secure_listening` tells).
+        """
+        try:
+            return secure_listener.load(self.paths.kafka_secure)
+        except SecureListenerError as exc:
+            raise StackError(str(exc)) from None
+
+    def secure_listening(self) -> bool:
+        """True when something accepts connections on the SASL_SSL listener's port."""
+        return _port_open(self.secure)
 
     def up(self, timeout: float = 90.0) -> list[ServiceState]:
         """Start what is not running, then wait until both services answer."""
@@ -512,20 +548,27 @@ class LocalStack:
             raise self._port_taken(self.kafka, "(not answering as Kafka)", variable)
         if start_kafka and _port_open(controller := controller_endpoint(self.kafka)):
             raise self._port_taken(controller, "(Kafka's controller: broker port + 1)", variable)
+        if start_kafka and _port_open(self.secure):
+            raise self._port_taken(
+                self.secure, "(Kafka's SASL_SSL listener: broker port + 2)", variable
+            )
         if start_redis and _port_open(self.redis):
             raise self._port_taken(self.redis, "(not answering as Redis)", "REDIS_URL")
         # Everything that can fail early does, before anything is started.
         redis_server = self._redis_server() if start_redis else None
         java = self._java() if start_kafka else None
         classpath = self._classpath() if start_kafka else None
+        secure = self._secure_material(java) if java is not None else None
         if redis_server is not None:
             self._start_redis(redis_server)
-        if java is not None and classpath is not None:
-            self._start_kafka(java, classpath)
+        if java is not None and classpath is not None and secure is not None:
+            self._start_kafka(java, classpath, secure)
         deadline = time.monotonic() + timeout
         started = time.monotonic()
         self._wait("redis", deadline)
         self._wait("kafka", deadline)
+        if java is not None and classpath is not None and secure is not None:
+            self._add_scram_user(java, classpath, secure)
         self.echo(f"stack ready in {time.monotonic() - started:.1f}s")
         return self.status()
 
@@ -712,27 +755,75 @@ class LocalStack:
         self.echo(f"kafka: {len(classpath.split(os.pathsep))} jars resolved")
         return classpath
 
-    def _start_kafka(self, java: str, classpath: str) -> None:
+    def _secure_material(self, java: str) -> SecureListener:
+        """The SASL_SSL listener's CA, keystore and passwords; made with keytool the first time."""
+        found = secure_listener.find_keytool(java)
+        if found is None:
+            raise StackError(
+                "keytool (part of every Java runtime) is not next to java nor on PATH: it makes "
+                "the certificates of Kafka's SASL_SSL listener."
+            )
+        try:
+            return secure_listener.create_material(
+                self.paths.kafka_secure, self.secure, found, self.echo
+            )
+        except (SecureListenerError, OSError, subprocess.TimeoutExpired) as exc:
+            raise StackError(str(exc)) from None
+
+    def _cluster_id(self) -> str:
+        with contextlib.suppress(OSError):
+            for line in (self.paths.kafka_data / "meta.properties").read_text().splitlines():
+                if line.startswith("cluster.id="):
+                    return line.partition("=")[2].strip()
+        return ""
+
+    def _add_scram_user(self, java: str, classpath: str, secure: SecureListener) -> None:
+        """Make sure the SCRAM mechanisms have their user, then write the client settings.
+
+        A cluster formatted by this stack got the user at formatting (and the marker file
+        names its cluster id); one formatted before the listener existed gets it here, once.
+        """
+        marker, cluster = self.paths.kafka_secure / "scram-cluster-id", self._cluster_id()
+        if not (marker.is_file() and marker.read_text().strip() == cluster):
+            self.echo("kafka: adding the SCRAM user to a cluster formatted without it")
+            for arguments in secure_listener.scram_commands(secure, self.kafka):
+                result = subprocess.run(
+                    [java, "-Xmx128m", "-cp", classpath, *arguments],
+                    capture_output=True, text=True, check=False, timeout=120,
+                )  # fmt: skip
+                if result.returncode != 0:
+                    output = f"{result.stdout}{result.stderr}".replace(secure.password, "***")
+                    raise StackError(
+                        f"adding the SCRAM user of Kafka's SASL_SSL listener failed (exit "
+                        f"{result.returncode}):\n{output}"
+                    )
+            marker.write_text(f"{cluster}\n")
+        secure_listener.write_client_env(secure, self.secure)
+
+    def _start_kafka(self, java: str, classpath: str, secure: SecureListener) -> None:
         paths = self.paths
         paths.kafka_log.parent.mkdir(parents=True, exist_ok=True)
         paths.kafka_data.mkdir(parents=True, exist_ok=True)
         paths.kafka_config.write_text(
-            render_server_properties(self.kafka, paths.kafka_data, self.settings.partitions)
+            render_server_properties(self.kafka, paths.kafka_data, self.settings.partitions, secure)
         )
         paths.kafka_log4j.write_text(render_log4j2(paths.kafka_log))
         jvm = [java, f"-Dlog4j2.configurationFile={paths.kafka_log4j}", "-cp", classpath]
         if not (paths.kafka_data / "meta.properties").exists():
             self.echo(f"kafka: formatting a new KRaft cluster in {_relative(paths.kafka_data)}")
+            cluster = new_cluster_id()
             result = subprocess.run(
                 [*jvm, "-Xmx256m", "kafka.tools.StorageTool", "format", "--ignore-formatted",
-                 "-t", new_cluster_id(), "-c", str(paths.kafka_config)],
+                 "-t", cluster, "-c", str(paths.kafka_config),
+                 *secure_listener.scram_format_arguments(secure)],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             if result.returncode != 0:
+                output = f"{result.stdout}{result.stderr}".replace(secure.password, "***")
                 raise StackError(
-                    f"formatting Kafka's storage failed:\n{result.stdout}{result.stderr}"
-                    f"\n{tail(paths.kafka_log)}"
+                    f"formatting Kafka's storage failed:\n{output}\n{tail(paths.kafka_log)}"
                 )
+            (paths.kafka_secure / "scram-cluster-id").write_text(f"{cluster}\n")
         command = [
             *jvm, *KAFKA_HEAP, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
@@ -741,8 +832,8 @@ class LocalStack:
         pid = _spawn(command, paths.kafka_console, paths.kafka)
         _write_pid(paths.kafka_pid, pid, self.kafka)
         self.echo(
-            f"kafka: starting Apache Kafka {KAFKA_VERSION} on {self.kafka} "
-            f"(pid {pid}, log {_relative(paths.kafka_log)})"
+            f"kafka: starting Apache Kafka {KAFKA_VERSION} on {self.kafka}, SASL_SSL on "
+            f"{self.secure} (pid {pid}, log {_relative(paths.kafka_log)})"
         )
 
 

@@ -54,7 +54,7 @@ def produce(
     from tqdm import tqdm
 
     from models.simulate import read_dataset
-    from streamer.kafka import contract_topics
+    from streamer.kafka import KafkaUnusable, ensure_contract_topics
     from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 
     if not data.exists():
@@ -76,7 +76,10 @@ def produce(
         raise click.ClickException("nothing to replay: the selection is empty")
     txs = encode_transactions(frame)
     lbls = encode_labels(frame) if labels and "reported_at" in frame.columns else []
-    asyncio.run(contract_topics(settings))
+    try:
+        asyncio.run(ensure_contract_topics(settings))
+    except KafkaUnusable as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(
         f"replaying {len(txs):,} transactions and {len(lbls):,} labels "
         f"({frame['timestamp'].min():%Y-%m-%d} .. {frame['timestamp'].max():%Y-%m-%d}) "

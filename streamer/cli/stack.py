@@ -23,7 +23,9 @@ def stack() -> None:
     """Run a real Apache Kafka (KRaft, one node) and Redis on 127.0.0.1 for development.
 
     Ports come from STREAMER_KAFKA_BOOTSTRAP_SERVERS and STREAMER_REDIS_URL (the KRaft
-    controller takes the broker's port + 1); everything the services write stays in
+    controller takes the broker's port + 1, a second listener with SASL over TLS the port + 2,
+    for clients that test the secured settings; `up` prints where its client settings are
+    written); everything the services write stays in
     STREAMER_DATA_DIR (default .stack/). The services run in the background and survive the
     command; `down` stops them again. Needs Java 17+ and Maven for Kafka, and redis-server
     (installed with apt-get when missing and allowed). With Docker, `docker compose up` runs the
@@ -54,6 +56,14 @@ def up(settings: Settings, timeout: float) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Kafka bootstrap servers: {local.kafka}")
     click.echo(f"Redis URL:               {settings.redis_url}")
+    secure = local.secure_listener()
+    if secure is not None and local.secure_listening():
+        click.echo(f"Kafka SASL_SSL listener: {local.secure}  (client settings: {secure.env_file})")
+    else:
+        click.echo(
+            "Kafka SASL_SSL listener: not running (this broker was started without it: "
+            "`fraud-streamer stack down` and `up` again to add it)"
+        )
 
 
 @stack.command()

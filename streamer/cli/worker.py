@@ -36,7 +36,7 @@ def worker(settings: Settings, loglevel: str) -> None:
 
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
-    from streamer.kafka import contract_topics
+    from streamer.kafka import KafkaUnusable, ensure_contract_topics
 
     registry = ModelRegistry(settings.model_registry)
     try:
@@ -50,12 +50,9 @@ def worker(settings: Settings, loglevel: str) -> None:
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     try:
-        asyncio.run(contract_topics(settings))
-    except Exception as exc:
-        raise click.ClickException(
-            f"cannot reach Kafka at {settings.kafka_bootstrap_servers} to create the topics: "
-            f"{exc} (is it running? `fraud-streamer stack up`)"
-        ) from None
+        asyncio.run(ensure_contract_topics(settings))
+    except KafkaUnusable as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(
         f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
         f"redis {settings.redis_url}, dashboard http://127.0.0.1:{settings.web_port}/",

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from streamer.kafka import client_options, contract_topic_names, make_consumer, make_producer
+from streamer.kafka import (
+    KafkaSettingsError,
+    client_options,
+    contract_topic_names,
+    make_consumer,
+    make_producer,
+)
 from streamer.settings import Settings
 
 
@@ -48,6 +54,16 @@ def test_ssl_options_build_a_context(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert isinstance(options["ssl_context"], ssl.SSLContext)
     assert seen == {"cafile": Path("/etc/ca.pem"), "certfile": None, "keyfile": None}
+
+
+def test_unusable_tls_files_are_named(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-ca.pem"
+    with pytest.raises(KafkaSettingsError, match=f"STREAMER_KAFKA_SSL_CAFILE={missing}"):
+        client_options(settings(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=missing))
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate")
+    with pytest.raises(KafkaSettingsError, match="cannot set up TLS"):
+        client_options(settings(kafka_security_protocol="SSL", kafka_ssl_cafile=not_pem))
 
 
 class Recorder:

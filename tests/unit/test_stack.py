@@ -10,8 +10,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from streamer import stack
+from streamer import secure_listener, stack
 from streamer.cli import cli
+from streamer.secure_listener import (
+    SecureListener,
+    client_env,
+    scram_commands,
+    scram_format_arguments,
+)
 from streamer.settings import Settings
 from streamer.stack import (
     Endpoint,
@@ -27,6 +33,7 @@ from streamer.stack import (
     redis_install_commands,
     render_log4j2,
     render_server_properties,
+    secure_endpoint,
     tail,
 )
 
@@ -105,6 +112,58 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
     for key, value in config.items():
         if key.endswith(("replication.factor", "min.isr")):
             assert value == "1", key
+
+
+def test_server_properties_with_the_sasl_ssl_listener(tmp_path: Path) -> None:
+    secure = SecureListener(tmp_path / "secure", "streamer", "pw-1", "store-2")
+    broker = Endpoint("127.0.0.1", 19092)
+    config = properties(render_server_properties(broker, tmp_path, 6, secure))
+    assert config["listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093"
+    )
+    assert (
+        config["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094"
+    )
+    assert config["listener.security.protocol.map"] == (
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+    )
+    assert config["inter.broker.listener.name"] == "PLAINTEXT"  # the broker's own traffic
+    assert config["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    assert 'user_streamer="pw-1";' in config["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert config["listener.name.sasl_ssl.ssl.keystore.location"] == str(secure.keystore)
+    assert config["listener.name.sasl_ssl.ssl.keystore.password"] == "store-2"
+    assert secure_endpoint(broker) == Endpoint("127.0.0.1", 19094)
+
+
+def test_the_secure_listeners_client_settings_and_scram_user(tmp_path: Path) -> None:
+    secure = SecureListener(tmp_path, "streamer", "pw-1", "store-2")
+    env = client_env(secure, Endpoint("127.0.0.1", 9094), "SCRAM-SHA-256")
+    loaded = settings(**{k.removeprefix("STREAMER_").lower(): v for k, v in env.items()})
+    assert loaded.bootstrap_servers == ["127.0.0.1:9094"]
+    assert loaded.kafka_security_protocol == "SASL_SSL"
+    assert loaded.kafka_sasl_mechanism == "SCRAM-SHA-256"
+    assert loaded.kafka_sasl_password is not None
+    assert loaded.kafka_sasl_password.get_secret_value() == "pw-1"
+    assert loaded.kafka_ssl_cafile == tmp_path / "ca.pem"
+    with pytest.raises(ValueError, match="GSSAPI"):
+        client_env(secure, Endpoint("127.0.0.1", 9094), "GSSAPI")
+    assert scram_format_arguments(secure) == [
+        "--add-scram", "SCRAM-SHA-256=[name=streamer,password=pw-1]",
+        "--add-scram", "SCRAM-SHA-512=[name=streamer,password=pw-1]",
+    ]  # fmt: skip
+    # one request per mechanism: Kafka refuses two credentials of a user in one
+    commands = scram_commands(secure, Endpoint("127.0.0.1", 9092))
+    assert [c[-1] for c in commands] == [
+        "SCRAM-SHA-256=[password=pw-1]",
+        "SCRAM-SHA-512=[password=pw-1]",
+    ]
+
+
+def test_the_secure_listener_material_is_missing_or_unreadable(tmp_path: Path) -> None:
+    assert secure_listener.load(tmp_path) is None
+    (tmp_path / "secrets.json").write_text("{not json")
+    with pytest.raises(secure_listener.SecureListenerError, match="delete"):
+        secure_listener.load(tmp_path)
 
 
 def test_log4j2_config_writes_to_the_data_dir(tmp_path: Path) -> None:

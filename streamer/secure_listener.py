@@ -1,0 +1,283 @@
+"""The local broker's second listener: SASL over TLS, as managed Kafka services expect.
+
+The worker's Kafka options for TLS and SASL (``STREAMER_KAFKA_SECURITY_PROTOCOL`` and friends)
+pass through three clients — aiokafka's, Faust's consumer and producer, and the admin client
+that creates the topics — and a setting dropped by any of them only shows against a broker that
+demands it. So the local stack's broker also listens with ``SASL_SSL`` on the broker's port + 2
+(9092 -> 9094), with PLAIN and both SCRAM mechanisms, and the integration tests run the real
+worker through it. The PLAINTEXT listener stays the default: nothing else changes for a
+developer.
+
+Everything the listener needs is made once with the JDK's ``keytool`` (Java is already needed
+for Kafka) and kept under ``<data_dir>/kafka/secure/``:
+
+    ca.p12, ca.pem       a private certificate authority (the client's STREAMER_KAFKA_SSL_CAFILE)
+    broker.p12           the broker's key and its certificate, signed by that CA, for loopback
+    secrets.json         the generated passwords (mode 0600)
+    client.env           STREAMER_* settings of a client of this listener (mode 0600)
+
+The credentials are random per checkout and the listener binds to loopback only; they protect
+nothing beyond this machine and exist to exercise the code paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streamer.stack import Endpoint
+
+__all__ = [
+    "MECHANISMS",
+    "SASL_USER",
+    "SecureListener",
+    "SecureListenerError",
+    "client_env",
+    "create_material",
+    "find_keytool",
+    "load",
+    "render_listener_properties",
+    "scram_commands",
+    "scram_format_arguments",
+    "secure_port",
+    "write_client_env",
+]
+
+SASL_USER = "streamer"
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: the listener's name in server.properties (Kafka lower-cases it in per-listener keys)
+LISTENER = "SASL_SSL"
+VALIDITY_DAYS = 3650
+
+
+class SecureListenerError(Exception):
+    """The secured listener's material cannot be made or read; the message says why."""
+
+
+@dataclass(frozen=True)
+class SecureListener:
+    """Where the secured listener is and what a client needs to connect to it."""
+
+    directory: Path
+    username: str
+    password: str
+    store_password: str
+
+    @property
+    def cafile(self) -> Path:
+        return self.directory / "ca.pem"
+
+    @property
+    def keystore(self) -> Path:
+        return self.directory / "broker.p12"
+
+    @property
+    def env_file(self) -> Path:
+        return self.directory / "client.env"
+
+
+def secure_port(broker_port: int) -> int:
+    """The SASL_SSL listener's port: two after the broker's (the controller has the one after)."""
+    return broker_port + 2
+
+
+# --- rendering (pure) ---------------------------------------------------------------------------
+
+
+def render_listener_properties(listener: SecureListener) -> list[str]:
+    """server.properties lines that configure the listener, beyond its entry in ``listeners``.
+
+    PLAIN users are listed in the JAAS line itself; SCRAM users live in the cluster metadata
+    (see :func:`scram_format_arguments`).
+    """
+    prefix = f"listener.name.{LISTENER.lower()}"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    plain = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'user_{listener.username}="{listener.password}";'
+    )
+    return [
+        f"sasl.enabled.mechanisms={','.join(MECHANISMS)}",
+        f"{prefix}.plain.sasl.jaas.config={plain}",
+        f"{prefix}.scram-sha-256.sasl.jaas.config={scram}",
+        f"{prefix}.scram-sha-512.sasl.jaas.config={scram}",
+        f"{prefix}.ssl.keystore.type=PKCS12",
+        f"{prefix}.ssl.keystore.location={listener.keystore}",
+        f"{prefix}.ssl.keystore.password={listener.store_password}",
+        f"{prefix}.ssl.key.password={listener.store_password}",
+    ]
+
+
+def client_env(listener: SecureListener, endpoint: Endpoint, mechanism: str) -> dict[str, str]:
+    """The STREAMER_* settings of a client of the listener, with ``mechanism``."""
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"unknown SASL mechanism {mechanism!r}; one of {', '.join(MECHANISMS)}")
+    return {
+        "STREAMER_KAFKA_BOOTSTRAP_SERVERS": str(endpoint),
+        "STREAMER_KAFKA_SECURITY_PROTOCOL": LISTENER,
+        "STREAMER_KAFKA_SASL_MECHANISM": mechanism,
+        "STREAMER_KAFKA_SASL_USERNAME": listener.username,
+        "STREAMER_KAFKA_SASL_PASSWORD": listener.password,
+        "STREAMER_KAFKA_SSL_CAFILE": str(listener.cafile),
+    }
+
+
+def scram_format_arguments(listener: SecureListener) -> list[str]:
+    """Arguments of Kafka's ``StorageTool format`` that create the SCRAM user with the cluster."""
+    return [
+        argument
+        for mechanism in MECHANISMS[1:]
+        for argument in (
+            "--add-scram",
+            f"{mechanism}=[name={listener.username},password={listener.password}]",
+        )
+    ]
+
+
+def scram_commands(listener: SecureListener, bootstrap: Endpoint) -> list[list[str]]:
+    """Arguments of Kafka's ``ConfigCommand`` that add the SCRAM user to a running cluster
+    formatted without it (one call per mechanism: Kafka refuses two for a user in one request).
+    """
+    return [
+        [
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            str(bootstrap),
+            "--alter",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            listener.username,
+            "--add-config",
+            f"{mechanism}=[password={listener.password}]",
+        ]
+        for mechanism in MECHANISMS[1:]
+    ]
+
+
+# --- material (files) ---------------------------------------------------------------------------
+
+
+def load(directory: Path) -> SecureListener | None:
+    """The listener whose material is in ``directory``, or None if it was never made."""
+    try:
+        stored = json.loads((directory / "secrets.json").read_text())
+        listener = SecureListener(
+            directory, stored["username"], stored["password"], stored["store_password"]
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError) as exc:
+        raise SecureListenerError(
+            f"{directory / 'secrets.json'} is unreadable ({exc}); delete {directory} and run "
+            "`fraud-streamer stack up` again to make new material"
+        ) from None
+    if not (listener.cafile.is_file() and listener.keystore.is_file()):
+        return None
+    return listener
+
+
+def _write_private(path: Path, text: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _san(host: str) -> str:
+    """The certificate's subject alternative names: the bind address, and localhost."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return f"dns:{host},dns:localhost,ip:127.0.0.1"
+    return f"ip:{host},dns:localhost"
+
+
+def find_keytool(java: str) -> str | None:
+    """The JDK's keytool: beside ``java`` (the runtime that will serve the keystore), or on PATH."""
+    beside = Path(java).resolve().parent / "keytool"
+    return str(beside) if beside.is_file() else shutil.which("keytool")
+
+
+def create_material(
+    directory: Path, endpoint: Endpoint, keytool: str, echo: Callable[[str], object]
+) -> SecureListener:
+    """Make the CA, the broker's keystore and the passwords, unless they exist already."""
+    existing = load(directory)
+    if existing is not None:
+        return existing
+    directory.mkdir(parents=True, exist_ok=True)
+    echo(f"kafka: making a CA and a broker certificate for the SASL_SSL listener ({endpoint})")
+    listener = SecureListener(
+        directory, SASL_USER, secrets.token_urlsafe(18), secrets.token_urlsafe(18)
+    )
+    store = ["-storetype", "PKCS12", "-storepass", listener.store_password]
+    ca, broker = directory / "ca.p12", listener.keystore
+    for leftover in (ca, broker, listener.cafile):
+        leftover.unlink(missing_ok=True)
+    csr, signed = directory / "broker.csr", directory / "broker.pem"
+    steps = [
+        ["-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048",
+         "-validity", str(VALIDITY_DAYS), "-dname", "CN=fraud-streamer local CA",
+         "-ext", "bc:c", "-keystore", str(ca), *store, "-keypass", listener.store_password],
+        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca), *store,
+         "-file", str(listener.cafile)],
+        ["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
+         "-validity", str(VALIDITY_DAYS), "-dname", f"CN={endpoint.host}",
+         "-keystore", str(broker), *store, "-keypass", listener.store_password],
+        ["-certreq", "-alias", "broker", "-keystore", str(broker), *store, "-file", str(csr)],
+        ["-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca), *store,
+         "-infile", str(csr), "-outfile", str(signed), "-validity", str(VALIDITY_DAYS),
+         "-ext", f"SAN={_san(endpoint.host)}", "-ext", "EKU=serverAuth"],
+        ["-importcert", "-noprompt", "-alias", "ca", "-file", str(listener.cafile),
+         "-keystore", str(broker), *store],
+        ["-importcert", "-alias", "broker", "-file", str(signed), "-keystore", str(broker),
+         *store],
+    ]  # fmt: skip
+    for step in steps:
+        result = subprocess.run(
+            [keytool, *step], capture_output=True, text=True, check=False, timeout=120
+        )
+        if result.returncode != 0:
+            raise SecureListenerError(
+                f"`keytool {step[0]}` failed (exit {result.returncode}) while making the "
+                f"SASL_SSL listener's certificates:\n{result.stdout}{result.stderr}"
+            )
+    csr.unlink()
+    signed.unlink()
+    # the secrets last: their presence is what says the material is complete
+    _write_private(
+        directory / "secrets.json",
+        json.dumps(
+            {
+                "username": listener.username,
+                "password": listener.password,
+                "store_password": listener.store_password,
+            }
+        ),
+    )
+    return listener
+
+
+def write_client_env(listener: SecureListener, endpoint: Endpoint) -> Path:
+    """Write ``client.env``: the settings a client of the listener needs, ready to source."""
+    lines = [
+        "# The local stack's SASL_SSL listener (written by `fraud-streamer stack up`).",
+        "# Load into a shell with:  set -a; . " + str(listener.env_file) + "; set +a",
+        "# Any of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 works as the mechanism.",
+        *(f"{k}={v}" for k, v in client_env(listener, endpoint, "SCRAM-SHA-512").items()),
+        "",
+    ]
+    _write_private(listener.env_file, "\n".join(lines))
+    return listener.env_file

@@ -1,0 +1,144 @@
+"""Kafka with TLS and SASL, for real: the local broker's SASL_SSL listener (broker port + 2).
+
+The security settings pass through aiokafka's clients, Faust's consumer and producer and the
+admin client that creates the topics; these tests run each of them against a broker that
+refuses anything else, and check that a wrong password or an untrusted certificate is named as
+such instead of as an unreachable broker.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pydantic import SecretStr
+
+from streamer.kafka import connection_problem, ensure_topics
+from streamer.replay import encode_transactions
+from streamer.secure_listener import (
+    MECHANISMS,
+    SecureListener,
+    client_env,
+    create_material,
+    find_keytool,
+)
+from streamer.settings import Settings
+from streamer.stack import Endpoint, LocalStack
+from tests.integration.harness import WorkerEnv, consume_until, produce
+
+
+@pytest.fixture(scope="module")
+def secure(stack: Settings) -> tuple[SecureListener, Endpoint]:
+    """The running broker's SASL_SSL listener; fails (never skips) when it is not there."""
+    local = LocalStack(stack)
+    listener = local.secure_listener()
+    if listener is None or not local.secure_listening():
+        pytest.fail(
+            f"the broker has no SASL_SSL listener on {local.secure}: it was started before the "
+            "listener existed, or by something else. `fraud-streamer stack down` and `stack up`.",
+            pytrace=False,
+        )
+    return listener, local.secure
+
+
+def _env(secure: tuple[SecureListener, Endpoint], mechanism: str, **changes: str) -> dict[str, str]:
+    return {**client_env(*secure, mechanism), **changes}
+
+
+def _settings(base: Settings, env: dict[str, str]) -> Settings:
+    """``base`` with the Kafka settings of ``env`` (STREAMER_* names)."""
+    return base.model_copy(
+        update={
+            "kafka_bootstrap_servers": env["STREAMER_KAFKA_BOOTSTRAP_SERVERS"],
+            "kafka_security_protocol": env["STREAMER_KAFKA_SECURITY_PROTOCOL"],
+            "kafka_sasl_mechanism": env["STREAMER_KAFKA_SASL_MECHANISM"],
+            "kafka_sasl_username": env["STREAMER_KAFKA_SASL_USERNAME"],
+            "kafka_sasl_password": SecretStr(env["STREAMER_KAFKA_SASL_PASSWORD"]),
+            "kafka_ssl_cafile": Path(env["STREAMER_KAFKA_SSL_CAFILE"]),
+        }
+    )
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+async def test_each_sasl_mechanism_creates_produces_and_consumes(
+    stack: Settings, secure: tuple[SecureListener, Endpoint], mechanism: str
+) -> None:
+    settings = _settings(stack, _env(secure, mechanism))
+    assert await connection_problem(settings) is None
+    topic = f"secured-{mechanism.lower()}-{uuid.uuid4().hex[:8]}"
+    assert await ensure_topics(settings, [topic], partitions=1) == [topic]
+    sent = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(20)]
+    await produce(settings, topic, list(sent))
+    records = await consume_until(settings, topic, count=len(sent), timeout=60)
+    assert [(r.key, r.value) for r in records] == sent
+
+
+async def test_the_worker_scores_through_sasl_ssl(
+    worker_env: WorkerEnv,
+    secure: tuple[SecureListener, Endpoint],
+    replay_slice: pd.DataFrame,
+) -> None:
+    env = _env(secure, "SCRAM-SHA-512")
+    settings = _settings(worker_env.settings, env)
+    frame = replay_slice.head(300)
+    await produce(
+        settings, settings.topic_transactions, [(k, v) for _, k, v in encode_transactions(frame)]
+    )
+    worker_env.start_worker(**env)
+    ids = set(frame["transaction_id"])
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=ids, timeout=120, worker=worker_env
+    )
+    decided = [json.loads(r.value)["transaction_id"] for r in records]
+    assert sorted(decided) == sorted(ids)  # each one, once
+    assert worker_env.processes[0].poll() is None, worker_env.logs()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"STREAMER_KAFKA_SASL_PASSWORD": "not-the-password"}, "refused SASL SCRAM-SHA-512"),
+        ({"STREAMER_KAFKA_SSL_CAFILE": "{ca_p12}"}, "STREAMER_KAFKA_SSL_CAFILE"),
+        ({"STREAMER_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}, "closed the connection"),
+    ],
+    ids=["wrong password", "CA file not PEM", "plaintext client"],
+)
+def test_a_worker_with_wrong_security_settings_says_which(
+    worker_env: WorkerEnv,
+    secure: tuple[SecureListener, Endpoint],
+    change: dict[str, str],
+    named: str,
+) -> None:
+    ca_p12 = str(secure[0].directory / "ca.p12")
+    changes = {k: v.format(ca_p12=ca_p12) for k, v in change.items()}
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "worker"],
+        env={**worker_env.env, **_env(secure, "SCRAM-SHA-512", **changes)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot"), result.stderr
+    assert named in last, result.stderr
+
+
+async def test_a_certificate_from_another_ca_is_named_as_untrusted(
+    stack: Settings, secure: tuple[SecureListener, Endpoint], tmp_path: Path
+) -> None:
+    java = shutil.which("java")
+    keytool = find_keytool(java) if java else None
+    assert keytool, "keytool (with java) is needed, as for `stack up`"
+    other = create_material(tmp_path, secure[1], keytool, print)  # another CA, same host
+    env = _env(secure, "PLAIN", STREAMER_KAFKA_SSL_CAFILE=str(other.cafile))
+    problem = await connection_problem(_settings(stack, env), timeout=10)
+    assert problem is not None
+    assert "does not trust" in problem
+    assert "STREAMER_KAFKA_SSL_CAFILE" in problem
