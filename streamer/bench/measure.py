@@ -19,6 +19,7 @@ from streamer.bench.infra import (
     Usage,
     end_total,
     free_port,
+    produce,
     timestamps,
     usage,
     usage_between,
@@ -27,7 +28,7 @@ from streamer.bench.infra import (
 from streamer.kafka import make_consumer, make_producer, partitions, running
 from streamer.settings import Settings
 
-__all__ = ["Run", "latency", "measure", "throughput"]
+__all__ = ["Run", "latency", "measure", "passthrough_latency", "throughput"]
 
 PROGRESS_EVERY_S = 5.0
 STALL_TIMEOUT_S = 120.0
@@ -52,25 +53,38 @@ class Run:
         """(transactions, labels): shared by all variants, each in its own consumer group."""
         return f"{self.prefix}-transactions", f"{self.prefix}-labels"
 
+    @property
+    def passthrough_live(self) -> str:
+        """The input of the passthrough's latency phase: its own, so the worker never sees it."""
+        return f"{self.prefix}-passthrough-live"
+
     def outputs(self, variant: str) -> tuple[str, str, str]:
         """(decisions, alerts, dead letters) of one variant."""
         base = f"{self.prefix}-{variant}"
         return f"{base}-decisions", f"{base}-alerts", f"{base}-dead-letters"
 
     def topics(self) -> list[str]:
-        return [*self.inputs, *(t for v in VARIANTS for t in self.outputs(v))]
+        return [
+            *self.inputs,
+            self.passthrough_live,
+            *(t for v in VARIANTS for t in self.outputs(v)),
+        ]
 
-    def variant_env(self, variant: str) -> dict[str, str]:
-        """The environment of a variant's process: the bench's, with its own names."""
+    def variant_env(self, variant: str, transactions: str | None = None) -> dict[str, str]:
+        """The environment of a variant's process: the bench's, with its own names.
+
+        ``transactions`` gives it another input topic (and a consumer group of its own).
+        """
         decisions, alerts, dead = self.outputs(variant)
         db = self.redis_dbs.get(variant)
+        group = f"{self.prefix}-{variant}" + (f"-{transactions}" if transactions else "")
         overrides = {
-            "STREAMER_TOPIC_TRANSACTIONS": self.inputs[0],
+            "STREAMER_TOPIC_TRANSACTIONS": transactions or self.inputs[0],
             "STREAMER_TOPIC_LABELS": self.inputs[1],
             "STREAMER_TOPIC_DECISIONS": decisions,
             "STREAMER_TOPIC_ALERTS": alerts,
             "STREAMER_TOPIC_DEAD_LETTERS": dead,
-            "STREAMER_CONSUMER_GROUP": f"{self.prefix}-{variant}",
+            "STREAMER_CONSUMER_GROUP": group,
             "STREAMER_REDIS_URL": (
                 self.settings.redis_url if db is None else with_db(self.settings.redis_url, db)
             ),
@@ -102,12 +116,14 @@ def throughput(timestamps_ms: list[int], started: float) -> dict[str, Any]:
 
 
 async def _await_outputs(
-    run: Run, variant: str, proc: subprocess.Popen[bytes], n: int
+    run: Run, variant: str, proc: subprocess.Popen[bytes], n: int, name: str | None = None
 ) -> dict[str, Any]:
     """Wait until ``variant`` has written ``n`` decisions; fail if it dies or stalls.
 
-    Returns the variant's CPU use from its first output to the last.
+    ``name`` is the process's, when it is not the variant's. Returns the variant's CPU use
+    from its first output to the last.
     """
+    name = name or variant
     tps = partitions(run.outputs(variant)[0], run.settings.partitions)
     first: tuple[float, Usage, int] | None = None
     async with running(make_consumer(run.settings, group_id=None)) as consumer:
@@ -115,8 +131,8 @@ async def _await_outputs(
         while done < n:
             if proc.poll() is not None:
                 raise BenchError(
-                    f"{variant} exited with code {proc.returncode} after {done:,} outputs:\n"
-                    f"{run.processes.tail(variant)}"
+                    f"{name} exited with code {proc.returncode} after {done:,} outputs:\n"
+                    f"{run.processes.tail(name)}"
                 )
             total = await end_total(consumer, tps)
             now = time.monotonic()
@@ -126,11 +142,11 @@ async def _await_outputs(
                     first = (now, usage(proc.pid), done)
             elif now - changed > STALL_TIMEOUT_S:
                 raise BenchError(
-                    f"{variant} wrote nothing for {STALL_TIMEOUT_S:.0f} s ({done:,}/{n:,}):\n"
-                    f"{run.processes.tail(variant)}"
+                    f"{name} wrote nothing for {STALL_TIMEOUT_S:.0f} s ({done:,}/{n:,}):\n"
+                    f"{run.processes.tail(name)}"
                 )
             if now >= next_report:
-                run.log(f"{variant}: {done:,}/{n:,} outputs")
+                run.log(f"{name}: {done:,}/{n:,} outputs")
                 next_report = now + PROGRESS_EVERY_S
             await asyncio.sleep(0.25)
     assert first is not None
@@ -157,15 +173,19 @@ async def measure(run: Run, variant: str, n: int) -> dict[str, Any]:
     return result
 
 
-async def latency(run: Run) -> dict[str, Any]:
-    """Send the live events at a fixed rate to the caught-up worker; time each decision.
+async def latency(
+    run: Run, variant: str = "worker", *, process: str | None = None, topic: str | None = None
+) -> dict[str, Any]:
+    """Send the live events at a fixed rate to a caught-up variant; time each output.
 
-    Each latency is also split in three with the decision's own ``processing_ms`` and its Kafka
-    timestamp (set when the worker handed it to its producer): waiting to be consumed and
-    batched, the pipeline, then publishing until this consumer has it.
+    ``topic`` is where they go (the shared input unless given), ``process`` the name of the
+    process whose CPU use is reported (the variant's unless given). The worker's latencies are
+    also split in three with each decision's own ``processing_ms`` and its Kafka timestamp (set
+    when the worker handed it to its producer): waiting to be consumed and batched, the
+    pipeline, then publishing until this consumer has it.
     """
     settings, config = run.settings, run.config
-    # transaction id -> (consumed here, decision's Kafka timestamp, its processing_ms)
+    # transaction id -> (consumed here, output's Kafka timestamp, its processing_ms or NaN)
     received: dict[str, tuple[float, float, float]] = {}
     sent: dict[str, float] = {}
     consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=100)
@@ -178,42 +198,46 @@ async def latency(run: Run) -> dict[str, Any]:
             now = time.time()
             for records in batch.values():
                 for r in records:
-                    decision = json.loads(r.value)
-                    tid, ms = decision["transaction_id"], float(decision["processing_ms"])
-                    received[tid] = (now, r.timestamp / 1000, ms)
+                    output = json.loads(r.value)
+                    ms = float(output.get("processing_ms", "nan"))  # the passthrough has none
+                    received[output["transaction_id"]] = (now, r.timestamp / 1000, ms)
 
+    pid = run.processes.pid(process or variant)
     async with running(consumer), running(producer):
-        tps = partitions(run.outputs("worker")[0], settings.partitions)
+        tps = partitions(run.outputs(variant)[0], settings.partitions)
         consumer.assign(tps)
         for tp, end in (await consumer.end_offsets(tps)).items():
             consumer.seek(tp, end)
         reader = asyncio.create_task(drain())
         try:
-            run.log(f"latency: {len(run.live):,} events at {config.latency_rate:,.0f}/s")
+            run.log(
+                f"latency ({variant}): {len(run.live):,} events at {config.latency_rate:,.0f}/s"
+            )
             pending = []
             began = time.perf_counter()
-            before = usage(run.processes.pid("worker"))
+            before = usage(pid)
             for i, (tid, key, value) in enumerate(run.live):
                 ahead = i / config.latency_rate - (time.perf_counter() - began)
                 if ahead > 0.001:
                     await asyncio.sleep(ahead)
                 sent[tid] = time.time()
-                pending.append(await producer.send(run.inputs[0], value=value, key=key))
+                pending.append(await producer.send(topic or run.inputs[0], value=value, key=key))
             send_seconds = time.perf_counter() - began
             await asyncio.gather(*pending)
             deadline = time.monotonic() + 30
             while len(received.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
-            worker = usage_between(
-                before, usage(run.processes.pid("worker")), time.perf_counter() - began
-            )
+            cpu = usage_between(before, usage(pid), time.perf_counter() - began)
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
 
     matched = [t for t in sent if t in received]  # in send order
     if not matched:
-        raise BenchError(f"no decisions for the latency phase:\n{run.processes.tail('worker')}")
+        raise BenchError(
+            f"no outputs for the latency phase of {variant}:\n"
+            f"{run.processes.tail(process or variant)}"
+        )
     sent_at = np.array([sent[t] for t in matched])
     got_at, stamped, pipeline = np.array([received[t] for t in matched]).T
     latencies = (got_at - sent_at) * 1000
@@ -223,6 +247,7 @@ async def latency(run: Run) -> dict[str, Any]:
         "pipeline": pipeline,
         "publish_and_deliver": (got_at - stamped) * 1000,
     }
+    split = not np.isnan(pipeline).any()
     # p50 per second of sending: a worker that cannot keep up shows a rising line
     second = (sent_at - sent_at[0]).astype(int)
     timeline = [round(float(np.median(latencies[second == s])), 1) for s in np.unique(second)]
@@ -239,9 +264,34 @@ async def latency(run: Run) -> dict[str, Any]:
         "stages_ms": {
             name: {q: round(float(np.percentile(v, int(q[1:]))), 1) for q in ("p50", "p99")}
             for name, v in stages.items()
-        },
-        # cpu_share ~1.0: the worker used a whole core and could not have gone faster;
+        }
+        if split
+        else None,
+        # cpu_share ~1.0: the process used a whole core and could not have gone faster;
         # runqueue_wait_share: how long it was ready to run but had no CPU (other processes)
-        "worker": worker,
+        "process": cpu,
         "p50_ms_per_second": timeline,
     }
+
+
+async def passthrough_latency(run: Run) -> dict[str, Any]:
+    """The latency phase again, through the passthrough: what Kafka, Faust and this machine
+    take of the worker's latency before it does any work, measured in the same run.
+
+    A new passthrough process reads an input topic of its own, so that the worker never sees
+    these events; it counts as ready once a first record has come through it.
+    """
+    name = "passthrough-latency"
+    env = run.variant_env("passthrough", transactions=run.passthrough_live)
+    run.log(f"{name}: started, waiting for a first record through it")
+    proc = run.processes.start(name, VARIANTS["passthrough"][1], env)
+    try:
+        tps = partitions(run.outputs("passthrough")[0], run.settings.partitions)
+        async with running(make_consumer(run.settings, group_id=None)) as consumer:
+            before = await end_total(consumer, tps)
+        _, key, value = run.live[0]  # a warm-up copy: the phase reads only what comes after it
+        await produce(run.settings, run.passthrough_live, [(key, value)])
+        await _await_outputs(run, "passthrough", proc, before + 1, name=name)
+        return await latency(run, "passthrough", process=name, topic=run.passthrough_live)
+    finally:
+        run.processes.stop(name)

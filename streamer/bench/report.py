@@ -50,6 +50,15 @@ def _mark(met: bool | None) -> str:
     return {True: "pass", False: "MISS", None: "n/a"}[met]
 
 
+def _latency_lines(lat: dict[str, Any], who: str) -> list[str]:
+    return [
+        f"  p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
+        f"max {lat['max_ms']:.1f} ms",
+        f"  {who} CPU used {_pct(lat['process']['cpu_share'])}, "
+        f"CPU wait {_pct(lat['process']['runqueue_wait_share'])}",
+    ]
+
+
 def render(results: dict[str, Any]) -> str:
     """The human-readable table of one run's results."""
     machine, load = results["machine"], results["load"]
@@ -80,23 +89,25 @@ def render(results: dict[str, Any]) -> str:
             f"(b) ran on the first {load['naive_events']:,} events of the same backlog: "
             f"the rates compare, not the counts"
         )
-    lat = results["latency"]
+    lat, floor = results["latency"], results["latency_passthrough"]
     lines += [
         "",
         f"latency at {lat['rate']:,.0f}/s (achieved {lat['achieved_rate']:,.0f}/s), "
         f"{lat['received']:,}/{lat['sent']:,} decisions:",
-        f"  p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
-        f"max {lat['max_ms']:.1f} ms",
+        *_latency_lines(lat, "worker"),
         "  stages p50/p99: "
         + ", ".join(
             f"{name.replace('_', ' ')} {v['p50']:.1f}/{v['p99']:.1f} ms"
             for name, v in lat["stages_ms"].items()
         ),
-        f"  worker CPU used {_pct(lat['worker']['cpu_share'])}, "
-        f"CPU wait {_pct(lat['worker']['runqueue_wait_share'])}",
         "  median latency per second of sending: "
         + " ".join(f"{v:.0f}" for v in lat["p50_ms_per_second"])
         + " ms",
+        f"the same events through (a) passthrough, its own topic "
+        f"({floor['received']:,}/{floor['sent']:,} records):",
+        *_latency_lines(floor, "passthrough"),
+        f"the worker's own share: p50 {lat['p50_ms'] - floor['p50_ms']:+.1f} ms, "
+        f"p99 {lat['p99_ms'] - floor['p99_ms']:+.1f} ms",
         "",
     ]
     cost = results.get("model_cost")

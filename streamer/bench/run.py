@@ -19,7 +19,7 @@ from streamer.bench.infra import (
     produce,
 )
 from streamer.bench.load import Load, ensure_model, make_load
-from streamer.bench.measure import Run, latency, measure
+from streamer.bench.measure import Run, latency, measure, passthrough_latency
 from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
 from streamer.kafka import ensure_topics
@@ -91,6 +91,7 @@ async def run_bench(
         processes.stop("worker")
         throughput["naive"] = await measure(run, "naive", config.naive_events)
         processes.stop("naive")
+        floor = await passthrough_latency(run)
     finally:
         processes.stop_all()
         try:
@@ -122,5 +123,6 @@ async def run_bench(
         },
         "throughput": {name: throughput[name] for name in VARIANTS},
         "latency": live,
+        "latency_passthrough": floor,
         "model_cost": cost,
     } | verdicts(throughput, live)

@@ -64,6 +64,12 @@ async def test_bench_reports_every_figure_and_cleans_up(
     assert latency["sent"] == 3000
     assert latency["received"] == latency["sent"]
     assert 0 < latency["p50_ms"] <= latency["p95_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+    assert set(latency["stages_ms"]) == {"consume_and_batch", "pipeline", "publish_and_deliver"}
+    floor = results["latency_passthrough"]  # the same events through the passthrough
+    assert floor["sent"] == 3000
+    assert floor["received"] == floor["sent"]
+    assert 0 < floor["p50_ms"] <= floor["p99_ms"] <= floor["max_ms"]
+    assert floor["stages_ms"] is None  # forwarded transactions carry no processing_ms
 
     assert [t["metric"] for t in results["targets"]] == ["c/a", "c/b", "p99_ms"]
     assert all(isinstance(t["met"], bool) for t in results["targets"])

@@ -72,14 +72,16 @@ def _results(a: float, b: float, c: float, p99: float) -> dict[str, Any]:
         "p99_ms": p99,
         "max_ms": p99 + 1,
         "stages_ms": {"pipeline": {"p50": 1.0, "p99": 2.0}},
-        "worker": {"cpu_share": 0.3, "runqueue_wait_share": 0.0},
+        "process": {"cpu_share": 0.3, "runqueue_wait_share": 0.0},
         "p50_ms_per_second": [5.0],
     }
+    floor = latency | {"p50_ms": 3.0, "p99_ms": 12.0, "stages_ms": None}
     return {
         "machine": {"cpu_count": 2, "python": "3.11.0"},
         "load": {"events": 1000, "naive_events": 100, "model_version": "m1"},
         "throughput": throughput,
         "latency": latency,
+        "latency_passthrough": floor,
     } | verdicts(throughput, latency)
 
 
@@ -95,6 +97,9 @@ def test_verdicts_mark_each_target_and_render_shows_them() -> None:
     table = render(results)
     assert "(c) worker" in table and "MISS" in table and "pass" in table
     assert "first 100 events" in table
+    # the passthrough's latency at the same rate, and what the worker adds to it
+    assert "through (a) passthrough" in table
+    assert "the worker's own share: p50 +2.0 ms, p99 +18.0 ms" in table
 
 
 def test_model_cost_is_timed_on_both_paths_and_rendered(
