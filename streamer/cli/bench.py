@@ -78,8 +78,10 @@ def bench(
     (c) has drained the backlog, --latency-rate transactions/s are sent for --latency-seconds;
     per transaction, the time its decision is consumed minus the time it was handed to the
     producer (one clock, this machine), also split into consume-and-batch, pipeline and
-    publish-and-deliver. Reported: events/s of a, b, c; the same-run ratios c/a and c/b;
-    latency p50/p95/p99; on Linux, each process's CPU use and its wait for a CPU (the share
+    publish-and-deliver. The same events then go through a fresh (a) on a topic of its own:
+    its latency is what Kafka and Faust take before the worker does any work. Reported:
+    events/s of a, b, c; the same-run ratios c/a and c/b; latency p50/p95/p99 of c and of a,
+    and their difference; on Linux, each process's CPU use and its wait for a CPU (the share
     of the time it was ready to run while others held the cores: a busy machine's noise).
 
     \b
