@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 from redis.asyncio import Redis
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from models.dataset import build_features
 from models.registry import ModelRegistry
@@ -120,7 +122,8 @@ async def test_promotion_reaches_a_running_worker_without_losing_events(
     await consume_until(settings, settings.topic_decisions, ids=ids(first), worker=worker_env)
 
     features = build_features(history.head(20_000))
-    model_b = LogisticRegression(max_iter=500).fit(
+    # scaled, as `train` fits its logistic regressions: unscaled, lbfgs does not converge
+    model_b = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
         features.X, features.frame["is_fraud"].astype(int)
     )
     private.register(
