@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
@@ -28,7 +28,7 @@ from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, InputMessage, Received
 from streamer.runtime import Runtime
 from streamer.settings import Settings
-from streamer.transport import WorkerApp
+from streamer.transport import Consumer, WorkerApp
 
 __all__ = ["app_options", "create_app", "raw_topic"]
 
@@ -36,6 +36,8 @@ log = logging.getLogger("streamer.worker")
 
 #: Longest wait to fill a batch of labels.
 LABELS_WITHIN_S = 0.5
+#: How often the consumer lag metric is refreshed.
+LAG_INTERVAL_S = 1.0
 
 
 def _credentials(settings: Settings) -> Any:
@@ -188,6 +190,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                     break
                 received = [held.received for held in batch]
                 await run_batch("transactions", pipeline.decide(received), len(batch))
+                metrics.observe_ages(
+                    settings.topic_transactions,
+                    (held.event.message.timestamp for held in batch),
+                    time.time(),
+                )
                 for held in batch:
                     await stream.ack(held.event)
             merger.retain(consumer.assignment())
@@ -248,6 +255,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # held events of a revoked partition were never acked: its next owner reads them again
         (revoked,) = args
         merger.forget(revoked)
+
+    @app.timer(LAG_INTERVAL_S)
+    async def report_lag() -> None:
+        consumer = cast(Consumer, app.consumer)
+        metrics.set_lag({(tp.topic, tp.partition): n for tp, n in consumer.lag().items()})
 
     @app.timer(settings.model_poll_seconds)
     async def follow_promotions() -> None:

@@ -1,12 +1,13 @@
 """Prometheus metrics of a worker, and the summary the dashboard polls.
 
 One ``Metrics`` object per worker, with its own registry (no global state), updated once per
-batch — never per event on the hot path beyond a histogram ``observe`` of the scores.
+batch — never per event on the hot path beyond histogram ``observe`` calls (scores, record ages).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -17,6 +18,7 @@ from streamer.pipeline import BatchOutput
 __all__ = ["Metrics"]
 
 SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0)
+AGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
 class Metrics:
@@ -58,6 +60,22 @@ class Metrics:
             "Transactions read but held back by the event-time merge (a partition ahead waits)",
             registry=r,
         )
+        self.record_age = Histogram(
+            "streamer_record_age_seconds",
+            "From an input record's Kafka timestamp to its decision being acknowledged: the "
+            "end-to-end delay of live traffic (a replayed backlog shows its age)",
+            ["topic"],
+            buckets=AGE_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "streamer_consumer_lag_records",
+            "Records in an assigned input partition not yet read (high watermark minus the "
+            "next offset)",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self._lag_total = 0
         self.started = time.time()
         self._totals: dict[str, int] = {}
 
@@ -80,6 +98,20 @@ class Metrics:
         ):
             self._totals[key] = self._totals.get(key, 0) + n
 
+    def observe_ages(self, topic: str, timestamps_s: Iterable[float | None], now: float) -> None:
+        """Record how old each input record of a finished batch was (Kafka timestamps, s)."""
+        age = self.record_age.labels(topic)
+        for ts in timestamps_s:
+            if ts is not None and ts > 0:  # -1: a record written without a timestamp
+                age.observe(max(now - ts, 0.0))
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """The consumer lag of every partition this worker owns now (others are dropped)."""
+        self.lag.clear()
+        for (topic, partition), n in lags.items():
+            self.lag.labels(topic, str(partition)).set(n)
+        self._lag_total = sum(lags.values())
+
     def set_model(self, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version).set(1)
@@ -91,5 +123,6 @@ class Metrics:
         return {
             "model_version": model_version,
             "uptime_s": round(time.time() - self.started, 1),
+            "lag_records": self._lag_total,
             "totals": dict(sorted(self._totals.items())),
         }

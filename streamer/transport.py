@@ -71,6 +71,22 @@ class Consumer(driver.Consumer):
         records, active = await super()._wait_next_records(timeout)
         return records, None if active is None else set(active)
 
+    def lag(self) -> dict[TP, int]:
+        """Records in each assigned partition not yet handed to an agent.
+
+        The broker's high watermark (as of the last fetch) minus the next offset to read: the
+        one after the last record Faust delivered, or the committed offset before the first.
+        Partitions with neither known yet (just assigned, nothing fetched) are left out.
+        """
+        lags = {}
+        for tp in self.assignment():
+            highwater = self.highwater(tp)
+            read = self._read_offset.get(tp)
+            start = read + 1 if read is not None else self._committed_offset.get(tp)
+            if highwater is not None and start is not None:
+                lags[tp] = max(highwater - start, 0)
+        return lags
+
 
 class Transport(driver.Transport):
     """The aiokafka transport with :class:`Consumer`."""

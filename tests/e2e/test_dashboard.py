@@ -62,6 +62,7 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
             time.sleep(0.5)
         kind, page = _get("http://127.0.0.1:16301/")
         assert "text/html" in kind and "fraud-streamer" in page and "/api/summary" in page
+        assert 'id="lag"' in page and summary["lag_records"] >= 0
         kind, metrics = _get("http://127.0.0.1:16301/metrics")
         assert "text/plain" in kind
         assert 'streamer_model_info{version="dash-1"} 1.0' in metrics

@@ -7,8 +7,10 @@ or after its report time, so sending it early changes nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +111,32 @@ async def _backlog(worker: WorkerEnv, frame: pd.DataFrame) -> int:
     n = await _produce_transactions(worker, frame)
     worker.start_worker()
     return n
+
+
+def _watch_lag(worker: WorkerEnv, n: int) -> tuple[float, dict[tuple[str, str], float], float]:
+    """Poll the worker's /metrics until it has aged ``n`` transactions and reports no lag.
+
+    Returns the highest total transactions lag seen, the last lag per (topic role, partition)
+    and the number of record ages observed.
+    """
+    settings = worker.settings
+    roles = {settings.topic_transactions: "transactions", settings.topic_labels: "labels"}
+    most, deadline = 0.0, time.monotonic() + 240
+    while time.monotonic() < deadline:
+        samples = worker.metrics()
+        lag = {
+            (roles[dict(labels)["topic"]], dict(labels)["partition"]): value
+            for (name, labels), value in samples.items()
+            if name == "streamer_consumer_lag_records"
+        }
+        most = max(most, sum(v for (role, _), v in lag.items() if role == "transactions"))
+        ages = samples.get(
+            ("streamer_record_age_seconds_count", (("topic", settings.topic_transactions),)), 0.0
+        )
+        if ages >= n and lag and not any(lag.values()):
+            return most, lag, ages
+        time.sleep(0.2)
+    pytest.fail(f"the metrics did not settle: lag {lag}, {ages} ages of {n}\n{worker.logs()}")
 
 
 async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[dict[str, Any]]:
@@ -285,9 +313,16 @@ async def test_a_backlog_through_a_tiny_stream_buffer_loses_nothing_and_stays_in
                          < replay_slice["timestamp"].min() + pd.Timedelta(days=10)]
     n = await _backlog(worker_env, frame)
     wanted = set(frame["transaction_id"])
+    watching = asyncio.create_task(asyncio.to_thread(_watch_lag, worker_env, n))
     decisions = await _decisions(worker_env, wanted)
+    most, lag, ages = await watching
     repeated = _one_decision_each(decisions, wanted)
-    print(f"{n} transactions, {len(decisions)} decisions, {repeated} repeated")
+    print(f"{n} transactions, {len(decisions)} decisions, {repeated} repeated, lag up to {most}")
+    # the metrics saw the backlog, then nothing left to read, and one age per decision
+    assert most > 0
+    assert set(lag) == {(t, str(p)) for t in ("transactions", "labels") for p in range(4)}, lag
+    assert all(v == 0 for v in lag.values()), lag
+    assert ages == n
     got, expected = _worker_scores(registry, build_features(frame), decisions)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     await _assert_stored_once(worker_env.settings, frame)

@@ -50,3 +50,18 @@ async def test_a_poll_while_partitions_are_held_back_by_a_full_buffer_is_short()
     consumer.on_buffer_drop(quiet)
     await consumer._wait_next_records(1.0)
     assert polls[-1] == ({held, quiet}, 1.0)
+
+
+async def test_lag_is_the_high_watermark_minus_the_next_offset_to_read() -> None:
+    app = create_app(Settings())
+    consumer = app.consumer
+    read, fresh, unknown = TP("transactions", 0), TP("transactions", 1), TP("labels", 0)
+    highwaters = {read: 120, fresh: 40, unknown: None}
+    consumer.assignment = lambda: set(highwaters)  # the consumer thread's state: the I/O edge
+    consumer.highwater = highwaters.__getitem__
+    consumer._read_offset[read] = 99  # delivered up to offset 99: 100..119 are still to read
+    consumer._committed_offset[fresh] = 30  # nothing read yet since the assignment
+    consumer._committed_offset[unknown] = 5  # nothing fetched yet: no high watermark
+    assert consumer.lag() == {read: 20, fresh: 10}
+    consumer._read_offset[read] = 119
+    assert consumer.lag()[read] == 0
