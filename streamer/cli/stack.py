@@ -93,8 +93,14 @@ def status(settings: Settings) -> None:
     Exits with status 0 when both services answer and 3 otherwise (like `systemctl status`),
     so scripts can test it.
     """
-    states = _local_stack(settings).status()
+    local = _local_stack(settings)
+    states = local.status()
     for state in states:
         click.echo(state.describe())
+    secure = local.secure_listener()
+    if local.secure_listening() and secure is not None:
+        click.echo(f"{'':<6} SASL_SSL  {local.secure}  (client settings: {secure.env_file})")
+    elif states[0].answering:
+        click.echo(f"{'':<6} SASL_SSL  not listening on {local.secure}  (`down` and `up` add it)")
     if not all(state.answering for state in states):
         raise SystemExit(3)
