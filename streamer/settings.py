@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -129,6 +130,16 @@ class Settings(BaseSettings):
                 f"{ENV_PREFIX}DECLINE_THRESHOLD ({self.decline_threshold})"
             )
         return self
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """``redis_url`` with its password masked: the form for logs and messages."""
+        parts = urlsplit(self.redis_url)
+        if not parts.password:
+            return self.redis_url
+        user = f"{parts.username}:" if parts.username else ":"
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
     @property
     def bootstrap_servers(self) -> list[str]:

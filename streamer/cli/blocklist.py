@@ -16,23 +16,20 @@ KIND = click.Choice(["customer", "terminal"])
 
 def _run(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
     from redis.asyncio import Redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from streamer.features.store import RedisFeatureStore
+    from streamer.features.store import RedisFeatureStore, redis_problem
 
     async def main() -> Any:
+        problem = await redis_problem(settings.redis_url, settings.redis_url_redacted)
+        if problem:
+            raise click.ClickException(problem)
         client = Redis.from_url(settings.redis_url)
         try:
             return await action(RedisFeatureStore(client))
         finally:
             await client.aclose()
 
-    try:
-        return asyncio.run(main())
-    except RedisConnectionError as exc:
-        raise click.ClickException(
-            f"cannot reach Redis at {settings.redis_url}: {exc} (`fraud-streamer stack up`?)"
-        ) from None
+    return asyncio.run(main())
 
 
 @click.group()

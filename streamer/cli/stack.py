@@ -55,7 +55,7 @@ def up(settings: Settings, timeout: float) -> None:
     except StackError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Kafka bootstrap servers: {local.kafka}")
-    click.echo(f"Redis URL:               {settings.redis_url}")
+    click.echo(f"Redis URL:               {settings.redis_url_redacted}")
     secure = local.secure_listener()
     if secure is not None and local.secure_listening():
         click.echo(f"Kafka SASL_SSL listener: {local.secure}  (client settings: {secure.env_file})")

@@ -36,6 +36,7 @@ def worker(settings: Settings, loglevel: str) -> None:
 
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
+    from streamer.features.store import redis_problem
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
 
     registry = ModelRegistry(settings.model_registry)
@@ -53,9 +54,12 @@ def worker(settings: Settings, loglevel: str) -> None:
         asyncio.run(ensure_contract_topics(settings))
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
+    problem = asyncio.run(redis_problem(settings.redis_url, settings.redis_url_redacted))
+    if problem:
+        raise click.ClickException(problem)
     click.echo(
         f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
-        f"redis {settings.redis_url}, dashboard http://127.0.0.1:{settings.web_port}/",
+        f"redis {settings.redis_url_redacted}, dashboard http://127.0.0.1:{settings.web_port}/",
         err=True,
     )
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,42 @@
-"""``fraud-streamer blocklist`` against the real Redis."""
+"""``fraud-streamer blocklist`` and the worker's start-up check against the real Redis,
+with and without a password."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import redis
 from click.testing import CliRunner
 
+from models.registry import ModelRegistry
 from streamer.cli import cli
 from streamer.settings import Settings
+
+
+@pytest.fixture
+def redis_user(stack: Settings) -> Iterator[tuple[str, str]]:
+    """An ACL user with a password on the stack's Redis (removed afterwards)."""
+    admin = redis.Redis.from_url(stack.redis_url)
+    name, password = f"test-{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)
+    admin.acl_setuser(name, enabled=True, passwords=[f"+{password}"], keys=["*"],
+                      commands=["+@all"])  # fmt: skip
+    try:
+        yield name, password
+    finally:
+        admin.acl_deluser(name)
+        admin.close()
+
+
+def _url(stack: Settings, user: str, password: str, db: int) -> str:
+    parts = urlsplit(stack.redis_url)
+    return f"redis://{user}:{password}@{parts.hostname}:{parts.port or 6379}/{db}"
 
 
 def test_add_list_remove(stack: Settings) -> None:
@@ -32,3 +63,46 @@ def test_unreachable_redis_is_a_clear_error() -> None:
     )
     assert result.exit_code == 1
     assert "cannot reach Redis at redis://127.0.0.1:1/0" in result.output
+
+
+def test_a_password_in_the_url_is_used_and_never_shown(
+    stack: Settings, redis_user: tuple[str, str]
+) -> None:
+    user, password = redis_user
+    runner = CliRunner()
+    good = {"STREAMER_REDIS_URL": _url(stack, user, password, 13)}
+    result = runner.invoke(cli, ["blocklist", "add", "customer", "c-acl"], env=good)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["blocklist", "remove", "customer", "c-acl"], env=good)
+    assert "1 customer(s) removed" in result.output
+
+    bad = {"STREAMER_REDIS_URL": _url(stack, user, "not-" + password, 13)}
+    result = runner.invoke(cli, ["blocklist", "list", "customer"], env=bad)
+    assert result.exit_code == 1
+    assert f"Redis at redis://{user}:***@" in result.output
+    assert "refused the user name or password" in result.output
+    assert password not in result.output
+
+
+def test_a_worker_that_cannot_use_redis_says_so_at_start(
+    stack: Settings, redis_user: tuple[str, str], registry: ModelRegistry
+) -> None:
+    user, password = redis_user
+    for url, named in (
+        (_url(stack, user, "not-" + password, 13), "refused the user name or password"),
+        ("redis://127.0.0.1:1/0", "cannot reach Redis at redis://127.0.0.1:1/0"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "streamer", "worker"],
+            env={
+                **os.environ,
+                "STREAMER_REDIS_URL": url,
+                "STREAMER_MODEL_REGISTRY": str(registry.root),
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 1, result.stderr
+        assert named in result.stderr.strip().splitlines()[-1], result.stderr
+        assert password not in result.stderr

@@ -77,3 +77,19 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(ValidationError):
         settings.partitions = 2  # type: ignore[misc]
     assert isinstance(settings, Settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("redis://:s3cret@10.0.0.5:6379/2", "redis://:***@10.0.0.5:6379/2"),
+        (
+            "rediss://scorer:s3cret@cache.example.com:6380/1?ssl_ca_certs=/etc/ca.pem",
+            "rediss://scorer:***@cache.example.com:6380/1?ssl_ca_certs=/etc/ca.pem",
+        ),
+    ],
+)
+def test_the_redis_password_is_masked_for_messages(url: str, shown: str) -> None:
+    settings = Settings(_env_file=None, redis_url=url)  # type: ignore[call-arg]
+    assert settings.redis_url_redacted == shown
