@@ -15,6 +15,7 @@ for Kafka) and kept under ``<data_dir>/kafka/secure/``:
     broker.p12           the broker's key and its certificate, signed by that CA, for loopback
     secrets.json         the generated passwords (mode 0600)
     client.env           STREAMER_* settings of a client of this listener (mode 0600)
+    scram-cluster-id     the Kafka cluster that has the SCRAM user (see ``LocalStack``)
 
 The credentials are random per checkout and the listener binds to loopback only; they protect
 nothing beyond this machine and exist to exercise the code paths.
