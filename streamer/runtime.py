@@ -11,12 +11,11 @@ import asyncio
 import logging
 from importlib import resources
 
-from redis.asyncio import Redis
-
 from models.registry import ModelRegistry
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
+from streamer.redis_client import connect
 from streamer.rules import Policy
 from streamer.scoring import Scorer
 from streamer.settings import Settings
@@ -61,7 +60,7 @@ class Runtime:
             async with self._lock:
                 if self._pipeline is None:
                     if self._store is None:
-                        client = Redis.from_url(self.settings.redis_url)
+                        client = connect(self.settings.redis_url)
                         self._store = RedisFeatureStore(client)
                     if self._scorer is None:
                         await self.refresh_model()

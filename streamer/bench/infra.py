@@ -18,10 +18,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from redis.asyncio import Redis
 
 from streamer.bench.config import BenchError
 from streamer.kafka import client_options, make_consumer, make_producer, partitions, running
+from streamer.redis_client import connect
 from streamer.settings import Settings
 
 __all__ = [
@@ -168,7 +168,7 @@ def with_db(url: str, db: int) -> str:
 
 async def claim_redis_dbs(url: str, count: int) -> list[int]:
     """Empty databases other than the configured one, from the top (tests count from 1 up)."""
-    client = Redis.from_url(url)
+    client = connect(url)
     try:
         try:
             databases = int((await client.config_get("databases"))["databases"] or 16)
@@ -181,7 +181,7 @@ async def claim_redis_dbs(url: str, count: int) -> list[int]:
     for db in range(databases - 1, -1, -1):
         if db == own:
             continue
-        probe = Redis.from_url(with_db(url, db))
+        probe = connect(with_db(url, db))
         try:
             if await probe.dbsize() == 0:
                 free.append(db)
@@ -194,7 +194,7 @@ async def claim_redis_dbs(url: str, count: int) -> list[int]:
 
 async def flush_redis_dbs(url: str, dbs: list[int]) -> None:
     for db in dbs:
-        client = Redis.from_url(with_db(url, db))
+        client = connect(with_db(url, db))
         try:
             await client.flushdb()
         finally:

@@ -15,15 +15,14 @@ KIND = click.Choice(["customer", "terminal"])
 
 
 def _run(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
-    from redis.asyncio import Redis
-
     from streamer.features.store import RedisFeatureStore, redis_problem
+    from streamer.redis_client import connect
 
     async def main() -> Any:
         problem = await redis_problem(settings.redis_url, settings.redis_url_redacted)
         if problem:
             raise click.ClickException(problem)
-        client = Redis.from_url(settings.redis_url)
+        client = connect(settings.redis_url)
         try:
             return await action(RedisFeatureStore(client))
         finally:

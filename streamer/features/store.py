@@ -40,6 +40,7 @@ from streamer.features.keys import (
     terminal_first_key,
     terminal_keys,
 )
+from streamer.redis_client import connect
 
 __all__ = [
     "Enriched",
@@ -245,7 +246,7 @@ async def redis_problem(url: str, shown: str, timeout: float = 5.0) -> str | Non
     A worker that only found out at its first batch would exit mid-stream with a traceback;
     this is asked once at start, so a wrong URL or password is a one-line error instead.
     """
-    client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         await client.ping()
     except AuthenticationError:

@@ -1,0 +1,59 @@
+"""Commands packed with hiredis are byte for byte what redis-py's own asyncio packer sends."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+
+from streamer.redis_client import (
+    HiredisPackingConnection,
+    HiredisPackingSSLConnection,
+    connect,
+)
+
+COMMANDS = [
+    # what the feature store sends: script calls with str, int and repr(float) arguments
+    ("EVALSHA", "a" * 40, 3, "c:{c-1}:tx", "c:{c-1}:amt", "c:{c-1}:first", "tx-9", 1533081600000,
+     repr(123.45)),
+    ("SMISMEMBER", "blocklist:customer", "c-1", "c-2"),
+    ("SCRIPT LOAD", "return 1"),  # a command name with a space is split into words
+    (b"CLIENT SETNAME", b"worker"),
+    ("SET", "k\u00e9y", b"\x00\xffbinary", -7),
+    ("SET", "k", bytearray(b"ba")),
+    ("SET", "k", memoryview(b"mv")),  # memoryviews keep redis-py's own path
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: str(c[0]))
+def test_hiredis_packing_matches_redis_py(command: tuple[object, ...]) -> None:
+    expected = b"".join(bytes(c) for c in Connection().pack_command(*command))
+    packed = HiredisPackingConnection().pack_command(*command)
+    assert b"".join(bytes(c) for c in packed) == expected
+    if not any(isinstance(a, memoryview) for a in command):
+        assert len(packed) == 1  # one buffer: hiredis packed it
+
+
+def test_a_pipeline_packs_the_same() -> None:
+    commands = [c for c in COMMANDS if not any(isinstance(a, memoryview) for a in c)]
+    expected = b"".join(Connection().pack_commands(commands))
+    assert b"".join(HiredisPackingConnection().pack_commands(commands)) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://:pw@127.0.0.1:6390/3", HiredisPackingConnection),
+        ("rediss://127.0.0.1:6390/0", HiredisPackingSSLConnection),
+        ("unix:///tmp/redis.sock?db=2", UnixDomainSocketConnection),
+    ],
+)
+async def test_connect_keeps_the_url_options(url: str, expected: type) -> None:
+    client = connect(url, socket_timeout=3.0)
+    pool = client.connection_pool
+    assert pool.connection_class is expected
+    assert issubclass(pool.connection_class, SSLConnection) == url.startswith("rediss")
+    kwargs = pool.connection_kwargs
+    assert kwargs["socket_timeout"] == 3.0
+    if url.startswith("redis://"):
+        assert (kwargs["password"], kwargs["port"], kwargs["db"]) == ("pw", 6390, 3)
+    await client.aclose()
