@@ -8,6 +8,9 @@ against 2 µs with hiredis. Until redis-py does it itself, the connections made 
 hiredis exactly as redis-py's sync ``HiredisRespSerializer`` does — a command name holding a
 space is split into words, a memoryview argument keeps the Python path — and the unit tests hold
 the bytes to the Python packer's. Everything else is redis-py's, URL options included.
+
+:func:`redis_problem` is the start-up check that turns a wrong URL, password or address into
+one line that names it.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from typing import Any
 from hiredis import pack_command as hiredis_pack  # a dependency: redis[hiredis]
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, parse_url
-from redis.exceptions import DataError
+from redis.exceptions import AuthenticationError, DataError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-__all__ = ["HiredisPackingConnection", "HiredisPackingSSLConnection", "connect"]
+__all__ = ["HiredisPackingConnection", "HiredisPackingSSLConnection", "connect", "redis_problem"]
 
 
 class _HiredisPacking:
@@ -63,3 +68,28 @@ def connect(url: str, **options: Any) -> Redis:
     base = kwargs.pop("connection_class", Connection)
     pool = ConnectionPool(connection_class=_PACKING.get(base, base), **kwargs)
     return Redis.from_pool(pool)
+
+
+async def redis_problem(url: str, shown: str, timeout: float = 5.0) -> str | None:
+    """Why Redis at ``url`` cannot be used, in words (``shown``: the URL without its
+    password); None when it answers PING.
+
+    A worker that only found out at its first batch would exit mid-stream with a traceback;
+    this is asked once at start, so a wrong URL or password is a one-line error instead.
+    """
+    client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        await client.ping()
+    except AuthenticationError:
+        return f"Redis at {shown} refused the user name or password in STREAMER_REDIS_URL"
+    except ResponseError as exc:  # NOAUTH: a password is required and none was given
+        return f"Redis at {shown} refused PING: {exc} (does STREAMER_REDIS_URL need a password?)"
+    except RedisTimeoutError:
+        return f"Redis at {shown} did not answer within {timeout:.0f} s"
+    except RedisConnectionError as exc:
+        return f"cannot reach Redis at {shown}: {exc} (is it running? `fraud-streamer stack up`)"
+    except (RedisError, OSError, ValueError) as exc:
+        return f"cannot use Redis at {shown}: {type(exc).__name__}: {exc}"
+    finally:
+        await client.aclose()
+    return None

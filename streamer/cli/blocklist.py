@@ -15,8 +15,8 @@ KIND = click.Choice(["customer", "terminal"])
 
 
 def _run(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
-    from streamer.features.store import RedisFeatureStore, redis_problem
-    from streamer.redis_client import connect
+    from streamer.features.store import RedisFeatureStore
+    from streamer.redis_client import connect, redis_problem
 
     async def main() -> Any:
         problem = await redis_problem(settings.redis_url, settings.redis_url_redacted)

@@ -36,8 +36,8 @@ def worker(settings: Settings, loglevel: str) -> None:
 
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
-    from streamer.features.store import redis_problem
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
+    from streamer.redis_client import redis_problem
 
     registry = ModelRegistry(settings.model_registry)
     try:

@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError
 
 from streamer.features.definitions import (
     DAY_MS,
@@ -40,15 +38,8 @@ from streamer.features.keys import (
     terminal_first_key,
     terminal_keys,
 )
-from streamer.redis_client import connect
 
-__all__ = [
-    "Enriched",
-    "FeatureStore",
-    "RedisFeatureStore",
-    "StoreConfig",
-    "redis_problem",
-]
+__all__ = ["Enriched", "FeatureStore", "RedisFeatureStore", "StoreConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,28 +228,3 @@ class RedisFeatureStore(FeatureStore):
     async def blocklist_members(self, kind: BlocklistKind) -> list[str]:
         members = await self._redis.smembers(blocklist_key(kind))
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-
-
-async def redis_problem(url: str, shown: str, timeout: float = 5.0) -> str | None:
-    """Why Redis at ``url`` cannot be used, in words (``shown``: the URL without its
-    password); None when it answers PING.
-
-    A worker that only found out at its first batch would exit mid-stream with a traceback;
-    this is asked once at start, so a wrong URL or password is a one-line error instead.
-    """
-    client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    try:
-        await client.ping()
-    except AuthenticationError:
-        return f"Redis at {shown} refused the user name or password in STREAMER_REDIS_URL"
-    except ResponseError as exc:  # NOAUTH: a password is required and none was given
-        return f"Redis at {shown} refused PING: {exc} (does STREAMER_REDIS_URL need a password?)"
-    except RedisTimeoutError:
-        return f"Redis at {shown} did not answer within {timeout:.0f} s"
-    except RedisConnectionError as exc:
-        return f"cannot reach Redis at {shown}: {exc} (is it running? `fraud-streamer stack up`)"
-    except (RedisError, OSError, ValueError) as exc:
-        return f"cannot use Redis at {shown}: {type(exc).__name__}: {exc}"
-    finally:
-        await client.aclose()
-    return None
