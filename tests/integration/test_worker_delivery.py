@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from streamer.features.store import RedisFeatureStore
 from streamer.replay import encode_labels, encode_transactions
 from streamer.scoring import Scorer
 from streamer.settings import Settings
+from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
 
 VOLATILE = {"decided_at", "processing_ms"}
@@ -214,6 +216,45 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     finally:
         await redis.aclose()
     np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)
+
+
+async def test_a_broker_killed_and_restarted_mid_stream_loses_nothing(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame, registry: ModelRegistry, stack: Settings
+) -> None:
+    """SIGKILL the Kafka broker a third of the way into a stream, start it again: the worker
+    rides it out by itself (no restart), and every transaction is decided — a repeat the same
+    decision — stored once and scored as in order."""
+    local = LocalStack(stack)
+    kafka = (await asyncio.to_thread(local.status))[0]  # it probes with its own event loop
+    if not kafka.ours or kafka.pid is None:
+        pytest.fail(
+            "this test kills and restarts the broker: it needs one started by "
+            "`fraud-streamer stack up` from this checkout",
+            pytrace=False,
+        )
+    settings = worker_env.settings
+    await _start_with_labels(worker_env, replay_slice)
+    n = await _produce_transactions(worker_env, replay_slice)
+    wait_for(
+        lambda: (
+            (worker_env.summary() or {}).get("totals", {}).get("consumed_transactions", 0) >= n // 3
+        ),
+        timeout=120,
+        what="a third of the stream",
+        worker=worker_env,
+    )
+    os.killpg(kafka.pid, signal.SIGKILL)
+    await asyncio.to_thread(local.up)  # Redis is reused; Kafka starts again on the same data
+
+    wanted = set(replay_slice["transaction_id"])
+    decisions = await _decisions(worker_env, wanted)
+    repeated = _one_decision_each(decisions, wanted)
+    print(f"{n} transactions, {len(decisions)} decisions, {repeated} re-deliveries")
+    assert worker_env.processes[0].poll() is None, worker_env.logs()
+    assert len(worker_env.processes) == 1  # the same worker throughout
+    got, expected = _worker_scores(registry, build_features(replay_slice), decisions)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    await _assert_stored_once(settings, replay_slice)
 
 
 async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_twice(
