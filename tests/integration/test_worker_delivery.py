@@ -141,6 +141,18 @@ def _watch_lag(worker: WorkerEnv, n: int) -> tuple[float, dict[tuple[str, str], 
     pytest.fail(f"the metrics did not settle: lag {lag}, {ages} ages of {n}\n{worker.logs()}")
 
 
+def _wait_for_a_third(worker: WorkerEnv, n: int) -> None:
+    """Wait until the (first) worker has consumed a third of a stream of ``n`` transactions."""
+    wait_for(
+        lambda: (
+            (worker.summary() or {}).get("totals", {}).get("consumed_transactions", 0) >= n // 3
+        ),
+        timeout=120,
+        what="a third of the stream",
+        worker=worker,
+    )
+
+
 async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[dict[str, Any]]:
     """Decisions read from the start of the topic until every one of ``ids`` has one."""
     settings = worker.settings
@@ -164,14 +176,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     first = worker_env.processes[0]
 
     # kill it hard once it is well into the stream
-    wait_for(
-        lambda: (
-            (worker_env.summary() or {}).get("totals", {}).get("consumed_transactions", 0) >= n // 3
-        ),
-        timeout=120,
-        what="a third of the stream",
-        worker=worker_env,
-    )
+    _wait_for_a_third(worker_env, n)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     worker_env.start_worker()
@@ -235,14 +240,7 @@ async def test_a_broker_killed_and_restarted_mid_stream_loses_nothing(
     settings = worker_env.settings
     await _start_with_labels(worker_env, replay_slice)
     n = await _produce_transactions(worker_env, replay_slice)
-    wait_for(
-        lambda: (
-            (worker_env.summary() or {}).get("totals", {}).get("consumed_transactions", 0) >= n // 3
-        ),
-        timeout=120,
-        what="a third of the stream",
-        worker=worker_env,
-    )
+    _wait_for_a_third(worker_env, n)
     os.killpg(kafka.pid, signal.SIGKILL)
     await asyncio.to_thread(local.up)  # Redis is reused; Kafka starts again on the same data
 
