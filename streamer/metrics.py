@@ -75,7 +75,6 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
-        self._lag_total = 0
         self.started = time.time()
         self._totals: dict[str, int] = {}
 
@@ -110,7 +109,6 @@ class Metrics:
         self.lag.clear()
         for (topic, partition), n in lags.items():
             self.lag.labels(topic, str(partition)).set(n)
-        self._lag_total = sum(lags.values())
 
     def set_model(self, version: str) -> None:
         self.model_info.clear()
@@ -123,6 +121,6 @@ class Metrics:
         return {
             "model_version": model_version,
             "uptime_s": round(time.time() - self.started, 1),
-            "lag_records": self._lag_total,
+            "lag_records": int(sum(s.value for m in self.lag.collect() for s in m.samples)),
             "totals": dict(sorted(self._totals.items())),
         }

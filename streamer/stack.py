@@ -168,6 +168,7 @@ class StackPaths:
         self.kafka_console = self.kafka / "logs" / "console.log"
         self.kafka_pid = self.kafka / "kafka.pid"
         self.kafka_secure = self.kafka / "secure"
+        self.scram_marker = self.kafka_secure / "scram-cluster-id"
         self.classpath = self.kafka / "classpath.txt"
         self.maven_log = self.kafka / "logs" / "maven.log"
         self.redis = root / "redis"
@@ -783,7 +784,7 @@ class LocalStack:
         A cluster formatted by this stack got the user at formatting (and the marker file
         names its cluster id); one formatted before the listener existed gets it here, once.
         """
-        marker, cluster = self.paths.kafka_secure / "scram-cluster-id", self._cluster_id()
+        marker, cluster = self.paths.scram_marker, self._cluster_id()
         if not (marker.is_file() and marker.read_text().strip() == cluster):
             self.echo("kafka: adding the SCRAM user to a cluster formatted without it")
             for arguments in secure_listener.scram_commands(secure, self.kafka):
@@ -823,7 +824,7 @@ class LocalStack:
                 raise StackError(
                     f"formatting Kafka's storage failed:\n{output}\n{tail(paths.kafka_log)}"
                 )
-            (paths.kafka_secure / "scram-cluster-id").write_text(f"{cluster}\n")
+            paths.scram_marker.write_text(f"{cluster}\n")
         command = [
             *jvm, *KAFKA_HEAP, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",

@@ -18,6 +18,17 @@ def _local_stack(settings: Settings) -> LocalStack:
         raise click.ClickException(str(exc)) from None
 
 
+def _secure_listener(local: LocalStack) -> str:
+    """Where the broker's SASL_SSL listener is and its client settings, or why it is missing."""
+    secure = local.secure_listener()
+    if secure is not None and local.secure_listening():
+        return f"{local.secure}  (client settings: {secure.env_file})"
+    return (
+        f"not listening on {local.secure} (this broker was started without it: "
+        "`fraud-streamer stack down` and `up` again to add it)"
+    )
+
+
 @click.group()
 def stack() -> None:
     """Run a real Apache Kafka (KRaft, one node) and Redis on 127.0.0.1 for development.
@@ -56,14 +67,7 @@ def up(settings: Settings, timeout: float) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Kafka bootstrap servers: {local.kafka}")
     click.echo(f"Redis URL:               {settings.redis_url_redacted}")
-    secure = local.secure_listener()
-    if secure is not None and local.secure_listening():
-        click.echo(f"Kafka SASL_SSL listener: {local.secure}  (client settings: {secure.env_file})")
-    else:
-        click.echo(
-            "Kafka SASL_SSL listener: not running (this broker was started without it: "
-            "`fraud-streamer stack down` and `up` again to add it)"
-        )
+    click.echo(f"Kafka SASL_SSL listener: {_secure_listener(local)}")
 
 
 @stack.command()
@@ -97,10 +101,7 @@ def status(settings: Settings) -> None:
     states = local.status()
     for state in states:
         click.echo(state.describe())
-    secure = local.secure_listener()
-    if local.secure_listening() and secure is not None:
-        click.echo(f"{'':<6} SASL_SSL  {local.secure}  (client settings: {secure.env_file})")
-    elif states[0].answering:
-        click.echo(f"{'':<6} SASL_SSL  not listening on {local.secure}  (`down` and `up` add it)")
+    if states[0].answering:
+        click.echo(f"{'':<6} SASL_SSL  {_secure_listener(local)}")
     if not all(state.answering for state in states):
         raise SystemExit(3)

@@ -17,6 +17,7 @@ import pytest
 
 from streamer.kafka import make_consumer, make_producer
 from streamer.settings import Settings
+from tests.prometheus import Samples, samples
 
 __all__ = ["WorkerEnv", "consume_until", "produce", "wait_for"]
 
@@ -51,21 +52,15 @@ class WorkerEnv:
         except OSError:
             return None
 
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    def metrics(self) -> Samples:
         """The first worker's Prometheus samples, by (name, sorted labels); {} when down."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         url = f"http://127.0.0.1:{self.settings.web_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 text = response.read().decode()
         except OSError:
             return {}
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-        }
+        return samples(text)
 
     def logs(self) -> str:
         return "\n".join(

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pydantic import SecretStr
 
 from streamer.kafka import connection_problem, ensure_topics
 from streamer.replay import encode_transactions
@@ -52,17 +51,9 @@ def _env(secure: tuple[SecureListener, Endpoint], mechanism: str, **changes: str
 
 
 def _settings(base: Settings, env: dict[str, str]) -> Settings:
-    """``base`` with the Kafka settings of ``env`` (STREAMER_* names)."""
-    return base.model_copy(
-        update={
-            "kafka_bootstrap_servers": env["STREAMER_KAFKA_BOOTSTRAP_SERVERS"],
-            "kafka_security_protocol": env["STREAMER_KAFKA_SECURITY_PROTOCOL"],
-            "kafka_sasl_mechanism": env["STREAMER_KAFKA_SASL_MECHANISM"],
-            "kafka_sasl_username": env["STREAMER_KAFKA_SASL_USERNAME"],
-            "kafka_sasl_password": SecretStr(env["STREAMER_KAFKA_SASL_PASSWORD"]),
-            "kafka_ssl_cafile": Path(env["STREAMER_KAFKA_SSL_CAFILE"]),
-        }
-    )
+    """``base`` with the settings of ``env`` (STREAMER_* names), validated as at start-up."""
+    changes = {k.removeprefix("STREAMER_").lower(): v for k, v in env.items()}
+    return Settings(_env_file=None, **{**base.model_dump(), **changes})  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from streamer.metrics import Metrics
+from tests.prometheus import Samples, samples
 
 
-def _samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def _samples(metrics: Metrics) -> Samples:
     body, _ = metrics.exposition()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(body.decode())
-        for s in family.samples
-    }
+    return samples(body.decode())
 
 
 def test_record_ages_are_observed_from_kafka_timestamps() -> None:
