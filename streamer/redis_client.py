@@ -15,6 +15,8 @@ one line that names it.
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from typing import Any
 
 from hiredis import pack_command as hiredis_pack  # a dependency: redis[hiredis]
@@ -75,21 +77,99 @@ async def redis_problem(url: str, shown: str, timeout: float = 5.0) -> str | Non
     password); None when it answers PING.
 
     A worker that only found out at its first batch would exit mid-stream with a traceback;
-    this is asked once at start, so a wrong URL or password is a one-line error instead.
+    this is asked once at start, so a wrong URL, password or TLS setting is a one-line error
+    instead. redis-py reports a TLS port reached without TLS as a reset connection and the
+    reverse as a timeout, so for those two this probes the port itself and says which it is.
     """
+    problem = _ca_file_problem(url)
+    if problem is not None:
+        return problem
     client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         await client.ping()
     except AuthenticationError:
-        return f"Redis at {shown} refused the user name or password in STREAMER_REDIS_URL"
+        return f"Redis at {shown} refused the user name or password in {VARIABLE}"
     except ResponseError as exc:  # NOAUTH: a password is required and none was given
-        return f"Redis at {shown} refused PING: {exc} (does STREAMER_REDIS_URL need a password?)"
-    except RedisTimeoutError:
-        return f"Redis at {shown} did not answer within {timeout:.0f} s"
-    except RedisConnectionError as exc:
-        return f"cannot reach Redis at {shown}: {exc} (is it running? `fraud-streamer stack up`)"
+        return f"Redis at {shown} refused PING: {exc} (does {VARIABLE} need a password?)"
+    except (RedisTimeoutError, RedisConnectionError) as exc:
+        return await _unreachable(url, shown, exc, timeout)
     except (RedisError, OSError, ValueError) as exc:
         return f"cannot use Redis at {shown}: {type(exc).__name__}: {exc}"
     finally:
         await client.aclose()
     return None
+
+
+VARIABLE = "STREAMER_REDIS_URL"
+
+
+def _ca_file_problem(url: str) -> str | None:
+    """Why the URL's ``ssl_ca_certs`` file cannot serve as the trusted authorities, if set."""
+    try:
+        cafile = parse_url(url).get("ssl_ca_certs")
+    except ValueError as exc:
+        return f"{VARIABLE} is not a Redis URL: {exc}"
+    if cafile is None:
+        return None
+    try:
+        ssl.create_default_context(cafile=str(cafile))
+    except (OSError, ssl.SSLError) as exc:
+        return f"ssl_ca_certs={cafile} in {VARIABLE} cannot be read as PEM CA certificates: {exc}"
+    return None
+
+
+async def _unreachable(url: str, shown: str, exc: RedisError, timeout: float) -> str:
+    cause = exc.__context__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return (
+            f"Redis at {shown} presented a certificate this client does not trust "
+            f"({cause.verify_message}): set ssl_ca_certs in {VARIABLE} to its CA's PEM file"
+        )
+    options = parse_url(url)
+    tls = options.get("connection_class") is SSLConnection
+    host, port = options.get("host"), options.get("port", 6379)
+    if isinstance(cause, ConnectionRefusedError) or host is None:
+        pass
+    elif not tls and await _speaks_tls(host, port, timeout):
+        return (
+            f"Redis at {shown} expects TLS on that port: write the URL as rediss://… "
+            "(with ?ssl_ca_certs=<CA file> when its certificate is from a private CA)"
+        )
+    elif tls and await _speaks_plain(host, port, timeout):
+        return (
+            f"Redis at {shown} does not speak TLS on that port: write the URL as redis://…, "
+            "or use the port where the server takes TLS"
+        )
+    if isinstance(exc, RedisTimeoutError):
+        return f"Redis at {shown} did not answer within {timeout:.0f} s"
+    return f"cannot reach Redis at {shown}: {exc} (is it running? `fraud-streamer stack up`)"
+
+
+async def _speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """True when a TLS handshake with ``host:port`` completes (certificate not checked)."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    try:
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), timeout
+        )
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    return True
+
+
+async def _speaks_plain(host: str, port: int, timeout: float) -> bool:
+    """True when ``host:port`` answers a plain-text ``PING`` as Redis does (+PONG or -ERR)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (TimeoutError, OSError):
+        return False
+    try:
+        writer.write(b"PING\r\n")
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except (TimeoutError, OSError):
+        return False
+    finally:
+        writer.close()
+    return line[:1] in (b"+", b"-")

@@ -11,7 +11,8 @@ developer.
 Everything the listener needs is made once with the JDK's ``keytool`` (Java is already needed
 for Kafka) and kept under ``<data_dir>/kafka/secure/``:
 
-    ca.p12, ca.pem       a private certificate authority (the client's STREAMER_KAFKA_SSL_CAFILE)
+    ca.p12, ca.pem       a private certificate authority (the client's STREAMER_KAFKA_SSL_CAFILE;
+                         it signs Redis's TLS certificate too, see streamer.redis_tls)
     broker.p12           the broker's key and its certificate, signed by that CA, for loopback
     secrets.json         the generated passwords (mode 0600)
     client.env           STREAMER_* settings of a client of this listener (mode 0600)
@@ -51,6 +52,7 @@ __all__ = [
     "scram_commands",
     "scram_format_arguments",
     "secure_port",
+    "sign_keystore",
     "write_client_env",
 ]
 
@@ -77,6 +79,11 @@ class SecureListener:
     @property
     def cafile(self) -> Path:
         return self.directory / "ca.pem"
+
+    @property
+    def ca_keystore(self) -> Path:
+        """The authority's own key and certificate (it signs the servers' certificates)."""
+        return self.directory / "ca.p12"
 
     @property
     def keystore(self) -> Path:
@@ -224,39 +231,17 @@ def create_material(
         directory, SASL_USER, secrets.token_urlsafe(18), secrets.token_urlsafe(18)
     )
     store = ["-storetype", "PKCS12", "-storepass", listener.store_password]
-    ca, broker = directory / "ca.p12", listener.keystore
-    for leftover in (ca, broker, listener.cafile):
+    for leftover in (listener.ca_keystore, listener.keystore, listener.cafile):
         leftover.unlink(missing_ok=True)
-    csr, signed = directory / "broker.csr", directory / "broker.pem"
-    steps = [
+    _keytool(keytool, [
         ["-genkeypair", "-alias", "ca", "-keyalg", "RSA", "-keysize", "2048",
          "-validity", str(VALIDITY_DAYS), "-dname", "CN=fraud-streamer local CA",
-         "-ext", "bc:c", "-keystore", str(ca), *store, "-keypass", listener.store_password],
-        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", str(ca), *store,
+         "-ext", "bc:c", "-keystore", str(listener.ca_keystore), *store,
+         "-keypass", listener.store_password],
+        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", str(listener.ca_keystore), *store,
          "-file", str(listener.cafile)],
-        ["-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
-         "-validity", str(VALIDITY_DAYS), "-dname", f"CN={endpoint.host}",
-         "-keystore", str(broker), *store, "-keypass", listener.store_password],
-        ["-certreq", "-alias", "broker", "-keystore", str(broker), *store, "-file", str(csr)],
-        ["-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca), *store,
-         "-infile", str(csr), "-outfile", str(signed), "-validity", str(VALIDITY_DAYS),
-         "-ext", f"SAN={_san(endpoint.host)}", "-ext", "EKU=serverAuth"],
-        ["-importcert", "-noprompt", "-alias", "ca", "-file", str(listener.cafile),
-         "-keystore", str(broker), *store],
-        ["-importcert", "-alias", "broker", "-file", str(signed), "-keystore", str(broker),
-         *store],
-    ]  # fmt: skip
-    for step in steps:
-        result = subprocess.run(
-            [keytool, *step], capture_output=True, text=True, check=False, timeout=120
-        )
-        if result.returncode != 0:
-            raise SecureListenerError(
-                f"`keytool {step[0]}` failed (exit {result.returncode}) while making the "
-                f"SASL_SSL listener's certificates:\n{result.stdout}{result.stderr}"
-            )
-    csr.unlink()
-    signed.unlink()
+    ])  # fmt: skip
+    sign_keystore(listener, listener.keystore, "broker", endpoint.host, keytool)
     # the secrets last: their presence is what says the material is complete
     _write_private(
         directory / "secrets.json",
@@ -269,6 +254,41 @@ def create_material(
         ),
     )
     return listener
+
+
+def _keytool(keytool: str, steps: list[list[str]]) -> None:
+    for step in steps:
+        result = subprocess.run(
+            [keytool, *step], capture_output=True, text=True, check=False, timeout=120
+        )
+        if result.returncode != 0:
+            raise SecureListenerError(
+                f"`keytool {step[0]}` failed (exit {result.returncode}) while making the local "
+                f"stack's certificates:\n{result.stdout}{result.stderr}"
+            )
+
+
+def sign_keystore(ca: SecureListener, keystore: Path, alias: str, host: str, keytool: str) -> None:
+    """Make ``keystore`` (PKCS12, ``ca``'s store password): a key and its certificate for
+    ``host``, signed by ``ca``'s authority, with that authority's certificate beside it."""
+    store = ["-storetype", "PKCS12", "-storepass", ca.store_password]
+    keystore.unlink(missing_ok=True)
+    csr, signed = keystore.with_suffix(".csr"), keystore.with_suffix(".signed.pem")
+    _keytool(keytool, [
+        ["-genkeypair", "-alias", alias, "-keyalg", "RSA", "-keysize", "2048",
+         "-validity", str(VALIDITY_DAYS), "-dname", f"CN={host}",
+         "-keystore", str(keystore), *store, "-keypass", ca.store_password],
+        ["-certreq", "-alias", alias, "-keystore", str(keystore), *store, "-file", str(csr)],
+        ["-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca.ca_keystore), *store,
+         "-infile", str(csr), "-outfile", str(signed), "-validity", str(VALIDITY_DAYS),
+         "-ext", f"SAN={_san(host)}", "-ext", "EKU=serverAuth"],
+        ["-importcert", "-noprompt", "-alias", "ca", "-file", str(ca.cafile),
+         "-keystore", str(keystore), *store],
+        ["-importcert", "-alias", alias, "-file", str(signed), "-keystore", str(keystore),
+         *store],
+    ])  # fmt: skip
+    csr.unlink()
+    signed.unlink()
 
 
 def write_client_env(listener: SecureListener, endpoint: Endpoint) -> Path:

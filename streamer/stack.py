@@ -7,7 +7,8 @@ git-ignored ``settings.data_dir``:
 
     <data_dir>/kafka/  server.properties, log4j2.properties, classpath.txt, data/, logs/, kafka.pid,
                        secure/ (the SASL_SSL listener's CA, keystore and client settings)
-    <data_dir>/redis/  dump.rdb, redis.log, redis.pid
+    <data_dir>/redis/  dump.rdb, redis.log, redis.pid,
+                       tls/ (the TLS port's certificate and key, see streamer.redis_tls)
 
 Kafka's jars come from Maven Central through ``stack/kafka/pom.xml`` (resolved once into the
 local Maven repository; the stack caches the classpath). Ports come from the settings, so the
@@ -36,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from streamer import secure_listener
+from streamer import redis_tls, secure_listener
+from streamer.redis_tls import RedisTls
 from streamer.secure_listener import SecureListener, SecureListenerError
 from streamer.settings import ENV_PREFIX, Settings
 
@@ -142,7 +144,10 @@ def redis_endpoint(settings: Settings) -> Endpoint:
     variable = f"{ENV_PREFIX}REDIS_URL"
     parts = urlsplit(settings.redis_url)
     if parts.scheme != "redis":
-        raise StackError(f"{variable} must be a redis:// URL for the local stack.")
+        raise StackError(
+            f"{variable} must be a redis:// URL for the local stack (it is run with its plain "
+            "port; `stack up` prints the rediss:// URL of its TLS port, the plain one + 1)."
+        )
     try:
         endpoint = parse_host_port(parts.netloc.rpartition("@")[2], default_port=6379)
     except ValueError as exc:
@@ -174,6 +179,7 @@ class StackPaths:
         self.redis = root / "redis"
         self.redis_log = self.redis / "redis.log"
         self.redis_pid = self.redis / "redis.pid"
+        self.redis_tls = self.redis / "tls"
 
 
 # --- rendering (pure) ---------------------------------------------------------------------------
@@ -505,6 +511,7 @@ class LocalStack:
         self.kafka = kafka_endpoint(settings)
         self.secure = secure_endpoint(self.kafka)
         self.redis = redis_endpoint(settings)
+        self.redis_tls_endpoint = Endpoint(self.redis.host, redis_tls.tls_port(self.redis.port))
         self.echo = echo
 
     # public ------------------------------------------------------------------------------------
@@ -527,6 +534,15 @@ class LocalStack:
     def secure_listening(self) -> bool:
         """True when something accepts connections on the SASL_SSL listener's port."""
         return _port_open(self.secure)
+
+    def redis_tls(self) -> RedisTls | None:
+        """The files of Redis's TLS port, if `up` has made them; None otherwise (and, as for
+        the SASL_SSL listener, a Redis started before they existed does not listen there)."""
+        return redis_tls.load(self.paths.redis_tls, self.secure_listener())
+
+    def redis_tls_listening(self) -> bool:
+        """True when something accepts connections on Redis's TLS port."""
+        return _port_open(self.redis_tls_endpoint)
 
     def up(self, timeout: float = 90.0) -> list[ServiceState]:
         """Start what is not running, then wait until both services answer."""
@@ -555,13 +571,17 @@ class LocalStack:
             )
         if start_redis and _port_open(self.redis):
             raise self._port_taken(self.redis, "(not answering as Redis)", "REDIS_URL")
+        if start_redis and _port_open(self.redis_tls_endpoint):
+            raise self._port_taken(
+                self.redis_tls_endpoint, "(Redis's TLS port: its port + 1)", "REDIS_URL"
+            )
         # Everything that can fail early does, before anything is started.
         redis_server = self._redis_server() if start_redis else None
-        java = self._java() if start_kafka else None
+        java = self._java() if start_kafka or start_redis else None  # keytool: certificates
         classpath = self._classpath() if start_kafka else None
         secure = self._secure_material(java) if java is not None else None
-        if redis_server is not None:
-            self._start_redis(redis_server)
+        if redis_server is not None and java is not None and secure is not None:
+            self._start_redis(redis_server, self._redis_tls_material(java, secure))
         if java is not None and classpath is not None and secure is not None:
             self._start_kafka(java, classpath, secure)
         deadline = time.monotonic() + timeout
@@ -664,7 +684,16 @@ class LocalStack:
             raise StackError(f"{REDIS_PACKAGE} was installed but redis-server is not on PATH.")
         return found
 
-    def _start_redis(self, redis_server: str) -> None:
+    def _redis_tls_material(self, java: str, ca: SecureListener) -> RedisTls | None:
+        """The TLS port's certificate and key, signed by the stack's CA; made the first time."""
+        try:
+            return redis_tls.create_material(
+                self.paths.redis_tls, ca, self.redis_tls_endpoint, self._keytool(java), self.echo
+            )
+        except (SecureListenerError, OSError, subprocess.TimeoutExpired) as exc:
+            raise StackError(str(exc)) from None
+
+    def _start_redis(self, redis_server: str, tls: RedisTls | None) -> None:
         self.paths.redis.mkdir(parents=True, exist_ok=True)
         command = [
             redis_server,
@@ -674,10 +703,13 @@ class LocalStack:
             "--daemonize", "no",
             "--appendonly", "no",
         ]  # fmt: skip
+        if tls is not None:
+            command += redis_tls.server_arguments(tls, self.redis_tls_endpoint.port)
         pid = _spawn(command, self.paths.redis_log, self.paths.redis)
         _write_pid(self.paths.redis_pid, pid, self.redis)
         log = _relative(self.paths.redis_log)
-        self.echo(f"redis: starting redis-server on {self.redis} (pid {pid}, log {log})")
+        also = f", TLS on {self.redis_tls_endpoint}" if tls is not None else ""
+        self.echo(f"redis: starting redis-server on {self.redis}{also} (pid {pid}, log {log})")
 
     # Kafka -------------------------------------------------------------------------------------
 
@@ -756,17 +788,21 @@ class LocalStack:
         self.echo(f"kafka: {len(classpath.split(os.pathsep))} jars resolved")
         return classpath
 
-    def _secure_material(self, java: str) -> SecureListener:
-        """The SASL_SSL listener's CA, keystore and passwords; made with keytool the first time."""
+    @staticmethod
+    def _keytool(java: str) -> str:
         found = secure_listener.find_keytool(java)
         if found is None:
             raise StackError(
                 "keytool (part of every Java runtime) is not next to java nor on PATH: it makes "
-                "the certificates of Kafka's SASL_SSL listener."
+                "the certificates of Kafka's SASL_SSL listener and of Redis's TLS port."
             )
+        return found
+
+    def _secure_material(self, java: str) -> SecureListener:
+        """The SASL_SSL listener's CA, keystore and passwords; made with keytool the first time."""
         try:
             return secure_listener.create_material(
-                self.paths.kafka_secure, self.secure, found, self.echo
+                self.paths.kafka_secure, self.secure, self._keytool(java), self.echo
             )
         except (SecureListenerError, OSError, subprocess.TimeoutExpired) as exc:
             raise StackError(str(exc)) from None

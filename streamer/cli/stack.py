@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import click
+from redis.connection import parse_url
 
+from streamer import redis_tls
 from streamer.cli import pass_settings
 from streamer.settings import Settings
 from streamer.stack import LocalStack, StackError
@@ -29,14 +31,26 @@ def _secure_listener(local: LocalStack) -> str:
     )
 
 
+def _redis_tls(local: LocalStack, settings: Settings) -> str:
+    """The URL of Redis's TLS port (the database of STREAMER_REDIS_URL), or why it is missing."""
+    tls = local.redis_tls()
+    if tls is not None and local.redis_tls_listening():
+        db = parse_url(settings.redis_url).get("db", 0)
+        return redis_tls.client_url(tls, local.redis_tls_endpoint, db)
+    return (
+        f"not listening on {local.redis_tls_endpoint} (this Redis was started without it: "
+        "`fraud-streamer stack down` and `up` again to add it)"
+    )
+
+
 @click.group()
 def stack() -> None:
     """Run a real Apache Kafka (KRaft, one node) and Redis on 127.0.0.1 for development.
 
     Ports come from STREAMER_KAFKA_BOOTSTRAP_SERVERS and STREAMER_REDIS_URL (the KRaft
     controller takes the broker's port + 1, a second listener with SASL over TLS the port + 2,
-    for clients that test the secured settings; `up` prints where its client settings are
-    written); everything the services write stays in
+    and Redis listens with TLS on its port + 1, for clients that test the secured settings;
+    `up` prints their client settings); everything the services write stays in
     STREAMER_DATA_DIR (default .stack/). The services run in the background and survive the
     command; `down` stops them again. Needs Java 17+ and Maven for Kafka, and redis-server
     (installed with apt-get when missing and allowed). With Docker, `docker compose up` runs the
@@ -68,6 +82,7 @@ def up(settings: Settings, timeout: float) -> None:
     click.echo(f"Kafka bootstrap servers: {local.kafka}")
     click.echo(f"Redis URL:               {settings.redis_url_redacted}")
     click.echo(f"Kafka SASL_SSL listener: {_secure_listener(local)}")
+    click.echo(f"Redis over TLS:          {_redis_tls(local, settings)}")
 
 
 @stack.command()
@@ -103,5 +118,7 @@ def status(settings: Settings) -> None:
         click.echo(state.describe())
     if states[0].answering:
         click.echo(f"{'':<6} SASL_SSL  {_secure_listener(local)}")
+    if states[1].answering:
+        click.echo(f"{'':<6} TLS       {_redis_tls(local, settings)}")
     if not all(state.answering for state in states):
         raise SystemExit(3)

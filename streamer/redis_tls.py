@@ -1,0 +1,155 @@
+"""The local Redis's TLS port, for ``rediss://`` URLs, as managed Redis services require.
+
+Managed Redis (ElastiCache with in-transit encryption, Azure Cache for Redis on 6380, Redis
+Cloud) is reached over TLS, and the worker's TLS connections are a class of their own (see
+:mod:`streamer.redis_client`): code that only ever met a plain Redis could drop an ``ssl_*``
+option or the hiredis packing on that path without any test noticing. So the local stack's
+Redis also listens with TLS on its port + 1 (6379 -> 6380), with a certificate signed by the
+stack's own authority (the one Kafka's SASL_SSL listener uses, see
+:mod:`streamer.secure_listener`), and the integration tests run the worker and the blocklist
+CLI through it. Clients need no certificate of their own (``tls-auth-clients no``), as with
+the managed services.
+
+Kept under ``<data_dir>/redis/tls/``, made once by ``stack up``:
+
+    redis.p12            the server's key and certificate, made with keytool
+    redis.crt, redis.key the same as PEM, which redis-server reads (converted with openssl)
+
+The plain port stays the default: nothing changes for a developer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from streamer.secure_listener import SecureListener, SecureListenerError, sign_keystore
+
+if TYPE_CHECKING:
+    from streamer.stack import Endpoint
+
+__all__ = [
+    "RedisTls",
+    "client_url",
+    "create_material",
+    "load",
+    "server_arguments",
+    "tls_port",
+]
+
+
+@dataclass(frozen=True)
+class RedisTls:
+    """The TLS port's files: the server's certificate and key, and the authority clients trust."""
+
+    directory: Path
+    cafile: Path
+
+    @property
+    def keystore(self) -> Path:
+        return self.directory / "redis.p12"
+
+    @property
+    def certfile(self) -> Path:
+        return self.directory / "redis.crt"
+
+    @property
+    def keyfile(self) -> Path:
+        return self.directory / "redis.key"
+
+
+def tls_port(port: int) -> int:
+    """The TLS port: the one after the plain port (6379 -> 6380, as Azure Cache uses)."""
+    return port + 1
+
+
+def server_arguments(tls: RedisTls, port: int) -> list[str]:
+    """redis-server options that open the TLS port beside the plain one."""
+    return [
+        "--tls-port", str(port),
+        "--tls-cert-file", str(tls.certfile),
+        "--tls-key-file", str(tls.keyfile),
+        "--tls-ca-cert-file", str(tls.cafile),
+        "--tls-auth-clients", "no",
+    ]  # fmt: skip
+
+
+def client_url(tls: RedisTls, endpoint: Endpoint, db: int = 0) -> str:
+    """The ``rediss://`` URL of the TLS port: redis-py reads ``ssl_ca_certs`` from the query."""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return f"rediss://{host}:{endpoint.port}/{db}?ssl_ca_certs={quote(str(tls.cafile))}"
+
+
+def _pem(openssl: str, tls: RedisTls, ca: SecureListener, what: str, out: Path) -> None:
+    """Write one part of the keystore as PEM (``what``: -nocerts for the key, -clcerts the cert)."""
+    with contextlib.suppress(FileNotFoundError):
+        out.unlink()
+    command = [
+        openssl, "pkcs12", "-in", str(tls.keystore), "-passin", "env:STORE_PASSWORD", "-nodes",
+        what, *(["-nokeys"] if what == "-clcerts" else []), "-out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command,
+        env={**os.environ, "STORE_PASSWORD": ca.store_password},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if result.returncode != 0:
+        raise SecureListenerError(
+            f"`openssl pkcs12 {what}` failed (exit {result.returncode}) while making the "
+            f"certificate of Redis's TLS port:\n{result.stdout}{result.stderr}"
+        )
+    out.chmod(0o600)
+
+
+def _newer(path: Path, than: Path) -> bool:
+    try:
+        return path.stat().st_mtime >= than.stat().st_mtime
+    except FileNotFoundError:
+        return False
+
+
+def load(directory: Path, ca: SecureListener | None) -> RedisTls | None:
+    """The TLS port's files in ``directory`` if ``stack up`` made them for ``ca``; else None."""
+    if ca is None:
+        return None
+    tls = RedisTls(directory, ca.cafile)
+    return tls if tls.keyfile.is_file() and _newer(tls.certfile, ca.cafile) else None
+
+
+def create_material(
+    directory: Path,
+    ca: SecureListener,
+    endpoint: Endpoint,
+    keytool: str,
+    echo: Callable[[str], object],
+) -> RedisTls | None:
+    """The TLS port's files, made the first time; None (after saying why) without openssl.
+
+    Redis reads PEM and keytool writes PKCS12 only, so openssl converts; a machine without the
+    openssl program still gets a plain Redis, and only the TLS tests fail.
+    """
+    existing = load(directory, ca)  # (none either when the CA was made again since)
+    if existing is not None:
+        return existing
+    tls = RedisTls(directory, ca.cafile)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        echo("redis: openssl is not on PATH, so Redis starts without its TLS port")
+        return None
+    echo(f"redis: making a certificate for the TLS port ({endpoint})")
+    directory.mkdir(parents=True, exist_ok=True)
+    sign_keystore(ca, tls.keystore, "redis", endpoint.host, keytool)
+    _pem(openssl, tls, ca, "-clcerts", tls.certfile.with_suffix(".crt.tmp"))
+    _pem(openssl, tls, ca, "-nocerts", tls.keyfile)
+    tls.certfile.with_suffix(".crt.tmp").rename(tls.certfile)  # last: it says "complete"
+    return tls

@@ -1,0 +1,166 @@
+"""Redis over TLS, for real: the local Redis's TLS port (its port + 1), ``rediss://`` URLs.
+
+The worker's TLS connections are a class of their own (redis-py's ``SSLConnection`` with the
+hiredis packing), so these run the real worker and the blocklist CLI through a Redis port that
+refuses anything but TLS, and check that each TLS mistake is named as such at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import pandas as pd
+import pytest
+import redis
+from click.testing import CliRunner
+from redis.connection import parse_url
+
+from streamer import redis_tls
+from streamer.cli import cli
+from streamer.features.keys import blocklist_key, customer_keys
+from streamer.redis_client import redis_problem
+from streamer.replay import encode_transactions
+from streamer.secure_listener import create_material, find_keytool
+from streamer.settings import Settings
+from streamer.stack import LocalStack
+from tests.integration.harness import WorkerEnv, consume_until, produce
+
+
+@pytest.fixture(scope="module")
+def tls_url(stack: Settings) -> str:
+    """The ``rediss://`` URL (database 0) of the running Redis's TLS port; fails, never skips."""
+    local = LocalStack(stack)
+    tls = local.redis_tls()
+    if tls is None or not local.redis_tls_listening():
+        pytest.fail(
+            f"Redis has no TLS port on {local.redis_tls_endpoint}: it was started before the "
+            "port existed, by something else, or without openssl. `fraud-streamer stack down` "
+            "and `stack up`.",
+            pytrace=False,
+        )
+    return redis_tls.client_url(tls, local.redis_tls_endpoint)
+
+
+def _on_db(url: str, db: int) -> str:
+    return url.replace("/0?", f"/{db}?", 1)
+
+
+def _plain_client(stack: Settings, db: int) -> redis.Redis:
+    """A client of the same server through its plain port, to see what went in over TLS."""
+    return redis.Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + f"/{db}")
+
+
+def test_the_blocklist_cli_works_over_tls(stack: Settings, tls_url: str) -> None:
+    env = {"STREAMER_REDIS_URL": _on_db(tls_url, 11)}
+    runner = CliRunner()
+    result = runner.invoke(cli, ["blocklist", "add", "terminal", "t-tls"], env=env)
+    assert result.exit_code == 0, result.output
+    plain = _plain_client(stack, 11)
+    try:
+        assert plain.sismember(blocklist_key("terminal"), "t-tls")
+        result = runner.invoke(cli, ["blocklist", "list", "terminal"], env=env)
+        assert "t-tls" in result.output.split()
+        result = runner.invoke(cli, ["blocklist", "remove", "terminal", "t-tls"], env=env)
+        assert "1 terminal(s) removed" in result.output
+        assert not plain.sismember(blocklist_key("terminal"), "t-tls")
+    finally:
+        plain.delete(blocklist_key("terminal"))
+        plain.close()
+
+
+async def test_the_worker_keeps_its_features_over_tls(
+    stack: Settings, worker_env: WorkerEnv, tls_url: str, replay_slice: pd.DataFrame
+) -> None:
+    db = parse_url(worker_env.settings.redis_url)["db"]
+    url = _on_db(tls_url, db)
+    settings = worker_env.settings
+    frame = replay_slice.head(300)
+    await produce(
+        settings, settings.topic_transactions, [(k, v) for _, k, v in encode_transactions(frame)]
+    )
+    worker_env.start_worker(STREAMER_REDIS_URL=url)
+    ids = set(frame["transaction_id"])
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=ids, timeout=120, worker=worker_env
+    )
+    decided = [json.loads(r.value)["transaction_id"] for r in records]
+    assert sorted(decided) == sorted(ids)  # each one, once
+    assert worker_env.processes[0].poll() is None, worker_env.logs()
+    plain = _plain_client(stack, db)
+    try:  # each transaction reached its card's history, through the TLS port
+        stored = sum(plain.zcard(customer_keys(c)[0]) for c in set(frame["customer_id"]))
+        assert stored == len(frame)
+    finally:
+        plain.close()
+
+
+@pytest.fixture(scope="module")
+def other_ca(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PEM file of an authority that did not sign the local Redis's certificate."""
+    java = shutil.which("java")
+    keytool = find_keytool(java) if java else None
+    assert keytool, "keytool (with java) is needed, as for `stack up`"
+    endpoint = LocalStack(stack).redis_tls_endpoint  # a certificate for the same host
+    return create_material(tmp_path_factory.mktemp("other-ca"), endpoint, keytool, print).cafile
+
+
+def _mistakes(tls_url: str, plain_url: str, other_ca: Path) -> dict[str, tuple[str, str]]:
+    """(URL, what the start-up check must say) for each TLS mistake."""
+    no_query = tls_url.partition("?")[0]
+    ca = parse_url(tls_url)["ssl_ca_certs"]
+    return {
+        "no CA: the system's do not know ours": (no_query, "does not trust"),
+        "another CA": (f"{no_query}?ssl_ca_certs={quote(str(other_ca))}", "does not trust"),
+        "CA file not PEM": (
+            f"{no_query}?ssl_ca_certs={quote(ca.replace('ca.pem', 'ca.p12'))}",
+            "cannot be read as PEM CA certificates",
+        ),
+        "redis:// on the TLS port": ("redis://" + no_query.removeprefix("rediss://"),
+                                     "expects TLS on that port"),
+        "rediss:// on the plain port": (
+            "rediss://" + plain_url.removeprefix("redis://") + "?ssl_ca_certs=" + quote(ca),
+            "does not speak TLS on that port",
+        ),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    [
+        "no CA: the system's do not know ours",
+        "another CA",
+        "CA file not PEM",
+        "redis:// on the TLS port",
+        "rediss:// on the plain port",
+    ],
+)
+async def test_each_tls_mistake_is_named(
+    stack: Settings, tls_url: str, other_ca: Path, mistake: str
+) -> None:
+    assert await redis_problem(tls_url, tls_url, timeout=3) is None
+    url, named = _mistakes(tls_url, stack.redis_url, other_ca)[mistake]
+    problem = await redis_problem(url, url, timeout=3)
+    assert problem is not None
+    assert named in problem
+
+
+def test_a_worker_with_a_tls_mistake_says_so_at_start(
+    worker_env: WorkerEnv, tls_url: str, other_ca: Path
+) -> None:
+    url, named = _mistakes(tls_url, worker_env.settings.redis_url, other_ca)["another CA"]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "worker"],
+        env={**worker_env.env, "STREAMER_REDIS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert named in last, result.stderr
+    assert "ssl_ca_certs" in last, result.stderr
