@@ -18,20 +18,35 @@ A partition holds the others back only while it is moving: one that claims recor
 has delivered none for ``idle_ms`` since its queue ran dry — a broker that is down, an offset
 that is never delivered — stops counting, like Kafka Streams' ``max.task.idle.ms``, so the
 merge can delay the stream but never stall it.
+
+Some partitions are *strict* (the worker's label partitions): a label counts for every
+transaction at or after its report time, so no item may pass one that a strict partition may
+still deliver at or before it — no skew is allowed there, a strict item wins a tie, and a strict
+partition that has records to come but has delivered none yet holds everything back (from the
+offset where its consumer starts, :meth:`EventTimeMerger.expect`), for ``idle_ms`` at most.
+Items of strict partitions must arrive in event-time order within their partition (labels are
+written as they are reported).
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Container, Hashable, Iterable
+from collections.abc import Callable, Container, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["EventTimeMerger"]
+__all__ = ["EARLIEST", "EventTimeMerger"]
 
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E")
+
+#: an event time before any other: items without one, and a strict partition not heard from
+EARLIEST = -(2**62)
+
+
+def _never(_: object) -> bool:
+    return False
 
 
 @dataclass
@@ -46,6 +61,8 @@ class EventTimeMerger(Generic[K, E]):
     max_skew_ms: int
     idle_ms: int = 5_000
     queue_max: int = 1_000
+    #: which partitions are strict (see the module's docstring)
+    strict: Callable[[K], bool] = field(default_factory=lambda: _never)
     queues: dict[K, deque[tuple[int | None, E]]] = field(default_factory=dict)
     #: per partition: the offset after the last one received, the latest event time received,
     #: and when (wall clock) it last delivered something or ran dry
@@ -59,8 +76,17 @@ class EventTimeMerger(Generic[K, E]):
         self.queues.setdefault(tp, deque()).append((ts_ms, item))
         self.next_offset[tp] = max(offset + 1, self.next_offset.get(tp, 0))
         self.received_at[tp] = now_ms
-        if ts_ms is not None and ts_ms > self.seen_ts.get(tp, -(2**62)):
+        if ts_ms is not None and ts_ms > self.seen_ts.get(tp, EARLIEST):
             self.seen_ts[tp] = ts_ms
+
+    def expect(self, starts: Mapping[K, int], now_ms: int) -> None:
+        """Note strict partitions that have delivered nothing yet, with the offset their
+        consumer starts from: while their high watermark is past it, they hold every item
+        back (for ``idle_ms`` from now at most). Partitions already known are left alone."""
+        for tp, offset in starts.items():
+            if self.strict(tp) and tp not in self.next_offset:
+                self.next_offset[tp] = offset
+                self.received_at[tp] = now_ms
 
     @property
     def held(self) -> int:
@@ -88,18 +114,28 @@ class EventTimeMerger(Generic[K, E]):
 
     def _to_come(self, tp: K, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
         """The last event time of a partition with records still to come (None if it has none,
-        or has been stuck for longer than ``idle_ms``): its next record is at least that late."""
+        or has been stuck for longer than ``idle_ms``): its next record is at least that late.
+        A strict partition not heard from yet may deliver anything: EARLIEST."""
         end = highwater(tp)
-        if end is None or end <= self.next_offset[tp] or tp not in self.seen_ts:
+        if end is None or end <= self.next_offset[tp]:
             return None
         if now_ms - self.received_at[tp] > self.idle_ms:
             return None
+        if tp not in self.seen_ts:
+            return EARLIEST if self.strict(tp) else None
         return self.seen_ts[tp]
 
+    def _latest_release(self, tp: K, position: int) -> int:
+        """The latest event time that may pass a partition whose next item is at ``position``
+        or later: a skew allowed, except past a strict one (whose next item may be a tie)."""
+        return position - 1 if self.strict(tp) else position + self.max_skew_ms
+
     def _positions(self, highwater: Callable[[K], int | None], now_ms: int) -> dict[K, int]:
-        """Earliest event time each partition may still deliver (moving partitions only)."""
+        """Earliest event time each partition may still deliver (moving, not strict ones)."""
         positions: dict[K, int] = {}
         for tp in self.next_offset:
+            if self.strict(tp):
+                continue
             head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
             position = head if head is not None else self._to_come(tp, highwater, now_ms)
             if position is not None:
@@ -119,33 +155,38 @@ class EventTimeMerger(Generic[K, E]):
             if not self.queues.get(tp):
                 ts = self._to_come(tp, highwater, now_ms)
                 if ts is not None:
-                    waiting.append(ts)
+                    waiting.append(self._latest_release(tp, ts))
         bound = min(waiting, default=None)
-        heads = [(self._head_ts(q), i, tp) for i, (tp, q) in enumerate(self.queues.items()) if q]
+        heads = [
+            (self._head_ts(q), not self.strict(tp), i, tp)  # strict first on a tie
+            for i, (tp, q) in enumerate(self.queues.items())
+            if q
+        ]
         heapq.heapify(heads)
         out: list[E] = []
         while heads and (limit is None or len(out) < limit):
-            ts, i, tp = heads[0]
-            if bound is not None and ts > bound + self.max_skew_ms:
+            ts, rank, i, tp = heads[0]
+            if bound is not None and ts > bound:
                 break
             heapq.heappop(heads)
             queue = self.queues[tp]
             out.append(queue.popleft()[1])
             if queue:
-                heapq.heappush(heads, (self._head_ts(queue), i, tp))
+                heapq.heappush(heads, (self._head_ts(queue), rank, i, tp))
             else:
                 # it ran dry only now: however long ago its records were read (held while the
                 # others caught up), it is idle only if nothing comes for idle_ms from here
                 self.received_at[tp] = max(self.received_at[tp], now_ms)
                 ts_next = self._to_come(tp, highwater, now_ms)
                 if ts_next is not None:
-                    bound = ts_next if bound is None else min(bound, ts_next)
+                    latest = self._latest_release(tp, ts_next)
+                    bound = latest if bound is None else min(bound, latest)
         return out
 
     @staticmethod
     def _head_ts(queue: deque[tuple[int | None, E]]) -> int:
         ts = queue[0][0]
-        return -(2**62) if ts is None else ts  # no event time: nothing to wait for
+        return EARLIEST if ts is None else ts  # no event time: nothing to wait for
 
     def flow(self) -> tuple[set[K], set[K]]:
         """(partitions to pause, partitions to resume): pause those whose queue is full."""

@@ -1,12 +1,15 @@
 """The Faust app: topics and agents, wiring only.
 
-Each agent takes events in batches with manual acknowledgement (``take_events``), hands the raw
-records to :class:`~streamer.pipeline.Pipeline`, sends every output of the batch without waiting
-on each, and then waits until Kafka has acknowledged all of them. Only then does the batch's
-``async for`` step end, and only then does Faust ack the events — so an input offset is committed
-only after the outputs it caused are durable. A crash before that point replays the batch, and
-the idempotent feature store and deterministic scoring make the replay produce the same
-decisions.
+One agent reads transactions and labels together. It takes events in batches with manual
+acknowledgement (``take_events``), has :class:`~streamer.pipeline.Pipeline` validate them, and
+holds them in the event-time merge (:mod:`streamer.alignment`), which releases them in
+event-time order: a transaction at its time, a label at its report time (label partitions are
+strict, so every label reported at or before a transaction is applied before it is decided,
+however the two topics' fetches interleave). Each released batch's labels are applied, its
+transactions decided, every output sent without waiting on each, and then all acknowledgements
+awaited; only then are its events acked — so an input offset is committed only after the
+outputs it caused are durable. A crash before that point replays the batch, and the idempotent
+feature store and deterministic scoring make the replay produce the same decisions.
 """
 
 from __future__ import annotations
@@ -34,8 +37,6 @@ __all__ = ["app_options", "create_app", "raw_topic"]
 
 log = logging.getLogger("streamer.worker")
 
-#: Longest wait to fill a batch of labels.
-LABELS_WITHIN_S = 0.5
 #: How often the consumer lag metric is refreshed.
 LAG_INTERVAL_S = 1.0
 
@@ -56,7 +57,7 @@ def _credentials(settings: Settings) -> Any:
 
 
 class _Held(NamedTuple):
-    """A transaction event waiting in the event-time merge, with what it was validated to."""
+    """An event waiting in the event-time merge, with what it was validated to."""
 
     event: Any
     received: Received
@@ -103,10 +104,11 @@ def app_options(settings: Settings, *, data_subdir: str = "worker") -> dict[str,
     }
 
 
-def raw_topic(app: faust.App, name: str) -> Any:
-    """A topic of bytes: decoding is the pipeline's job, so bad input becomes a dead letter."""
+def raw_topic(app: faust.App, *names: str) -> Any:
+    """A topic (or several, read as one) of bytes: decoding is the pipeline's job, so bad input
+    becomes a dead letter."""
     return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        *names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
 
 
@@ -123,8 +125,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         web_in_thread=False,
     )
 
-    transactions = raw_topic(app, settings.topic_transactions)
-    labels = raw_topic(app, settings.topic_labels)
+    label_topic = settings.topic_labels
+    inputs = raw_topic(app, settings.topic_transactions, label_topic)
 
     async def publish(out: BatchOutput) -> None:
         """Send every record of the batch, then wait for all acknowledgements together.
@@ -150,9 +152,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         max_skew_ms=int(settings.max_partition_skew_hours * 3_600_000),
         idle_ms=int(settings.partition_idle_s * 1000),
         queue_max=settings.batch_max * 2,
+        strict=lambda tp: tp.topic == label_topic,
     )
     merging = asyncio.Lock()
-    source: list[Any] = []  # the transactions stream, once the agent runs: acks go through it
+    source: list[Any] = []  # the input stream, once the agent runs: acks go through it
 
     async def run_batch(kind: str, body: Awaitable[BatchOutput], consumed: int) -> None:
         started = time.perf_counter()
@@ -170,31 +173,39 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         metrics.observe_batch(kind, out, time.perf_counter() - started, consumed)
 
     async def decide_released() -> None:
-        """Decide every held transaction the event-time merge releases, in batches.
+        """Apply the labels and decide the transactions the event-time merge releases, in
+        batches (a batch's labels first: a label applied early changes no earlier decision).
 
-        A held event is acked only here, after its decision is published: until then its
+        A held event is acked only here, after its outputs are published: until then its
         offset is not committed, so a crash re-delivers it.
         """
         if not source:
             return
         stream = source[0]
-        consumer = app.consumer
+        consumer = cast(Consumer, app.consumer)
         async with merging:
             pipeline = await runtime.pipeline()
             while True:
                 # a rebalance can take partitions away during any await below; what they held
                 # was never acked, and their next owner reads it again
-                merger.retain(consumer.assignment())
+                assigned = consumer.assignment()
+                merger.retain(assigned)
+                merger.expect(consumer.start_offsets(assigned), _now_ms())
                 batch = merger.release(consumer.highwater, _now_ms(), settings.batch_max)
                 if not batch:
                     break
-                received = [held.received for held in batch]
-                await run_batch("transactions", pipeline.decide(received), len(batch))
-                metrics.observe_ages(
-                    settings.topic_transactions,
-                    (held.event.message.timestamp for held in batch),
-                    time.time(),
-                )
+                labels = [h.received for h in batch if h.received.message.topic == label_topic]
+                txs = [h for h in batch if h.received.message.topic != label_topic]
+                if labels:
+                    await run_batch("labels", pipeline.apply_labels(labels), len(labels))
+                if txs:
+                    received = [held.received for held in txs]
+                    await run_batch("transactions", pipeline.decide(received), len(txs))
+                    metrics.observe_ages(
+                        settings.topic_transactions,
+                        (held.event.message.timestamp for held in txs),
+                        time.time(),
+                    )
                 for held in batch:
                     await stream.ack(held.event)
             merger.retain(consumer.assignment())
@@ -206,8 +217,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             metrics.partition_skew.set(merger.skew_ms(consumer.highwater, _now_ms()) / 1000)
             metrics.held.set(merger.held)
 
-    @app.agent(transactions, concurrency=1)
-    async def score_transactions(stream: Any) -> None:
+    @app.agent(inputs, concurrency=1)
+    async def merge_inputs(stream: Any) -> None:
         source[:] = [stream]
         async for events in stream.take_events(
             settings.batch_max, within=settings.batch_within_ms / 1000
@@ -216,9 +227,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             pipeline = await runtime.pipeline()
             now = _now_ms()
             generation = app.consumer_generation_id
-            for event, received in zip(
-                events, pipeline.receive(_messages(events), consumed_at), strict=True
-            ):
+            labels = [e for e in events if e.message.topic == label_topic]
+            txs = [e for e in events if e.message.topic != label_topic]
+            validated = [
+                *pipeline.receive_labels(_messages(labels), consumed_at),
+                *pipeline.receive(_messages(txs), consumed_at),
+            ]
+            for event, received in zip([*labels, *txs], validated, strict=True):
                 # take_events acks the batch when this step ends; the extra reference keeps
                 # the offset uncommitted until decide_released has published the decision
                 event.message.incref()
@@ -236,14 +251,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                     now,
                 )
             await decide_released()
-
-    @app.agent(labels, concurrency=1)
-    async def apply_labels(stream: Any) -> None:
-        # Labels are not latency-bound: a short window would wake this mostly idle stream 200
-        # times a second, on the event loop that scores transactions.
-        async for events in stream.take_events(settings.batch_max, within=LABELS_WITHIN_S):
-            pipeline = await runtime.pipeline()
-            await run_batch("labels", pipeline.labels(_messages(events)), len(events))
 
     @app.timer(0.5)
     async def release_idle() -> None:

@@ -57,7 +57,8 @@ class Metrics:
         )
         self.held = Gauge(
             "streamer_held_transactions",
-            "Transactions read but held back by the event-time merge (a partition ahead waits)",
+            "Transactions and labels read but held back by the event-time merge (a partition "
+            "ahead waits)",
             registry=r,
         )
         self.record_age = Histogram(

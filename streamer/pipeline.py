@@ -65,18 +65,23 @@ class BatchOutput:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """A transaction record as validated on arrival: the transaction, or why it was refused."""
+    """A record as validated on arrival: a transaction (with its feature event) or a label
+    (as a fraud mark), or why it was refused."""
 
     message: InputMessage
     consumed_at: float  # time.perf_counter() when it was read: processing_ms runs from here
     transaction: Transaction | None = None
     event: FeatureEvent | None = None
     errors: list[ErrorDetail] | None = None
+    mark: FraudMark | None = None
 
     @property
     def ts_ms(self) -> int | None:
-        """Event time, epoch ms (None for a refused record)."""
-        return self.event.ts_ms if self.event is not None else None
+        """Event time, epoch ms: a transaction's time, a label's report time (from then on it
+        counts); None for a refused record."""
+        if self.event is not None:
+            return self.event.ts_ms
+        return self.mark.reported_ms if self.mark is not None else None
 
 
 def feature_event(tx: Transaction) -> FeatureEvent:
@@ -226,25 +231,32 @@ class Pipeline:
         out.model_version = scorer.version
         return out
 
-    async def labels(self, messages: Sequence[InputMessage]) -> BatchOutput:
-        """Apply a batch of fraud labels to the terminal windows."""
-        out = BatchOutput()
-        now = self._clock()
-        marks: list[FraudMark] = []
+    def receive_labels(
+        self, messages: Sequence[InputMessage], consumed_at: float
+    ) -> list[Received]:
+        """Validate label records as they arrive (their report time is known from here)."""
+        received = []
         for msg in messages:
             result = decode(Label, msg.value, max_bytes=self._max_bytes)
             if isinstance(result, Label):
-                marks.append(
-                    FraudMark(
-                        transaction_id=result.transaction_id,
-                        terminal_id=result.terminal_id,
-                        tx_ts_ms=to_epoch_ms(result.tx_timestamp),
-                        reported_ms=to_epoch_ms(result.reported_at),
-                        is_fraud=result.is_fraud,
-                    )
+                mark = FraudMark(
+                    transaction_id=result.transaction_id,
+                    terminal_id=result.terminal_id,
+                    tx_ts_ms=to_epoch_ms(result.tx_timestamp),
+                    reported_ms=to_epoch_ms(result.reported_at),
+                    is_fraud=result.is_fraud,
                 )
+                received.append(Received(msg, consumed_at, mark=mark))
             else:
-                self._reject(out, msg, result, now)
-        await self._store.apply_labels(marks)
-        return out
+                received.append(Received(msg, consumed_at, errors=result))
+        return received
 
+    async def apply_labels(self, received: Sequence[Received]) -> BatchOutput:
+        """Apply received labels to the terminal windows; the rejected ones become dead letters."""
+        out = BatchOutput()
+        now = self._clock()
+        for item in received:
+            if item.mark is None:
+                self._reject(out, item.message, item.errors or [], now)
+        await self._store.apply_labels([item.mark for item in received if item.mark is not None])
+        return out

@@ -118,33 +118,47 @@ async def replay(
 ) -> ReplayStats:
     """Send records (rate: transactions per second, None = as fast as possible).
 
-    Sends are not awaited one by one; the producer batches them, and every send is confirmed
-    before this returns, so a finished replay is durable in Kafka.
+    Transaction sends are not awaited one by one; the producer batches them, and every send is
+    confirmed before this returns, so a finished replay is durable in Kafka. Labels are the
+    exception: the first transaction after a run of labels is sent only once Kafka has
+    acknowledged them. Kafka orders nothing across partitions, and a worker that keeps up
+    reads a transaction as soon as it is written; the worker holds transactions back only for
+    labels it can see coming (:mod:`streamer.alignment`), so a label must be in Kafka before
+    any transaction at or after its report time is. Labels go through a producer of their own
+    that does not linger, so the wait is one round trip per run of labels.
     """
     topics = {"transactions": settings.topic_transactions, "labels": settings.topic_labels}
     producer = make_producer(settings, linger_ms=20, max_batch_size=256 * 1024)
+    label_producer = make_producer(settings, linger_ms=0)
     await producer.start()
+    await label_producer.start()
     stats = ReplayStats()
     started = time.perf_counter()
     pending: list[asyncio.Future] = []
+    labels_sent: list[asyncio.Future] = []
     try:
         for kind, key, value in records:
-            pending.append(await producer.send(topics[kind], value=value, key=key))
-            if kind == "transactions":
-                stats.transactions += 1
-                if progress is not None:
-                    progress(1)
-                if rate:
-                    ahead = stats.transactions / rate - (time.perf_counter() - started)
-                    if ahead > 0.002:
-                        await asyncio.sleep(ahead)
-            else:
+            if kind == "labels":
+                labels_sent.append(await label_producer.send(topics[kind], value=value, key=key))
                 stats.labels += 1
+                continue
+            if labels_sent:
+                await asyncio.gather(*labels_sent)
+                labels_sent.clear()
+            pending.append(await producer.send(topics[kind], value=value, key=key))
+            stats.transactions += 1
+            if progress is not None:
+                progress(1)
+            if rate:
+                ahead = stats.transactions / rate - (time.perf_counter() - started)
+                if ahead > 0.002:
+                    await asyncio.sleep(ahead)
             if len(pending) >= 10_000:
                 await asyncio.gather(*pending)
                 pending.clear()
-        await asyncio.gather(*pending)
+        await asyncio.gather(*pending, *labels_sent)
     finally:
         await producer.stop()
+        await label_producer.stop()
     stats.seconds = time.perf_counter() - started
     return stats

@@ -31,6 +31,7 @@ partitions are held back, the worker's consumer polls for at most ``HELD_BACK_PO
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 import faust
@@ -86,6 +87,11 @@ class Consumer(driver.Consumer):
             if highwater is not None and start is not None:
                 lags[tp] = max(highwater - start, 0)
         return lags
+
+    def start_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
+        """The offset each partition's records are read from since its assignment: the
+        committed one (0 when none is known: a new group reads from the earliest)."""
+        return {tp: self._committed_offset.get(tp) or 0 for tp in tps}
 
 
 class Transport(driver.Transport):

@@ -1,8 +1,9 @@
 """The worker on real Kafka and Redis: crash recovery, exactly-once effects, parity with training.
 
-Labels are produced (and applied) before the transactions, so that the features the worker
-computes do not depend on how its two agents interleave; a label only counts for transactions at
-or after its report time, so sending it early changes nothing else.
+Most tests produce (and apply) the labels before the transactions, which keeps what they test
+apart from when labels arrive; a label only counts for transactions at or after its report
+time, so sending it early changes nothing else. One test replays both together, as
+``fraud-streamer produce`` does, against a worker that keeps up.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import customer_keys
 from streamer.features.store import RedisFeatureStore
-from streamer.replay import encode_labels, encode_transactions
+from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 from streamer.scoring import Scorer
 from streamer.settings import Settings
 from streamer.stack import LocalStack
@@ -221,6 +222,41 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     finally:
         await redis.aclose()
     np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)
+
+
+async def test_labels_replayed_with_their_transactions_count_from_their_report_time(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """A paced replay writes each label when event time reaches its report time, to its own
+    topic, while the worker keeps up. Every label reported at or before a transaction's time
+    must be applied before that transaction is decided, however the two topics' fetches
+    interleave: the features equal the training features. (With labels applied by an agent of
+    their own, in half-second batches, 100 of these 12,000 vectors differed.)"""
+    features_topic = f"{worker_env.settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    settings = worker_env.settings
+    frame = replay_slice.head(12_000)
+    worker_env.start_worker()
+    wait_for(lambda: worker_env.summary() is not None, timeout=60, what="the worker",
+             worker=worker_env)  # fmt: skip
+    records = merged_records(encode_transactions(frame), encode_labels(frame))
+    stats = await replay(settings, records, rate=400)
+    assert stats.labels > 500  # (those reported after the last transaction are not sent)
+    wanted = set(frame["transaction_id"])
+    logged = await consume_until(settings, features_topic, ids=wanted, timeout=240,
+                                 worker=worker_env)  # fmt: skip
+    offline = build_features(frame)
+    row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
+    ids = [json.loads(r.value)["transaction_id"] for r in logged]
+    got = np.array([[json.loads(r.value)["features"][name] for name in FEATURE_NAMES]
+                    for r in logged])  # fmt: skip
+    expected = offline.X[[row[t] for t in ids]]
+    differ = np.flatnonzero(np.abs(got - expected).max(axis=1) > 1e-9)
+    examples = [
+        (ids[k], [FEATURE_NAMES[c] for c in np.flatnonzero(np.abs(got[k] - expected[k]) > 1e-9)])
+        for k in differ[:3]
+    ]
+    assert not len(differ), f"{len(differ)} of {len(logged)} feature vectors differ: {examples}"
 
 
 async def test_a_broker_killed_and_restarted_mid_stream_loses_nothing(

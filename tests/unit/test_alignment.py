@@ -125,3 +125,57 @@ def test_skew_is_the_spread_of_partitions_with_records_to_process() -> None:
     m.add("a", 0, 1 * DAY, "a1", NOW)
     m.add("b", 0, 3 * DAY, "b3", NOW)
     assert m.skew_ms({"a": 5, "b": 5}.get, NOW) == 2 * DAY
+
+
+def _with_labels(**kw: int) -> EventTimeMerger[str, str]:
+    """A merge whose partitions named "labels…" are strict, as the worker's label partitions."""
+    return EventTimeMerger(
+        max_skew_ms=kw.pop("max_skew_ms", DAY), strict=lambda tp: tp.startswith("labels"), **kw
+    )
+
+
+def test_nothing_passes_a_strict_partition_that_may_still_deliver_before_it() -> None:
+    m = _with_labels(max_skew_ms=DAY)
+    m.add("labels", 0, 5 * DAY, "label5", NOW)
+    m.add("tx", 0, 5 * DAY - 1, "tx5-", NOW)
+    m.add("tx", 1, 5 * DAY, "tx5", NOW)
+    m.add("tx", 2, 5 * DAY + HOUR, "tx5+", NOW)
+    highwater = {"labels": 100, "tx": 3}.get  # labels has more to come: at day 5 or later
+    # within a day of the label's time, but a label reported then may still come: only what
+    # is strictly earlier passes it, and the label itself comes before a transaction at its time
+    assert m.release(highwater, NOW) == ["tx5-", "label5"]
+    assert m.release(highwater, NOW) == []
+    m.add("labels", 1, 5 * DAY + 2 * HOUR, "label5++", NOW)
+    # the next label is later than both; it goes too (nothing else may come before it)
+    assert m.release(highwater, NOW) == ["tx5", "tx5+", "label5++"]
+
+
+def test_a_strict_partition_not_heard_from_holds_everything_until_it_delivers() -> None:
+    m = _with_labels(idle_ms=5_000)
+    m.expect({"labels": 40, "tx": 0}, NOW)  # only strict partitions are noted
+    assert "tx" not in m.next_offset
+    m.add("tx", 0, 1 * DAY, "tx1", NOW)
+    assert m.release({"labels": 40, "tx": 1}.get, NOW) == ["tx1"]  # labels read to its end
+    m.add("tx", 1, 2 * DAY, "tx2", NOW)
+    highwater = {"labels": 42, "tx": 2}.get  # two labels arrived in Kafka, not yet here
+    assert m.release(highwater, NOW) == []  # it may be reported at any time
+    m.add("labels", 40, 1 * DAY, "label1", NOW)
+    assert m.release(highwater, NOW) == ["label1"]  # tx2 could still tie with the next label
+    m.add("labels", 41, 3 * DAY, "label3", NOW)
+    assert m.release({"labels": 42, "tx": 2}.get, NOW) == ["tx2", "label3"]
+
+
+def test_a_stuck_strict_partition_stops_holding_after_idle_ms() -> None:
+    m = _with_labels(idle_ms=5_000)
+    m.expect({"labels": 0}, NOW)
+    m.add("tx", 0, 1 * DAY, "tx1", NOW)
+    highwater = {"labels": 10, "tx": 1}.get
+    assert m.release(highwater, NOW + 5_000) == []
+    assert m.release(highwater, NOW + 5_001) == ["tx1"]
+
+
+def test_strict_partitions_are_left_out_of_the_skew() -> None:
+    m = _with_labels()
+    m.add("a", 0, 1 * DAY, "a1", NOW)
+    m.add("labels", 0, 9 * DAY, "label9", NOW)
+    assert m.skew_ms({"a": 5, "labels": 5}.get, NOW) == 0

@@ -133,7 +133,11 @@ async def test_bad_labels_are_dead_lettered(pipeline: Pipeline) -> None:
             "reported_at": "2018-04-08T10:00:00Z",
         }
     ).encode()
-    out = await pipeline.labels(_msgs([good, b'{"is_fraud": "yes"}']))
+    received = pipeline.receive_labels(_msgs([good, b'{"is_fraud": "yes"}']), consumed_at=0.0)
+    # a label's event time is its report time: from then on it counts
+    assert [r.ts_ms for r in received] == [1523181600000, None]
+    assert received[0].mark is not None and received[0].mark.tx_ts_ms == 1522576800000
+    out = await pipeline.apply_labels(received)
     assert len(out.dead_letters) == 1
 
 
