@@ -82,11 +82,12 @@ class EventTimeMerger(Generic[K, E]):
     def expect(self, starts: Mapping[K, int], now_ms: int) -> None:
         """Note strict partitions that have delivered nothing yet, with the offset their
         consumer starts from: while their high watermark is past it, they hold every item
-        back (for ``idle_ms`` from now at most). Partitions already known are left alone."""
+        back (for ``idle_ms`` from when first noted, at most). The start may move forward
+        until the first item arrives (the consumer learns its committed offset late)."""
         for tp, offset in starts.items():
-            if self.strict(tp) and tp not in self.next_offset:
-                self.next_offset[tp] = offset
-                self.received_at[tp] = now_ms
+            if self.strict(tp) and tp not in self.seen_ts and not self.queues.get(tp):
+                self.next_offset[tp] = max(offset, self.next_offset.get(tp, 0))
+                self.received_at.setdefault(tp, now_ms)
 
     @property
     def held(self) -> int:
