@@ -28,7 +28,7 @@ from faust.types import TP
 from streamer.alignment import EventTimeMerger
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
-from streamer.pipeline import BatchOutput, InputMessage, Received
+from streamer.pipeline import BatchOutput, InputMessage, Received, in_label_order
 from streamer.runtime import Runtime
 from streamer.settings import Settings
 from streamer.transport import Consumer, WorkerApp
@@ -174,7 +174,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     async def decide_released() -> None:
         """Apply the labels and decide the transactions the event-time merge releases, in
-        batches (a batch's labels first: a label applied early changes no earlier decision).
+        batches (a batch's labels first, a withdrawal in its place: see ``in_label_order``).
 
         A held event is acked only here, after its outputs are published: until then its
         offset is not committed, so a crash re-delivers it.
@@ -194,18 +194,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 batch = merger.release(consumer.highwater, _now_ms(), settings.batch_max)
                 if not batch:
                     break
-                labels = [h.received for h in batch if h.received.message.topic == label_topic]
-                txs = [h for h in batch if h.received.message.topic != label_topic]
-                if labels:
-                    await run_batch("labels", pipeline.apply_labels(labels), len(labels))
-                if txs:
-                    received = [held.received for held in txs]
-                    await run_batch("transactions", pipeline.decide(received), len(txs))
-                    metrics.observe_ages(
-                        settings.topic_transactions,
-                        (held.event.message.timestamp for held in txs),
-                        time.time(),
-                    )
+                for labels, txs in in_label_order(batch, lambda held: held.received):
+                    if labels:
+                        marks = [held.received for held in labels]
+                        await run_batch("labels", pipeline.apply_labels(marks), len(labels))
+                    if txs:
+                        received = [held.received for held in txs]
+                        await run_batch("transactions", pipeline.decide(received), len(txs))
+                        metrics.observe_ages(
+                            settings.topic_transactions,
+                            (held.event.message.timestamp for held in txs),
+                            time.time(),
+                        )
                 for held in batch:
                     await stream.ack(held.event)
             merger.retain(consumer.assignment())

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,7 +36,10 @@ __all__ = [
     "Received",
     "feature_event",
     "feature_record",
+    "in_label_order",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +78,7 @@ class Received:
     event: FeatureEvent | None = None
     errors: list[ErrorDetail] | None = None
     mark: FraudMark | None = None
+    is_label: bool = False  # read from the labels topic (``mark`` is None if refused)
 
     @property
     def ts_ms(self) -> int | None:
@@ -110,6 +115,29 @@ def feature_record(tx: Transaction, model_version: str, row: np.ndarray) -> byte
         "features": dict(zip(FEATURE_NAMES, row.tolist(), strict=True)),
     }
     return json.dumps(record, separators=(",", ":")).encode()
+
+
+def in_label_order(
+    items: Sequence[T], received: Callable[[T], Received]
+) -> list[tuple[list[T], list[T]]]:
+    """Split a batch released in event-time order into (labels, transactions) steps to run in
+    turn: each step's labels are applied before its transactions are decided.
+
+    A fraud mark may go before transactions that precede it (it counts only from its report
+    time), so a batch is normally one step. A withdrawal (``is_fraud: false``) may not: the
+    transactions before it must still see the mark it withdraws, so it starts a new step.
+    Labels keep their order among themselves.
+    """
+    steps: list[tuple[list[T], list[T]]] = [([], [])]
+    for item in items:
+        got = received(item)
+        if not got.is_label:
+            steps[-1][1].append(item)
+            continue
+        if got.mark is not None and not got.mark.is_fraud and steps[-1][1]:
+            steps.append(([], []))
+        steps[-1][0].append(item)
+    return steps
 
 
 class Pipeline:
@@ -246,9 +274,9 @@ class Pipeline:
                     reported_ms=to_epoch_ms(result.reported_at),
                     is_fraud=result.is_fraud,
                 )
-                received.append(Received(msg, consumed_at, mark=mark))
+                received.append(Received(msg, consumed_at, mark=mark, is_label=True))
             else:
-                received.append(Received(msg, consumed_at, errors=result))
+                received.append(Received(msg, consumed_at, errors=result, is_label=True))
         return received
 
     async def apply_labels(self, received: Sequence[Received]) -> BatchOutput:

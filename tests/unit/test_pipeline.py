@@ -11,9 +11,9 @@ from sklearn.linear_model import LogisticRegression
 
 from models.registry import LoadedModel, Manifest
 from schemas import Alert, DeadLetter, Decision
-from streamer.features.definitions import FEATURE_NAMES
+from streamer.features.definitions import FEATURE_NAMES, FraudMark
 from streamer.features.memory import InMemoryFeatureStore
-from streamer.pipeline import InputMessage, Pipeline
+from streamer.pipeline import InputMessage, Pipeline, Received, in_label_order
 from streamer.rules import Policy
 from streamer.scoring import Scorer
 
@@ -164,3 +164,21 @@ async def test_the_feature_log_holds_the_vector_each_decision_was_scored_on() ->
 async def test_the_feature_log_is_off_by_default(pipeline: Pipeline) -> None:
     out = await pipeline.transactions(_msgs([_tx(1, 10.0)]))
     assert out.decisions and out.features == []
+
+
+def test_labels_go_before_their_batchs_transactions_but_a_withdrawal_keeps_its_place() -> None:
+    msg = InputMessage("t", 0, 0, None, None)
+
+    def mark(is_fraud: bool) -> Received:
+        return Received(msg, 0.0, mark=FraudMark("x", "t1", 0, 1, is_fraud), is_label=True)
+
+    tx, refused_label = Received(msg, 0.0), Received(msg, 0.0, errors=[], is_label=True)
+    fraud, withdrawal = mark(True), mark(False)
+    # one step when only fraud marks: a mark counts from its report time, so early is harmless
+    items = [tx, fraud, tx, refused_label]
+    assert in_label_order(items, lambda r: r) == [([fraud, refused_label], [tx, tx])]
+    # the transactions before a withdrawal must still see the mark it withdraws
+    items = [fraud, tx, withdrawal, tx, fraud, tx]
+    assert in_label_order(items, lambda r: r) == [([fraud], [tx]), ([withdrawal, fraud], [tx, tx])]
+    assert in_label_order([withdrawal, tx], lambda r: r) == [([withdrawal], [tx])]
+    assert in_label_order([], lambda r: r) == [([], [])]
