@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from streamer.kafka import make_consumer, make_producer
+from streamer.replay import encode_transactions
 from streamer.settings import Settings
 from tests.prometheus import Samples, samples
 
-__all__ = ["WorkerEnv", "consume_until", "produce", "wait_for"]
+__all__ = ["WorkerEnv", "consume_until", "decide_each_once", "produce", "wait_for"]
 
 
 @dataclass
@@ -136,3 +138,21 @@ def wait_for(predicate: Any, *, timeout: float, what: str, worker: WorkerEnv) ->
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}\n{worker.logs()}")
         time.sleep(0.2)
+
+
+async def decide_each_once(
+    worker: WorkerEnv, frame: pd.DataFrame, settings: Settings, **env: str
+) -> None:
+    """Produce the frame's transactions, start a worker with ``env`` (STREAMER_* overrides),
+    and check it decides each of them exactly once and keeps running. ``settings`` are those
+    of a client that reaches the same topics (with the same security settings)."""
+    txs = [(k, v) for _, k, v in encode_transactions(frame)]
+    await produce(settings, settings.topic_transactions, list(txs))
+    worker.start_worker(**env)
+    ids = set(frame["transaction_id"])
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=ids, timeout=120, worker=worker
+    )
+    decided = [json.loads(r.value)["transaction_id"] for r in records]
+    assert sorted(decided) == sorted(ids)  # each one, once
+    assert worker.processes[0].poll() is None, worker.logs()

@@ -7,7 +7,6 @@ refuses anything but TLS, and check that each TLS mistake is named as such at st
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -24,11 +23,10 @@ from streamer import redis_tls
 from streamer.cli import cli
 from streamer.features.keys import blocklist_key, customer_keys
 from streamer.redis_client import redis_problem
-from streamer.replay import encode_transactions
 from streamer.secure_listener import create_material, find_keytool
 from streamer.settings import Settings
 from streamer.stack import LocalStack
-from tests.integration.harness import WorkerEnv, consume_until, produce
+from tests.integration.harness import WorkerEnv, decide_each_once
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +76,8 @@ async def test_the_worker_keeps_its_features_over_tls(
 ) -> None:
     db = parse_url(worker_env.settings.redis_url)["db"]
     url = _on_db(tls_url, db)
-    settings = worker_env.settings
     frame = replay_slice.head(300)
-    await produce(
-        settings, settings.topic_transactions, [(k, v) for _, k, v in encode_transactions(frame)]
-    )
-    worker_env.start_worker(STREAMER_REDIS_URL=url)
-    ids = set(frame["transaction_id"])
-    records = await consume_until(
-        settings, settings.topic_decisions, ids=ids, timeout=120, worker=worker_env
-    )
-    decided = [json.loads(r.value)["transaction_id"] for r in records]
-    assert sorted(decided) == sorted(ids)  # each one, once
-    assert worker_env.processes[0].poll() is None, worker_env.logs()
+    await decide_each_once(worker_env, frame, worker_env.settings, STREAMER_REDIS_URL=url)
     plain = _plain_client(stack, db)
     try:  # each transaction reached its card's history, through the TLS port
         stored = sum(plain.zcard(customer_keys(c)[0]) for c in set(frame["customer_id"]))

@@ -8,7 +8,6 @@ such instead of as an unreachable broker.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import pandas as pd
 import pytest
 
 from streamer.kafka import connection_problem, ensure_topics
-from streamer.replay import encode_transactions
 from streamer.secure_listener import (
     MECHANISMS,
     SecureListener,
@@ -29,7 +27,7 @@ from streamer.secure_listener import (
 )
 from streamer.settings import Settings
 from streamer.stack import Endpoint, LocalStack
-from tests.integration.harness import WorkerEnv, consume_until, produce
+from tests.integration.harness import WorkerEnv, consume_until, decide_each_once, produce
 
 
 @pytest.fixture(scope="module")
@@ -77,18 +75,7 @@ async def test_the_worker_scores_through_sasl_ssl(
 ) -> None:
     env = _env(secure, "SCRAM-SHA-512")
     settings = _settings(worker_env.settings, env)
-    frame = replay_slice.head(300)
-    await produce(
-        settings, settings.topic_transactions, [(k, v) for _, k, v in encode_transactions(frame)]
-    )
-    worker_env.start_worker(**env)
-    ids = set(frame["transaction_id"])
-    records = await consume_until(
-        settings, settings.topic_decisions, ids=ids, timeout=120, worker=worker_env
-    )
-    decided = [json.loads(r.value)["transaction_id"] for r in records]
-    assert sorted(decided) == sorted(ids)  # each one, once
-    assert worker_env.processes[0].poll() is None, worker_env.logs()
+    await decide_each_once(worker_env, replay_slice.head(300), settings, **env)
 
 
 @pytest.mark.parametrize(

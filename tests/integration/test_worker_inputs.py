@@ -18,7 +18,7 @@ from models.registry import ModelRegistry
 from schemas import DeadLetter, Decision
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
-from streamer.replay import encode_transactions
+from streamer.replay import encode_transactions, replay
 from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
 
 GOOD = {
@@ -198,3 +198,44 @@ async def test_a_tampered_promotion_is_refused_and_the_worker_keeps_serving(
     )
     after = [json.loads(r.value) for r in records if b'"after"' in r.value]
     assert after[0]["model_version"] == "test-model-a"
+
+
+def _label(tx_id: str, reported_at: str, is_fraud: bool) -> bytes:
+    return json.dumps(
+        {
+            "transaction_id": tx_id,
+            "customer_id": "c-good",
+            "terminal_id": "t-good",
+            "tx_timestamp": "2018-05-01T00:00:00Z",
+            "is_fraud": is_fraud,
+            "reported_at": reported_at,
+        }
+    ).encode()
+
+
+async def test_a_withdrawn_label_counts_until_its_withdrawal_is_reported(
+    worker_env: WorkerEnv,
+) -> None:
+    """A fraud reported on day 7 and withdrawn two hours later: a transaction at the terminal
+    between the two sees it, one after the withdrawal does not, though all five records reach
+    the worker as one backlog (and can be released in one batch)."""
+    features_topic = f"{worker_env.settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    settings = worker_env.settings
+    records = [
+        ("transactions", _tx("w0", timestamp="2018-05-01T00:00:00Z")),
+        ("labels", _label("w0", "2018-05-08T00:00:00Z", True)),
+        ("transactions", _tx("w1", timestamp="2018-05-08T01:00:00Z")),
+        ("labels", _label("w0", "2018-05-08T02:00:00Z", False)),
+        ("transactions", _tx("w2", timestamp="2018-05-08T03:00:00Z")),
+    ]
+    await replay(settings, iter([(kind, b"c-good", value) for kind, value in records]))
+    worker_env.start_worker()
+    logged = await consume_until(
+        settings, features_topic, ids={"w0", "w1", "w2"}, worker=worker_env
+    )
+    risk = {
+        record["transaction_id"]: record["features"]["TERMINAL_ID_RISK_1DAY_WINDOW"]
+        for record in (json.loads(r.value) for r in logged)
+    }
+    assert risk == {"w0": 0.0, "w1": 1.0, "w2": 0.0}
