@@ -170,10 +170,26 @@ async def connection_problem(settings: Settings, timeout: float = 10.0) -> str |
                 f"nothing listens at {server} (is Kafka running? `fraud-streamer stack up`)"
             )
         except (ConnectionResetError, KafkaConnectionError):
-            problems.append(
-                f"{server} closed the connection; a listener that expects another protocol "
-                f"than {ENV}SECURITY_PROTOCOL={protocol} does this"
-            )
+            refused = None
+            if options.get("ssl_context") is not None:
+                refused = await _tls_alert(
+                    endpoint.host, endpoint.port, options["ssl_context"], timeout
+                )
+            if refused is None:
+                problems.append(
+                    f"{server} closed the connection; a listener that expects another "
+                    f"protocol than {ENV}SECURITY_PROTOCOL={protocol} does this"
+                )
+            elif settings.kafka_ssl_certfile is None:
+                problems.append(
+                    f"{server} refused a TLS client without a certificate ({refused}): it "
+                    f"requires one; set {ENV}SSL_CERTFILE and {ENV}SSL_KEYFILE"
+                )
+            else:
+                problems.append(
+                    f"{server} refused the client certificate in {ENV}SSL_CERTFILE ({refused}): "
+                    "is it signed by a CA the broker trusts, for client authentication?"
+                )
         except TimeoutError:
             problems.append(
                 f"{server} did not answer within {timeout:.0f} s; a listener that expects "
@@ -188,6 +204,30 @@ async def connection_problem(settings: Settings, timeout: float = 10.0) -> str |
             conn.close()
             return None
     return "; ".join(problems)
+
+
+async def _tls_alert(host: str, port: int, context: ssl.SSLContext, timeout: float) -> str | None:
+    """The TLS alert a server sends right after the handshake, if any (None otherwise).
+
+    With TLS 1.3 the server checks a client certificate only after the client has finished its
+    side of the handshake, so a refused (or missing) certificate reaches aiokafka as a closed
+    connection; reading once on a connection of our own surfaces the alert that says why.
+    """
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context), timeout
+        )
+    except (OSError, TimeoutError):
+        return None
+    try:
+        await asyncio.wait_for(reader.read(1), min(timeout, 3.0))
+    except ssl.SSLError as exc:
+        return str(exc.reason or exc)
+    except (OSError, TimeoutError):
+        return None
+    finally:
+        writer.close()
+    return None
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -20,17 +20,14 @@ The plain port stays the default: nothing changes for a developer.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from streamer.secure_listener import SecureListener, SecureListenerError, sign_keystore
+from streamer.secure_listener import SecureListener, export_pem, newer, sign_keystore
 
 if TYPE_CHECKING:
     from streamer.stack import Endpoint
@@ -87,43 +84,12 @@ def client_url(tls: RedisTls, endpoint: Endpoint, db: int = 0) -> str:
     return f"rediss://{host}:{endpoint.port}/{db}?ssl_ca_certs={quote(str(tls.cafile))}"
 
 
-def _pem(openssl: str, tls: RedisTls, ca: SecureListener, what: str, out: Path) -> None:
-    """Write one part of the keystore as PEM (``what``: -nocerts for the key, -clcerts the cert)."""
-    with contextlib.suppress(FileNotFoundError):
-        out.unlink()
-    command = [
-        openssl, "pkcs12", "-in", str(tls.keystore), "-passin", "env:STORE_PASSWORD", "-nodes",
-        what, *(["-nokeys"] if what == "-clcerts" else []), "-out", str(out),
-    ]  # fmt: skip
-    result = subprocess.run(
-        command,
-        env={**os.environ, "STORE_PASSWORD": ca.store_password},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    if result.returncode != 0:
-        raise SecureListenerError(
-            f"`openssl pkcs12 {what}` failed (exit {result.returncode}) while making the "
-            f"certificate of Redis's TLS port:\n{result.stdout}{result.stderr}"
-        )
-    out.chmod(0o600)
-
-
-def _newer(path: Path, than: Path) -> bool:
-    try:
-        return path.stat().st_mtime >= than.stat().st_mtime
-    except FileNotFoundError:
-        return False
-
-
 def load(directory: Path, ca: SecureListener | None) -> RedisTls | None:
     """The TLS port's files in ``directory`` if ``stack up`` made them for ``ca``; else None."""
     if ca is None:
         return None
     tls = RedisTls(directory, ca.cafile)
-    return tls if tls.keyfile.is_file() and _newer(tls.certfile, ca.cafile) else None
+    return tls if tls.keyfile.is_file() and newer(tls.certfile, ca.cafile) else None
 
 
 def create_material(
@@ -148,8 +114,6 @@ def create_material(
         return None
     echo(f"redis: making a certificate for the TLS port ({endpoint})")
     directory.mkdir(parents=True, exist_ok=True)
-    sign_keystore(ca, tls.keystore, "redis", endpoint.host, keytool)
-    _pem(openssl, tls, ca, "-clcerts", tls.certfile.with_suffix(".crt.tmp"))
-    _pem(openssl, tls, ca, "-nocerts", tls.keyfile)
-    tls.certfile.with_suffix(".crt.tmp").rename(tls.certfile)  # last: it says "complete"
+    sign_keystore(ca, tls.keystore, "redis", keytool, endpoint.host)
+    export_pem(tls.keystore, ca.store_password, tls.certfile, tls.keyfile, openssl)
     return tls

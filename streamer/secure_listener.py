@@ -1,12 +1,13 @@
-"""The local broker's second listener: SASL over TLS, as managed Kafka services expect.
+"""The local broker's secured listeners, as managed Kafka services expect them.
 
 The worker's Kafka options for TLS and SASL (``STREAMER_KAFKA_SECURITY_PROTOCOL`` and friends)
 pass through three clients — aiokafka's, Faust's consumer and producer, and the admin client
 that creates the topics — and a setting dropped by any of them only shows against a broker that
 demands it. So the local stack's broker also listens with ``SASL_SSL`` on the broker's port + 2
-(9092 -> 9094), with PLAIN and both SCRAM mechanisms, and the integration tests run the real
-worker through it. The PLAINTEXT listener stays the default: nothing else changes for a
-developer.
+(9092 -> 9094), with PLAIN and both SCRAM mechanisms, and with ``SSL`` requiring a client
+certificate (mutual TLS, as Aiven's and MSK's certificate authentication) on the port + 3; the
+integration tests run the real worker through both. The PLAINTEXT listener stays the default:
+nothing else changes for a developer.
 
 Everything the listener needs is made once with the JDK's ``keytool`` (Java is already needed
 for Kafka) and kept under ``<data_dir>/kafka/secure/``:
@@ -14,8 +15,11 @@ for Kafka) and kept under ``<data_dir>/kafka/secure/``:
     ca.p12, ca.pem       a private certificate authority (the client's STREAMER_KAFKA_SSL_CAFILE;
                          it signs Redis's TLS certificate too, see streamer.redis_tls)
     broker.p12           the broker's key and its certificate, signed by that CA, for loopback
+    client.p12           a client's key and certificate, signed by that CA (mutual TLS)
+    client.crt, .key     the same as PEM, which the clients read (converted with openssl)
     secrets.json         the generated passwords (mode 0600)
-    client.env           STREAMER_* settings of a client of this listener (mode 0600)
+    client.env           STREAMER_* settings of a client of the SASL_SSL listener (mode 0600)
+    mtls-client.env      STREAMER_* settings of a client of the SSL listener
     scram-cluster-id     the Kafka cluster that has the SCRAM user (see ``LocalStack``)
 
 The credentials are random per checkout and the listener binds to loopback only; they protect
@@ -45,21 +49,27 @@ __all__ = [
     "SecureListener",
     "SecureListenerError",
     "client_env",
+    "create_client_material",
     "create_material",
+    "export_pem",
     "find_keytool",
     "load",
+    "mtls_client_env",
+    "mtls_port",
     "render_listener_properties",
     "scram_commands",
     "scram_format_arguments",
     "secure_port",
     "sign_keystore",
     "write_client_env",
+    "write_mtls_client_env",
 ]
 
 SASL_USER = "streamer"
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-#: the listener's name in server.properties (Kafka lower-cases it in per-listener keys)
+#: the listeners' names in server.properties (Kafka lower-cases them in per-listener keys)
 LISTENER = "SASL_SSL"
+MTLS_LISTENER = "SSL"
 VALIDITY_DAYS = 3650
 
 
@@ -93,20 +103,42 @@ class SecureListener:
     def env_file(self) -> Path:
         return self.directory / "client.env"
 
+    @property
+    def client_keystore(self) -> Path:
+        return self.directory / "client.p12"
+
+    @property
+    def client_certfile(self) -> Path:
+        return self.directory / "client.crt"
+
+    @property
+    def client_keyfile(self) -> Path:
+        return self.directory / "client.key"
+
+    @property
+    def mtls_env_file(self) -> Path:
+        return self.directory / "mtls-client.env"
+
 
 def secure_port(broker_port: int) -> int:
     """The SASL_SSL listener's port: two after the broker's (the controller has the one after)."""
     return broker_port + 2
 
 
+def mtls_port(broker_port: int) -> int:
+    """The SSL listener's port (client certificates required): three after the broker's."""
+    return broker_port + 3
+
+
 # --- rendering (pure) ---------------------------------------------------------------------------
 
 
 def render_listener_properties(listener: SecureListener) -> list[str]:
-    """server.properties lines that configure the listener, beyond its entry in ``listeners``.
+    """server.properties lines that configure the listeners, beyond their ``listeners`` entries.
 
     PLAIN users are listed in the JAAS line itself; SCRAM users live in the cluster metadata
-    (see :func:`scram_format_arguments`).
+    (see :func:`scram_format_arguments`). The SSL listener trusts client certificates signed by
+    the CA (a PEM trust store, which Kafka reads since 2.7).
     """
     prefix = f"listener.name.{LISTENER.lower()}"
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
@@ -119,10 +151,19 @@ def render_listener_properties(listener: SecureListener) -> list[str]:
         f"{prefix}.plain.sasl.jaas.config={plain}",
         f"{prefix}.scram-sha-256.sasl.jaas.config={scram}",
         f"{prefix}.scram-sha-512.sasl.jaas.config={scram}",
-        f"{prefix}.ssl.keystore.type=PKCS12",
-        f"{prefix}.ssl.keystore.location={listener.keystore}",
-        f"{prefix}.ssl.keystore.password={listener.store_password}",
-        f"{prefix}.ssl.key.password={listener.store_password}",
+        *(
+            f"{name}.{line}"
+            for name in (prefix, f"listener.name.{MTLS_LISTENER.lower()}")
+            for line in (
+                "ssl.keystore.type=PKCS12",
+                f"ssl.keystore.location={listener.keystore}",
+                f"ssl.keystore.password={listener.store_password}",
+                f"ssl.key.password={listener.store_password}",
+            )
+        ),
+        f"listener.name.{MTLS_LISTENER.lower()}.ssl.truststore.type=PEM",
+        f"listener.name.{MTLS_LISTENER.lower()}.ssl.truststore.location={listener.cafile}",
+        f"listener.name.{MTLS_LISTENER.lower()}.ssl.client.auth=required",
     ]
 
 
@@ -137,6 +178,17 @@ def client_env(listener: SecureListener, endpoint: Endpoint, mechanism: str) -> 
         "STREAMER_KAFKA_SASL_USERNAME": listener.username,
         "STREAMER_KAFKA_SASL_PASSWORD": listener.password,
         "STREAMER_KAFKA_SSL_CAFILE": str(listener.cafile),
+    }
+
+
+def mtls_client_env(listener: SecureListener, endpoint: Endpoint) -> dict[str, str]:
+    """The STREAMER_* settings of a client of the SSL listener: TLS with its certificate."""
+    return {
+        "STREAMER_KAFKA_BOOTSTRAP_SERVERS": str(endpoint),
+        "STREAMER_KAFKA_SECURITY_PROTOCOL": MTLS_LISTENER,
+        "STREAMER_KAFKA_SSL_CAFILE": str(listener.cafile),
+        "STREAMER_KAFKA_SSL_CERTFILE": str(listener.client_certfile),
+        "STREAMER_KAFKA_SSL_KEYFILE": str(listener.client_keyfile),
     }
 
 
@@ -241,7 +293,7 @@ def create_material(
         ["-exportcert", "-rfc", "-alias", "ca", "-keystore", str(listener.ca_keystore), *store,
          "-file", str(listener.cafile)],
     ])  # fmt: skip
-    sign_keystore(listener, listener.keystore, "broker", endpoint.host, keytool)
+    sign_keystore(listener, listener.keystore, "broker", keytool, endpoint.host)
     # the secrets last: their presence is what says the material is complete
     _write_private(
         directory / "secrets.json",
@@ -268,20 +320,26 @@ def _keytool(keytool: str, steps: list[list[str]]) -> None:
             )
 
 
-def sign_keystore(ca: SecureListener, keystore: Path, alias: str, host: str, keytool: str) -> None:
-    """Make ``keystore`` (PKCS12, ``ca``'s store password): a key and its certificate for
-    ``host``, signed by ``ca``'s authority, with that authority's certificate beside it."""
+def sign_keystore(
+    ca: SecureListener, keystore: Path, alias: str, keytool: str, host: str | None = None
+) -> None:
+    """Make ``keystore`` (PKCS12, ``ca``'s store password): a key and its certificate, signed by
+    ``ca``'s authority, with that authority's certificate beside it — a server's for ``host``,
+    or without a host a client's (named ``alias``)."""
     store = ["-storetype", "PKCS12", "-storepass", ca.store_password]
+    usage = ["-ext", f"SAN={_san(host)}", "-ext", "EKU=serverAuth"] if host else [
+        "-ext", "EKU=clientAuth"
+    ]  # fmt: skip
     keystore.unlink(missing_ok=True)
     csr, signed = keystore.with_suffix(".csr"), keystore.with_suffix(".signed.pem")
     _keytool(keytool, [
         ["-genkeypair", "-alias", alias, "-keyalg", "RSA", "-keysize", "2048",
-         "-validity", str(VALIDITY_DAYS), "-dname", f"CN={host}",
+         "-validity", str(VALIDITY_DAYS), "-dname", f"CN={host or alias}",
          "-keystore", str(keystore), *store, "-keypass", ca.store_password],
         ["-certreq", "-alias", alias, "-keystore", str(keystore), *store, "-file", str(csr)],
         ["-gencert", "-rfc", "-alias", "ca", "-keystore", str(ca.ca_keystore), *store,
          "-infile", str(csr), "-outfile", str(signed), "-validity", str(VALIDITY_DAYS),
-         "-ext", f"SAN={_san(host)}", "-ext", "EKU=serverAuth"],
+         *usage],
         ["-importcert", "-noprompt", "-alias", "ca", "-file", str(ca.cafile),
          "-keystore", str(keystore), *store],
         ["-importcert", "-alias", alias, "-file", str(signed), "-keystore", str(keystore),
@@ -291,14 +349,90 @@ def sign_keystore(ca: SecureListener, keystore: Path, alias: str, host: str, key
     signed.unlink()
 
 
+def export_pem(
+    keystore: Path, store_password: str, certfile: Path, keyfile: Path, openssl: str
+) -> None:
+    """Write a PKCS12 keystore's certificate and key as PEM files (0600), which Redis and
+    Python's ``ssl`` read; keytool writes PKCS12 only. The certificate is written last: its
+    presence says the pair is complete."""
+    for what, out in (("-nocerts", keyfile), ("-clcerts", certfile.with_suffix(".tmp"))):
+        with contextlib.suppress(FileNotFoundError):
+            out.unlink()
+        command = [
+            openssl, "pkcs12", "-in", str(keystore), "-passin", "env:STORE_PASSWORD", "-nodes",
+            what, *(["-nokeys"] if what == "-clcerts" else []), "-out", str(out),
+        ]  # fmt: skip
+        result = subprocess.run(
+            command,
+            env={**os.environ, "STORE_PASSWORD": store_password},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if result.returncode != 0:
+            raise SecureListenerError(
+                f"`openssl pkcs12 {what}` failed (exit {result.returncode}) while converting "
+                f"{keystore.name} to PEM:\n{result.stdout}{result.stderr}"
+            )
+        out.chmod(0o600)
+    certfile.with_suffix(".tmp").rename(certfile)
+
+
+def newer(path: Path, than: Path) -> bool:
+    """True when ``path`` exists and was written no earlier than ``than`` (a certificate made
+    before its CA was made again is stale)."""
+    try:
+        return path.stat().st_mtime >= than.stat().st_mtime
+    except FileNotFoundError:
+        return False
+
+
+def create_client_material(
+    listener: SecureListener, keytool: str, echo: Callable[[str], object]
+) -> bool:
+    """The client certificate of the SSL listener as PEM, made the first time; False (after
+    saying why) when openssl, which converts it, is missing: the listener still runs."""
+    if listener.client_keyfile.is_file() and newer(listener.client_certfile, listener.cafile):
+        return True
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        echo("kafka: openssl is not on PATH, so no client certificate for the SSL listener")
+        return False
+    echo("kafka: making a client certificate for the SSL listener")
+    sign_keystore(listener, listener.client_keystore, "fraud-streamer-client", keytool)
+    export_pem(
+        listener.client_keystore,
+        listener.store_password,
+        listener.client_certfile,
+        listener.client_keyfile,
+        openssl,
+    )
+    return True
+
+
+def _write_env(path: Path, header: list[str], env: dict[str, str]) -> Path:
+    lines = [*header, f"# Load into a shell with:  set -a; . {path}; set +a"]
+    _write_private(path, "\n".join([*lines, *(f"{k}={v}" for k, v in env.items()), ""]))
+    return path
+
+
+def write_mtls_client_env(listener: SecureListener, endpoint: Endpoint) -> Path:
+    """Write ``mtls-client.env``: the settings of a client of the SSL listener."""
+    return _write_env(
+        listener.mtls_env_file,
+        ["# The local stack's SSL listener, client certificates required (`stack up` wrote it)."],
+        mtls_client_env(listener, endpoint),
+    )
+
+
 def write_client_env(listener: SecureListener, endpoint: Endpoint) -> Path:
-    """Write ``client.env``: the settings a client of the listener needs, ready to source."""
-    lines = [
-        "# The local stack's SASL_SSL listener (written by `fraud-streamer stack up`).",
-        "# Load into a shell with:  set -a; . " + str(listener.env_file) + "; set +a",
-        "# Any of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 works as the mechanism.",
-        *(f"{k}={v}" for k, v in client_env(listener, endpoint, "SCRAM-SHA-512").items()),
-        "",
-    ]
-    _write_private(listener.env_file, "\n".join(lines))
-    return listener.env_file
+    """Write ``client.env``: the settings a client of the SASL_SSL listener needs."""
+    return _write_env(
+        listener.env_file,
+        [
+            "# The local stack's SASL_SSL listener (written by `fraud-streamer stack up`).",
+            "# Any of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 works as the mechanism.",
+        ],
+        client_env(listener, endpoint, "SCRAM-SHA-512"),
+    )

@@ -6,7 +6,7 @@ the real servers as plain background processes, with everything they write under
 git-ignored ``settings.data_dir``:
 
     <data_dir>/kafka/  server.properties, log4j2.properties, classpath.txt, data/, logs/, kafka.pid,
-                       secure/ (the SASL_SSL listener's CA, keystore and client settings)
+                       secure/ (the secured listeners' CA, keystores and client settings)
     <data_dir>/redis/  dump.rdb, redis.log, redis.pid,
                        tls/ (the TLS port's certificate and key, see streamer.redis_tls)
 
@@ -52,6 +52,7 @@ __all__ = [
     "java_major_version",
     "kafka_endpoint",
     "missing_tools_message",
+    "mtls_endpoint",
     "new_cluster_id",
     "parse_host_port",
     "redis_endpoint",
@@ -190,6 +191,11 @@ def secure_endpoint(broker: Endpoint) -> Endpoint:
     return Endpoint(broker.host, secure_listener.secure_port(broker.port))
 
 
+def mtls_endpoint(broker: Endpoint) -> Endpoint:
+    """The SSL listener's address, client certificates required (9092 -> 9095)."""
+    return Endpoint(broker.host, secure_listener.mtls_port(broker.port))
+
+
 def render_server_properties(
     broker: Endpoint, data_dir: Path, partitions: int, secure: SecureListener | None = None
 ) -> str:
@@ -198,14 +204,15 @@ def render_server_properties(
     Replication factors are 1 because there is one node. Topic auto-creation is off, as in
     docker-compose.yml: topics are created by ``streamer.kafka.ensure_topics`` with the
     partition count the design needs, and a misspelt topic name fails instead of appearing.
-    With ``secure``, the broker also listens with SASL_SSL on :func:`secure_endpoint`.
+    With ``secure``, the broker also listens with SASL_SSL on :func:`secure_endpoint` and with
+    SSL (client certificates required) on :func:`mtls_endpoint`.
     """
     controller = controller_endpoint(broker)
     listeners = [f"PLAINTEXT://{broker}"]
     protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
     if secure is not None:
-        listeners.append(f"SASL_SSL://{secure_endpoint(broker)}")
-        protocols.append("SASL_SSL:SASL_SSL")
+        listeners += [f"SASL_SSL://{secure_endpoint(broker)}", f"SSL://{mtls_endpoint(broker)}"]
+        protocols += ["SASL_SSL:SASL_SSL", "SSL:SSL"]
     return "\n".join(
         [
             "# Written by `fraud-streamer stack up` at every start: change the settings instead.",
@@ -510,6 +517,7 @@ class LocalStack:
         self.paths = StackPaths(settings.data_dir.resolve())
         self.kafka = kafka_endpoint(settings)
         self.secure = secure_endpoint(self.kafka)
+        self.mtls = mtls_endpoint(self.kafka)
         self.redis = redis_endpoint(settings)
         self.redis_tls_endpoint = Endpoint(self.redis.host, redis_tls.tls_port(self.redis.port))
         self.echo = echo
@@ -534,6 +542,10 @@ class LocalStack:
     def secure_listening(self) -> bool:
         """True when something accepts connections on the SASL_SSL listener's port."""
         return _port_open(self.secure)
+
+    def mtls_listening(self) -> bool:
+        """True when something accepts connections on the SSL listener's port."""
+        return _port_open(self.mtls)
 
     def redis_tls(self) -> RedisTls | None:
         """The files of Redis's TLS port, if `up` has made them; None otherwise (and, as for
@@ -569,6 +581,8 @@ class LocalStack:
             raise self._port_taken(
                 self.secure, "(Kafka's SASL_SSL listener: broker port + 2)", variable
             )
+        if start_kafka and _port_open(self.mtls):
+            raise self._port_taken(self.mtls, "(Kafka's SSL listener: broker port + 3)", variable)
         if start_redis and _port_open(self.redis):
             raise self._port_taken(self.redis, "(not answering as Redis)", "REDIS_URL")
         if start_redis and _port_open(self.redis_tls_endpoint):
@@ -836,6 +850,12 @@ class LocalStack:
                     )
             marker.write_text(f"{cluster}\n")
         secure_listener.write_client_env(secure, self.secure)
+        try:
+            made = secure_listener.create_client_material(secure, self._keytool(java), self.echo)
+        except (SecureListenerError, OSError, subprocess.TimeoutExpired) as exc:
+            raise StackError(str(exc)) from None
+        if made:
+            secure_listener.write_mtls_client_env(secure, self.mtls)
 
     def _start_kafka(self, java: str, classpath: str, secure: SecureListener) -> None:
         paths = self.paths
@@ -870,7 +890,7 @@ class LocalStack:
         _write_pid(paths.kafka_pid, pid, self.kafka)
         self.echo(
             f"kafka: starting Apache Kafka {KAFKA_VERSION} on {self.kafka}, SASL_SSL on "
-            f"{self.secure} (pid {pid}, log {_relative(paths.kafka_log)})"
+            f"{self.secure}, SSL on {self.mtls} (pid {pid}, log {_relative(paths.kafka_log)})"
         )
 
 

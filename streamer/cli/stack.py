@@ -31,6 +31,19 @@ def _secure_listener(local: LocalStack) -> str:
     )
 
 
+def _mtls_listener(local: LocalStack) -> str:
+    """Where the broker's SSL listener is and its client settings, or why it is missing."""
+    secure = local.secure_listener()
+    if secure is None or not local.mtls_listening():
+        return (
+            f"not listening on {local.mtls} (this broker was started without it: "
+            "`fraud-streamer stack down` and `up` again to add it)"
+        )
+    if not secure.mtls_env_file.is_file():
+        return f"{local.mtls}  (no client certificate: it needs openssl)"
+    return f"{local.mtls}  (client settings: {secure.mtls_env_file})"
+
+
 def _redis_tls(local: LocalStack, settings: Settings) -> str:
     """The URL of Redis's TLS port (the database of STREAMER_REDIS_URL), or why it is missing."""
     tls = local.redis_tls()
@@ -48,8 +61,9 @@ def stack() -> None:
     """Run a real Apache Kafka (KRaft, one node) and Redis on 127.0.0.1 for development.
 
     Ports come from STREAMER_KAFKA_BOOTSTRAP_SERVERS and STREAMER_REDIS_URL (the KRaft
-    controller takes the broker's port + 1, a second listener with SASL over TLS the port + 2,
-    and Redis listens with TLS on its port + 1, for clients that test the secured settings;
+    controller takes the broker's port + 1, a listener with SASL over TLS the port + 2, one with
+    TLS and client certificates the port + 3, and Redis listens with TLS on its port + 1, for
+    clients that test the secured settings;
     `up` prints their client settings); everything the services write stays in
     STREAMER_DATA_DIR (default .stack/). The services run in the background and survive the
     command; `down` stops them again. Needs Java 17+ and Maven for Kafka, and redis-server
@@ -82,6 +96,7 @@ def up(settings: Settings, timeout: float) -> None:
     click.echo(f"Kafka bootstrap servers: {local.kafka}")
     click.echo(f"Redis URL:               {settings.redis_url_redacted}")
     click.echo(f"Kafka SASL_SSL listener: {_secure_listener(local)}")
+    click.echo(f"Kafka SSL listener:      {_mtls_listener(local)}")
     click.echo(f"Redis over TLS:          {_redis_tls(local, settings)}")
 
 
@@ -118,6 +133,7 @@ def status(settings: Settings) -> None:
         click.echo(state.describe())
     if states[0].answering:
         click.echo(f"{'':<6} SASL_SSL  {_secure_listener(local)}")
+        click.echo(f"{'':<6} SSL       {_mtls_listener(local)}")
     if states[1].answering:
         click.echo(f"{'':<6} TLS       {_redis_tls(local, settings)}")
     if not all(state.answering for state in states):

@@ -1,4 +1,5 @@
-"""Kafka with TLS and SASL, for real: the local broker's SASL_SSL listener (broker port + 2).
+"""Kafka with TLS and SASL, for real: the local broker's SASL_SSL listener (broker port + 2)
+and its SSL listener that requires client certificates (port + 3).
 
 The security settings pass through aiokafka's clients, Faust's consumer and producer and the
 admin client that creates the topics; these tests run each of them against a broker that
@@ -22,8 +23,10 @@ from streamer.secure_listener import (
     MECHANISMS,
     SecureListener,
     client_env,
+    create_client_material,
     create_material,
     find_keytool,
+    mtls_client_env,
 )
 from streamer.settings import Settings
 from streamer.stack import Endpoint, LocalStack
@@ -120,3 +123,67 @@ async def test_a_certificate_from_another_ca_is_named_as_untrusted(
     assert problem is not None
     assert "does not trust" in problem
     assert "STREAMER_KAFKA_SSL_CAFILE" in problem
+
+
+@pytest.fixture(scope="module")
+def mtls(stack: Settings) -> tuple[SecureListener, Endpoint]:
+    """The running broker's SSL listener (client certificates required) and its client's
+    certificate; fails (never skips) when either is missing."""
+    local = LocalStack(stack)
+    listener = local.secure_listener()
+    if listener is None or not local.mtls_listening() or not listener.client_keyfile.is_file():
+        pytest.fail(
+            f"the broker has no SSL listener on {local.mtls} or there is no client certificate "
+            "(it needs openssl): `fraud-streamer stack down` and `stack up`.",
+            pytrace=False,
+        )
+    return listener, local.mtls
+
+
+async def test_the_worker_scores_through_tls_with_a_client_certificate(
+    worker_env: WorkerEnv, mtls: tuple[SecureListener, Endpoint], replay_slice: pd.DataFrame
+) -> None:
+    env = mtls_client_env(*mtls)
+    settings = _settings(worker_env.settings, env)
+    await decide_each_once(worker_env, replay_slice.head(300), settings, **env)
+
+
+async def test_a_missing_or_untrusted_client_certificate_is_named(
+    stack: Settings, mtls: tuple[SecureListener, Endpoint], tmp_path: Path
+) -> None:
+    listener, endpoint = mtls
+    env = mtls_client_env(listener, endpoint)
+    assert await connection_problem(_settings(stack, env)) is None
+    without = {k: v for k, v in env.items() if not k.endswith(("_CERTFILE", "_KEYFILE"))}
+    problem = await connection_problem(_settings(stack, without), timeout=10)
+    assert problem is not None and "requires one; set STREAMER_KAFKA_SSL_CERTFILE" in problem
+
+    java = shutil.which("java")
+    keytool = find_keytool(java) if java else None
+    assert keytool, "keytool (with java) is needed, as for `stack up`"
+    other = create_material(tmp_path, endpoint, keytool, print)  # another CA
+    assert create_client_material(other, keytool, print)
+    foreign = {
+        **env,
+        "STREAMER_KAFKA_SSL_CERTFILE": str(other.client_certfile),
+        "STREAMER_KAFKA_SSL_KEYFILE": str(other.client_keyfile),
+    }
+    problem = await connection_problem(_settings(stack, foreign), timeout=10)
+    assert problem is not None and "refused the client certificate" in problem
+
+
+def test_a_worker_without_its_client_certificate_says_so_at_start(
+    worker_env: WorkerEnv, mtls: tuple[SecureListener, Endpoint]
+) -> None:
+    env = mtls_client_env(*mtls)
+    del env["STREAMER_KAFKA_SSL_CERTFILE"], env["STREAMER_KAFKA_SSL_KEYFILE"]
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "worker"],
+        env={**worker_env.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot") and "requires one" in last, result.stderr

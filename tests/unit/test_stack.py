@@ -15,6 +15,7 @@ from streamer.cli import cli
 from streamer.secure_listener import (
     SecureListener,
     client_env,
+    mtls_client_env,
     scram_commands,
     scram_format_arguments,
 )
@@ -27,6 +28,7 @@ from streamer.stack import (
     java_major_version,
     kafka_endpoint,
     missing_tools_message,
+    mtls_endpoint,
     new_cluster_id,
     parse_host_port,
     redis_endpoint,
@@ -114,25 +116,46 @@ def test_server_properties_single_node_kraft(tmp_path: Path) -> None:
             assert value == "1", key
 
 
-def test_server_properties_with_the_sasl_ssl_listener(tmp_path: Path) -> None:
+def test_server_properties_with_the_secured_listeners(tmp_path: Path) -> None:
     secure = SecureListener(tmp_path / "secure", "streamer", "pw-1", "store-2")
     broker = Endpoint("127.0.0.1", 19092)
     config = properties(render_server_properties(broker, tmp_path, 6, secure))
     assert config["listeners"] == (
-        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,CONTROLLER://127.0.0.1:19093"
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,SSL://127.0.0.1:19095,"
+        "CONTROLLER://127.0.0.1:19093"
     )
-    assert (
-        config["advertised.listeners"] == "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094"
+    assert config["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,SSL://127.0.0.1:19095"
     )
     assert config["listener.security.protocol.map"] == (
-        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL"
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"
     )
     assert config["inter.broker.listener.name"] == "PLAINTEXT"  # the broker's own traffic
     assert config["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
     assert 'user_streamer="pw-1";' in config["listener.name.sasl_ssl.plain.sasl.jaas.config"]
-    assert config["listener.name.sasl_ssl.ssl.keystore.location"] == str(secure.keystore)
-    assert config["listener.name.sasl_ssl.ssl.keystore.password"] == "store-2"
+    for name in ("sasl_ssl", "ssl"):
+        assert config[f"listener.name.{name}.ssl.keystore.location"] == str(secure.keystore)
+        assert config[f"listener.name.{name}.ssl.keystore.password"] == "store-2"
+    # the SSL listener demands a client certificate signed by the stack's CA
+    assert config["listener.name.ssl.ssl.client.auth"] == "required"
+    assert config["listener.name.ssl.ssl.truststore.type"] == "PEM"
+    assert config["listener.name.ssl.ssl.truststore.location"] == str(secure.cafile)
+    assert "listener.name.sasl_ssl.ssl.client.auth" not in config
     assert secure_endpoint(broker) == Endpoint("127.0.0.1", 19094)
+    assert mtls_endpoint(broker) == Endpoint("127.0.0.1", 19095)
+
+
+def test_the_ssl_listeners_client_settings(tmp_path: Path) -> None:
+    secure = SecureListener(tmp_path, "streamer", "pw-1", "store-2")
+    env = mtls_client_env(secure, Endpoint("127.0.0.1", 9095))
+    loaded = settings(**{k.removeprefix("STREAMER_").lower(): v for k, v in env.items()})
+    assert loaded.bootstrap_servers == ["127.0.0.1:9095"]
+    assert loaded.kafka_security_protocol == "SSL"
+    assert (loaded.kafka_ssl_cafile, loaded.kafka_ssl_certfile, loaded.kafka_ssl_keyfile) == (
+        tmp_path / "ca.pem",
+        tmp_path / "client.crt",
+        tmp_path / "client.key",
+    )
 
 
 def test_the_secure_listeners_client_settings_and_scram_user(tmp_path: Path) -> None:
