@@ -126,6 +126,11 @@ async def _unreachable(url: str, shown: str, exc: RedisError, timeout: float) ->
             f"({cause.verify_message}): set ssl_ca_certs in {VARIABLE} to its CA's PEM file"
         )
     options = parse_url(url)
+    if isinstance(cause, ssl.SSLError) and options.get("ssl_certfile"):
+        return (
+            f"Redis at {shown} refused the client certificate in ssl_certfile "
+            f"({cause.reason or cause}): is it signed by a CA the server trusts?"
+        )
     tls = options.get("connection_class") is SSLConnection
     host, port = options.get("host"), options.get("port", 6379)
     if isinstance(cause, ConnectionRefusedError) or host is None:

@@ -7,8 +7,10 @@ option or the hiredis packing on that path without any test noticing. So the loc
 Redis also listens with TLS on its port + 1 (6379 -> 6380), with a certificate signed by the
 stack's own authority (the one Kafka's SASL_SSL listener uses, see
 :mod:`streamer.secure_listener`), and the integration tests run the worker and the blocklist
-CLI through it. Clients need no certificate of their own (``tls-auth-clients no``), as with
-the managed services.
+CLI through it. Clients need no certificate of their own, as with most managed services, but
+one that presents a certificate must present one signed by the stack's CA
+(``tls-auth-clients optional``): the Kafka SSL listener's client certificate serves for
+mutual TLS here too (redis-py's ``ssl_certfile`` and ``ssl_keyfile`` URL options).
 
 Kept under ``<data_dir>/redis/tls/``, made once by ``stack up``:
 
@@ -74,7 +76,7 @@ def server_arguments(tls: RedisTls, port: int) -> list[str]:
         "--tls-cert-file", str(tls.certfile),
         "--tls-key-file", str(tls.keyfile),
         "--tls-ca-cert-file", str(tls.cafile),
-        "--tls-auth-clients", "no",
+        "--tls-auth-clients", "optional",
     ]  # fmt: skip
 
 

@@ -23,7 +23,12 @@ from streamer import redis_tls
 from streamer.cli import cli
 from streamer.features.keys import blocklist_key, customer_keys
 from streamer.redis_client import redis_problem
-from streamer.secure_listener import create_material, find_keytool
+from streamer.secure_listener import (
+    SecureListener,
+    create_client_material,
+    create_material,
+    find_keytool,
+)
 from streamer.settings import Settings
 from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv, decide_each_once
@@ -87,13 +92,36 @@ async def test_the_worker_keeps_its_features_over_tls(
 
 
 @pytest.fixture(scope="module")
-def other_ca(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The PEM file of an authority that did not sign the local Redis's certificate."""
+def other(stack: Settings, tmp_path_factory: pytest.TempPathFactory) -> SecureListener:
+    """An authority that did not sign the local Redis's certificate, with a client's."""
     java = shutil.which("java")
     keytool = find_keytool(java) if java else None
     assert keytool, "keytool (with java) is needed, as for `stack up`"
     endpoint = LocalStack(stack).redis_tls_endpoint  # a certificate for the same host
-    return create_material(tmp_path_factory.mktemp("other-ca"), endpoint, keytool, print).cafile
+    other = create_material(tmp_path_factory.mktemp("other-ca"), endpoint, keytool, print)
+    assert create_client_material(other, keytool, print)
+    return other
+
+
+@pytest.fixture(scope="module")
+def other_ca(other: SecureListener) -> Path:
+    """The PEM file of an authority that did not sign the local Redis's certificate."""
+    return other.cafile
+
+
+async def test_a_client_certificate_is_checked_against_the_stacks_ca(
+    stack: Settings, tls_url: str, other: SecureListener
+) -> None:
+    """Mutual TLS: the stack's client certificate is accepted, one from another CA refused."""
+    ours = LocalStack(stack).secure_listener()
+    assert ours is not None and ours.client_keyfile.is_file(), "`stack up` makes it (openssl)"
+    for listener, named in ((ours, None), (other, "refused the client certificate")):
+        url = (
+            f"{tls_url}&ssl_certfile={quote(str(listener.client_certfile))}"
+            f"&ssl_keyfile={quote(str(listener.client_keyfile))}"
+        )
+        problem = await redis_problem(url, url, timeout=3)
+        assert problem is None if named is None else named in (problem or ""), problem
 
 
 def _mistakes(tls_url: str, plain_url: str, other_ca: Path) -> dict[str, tuple[str, str]]:

@@ -24,7 +24,7 @@ def test_the_server_options_open_the_tls_port_beside_the_plain_one(tmp_path: Pat
         "--tls-cert-file": str(tmp_path / "tls" / "redis.crt"),
         "--tls-key-file": str(tmp_path / "tls" / "redis.key"),
         "--tls-ca-cert-file": str(tmp_path / "ca.pem"),
-        "--tls-auth-clients": "no",
+        "--tls-auth-clients": "optional",
     }
 
 
