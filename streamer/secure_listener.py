@@ -19,7 +19,7 @@ for Kafka) and kept under ``<data_dir>/kafka/secure/``:
     client.crt, .key     the same as PEM, which the clients read (converted with openssl)
     secrets.json         the generated passwords (mode 0600)
     client.env           STREAMER_* settings of a client of the SASL_SSL listener (mode 0600)
-    mtls-client.env      STREAMER_* settings of a client of the SSL listener
+    mtls-client.env      STREAMER_* settings of a client of the SSL listener (mode 0600)
     scram-cluster-id     the Kafka cluster that has the SCRAM user (see ``LocalStack``)
 
 The credentials are random per checkout and the listener binds to loopback only; they protect
@@ -140,7 +140,7 @@ def render_listener_properties(listener: SecureListener) -> list[str]:
     (see :func:`scram_format_arguments`). The SSL listener trusts client certificates signed by
     the CA (a PEM trust store, which Kafka reads since 2.7).
     """
-    prefix = f"listener.name.{LISTENER.lower()}"
+    prefix, mtls = f"listener.name.{LISTENER.lower()}", f"listener.name.{MTLS_LISTENER.lower()}"
     scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     plain = (
         "org.apache.kafka.common.security.plain.PlainLoginModule required "
@@ -153,7 +153,7 @@ def render_listener_properties(listener: SecureListener) -> list[str]:
         f"{prefix}.scram-sha-512.sasl.jaas.config={scram}",
         *(
             f"{name}.{line}"
-            for name in (prefix, f"listener.name.{MTLS_LISTENER.lower()}")
+            for name in (prefix, mtls)
             for line in (
                 "ssl.keystore.type=PKCS12",
                 f"ssl.keystore.location={listener.keystore}",
@@ -161,9 +161,9 @@ def render_listener_properties(listener: SecureListener) -> list[str]:
                 f"ssl.key.password={listener.store_password}",
             )
         ),
-        f"listener.name.{MTLS_LISTENER.lower()}.ssl.truststore.type=PEM",
-        f"listener.name.{MTLS_LISTENER.lower()}.ssl.truststore.location={listener.cafile}",
-        f"listener.name.{MTLS_LISTENER.lower()}.ssl.client.auth=required",
+        f"{mtls}.ssl.truststore.type=PEM",
+        f"{mtls}.ssl.truststore.location={listener.cafile}",
+        f"{mtls}.ssl.client.auth=required",
     ]
 
 

@@ -813,13 +813,17 @@ class LocalStack:
         return found
 
     def _secure_material(self, java: str) -> SecureListener:
-        """The SASL_SSL listener's CA, keystore and passwords; made with keytool the first time."""
+        """The secured listeners' CA, keystores, client certificate and passwords; made with
+        keytool (and openssl) the first time."""
+        keytool = self._keytool(java)
         try:
-            return secure_listener.create_material(
-                self.paths.kafka_secure, self.secure, self._keytool(java), self.echo
+            secure = secure_listener.create_material(
+                self.paths.kafka_secure, self.secure, keytool, self.echo
             )
+            secure_listener.create_client_material(secure, keytool, self.echo)
         except (SecureListenerError, OSError, subprocess.TimeoutExpired) as exc:
             raise StackError(str(exc)) from None
+        return secure
 
     def _cluster_id(self) -> str:
         with contextlib.suppress(OSError):
@@ -850,11 +854,7 @@ class LocalStack:
                     )
             marker.write_text(f"{cluster}\n")
         secure_listener.write_client_env(secure, self.secure)
-        try:
-            made = secure_listener.create_client_material(secure, self._keytool(java), self.echo)
-        except (SecureListenerError, OSError, subprocess.TimeoutExpired) as exc:
-            raise StackError(str(exc)) from None
-        if made:
+        if secure.client_keyfile.is_file():  # made with the rest, when openssl is there
             secure_listener.write_mtls_client_env(secure, self.mtls)
 
     def _start_kafka(self, java: str, classpath: str, secure: SecureListener) -> None:
