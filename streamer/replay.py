@@ -1,8 +1,10 @@
-"""Replay a dataset into Kafka: transactions in event-time order, each label at its report time.
+"""Replay a dataset into Kafka: transactions in event-time order, each label by its report time.
 
 This is how history (simulated or exported) reaches a running worker: a transaction is sent
-when the replay's clock reaches it, and a fraud's label is sent as soon as the stream's event
-time reaches the label's ``reported_at`` — the order in which a bank would learn of them.
+when the replay's clock reaches it, and a fraud's label is in Kafka by the time the stream's
+event time reaches the label's ``reported_at`` — sent an hour of event time ahead, which the
+worker cannot tell from the order in which a bank would learn of them (a label counts from its
+report time on, whenever it arrives).
 """
 
 from __future__ import annotations
@@ -18,9 +20,21 @@ import pandas as pd
 from streamer.kafka import make_producer
 from streamer.settings import Settings
 
-__all__ = ["ReplayStats", "encode_labels", "encode_transactions", "merged_records", "replay"]
+__all__ = [
+    "BARRIER",
+    "LABEL_LEAD_MS",
+    "ReplayStats",
+    "encode_labels",
+    "encode_transactions",
+    "merged_records",
+    "replay",
+]
 
 Record = tuple[str, bytes, bytes]  # (topic kind, key, value)
+#: not a record: the labels sent so far must be acknowledged before the replay goes on
+BARRIER: Record = ("barrier", b"", b"")
+#: how far ahead of its report time (in event time) a replayed label is sent
+LABEL_LEAD_MS = 3_600_000
 
 
 def _rfc3339(series: pd.Series) -> list[str]:
@@ -91,14 +105,27 @@ def encode_labels(frame: pd.DataFrame) -> list[tuple[int, bytes, bytes]]:
 
 
 def merged_records(
-    transactions: list[tuple[int, bytes, bytes]], labels: list[tuple[int, bytes, bytes]]
+    transactions: list[tuple[int, bytes, bytes]],
+    labels: list[tuple[int, bytes, bytes]],
+    lead_ms: int = LABEL_LEAD_MS,
 ) -> Iterator[Record]:
-    """Transactions in order, each label emitted once event time reaches its report time."""
-    j = 0
+    """Transactions in order, each label ``lead_ms`` of event time before its report time, and
+    a barrier before the first transaction at or after a report time.
+
+    The worker needs a label in Kafka before any transaction at or after its report time (see
+    :func:`replay`), and applying it early changes nothing: it counts from its report time on.
+    Sent ahead, its acknowledgement is normally back by the barrier, so the replay rarely
+    waits there, and the transactions keep their pace.
+    """
+    sent = due = 0  # labels sent so far; labels whose report time the stream has reached
     for t, key, value in transactions:
-        while j < len(labels) and labels[j][0] <= t:
-            yield "labels", labels[j][1], labels[j][2]
-            j += 1
+        while sent < len(labels) and labels[sent][0] <= t + lead_ms:
+            yield "labels", labels[sent][1], labels[sent][2]
+            sent += 1
+        if due < sent and labels[due][0] <= t:
+            while due < sent and labels[due][0] <= t:
+                due += 1
+            yield BARRIER
         yield "transactions", key, value
 
 
@@ -120,12 +147,12 @@ async def replay(
 
     Transaction sends are not awaited one by one; the producer batches them, and every send is
     confirmed before this returns, so a finished replay is durable in Kafka. Labels are the
-    exception: the first transaction after a run of labels is sent only once Kafka has
-    acknowledged them. Kafka orders nothing across partitions, and a worker that keeps up
-    reads a transaction as soon as it is written; the worker holds transactions back only for
-    labels it can see coming (:mod:`streamer.alignment`), so a label must be in Kafka before
-    any transaction at or after its report time is. Labels go through a producer of their own
-    that does not linger, so the wait is one round trip per run of labels.
+    exception: at a :data:`BARRIER` the replay waits until Kafka has acknowledged every label
+    sent so far. Kafka orders nothing across partitions, and a worker that keeps up reads a
+    transaction as soon as it is written; the worker holds transactions back only for labels
+    it can see coming (:mod:`streamer.alignment`), so a label must be in Kafka before any
+    transaction at or after its report time is. Labels go through a producer of their own that
+    does not linger, so an acknowledgement takes one round trip.
     """
     topics = {"transactions": settings.topic_transactions, "labels": settings.topic_labels}
     producer = make_producer(settings, linger_ms=20, max_batch_size=256 * 1024)
@@ -142,9 +169,10 @@ async def replay(
                 labels_sent.append(await label_producer.send(topics[kind], value=value, key=key))
                 stats.labels += 1
                 continue
-            if labels_sent:
+            if kind == BARRIER[0]:
                 await asyncio.gather(*labels_sent)
                 labels_sent.clear()
+                continue
             pending.append(await producer.send(topics[kind], value=value, key=key))
             stats.transactions += 1
             if progress is not None:
