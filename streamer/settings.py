@@ -113,6 +113,10 @@ class Settings(BaseSettings):
         "this long (records waiting, none delivered) stops holding the others back, so "
         "alignment never stalls."
     )
+    shutdown_grace_s: float = Field(
+        30.0, gt=0, description="After SIGTERM or SIGINT, how long a worker may take to stop "
+        "cleanly before it exits anyway (nothing is lost: offsets follow durable outputs)."
+    )
     web_host: str = Field(
         "127.0.0.1", description="Address the dashboard and /metrics bind to (0.0.0.0 in a "
         "container)."

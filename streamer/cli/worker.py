@@ -32,12 +32,11 @@ def worker(settings: Settings, loglevel: str) -> None:
     # threads. OpenMP's thread pool in scikit-learn's predict costs ~10x under CPU contention
     # on small batches. Must be set before scikit-learn loads its OpenMP runtime.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from faust import Worker
-
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
     from streamer.redis_client import redis_problem
+    from streamer.shutdown import DeadlineWorker
 
     registry = ModelRegistry(settings.model_registry)
     try:
@@ -64,7 +63,7 @@ def worker(settings: Settings, loglevel: str) -> None:
     )
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    runner = Worker(app, loglevel=loglevel, quiet=True)
+    runner = DeadlineWorker(app, loglevel=loglevel, quiet=True, grace_s=settings.shutdown_grace_s)
     # At warn and above Faust keeps a start-up spinner and, for it, sets the root logger to
     # DEBUG: every debug() call on the hot path (several per message in aiokafka and Faust)
     # would then build a LogRecord. Without the spinner the root logger keeps --loglevel.
