@@ -33,6 +33,7 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 
 from streamer.settings import Settings
+from streamer.tls_alert import tls_alert
 
 __all__ = [
     "KafkaSettingsError",
@@ -172,7 +173,7 @@ async def connection_problem(settings: Settings, timeout: float = 10.0) -> str |
         except (ConnectionResetError, KafkaConnectionError):
             refused = None
             if options.get("ssl_context") is not None:
-                refused = await _tls_alert(
+                refused = await tls_alert(
                     endpoint.host, endpoint.port, options["ssl_context"], timeout
                 )
             if refused is None:
@@ -204,30 +205,6 @@ async def connection_problem(settings: Settings, timeout: float = 10.0) -> str |
             conn.close()
             return None
     return "; ".join(problems)
-
-
-async def _tls_alert(host: str, port: int, context: ssl.SSLContext, timeout: float) -> str | None:
-    """The TLS alert a server sends right after the handshake, if any (None otherwise).
-
-    With TLS 1.3 the server checks a client certificate only after the client has finished its
-    side of the handshake, so a refused (or missing) certificate reaches aiokafka as a closed
-    connection; reading once on a connection of our own surfaces the alert that says why.
-    """
-    try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=context), timeout
-        )
-    except (OSError, TimeoutError):
-        return None
-    try:
-        await asyncio.wait_for(reader.read(1), min(timeout, 3.0))
-    except ssl.SSLError as exc:
-        return str(exc.reason or exc)
-    except (OSError, TimeoutError):
-        return None
-    finally:
-        writer.close()
-    return None
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -26,6 +26,8 @@ from redis.exceptions import AuthenticationError, DataError, RedisError, Respons
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streamer.tls_alert import tls_alert
+
 __all__ = ["HiredisPackingConnection", "HiredisPackingSSLConnection", "connect", "redis_problem"]
 
 
@@ -126,13 +128,24 @@ async def _unreachable(url: str, shown: str, exc: RedisError, timeout: float) ->
             f"({cause.verify_message}): set ssl_ca_certs in {VARIABLE} to its CA's PEM file"
         )
     options = parse_url(url)
-    if isinstance(cause, ssl.SSLError) and options.get("ssl_certfile"):
-        return (
-            f"Redis at {shown} refused the client certificate in ssl_certfile "
-            f"({cause.reason or cause}): is it signed by a CA the server trusts?"
-        )
     tls = options.get("connection_class") is SSLConnection
     host, port = options.get("host"), options.get("port", 6379)
+    refused = None
+    if isinstance(cause, ssl.SSLError) and "ALERT" in (cause.reason or ""):
+        refused = cause.reason
+    elif tls and host is not None and isinstance(cause, ConnectionResetError):
+        context = _client_context(options.get("ssl_certfile"), options.get("ssl_keyfile"))
+        refused = await tls_alert(host, port, context, timeout)
+    if refused is not None and options.get("ssl_certfile"):
+        return (
+            f"Redis at {shown} refused the client certificate in ssl_certfile "
+            f"({refused}): is it signed by a CA the server trusts?"
+        )
+    if refused is not None:
+        return (
+            f"Redis at {shown} refused a TLS client without a certificate ({refused}): it "
+            "requires one; add ssl_certfile=<PEM> and ssl_keyfile=<PEM> to the URL"
+        )
     if isinstance(cause, ConnectionRefusedError) or host is None:
         pass
     elif not tls and await _speaks_tls(host, port, timeout):
@@ -148,6 +161,16 @@ async def _unreachable(url: str, shown: str, exc: RedisError, timeout: float) ->
     if isinstance(exc, RedisTimeoutError):
         return f"Redis at {shown} did not answer within {timeout:.0f} s"
     return f"cannot reach Redis at {shown}: {exc} (is it running? `fraud-streamer stack up`)"
+
+
+def _client_context(certfile: Any, keyfile: Any) -> ssl.SSLContext:
+    """A TLS context that presents the URL's client certificate, if any, and checks nothing of
+    the server's: it is only for hearing the alert a server sends when it refuses the client."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    if certfile:
+        context.load_cert_chain(certfile, keyfile)
+    return context
 
 
 async def _speaks_tls(host: str, port: int, timeout: float) -> bool:
