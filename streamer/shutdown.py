@@ -19,6 +19,8 @@ from typing import Any
 
 from faust import Worker
 
+from streamer.task_dump import dump_tasks, enable_thread_dump
+
 __all__ = ["DeadlineWorker", "ShutdownDeadline"]
 
 log = logging.getLogger("streamer.worker")
@@ -57,7 +59,8 @@ class ShutdownDeadline:
 
 
 class DeadlineWorker(Worker):
-    """Faust's worker, whose stop on SIGTERM or SIGINT has a :class:`ShutdownDeadline`."""
+    """Faust's worker, whose stop on SIGTERM or SIGINT has a :class:`ShutdownDeadline`, and
+    whose SIGUSR1 and SIGUSR2 say what it is waiting on (:mod:`streamer.task_dump`)."""
 
     def __init__(self, *args: Any, grace_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -70,3 +73,10 @@ class DeadlineWorker(Worker):
     def _on_sigint(self) -> None:
         self.deadline.start()
         super()._on_sigint()
+
+    def _on_sigusr1(self) -> None:
+        dump_tasks()
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        enable_thread_dump(self.loop)

@@ -69,6 +69,25 @@ class WorkerEnv:
             p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("worker-*.log"))
         )
 
+    def stalled(self) -> str:
+        """The logs of a wait that timed out, with what each live worker is waiting on: its
+        task dump (SIGUSR1, answered by its event loop) and its threads' stacks (SIGUSR2,
+        answered even when that loop is stuck); a worker that writes no task dump within a few
+        seconds has a blocked event loop."""
+        paths = sorted(self.log_dir.glob("worker-*.log"))
+        sizes = {p: p.stat().st_size for p in paths}
+        live = [p for p in self.processes if p.poll() is None]
+        for proc in live:
+            proc.send_signal(signal.SIGUSR1)
+            proc.send_signal(signal.SIGUSR2)
+        time.sleep(3)
+        parts = [f"{len(live)} of {len(self.processes)} workers still running"]
+        for path in paths:
+            text = path.read_bytes().decode(errors="replace")
+            before, dump = text[: sizes[path]], text[sizes[path] :]
+            parts.append(f"--- {path.name}\n{before[-4000:]}\n--- dumps after the timeout:\n{dump}")
+        return "\n".join(parts)
+
     def stop_all(self) -> None:
         for proc in self.processes:
             if proc.poll() is None:
@@ -120,7 +139,7 @@ async def consume_until(
     try:
         while not done():
             if time.monotonic() > deadline:
-                logs = worker.logs() if worker else ""
+                logs = worker.stalled() if worker else ""
                 pytest.fail(f"timed out reading {topic}: {len(records)} records\n{logs}")
             batch = await consumer.getmany(timeout_ms=500)
             for messages in batch.values():
@@ -136,7 +155,7 @@ def wait_for(predicate: Any, *, timeout: float, what: str, worker: WorkerEnv) ->
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}\n{worker.logs()}")
+            pytest.fail(f"timed out waiting for {what}\n{worker.stalled()}")
         time.sleep(0.2)
 
 

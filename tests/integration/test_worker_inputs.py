@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -97,6 +98,22 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     assert huge.decision == "decline" and huge.reasons[0].code == "RULE_AMOUNT_LIMIT"
     # the producer's offset is kept in the echo: same instant, calendar features at +02:00
     assert decisions["g0"].timestamp.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
+    assert worker_env.processes[0].poll() is None, "the worker must carry on"
+
+
+async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv) -> None:
+    """SIGUSR1 logs each task's await chain (the agent's included) and SIGUSR2 every thread's
+    stack; the worker carries on. The harness asks for both when a wait times out."""
+    settings = worker_env.settings
+    await produce(settings, settings.topic_transactions, [(b"c-1", _tx("t1"))])
+    worker_env.start_worker()
+    await consume_until(settings, settings.topic_decisions, ids={"t1"}, worker=worker_env)
+    report = worker_env.stalled()
+    assert "1 of 1 workers still running" in report
+    dump = report.partition("dumps after the timeout:")[2]
+    assert "task dump (SIGUSR1)" in dump
+    assert re.search(r"merge_inputs \(app\.py:\d+\) -> Stream\.take_events", dump), dump
+    assert "Current thread" in dump and "execute_from_commandline" in dump  # faulthandler's
     assert worker_env.processes[0].poll() is None, "the worker must carry on"
 
 
