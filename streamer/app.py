@@ -31,6 +31,7 @@ from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, InputMessage, Received, in_label_order
 from streamer.runtime import Runtime
 from streamer.settings import Settings
+from streamer.stalls import StallWatch, format_tasks
 from streamer.transport import Consumer, WorkerApp
 
 __all__ = ["app_options", "create_app", "raw_topic"]
@@ -155,6 +156,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         strict=lambda tp: tp.topic == label_topic,
     )
     merging = asyncio.Lock()
+    stall_watch = StallWatch(settings.stall_warn_s)
+    in_flight = [0]  # records of the released batch being decided now
     source: list[Any] = []  # the input stream, once the agent runs: acks go through it
 
     async def run_batch(kind: str, body: Awaitable[BatchOutput], consumed: int) -> None:
@@ -194,6 +197,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 batch = merger.release(consumer.highwater, _now_ms(), settings.batch_max)
                 if not batch:
                     break
+                in_flight[0] = len(batch)
                 for labels, txs in in_label_order(batch, lambda held: held.received):
                     if labels:
                         marks = [held.received for held in labels]
@@ -208,6 +212,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                         )
                 for held in batch:
                     await stream.ack(held.event)
+                in_flight[0] = 0
             merger.retain(consumer.assignment())
             pause, resume = merger.flow()
             if pause:
@@ -266,7 +271,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
         consumer = cast(Consumer, app.consumer)
-        metrics.set_lag({(tp.topic, tp.partition): n for tp, n in consumer.lag().items()})
+        lags = consumer.lag()
+        metrics.set_lag({(tp.topic, tp.partition): n for tp, n in lags.items()})
+        waiting = sum(lags.values()) + merger.held + in_flight[0]
+        stalled = stall_watch.check(metrics.processed, waiting, time.monotonic())
+        if stalled is not None:
+            log.warning(
+                "no record processed for %.0f s with %d waiting (%d in the batch being "
+                "decided, %d held by the merge); what each task waits on:\n%s",
+                stalled,
+                waiting,
+                in_flight[0],
+                merger.held,
+                format_tasks(),
+            )
 
     @app.timer(settings.model_poll_seconds)
     async def follow_promotions() -> None:

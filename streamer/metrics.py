@@ -111,6 +111,11 @@ class Metrics:
         for (topic, partition), n in lags.items():
             self.lag.labels(topic, str(partition)).set(n)
 
+    @property
+    def processed(self) -> int:
+        """Input records processed so far (transactions and labels): grows with progress."""
+        return sum(n for key, n in self._totals.items() if key.startswith("consumed_"))
+
     def set_model(self, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version).set(1)

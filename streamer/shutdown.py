@@ -19,7 +19,7 @@ from typing import Any
 
 from faust import Worker
 
-from streamer.task_dump import dump_tasks, enable_thread_dump
+from streamer.stalls import dump_tasks, enable_thread_dump
 
 __all__ = ["DeadlineWorker", "ShutdownDeadline"]
 
@@ -60,7 +60,7 @@ class ShutdownDeadline:
 
 class DeadlineWorker(Worker):
     """Faust's worker, whose stop on SIGTERM or SIGINT has a :class:`ShutdownDeadline`, and
-    whose SIGUSR1 and SIGUSR2 say what it is waiting on (:mod:`streamer.task_dump`)."""
+    whose SIGUSR1 and SIGUSR2 say what it is waiting on (:mod:`streamer.stalls`)."""
 
     def __init__(self, *args: Any, grace_s: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

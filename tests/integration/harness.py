@@ -64,6 +64,10 @@ class WorkerEnv:
             return {}
         return samples(text)
 
+    def log(self, index: int = 0) -> str:
+        """The whole log of the ``index``-th worker started."""
+        return (self.log_dir / f"worker-{index}.log").read_text(errors="replace")
+
     def logs(self) -> str:
         return "\n".join(
             p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("worker-*.log"))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from redis.asyncio import Redis
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -20,6 +24,8 @@ from schemas import DeadLetter, Decision
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
 from streamer.replay import encode_transactions, replay
+from streamer.settings import Settings
+from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
 
 GOOD = {
@@ -256,3 +262,45 @@ async def test_a_withdrawn_label_counts_until_its_withdrawal_is_reported(
         for record in (json.loads(r.value) for r in logged)
     }
     assert risk == {"w0": 0.0, "w1": 1.0, "w2": 0.0}
+
+
+async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
+    worker_env: WorkerEnv, stack: Settings
+) -> None:
+    """Redis frozen (SIGSTOP) under a running worker: with records waiting and none processed
+    for STREAMER_STALL_WARN_S, the worker logs a warning with where it waits (on Redis); once
+    Redis answers again it carries on, and each transaction is decided once."""
+    redis_state = (await asyncio.to_thread(LocalStack(stack).status))[1]
+    if not redis_state.ours or redis_state.pid is None:
+        pytest.fail("this test freezes Redis: it needs the one `fraud-streamer stack up` started")
+    settings = worker_env.settings
+    worker_env.env["STREAMER_STALL_WARN_S"] = "2"
+    # longer than the freeze: redis-py's default (5 s, then retries) would fail the batch,
+    # and the worker exits so that it is replayed — another test's subject
+    worker_env.env["STREAMER_REDIS_URL"] = f"{settings.redis_url}?socket_timeout=60"
+    await produce(settings, settings.topic_transactions, [(b"c-1", _tx("warm"))])
+    worker_env.start_worker()
+    await consume_until(settings, settings.topic_decisions, ids={"warm"}, worker=worker_env)
+    ids = {f"s{i}" for i in range(50)}
+    os.kill(redis_state.pid, signal.SIGSTOP)
+    try:
+        await produce(
+            settings, settings.topic_transactions, [(f"c-{i}".encode(), _tx(i)) for i in ids]
+        )
+        wait_for(
+            lambda: "no record processed for" in worker_env.log(),
+            timeout=60,
+            what="the stall warning",
+            worker=worker_env,
+        )
+    finally:
+        os.kill(redis_state.pid, signal.SIGCONT)
+    warning = worker_env.log().partition("no record processed for")[2]
+    assert "in the batch being decided" in warning, warning
+    assert re.search(r"merge_inputs \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
+    decided = await consume_until(
+        settings, settings.topic_decisions, ids={"warm", *ids}, worker=worker_env
+    )
+    got = sorted(json.loads(r.value)["transaction_id"] for r in decided)
+    assert got == sorted({"warm", *ids})  # each once
+    assert worker_env.processes[0].poll() is None, worker_env.logs()

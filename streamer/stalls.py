@@ -1,15 +1,20 @@
-"""What a running worker is waiting on, for an operator (or a test) looking at a stall.
+"""Finding out why a worker has stopped making progress.
 
-``kill -USR1 <worker pid>`` logs one line per asyncio task: the chain of coroutines it is in,
-innermost last, and what that one awaits. Faust's own SIGUSR1 handler (mode's ``cry``) prints
-every thread's frames with all their local variables, some 80 kB, and for each task only its
-outermost coroutine frame, which for an agent is ``Agent._execute_actor`` — not where it waits.
-Python 3.11 has no call-graph printer for tasks (3.14's ``asyncio.print_call_graph``), so this
-follows ``cr_await`` itself.
+:class:`StallWatch` notices it: records waiting (consumer lag, or held by the event-time merge)
+and none processed for ``STREAMER_STALL_WARN_S``. The worker then logs a warning with
+:func:`format_tasks`, once per stall, so a hang that used to leave nothing in the log says
+where it waits.
+
+``kill -USR1 <worker pid>`` logs the same task dump on demand: one line per asyncio task, the
+chain of coroutines it is in, innermost last, and what that one awaits. Faust's own SIGUSR1
+handler (mode's ``cry``) prints every thread's frames with all their local variables, some
+80 kB, and for each task only its outermost coroutine frame, which for an agent is
+``Agent._execute_actor`` — not where it waits. Python 3.11 has no call-graph printer for tasks
+(3.14's ``asyncio.print_call_graph``), so this follows ``cr_await`` itself.
 
 ``kill -USR2 <worker pid>`` writes every thread's Python stack with :mod:`faulthandler`, from
 the signal handler itself: it answers even when the event loop is stuck in a call that never
-returns, where a handler run by the loop would never run.
+returns, where a handler run by the loop (and the stall watch) would never run.
 """
 
 from __future__ import annotations
@@ -24,9 +29,35 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["dump_tasks", "enable_thread_dump", "format_tasks"]
+__all__ = ["StallWatch", "dump_tasks", "enable_thread_dump", "format_tasks"]
 
 log = logging.getLogger("streamer.worker")
+
+
+class StallWatch:
+    """Says when a worker has had work waiting and made no progress for ``after_s`` seconds.
+
+    Fed every second or so with a count that grows with progress (records processed) and the
+    records waiting; :meth:`check` returns how long the worker has been stalled the first time
+    that passes ``after_s``, and None otherwise, until progress re-arms it.
+    """
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self._progress: int | None = None
+        self._since: float | None = None  # work waiting and no progress, since when
+        self._warned = False
+
+    def check(self, progress: int, waiting: int, now: float) -> float | None:
+        if progress != self._progress or waiting == 0 or self._since is None:
+            self._progress, self._warned = progress, False
+            self._since = now if waiting else None
+            return None
+        stalled = now - self._since
+        if self._warned or stalled < self.after_s:
+            return None
+        self._warned = True
+        return stalled
 
 
 def _chain(awaitable: Any) -> Iterator[FrameType | Any]:

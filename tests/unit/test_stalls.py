@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
-from streamer.task_dump import format_tasks
+from streamer.stalls import StallWatch, format_tasks
 
 
 class _Actor:
@@ -41,8 +41,25 @@ async def test_the_chain_goes_through_awaitables_and_async_generators() -> None:
         line = next(ln for ln in format_tasks().splitlines() if "stuck-agent" in ln)
         steps = [step.split(" (")[0] for step in line.split(": ", 1)[1].split(" -> ")]
         assert steps == ["_run_actor", "_outer", "_batches", "Event.wait", "awaits a future"]
-        assert "test_task_dump.py:" in line  # each frame says where it is
+        assert "test_stalls.py:" in line  # each frame says where it is
     finally:
         gate.set()
         await task
     assert "stuck-agent" not in format_tasks()
+
+
+def test_the_stall_watch_warns_once_per_stall_and_only_with_work_waiting() -> None:
+    watch = StallWatch(after_s=60)
+    assert watch.check(progress=0, waiting=5, now=0) is None
+    assert watch.check(progress=0, waiting=5, now=59) is None
+    assert watch.check(progress=0, waiting=5, now=61) == 61
+    assert watch.check(progress=0, waiting=5, now=200) is None  # once per stall
+    assert watch.check(progress=7, waiting=5, now=201) is None  # progress re-arms it
+    assert watch.check(progress=7, waiting=5, now=262) == 61
+    # idle with nothing to do is not a stall, however long
+    idle = StallWatch(after_s=60)
+    assert all(idle.check(progress=3, waiting=0, now=t) is None for t in range(0, 1000, 10))
+    # and the clock of a stall starts when work is waiting, not when progress last moved
+    assert idle.check(progress=3, waiting=1, now=1000) is None
+    assert idle.check(progress=3, waiting=1, now=1059) is None
+    assert idle.check(progress=3, waiting=1, now=1061) == 61
