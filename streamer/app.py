@@ -193,7 +193,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 # was never acked, and their next owner reads it again
                 assigned = consumer.assignment()
                 merger.retain(assigned)
-                merger.expect(consumer.start_offsets(assigned), _now_ms())
+                labels_assigned = (tp for tp in assigned if tp.topic == label_topic)
+                merger.expect(consumer.start_offsets(labels_assigned), _now_ms())
                 batch = merger.release(consumer.highwater, _now_ms(), settings.batch_max)
                 if not batch:
                     break

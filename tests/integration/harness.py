@@ -32,17 +32,20 @@ class WorkerEnv:
     env: dict[str, str]
     log_dir: Path
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # each worker's dashboard port
 
     def start_worker(self, **overrides: str) -> subprocess.Popen[bytes]:
         """Start a worker; ``overrides`` (STREAMER_* variables) make a second one beside it."""
         log = (self.log_dir / f"worker-{len(self.processes)}.log").open("wb")
+        env = {**self.env, **overrides}
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamer", "worker", "-l", "warn"],
-            env={**self.env, **overrides},
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         self.processes.append(proc)
+        self.ports.append(int(env.get("STREAMER_WEB_PORT", self.settings.web_port)))
         return proc
 
     def summary(self, port: int | None = None) -> dict[str, Any] | None:
@@ -86,6 +89,9 @@ class WorkerEnv:
             proc.send_signal(signal.SIGUSR2)
         time.sleep(3)
         parts = [f"{len(live)} of {len(self.processes)} workers still running"]
+        for proc, port in zip(self.processes, self.ports, strict=True):
+            if proc.poll() is None:  # lag 0 and no stall warning: what it lacks was read
+                parts.append(f"worker on port {port}: {self.summary(port)}")
         for path in paths:
             text = path.read_bytes().decode(errors="replace")
             before, dump = text[: sizes[path]], text[sizes[path] :]

@@ -116,9 +116,12 @@ async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv
     await consume_until(settings, settings.topic_decisions, ids={"t1"}, worker=worker_env)
     report = worker_env.stalled()
     assert "1 of 1 workers still running" in report
+    assert re.search(r"worker on port \d+: \{'model_version'", report), report
     dump = report.partition("dumps after the timeout:")[2]
     assert "task dump (SIGUSR1)" in dump
-    assert re.search(r"merge_inputs \(app\.py:\d+\) -> Stream\.take_events", dump), dump
+    # the chain goes through Faust's actor into the agent and on to where it waits: for input
+    # (Stream.take_events) or, if a producer acknowledgement is still on its way, in publish
+    assert re.search(r"_execute_actor .* -> .*merge_inputs \(app\.py:\d+\) -> \S+", dump), dump
     assert "Current thread" in dump and "execute_from_commandline" in dump  # faulthandler's
     assert worker_env.processes[0].poll() is None, "the worker must carry on"
 
@@ -297,7 +300,8 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
         os.kill(redis_state.pid, signal.SIGCONT)
     warning = worker_env.log().partition("no record processed for")[2]
     assert "in the batch being decided" in warning, warning
-    assert re.search(r"merge_inputs \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
+    # the agent, or the timer that releases held records, waits in Redis
+    assert re.search(r"decide_released \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
     decided = await consume_until(
         settings, settings.topic_decisions, ids={"warm", *ids}, worker=worker_env
     )
