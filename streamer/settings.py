@@ -118,9 +118,9 @@ class Settings(BaseSettings):
         "cleanly before it exits anyway (nothing is lost: offsets follow durable outputs)."
     )
     stall_warn_s: float = Field(
-        60.0, gt=0, description="A worker that has records waiting (consumer lag or held by "
-        "the merge) but has processed none for this long logs a warning with what each of its "
-        "tasks is waiting on."
+        60.0, gt=0, description="A worker that has records waiting (consumer lag, held by the "
+        "merge, or in the batch being decided) but has processed none for this long logs a "
+        "warning with what each of its tasks is waiting on."
     )
     web_host: str = Field(
         "127.0.0.1", description="Address the dashboard and /metrics bind to (0.0.0.0 in a "

@@ -1,9 +1,9 @@
 """Finding out why a worker has stopped making progress.
 
-:class:`StallWatch` notices it: records waiting (consumer lag, or held by the event-time merge)
-and none processed for ``STREAMER_STALL_WARN_S``. The worker then logs a warning with
-:func:`format_tasks`, once per stall, so a hang that used to leave nothing in the log says
-where it waits.
+:class:`StallWatch` notices it: records waiting (consumer lag, held by the event-time merge,
+or in the batch being decided) and none processed for ``STREAMER_STALL_WARN_S``. The worker
+then logs a warning with :func:`format_tasks`, once per stall, so a hang that used to leave
+nothing in the log says where it waits.
 
 ``kill -USR1 <worker pid>`` logs the same task dump on demand: one line per asyncio task, the
 chain of coroutines it is in, innermost last, and what that one awaits. Faust's own SIGUSR1

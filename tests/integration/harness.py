@@ -90,7 +90,7 @@ class WorkerEnv:
         time.sleep(3)
         parts = [f"{len(live)} of {len(self.processes)} workers still running"]
         for proc, port in zip(self.processes, self.ports, strict=True):
-            if proc.poll() is None:  # lag 0 and no stall warning: what it lacks was read
+            if proc.poll() is None:  # lag 0, nothing held: what the test lacks was read
                 parts.append(f"worker on port {port}: {self.summary(port)}")
         for path in paths:
             text = path.read_bytes().decode(errors="replace")
