@@ -32,7 +32,7 @@ from streamer.features.store import RedisFeatureStore
 from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 from streamer.scoring import Scorer
 from streamer.settings import Settings
-from streamer.stack import LocalStack
+from streamer.stack import LocalStack, _alive
 from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
 
 VOLATILE = {"decided_at", "processing_ms"}
@@ -278,6 +278,14 @@ async def test_a_broker_killed_and_restarted_mid_stream_loses_nothing(
     n = await _produce_transactions(worker_env, replay_slice)
     _wait_for_a_third(worker_env, n)
     os.killpg(kafka.pid, signal.SIGKILL)
+    # a killed JVM takes a moment to go: until then `up` sees it running and starts nothing
+    killed = kafka.pid
+    wait_for(
+        lambda: not _alive(killed),
+        timeout=30,
+        what="the killed broker to be gone",
+        worker=worker_env,
+    )
     await asyncio.to_thread(local.up)  # Redis is reused; Kafka starts again on the same data
 
     wanted = set(replay_slice["transaction_id"])
