@@ -35,20 +35,22 @@ log = logging.getLogger("streamer.worker")
 
 
 class StallWatch:
-    """Says when a worker has had work waiting and made no progress for ``after_s`` seconds.
+    """Says when work has been waiting with no progress for ``after_s`` seconds.
 
-    Fed every second or so with a count that grows with progress (records processed) and the
-    records waiting; :meth:`check` returns how long the worker has been stalled the first time
-    that passes ``after_s``, and None otherwise, until progress re-arms it.
+    Fed every second or so with anything that changes with progress (a count of records
+    processed; the demo's tuple of counts) and how much is waiting; :meth:`check` returns how
+    long it has been stalled the first time that passes ``after_s``, and None otherwise, until
+    progress re-arms it. Nothing waiting is never a stall, however long it lasts. The worker
+    and the demo both use it.
     """
 
     def __init__(self, after_s: float) -> None:
         self.after_s = after_s
-        self._progress: int | None = None
+        self._progress: object = None
         self._since: float | None = None  # work waiting and no progress, since when
         self._warned = False
 
-    def check(self, progress: int, waiting: int, now: float) -> float | None:
+    def check(self, progress: object, waiting: int, now: float) -> float | None:
         if progress != self._progress or waiting == 0 or self._since is None:
             self._progress, self._warned = progress, False
             self._since = now if waiting else None

@@ -12,7 +12,6 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import click
 
 from streamer.cli import pass_settings
 from streamer.settings import Settings
+from streamer.stalls import StallWatch
 
 POISON = [b"not json at all", b'{"transaction_id": "demo-bad", "amount": -5}', b"\xff\xfe"]
 
@@ -111,25 +111,6 @@ class RunTally:
 
 #: the demo gives up, naming what stopped, when nothing has moved for this long
 STALL_S = 120.0
-
-
-class StallWatch:
-    """Tells when neither the replay, the worker's totals nor this run's decisions have moved
-    for ``STALL_S``: a demo that waits forever on a stuck part explains nothing."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._state: object = None
-        self._since = clock()
-
-    def stalled_for(self, state: object) -> float | None:
-        """Seconds without a change of ``state``, once that reaches ``STALL_S``; else None."""
-        now = self._clock()
-        if state != self._state:
-            self._state, self._since = state, now
-            return None
-        idle = now - self._since
-        return idle if idle >= STALL_S else None
 
 
 def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
@@ -305,7 +286,7 @@ def _run_demo(
     producer.start()
     click.echo("6/6 live counts (Ctrl-C to stop)", err=True)
     started = time.monotonic()
-    watch = StallWatch()
+    watch = StallWatch(STALL_S)  # the replay is meant to go on, so something always waits
     try:
         while True:
             time.sleep(2)
@@ -318,7 +299,7 @@ def _run_demo(
                 )
             summary = _summary(port)
             state = (producer.is_alive(), tally.decided, str((summary or {}).get("totals")))
-            idle = watch.stalled_for(state)
+            idle = watch.check(state, waiting=1, now=time.monotonic())
             if idle is not None:
                 raise click.ClickException(
                     f"nothing moved for {idle:.0f} s: {tally.line()}, the replay "

@@ -8,7 +8,8 @@ import socket
 import click
 import pytest
 
-from streamer.cli.demo import STALL_S, StallWatch, _check_port_free
+from streamer.cli.demo import STALL_S, _check_port_free
+from streamer.stalls import StallWatch
 
 
 def test_a_taken_port_is_named_and_a_free_one_passes() -> None:
@@ -23,12 +24,8 @@ def test_a_taken_port_is_named_and_a_free_one_passes() -> None:
 
 
 def test_the_demo_notices_when_nothing_moves() -> None:
-    now = [0.0]
-    watch = StallWatch(clock=lambda: now[0])
-    assert watch.stalled_for((True, 0)) is None
-    now[0] = STALL_S - 1
-    assert watch.stalled_for((True, 0)) is None  # not yet
-    now[0] = STALL_S + 5
-    assert watch.stalled_for((True, 3)) is None  # progress restarts the clock
-    now[0] = 2 * STALL_S + 5
-    assert watch.stalled_for((True, 3)) == STALL_S
+    watch = StallWatch(STALL_S)  # the demo's, fed as the demo feeds it
+    assert watch.check((True, 0), waiting=1, now=0.0) is None
+    assert watch.check((True, 0), waiting=1, now=STALL_S - 1) is None  # not yet
+    assert watch.check((True, 3), waiting=1, now=STALL_S + 5) is None  # progress restarts it
+    assert watch.check((True, 3), waiting=1, now=2 * STALL_S + 5) == STALL_S
