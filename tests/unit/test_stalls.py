@@ -1,4 +1,5 @@
-"""The task dump follows each task's await chain down to what it waits on."""
+"""The task dump follows each task's await chain down to what it waits on; the stall watch
+speaks once per stall, and only when work waits."""
 
 from __future__ import annotations
 
