@@ -27,6 +27,12 @@ def worker(settings: Settings, loglevel: str) -> None:
     Run several (same STREAMER_CONSUMER_GROUP) to share the partitions. The dashboard and the
     Prometheus metrics are served on 127.0.0.1:STREAMER_WEB_PORT (/ and /metrics). A model must
     be promoted in STREAMER_MODEL_REGISTRY first (`fraud-streamer train`).
+
+    \b
+    Signals: TERM or INT  stop cleanly (exit anyway after STREAMER_SHUTDOWN_GRACE_S)
+             USR1         log what each task waits on (also logged by itself after
+                          STREAMER_STALL_WARN_S without progress while records wait)
+             USR2         write every thread's stack to stderr
     """
     # One scoring thread per worker process: scale out with processes (partitions), not
     # threads. OpenMP's thread pool in scikit-learn's predict costs ~10x under CPU contention
