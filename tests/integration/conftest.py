@@ -86,6 +86,11 @@ async def worker_env(
     worker = WorkerEnv(settings, env, tmp_path)
     yield worker
     worker.stop_all()
+    # leave the shared Redis as found: `bench` (and a user's own runs) claim empty databases,
+    # and a second `make test` on a stack that is still up must find them empty too
+    redis = Redis.from_url(settings.redis_url)
+    await redis.flushdb()
+    await redis.aclose()
 
 
 @pytest.fixture
