@@ -86,8 +86,10 @@ class WorkerEnv:
         live = [p for p in self.processes if p.poll() is None]
         for proc in live:
             proc.send_signal(signal.SIGUSR1)
+        time.sleep(1)  # the thread dump after the task dump, not through it
+        for proc in live:
             proc.send_signal(signal.SIGUSR2)
-        time.sleep(3)
+        time.sleep(2)
         parts = [f"{len(live)} of {len(self.processes)} workers still running"]
         for proc, port in zip(self.processes, self.ports, strict=True):
             if proc.poll() is None:  # lag 0, nothing held: what the test lacks was read
