@@ -195,7 +195,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 merger.retain(assigned)
                 labels_assigned = (tp for tp in assigned if tp.topic == label_topic)
                 merger.expect(consumer.start_offsets(labels_assigned), _now_ms())
-                batch = merger.release(consumer.highwater, _now_ms(), settings.batch_max)
+                batch = merger.release(consumer.end_offset, _now_ms(), settings.batch_max)
                 if not batch:
                     break
                 in_flight[0] = len(batch)
@@ -220,7 +220,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 consumer.pause_partitions(pause)
             if resume:
                 consumer.resume_partitions(resume)
-            metrics.partition_skew.set(merger.skew_ms(consumer.highwater, _now_ms()) / 1000)
+            metrics.partition_skew.set(merger.skew_ms(consumer.end_offset, _now_ms()) / 1000)
             metrics.held.set(merger.held)
 
     @app.agent(inputs, concurrency=1)

@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport, with the three changes the worker needs.
+"""Faust's aiokafka transport, with the four changes the worker needs.
 
 **Pausing is safe.** Faust's ``Consumer.getmany`` fetches a batch of records for the *active*
 partitions and then yields them one by one, skipping any record whose partition is no longer in
@@ -27,6 +27,14 @@ waiting in aiokafka, so nothing is fetched for them, and the quiet ones bring no
 buffer has drained, the worker sat idle for the rest of that second before it read on (seen in
 ``fraud-streamer bench``: three such polls of 1.0 s while draining a 13-second backlog). While
 partitions are held back, the worker's consumer polls for at most ``HELD_BACK_POLL_S`` instead.
+
+**Input written in Kafka transactions is read as committed.** Faust reads committed records
+only with exactly-once processing, so an aborted producer's records would be decided. The
+worker's consumer always reads committed records, and says where a partition's records to come
+end (:meth:`Consumer.end_offset`, for the lag and the event-time merge) without counting the
+marker each commit or abort writes after its records: that offset is never delivered, so a
+partition ending with one would show a lag of 1 forever, and a label partition would hold back
+every later transaction for ``STREAMER_PARTITION_IDLE_S``.
 """
 
 from __future__ import annotations
@@ -45,21 +53,53 @@ HELD_BACK_POLL_S = 0.02
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
-    """Faust's aiokafka consumer thread, with the app's fetch wait."""
+    """Faust's aiokafka consumer thread, with the app's fetch wait, reading committed records."""
 
     def _create_worker_consumer(self, transport: driver.Transport) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        # read by aiokafka when the consumer starts, to build its fetcher (Faust passes 1500)
+        # both read by aiokafka when the consumer starts, to build its fetcher (Faust passes a
+        # 1500 ms wait, and reads committed records only with exactly-once processing)
         consumer._fetch_max_wait_ms = cast("WorkerApp", self.app).fetch_max_wait_ms
+        consumer._isolation_level = "read_committed"
         return consumer
+
+    def highwater(self, tp: TP) -> int:
+        """The last stable offset: the records of an open transaction are not readable yet."""
+        return cast(int, self._ensure_consumer().last_stable_offset(tp))
+
+    def positions(self) -> dict[TP, int]:
+        """aiokafka's position in each assigned partition: the offset after the last record it
+        returned or skipped (a transaction marker, a record of an aborted transaction)."""
+        consumer = self._ensure_consumer()
+        states = consumer._subscription.subscription.assignment  # no public synchronous call
+        positions = {}
+        for tp in consumer.assignment():
+            state = states.state_value(tp)
+            if state is not None and state.has_valid_position:
+                positions[TP(tp.topic, tp.partition)] = state.position
+        return positions
 
 
 class Consumer(driver.Consumer):
     """aiokafka consumer whose fetched records are delivered even if their partition is paused,
     and whose polls stay short while a full stream buffer holds partitions back."""
 
+    _thread: ConsumerThread
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # as of the last poll: the offset after the last record returned, and aiokafka's position
+        self._returned_to: dict[TP, int] = {}
+        self._consumed_to: dict[TP, int] = {}
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._returned_to.pop(tp, None)
+            self._consumed_to.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
     async def _wait_next_records(self, timeout: float) -> tuple[Any, set[TP] | None]:
         if self._buffered_partitions and self.flow_active:
@@ -70,22 +110,41 @@ class Consumer(driver.Consumer):
                 await self.sleep(HELD_BACK_POLL_S)  # Faust sleeps 1 s here
                 return {}, set()
         records, active = await super()._wait_next_records(timeout)
+        for tp, batch in (records or {}).items():
+            if batch:
+                self._returned_to[tp] = batch[-1].offset + 1
+        # read now, with the records it covers: between polls aiokafka's position stays put
+        self._consumed_to = self._thread.positions()
         return records, None if active is None else set(active)
+
+    def end_offset(self, tp: TP) -> int | None:
+        """The offset after the last record of ``tp`` still to come, as of the last fetch (None
+        before the first): the last stable offset, unless aiokafka has consumed up to it, when
+        what it skipped after the last record it returned — the marker that each commit or
+        abort of a Kafka transaction writes, the records of an aborted one — is not to come."""
+        end = self.highwater(tp)
+        consumed = self._consumed_to.get(tp)
+        if end is None or consumed is None or consumed < end:
+            return end
+        returned = self._returned_to.get(tp)
+        if returned is None:  # only markers since the assignment
+            returned = self.start_offsets([tp])[tp]
+        return min(end, returned)
 
     def lag(self) -> dict[TP, int]:
         """Records in each assigned partition not yet handed to an agent.
 
-        The broker's high watermark (as of the last fetch) minus the next offset to read: the
-        one after the last record Faust delivered, or the committed offset before the first.
-        Partitions with neither known yet (just assigned, nothing fetched) are left out.
+        :meth:`end_offset` minus the next offset to read: the one after the last record Faust
+        delivered, or the committed offset before the first. Partitions with neither known
+        yet (just assigned, nothing fetched) are left out.
         """
         lags = {}
         for tp in self.assignment():
-            highwater = self.highwater(tp)
+            end = self.end_offset(tp)
             read = self._read_offset.get(tp)
             start = read + 1 if read is not None else self._committed_offset.get(tp)
-            if highwater is not None and start is not None:
-                lags[tp] = max(highwater - start, 0)
+            if end is not None and start is not None:
+                lags[tp] = max(end - start, 0)
         return lags
 
     def start_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:

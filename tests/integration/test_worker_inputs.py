@@ -23,10 +23,14 @@ from models.registry import ModelRegistry
 from schemas import DeadLetter, Decision
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
+from streamer.kafka import make_producer
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
+
+#: the worker's consumer lag gauge, one sample per owned partition
+LAG_METRIC = "streamer_consumer_lag_records"
 
 GOOD = {
     "timestamp": "2018-05-01T12:00:00+02:00",
@@ -309,4 +313,48 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     )
     got = sorted(json.loads(r.value)["transaction_id"] for r in decided)
     assert got == sorted({"warm", *ids})  # each once
+    assert worker_env.processes[0].poll() is None, worker_env.logs()
+
+
+async def test_transactional_producers_aborted_writes_are_not_decided_and_markers_are_not_lag(
+    worker_env: WorkerEnv,
+) -> None:
+    """Input written inside Kafka transactions: what a producer aborted is never decided, and
+    the commit markers after the last records are not records still to come — the lag drops to
+    0 on every partition (the labels' too) and an idle worker reports no stall."""
+    settings = worker_env.settings
+    worker_env.env["STREAMER_STALL_WARN_S"] = "2"
+    producer = make_producer(settings, transactional_id=f"tx-test-{settings.topic_transactions}")
+    await producer.start()
+    try:
+        async with producer.transaction():
+            for i in range(8):
+                await producer.send(settings.topic_transactions, _tx(f"c{i}"), key=f"k{i}".encode())
+            await producer.send(
+                settings.topic_labels, _label("c0", "2018-05-01T13:00:00Z", True), key=b"k0"
+            )
+        await producer.begin_transaction()
+        for i in range(8):
+            await producer.send(settings.topic_transactions, _tx(f"a{i}"), key=f"k{i}".encode())
+        await producer.abort_transaction()
+        async with producer.transaction():
+            for i in range(8):
+                await producer.send(settings.topic_transactions, _tx(f"d{i}"), key=f"k{i}".encode())
+    finally:
+        await producer.stop()
+    worker_env.start_worker()
+    committed = {f"{p}{i}" for p in "cd" for i in range(8)}
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=committed, worker=worker_env
+    )
+    decided = sorted(json.loads(r.value)["transaction_id"] for r in records)
+    assert decided == sorted(committed)  # each committed one once, no aborted one
+
+    def settled() -> bool:
+        lags = {k: v for k, v in worker_env.metrics().items() if k[0] == LAG_METRIC}
+        return bool(lags) and not any(lags.values())  # partitions never written have none
+
+    wait_for(settled, timeout=30, what="a lag of 0 on every partition", worker=worker_env)
+    await asyncio.sleep(4)  # twice the stall warning's threshold, idle
+    assert "no record processed for" not in worker_env.log(), worker_env.log()
     assert worker_env.processes[0].poll() is None, worker_env.logs()

@@ -1,5 +1,7 @@
 """The worker's Faust transport: the fetch settings, and short polls under back-pressure."""
 
+from dataclasses import dataclass
+
 from faust.types import TP
 
 from streamer.app import create_app
@@ -7,11 +9,13 @@ from streamer.settings import Settings
 from streamer.transport import HELD_BACK_POLL_S
 
 
-async def test_the_worker_consumer_uses_the_configured_fetch_wait() -> None:
-    # Faust builds its aiokafka consumer with a fixed 1.5 s fetch wait; the worker's must not
+async def test_the_worker_consumer_uses_the_configured_fetch_wait_and_reads_committed() -> None:
+    # Faust builds its aiokafka consumer with a fixed 1.5 s fetch wait; the worker's must not.
+    # And it reads committed records only with exactly-once processing; the worker always does
     app = create_app(Settings(kafka_fetch_max_wait_ms=7))
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     assert consumer._fetch_max_wait_ms == 7
+    assert consumer._isolation_level == "read_committed"
 
 
 async def test_a_poll_while_partitions_are_held_back_by_a_full_buffer_is_short() -> None:
@@ -26,7 +30,8 @@ async def test_a_poll_while_partitions_are_held_back_by_a_full_buffer_is_short()
         polls.append((set(active_partitions), timeout))
         return {}
 
-    consumer._getmany = poll  # the consumer thread's fetch: the I/O edge
+    consumer._getmany = poll  # the consumer thread's fetch and position: the I/O edge
+    consumer._thread.positions = dict
     consumer._active_partitions = {held, quiet}
     await consumer._wait_next_records(1.0)
     assert polls[-1] == ({held, quiet}, 1.0)  # nothing held back: Faust's own timeout
@@ -58,10 +63,51 @@ async def test_lag_is_the_high_watermark_minus_the_next_offset_to_read() -> None
     read, fresh, unknown = TP("transactions", 0), TP("transactions", 1), TP("labels", 0)
     highwaters = {read: 120, fresh: 40, unknown: None}
     consumer.assignment = lambda: set(highwaters)  # the consumer thread's state: the I/O edge
-    consumer.highwater = highwaters.__getitem__
+    consumer.highwater = highwaters.__getitem__  # the last stable offset (nothing polled yet)
     consumer._read_offset[read] = 99  # delivered up to offset 99: 100..119 are still to read
     consumer._committed_offset[fresh] = 30  # nothing read yet since the assignment
     consumer._committed_offset[unknown] = 5  # nothing fetched yet: no high watermark
     assert consumer.lag() == {read: 20, fresh: 10}
     consumer._read_offset[read] = 119
     assert consumer.lag()[read] == 0
+
+
+@dataclass
+class _Record:
+    offset: int
+
+
+async def test_transaction_markers_after_the_last_record_are_not_records_to_come() -> None:
+    """Each commit or abort of a Kafka transaction writes a marker after its records, and an
+    aborted one leaves records no reader gets: once aiokafka has consumed up to the end, the
+    records to come end after the last one it returned."""
+    app = create_app(Settings())
+    consumer = app.consumer
+    done, reading, idle = (TP("transactions", p) for p in range(3))
+    stable = {done: 13, reading: 13, idle: 6}  # last stable offsets
+    consumer.assignment = lambda: set(stable)  # the consumer thread's state: the I/O edge
+    consumer.highwater = stable.__getitem__
+    positions = {done: 13, reading: 9, idle: 6}
+    consumer._thread.positions = lambda: dict(positions)
+
+    async def poll(active_partitions: set[TP], timeout: float) -> dict[TP, list[_Record]]:
+        # done: records 0..9, then a commit marker, 2 aborted records and their marker
+        return {done: [_Record(o) for o in range(10)], reading: [_Record(o) for o in range(9)]}
+
+    consumer._getmany = poll
+    consumer._active_partitions = set(stable)
+    consumer._committed_offset[idle] = 5  # a marker at 5 is all it has had since
+    assert consumer.end_offset(done) == 13  # before a poll: what the broker says
+    await consumer._wait_next_records(1.0)
+    assert consumer.end_offset(done) == 10
+    assert consumer.end_offset(reading) == 13  # 9..12 not consumed yet: they may be records
+    assert consumer.end_offset(idle) == 5
+    for tp, read in ((done, 9), (reading, 8), (idle, None)):
+        consumer._read_offset[tp] = read
+    assert consumer.lag() == {done: 0, reading: 4, idle: 0}
+
+    stable[done] = 20  # more committed since the poll: to come
+    assert consumer.end_offset(done) == 20
+    stable[done] = 13
+    await consumer.on_partitions_revoked({done})  # what was polled no longer says anything
+    assert consumer.end_offset(done) == 13
