@@ -5,8 +5,9 @@ pass through three clients — aiokafka's, Faust's consumer and producer, and th
 that creates the topics — and a setting dropped by any of them only shows against a broker that
 demands it. So the local stack's broker also listens with ``SASL_SSL`` on the broker's port + 2
 (9092 -> 9094), with PLAIN and both SCRAM mechanisms, and with ``SSL`` requiring a client
-certificate (mutual TLS, as Aiven's and MSK's certificate authentication) on the port + 3; the
-integration tests run the real worker through both. The PLAINTEXT listener stays the default:
+certificate (mutual TLS, as Aiven's and MSK's certificate authentication) on the port + 3, and
+with ``SASL_PLAINTEXT`` (the same users, no TLS) on the port + 4; the integration tests run the
+real worker through each. The PLAINTEXT listener stays the default:
 nothing else changes for a developer.
 
 Everything the listener needs is made once with the JDK's ``keytool`` (Java is already needed
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MECHANISMS",
+    "PLAINTEXT_SASL_LISTENER",
     "SASL_USER",
     "SecureListener",
     "SecureListenerError",
@@ -57,6 +59,7 @@ __all__ = [
     "mtls_client_env",
     "mtls_port",
     "render_listener_properties",
+    "sasl_plaintext_port",
     "scram_commands",
     "scram_format_arguments",
     "secure_port",
@@ -70,6 +73,7 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: the listeners' names in server.properties (Kafka lower-cases them in per-listener keys)
 LISTENER = "SASL_SSL"
 MTLS_LISTENER = "SSL"
+PLAINTEXT_SASL_LISTENER = "SASL_PLAINTEXT"
 VALIDITY_DAYS = 3650
 
 
@@ -130,6 +134,11 @@ def mtls_port(broker_port: int) -> int:
     return broker_port + 3
 
 
+def sasl_plaintext_port(broker_port: int) -> int:
+    """The SASL_PLAINTEXT listener's port (the same users, no TLS): four after the broker's."""
+    return broker_port + 4
+
+
 # --- rendering (pure) ---------------------------------------------------------------------------
 
 
@@ -148,9 +157,15 @@ def render_listener_properties(listener: SecureListener) -> list[str]:
     )
     return [
         f"sasl.enabled.mechanisms={','.join(MECHANISMS)}",
-        f"{prefix}.plain.sasl.jaas.config={plain}",
-        f"{prefix}.scram-sha-256.sasl.jaas.config={scram}",
-        f"{prefix}.scram-sha-512.sasl.jaas.config={scram}",
+        *(
+            f"listener.name.{name.lower()}.{line}"
+            for name in (LISTENER, PLAINTEXT_SASL_LISTENER)
+            for line in (
+                f"plain.sasl.jaas.config={plain}",
+                f"scram-sha-256.sasl.jaas.config={scram}",
+                f"scram-sha-512.sasl.jaas.config={scram}",
+            )
+        ),
         *(
             f"{name}.{line}"
             for name in (prefix, mtls)
@@ -167,17 +182,21 @@ def render_listener_properties(listener: SecureListener) -> list[str]:
     ]
 
 
-def client_env(listener: SecureListener, endpoint: Endpoint, mechanism: str) -> dict[str, str]:
-    """The STREAMER_* settings of a client of the listener, with ``mechanism``."""
+def client_env(
+    listener: SecureListener, endpoint: Endpoint, mechanism: str, protocol: str = LISTENER
+) -> dict[str, str]:
+    """The STREAMER_* settings of a client of a SASL listener (``protocol``: the SASL_SSL one,
+    or the SASL_PLAINTEXT one), with ``mechanism``."""
     if mechanism not in MECHANISMS:
         raise ValueError(f"unknown SASL mechanism {mechanism!r}; one of {', '.join(MECHANISMS)}")
+    tls = {"STREAMER_KAFKA_SSL_CAFILE": str(listener.cafile)} if protocol == LISTENER else {}
     return {
         "STREAMER_KAFKA_BOOTSTRAP_SERVERS": str(endpoint),
-        "STREAMER_KAFKA_SECURITY_PROTOCOL": LISTENER,
+        "STREAMER_KAFKA_SECURITY_PROTOCOL": protocol,
         "STREAMER_KAFKA_SASL_MECHANISM": mechanism,
         "STREAMER_KAFKA_SASL_USERNAME": listener.username,
         "STREAMER_KAFKA_SASL_PASSWORD": listener.password,
-        "STREAMER_KAFKA_SSL_CAFILE": str(listener.cafile),
+        **tls,
     }
 
 

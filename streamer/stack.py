@@ -59,6 +59,7 @@ __all__ = [
     "redis_install_commands",
     "render_log4j2",
     "render_server_properties",
+    "sasl_plaintext_endpoint",
     "secure_endpoint",
     "tail",
 ]
@@ -196,6 +197,11 @@ def mtls_endpoint(broker: Endpoint) -> Endpoint:
     return Endpoint(broker.host, secure_listener.mtls_port(broker.port))
 
 
+def sasl_plaintext_endpoint(broker: Endpoint) -> Endpoint:
+    """The SASL_PLAINTEXT listener's address (9092 -> 9096)."""
+    return Endpoint(broker.host, secure_listener.sasl_plaintext_port(broker.port))
+
+
 def render_server_properties(
     broker: Endpoint, data_dir: Path, partitions: int, secure: SecureListener | None = None
 ) -> str:
@@ -204,15 +210,20 @@ def render_server_properties(
     Replication factors are 1 because there is one node. Topic auto-creation is off, as in
     docker-compose.yml: topics are created by ``streamer.kafka.ensure_topics`` with the
     partition count the design needs, and a misspelt topic name fails instead of appearing.
-    With ``secure``, the broker also listens with SASL_SSL on :func:`secure_endpoint` and with
-    SSL (client certificates required) on :func:`mtls_endpoint`.
+    With ``secure``, the broker also listens with SASL_SSL on :func:`secure_endpoint`, with
+    SSL (client certificates required) on :func:`mtls_endpoint` and with SASL_PLAINTEXT on
+    :func:`sasl_plaintext_endpoint`.
     """
     controller = controller_endpoint(broker)
     listeners = [f"PLAINTEXT://{broker}"]
     protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
     if secure is not None:
-        listeners += [f"SASL_SSL://{secure_endpoint(broker)}", f"SSL://{mtls_endpoint(broker)}"]
-        protocols += ["SASL_SSL:SASL_SSL", "SSL:SSL"]
+        listeners += [
+            f"SASL_SSL://{secure_endpoint(broker)}",
+            f"SSL://{mtls_endpoint(broker)}",
+            f"SASL_PLAINTEXT://{sasl_plaintext_endpoint(broker)}",
+        ]
+        protocols += ["SASL_SSL:SASL_SSL", "SSL:SSL", "SASL_PLAINTEXT:SASL_PLAINTEXT"]
     return "\n".join(
         [
             "# Written by `fraud-streamer stack up` at every start: change the settings instead.",
@@ -518,6 +529,7 @@ class LocalStack:
         self.kafka = kafka_endpoint(settings)
         self.secure = secure_endpoint(self.kafka)
         self.mtls = mtls_endpoint(self.kafka)
+        self.sasl_plaintext = sasl_plaintext_endpoint(self.kafka)
         self.redis = redis_endpoint(settings)
         self.redis_tls_endpoint = Endpoint(self.redis.host, redis_tls.tls_port(self.redis.port))
         self.echo = echo
@@ -546,6 +558,10 @@ class LocalStack:
     def mtls_listening(self) -> bool:
         """True when something accepts connections on the SSL listener's port."""
         return _port_open(self.mtls)
+
+    def sasl_plaintext_listening(self) -> bool:
+        """True when something accepts connections on the SASL_PLAINTEXT listener's port."""
+        return _port_open(self.sasl_plaintext)
 
     def redis_tls(self) -> RedisTls | None:
         """The files of Redis's TLS port, if `up` has made them; None otherwise (and, as for
@@ -583,6 +599,10 @@ class LocalStack:
             )
         if start_kafka and _port_open(self.mtls):
             raise self._port_taken(self.mtls, "(Kafka's SSL listener: broker port + 3)", variable)
+        if start_kafka and _port_open(self.sasl_plaintext):
+            raise self._port_taken(
+                self.sasl_plaintext, "(Kafka's SASL_PLAINTEXT listener: broker port + 4)", variable
+            )
         if start_redis and _port_open(self.redis):
             raise self._port_taken(self.redis, "(not answering as Redis)", "REDIS_URL")
         if start_redis and _port_open(self.redis_tls_endpoint):
@@ -890,7 +910,8 @@ class LocalStack:
         _write_pid(paths.kafka_pid, pid, self.kafka)
         self.echo(
             f"kafka: starting Apache Kafka {KAFKA_VERSION} on {self.kafka}, SASL_SSL on "
-            f"{self.secure}, SSL on {self.mtls} (pid {pid}, log {_relative(paths.kafka_log)})"
+            f"{self.secure}, SSL on {self.mtls}, SASL_PLAINTEXT on {self.sasl_plaintext} "
+            f"(pid {pid}, log {_relative(paths.kafka_log)})"
         )
 
 

@@ -44,6 +44,20 @@ def _mtls_listener(local: LocalStack) -> str:
     return f"{local.mtls}  (client settings: {secure.mtls_env_file})"
 
 
+def _sasl_plaintext_listener(local: LocalStack) -> str:
+    """Where the broker's SASL_PLAINTEXT listener is and how to reach it, or why it is missing."""
+    secure = local.secure_listener()
+    if secure is not None and local.sasl_plaintext_listening():
+        return (
+            f"{local.sasl_plaintext}  (the SASL_SSL listener's users: its client settings with "
+            "STREAMER_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, this address, no CA file)"
+        )
+    return (
+        f"not listening on {local.sasl_plaintext} (this broker was started without it: "
+        "`fraud-streamer stack down` and `up` again to add it)"
+    )
+
+
 def _redis_tls(local: LocalStack, settings: Settings) -> str:
     """The URL of Redis's TLS port (the database of STREAMER_REDIS_URL), or why it is missing."""
     tls = local.redis_tls()
@@ -62,7 +76,8 @@ def stack() -> None:
 
     Ports come from STREAMER_KAFKA_BOOTSTRAP_SERVERS and STREAMER_REDIS_URL (the KRaft
     controller takes the broker's port + 1, a listener with SASL over TLS the port + 2, one with
-    TLS and client certificates the port + 3, and Redis listens with TLS on its port + 1, for
+    TLS and client certificates the port + 3, one with SASL without TLS the port + 4, and Redis
+    listens with TLS on its port + 1, for
     clients that test the secured settings;
     `up` prints their client settings); everything the services write stays in
     STREAMER_DATA_DIR (default .stack/). The services run in the background and survive the
@@ -97,6 +112,7 @@ def up(settings: Settings, timeout: float) -> None:
     click.echo(f"Redis URL:               {settings.redis_url_redacted}")
     click.echo(f"Kafka SASL_SSL listener: {_secure_listener(local)}")
     click.echo(f"Kafka SSL listener:      {_mtls_listener(local)}")
+    click.echo(f"Kafka SASL_PLAINTEXT:    {_sasl_plaintext_listener(local)}")
     click.echo(f"Redis over TLS:          {_redis_tls(local, settings)}")
 
 
@@ -132,9 +148,10 @@ def status(settings: Settings) -> None:
     for state in states:
         click.echo(state.describe())
     if states[0].answering:
-        click.echo(f"{'':<6} SASL_SSL  {_secure_listener(local)}")
-        click.echo(f"{'':<6} SSL       {_mtls_listener(local)}")
+        click.echo(f"{'':<6} {'SASL_SSL':<14}  {_secure_listener(local)}")
+        click.echo(f"{'':<6} {'SSL':<14}  {_mtls_listener(local)}")
+        click.echo(f"{'':<6} {'SASL_PLAINTEXT':<14}  {_sasl_plaintext_listener(local)}")
     if states[1].answering:
-        click.echo(f"{'':<6} TLS       {_redis_tls(local, settings)}")
+        click.echo(f"{'':<6} {'TLS':<14}  {_redis_tls(local, settings)}")
     if not all(state.answering for state in states):
         raise SystemExit(3)

@@ -1,5 +1,6 @@
-"""Kafka with TLS and SASL, for real: the local broker's SASL_SSL listener (broker port + 2)
-and its SSL listener that requires client certificates (port + 3).
+"""Kafka with TLS and SASL, for real: the local broker's SASL_SSL listener (broker port + 2),
+its SSL listener that requires client certificates (port + 3) and its SASL_PLAINTEXT listener
+(port + 4).
 
 The security settings pass through aiokafka's clients, Faust's consumer and producer and the
 admin client that creates the topics; these tests run each of them against a broker that
@@ -21,6 +22,7 @@ import pytest
 from streamer.kafka import connection_problem, ensure_topics
 from streamer.secure_listener import (
     MECHANISMS,
+    PLAINTEXT_SASL_LISTENER,
     SecureListener,
     client_env,
     create_client_material,
@@ -47,8 +49,27 @@ def secure(stack: Settings) -> tuple[SecureListener, Endpoint]:
     return listener, local.secure
 
 
+@pytest.fixture(scope="module")
+def sasl_plaintext(
+    stack: Settings, secure: tuple[SecureListener, Endpoint]
+) -> tuple[SecureListener, Endpoint]:
+    """The running broker's SASL_PLAINTEXT listener (the SASL_SSL one's users, no TLS)."""
+    local = LocalStack(stack)
+    if not local.sasl_plaintext_listening():
+        pytest.fail(
+            f"the broker has no SASL_PLAINTEXT listener on {local.sasl_plaintext}: it was started "
+            "before the listener existed. `fraud-streamer stack down` and `stack up`.",
+            pytrace=False,
+        )
+    return secure[0], local.sasl_plaintext
+
+
 def _env(secure: tuple[SecureListener, Endpoint], mechanism: str, **changes: str) -> dict[str, str]:
     return {**client_env(*secure, mechanism), **changes}
+
+
+def _plaintext_env(listener: tuple[SecureListener, Endpoint], mechanism: str) -> dict[str, str]:
+    return client_env(*listener, mechanism, protocol=PLAINTEXT_SASL_LISTENER)
 
 
 def _settings(base: Settings, env: dict[str, str]) -> Settings:
@@ -57,11 +78,17 @@ def _settings(base: Settings, env: dict[str, str]) -> Settings:
     return Settings(_env_file=None, **{**base.model_dump(), **changes})  # type: ignore[call-arg]
 
 
+@pytest.mark.parametrize("tls", [True, False], ids=["SASL_SSL", "SASL_PLAINTEXT"])
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 async def test_each_sasl_mechanism_creates_produces_and_consumes(
-    stack: Settings, secure: tuple[SecureListener, Endpoint], mechanism: str
+    stack: Settings,
+    secure: tuple[SecureListener, Endpoint],
+    sasl_plaintext: tuple[SecureListener, Endpoint],
+    mechanism: str,
+    tls: bool,
 ) -> None:
-    settings = _settings(stack, _env(secure, mechanism))
+    env = _env(secure, mechanism) if tls else _plaintext_env(sasl_plaintext, mechanism)
+    settings = _settings(stack, env)
     assert await connection_problem(settings) is None
     topic = f"secured-{mechanism.lower()}-{uuid.uuid4().hex[:8]}"
     assert await ensure_topics(settings, [topic], partitions=1) == [topic]
@@ -79,6 +106,24 @@ async def test_the_worker_scores_through_sasl_ssl(
     env = _env(secure, "SCRAM-SHA-512")
     settings = _settings(worker_env.settings, env)
     await decide_each_once(worker_env, replay_slice.head(300), settings, **env)
+
+
+async def test_the_worker_scores_through_sasl_plaintext(
+    worker_env: WorkerEnv,
+    sasl_plaintext: tuple[SecureListener, Endpoint],
+    replay_slice: pd.DataFrame,
+) -> None:
+    env = _plaintext_env(sasl_plaintext, "SCRAM-SHA-256")
+    settings = _settings(worker_env.settings, env)
+    await decide_each_once(worker_env, replay_slice.head(300), settings, **env)
+
+
+async def test_a_wrong_password_without_tls_is_named(
+    stack: Settings, sasl_plaintext: tuple[SecureListener, Endpoint]
+) -> None:
+    env = {**_plaintext_env(sasl_plaintext, "PLAIN"), "STREAMER_KAFKA_SASL_PASSWORD": "wrong"}
+    problem = await connection_problem(_settings(stack, env))
+    assert problem is not None and "refused SASL PLAIN authentication" in problem, problem
 
 
 @pytest.mark.parametrize(

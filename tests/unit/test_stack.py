@@ -35,6 +35,7 @@ from streamer.stack import (
     redis_install_commands,
     render_log4j2,
     render_server_properties,
+    sasl_plaintext_endpoint,
     secure_endpoint,
     tail,
 )
@@ -120,19 +121,21 @@ def test_server_properties_with_the_secured_listeners(tmp_path: Path) -> None:
     secure = SecureListener(tmp_path / "secure", "streamer", "pw-1", "store-2")
     broker = Endpoint("127.0.0.1", 19092)
     config = properties(render_server_properties(broker, tmp_path, 6, secure))
-    assert config["listeners"] == (
+    advertised = (
         "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,SSL://127.0.0.1:19095,"
-        "CONTROLLER://127.0.0.1:19093"
+        "SASL_PLAINTEXT://127.0.0.1:19096"
     )
-    assert config["advertised.listeners"] == (
-        "PLAINTEXT://127.0.0.1:19092,SASL_SSL://127.0.0.1:19094,SSL://127.0.0.1:19095"
-    )
+    assert config["listeners"] == f"{advertised},CONTROLLER://127.0.0.1:19093"
+    assert config["advertised.listeners"] == advertised
     assert config["listener.security.protocol.map"] == (
-        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,"
+        "SASL_PLAINTEXT:SASL_PLAINTEXT"
     )
     assert config["inter.broker.listener.name"] == "PLAINTEXT"  # the broker's own traffic
     assert config["sasl.enabled.mechanisms"] == "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
-    assert 'user_streamer="pw-1";' in config["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    for name in ("sasl_ssl", "sasl_plaintext"):  # the same users on both SASL listeners
+        assert 'user_streamer="pw-1";' in config[f"listener.name.{name}.plain.sasl.jaas.config"]
+        assert "ScramLoginModule" in config[f"listener.name.{name}.scram-sha-512.sasl.jaas.config"]
     for name in ("sasl_ssl", "ssl"):
         assert config[f"listener.name.{name}.ssl.keystore.location"] == str(secure.keystore)
         assert config[f"listener.name.{name}.ssl.keystore.password"] == "store-2"
@@ -143,6 +146,7 @@ def test_server_properties_with_the_secured_listeners(tmp_path: Path) -> None:
     assert "listener.name.sasl_ssl.ssl.client.auth" not in config
     assert secure_endpoint(broker) == Endpoint("127.0.0.1", 19094)
     assert mtls_endpoint(broker) == Endpoint("127.0.0.1", 19095)
+    assert sasl_plaintext_endpoint(broker) == Endpoint("127.0.0.1", 19096)
 
 
 def test_the_ssl_listeners_client_settings(tmp_path: Path) -> None:
