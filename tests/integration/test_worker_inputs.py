@@ -358,3 +358,28 @@ async def test_transactional_producers_aborted_writes_are_not_decided_and_marker
     await asyncio.sleep(4)  # twice the stall warning's threshold, idle
     assert "no record processed for" not in worker_env.log(), worker_env.log()
     assert worker_env.processes[0].poll() is None, worker_env.logs()
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+async def test_input_compressed_by_the_producer_is_decided(
+    worker_env: WorkerEnv, codec: str
+) -> None:
+    """Producers choose their compression (Kafka's own clients offer all four); the worker
+    must read each of them, not stop at the first batch it cannot decompress."""
+    settings = worker_env.settings
+    ids = {f"{codec}-{i}" for i in range(20)}
+    producer = make_producer(settings, compression_type=codec)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(settings.topic_transactions, _tx(i), key=b"c-good")
+            for i in sorted(ids)
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    worker_env.start_worker()
+    records = await consume_until(
+        settings, settings.topic_decisions, ids=ids, timeout=60, worker=worker_env
+    )
+    assert sorted(json.loads(r.value)["transaction_id"] for r in records) == sorted(ids)
