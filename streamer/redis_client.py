@@ -10,7 +10,8 @@ space is split into words, a memoryview argument keeps the Python path — and t
 the bytes to the Python packer's. Everything else is redis-py's, URL options included.
 
 :func:`redis_problem` is the start-up check that turns a wrong URL, password or address into
-one line that names it.
+one line that names it; :func:`eviction_risk` the one that warns of a Redis that may drop the
+worker's state when it is full.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from streamer.tls_alert import tls_alert
 
-__all__ = ["HiredisPackingConnection", "HiredisPackingSSLConnection", "connect", "redis_problem"]
+__all__ = [
+    "HiredisPackingConnection",
+    "HiredisPackingSSLConnection",
+    "connect",
+    "eviction_risk",
+    "eviction_warning",
+    "redis_problem",
+]
 
 
 class _HiredisPacking:
@@ -103,6 +111,44 @@ async def redis_problem(url: str, shown: str, timeout: float = 5.0) -> str | Non
 
 
 VARIABLE = "STREAMER_REDIS_URL"
+
+
+async def eviction_risk(url: str, shown: str, timeout: float = 5.0) -> str | None:
+    """:func:`eviction_warning` for the Redis at ``url`` (``shown``: without its password);
+    None also when its ``INFO`` is not allowed (some managed services restrict it)."""
+    client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        memory = await client.info("memory")
+    except (RedisError, OSError):
+        return None
+    finally:
+        await client.aclose()
+    return eviction_warning(memory, shown)
+
+
+def eviction_warning(memory: dict[str, Any], shown: str) -> str | None:
+    """Why a Redis with this ``INFO memory`` may lose the worker's state, or None.
+
+    Managed Redis services set a memory limit with an eviction policy by default (often
+    ``volatile-lru``, which evicts keys that have a TTL — the worker gives every window key
+    one). An evicted window silently makes features count fewer transactions than happened,
+    and an evicted first-stats hash lets a re-delivered transaction be scored anew. With
+    ``noeviction`` a full Redis refuses the write instead: the batch fails, the worker exits
+    and the batch is replayed, which an operator sees. No limit (``maxmemory`` 0) evicts
+    nothing.
+    """
+    limit = int(memory.get("maxmemory", 0))
+    policy = str(memory.get("maxmemory_policy", "noeviction"))
+    if limit == 0 or policy == "noeviction":
+        return None
+    human = memory.get("maxmemory_human", f"{limit} bytes")
+    return (
+        f"Redis at {shown} evicts keys when it reaches its memory limit (maxmemory {human}, "
+        f"maxmemory-policy {policy}): window state evicted there makes features count fewer "
+        "transactions than happened, without an error. Set maxmemory-policy noeviction (a "
+        "full Redis then fails the batch, the worker exits and the batch is replayed), and "
+        "give it room for the windows (see the README's Operations)"
+    )
 
 
 def _ca_file_problem(url: str) -> str | None:

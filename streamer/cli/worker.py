@@ -41,7 +41,7 @@ def worker(settings: Settings, loglevel: str) -> None:
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
-    from streamer.redis_client import redis_problem
+    from streamer.redis_client import eviction_risk, redis_problem
     from streamer.shutdown import DeadlineWorker
 
     registry = ModelRegistry(settings.model_registry)
@@ -62,6 +62,9 @@ def worker(settings: Settings, loglevel: str) -> None:
     problem = asyncio.run(redis_problem(settings.redis_url, settings.redis_url_redacted))
     if problem:
         raise click.ClickException(problem)
+    risk = asyncio.run(eviction_risk(settings.redis_url, settings.redis_url_redacted))
+    if risk:
+        click.echo(f"warning: {risk}", err=True)
     click.echo(
         f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
         f"redis {settings.redis_url_redacted}, dashboard http://127.0.0.1:{settings.web_port}/",

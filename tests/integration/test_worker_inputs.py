@@ -383,3 +383,35 @@ async def test_input_compressed_by_the_producer_is_decided(
         settings, settings.topic_decisions, ids=ids, timeout=60, worker=worker_env
     )
     assert sorted(json.loads(r.value)["transaction_id"] for r in records) == sorted(ids)
+
+
+async def test_a_redis_that_may_evict_the_state_is_warned_of_at_start(
+    worker_env: WorkerEnv, stack: Settings
+) -> None:
+    """The stack's Redis given a memory limit with an eviction policy (as managed Redis has by
+    default): the worker starts, and says first that its state may be evicted and what to set."""
+    redis = Redis.from_url(stack.redis_url)
+    before = await redis.config_get("maxmemory*")
+    try:
+        # far above what the tests use: nothing is evicted, even if this were left set
+        await redis.config_set("maxmemory", str(8 * 2**30))
+        await redis.config_set("maxmemory-policy", "volatile-lru")
+        worker_env.start_worker()
+        # the start-up checks are done when it names its dashboard
+        wait_for(
+            lambda: "dashboard http" in worker_env.log(),
+            timeout=60,
+            what="the worker's start",
+            worker=worker_env,
+        )
+    finally:
+        await redis.config_set("maxmemory", before["maxmemory"])
+        await redis.config_set("maxmemory-policy", before["maxmemory-policy"])
+        await redis.aclose()
+    log = worker_env.log()
+    assert re.search(
+        r"warning: Redis at \S+ evicts keys when it reaches its memory limit \(maxmemory "
+        r"8\.00G, maxmemory-policy volatile-lru\).*Set maxmemory-policy noeviction",
+        log,
+    ), log
+    assert worker_env.processes[0].poll() is None, "a warning, not a refusal"

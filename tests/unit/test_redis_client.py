@@ -9,6 +9,7 @@ from streamer.redis_client import (
     HiredisPackingConnection,
     HiredisPackingSSLConnection,
     connect,
+    eviction_warning,
 )
 
 COMMANDS = [
@@ -57,3 +58,21 @@ async def test_connect_keeps_the_url_options(url: str, expected: type) -> None:
     if url.startswith("redis://"):
         assert (kwargs["password"], kwargs["port"], kwargs["db"]) == ("pw", 6390, 3)
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("memory", "warned"),
+    [
+        ({"maxmemory": 0, "maxmemory_policy": "allkeys-lru"}, False),  # no limit: evicts nothing
+        ({"maxmemory": 2**30, "maxmemory_policy": "noeviction"}, False),  # refuses writes
+        ({"maxmemory": 2**30, "maxmemory_policy": "volatile-lru"}, True),  # the keys have TTLs
+        ({"maxmemory": 2**30, "maxmemory_policy": "allkeys-lfu"}, True),
+    ],
+)
+def test_a_redis_that_may_evict_the_state_is_named(memory: dict[str, object], warned: bool) -> None:
+    warning = eviction_warning({**memory, "maxmemory_human": "1.00G"}, "redis://h:6379/0")
+    assert (warning is not None) == warned
+    if warning:
+        assert "redis://h:6379/0" in warning and "maxmemory 1.00G" in warning
+        assert f"maxmemory-policy {memory['maxmemory_policy']}" in warning
+        assert "noeviction" in warning
