@@ -48,6 +48,7 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "partitions",
+    "replication_factor",
     "running",
 ]
 
@@ -278,16 +279,16 @@ async def ensure_topics(
     names: Iterable[str],
     partitions: int | None = None,
     *,
-    replication_factor: int = 1,
     timeout: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet and return the names created.
 
     Topics are created explicitly, never by the broker's auto-creation, so that they get the
-    partition count the design expects (``settings.partitions`` unless given). An existing topic
-    is left as it is, whatever its partition count: repartitioning is a migration, not a side
-    effect of starting a process. Returns once every topic has a leader for each partition, so
-    a producer started right after does not race the creation.
+    partition count the design expects (``settings.partitions`` unless given) and the
+    replication :func:`replication_factor` gives. An existing topic is left as it is, whatever
+    its partition count: repartitioning is a migration, not a side effect of starting a
+    process. Returns once every topic has a leader for each partition, so a producer started
+    right after does not race the creation.
     """
     wanted = list(dict.fromkeys(names))
     count = settings.partitions if partitions is None else partitions
@@ -298,8 +299,11 @@ async def ensure_topics(
         missing = [name for name in wanted if name not in existing]
         created: list[str] = []
         if missing:
+            replicas = replication_factor(
+                settings, len(await fetch_broker_ids(settings, timeout=timeout))
+            )
             response = await admin.create_topics(
-                [NewTopic(name, count, replication_factor) for name in missing],
+                [NewTopic(name, count, replicas) for name in missing],
                 timeout_ms=int(timeout * 1000),
             )
             for topic, code, *rest in response.topic_errors:
@@ -308,11 +312,24 @@ async def ensure_topics(
                     created.append(topic)
                 elif error is not TopicAlreadyExistsError:  # lost a race: someone made it
                     message = rest[0] if rest and rest[0] else error.__name__
-                    raise error(f"cannot create topic {topic!r}: {message}")
+                    raise error(
+                        f"cannot create topic {topic!r} ({count} partitions, {replicas} "
+                        f"replicas; see STREAMER_PARTITIONS, STREAMER_TOPIC_REPLICATION_FACTOR): "
+                        f"{message}"
+                    )
     finally:
         await admin.close()
     await _wait_for_leaders(settings, wanted, timeout)
     return created
+
+
+def replication_factor(settings: Settings, brokers: int) -> int:
+    """Replicas per partition of a topic we create: ``STREAMER_TOPIC_REPLICATION_FACTOR``, or
+    one per broker up to 3 — the local single broker's 1, a production cluster's usual 3
+    (aiokafka's CreateTopics predates asking for the broker's own default)."""
+    if settings.topic_replication_factor is not None:
+        return settings.topic_replication_factor
+    return max(1, min(3, brokers))
 
 
 async def contract_topics(settings: Settings) -> list[str]:

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         "(audit of training/serving skew); empty = off."
     )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics we create.")
+    topic_replication_factor: int | None = Field(
+        None, ge=1, le=32, description="Replicas of each partition of the topics we create; "
+        "unset: as many as there are brokers, at most 3."
+    )
     max_message_bytes: int = Field(
         65536, ge=256, description="Input values larger than this are dead-lettered."
     )

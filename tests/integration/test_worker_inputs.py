@@ -9,6 +9,8 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -415,3 +417,22 @@ async def test_a_redis_that_may_evict_the_state_is_warned_of_at_start(
         log,
     ), log
     assert worker_env.processes[0].poll() is None, "a warning, not a refusal"
+
+
+def test_a_replication_factor_the_cluster_cannot_meet_is_named(worker_env: WorkerEnv) -> None:
+    """Topics are created with STREAMER_TOPIC_REPLICATION_FACTOR replicas; more than the
+    brokers there are is refused by Kafka, and the worker says so in one line."""
+    env = {**worker_env.env, "STREAMER_TOPIC_TRANSACTIONS": "tx-rf-2-of-1"}
+    env["STREAMER_TOPIC_REPLICATION_FACTOR"] = "2"
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: cannot create the topics on Kafka"), result.stderr
+    assert "cannot create topic 'tx-rf-2-of-1' (4 partitions, 2 replicas; see " in last
+    assert "replication factor of 2 cannot be reached because only 1 broker" in last, last

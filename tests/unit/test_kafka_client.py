@@ -13,6 +13,7 @@ from streamer.kafka import (
     contract_topic_names,
     make_consumer,
     make_producer,
+    replication_factor,
 )
 from streamer.settings import Settings
 
@@ -103,3 +104,15 @@ async def test_aiokafka_accepts_the_options_without_connecting() -> None:
 def test_contract_topics_follow_the_settings() -> None:
     names = contract_topic_names(settings(topic_alerts="alerts-v2"))
     assert names == ("transactions", "labels", "decisions", "alerts-v2", "dead-letters")
+
+
+@pytest.mark.parametrize(
+    ("configured", "brokers", "replicas"),
+    [(None, 1, 1), (None, 2, 2), (None, 6, 3), (2, 6, 2), (5, 1, 5)],
+)
+def test_topics_are_replicated_on_up_to_three_brokers_unless_configured(
+    configured: int | None, brokers: int, replicas: int
+) -> None:
+    # a configured factor the cluster cannot meet is the broker's to refuse, in its words
+    chosen = replication_factor(settings(topic_replication_factor=configured), brokers)
+    assert chosen == replicas
