@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport, with the four changes the worker needs.
+"""Faust's aiokafka transport, with the five changes the worker needs.
 
 **Pausing is safe.** Faust's ``Consumer.getmany`` fetches a batch of records for the *active*
 partitions and then yields them one by one, skipping any record whose partition is no longer in
@@ -35,18 +35,29 @@ end (:meth:`Consumer.end_offset`, for the lag and the event-time merge) without 
 marker each commit or abort writes after its records: that offset is never delivered, so a
 partition ending with one would show a lag of 1 forever, and a label partition would hold back
 every later transaction for ``STREAMER_PARTITION_IDLE_S``.
+
+**The outputs are written once.** Faust's producer is idempotent only with exactly-once
+processing; without it, a send retried after an acknowledgement was lost writes the decision
+twice. :class:`Producer` always is.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
-__all__ = ["HELD_BACK_POLL_S", "Consumer", "ConsumerThread", "Transport", "WorkerApp"]
+__all__ = [
+    "HELD_BACK_POLL_S",
+    "Consumer",
+    "ConsumerThread",
+    "Producer",
+    "Transport",
+    "WorkerApp",
+]
 
 #: Longest poll while a full stream buffer holds partitions back (Faust's own is 1 s).
 HELD_BACK_POLL_S = 0.02
@@ -153,10 +164,20 @@ class Consumer(driver.Consumer):
         return {tp: self._committed_offset.get(tp) or 0 for tp in tps}
 
 
+class Producer(driver.Producer):
+    """Faust's aiokafka producer, idempotent: a send retried after a lost acknowledgement is
+    not written twice (Faust enables idempotence only for exactly-once processing). The worker
+    commits its input once the outputs are acknowledged, so each must be durable and once."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+
 class Transport(driver.Transport):
-    """The aiokafka transport with :class:`Consumer`."""
+    """The aiokafka transport with :class:`Consumer` and :class:`Producer`."""
 
     Consumer = Consumer
+    Producer = Producer
 
 
 class WorkerApp(faust.App):

@@ -18,6 +18,14 @@ async def test_the_worker_consumer_uses_the_configured_fetch_wait_and_reads_comm
     assert consumer._isolation_level == "read_committed"
 
 
+async def test_the_worker_producer_is_idempotent_and_waits_for_all_replicas() -> None:
+    # Faust's is idempotent only with exactly-once processing: a retried send could be doubled
+    app = create_app(Settings())
+    producer = app.producer._new_producer()
+    assert producer._txn_manager is not None  # what enable_idempotence=True makes
+    assert producer._sender._acks == -1
+
+
 async def test_a_poll_while_partitions_are_held_back_by_a_full_buffer_is_short() -> None:
     # Faust polls the other partitions for 1 s while a full stream buffer holds some back, and
     # aiokafka does not end that poll when the buffer drains: the worker must come back soon
