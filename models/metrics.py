@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["card_precision_at_k", "quality"]
+__all__ = ["card_precision_at_k", "decisions_quality", "quality"]
 
 
 def card_precision_at_k(
@@ -53,3 +55,16 @@ def quality(
         else float("nan"),
         "card_precision_at_100": card_precision_at_k(frame, scores, k=100, label=label),
     }
+
+
+def decisions_quality(
+    frame: pd.DataFrame, scores: Mapping[str, float], *, since: pd.Timestamp | None = None
+) -> tuple[dict[str, float], int, int]:
+    """:func:`quality` of decided scores (by transaction id) on the labelled transactions of
+    ``frame`` from ``since`` on; with how many transactions were scored and how many of them
+    were frauds. Transactions without a score are left out (not counted as misses)."""
+    rows = frame[frame["transaction_id"].isin(scores.keys())]
+    if since is not None:
+        rows = rows[pd.to_datetime(rows["timestamp"], utc=True) >= since]
+    decided = np.array([scores[t] for t in rows["transaction_id"]], dtype=float)
+    return quality(rows, decided), len(rows), int(rows["is_fraud"].astype(bool).sum())

@@ -44,6 +44,8 @@ class RunTally:
     def __init__(self, settings: Settings, ids: set[str]) -> None:
         self.expected = len(ids)
         self.decisions: Counter[str] = Counter()
+        self.scores: dict[str, float] = {}  # each of this run's ids: its first decision's
+        self.versions: Counter[str] = Counter()
         self._settings, self._ids, self._seen = settings, ids, set[str]()
         self._ready, self._stop = threading.Event(), threading.Event()
         self._failure: list[BaseException] = []
@@ -107,6 +109,8 @@ class RunTally:
                         if tx in self._ids and tx not in self._seen:
                             self._seen.add(tx)
                             self.decisions[decision.get("decision")] += 1
+                            self.scores[tx] = float(decision.get("score"))
+                            self.versions[decision.get("model_version")] += 1
 
 
 #: the demo gives up, naming what stopped, when nothing has moved for this long
@@ -216,6 +220,51 @@ def demo(
                 worker.kill()
 
 
+def _quality_lines(settings: Settings, frame: Any, tally: RunTally) -> list[str]:
+    """How well this run's decisions ranked the simulator's frauds — scored live, from the
+    features in Redis, on a population the model never saw — beside the model's offline
+    validation. Terminal windows count frauds only once labelled, a label delay after the
+    transaction, so the run is also measured from then on, where those windows are filled."""
+    import pandas as pd
+
+    from models.metrics import decisions_quality
+    from models.registry import ModelRegistry, RegistryError
+    from streamer.features.definitions import LABEL_DELAY_DAYS
+
+    def fmt(metrics: dict[str, float]) -> str:
+        return (
+            f"AUC ROC {metrics.get('auc_roc', float('nan')):.3f} · Average Precision "
+            f"{metrics.get('average_precision', float('nan')):.3f} · Card Precision@100 "
+            f"{metrics.get('card_precision_at_100', float('nan')):.3f}"
+        )
+
+    start = pd.to_datetime(frame["timestamp"], utc=True).min().floor("D")
+    lines = [
+        "quality of this run's scores against the simulator's truth (the replay starts from "
+        "empty windows: a card's averages and a terminal's fraud counts fill over its first "
+        "weeks, so early days score worse than the model's validation, measured on full ones):"
+    ]
+    for what, since in (
+        ("all days", None),
+        (f"from day {LABEL_DELAY_DAYS + 1}", start + pd.Timedelta(days=LABEL_DELAY_DAYS)),
+    ):
+        metrics, n, frauds = decisions_quality(frame, tally.scores, since=since)
+        if frauds == 0 or frauds == n:
+            lines.append(f"  {what}: {n:,} transactions, {frauds} frauds — too few to measure")
+        else:
+            lines.append(f"  {what}: {fmt(metrics)} ({n:,} transactions, {frauds:,} frauds)")
+    if tally.versions:
+        version = tally.versions.most_common(1)[0][0]
+        try:
+            manifest = ModelRegistry(settings.model_registry).manifest(version)
+        except RegistryError:
+            return lines
+        validation = manifest.metrics.get("validation")
+        if validation:
+            lines.append(f"  model {version} on its validation week (offline): {fmt(validation)}")
+    return lines
+
+
 def _check_port_free(host: str, port: int) -> None:
     """Fail now, by name, if something already listens on the worker's web port.
 
@@ -315,6 +364,8 @@ def _run_demo(
     finally:
         tally.stop()
     click.echo(f"all {len(txs):,} transactions decided in {time.monotonic() - started:.0f} s")
+    for line in _quality_lines(settings, frame, tally):
+        click.echo(line)
     if keep_running is None:
         keep_running = sys.stdin.isatty()
     if keep_running:

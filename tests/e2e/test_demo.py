@@ -128,3 +128,16 @@ def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Pa
     assert set(ran["transaction_id"]) <= decided
     assert f"decided {len(ran):,} of {len(ran):,}" in out
     assert "dead letters 3" in out  # the demo's three malformed messages
+    # the run's scores, read back from the decisions, rank the simulator's frauds of a
+    # population the model never saw far above chance (from empty windows: see the demo)
+    quality = re.search(
+        r"all days: AUC ROC (\d\.\d+) · Average Precision (\d\.\d+) · Card Precision@100 "
+        r"\d\.\d+ \(([\d,]+) transactions, ([\d,]+) frauds\)",
+        out,
+    )
+    assert quality, out
+    auc, ap = float(quality.group(1)), float(quality.group(2))
+    n, frauds = (int(quality.group(i).replace(",", "")) for i in (3, 4))
+    assert n == len(ran) and frauds == int(ran["is_fraud"].sum()), out
+    assert auc > 0.6 and ap > 3 * frauds / n, out  # chance: 0.5, and the fraud rate
+    assert "on its validation week (offline): AUC ROC" in out, out

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from models.metrics import card_precision_at_k, quality
+from models.metrics import card_precision_at_k, decisions_quality, quality
 
 
 def _frame(rows: list[tuple[str, str, bool, float]]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -67,3 +67,24 @@ def test_quality_matches_sklearn_and_handles_one_class() -> None:
     genuine = ~frame["is_fraud"]
     q = quality(frame[genuine], scores[genuine.to_numpy()])
     assert math.isnan(q["auc_roc"]) and math.isnan(q["average_precision"])
+
+
+def test_decisions_quality_joins_scores_by_id_and_counts_from_a_day() -> None:
+    frame, scores = _frame(
+        [
+            ("2018-04-01", "A", True, 0.1),  # day 1 ranks its fraud last
+            ("2018-04-01", "B", False, 0.9),
+            ("2018-04-02", "C", True, 0.8),
+            ("2018-04-02", "D", False, 0.2),
+            ("2018-04-02", "E", False, 0.3),
+            ("2018-04-02", "F", True, 0.7),  # not decided: left out, not a miss
+        ]
+    )
+    frame["transaction_id"] = [f"t{i}" for i in range(len(frame))]
+    decided = {f"t{i}": float(s) for i, s in enumerate(scores[:5])}
+    metrics, n, frauds = decisions_quality(frame, decided)
+    assert (n, frauds) == (5, 2)
+    assert metrics["auc_roc"] == pytest.approx(roc_auc_score([1, 0, 1, 0, 0], scores[:5]))
+    since = pd.Timestamp("2018-04-02", tz="UTC")
+    metrics, n, frauds = decisions_quality(frame, decided, since=since)
+    assert (n, frauds, metrics["auc_roc"]) == (3, 1, 1.0)
