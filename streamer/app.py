@@ -301,6 +301,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def dashboard(web: Any, request: Any) -> Any:
         return web.html(runtime.dashboard_html())
 
+    @app.page("/healthz")
+    async def health(web: Any, request: Any) -> Any:
+        # a liveness probe: answered while the event loop runs, 503 once records have waited
+        # STREAMER_STALL_WARN_S with none processed (a supervisor restarts the worker; its
+        # unacked records are read again by whoever owns their partitions next)
+        stalled = stall_watch.stalled_for(time.monotonic())
+        if stalled is not None and stalled >= settings.stall_warn_s:
+            return web.json({"status": "stalled", "stalled_s": round(stalled, 1)}, status=503)
+        return web.json({"status": "ok"})
+
+    @app.page("/api/alerts")
+    async def alerts(web: Any, request: Any) -> Any:
+        return web.json(metrics.latest_alerts())
+
     @app.page("/api/summary")
     async def summary(web: Any, request: Any) -> Any:
         return web.json(metrics.summary(runtime.model_version))

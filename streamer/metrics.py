@@ -6,7 +6,9 @@ batch — never per event on the hot path beyond histogram ``observe`` calls (sc
 
 from __future__ import annotations
 
+import json
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -15,9 +17,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from streamer.pipeline import BatchOutput
 
-__all__ = ["Metrics"]
+__all__ = ["RECENT_ALERTS", "Metrics"]
 
 SCORE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0)
+#: how many of the latest alerts the dashboard shows (this worker's, newest first)
+RECENT_ALERTS = 50
 AGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
@@ -26,6 +30,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.recent_alerts: deque[bytes] = deque(maxlen=RECENT_ALERTS)
         r = self.registry
         self.consumed = Counter(
             "streamer_consumed", "Input records consumed", ["topic"], registry=r
@@ -80,6 +85,7 @@ class Metrics:
         self._totals: dict[str, int] = {}
 
     def observe_batch(self, topic: str, out: BatchOutput, seconds: float, consumed: int) -> None:
+        self.recent_alerts.extend(value for _, value in out.alerts)  # as published: JSON
         self.consumed.labels(topic).inc(consumed)
         self.batch_seconds.labels(topic).observe(seconds)
         if out.dead_letters:
@@ -122,6 +128,10 @@ class Metrics:
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def latest_alerts(self) -> list[Any]:
+        """The alerts this worker published last, newest first (parsed only when asked for)."""
+        return [json.loads(value) for value in reversed(self.recent_alerts)]
 
     def summary(self, model_version: str | None) -> dict[str, Any]:
         return {

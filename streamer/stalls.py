@@ -50,6 +50,11 @@ class StallWatch:
         self._since: float | None = None  # work waiting and no progress, since when
         self._warned = False
 
+    def stalled_for(self, now: float) -> float | None:
+        """How long work has waited with no progress, as of the last :meth:`check` (None when
+        there was progress or nothing waited then), whether or not it has been reported."""
+        return None if self._since is None else now - self._since
+
     def check(self, progress: object, waiting: int, now: float) -> float | None:
         if progress != self._progress or waiting == 0 or self._since is None:
             self._progress, self._warned = progress, False

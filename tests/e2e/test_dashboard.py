@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from models.registry import ModelRegistry
 from streamer.settings import Settings
+from tests.integration.harness import produce
 
 
 def _get(url: str) -> tuple[str, str]:
@@ -63,6 +65,29 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
         kind, page = _get("http://127.0.0.1:16301/")
         assert "text/html" in kind and "fraud-streamer" in page and "/api/summary" in page
         assert 'id="lag"' in page and summary["lag_records"] >= 0
+        assert 'id="alerts"' in page and "/api/alerts" in page
+        assert json.loads(_get("http://127.0.0.1:16301/api/alerts")[1]) == []
+        # a transaction over the amount limit is declined by rule: its alert is listed
+        settings = stack.model_copy(update={"topic_transactions": f"tx-{suffix}"})
+        tx = {
+            "transaction_id": f"big-{suffix}",
+            "timestamp": "2018-05-01T12:00:00Z",
+            "customer_id": "c-<b>x</b>",
+            "terminal_id": "t-1",
+            "amount": 1e9,
+        }
+        asyncio.run(
+            produce(settings, settings.topic_transactions, [(b"c-1", json.dumps(tx).encode())])
+        )
+        deadline = time.monotonic() + 60
+        while not (alerts := json.loads(_get("http://127.0.0.1:16301/api/alerts")[1])):
+            if time.monotonic() > deadline:
+                pytest.fail("no alert reached the dashboard's API")
+            time.sleep(0.5)
+        (alert,) = alerts
+        assert alert["transaction_id"] == f"big-{suffix}" and alert["decision"] == "decline"
+        assert alert["customer_id"] == "c-<b>x</b>"  # as sent; the page shows it as text
+        assert alert["reasons"][0]["code"] == "RULE_AMOUNT_LIMIT"
         kind, metrics = _get("http://127.0.0.1:16301/metrics")
         assert "text/plain" in kind
         assert 'streamer_model_info{version="dash-1"} 1.0' in metrics

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,17 @@ class WorkerEnv:
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 return json.loads(response.read())  # type: ignore[no-any-return]
+        except OSError:
+            return None
+
+    def health(self) -> tuple[int, dict[str, Any]] | None:
+        """The first worker's ``/healthz`` answer (status, body); None when it does not answer."""
+        url = f"http://127.0.0.1:{self.settings.web_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:  # 503: its body says why
+            return error.code, json.loads(error.read())
         except OSError:
             return None
 

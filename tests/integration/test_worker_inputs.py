@@ -279,8 +279,9 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     worker_env: WorkerEnv, stack: Settings
 ) -> None:
     """Redis frozen (SIGSTOP) under a running worker: with records waiting and none processed
-    for STREAMER_STALL_WARN_S, the worker logs a warning with where it waits (on Redis); once
-    Redis answers again it carries on, and each transaction is decided once."""
+    for STREAMER_STALL_WARN_S, the worker logs a warning with where it waits (on Redis) and its
+    liveness probe fails; once Redis answers again it carries on, each transaction is decided
+    once, and the probe passes again."""
     redis_state = (await asyncio.to_thread(LocalStack(stack).status))[1]
     if not redis_state.ours or redis_state.pid is None:
         pytest.fail("this test freezes Redis: it needs the one `fraud-streamer stack up` started")
@@ -292,6 +293,7 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     await produce(settings, settings.topic_transactions, [(b"c-1", _tx("warm"))])
     worker_env.start_worker()
     await consume_until(settings, settings.topic_decisions, ids={"warm"}, worker=worker_env)
+    assert worker_env.health() == (200, {"status": "ok"})
     ids = {f"s{i}" for i in range(50)}
     os.kill(redis_state.pid, signal.SIGSTOP)
     try:
@@ -304,8 +306,11 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
             what="the stall warning",
             worker=worker_env,
         )
+        frozen = worker_env.health()
     finally:
         os.kill(redis_state.pid, signal.SIGCONT)
+    assert frozen is not None and frozen[0] == 503, frozen
+    assert frozen[1]["status"] == "stalled" and frozen[1]["stalled_s"] >= 2, frozen
     warning = worker_env.log().partition("no record processed for")[2]
     assert "in the batch being decided" in warning, warning
     # the agent, or the timer that releases held records, waits in Redis
@@ -316,6 +321,12 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     got = sorted(json.loads(r.value)["transaction_id"] for r in decided)
     assert got == sorted({"warm", *ids})  # each once
     assert worker_env.processes[0].poll() is None, worker_env.logs()
+    wait_for(
+        lambda: worker_env.health() == (200, {"status": "ok"}),
+        timeout=10,
+        what="the liveness probe to pass again",
+        worker=worker_env,
+    )
 
 
 async def test_transactional_producers_aborted_writes_are_not_decided_and_markers_are_not_lag(

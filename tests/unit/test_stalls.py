@@ -64,3 +64,16 @@ def test_the_stall_watch_warns_once_per_stall_and_only_with_work_waiting() -> No
     assert idle.check(progress=3, waiting=1, now=1000) is None
     assert idle.check(progress=3, waiting=1, now=1059) is None
     assert idle.check(progress=3, waiting=1, now=1061) == 61
+
+
+def test_how_long_work_has_waited_is_known_between_warnings() -> None:
+    watch = StallWatch(after_s=10)
+    assert watch.stalled_for(now=0) is None
+    watch.check(progress=1, waiting=5, now=0)
+    watch.check(progress=1, waiting=5, now=11)  # warned once here
+    assert watch.check(progress=1, waiting=5, now=20) is None  # not again
+    assert watch.stalled_for(now=20) == 20  # but still stalled
+    watch.check(progress=2, waiting=5, now=21)  # progress
+    assert watch.stalled_for(now=21) == 0
+    watch.check(progress=2, waiting=0, now=22)  # nothing waiting
+    assert watch.stalled_for(now=30) is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from streamer.metrics import Metrics
+import json
+
+from streamer.metrics import RECENT_ALERTS, Metrics
+from streamer.pipeline import BatchOutput
 from tests.prometheus import Samples, samples
 
 
@@ -34,3 +37,14 @@ def test_lag_covers_the_partitions_owned_now_and_is_summarised() -> None:
         (("partition", "0"), ("topic", "labels")): 0,
     }
     assert metrics.summary(None)["lag_records"] == 3
+
+
+def test_the_dashboard_gets_the_latest_alerts_newest_first() -> None:
+    metrics = Metrics()
+    for batch in range(3):
+        alerts = [(b"c", json.dumps({"alert_id": f"a{batch}-{i}"}).encode()) for i in range(30)]
+        metrics.observe_batch("tx", BatchOutput(alerts=alerts), 0.01, 30)
+    latest = [a["alert_id"] for a in metrics.latest_alerts()]
+    assert len(latest) == RECENT_ALERTS and 30 < RECENT_ALERTS < 60
+    assert latest[:2] == ["a2-29", "a2-28"] and latest[-1] == f"a1-{60 - RECENT_ALERTS}"
+    assert metrics.summary(None)["totals"]["alerts"] == 90
