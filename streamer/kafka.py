@@ -50,6 +50,7 @@ __all__ = [
     "partitions",
     "replication_factor",
     "running",
+    "topic_partitions",
 ]
 
 # Long enough to batch the sends of one scored batch, short enough not to show in latency.
@@ -349,6 +350,18 @@ async def fetch_broker_ids(settings: Settings, timeout: float = 5.0) -> list[int
         return sorted(broker.nodeId for broker in client.cluster.brokers())
     finally:
         await client.close()
+
+
+async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition] | None:
+    """The partitions ``topic`` has on the cluster, whatever it was created with; None when
+    there is no such topic."""
+    client = AIOKafkaClient(**client_options(settings))
+    try:
+        await client.bootstrap()
+        ids = (await client.fetch_all_metadata()).partitions_for_topic(topic)
+    finally:
+        await client.close()
+    return None if ids is None else [TopicPartition(topic, p) for p in sorted(ids)]
 
 
 async def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:

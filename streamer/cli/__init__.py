@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "score-batch": "streamer.cli.score_batch:score_batch",
     "bench": "streamer.cli.bench:bench",
     "demo": "streamer.cli.demo:demo",
+    "quality": "streamer.cli.quality:quality",
 }
 
 

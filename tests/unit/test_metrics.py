@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from models.live_quality import live_quality
 from models.metrics import card_precision_at_k, decisions_quality, quality
 
 
@@ -88,3 +89,37 @@ def test_decisions_quality_joins_scores_by_id_and_counts_from_a_day() -> None:
     since = pd.Timestamp("2018-04-02", tz="UTC")
     metrics, n, frauds = decisions_quality(frame, decided, since=since)
     assert (n, frauds, metrics["auc_roc"]) == (3, 1, 1.0)
+
+
+def test_live_quality_takes_each_transactions_latest_label_up_to_a_delay_before_the_last() -> None:
+    day = pd.Timestamp("2018-04-01", tz="UTC")
+    decisions = pd.DataFrame(
+        {
+            "transaction_id": ["t0", "t1", "t2", "t3", "t4", "t5"],
+            "customer_id": ["A", "B", "C", "D", "E", "F"],
+            "timestamp": [day, day, day + pd.Timedelta(days=1), day + pd.Timedelta(days=1),
+                          day + pd.Timedelta(days=1), day + pd.Timedelta(days=5)],
+            "score": [0.9, 0.8, 0.7, 0.1, 0.6, 0.95],
+            "model_version": ["m1", "m1", "m2", "m2", "m2", "m2"],
+        }
+    )  # fmt: skip
+    labels = pd.DataFrame(
+        {
+            "transaction_id": ["t0", "t1", "t1", "t3", "t5"],
+            "is_fraud": [True, True, False, True, True],  # t1 marked, then withdrawn
+            "reported_at": [day + pd.Timedelta(days=d) for d in (2, 2, 3, 4, 9)],
+        }
+    )
+    cutoff, report = live_quality(decisions, labels, delay_days=7)
+    assert cutoff == day + pd.Timedelta(days=2)  # t5, reported on day 9, is too recent
+    by_version = {row.version: row for row in report}
+    assert [row.version for row in report] == ["all", "m1", "m2"]
+    everything = by_version["all"]
+    assert (everything.transactions, everything.frauds) == (5, 2)  # t0 and t3
+    # frauds t0 (0.9) and t3 (0.1) against t1 (0.8), t2 (0.7), t4 (0.6): 3 of 6 pairs right
+    assert everything.metrics["auc_roc"] == pytest.approx(0.5)
+    assert (by_version["m1"].transactions, by_version["m1"].frauds) == (2, 1)
+    assert by_version["m2"].metrics["auc_roc"] == 0.0  # its one fraud ranked last
+    _, report = live_quality(decisions, labels, delay_days=7, since=day + pd.Timedelta(days=1))
+    assert [(r.version, r.transactions) for r in report] == [("all", 3), ("m2", 3)]
+    assert live_quality(decisions, labels.iloc[:0], delay_days=7) == (None, [])

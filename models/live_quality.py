@@ -1,0 +1,68 @@
+"""The quality of the decisions a running system published, measured against its labels.
+
+Offline evaluation (:mod:`models.evaluate`) scores history with a model; this measures what the
+workers actually decided — scores computed live from the features in Redis — once the truth is
+known. The truth comes from the labels topic: a transaction is a fraud if its latest label (by
+report time) says so, so a withdrawal (``is_fraud: false`` after a fraud mark) clears it, and a
+transaction without a label is genuine. Labels come a delay after their transactions, so only
+transactions at least that delay older than the latest report count: the newer ones may still
+be reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from models.metrics import quality
+
+__all__ = ["LiveQuality", "live_quality"]
+
+
+@dataclass(frozen=True)
+class LiveQuality:
+    """The handbook's metrics of one model version's decisions (or all of them: ``"all"``)."""
+
+    version: str
+    transactions: int
+    frauds: int
+    metrics: dict[str, float]
+
+
+def live_quality(
+    decisions: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    delay_days: float,
+    since: pd.Timestamp | None = None,
+) -> tuple[pd.Timestamp | None, list[LiveQuality]]:
+    """(the cutoff, the quality of all decisions and of each model version's) over the
+    decided transactions from ``since`` to the cutoff: the latest report time minus
+    ``delay_days`` (None, and nothing measured, before any label).
+
+    ``decisions``: transaction_id, customer_id, timestamp, score, model_version — one row per
+    transaction (its first decision). ``labels``: transaction_id, is_fraud, reported_at.
+    """
+    if labels.empty:
+        return None, []
+    reported = pd.to_datetime(labels["reported_at"], utc=True)
+    cutoff = reported.max() - pd.Timedelta(days=delay_days)
+    latest = labels.assign(reported_at=reported).sort_values("reported_at", kind="stable")
+    truth = latest.groupby("transaction_id")["is_fraud"].last().astype(bool)
+    times = pd.to_datetime(decisions["timestamp"], utc=True)
+    keep = times <= cutoff
+    if since is not None:
+        keep &= times >= since
+    rows = decisions[keep.to_numpy()].copy()
+    rows["is_fraud"] = rows["transaction_id"].map(truth).fillna(False).astype(bool)
+    report = [_measure("all", rows)]
+    for version, group in rows.groupby("model_version", sort=True):
+        report.append(_measure(str(version), group))
+    return cutoff, report
+
+
+def _measure(version: str, rows: pd.DataFrame) -> LiveQuality:
+    frauds = int(rows["is_fraud"].sum())
+    metrics = quality(rows, rows["score"].to_numpy(dtype=float)) if len(rows) else {}
+    return LiveQuality(version, len(rows), frauds, metrics)

@@ -1,0 +1,148 @@
+"""``fraud-streamer quality``: how good the published decisions were, once labels are known."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import click
+
+from streamer.cli import pass_settings
+from streamer.features.definitions import LABEL_DELAY_DAYS
+from streamer.settings import Settings
+
+#: what is kept of each record (a decision of a 1.75 M-transaction history fits in memory)
+DECISION_FIELDS = ("transaction_id", "customer_id", "timestamp", "score", "model_version")
+LABEL_FIELDS = ("transaction_id", "is_fraud", "reported_at")
+
+
+@click.command()
+@click.option(
+    "--delay-days",
+    type=click.FloatRange(min=0),
+    default=float(LABEL_DELAY_DAYS),
+    show_default=True,
+    help="How long after a transaction its label may still come: transactions newer than "
+    "the latest label's report time minus this are left out.",
+)
+@click.option(
+    "--since",
+    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]),
+    default=None,
+    help="Only transactions at or after this time (UTC).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_settings
+def quality(settings: Settings, delay_days: float, since: datetime | None, as_json: bool) -> None:
+    """Measure the decisions the workers published against the labels.
+
+    Reads the decisions and labels topics from their beginning to their current end, takes
+    each transaction's first decision and its latest label (a transaction without one is
+    genuine; a withdrawal clears a fraud mark), and prints AUC ROC, Average Precision and Card
+    Precision@100 — over all decisions and per model version — for the transactions old enough
+    to have been reported (see --delay-days). These are the scores the workers computed live,
+    from the features in Redis: what `evaluate` measures offline, measured in production.
+    """
+    import asyncio
+
+    import pandas as pd
+
+    from models.live_quality import live_quality
+
+    decisions, labels = asyncio.run(_read_both(settings))
+    if decisions.empty:
+        raise click.ClickException(f"no decisions on {settings.topic_decisions}")
+    if labels.empty:
+        raise click.ClickException(
+            f"no labels on {settings.topic_labels}: nothing to measure the decisions against"
+        )
+    decisions = decisions.drop_duplicates("transaction_id", keep="first")  # re-deliveries
+    start = None if since is None else pd.Timestamp(since, tz="UTC")
+    cutoff, report = live_quality(decisions, labels, delay_days=delay_days, since=start)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "cutoff": None if cutoff is None else cutoff.isoformat(),
+                    "report": [vars(row) for row in report],
+                },
+                indent=2,
+            )
+        )
+        return
+    click.echo(
+        f"{len(decisions):,} transactions decided, {len(labels):,} labels; measured: "
+        f"transactions {'from ' + start.isoformat() + ' ' if start is not None else ''}"
+        f"up to {cutoff} (the latest report minus {delay_days:g} days)"
+    )
+    click.echo(f"{'model':<36} {'transactions':>12} {'frauds':>7} {'AUC ROC':>8} {'AP':>6} "
+               f"{'CP@100':>7}")  # fmt: skip
+    nan = float("nan")
+    for row in report:
+        auc, ap, cp = (
+            row.metrics.get(name, nan)
+            for name in ("auc_roc", "average_precision", "card_precision_at_100")
+        )
+        click.echo(
+            f"{row.version:<36} {row.transactions:>12,} {row.frauds:>7,} "
+            f"{auc:>8.3f} {ap:>6.3f} {cp:>7.3f}"
+        )
+
+
+async def _read_both(settings: Settings) -> tuple[Any, Any]:
+    import pandas as pd
+
+    decisions = await _read_topic(settings, settings.topic_decisions, DECISION_FIELDS)
+    labels = await _read_topic(settings, settings.topic_labels, LABEL_FIELDS)
+    return (
+        pd.DataFrame(decisions, columns=list(DECISION_FIELDS)),
+        pd.DataFrame(labels, columns=list(LABEL_FIELDS)),
+    )
+
+
+async def _read_topic(
+    settings: Settings, topic: str, fields: tuple[str, ...]
+) -> list[tuple[Any, ...]]:
+    """``fields`` of every JSON record of ``topic``, from its beginning to its end as of now;
+    records that are not JSON objects with those fields are skipped (the worker only writes
+    valid ones; a label that failed validation went to the dead letters, not here)."""
+    from tqdm import tqdm
+
+    from streamer.kafka import make_consumer, running, topic_partitions
+
+    tps = await topic_partitions(settings, topic)
+    if tps is None:
+        raise click.ClickException(
+            f"no topic {topic!r} on Kafka at {settings.kafka_bootstrap_servers}"
+        )
+    rows: list[tuple[Any, ...]] = []
+    async with running(make_consumer(settings, group_id=None)) as consumer:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        starts = {tp: await consumer.position(tp) for tp in tps}
+        pending = {tp for tp in tps if starts[tp] < ends[tp]}
+        with tqdm(total=sum(ends[tp] - starts[tp] for tp in tps), unit="rec", desc=topic,
+                  leave=False, disable=None) as bar:  # fmt: skip
+            while pending:
+                batch = await consumer.getmany(*pending, timeout_ms=1000)
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset < ends[tp]:
+                            rows.extend(_fields(record.value, fields))
+                    bar.update(len(records))
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        pending.discard(tp)
+                for tp in list(pending):  # an end reached with markers only (transactions)
+                    if await consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+    return rows
+
+
+def _fields(value: bytes | None, fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    try:
+        record = json.loads(value or b"")
+        return [tuple(record[name] for name in fields)]
+    except (ValueError, TypeError, KeyError):
+        return []

@@ -1,0 +1,63 @@
+"""``fraud-streamer quality`` on what a running worker published, against its labels."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from models.metrics import quality
+from streamer.replay import encode_labels, encode_transactions, merged_records, replay
+from tests.integration.harness import WorkerEnv, consume_until
+
+
+async def test_quality_measures_the_published_decisions_against_the_labels(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """A history and its labels replayed into a worker; `quality` must give the metrics of the
+    decisions it published over the transactions a label delay older than the latest report,
+    computed here from the two topics read back on their own."""
+    settings = worker_env.settings
+    frame = replay_slice.head(20_000)
+    stats = await replay(settings, merged_records(encode_transactions(frame), encode_labels(frame)))
+    worker_env.start_worker()
+    decided = await consume_until(
+        settings, settings.topic_decisions, ids=set(frame["transaction_id"]), timeout=240,
+        worker=worker_env,
+    )  # fmt: skip
+    labels = await consume_until(settings, settings.topic_labels, count=stats.labels)
+
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "quality", "--json"],
+        env=worker_env.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+
+    sent = [json.loads(r.value) for r in labels]
+    cutoff = max(pd.Timestamp(label["reported_at"]) for label in sent) - pd.Timedelta(days=7)
+    frauds = {label["transaction_id"] for label in sent}  # the replay sends fraud marks only
+    first = {}
+    for record in decided:
+        decision = json.loads(record.value)
+        first.setdefault(decision["transaction_id"], decision)
+    rows = pd.DataFrame(
+        [d for d in first.values() if pd.Timestamp(d["timestamp"]) <= cutoff]
+    ).assign(is_fraud=lambda d: d["transaction_id"].isin(frauds))
+    expected = quality(rows, rows["score"].to_numpy(dtype=float))
+
+    assert pd.Timestamp(report["cutoff"]) == cutoff
+    everything, *versions = report["report"]
+    assert everything["version"] == "all"
+    assert (everything["transactions"], everything["frauds"]) == (len(rows), rows["is_fraud"].sum())
+    assert 0 < everything["frauds"] < everything["transactions"] < len(frame)
+    for name, value in expected.items():
+        assert np.isclose(everything["metrics"][name], value, rtol=0, atol=1e-12), name
+    assert [v["version"] for v in versions] == ["test-model-a"]
+    assert everything["metrics"]["auc_roc"] > 0.7  # the worker's scores rank its frauds
