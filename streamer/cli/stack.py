@@ -20,25 +20,26 @@ def _local_stack(settings: Settings) -> LocalStack:
         raise click.ClickException(str(exc)) from None
 
 
+def _not_listening(endpoint: object) -> str:
+    return (
+        f"not listening on {endpoint} (this broker was started without it: "
+        "`fraud-streamer stack down` and `up` again to add it)"
+    )
+
+
 def _secure_listener(local: LocalStack) -> str:
     """Where the broker's SASL_SSL listener is and its client settings, or why it is missing."""
     secure = local.secure_listener()
     if secure is not None and local.secure_listening():
         return f"{local.secure}  (client settings: {secure.env_file})"
-    return (
-        f"not listening on {local.secure} (this broker was started without it: "
-        "`fraud-streamer stack down` and `up` again to add it)"
-    )
+    return _not_listening(local.secure)
 
 
 def _mtls_listener(local: LocalStack) -> str:
     """Where the broker's SSL listener is and its client settings, or why it is missing."""
     secure = local.secure_listener()
     if secure is None or not local.mtls_listening():
-        return (
-            f"not listening on {local.mtls} (this broker was started without it: "
-            "`fraud-streamer stack down` and `up` again to add it)"
-        )
+        return _not_listening(local.mtls)
     if not secure.mtls_env_file.is_file():
         return f"{local.mtls}  (no client certificate: it needs openssl)"
     return f"{local.mtls}  (client settings: {secure.mtls_env_file})"
@@ -52,10 +53,7 @@ def _sasl_plaintext_listener(local: LocalStack) -> str:
             f"{local.sasl_plaintext}  (the SASL_SSL listener's users: its client settings with "
             "STREAMER_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, this address, no CA file)"
         )
-    return (
-        f"not listening on {local.sasl_plaintext} (this broker was started without it: "
-        "`fraud-streamer stack down` and `up` again to add it)"
-    )
+    return _not_listening(local.sasl_plaintext)
 
 
 def _redis_tls(local: LocalStack, settings: Settings) -> str:

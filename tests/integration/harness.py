@@ -22,7 +22,14 @@ from streamer.replay import encode_transactions
 from streamer.settings import Settings
 from tests.prometheus import Samples, samples
 
-__all__ = ["WorkerEnv", "consume_until", "decide_each_once", "produce", "wait_for"]
+__all__ = [
+    "WorkerEnv",
+    "consume_until",
+    "decide_each_once",
+    "produce",
+    "refused_start",
+    "wait_for",
+]
 
 
 @dataclass
@@ -173,6 +180,20 @@ async def consume_until(
     finally:
         await consumer.stop()
     return records
+
+
+def refused_start(env: dict[str, str]) -> tuple[str, str]:
+    """Start ``fraud-streamer worker`` with ``env``, expecting it to refuse (status 1) before
+    it runs; returns its last line (the one-line reason) and all it wrote to stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    return result.stderr.strip().splitlines()[-1], result.stderr
 
 
 def wait_for(predicate: Any, *, timeout: float, what: str, worker: WorkerEnv) -> None:

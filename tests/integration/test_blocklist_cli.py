@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -18,6 +16,7 @@ from click.testing import CliRunner
 from models.registry import ModelRegistry
 from streamer.cli import cli
 from streamer.settings import Settings
+from tests.integration.harness import refused_start
 
 
 @pytest.fixture
@@ -92,17 +91,8 @@ def test_a_worker_that_cannot_use_redis_says_so_at_start(
         (_url(stack, user, "not-" + password, 13), "refused the user name or password"),
         ("redis://127.0.0.1:1/0", "cannot reach Redis at redis://127.0.0.1:1/0"),
     ):
-        result = subprocess.run(
-            [sys.executable, "-m", "streamer", "worker"],
-            env={
-                **os.environ,
-                "STREAMER_REDIS_URL": url,
-                "STREAMER_MODEL_REGISTRY": str(registry.root),
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
+        last, stderr = refused_start(
+            {**os.environ, "STREAMER_REDIS_URL": url, "STREAMER_MODEL_REGISTRY": str(registry.root)}
         )
-        assert result.returncode == 1, result.stderr
-        assert named in result.stderr.strip().splitlines()[-1], result.stderr
-        assert password not in result.stderr
+        assert named in last, stderr
+        assert password not in stderr

@@ -8,8 +8,6 @@ refuses anything but TLS, and check that each TLS mistake is named as such at st
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -32,7 +30,7 @@ from streamer.secure_listener import (
 )
 from streamer.settings import Settings
 from streamer.stack import LocalStack
-from tests.integration.harness import WorkerEnv, decide_each_once
+from tests.integration.harness import WorkerEnv, decide_each_once, refused_start
 
 
 @pytest.fixture(scope="module")
@@ -187,14 +185,6 @@ def test_a_worker_with_a_tls_mistake_says_so_at_start(
     worker_env: WorkerEnv, tls_url: str, other_ca: Path
 ) -> None:
     url, named = _mistakes(tls_url, worker_env.settings.redis_url, other_ca)["another CA"]
-    result = subprocess.run(
-        [sys.executable, "-m", "streamer", "worker"],
-        env={**worker_env.env, "STREAMER_REDIS_URL": url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert named in last, result.stderr
-    assert "ssl_ca_certs" in last, result.stderr
+    last, stderr = refused_start({**worker_env.env, "STREAMER_REDIS_URL": url})
+    assert named in last, stderr
+    assert "ssl_ca_certs" in last, stderr

@@ -11,8 +11,6 @@ such instead of as an unreachable broker.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -32,7 +30,13 @@ from streamer.secure_listener import (
 )
 from streamer.settings import Settings
 from streamer.stack import Endpoint, LocalStack
-from tests.integration.harness import WorkerEnv, consume_until, decide_each_once, produce
+from tests.integration.harness import (
+    WorkerEnv,
+    consume_until,
+    decide_each_once,
+    produce,
+    refused_start,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,22 +102,17 @@ async def test_each_sasl_mechanism_creates_produces_and_consumes(
     assert [(r.key, r.value) for r in records] == sent
 
 
-async def test_the_worker_scores_through_sasl_ssl(
+@pytest.mark.parametrize(("tls", "mechanism"), [(True, "SCRAM-SHA-512"), (False, "SCRAM-SHA-256")],
+                         ids=["SASL_SSL", "SASL_PLAINTEXT"])  # fmt: skip
+async def test_the_worker_scores_through_sasl(
     worker_env: WorkerEnv,
     secure: tuple[SecureListener, Endpoint],
-    replay_slice: pd.DataFrame,
-) -> None:
-    env = _env(secure, "SCRAM-SHA-512")
-    settings = _settings(worker_env.settings, env)
-    await decide_each_once(worker_env, replay_slice.head(300), settings, **env)
-
-
-async def test_the_worker_scores_through_sasl_plaintext(
-    worker_env: WorkerEnv,
     sasl_plaintext: tuple[SecureListener, Endpoint],
     replay_slice: pd.DataFrame,
+    tls: bool,
+    mechanism: str,
 ) -> None:
-    env = _plaintext_env(sasl_plaintext, "SCRAM-SHA-256")
+    env = _env(secure, mechanism) if tls else _plaintext_env(sasl_plaintext, mechanism)
     settings = _settings(worker_env.settings, env)
     await decide_each_once(worker_env, replay_slice.head(300), settings, **env)
 
@@ -143,17 +142,9 @@ def test_a_worker_with_wrong_security_settings_says_which(
 ) -> None:
     ca_p12 = str(secure[0].directory / "ca.p12")
     changes = {k: v.format(ca_p12=ca_p12) for k, v in change.items()}
-    result = subprocess.run(
-        [sys.executable, "-m", "streamer", "worker"],
-        env={**worker_env.env, **_env(secure, "SCRAM-SHA-512", **changes)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: cannot"), result.stderr
-    assert named in last, result.stderr
+    last, stderr = refused_start({**worker_env.env, **_env(secure, "SCRAM-SHA-512", **changes)})
+    assert last.startswith("Error: cannot"), stderr
+    assert named in last, stderr
 
 
 async def test_a_certificate_from_another_ca_is_named_as_untrusted(
@@ -222,13 +213,5 @@ def test_a_worker_without_its_client_certificate_says_so_at_start(
 ) -> None:
     env = mtls_client_env(*mtls)
     del env["STREAMER_KAFKA_SSL_CERTFILE"], env["STREAMER_KAFKA_SSL_KEYFILE"]
-    result = subprocess.run(
-        [sys.executable, "-m", "streamer", "worker"],
-        env={**worker_env.env, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: cannot") and "requires one" in last, result.stderr
+    last, stderr = refused_start({**worker_env.env, **env})
+    assert last.startswith("Error: cannot") and "requires one" in last, stderr

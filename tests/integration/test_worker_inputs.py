@@ -9,8 +9,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +27,13 @@ from streamer.kafka import make_producer
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 from streamer.stack import LocalStack
-from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
+from tests.integration.harness import (
+    WorkerEnv,
+    consume_until,
+    produce,
+    refused_start,
+    wait_for,
+)
 
 #: the worker's consumer lag gauge, one sample per owned partition
 LAG_METRIC = "streamer_consumer_lag_records"
@@ -435,15 +439,7 @@ def test_a_replication_factor_the_cluster_cannot_meet_is_named(worker_env: Worke
     brokers there are is refused by Kafka, and the worker says so in one line."""
     env = {**worker_env.env, "STREAMER_TOPIC_TRANSACTIONS": "tx-rf-2-of-1"}
     env["STREAMER_TOPIC_REPLICATION_FACTOR"] = "2"
-    result = subprocess.run(
-        [sys.executable, "-m", "streamer", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 1, result.stderr
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("Error: cannot create the topics on Kafka"), result.stderr
+    last, stderr = refused_start(env)
+    assert last.startswith("Error: cannot create the topics on Kafka"), stderr
     assert "cannot create topic 'tx-rf-2-of-1' (4 partitions, 2 replicas; see " in last
     assert "replication factor of 2 cannot be reached because only 1 broker" in last, last
