@@ -40,6 +40,8 @@ log = logging.getLogger("streamer.worker")
 
 #: How often the consumer lag metric is refreshed.
 LAG_INTERVAL_S = 1.0
+#: How often Redis's memory and evictions are read (INFO).
+REDIS_INFO_INTERVAL_S = 10.0
 
 
 def _credentials(settings: Settings) -> Any:
@@ -285,6 +287,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 in_flight[0],
                 merger.held,
                 format_tasks(),
+            )
+
+    @app.timer(REDIS_INFO_INTERVAL_S)
+    async def report_redis() -> None:
+        info = await runtime.redis_info()
+        if info is None:
+            return
+        evicted = metrics.set_redis(info)
+        if evicted:
+            log.warning(
+                "Redis evicted %d keys in the last %.0f s (maxmemory %s, maxmemory-policy %s): "
+                "window state was lost, and features will count fewer transactions than "
+                "happened until it is rebuilt; see the README's Operations",
+                evicted,
+                REDIS_INFO_INTERVAL_S,
+                info.get("maxmemory_human"),
+                info.get("maxmemory_policy"),
             )
 
     @app.timer(settings.model_poll_seconds)

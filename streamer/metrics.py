@@ -31,7 +31,19 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.recent_alerts: deque[bytes] = deque(maxlen=RECENT_ALERTS)
+        self._evicted: int | None = None
         r = self.registry
+        self.redis_memory = Gauge(
+            "streamer_redis_memory_bytes",
+            "Redis memory: used, and its limit (maxmemory; 0: none)",
+            ["kind"],
+            registry=r,
+        )
+        self.redis_evicted = Gauge(
+            "streamer_redis_evicted_keys",
+            "Keys Redis has evicted since it started: any rise is window state lost",
+            registry=r,
+        )
         self.consumed = Counter(
             "streamer_consumed", "Input records consumed", ["topic"], registry=r
         )
@@ -83,6 +95,16 @@ class Metrics:
         )
         self.started = time.time()
         self._totals: dict[str, int] = {}
+
+    def set_redis(self, info: Mapping[str, Any]) -> int:
+        """Redis's memory (used, and its limit) and eviction count from its ``INFO``; returns
+        how many keys it evicted since the last call (0 the first time)."""
+        self.redis_memory.labels("used").set(float(info.get("used_memory", 0)))
+        self.redis_memory.labels("limit").set(float(info.get("maxmemory", 0)))
+        evicted = int(info.get("evicted_keys", 0))
+        before, self._evicted = self._evicted, evicted
+        self.redis_evicted.set(evicted)
+        return 0 if before is None else max(evicted - before, 0)
 
     def observe_batch(self, topic: str, out: BatchOutput, seconds: float, consumed: int) -> None:
         self.recent_alerts.extend(value for _, value in out.alerts)  # as published: JSON

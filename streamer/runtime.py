@@ -10,6 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from models.registry import ModelRegistry
 from streamer.features.store import FeatureStore, RedisFeatureStore
@@ -42,6 +46,7 @@ class Runtime:
         self.registry = registry or ModelRegistry(settings.model_registry)
         self.metrics = metrics or Metrics()
         self._store = store
+        self._redis: Redis | None = None  # the store's client (unless a store is injected)
         self._scorer: Scorer | None = None
         self._pipeline: Pipeline | None = None
         self._refused: str | None = None  # last version refused, so it is logged once
@@ -60,8 +65,7 @@ class Runtime:
             async with self._lock:
                 if self._pipeline is None:
                     if self._store is None:
-                        client = connect(self.settings.redis_url)
-                        self._store = RedisFeatureStore(client)
+                        self._store = RedisFeatureStore(self._client())
                     if self._scorer is None:
                         await self.refresh_model()
                     self._pipeline = Pipeline(
@@ -99,6 +103,23 @@ class Runtime:
         previous, self._scorer = self.model_version, scorer
         self.metrics.set_model(scorer.version)
         log.info("serving model %s (was %s)", scorer.version, previous or "none")
+
+    def _client(self) -> Redis:
+        """The Redis client of the store, made on first use."""
+        if self._redis is None:
+            self._redis = connect(self.settings.redis_url)
+        return self._redis
+
+    async def redis_info(self) -> dict[str, Any] | None:
+        """Redis's ``INFO memory`` and ``INFO stats`` (None with a store injected by a test,
+        or when the server does not allow INFO, as some managed services do not)."""
+        if self._store is not None and self._redis is None:
+            return None
+        try:
+            client = self._client()
+            return {**await client.info("memory"), **await client.info("stats")}
+        except RedisError:
+            return None
 
     def dashboard_html(self) -> str:
         return resources.files("streamer.dashboard").joinpath("index.html").read_text("utf-8")

@@ -298,6 +298,10 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     worker_env.start_worker()
     await consume_until(settings, settings.topic_decisions, ids={"warm"}, worker=worker_env)
     assert worker_env.health() == (200, {"status": "ok"})
+    # the worker reads Redis's memory every few seconds, for /metrics
+    redis_used = ("streamer_redis_memory_bytes", (("kind", "used"),))
+    wait_for(lambda: worker_env.metrics().get(redis_used, 0) > 0, timeout=30,
+             what="Redis's memory in /metrics", worker=worker_env)  # fmt: skip
     ids = {f"s{i}" for i in range(50)}
     os.kill(redis_state.pid, signal.SIGSTOP)
     try:
@@ -443,3 +447,35 @@ def test_a_replication_factor_the_cluster_cannot_meet_is_named(worker_env: Worke
     assert last.startswith("Error: cannot create the topics on Kafka"), stderr
     assert "cannot create topic 'tx-rf-2-of-1' (4 partitions, 2 replicas; see " in last
     assert "replication factor of 2 cannot be reached because only 1 broker" in last, last
+
+
+async def test_keys_redis_evicts_under_a_running_worker_are_reported(
+    worker_env: WorkerEnv, stack: Settings
+) -> None:
+    """The stack's Redis given a limit just above what it holds, with allkeys-lru: as the
+    worker writes window state, Redis evicts keys, and the worker says so in its log (and
+    /metrics) instead of scoring on thinned windows in silence."""
+    redis = Redis.from_url(stack.redis_url)
+    before = await redis.config_get("maxmemory*")
+    settings = worker_env.settings
+    try:
+        worker_env.start_worker()
+        # its first reading of Redis is the baseline: evictions count from there
+        redis_used = ("streamer_redis_memory_bytes", (("kind", "used"),))
+        wait_for(lambda: redis_used in worker_env.metrics(), timeout=60,
+                 what="the worker's first reading of Redis", worker=worker_env)  # fmt: skip
+        used = (await redis.info("memory"))["used_memory"]
+        await redis.config_set("maxmemory", str(used + 512 * 1024))
+        await redis.config_set("maxmemory-policy", "allkeys-lru")
+        records = [(f"c-{i}".encode(), _tx(f"e{i}", customer_id=f"c-{i}")) for i in range(4000)]
+        await produce(settings, settings.topic_transactions, records)
+        wait_for(lambda: "Redis evicted" in worker_env.log(), timeout=90,
+                 what="the eviction warning", worker=worker_env)  # fmt: skip
+    finally:
+        await redis.config_set("maxmemory", before["maxmemory"])
+        await redis.config_set("maxmemory-policy", before["maxmemory-policy"])
+        await redis.aclose()
+    assert re.search(r"Redis evicted \d+ keys in the last \d+ s \(maxmemory [\d.]+[KM], "
+                     r"maxmemory-policy allkeys-lru\): window state was lost", worker_env.log())
+    evicted = worker_env.metrics().get(("streamer_redis_evicted_keys", ()), 0)
+    assert evicted > 0, worker_env.metrics()

@@ -48,3 +48,15 @@ def test_the_dashboard_gets_the_latest_alerts_newest_first() -> None:
     assert len(latest) == RECENT_ALERTS and 30 < RECENT_ALERTS < 60
     assert latest[:2] == ["a2-29", "a2-28"] and latest[-1] == f"a1-{60 - RECENT_ALERTS}"
     assert metrics.summary(None)["totals"]["alerts"] == 90
+
+
+def test_redis_memory_and_evictions_are_exported_and_new_evictions_counted() -> None:
+    metrics = Metrics()
+    info = {"used_memory": 1_000, "maxmemory": 0, "evicted_keys": 7}
+    assert metrics.set_redis(info) == 0  # what Redis evicted before this worker looked
+    assert metrics.set_redis({**info, "evicted_keys": 12}) == 5
+    assert metrics.set_redis({**info, "evicted_keys": 0}) == 0  # Redis restarted
+    samples = _samples(metrics)
+    assert samples[("streamer_redis_memory_bytes", (("kind", "used"),))] == 1_000
+    assert samples[("streamer_redis_memory_bytes", (("kind", "limit"),))] == 0
+    assert samples[("streamer_redis_evicted_keys", ())] == 0
