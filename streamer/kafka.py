@@ -25,6 +25,7 @@ from aiokafka.cluster import ClusterMetadata
 from aiokafka.conn import create_conn
 from aiokafka.errors import (
     KafkaConnectionError,
+    KafkaError,
     SaslAuthenticationFailed,
     TopicAlreadyExistsError,
     UnsupportedSaslMechanismError,
@@ -111,7 +112,9 @@ async def ensure_contract_topics(settings: Settings) -> None:
     try:
         await contract_topics(settings)
     except Exception as exc:
-        problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
+        # a broker's refusal already reads "[Error N] Name: what" (see ensure_topics)
+        named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
+        problem = await connection_problem(settings) or named
         raise KafkaUnusable(
             f"cannot create the topics on Kafka at {settings.kafka_bootstrap_servers}: {problem}"
         ) from exc
