@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.cluster import ClusterMetadata
@@ -49,6 +49,7 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "partitions",
+    "read_to_end",
     "replication_factor",
     "running",
     "topic_partitions",
@@ -365,6 +366,44 @@ async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartitio
     finally:
         await client.close()
     return None if ids is None else [TopicPartition(topic, p) for p in sorted(ids)]
+
+
+async def read_to_end(
+    settings: Settings,
+    topic: str,
+    handle: Callable[[ConsumerRecord[bytes, bytes]], object],
+    *,
+    tail: int | None = None,
+    progress: Callable[[int], object] | None = None,
+) -> bool:
+    """Hand every record of ``topic`` to ``handle``, partition by partition in offset order,
+    up to its end as of the call (what is written meanwhile is not waited for); with ``tail``,
+    only each partition's last ``tail`` records. ``progress`` gets each fetch's count. Returns
+    False when there is no such topic."""
+    tps = await topic_partitions(settings, topic)
+    if tps is None:
+        return False
+    async with running(make_consumer(settings, group_id=None)) as consumer:
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            first = await consumer.position(tp)
+            if tail is not None and ends[tp] - tail > first:
+                consumer.seek(tp, ends[tp] - tail)
+        pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        handle(record)
+                if progress is not None:
+                    progress(len(records))
+            for tp in list(pending):  # the end may be a transaction marker: no record there
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    return True
 
 
 async def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:

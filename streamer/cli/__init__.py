@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "bench": "streamer.cli.bench:bench",
     "demo": "streamer.cli.demo:demo",
     "quality": "streamer.cli.quality:quality",
+    "dead-letters": "streamer.cli.dead_letters:dead_letters",
 }
 
 

@@ -109,34 +109,17 @@ async def _read_topic(
     valid ones; a label that failed validation went to the dead letters, not here)."""
     from tqdm import tqdm
 
-    from streamer.kafka import make_consumer, running, topic_partitions
+    from streamer.kafka import read_to_end
 
-    tps = await topic_partitions(settings, topic)
-    if tps is None:
+    rows: list[tuple[Any, ...]] = []
+    with tqdm(unit="rec", desc=topic, leave=False, disable=None) as bar:
+        found = await read_to_end(
+            settings, topic, lambda r: rows.extend(_fields(r.value, fields)), progress=bar.update
+        )
+    if not found:
         raise click.ClickException(
             f"no topic {topic!r} on Kafka at {settings.kafka_bootstrap_servers}"
         )
-    rows: list[tuple[Any, ...]] = []
-    async with running(make_consumer(settings, group_id=None)) as consumer:
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        await consumer.seek_to_beginning(*tps)
-        starts = {tp: await consumer.position(tp) for tp in tps}
-        pending = {tp for tp in tps if starts[tp] < ends[tp]}
-        with tqdm(total=sum(ends[tp] - starts[tp] for tp in tps), unit="rec", desc=topic,
-                  leave=False, disable=None) as bar:  # fmt: skip
-            while pending:
-                batch = await consumer.getmany(*pending, timeout_ms=1000)
-                for tp, records in batch.items():
-                    for record in records:
-                        if record.offset < ends[tp]:
-                            rows.extend(_fields(record.value, fields))
-                    bar.update(len(records))
-                    if records and records[-1].offset + 1 >= ends[tp]:
-                        pending.discard(tp)
-                for tp in list(pending):  # an end reached with markers only (transactions)
-                    if await consumer.position(tp) >= ends[tp]:
-                        pending.discard(tp)
     return rows
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "decide_each_once",
     "produce",
     "refused_start",
+    "run_cli",
     "wait_for",
 ]
 
@@ -180,6 +181,20 @@ async def consume_until(
     finally:
         await consumer.stop()
     return records
+
+
+def run_cli(worker: WorkerEnv, *args: str) -> str:
+    """The output of a ``fraud-streamer`` command run with the worker's settings; it must
+    succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", *args],
+        env=worker.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def refused_start(env: dict[str, str]) -> tuple[str, str]:

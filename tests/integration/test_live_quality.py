@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 
 from models.metrics import quality
 from streamer.replay import encode_labels, encode_transactions, merged_records, replay
-from tests.integration.harness import WorkerEnv, consume_until
+from tests.integration.harness import WorkerEnv, consume_until, run_cli
 
 
 async def test_quality_measures_the_published_decisions_against_the_labels(
@@ -30,15 +28,7 @@ async def test_quality_measures_the_published_decisions_against_the_labels(
     )  # fmt: skip
     labels = await consume_until(settings, settings.topic_labels, count=stats.labels)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "streamer", "quality", "--json"],
-        env=worker_env.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
+    report = json.loads(run_cli(worker_env, "quality", "--json"))
 
     sent = [json.loads(r.value) for r in labels]
     cutoff = max(pd.Timestamp(label["reported_at"]) for label in sent) - pd.Timedelta(days=7)

@@ -32,6 +32,7 @@ from tests.integration.harness import (
     consume_until,
     produce,
     refused_start,
+    run_cli,
     wait_for,
 )
 
@@ -115,6 +116,18 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     # the producer's offset is kept in the echo: same instant, calendar features at +02:00
     assert decisions["g0"].timestamp.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
     assert worker_env.processes[0].poll() is None, "the worker must carry on"
+
+    # what an operator reads: each letter on a line, where from and why, and a tally
+    shown = run_cli(worker_env, "dead-letters", "--last", "50").splitlines()
+    assert len(shown) == len(letters) + 1, shown
+    assert any(
+        re.search(rf"{settings.topic_transactions}\[\d+\]@\d+ key \"negative amount\": "
+                  r"amount: Input should be greater than or equal to 0", line)
+        for line in shown
+    ), shown  # fmt: skip
+    assert shown[-1].startswith(f"{len(letters)} dead letters; problems: ")
+    assert "value_too_large ×1" in shown[-1] and "json_invalid" in shown[-1], shown[-1]
+    assert len(run_cli(worker_env, "dead-letters", "--last", "3", "--json").splitlines()) == 3
 
 
 async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv) -> None:
@@ -475,7 +488,10 @@ async def test_keys_redis_evicts_under_a_running_worker_are_reported(
         await redis.config_set("maxmemory", before["maxmemory"])
         await redis.config_set("maxmemory-policy", before["maxmemory-policy"])
         await redis.aclose()
-    assert re.search(r"Redis evicted \d+ keys in the last \d+ s \(maxmemory [\d.]+[KM], "
-                     r"maxmemory-policy allkeys-lru\): window state was lost", worker_env.log())
+    assert re.search(
+        r"Redis evicted \d+ keys in the last \d+ s \(maxmemory [\d.]+[KM], "
+        r"maxmemory-policy allkeys-lru\): window state was lost",
+        worker_env.log(),
+    )
     evicted = worker_env.metrics().get(("streamer_redis_evicted_keys", ()), 0)
     assert evicted > 0, worker_env.metrics()

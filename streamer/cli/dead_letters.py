@@ -1,0 +1,82 @@
+"""``fraud-streamer dead-letters``: what was rejected lately, and why, in words."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import click
+
+from streamer.cli import pass_settings
+from streamer.settings import Settings
+
+
+@click.command("dead-letters")
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many of the latest dead letters to show (by when the worker read them).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print them as JSON lines, as stored.")
+@pass_settings
+def dead_letters(settings: Settings, last: int, as_json: bool) -> None:
+    """Show the latest dead letters: the input records the workers rejected, where each came
+    from (topic, partition, offset, key) and every problem found in it.
+
+    Reads the last --last records of each partition of STREAMER_TOPIC_DEAD_LETTERS and shows
+    the latest --last of them, oldest first, with a count of the kinds of problem. To put a
+    corrected record back, produce it again to its source topic: the worker decides it then.
+    """
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from schemas import DeadLetter
+    from streamer.kafka import read_to_end
+
+    letters: list[DeadLetter] = []
+    unreadable = 0
+
+    def keep(record: Any) -> None:
+        nonlocal unreadable
+        try:
+            letters.append(DeadLetter.model_validate_json(record.value or b""))
+        except ValidationError:  # not written by a worker
+            unreadable += 1
+
+    found = asyncio.run(read_to_end(settings, settings.topic_dead_letters, keep, tail=last))
+    if not found:
+        raise click.ClickException(
+            f"no topic {settings.topic_dead_letters!r} on Kafka at "
+            f"{settings.kafka_bootstrap_servers}"
+        )
+    letters = sorted(letters, key=lambda d: d.received_at)[-last:]
+    if unreadable:
+        click.echo(f"warning: {unreadable} records on the topic are not dead letters", err=True)
+    if as_json:
+        for letter in letters:
+            click.echo(letter.model_dump_json())
+        return
+    if not letters:
+        click.echo(f"no dead letters on {settings.topic_dead_letters}")
+        return
+    for letter in letters:
+        click.echo(_describe(letter))
+    kinds = Counter(error.type for letter in letters for error in letter.errors)
+    click.echo(
+        f"{len(letters)} dead letters; problems: "
+        + ", ".join(f"{kind} ×{n}" for kind, n in kinds.most_common())
+    )
+
+
+def _describe(letter: Any) -> str:
+    where = f"{letter.source_topic}[{letter.partition}]@{letter.offset}"
+    key = "no key" if letter.key is None else f"key {json.dumps(letter.key)}"
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in error.loc) or '(value)'}: {error.msg}"
+        for error in letter.errors
+    )
+    return f"{letter.received_at:%Y-%m-%d %H:%M:%S} {where} {key}: {problems}"
