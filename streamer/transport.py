@@ -93,7 +93,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
 class Consumer(driver.Consumer):
     """aiokafka consumer whose fetched records are delivered even if their partition is paused,
-    and whose polls stay short while a full stream buffer holds partitions back."""
+    whose polls stay short while a full stream buffer holds partitions back, and which knows
+    where each partition's records to come end (transaction markers aside)."""
 
     _thread: ConsumerThread
 
