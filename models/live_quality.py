@@ -17,14 +17,19 @@ import pandas as pd
 
 from models.metrics import quality
 
-__all__ = ["LiveQuality", "live_quality"]
+__all__ = ["GROUPINGS", "LiveQuality", "live_quality"]
+
+
+#: how the decisions can be grouped: by the model version that made them, or by the week
+#: (starting on Monday, UTC) of their transactions, to see quality drift
+GROUPINGS = ("version", "week")
 
 
 @dataclass(frozen=True)
 class LiveQuality:
-    """The handbook's metrics of one model version's decisions (or all of them: ``"all"``)."""
+    """The handbook's metrics of one group of decisions (or all of them: ``"all"``)."""
 
-    version: str
+    group: str
     transactions: int
     frauds: int
     metrics: dict[str, float]
@@ -36,14 +41,17 @@ def live_quality(
     *,
     delay_days: float,
     since: pd.Timestamp | None = None,
+    by: str = "version",
 ) -> tuple[pd.Timestamp | None, list[LiveQuality]]:
-    """(the cutoff, the quality of all decisions and of each model version's) over the
-    decided transactions from ``since`` to the cutoff: the latest report time minus
-    ``delay_days`` (None, and nothing measured, before any label).
+    """(the cutoff, the quality of all decisions and of each group's) over the decided
+    transactions from ``since`` to the cutoff: the latest report time minus ``delay_days``
+    (None, and nothing measured, before any label). ``by`` is one of :data:`GROUPINGS`.
 
     ``decisions``: transaction_id, customer_id, timestamp, score, model_version — one row per
     transaction (its first decision). ``labels``: transaction_id, is_fraud, reported_at.
     """
+    if by not in GROUPINGS:
+        raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     if labels.empty:
         return None, []
     reported = pd.to_datetime(labels["reported_at"], utc=True)
@@ -56,13 +64,18 @@ def live_quality(
         keep &= times >= since
     rows = decisions[keep.to_numpy()].copy()
     rows["is_fraud"] = rows["transaction_id"].map(truth).fillna(False).astype(bool)
+    if by == "week":
+        day = pd.to_datetime(rows["timestamp"], utc=True).dt.floor("D")
+        keys = (day - pd.to_timedelta(day.dt.day_of_week, unit="D")).dt.strftime("week of %Y-%m-%d")
+    else:
+        keys = rows["model_version"].astype(str)
     report = [_measure("all", rows)]
-    for version, group in rows.groupby("model_version", sort=True):
-        report.append(_measure(str(version), group))
+    for key, group in rows.groupby(keys.to_numpy(), sort=True):
+        report.append(_measure(str(key), group))
     return cutoff, report
 
 
-def _measure(version: str, rows: pd.DataFrame) -> LiveQuality:
+def _measure(group: str, rows: pd.DataFrame) -> LiveQuality:
     frauds = int(rows["is_fraud"].sum())
     metrics = quality(rows, rows["score"].to_numpy(dtype=float)) if len(rows) else {}
-    return LiveQuality(version, len(rows), frauds, metrics)
+    return LiveQuality(group, len(rows), frauds, metrics)

@@ -379,7 +379,25 @@ async def read_to_end(
     """Hand every record of ``topic`` to ``handle``, partition by partition in offset order,
     up to its end as of the call (what is written meanwhile is not waited for); with ``tail``,
     only each partition's last ``tail`` records. ``progress`` gets each fetch's count. Returns
-    False when there is no such topic."""
+    False when there is no such topic; raises :class:`KafkaUnusable`, naming why, when Kafka
+    cannot be read."""
+    try:
+        return await _read_to_end(settings, topic, handle, tail, progress)
+    except (KafkaError, OSError) as exc:
+        named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
+        problem = await connection_problem(settings) or named
+        raise KafkaUnusable(
+            f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}: {problem}"
+        ) from exc
+
+
+async def _read_to_end(
+    settings: Settings,
+    topic: str,
+    handle: Callable[[ConsumerRecord[bytes, bytes]], object],
+    tail: int | None,
+    progress: Callable[[int], object] | None,
+) -> bool:
     tps = await topic_partitions(settings, topic)
     if tps is None:
         return False

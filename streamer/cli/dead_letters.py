@@ -35,7 +35,7 @@ def dead_letters(settings: Settings, last: int, as_json: bool) -> None:
     from pydantic import ValidationError
 
     from schemas import DeadLetter
-    from streamer.kafka import read_to_end
+    from streamer.kafka import KafkaUnusable, read_to_end
 
     letters: list[DeadLetter] = []
     unreadable = 0
@@ -47,7 +47,10 @@ def dead_letters(settings: Settings, last: int, as_json: bool) -> None:
         except ValidationError:  # not written by a worker
             unreadable += 1
 
-    found = asyncio.run(read_to_end(settings, settings.topic_dead_letters, keep, tail=last))
+    try:
+        found = asyncio.run(read_to_end(settings, settings.topic_dead_letters, keep, tail=last))
+    except KafkaUnusable as exc:
+        raise click.ClickException(str(exc)) from None
     if not found:
         raise click.ClickException(
             f"no topic {settings.topic_dead_letters!r} on Kafka at "

@@ -32,15 +32,25 @@ LABEL_FIELDS = ("transaction_id", "is_fraud", "reported_at")
     default=None,
     help="Only transactions at or after this time (UTC).",
 )
+@click.option(
+    "--by",
+    type=click.Choice(["version", "week"]),
+    default="version",
+    show_default=True,
+    help="Group by the model version that decided, or by the week of the transactions (drift).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_settings
-def quality(settings: Settings, delay_days: float, since: datetime | None, as_json: bool) -> None:
+def quality(
+    settings: Settings, delay_days: float, since: datetime | None, by: str, as_json: bool
+) -> None:
     """Measure the decisions the workers published against the labels.
 
     Reads the decisions and labels topics from their beginning to their current end, takes
     each transaction's first decision and its latest label (a transaction without one is
     genuine; a withdrawal clears a fraud mark), and prints AUC ROC, Average Precision and Card
-    Precision@100 — over all decisions and per model version — for the transactions old enough
+    Precision@100 — over all decisions and per model version or per week (--by) — for the
+    transactions old enough
     to have been reported (see --delay-days). These are the scores the workers computed live,
     from the features in Redis: what `evaluate` measures offline, measured in production.
     """
@@ -49,8 +59,12 @@ def quality(settings: Settings, delay_days: float, since: datetime | None, as_js
     import pandas as pd
 
     from models.live_quality import live_quality
+    from streamer.kafka import KafkaUnusable
 
-    decisions, labels = asyncio.run(_read_both(settings))
+    try:
+        decisions, labels = asyncio.run(_read_both(settings))
+    except KafkaUnusable as exc:
+        raise click.ClickException(str(exc)) from None
     if decisions.empty:
         raise click.ClickException(f"no decisions on {settings.topic_decisions}")
     if labels.empty:
@@ -59,7 +73,7 @@ def quality(settings: Settings, delay_days: float, since: datetime | None, as_js
         )
     decisions = decisions.drop_duplicates("transaction_id", keep="first")  # re-deliveries
     start = None if since is None else pd.Timestamp(since, tz="UTC")
-    cutoff, report = live_quality(decisions, labels, delay_days=delay_days, since=start)
+    cutoff, report = live_quality(decisions, labels, delay_days=delay_days, since=start, by=by)
     if as_json:
         click.echo(
             json.dumps(
@@ -76,8 +90,10 @@ def quality(settings: Settings, delay_days: float, since: datetime | None, as_js
         f"transactions {'from ' + start.isoformat() + ' ' if start is not None else ''}"
         f"up to {cutoff} (the latest report minus {delay_days:g} days)"
     )
-    click.echo(f"{'model':<36} {'transactions':>12} {'frauds':>7} {'AUC ROC':>8} {'AP':>6} "
-               f"{'CP@100':>7}")  # fmt: skip
+    heading = "model" if by == "version" else "week"
+    click.echo(
+        f"{heading:<36} {'transactions':>12} {'frauds':>7} {'AUC ROC':>8} {'AP':>6} {'CP@100':>7}"
+    )
     nan = float("nan")
     for row in report:
         auc, ap, cp = (
@@ -85,7 +101,7 @@ def quality(settings: Settings, delay_days: float, since: datetime | None, as_js
             for name in ("auc_roc", "average_precision", "card_precision_at_100")
         )
         click.echo(
-            f"{row.version:<36} {row.transactions:>12,} {row.frauds:>7,} "
+            f"{row.group:<36} {row.transactions:>12,} {row.frauds:>7,} "
             f"{auc:>8.3f} {ap:>6.3f} {cp:>7.3f}"
         )
 

@@ -44,10 +44,15 @@ async def test_quality_measures_the_published_decisions_against_the_labels(
 
     assert pd.Timestamp(report["cutoff"]) == cutoff
     everything, *versions = report["report"]
-    assert everything["version"] == "all"
+    assert everything["group"] == "all"
     assert (everything["transactions"], everything["frauds"]) == (len(rows), rows["is_fraud"].sum())
     assert 0 < everything["frauds"] < everything["transactions"] < len(frame)
     for name, value in expected.items():
         assert np.isclose(everything["metrics"][name], value, rtol=0, atol=1e-12), name
-    assert [v["version"] for v in versions] == ["test-model-a"]
+    assert [v["group"] for v in versions] == ["test-model-a"]
     assert everything["metrics"]["auc_roc"] > 0.7  # the worker's scores rank its frauds
+    # by week: the same transactions, split
+    _, *weeks = json.loads(run_cli(worker_env, "quality", "--json", "--by", "week"))["report"]
+    assert len(weeks) >= 3 and all(w["group"].startswith("week of ") for w in weeks)
+    assert sum(w["transactions"] for w in weeks) == everything["transactions"]
+    assert sum(w["frauds"] for w in weeks) == everything["frauds"]

@@ -112,8 +112,8 @@ def test_live_quality_takes_each_transactions_latest_label_up_to_a_delay_before_
     )
     cutoff, report = live_quality(decisions, labels, delay_days=7)
     assert cutoff == day + pd.Timedelta(days=2)  # t5, reported on day 9, is too recent
-    by_version = {row.version: row for row in report}
-    assert [row.version for row in report] == ["all", "m1", "m2"]
+    by_version = {row.group: row for row in report}
+    assert [row.group for row in report] == ["all", "m1", "m2"]
     everything = by_version["all"]
     assert (everything.transactions, everything.frauds) == (5, 2)  # t0 and t3
     # frauds t0 (0.9) and t3 (0.1) against t1 (0.8), t2 (0.7), t4 (0.6): 3 of 6 pairs right
@@ -121,5 +121,11 @@ def test_live_quality_takes_each_transactions_latest_label_up_to_a_delay_before_
     assert (by_version["m1"].transactions, by_version["m1"].frauds) == (2, 1)
     assert by_version["m2"].metrics["auc_roc"] == 0.0  # its one fraud ranked last
     _, report = live_quality(decisions, labels, delay_days=7, since=day + pd.Timedelta(days=1))
-    assert [(r.version, r.transactions) for r in report] == [("all", 3), ("m2", 3)]
+    assert [(r.group, r.transactions) for r in report] == [("all", 3), ("m2", 3)]
     assert live_quality(decisions, labels.iloc[:0], delay_days=7) == (None, [])
+    # by the week of the transactions (Monday, UTC): 2018-04-01 is a Sunday, 04-02 a Monday
+    _, report = live_quality(decisions, labels, delay_days=7, by="week")
+    weeks = [(r.group, r.transactions, r.frauds) for r in report]
+    assert weeks == [("all", 5, 2), ("week of 2018-03-26", 2, 1), ("week of 2018-04-02", 3, 1)]
+    with pytest.raises(ValueError, match="by must be one of version, week"):
+        live_quality(decisions, labels, delay_days=7, by="day")
