@@ -79,7 +79,14 @@ def quality(
             json.dumps(
                 {
                     "cutoff": None if cutoff is None else cutoff.isoformat(),
-                    "report": [vars(row) for row in report],
+                    "report": [
+                        # a metric that cannot be computed (one class only) is null, not NaN
+                        {
+                            **vars(row),
+                            "metrics": {k: None if v != v else v for k, v in row.metrics.items()},
+                        }
+                        for row in report
+                    ],
                 },
                 indent=2,
             )
