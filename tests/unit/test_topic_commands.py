@@ -1,0 +1,23 @@
+"""The commands that read a topic name an unreachable Kafka in one line (no service needed:
+nothing listens on the port they are pointed at)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from streamer.cli import cli
+
+
+@pytest.mark.parametrize(("command", "topic"), [("dead-letters", "dead-letters"),
+                                                ("quality", "decisions")])  # fmt: skip
+def test_a_topic_command_names_an_unreachable_kafka(command: str, topic: str) -> None:
+    result = CliRunner().invoke(
+        cli, [command], env={"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    )
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last == (
+        f"Error: cannot read {topic} from Kafka at 127.0.0.1:9: nothing listens at 127.0.0.1:9 "
+        "(is Kafka running? `fraud-streamer stack up`)"
+    ), result.output
