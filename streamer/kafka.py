@@ -375,20 +375,21 @@ async def read_to_end(
     *,
     tail: int | None = None,
     progress: Callable[[int], object] | None = None,
-) -> bool:
+) -> None:
     """Hand every record of ``topic`` to ``handle``, partition by partition in offset order,
     up to its end as of the call (what is written meanwhile is not waited for); with ``tail``,
-    only each partition's last ``tail`` records. ``progress`` gets each fetch's count. Returns
-    False when there is no such topic; raises :class:`KafkaUnusable`, naming why, when Kafka
-    cannot be read."""
+    only each partition's last ``tail`` records. ``progress`` gets each fetch's count. Raises
+    :class:`KafkaUnusable`, naming why, when there is no such topic or Kafka cannot be read."""
     try:
-        return await _read_to_end(settings, topic, handle, tail, progress)
+        found = await _read_to_end(settings, topic, handle, tail, progress)
     except (KafkaError, OSError) as exc:
         named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
         problem = await connection_problem(settings) or named
         raise KafkaUnusable(
             f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}: {problem}"
         ) from exc
+    if not found:
+        raise KafkaUnusable(f"no topic {topic!r} on Kafka at {settings.kafka_bootstrap_servers}")
 
 
 async def _read_to_end(
