@@ -12,18 +12,30 @@ the bytes to the Python packer's. Everything else is redis-py's, URL options inc
 :func:`redis_problem` is the start-up check that turns a wrong URL, password or address into
 one line that names it; :func:`eviction_risk` the one that warns of a Redis that may drop the
 worker's state when it is full.
+
+With ``cluster=True`` (``STREAMER_REDIS_CLUSTER``) the URL names any one node of a Redis Cluster
+and the client is redis-py's ``RedisCluster``, which finds the others and follows the slots as
+they move. Every key of an entity shares a hash tag (``streamer/features/keys.py``), so each
+script still touches one slot, and a batch's pipeline becomes one round trip per node, sent
+concurrently.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any
+from typing import Any, Literal, overload
 
 from hiredis import pack_command as hiredis_pack  # a dependency: redis[hiredis]
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, parse_url
-from redis.exceptions import AuthenticationError, DataError, RedisError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    DataError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -32,11 +44,17 @@ from streamer.tls_alert import tls_alert
 __all__ = [
     "HiredisPackingConnection",
     "HiredisPackingSSLConnection",
+    "RedisClient",
+    "combined_info",
     "connect",
     "eviction_risk",
     "eviction_warning",
+    "node_infos",
     "redis_problem",
 ]
+
+#: What :func:`connect` makes: one server, or a cluster client that routes by hash slot.
+RedisClient = Redis | RedisCluster
 
 
 class _HiredisPacking:
@@ -70,28 +88,100 @@ _PACKING: dict[type, type] = {
 }
 
 
-def connect(url: str, **options: Any) -> Redis:
+@overload
+def connect(url: str, *, cluster: Literal[False] = False, **options: Any) -> Redis: ...
+@overload
+def connect(url: str, *, cluster: Literal[True], **options: Any) -> RedisCluster: ...
+@overload
+def connect(url: str, *, cluster: bool, **options: Any) -> RedisClient: ...
+def connect(url: str, *, cluster: bool = False, **options: Any) -> RedisClient:
     """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``), as
-    ``Redis.from_url`` would make it, whose TCP and TLS connections pack with hiredis.
+    ``Redis.from_url`` (or, with ``cluster``, ``RedisCluster.from_url``) would make it, whose
+    TCP and TLS connections pack with hiredis.
 
     The client owns its pool: ``await client.aclose()`` closes both.
     """
+    if cluster:
+        return _connect_cluster(url, **options)
     kwargs = {**options, **parse_url(url)}
     base = kwargs.pop("connection_class", Connection)
     pool = ConnectionPool(connection_class=_PACKING.get(base, base), **kwargs)
     return Redis.from_pool(pool)
 
 
-async def redis_problem(url: str, shown: str, timeout: float = 5.0) -> str | None:
+def _connect_cluster(url: str, **options: Any) -> RedisCluster:
+    """``RedisCluster.from_url``, its nodes' connections packing with hiredis.
+
+    ``RedisCluster`` takes no connection class; every node it discovers is built from its nodes
+    manager's connection options, and the start-up nodes already exist, so both are set here,
+    before the first command discovers the cluster.
+    """
+    client = RedisCluster.from_url(url, **options)
+    manager = client.nodes_manager
+    base = manager.connection_kwargs.get("connection_class", Connection)
+    packing = _PACKING.get(base, base)
+    manager.connection_kwargs["connection_class"] = packing
+    for node in manager.startup_nodes.values():
+        node.connection_class = packing
+    return client
+
+
+async def node_infos(client: RedisClient, *sections: str) -> dict[str, dict[str, Any]]:
+    """``INFO`` of each primary of a cluster by node name (``{"": …}`` for one server), the
+    sections merged.
+
+    One node at a time: redis-py returns a cluster-wide ``INFO`` keyed by node, except when it
+    went to a single node; asking each primary alone keeps the answer's shape one.
+    """
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+        return {
+            node.name: await _merged_info(client, sections, target_nodes=node)
+            for node in client.get_primaries()
+        }
+    return {"": await _merged_info(client, sections)}
+
+
+async def _merged_info(client: RedisClient, sections: tuple[str, ...], **kw: Any) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for section in sections:
+        merged.update(await client.info(section, **kw))
+    return merged
+
+
+def combined_info(infos: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One ``INFO`` for the whole store, from :func:`node_infos`: memory used and evicted keys
+    summed over the primaries; the memory limit summed when every primary has one (0, no limit,
+    otherwise); anything else as the first primary reports it."""
+    nodes = list(infos.values())
+    if len(nodes) == 1:
+        return dict(nodes[0])
+    limits = [int(n.get("maxmemory", 0)) for n in nodes]
+    limit = sum(limits) if all(limits) else 0
+    return {
+        **nodes[0],
+        "used_memory": sum(int(n.get("used_memory", 0)) for n in nodes),
+        "evicted_keys": sum(int(n.get("evicted_keys", 0)) for n in nodes),
+        "maxmemory": limit,
+        "maxmemory_human": f"{limit} bytes over {len(nodes)} primaries",
+    }
+
+
+async def redis_problem(
+    url: str, shown: str, timeout: float = 5.0, *, cluster: bool = False
+) -> str | None:
     """Why Redis at ``url`` cannot be used, in words (``shown``: the URL without its
-    password); None when it answers PING.
+    password); None when it answers PING and is what ``cluster`` says it is (with ``cluster``,
+    when every node of the cluster answers too).
 
     A worker that only found out at its first batch would exit mid-stream with a traceback;
     this is asked once at start, so a wrong URL, password or TLS setting is a one-line error
     instead. redis-py reports a TLS port reached without TLS as a reset connection and the
     reverse as a timeout, so for those two this probes the port itself and says which it is.
+    A cluster node used as a single server would answer MOVED to most keys mid-stream, and a
+    single server has no slots to discover; either mismatch names the setting.
     """
-    problem = _ca_file_problem(url)
+    problem = _ca_file_problem(url) or _database_problem(url, cluster)
     if problem is not None:
         return problem
     client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
@@ -99,31 +189,98 @@ async def redis_problem(url: str, shown: str, timeout: float = 5.0) -> str | Non
         await client.ping()
     except AuthenticationError:
         return f"Redis at {shown} refused the user name or password in {VARIABLE}"
-    except ResponseError as exc:  # NOAUTH: a password is required and none was given
+    except ResponseError as exc:
+        if "cluster mode" in str(exc):  # SELECT <db> on a cluster node
+            return _cluster_mismatch(shown, node_is_cluster=True)
+        # NOAUTH: a password is required and none was given
         return f"Redis at {shown} refused PING: {exc} (does {VARIABLE} need a password?)"
     except (RedisTimeoutError, RedisConnectionError) as exc:
         return await _unreachable(url, shown, exc, timeout)
     except (RedisError, OSError, ValueError) as exc:
         return f"cannot use Redis at {shown}: {type(exc).__name__}: {exc}"
+    else:
+        try:
+            enabled = bool(int((await client.info("cluster")).get("cluster_enabled", 0)))
+        except RedisError:  # INFO not allowed: trust the setting
+            enabled = cluster
+    finally:
+        await client.aclose()
+    if enabled != cluster:
+        return _cluster_mismatch(shown, node_is_cluster=enabled)
+    return await _cluster_problem(url, shown, timeout) if cluster else None
+
+
+VARIABLE = "STREAMER_REDIS_URL"
+CLUSTER_VARIABLE = "STREAMER_REDIS_CLUSTER"
+
+
+def _database_problem(url: str, cluster: bool) -> str | None:
+    """A database other than 0 in a cluster URL: a cluster has no other."""
+    try:
+        db = int(parse_url(url).get("db") or 0)
+    except ValueError as exc:
+        return f"{VARIABLE} is not a Redis URL: {exc}"
+    if cluster and db != 0:
+        return (
+            f"{VARIABLE} names database {db}, but a Redis Cluster ({CLUSTER_VARIABLE}=true) has "
+            "only database 0: end the URL with /0 or no database"
+        )
+    return None
+
+
+def _cluster_mismatch(shown: str, *, node_is_cluster: bool) -> str:
+    if node_is_cluster:
+        return (
+            f"Redis at {shown} is a node of a Redis Cluster: set {CLUSTER_VARIABLE}=true "
+            "(and use database 0, the only one a cluster has)"
+        )
+    return (
+        f"Redis at {shown} is a single server, not a cluster node (cluster_enabled:0): unset "
+        f"{CLUSTER_VARIABLE}, or point {VARIABLE} at a node of the cluster"
+    )
+
+
+async def _cluster_problem(url: str, shown: str, timeout: float) -> str | None:
+    """Why the cluster that ``url``'s node belongs to cannot be used: slots left uncovered,
+    or a node it advertises that does not answer here (often an address that is reachable only
+    inside the cluster's own network; see ``cluster-announce-ip``)."""
+    client = connect(url, cluster=True, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        await client.initialize()
+        for node in client.get_nodes():
+            try:
+                await client.ping(target_nodes=node)
+            except (RedisError, OSError) as exc:
+                return (
+                    f"Redis Cluster at {shown}: its node {node.name} does not answer "
+                    f"({type(exc).__name__}: {exc}); every node the cluster advertises must "
+                    "be reachable from the worker (see cluster-announce-ip)"
+                )
+    except (RedisClusterException, RedisError, OSError) as exc:
+        return f"cannot use the Redis Cluster at {shown}: {type(exc).__name__}: {exc}"
     finally:
         await client.aclose()
     return None
 
 
-VARIABLE = "STREAMER_REDIS_URL"
-
-
-async def eviction_risk(url: str, shown: str, timeout: float = 5.0) -> str | None:
-    """:func:`eviction_warning` for the Redis at ``url`` (``shown``: without its password);
-    None also when its ``INFO`` is not allowed (some managed services restrict it)."""
-    client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+async def eviction_risk(
+    url: str, shown: str, timeout: float = 5.0, *, cluster: bool = False
+) -> str | None:
+    """:func:`eviction_warning` for the Redis at ``url`` (``shown``: without its password) or,
+    with ``cluster``, for the first of its cluster's primaries it applies to; None also when
+    ``INFO`` is not allowed (some managed services restrict it)."""
+    client = connect(url, cluster=cluster, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
-        memory = await client.info("memory")
-    except (RedisError, OSError):
+        infos = await node_infos(client, "memory")
+    except (RedisClusterException, RedisError, OSError):
         return None
     finally:
         await client.aclose()
-    return eviction_warning(memory, shown)
+    for name, memory in infos.items():
+        warning = eviction_warning(memory, f"{shown} (node {name})" if name else shown)
+        if warning is not None:
+            return warning
+    return None
 
 
 def eviction_warning(memory: dict[str, Any], shown: str) -> str | None:

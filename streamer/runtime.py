@@ -12,14 +12,13 @@ import logging
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from models.registry import ModelRegistry
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
-from streamer.redis_client import connect
+from streamer.redis_client import RedisClient, combined_info, connect, node_infos
 from streamer.rules import Policy
 from streamer.scoring import Scorer
 from streamer.settings import Settings
@@ -46,7 +45,7 @@ class Runtime:
         self.registry = registry or ModelRegistry(settings.model_registry)
         self.metrics = metrics or Metrics()
         self._store = store
-        self._redis: Redis | None = None  # the store's client (unless a store is injected)
+        self._redis: RedisClient | None = None  # the store's client (unless a store is injected)
         self._scorer: Scorer | None = None
         self._pipeline: Pipeline | None = None
         self._refused: str | None = None  # last version refused, so it is logged once
@@ -104,21 +103,21 @@ class Runtime:
         self.metrics.set_model(scorer.version)
         log.info("serving model %s (was %s)", scorer.version, previous or "none")
 
-    def _client(self) -> Redis:
+    def _client(self) -> RedisClient:
         """The Redis client of the store, made on first use."""
         if self._redis is None:
-            self._redis = connect(self.settings.redis_url)
+            self._redis = connect(self.settings.redis_url, cluster=self.settings.redis_cluster)
         return self._redis
 
     async def redis_info(self) -> dict[str, Any] | None:
-        """Redis's ``INFO memory`` and ``INFO stats`` (None with a store injected by a test,
-        or when the server does not allow INFO, as some managed services do not)."""
+        """Redis's ``INFO memory`` and ``INFO stats``, summed over a cluster's primaries (None
+        with a store injected by a test, or when the server does not allow INFO, as some
+        managed services do not)."""
         if self._store is not None and self._redis is None:
             return None
         try:
-            client = self._client()
-            return {**await client.info("memory"), **await client.info("stats")}
-        except RedisError:
+            return combined_info(await node_infos(self._client(), "memory", "stats"))
+        except (RedisClusterException, RedisError):
             return None
 
     def dashboard_html(self) -> str:

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
 
     # --- Redis -------------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the features.")
+    redis_cluster: bool = Field(
+        False, description="STREAMER_REDIS_URL names one node of a Redis Cluster: the worker "
+        "discovers the others and spreads the state over them by hash slot."
+    )
 
     # --- decisions ---------------------------------------------------------------------------
     review_threshold: float = Field(

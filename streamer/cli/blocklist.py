@@ -19,10 +19,13 @@ def _run(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
     from streamer.redis_client import connect, redis_problem
 
     async def main() -> Any:
-        problem = await redis_problem(settings.redis_url, settings.redis_url_redacted)
+        cluster = settings.redis_cluster
+        problem = await redis_problem(
+            settings.redis_url, settings.redis_url_redacted, cluster=cluster
+        )
         if problem:
             raise click.ClickException(problem)
-        client = connect(settings.redis_url)
+        client = connect(settings.redis_url, cluster=cluster)
         try:
             return await action(RedisFeatureStore(client))
         finally:

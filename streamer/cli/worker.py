@@ -59,15 +59,17 @@ def worker(settings: Settings, loglevel: str) -> None:
         asyncio.run(ensure_contract_topics(settings))
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
-    problem = asyncio.run(redis_problem(settings.redis_url, settings.redis_url_redacted))
+    redis = (settings.redis_url, settings.redis_url_redacted)
+    problem = asyncio.run(redis_problem(*redis, cluster=settings.redis_cluster))
     if problem:
         raise click.ClickException(problem)
-    risk = asyncio.run(eviction_risk(settings.redis_url, settings.redis_url_redacted))
+    risk = asyncio.run(eviction_risk(*redis, cluster=settings.redis_cluster))
     if risk:
         click.echo(f"warning: {risk}", err=True)
     click.echo(
         f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
-        f"redis {settings.redis_url_redacted}, dashboard http://127.0.0.1:{settings.web_port}/",
+        f"redis {settings.redis_url_redacted}{' (cluster)' if settings.redis_cluster else ''}, "
+        f"dashboard http://127.0.0.1:{settings.web_port}/",
         err=True,
     )
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)

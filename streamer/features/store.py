@@ -15,8 +15,8 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
+from redis.asyncio.client import Pipeline as ServerPipeline
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import NoScriptError
 
 from streamer.features.definitions import (
@@ -38,8 +38,12 @@ from streamer.features.keys import (
     terminal_first_key,
     terminal_keys,
 )
+from streamer.redis_client import RedisClient
 
 __all__ = ["Enriched", "FeatureStore", "RedisFeatureStore", "StoreConfig"]
+
+#: a batch's pipeline: one server's, or a cluster's (one round trip per node, concurrently)
+Pipeline = ServerPipeline | ClusterPipeline
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +116,7 @@ def _script(name: str, **constants: int | list[int]) -> str:
 class RedisFeatureStore(FeatureStore):
     """The production store; scripts are registered lazily (no I/O in the constructor)."""
 
-    def __init__(self, client: Redis, config: StoreConfig | None = None) -> None:
+    def __init__(self, client: RedisClient, config: StoreConfig | None = None) -> None:
         self._redis = client
         self._config = cfg = config or StoreConfig()
         retention = cfg.retention_days * DAY_MS

@@ -7,6 +7,7 @@ is what lets a test SIGKILL it mid-stream.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import uuid
@@ -23,6 +24,7 @@ from models.simulate import SimulationConfig, simulate
 from models.train import fit_best
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.kafka import contract_topics
+from streamer.local_redis_cluster import LocalCluster, start_cluster
 from streamer.settings import Settings
 from tests.integration.harness import WorkerEnv
 
@@ -34,6 +36,19 @@ _ports = itertools.count(16100)
 def history() -> pd.DataFrame:
     """A small simulated population: enough history to train on and to replay."""
     return simulate(SimulationConfig(n_customers=400, n_terminals=800, n_days=80, seed=7))
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(
+    stack: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    """A Redis Cluster of three primaries on free ports, for the tests of cluster mode (after
+    ``stack``, which has made sure redis-server is installed)."""
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -91,6 +106,17 @@ async def worker_env(
     redis = Redis.from_url(settings.redis_url)
     await redis.flushdb()
     await redis.aclose()
+
+
+@pytest.fixture
+def cluster_worker_env(worker_env: WorkerEnv, redis_cluster: LocalCluster) -> WorkerEnv:
+    """``worker_env`` with its state on the test Redis Cluster (``STREAMER_REDIS_CLUSTER``),
+    emptied first: the cluster has one database, shared by the tests that use it."""
+    redis_cluster.flush()
+    url = redis_cluster.url()
+    env = {**worker_env.env, "STREAMER_REDIS_URL": url, "STREAMER_REDIS_CLUSTER": "true"}
+    settings = worker_env.settings.model_copy(update={"redis_url": url, "redis_cluster": True})
+    return dataclasses.replace(worker_env, settings=settings, env=env)  # its workers stop with it
 
 
 @pytest.fixture

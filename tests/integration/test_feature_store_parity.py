@@ -1,4 +1,5 @@
-"""The Redis scripts and the in-memory twin (used to build training sets) agree exactly."""
+"""The Redis scripts and the in-memory twin (used to build training sets) agree exactly, on a
+single Redis server and on a Redis Cluster (``STREAMER_REDIS_CLUSTER``) alike."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
-from redis.asyncio import Redis
 
 from streamer.features.definitions import (
     DAY_MS,
@@ -19,15 +19,21 @@ from streamer.features.definitions import (
 from streamer.features.keys import customer_keys
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.features.store import RedisFeatureStore
+from streamer.redis_client import RedisClient, connect
 from streamer.settings import Settings
 
 T0 = 1_522_540_800_000
 
 
-@pytest.fixture
-async def redis(stack: Settings) -> AsyncIterator[Redis]:
-    """A client on a database of its own (15), emptied before and after the test."""
-    client = Redis.from_url(stack.redis_url.rsplit("/", 1)[0] + "/15")
+@pytest.fixture(params=["server", "cluster"])
+async def redis(request: pytest.FixtureRequest, stack: Settings) -> AsyncIterator[RedisClient]:
+    """A client on the stack's Redis, database 15, or on the test Redis Cluster (whose only
+    database is 0), emptied before and after the test."""
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        client: RedisClient = connect(cluster.url(), cluster=True)
+    else:
+        client = connect(stack.redis_url.rsplit("/", 1)[0] + "/15")
     await client.flushdb()
     try:
         yield client
@@ -36,7 +42,7 @@ async def redis(stack: Settings) -> AsyncIterator[Redis]:
         await client.aclose()
 
 
-def _history(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
+def history_events(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
     rng = random.Random(seed)
     events = [
         FeatureEvent(
@@ -65,9 +71,9 @@ def _history(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
     return events, marks
 
 
-async def test_redis_and_memory_stores_compute_identical_features(redis: Redis) -> None:
+async def test_redis_and_memory_stores_compute_identical_features(redis: RedisClient) -> None:
     online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
-    events, marks = _history(3)
+    events, marks = history_events(3)
     got, want = [], []
     applied = 0
     for k in range(0, len(events), 200):
@@ -97,7 +103,7 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: Redis) 
     assert await redis.zcard(customer_keys("c1")[0]) == c1
 
 
-async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: Redis) -> None:
+async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: RedisClient) -> None:
     """Between two deliveries of a transaction, another worker (or a late label) may change
     what its terminal windows hold; the repeat must still be decided on the same features."""
     online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
@@ -118,7 +124,7 @@ async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: R
         assert (counts[0, terminal] != first[0, terminal]).any(), store
 
 
-async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: Redis) -> None:
+async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: RedisClient) -> None:
     """A fast backlog can carry a card's later transactions more than the retention margin past
     a transaction before that one is re-delivered; their trimming then removes what its 30-day
     window held, and the repeat must still be decided on the same features."""
@@ -141,7 +147,7 @@ async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: Re
     assert counts[0, customer][0] != first[0, customer][0]
 
 
-async def test_state_is_trimmed_and_expires(redis: Redis) -> None:
+async def test_state_is_trimmed_and_expires(redis: RedisClient) -> None:
     store = RedisFeatureStore(redis)
     old = FeatureEvent("old", "cx", "tx", T0, 1.0, False, False)
     new = FeatureEvent("new", "cx", "tx", T0 + 60 * DAY_MS, 1.0, False, False)
@@ -153,7 +159,7 @@ async def test_state_is_trimmed_and_expires(redis: Redis) -> None:
     assert 0 < await redis.ttl(zkey) <= 44 * 86_400
 
 
-async def test_store_recovers_when_redis_loses_its_scripts(redis: Redis) -> None:
+async def test_store_recovers_when_redis_loses_its_scripts(redis: RedisClient) -> None:
     store = RedisFeatureStore(redis)
     first = FeatureEvent("a", "cy", "ty", T0, 5.0, False, False)
     await store.enrich([first])

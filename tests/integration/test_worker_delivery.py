@@ -29,11 +29,13 @@ from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import customer_keys
 from streamer.features.store import RedisFeatureStore
+from streamer.local_redis_cluster import LocalCluster
+from streamer.redis_client import connect
 from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 from streamer.scoring import Scorer
 from streamer.settings import Settings
 from streamer.stack import LocalStack, _alive
-from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
+from tests.integration.harness import WorkerEnv, consume_until, produce, run_cli, wait_for
 
 VOLATILE = {"decided_at", "processing_ms"}
 
@@ -76,7 +78,7 @@ def _one_decision_each(decisions: list[dict[str, Any]], wanted: set[str]) -> int
 
 async def _assert_stored_once(settings: Settings, frame: pd.DataFrame) -> None:
     """Each customer's window set in Redis holds each of its transactions exactly once."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster)
     try:
         per_customer = frame.groupby("customer_id")["transaction_id"].nunique()
         for customer, count in per_customer.items():
@@ -222,6 +224,61 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     finally:
         await redis.aclose()
     np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)
+
+
+async def test_a_worker_on_a_redis_cluster_loses_nothing_to_sigkill_and_keeps_parity(
+    cluster_worker_env: WorkerEnv,
+    redis_cluster: LocalCluster,
+    replay_slice: pd.DataFrame,
+    registry: ModelRegistry,
+) -> None:
+    """With ``STREAMER_REDIS_CLUSTER`` the state is spread over the cluster's nodes by hash
+    slot: a worker killed mid-stream and restarted still decides each transaction once, on the
+    training features, and the blocklist (one key, on one node) still declines by rule."""
+    worker = cluster_worker_env
+    worker.env["STREAMER_COMMIT_INTERVAL_S"] = "15"
+    features_topic = f"{worker.settings.topic_decisions}-features"
+    worker.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    settings = worker.settings
+    frame = replay_slice.head(8_000)
+    blocked = str(frame["customer_id"].iloc[-1])
+    assert "1 customer(s) added" in run_cli(worker, "blocklist", "add", "customer", blocked)
+    await _start_with_labels(worker, frame)
+    n = await _produce_transactions(worker, frame)
+    _wait_for_a_third(worker, n)
+    worker.processes[0].send_signal(signal.SIGKILL)
+    worker.processes[0].wait(timeout=10)
+    worker.start_worker()
+
+    wanted = set(frame["transaction_id"])
+    decisions = await _decisions(worker, wanted)
+    assert _one_decision_each(decisions, wanted) > 0, "the kill should have forced re-deliveries"
+    offline = build_features(frame)
+    row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
+    logged = await consume_until(settings, features_topic, ids=wanted, timeout=60, worker=worker)
+    for record in map(json.loads, (r.value for r in logged)):
+        vector = [record["features"][name] for name in FEATURE_NAMES]
+        np.testing.assert_allclose(
+            vector, offline.X[row[record["transaction_id"]]], rtol=0, atol=1e-9
+        )
+    got, expected = _worker_scores(registry, offline, decisions)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    theirs = [d for d in decisions if d["customer_id"] == blocked]
+    assert theirs and all(
+        d["decision"] == "decline" and d["reasons"][0]["code"] == "RULE_CUSTOMER_BLOCKED"
+        for d in theirs
+    )
+    await _assert_stored_once(settings, offline.frame)
+    for i in range(len(redis_cluster.ports)):  # the state is spread, not on one node
+        with redis_cluster.node(i) as node:
+            assert node.dbsize() > 100, f"node {i} holds almost nothing"
+    # the memory gauge sums the primaries (read every 10 s)
+    wait_for(
+        lambda: worker.metrics().get(("streamer_redis_memory_bytes", (("kind", "used"),)), 0) > 0,
+        timeout=30,
+        what="the Redis memory gauge",
+        worker=worker,
+    )
 
 
 async def test_labels_replayed_with_their_transactions_count_from_their_report_time(

@@ -8,6 +8,7 @@ from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocket
 from streamer.redis_client import (
     HiredisPackingConnection,
     HiredisPackingSSLConnection,
+    combined_info,
     connect,
     eviction_warning,
 )
@@ -58,6 +59,27 @@ async def test_connect_keeps_the_url_options(url: str, expected: type) -> None:
     if url.startswith("redis://"):
         assert (kwargs["password"], kwargs["port"], kwargs["db"]) == ("pw", 6390, 3)
     await client.aclose()
+
+
+async def test_a_cluster_client_packs_with_hiredis_on_every_node_it_makes() -> None:
+    client = connect("rediss://127.0.0.1:6390/0", cluster=True, socket_timeout=3.0)
+    manager = client.nodes_manager
+    assert manager.connection_kwargs["connection_class"] is HiredisPackingSSLConnection
+    assert {n.connection_class for n in manager.startup_nodes.values()} == {
+        HiredisPackingSSLConnection
+    }
+    await client.aclose()
+
+
+def test_a_cluster_is_reported_as_the_sum_of_its_primaries() -> None:
+    one = {"used_memory": 100, "maxmemory": 1000, "evicted_keys": 2, "maxmemory_policy": "x"}
+    two = {"used_memory": 50, "maxmemory": 500, "evicted_keys": 1, "maxmemory_policy": "x"}
+    assert combined_info({"": one}) == one  # a single server, as it is
+    both = combined_info({"a:1": one, "b:2": two})
+    assert (both["used_memory"], both["maxmemory"], both["evicted_keys"]) == (150, 1500, 3)
+    assert both["maxmemory_policy"] == "x"
+    # a primary without a limit: the store as a whole has none
+    assert combined_info({"a:1": one, "b:2": {**two, "maxmemory": 0}})["maxmemory"] == 0
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,150 @@
+"""A throwaway Redis Cluster on 127.0.0.1, for the cluster-mode tests and benchmark: real
+``redis-server`` processes in cluster mode, the hash slots split evenly between them, no
+replicas.
+
+The stack's own Redis is a single server; a cluster needs several, each with a second port
+(its own + 10000) for the cluster bus, so whoever needs one starts it on free ports and stops it
+when done (``redis-cli --cluster create`` does the same by hand).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+__all__ = ["SLOTS", "LocalCluster", "slot_ranges", "start_cluster"]
+
+SLOTS = 16384
+BUS_OFFSET = 10000
+
+
+def slot_ranges(nodes: int) -> list[tuple[int, int]]:
+    """The inclusive slot range of each of ``nodes`` primaries, covering every slot once."""
+    bounds = [SLOTS * i // nodes for i in range(nodes + 1)]
+    return [(bounds[i], bounds[i + 1] - 1) for i in range(nodes)]
+
+
+@dataclass
+class LocalCluster:
+    ports: list[int]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def url(self, index: int = 0, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.ports[index]}/{db}"
+
+    def node(self, index: int) -> redis.Redis:
+        """A plain client on one node (for what a test asks a node itself)."""
+        return redis.Redis(port=self.ports[index], socket_timeout=5)
+
+    def node_id(self, index: int) -> str:
+        with self.node(index) as client:
+            return str(client.execute_command("CLUSTER", "MYID").decode())
+
+    def flush(self) -> None:
+        for i in range(len(self.ports)):
+            with self.node(i) as client:
+                client.flushall()
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _free_port_pair(start: int) -> int:
+    """The first port from ``start`` that is free, and its cluster-bus port too."""
+    for port in range(start, start + 2000):
+        if all(_free(p) for p in (port, port + BUS_OFFSET)):
+            return port
+    raise RuntimeError(f"no free port pair from {start}")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start_cluster(root: Path, nodes: int = 3, first_port: int = 17400) -> LocalCluster:
+    """Start ``nodes`` primaries, assign them the slots, join them, and wait until the cluster
+    says it is ``ok`` on every node. Raises (with the nodes' logs) when it does not come up."""
+    server = shutil.which("redis-server")
+    if server is None:
+        raise RuntimeError("redis-server is not installed (`fraud-streamer stack up` installs it)")
+    cluster = LocalCluster(ports=[])
+    port = first_port
+    for _ in range(nodes):
+        port = _free_port_pair(port)
+        cluster.ports.append(port)
+        with (root / f"redis-{port}.log").open("wb") as log:
+            command = [
+                server,
+                "--bind", "127.0.0.1",
+                "--port", str(port),
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", "2000",
+                "--dir", str(root),
+                "--save", "",
+                "--appendonly", "no",
+            ]  # fmt: skip
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        cluster.processes.append(process)
+        port += 1
+    try:
+        _wait(lambda: all(_answers(cluster, i) for i in range(nodes)), "the nodes to answer")
+        for i, (low, high) in enumerate(slot_ranges(nodes)):
+            with cluster.node(i) as client:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
+        with cluster.node(0) as client:
+            for other in cluster.ports[1:]:
+                client.execute_command("CLUSTER", "MEET", "127.0.0.1", other)
+        _wait(lambda: all(_ready(cluster, i, nodes) for i in range(nodes)), "cluster_state:ok")
+    except BaseException:
+        cluster.stop()
+        logs = "\n".join(p.read_text() for p in sorted(root.glob("redis-*.log")))
+        raise RuntimeError(f"the test Redis Cluster did not come up:\n{logs}") from None
+    return cluster
+
+
+def _answers(cluster: LocalCluster, index: int) -> bool:
+    try:
+        with cluster.node(index) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _ready(cluster: LocalCluster, index: int, nodes: int) -> bool:
+    with cluster.node(index) as client:
+        info = client.execute_command("CLUSTER", "INFO").decode()
+    fields = dict(line.split(":", 1) for line in info.split() if ":" in line)
+    known = int(fields.get("cluster_known_nodes", 0))
+    return fields.get("cluster_state") == "ok" and known == nodes
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.1)
