@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -423,6 +423,37 @@ async def _read_to_end(
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
     return True
+
+
+async def consumer_group_state(
+    settings: Settings, group: str, topics: Sequence[str]
+) -> tuple[int, dict[str, int]]:
+    """How many members ``group`` has, and per topic of ``topics`` how many records it has
+    not committed yet (the end of each partition minus the group's committed offset there; a
+    partition without a commit counts from its first record).
+
+    The end is what a committed-records reader sees (the last stable offset); a partition
+    that ends with a transaction marker shows one record more than it holds.
+    """
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+        members = sum(len(g[5]) for response in described for g in response.groups)
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    tps = [tp for topic in topics for tp in await topic_partitions(settings, topic) or []]
+    reader = make_consumer(settings, group_id=None, isolation_level="read_committed")
+    async with running(reader) as consumer:
+        ends = await consumer.end_offsets(tps) if tps else {}
+        starts = await consumer.beginning_offsets(tps) if tps else {}
+    lag = dict.fromkeys(topics, 0)
+    for tp in tps:
+        done = committed.get(tp)
+        start = starts[tp] if done is None or done.offset < 0 else done.offset
+        lag[tp.topic] += max(ends[tp] - start, 0)
+    return members, lag
 
 
 async def _wait_for_leaders(settings: Settings, topics: list[str], timeout: float) -> None:

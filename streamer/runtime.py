@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from importlib import resources
 from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from models.registry import ModelRegistry
+from streamer import dashboard
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
@@ -121,4 +121,4 @@ class Runtime:
             return None
 
     def dashboard_html(self) -> str:
-        return resources.files("streamer.dashboard").joinpath("index.html").read_text("utf-8")
+        return dashboard.page("index.html")

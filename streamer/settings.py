@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     web_port: int = Field(
         6066, ge=1, le=65535, description="Port of the worker's dashboard and /metrics."
     )
+    dashboard_port: int = Field(
+        6070, ge=1, le=65535, description="Port of `fraud-streamer dashboard`, the page for "
+        "all workers (it binds to STREAMER_WEB_HOST)."
+    )
     data_dir: Path = Field(Path(".stack"), description="Local state: stack data, worker data.")
 
     @model_validator(mode="after")

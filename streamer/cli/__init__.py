@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "demo": "streamer.cli.demo:demo",
     "quality": "streamer.cli.quality:quality",
     "dead-letters": "streamer.cli.dead_letters:dead_letters",
+    "dashboard": "streamer.cli.dashboard:dashboard",
 }
 
 

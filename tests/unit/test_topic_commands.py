@@ -21,3 +21,12 @@ def test_a_topic_command_names_an_unreachable_kafka(command: str, topic: str) ->
         f"Error: cannot read {topic} from Kafka at 127.0.0.1:9: nothing listens at 127.0.0.1:9 "
         "(is Kafka running? `fraud-streamer stack up`)"
     ), result.output
+
+
+def test_the_dashboard_names_an_unreachable_kafka() -> None:
+    result = CliRunner().invoke(
+        cli, ["dashboard"], env={"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    )
+    assert result.exit_code == 1, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert "nothing listens at 127.0.0.1:9 (is Kafka running?" in last, result.output

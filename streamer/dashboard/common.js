@@ -1,0 +1,41 @@
+function cell(row, text, cls) {
+  const td = row.insertCell();  // textContent: alert fields come from producers
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+function renderAlerts(alerts) {
+  const body = document.querySelector("#alerts tbody");
+  body.replaceChildren();
+  if (!alerts.length) {
+    cell(body.insertRow(), "none yet", "empty").colSpan = 7;
+    return;
+  }
+  for (const a of alerts) {
+    const row = body.insertRow();
+    cell(row, new Date(a.timestamp).toLocaleString());
+    cell(row, a.decision, a.decision);
+    cell(row, a.score.toFixed(3), "num");
+    cell(row, `${a.amount.toLocaleString(undefined, {minimumFractionDigits: 2})} ${a.currency}`, "num");
+    cell(row, a.customer_id);
+    cell(row, a.terminal_id);
+    cell(row, a.reasons.map((r) => r.description).join("; "));
+  }
+}
+function renderCards(items) {
+  // items: [value, label, class]; built as text, never as HTML
+  const cards = document.getElementById("cards");
+  cards.replaceChildren();
+  for (const [value, label, cls] of items) {
+    const div = document.createElement("div");
+    div.className = "card " + (cls || "");
+    const n = document.createElement("div");
+    n.className = "n";
+    n.textContent = typeof value === "number" ? value.toLocaleString() : value;
+    const l = document.createElement("div");
+    l.className = "l";
+    l.textContent = label;
+    div.append(n, l);
+    cards.appendChild(div);
+  }
+}

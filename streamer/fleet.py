@@ -1,0 +1,170 @@
+"""What the whole fleet of workers is doing, read from the topics they write.
+
+Each worker's own page shows its own partitions; an analyst watching alerts, or an operator
+scaling the workers in and out, needs one page for all of them that stays where it is while
+workers come and go. ``fraud-streamer dashboard`` feeds this view from the ``decisions``,
+``alerts`` and ``dead-letters`` topics (the public contract, nothing private to the workers)
+and from the consumer group's state; here is only the bookkeeping: records in, a JSON-ready
+snapshot out, no I/O.
+
+Counts are kept per second of the record's own wall-clock time (``decided_at``, ``created_at``,
+``received_at``), not of its arrival here: a dashboard started late reads the last window back
+from Kafka, partition by partition, and still counts each record in the second it happened.
+They count records published: after a worker crash, the decisions (and alerts) of its batches
+not yet committed are published again, identical but for their times, and are counted again —
+keeping every id of a window to tell would cost memory in proportion to the traffic. The list
+of latest alerts does leave out repeats (same ``alert_id``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from schemas import Alert, DeadLetter, Decision
+
+__all__ = ["RATE_WINDOW_S", "FleetView", "GroupState"]
+
+#: rate and processing-time percentiles are over the last minute
+RATE_WINDOW_S = 60
+
+#: the latest alerts or dead letters: (their time, as JSON), oldest first
+_Kept = deque[tuple[float, dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class _Second:
+    """What happened in one second."""
+
+    outcomes: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    processing_ms: list[float] = field(default_factory=list)
+    alerts: int = 0
+    dead_letters: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """The workers' consumer group: members, and records not yet read per input topic."""
+
+    members: int
+    lag: dict[str, int]
+
+
+class FleetView:
+    """Decisions, alerts and dead letters of the last ``window_s`` seconds, and the group."""
+
+    def __init__(self, window_s: float = 900.0, alerts_kept: int = 50, letters_kept: int = 10):
+        self.window_s = window_s
+        self._seconds: dict[int, _Second] = {}
+        self._alerts: _Kept = deque(maxlen=alerts_kept)
+        self._letters: _Kept = deque(maxlen=letters_kept)
+        self.group: GroupState | None = None
+        self.group_problem: str | None = None
+        self.unreadable = 0  # records on the topics that are not what a worker writes
+
+    # --- records in -------------------------------------------------------------------------
+
+    def add_decision(self, value: bytes | None) -> None:
+        decision = self._parse(Decision, value)
+        if decision is None:
+            return
+        second = self._second(decision.decided_at.timestamp())
+        second.outcomes[decision.decision] += 1
+        second.versions[decision.model_version] += 1
+        second.processing_ms.append(float(decision.processing_ms))
+
+    def add_alert(self, value: bytes | None) -> None:
+        alert = self._parse(Alert, value)
+        if alert is None:
+            return
+        at = alert.created_at.timestamp()
+        self._second(at).alerts += 1
+        if all(kept["alert_id"] != alert.alert_id for _, kept in self._alerts):  # a repeat
+            _keep_latest(self._alerts, at, alert.model_dump(mode="json"))
+
+    def add_dead_letter(self, value: bytes | None) -> None:
+        letter = self._parse(DeadLetter, value)
+        if letter is None:
+            return
+        at = letter.received_at.timestamp()
+        self._second(at).dead_letters += 1
+        shown = letter.model_dump(mode="json", exclude={"raw"})
+        _keep_latest(self._letters, at, shown)
+
+    # --- snapshot out -----------------------------------------------------------------------
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The page's numbers as of ``now`` (epoch seconds); forgets what is older."""
+        first = int(now - self.window_s) + 1
+        for old in [s for s in self._seconds if s < first]:
+            del self._seconds[old]
+        outcomes: Counter[str] = Counter()
+        versions: Counter[str] = Counter()
+        alerts = letters = recent = 0
+        recent_ms: list[float] = []
+        recent_from = int(now) - RATE_WINDOW_S + 1
+        for at, second in self._seconds.items():
+            if at > now:  # a clock ahead of ours: counted once it is in the window
+                continue
+            outcomes.update(second.outcomes)
+            versions.update(second.versions)
+            alerts += second.alerts
+            letters += second.dead_letters
+            if at >= recent_from:
+                recent += sum(second.outcomes.values())
+                recent_ms.extend(second.processing_ms)
+        return {
+            "window_s": self.window_s,
+            "decisions": {
+                "total": sum(outcomes.values()),
+                **{k: outcomes.get(k, 0) for k in ("approve", "review", "decline")},
+            },
+            "per_second": round(recent / RATE_WINDOW_S, 2),
+            "processing_ms": _percentiles(recent_ms),
+            "model_versions": dict(versions.most_common()),
+            "alerts": {"count": alerts, "latest": [a for _, a in reversed(self._alerts)]},
+            "dead_letters": {
+                "count": letters,
+                "latest": [d for _, d in reversed(self._letters)],
+            },
+            "workers": None if self.group is None else self.group.members,
+            "lag": None if self.group is None else dict(self.group.lag),
+            "group_problem": self.group_problem,
+            "unreadable": self.unreadable,
+        }
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _second(self, at: float) -> _Second:
+        return self._seconds.setdefault(int(at), _Second())
+
+    def _parse(self, model: Any, value: bytes | None) -> Any:
+        try:
+            return model.model_validate_json(value or b"")
+        except ValidationError:
+            self.unreadable += 1
+            return None
+
+
+def _keep_latest(kept: _Kept, at: float, item: dict[str, Any]) -> None:
+    """Keep the ``maxlen`` latest by time, whatever order they are read in (a late dashboard
+    reads the window back partition by partition)."""
+    if len(kept) == kept.maxlen and kept and at < kept[0][0]:
+        return  # older than everything kept
+    kept.append((at, item))
+    if len(kept) > 1 and at < kept[-2][0]:
+        ordered = sorted(kept, key=lambda pair: pair[0])
+        kept.clear()
+        kept.extend(ordered)
+
+
+def _percentiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    p50, p99 = np.percentile(np.asarray(values), [50, 99])
+    return {"p50": round(float(p50), 1), "p99": round(float(p99), 1)}

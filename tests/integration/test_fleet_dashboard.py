@@ -1,0 +1,104 @@
+"""``fraud-streamer dashboard`` on real Kafka: one page for every worker's output, read back
+from the window when it starts late, then followed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from streamer.bench.infra import free_port
+from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
+
+
+def _tx(tx_id: str, customer: str, amount: float) -> bytes:
+    return json.dumps({
+        "transaction_id": tx_id, "timestamp": "2018-05-01T12:00:00+02:00",
+        "customer_id": customer, "terminal_id": "t-1", "amount": amount,
+    }).encode()  # fmt: skip
+
+
+def _fleet(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/fleet", timeout=2) as page:
+            return dict(json.loads(page.read()))
+    except OSError:
+        return None
+
+
+async def _produce_and_decide(
+    worker: WorkerEnv, prefix: str, n: int, poison: int
+) -> list[dict[str, Any]]:
+    """n transactions over many cards (every fifth over the amount limit: an alert) and
+    ``poison`` unreadable records; returns the decisions, once all are made."""
+    settings = worker.settings
+    records: list[tuple[bytes | None, bytes]] = [
+        (card.encode(), _tx(f"{prefix}{i}", card, 20_000 if i % 5 == 0 else 12))
+        for i, card in ((i, f"{prefix}c{i}") for i in range(n))
+    ]
+    records += [(f"{prefix}bad{i}".encode(), b"not json") for i in range(poison)]
+    await produce(settings, settings.topic_transactions, records)
+    ids = {f"{prefix}{i}" for i in range(n)}
+    decided = await consume_until(settings, settings.topic_decisions, ids=ids, worker=worker)
+    return [d for d in map(json.loads, (r.value for r in decided)) if d["transaction_id"] in ids]
+
+
+async def test_the_fleet_page_shows_every_worker_s_output(
+    worker_env: WorkerEnv, tmp_path: Path
+) -> None:
+    worker_env.start_worker()
+    worker_env.start_worker(
+        STREAMER_WEB_PORT=str(free_port()), STREAMER_DATA_DIR=str(tmp_path / "second")
+    )
+    before = await _produce_and_decide(worker_env, "a", 60, poison=2)
+
+    port = free_port()
+    log = (tmp_path / "dashboard.log").open("wb")
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "streamer", "dashboard", "--port", str(port)],
+        env=worker_env.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # started late: what happened before is read back from the window
+        alerts_before = sum(d["decision"] != "approve" for d in before)
+        assert alerts_before >= 12  # the over-limit ones at least
+
+        def shows(total: int, alerts: int, letters: int) -> bool:
+            fleet = _fleet(port)
+            return fleet is not None and (
+                fleet["decisions"]["total"],
+                fleet["alerts"]["count"],
+                fleet["dead_letters"]["count"],
+                fleet["workers"],
+                fleet["lag"],
+            ) == (total, alerts, letters, 2, {
+                worker_env.settings.topic_transactions: 0, worker_env.settings.topic_labels: 0
+            })  # fmt: skip
+
+        wait_for(lambda: shows(60, alerts_before, 2), timeout=60, what="the fleet page",
+                 worker=worker_env)  # fmt: skip
+        fleet = _fleet(port)
+        assert fleet is not None
+        flagged = {d["transaction_id"] for d in before if d["decision"] != "approve"}
+        assert {a["transaction_id"] for a in fleet["alerts"]["latest"]} == flagged
+        assert fleet["unreadable"] == 0
+
+        # then followed as it happens
+        after = await _produce_and_decide(worker_env, "b", 20, poison=1)
+        alerts_after = alerts_before + sum(d["decision"] != "approve" for d in after)
+        wait_for(lambda: shows(80, alerts_after, 3), timeout=60, what="the new records",
+                 worker=worker_env)  # fmt: skip
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
+            html = page.read().decode()
+        assert "all workers" in html and "renderAlerts" in html and "/* style.css */" not in html
+    finally:
+        dashboard.terminate()
+        dashboard.wait(10)
+        log.close()
+    # SIGTERM (a container's stop): a clean exit
+    assert dashboard.returncode == 0, (tmp_path / "dashboard.log").read_text()

@@ -1,0 +1,89 @@
+"""The fleet page's bookkeeping: records of the output topics in, the page's numbers out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas import Alert, DeadLetter, ErrorDetail
+from streamer.fleet import FleetView, GroupState
+from tests.unit.test_schemas import make_decision
+
+T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def _decision(seconds: float, outcome: str = "approve", ms: float = 5.0, **kw: Any) -> bytes:
+    reasons = [] if outcome == "approve" else None
+    changes: dict[str, Any] = {
+        "decision": outcome,
+        "processing_ms": ms,
+        "decided_at": T0 + timedelta(seconds=seconds),
+        **kw,
+    }
+    if reasons is not None:
+        changes["reasons"] = reasons
+    return make_decision(**changes).model_dump_json().encode()
+
+
+def _alert(seconds: float, tx: str) -> bytes:
+    decision = make_decision(transaction_id=tx)
+    created = T0 + timedelta(seconds=seconds)
+    return Alert.from_decision(decision, created_at=created).model_dump_json().encode()
+
+
+def _letter(seconds: float, offset: int) -> bytes:
+    return DeadLetter(
+        source_topic="transactions", partition=0, offset=offset, key="k", raw="x" * 100,
+        raw_encoding="utf-8", errors=[ErrorDetail(loc=[], msg="bad", type="json_invalid")],
+        received_at=T0 + timedelta(seconds=seconds),
+    ).model_dump_json().encode()  # fmt: skip
+
+
+def test_counts_cover_the_window_and_forget_what_is_older() -> None:
+    view = FleetView(window_s=600)
+    view.add_decision(_decision(-900))  # before the window
+    view.add_decision(_decision(-500, "decline", model_version="v-old"))
+    for i in range(120):  # the last two minutes: one a second
+        view.add_decision(_decision(-119 + i, ms=float(i % 10)))
+    view.add_decision(_decision(30))  # a worker's clock ahead of ours: not yet
+    snap = view.snapshot(T0.timestamp())
+    assert snap["decisions"] == {"total": 121, "approve": 120, "review": 0, "decline": 1}
+    assert snap["per_second"] == 1.0  # 60 in the last minute
+    assert snap["processing_ms"] == {"p50": 4.5, "p99": 9.0}
+    assert snap["model_versions"] == {"2018-04-01-abc123": 120, "v-old": 1}
+    later = view.snapshot(T0.timestamp() + 500)  # the window is now -99 … +500
+    assert later["decisions"]["total"] == 100 + 1  # -99 … 0, and +30
+    assert later["processing_ms"] is None and later["per_second"] == 0
+
+
+def test_latest_alerts_are_the_newest_whatever_the_reading_order_and_without_repeats() -> None:
+    view = FleetView(alerts_kept=3)
+    # read back partition by partition: times interleave
+    for seconds, tx in ((-50, "a"), (-10, "b"), (-40, "c"), (-5, "d"), (-60, "e"), (-20, "f")):
+        view.add_alert(_alert(seconds, tx))
+    view.add_alert(_alert(-1, "b"))  # the repeat of b after a crash: the same alert id
+    snap = view.snapshot(T0.timestamp())
+    assert [a["transaction_id"] for a in snap["alerts"]["latest"]] == ["d", "b", "f"]
+    assert snap["alerts"]["count"] == 7  # records published, the repeat included
+
+
+def test_dead_letters_are_listed_without_their_raw_value() -> None:
+    view = FleetView(letters_kept=2)
+    for i in range(3):
+        view.add_dead_letter(_letter(-10 + i, i))
+    snap = view.snapshot(T0.timestamp())
+    assert snap["dead_letters"]["count"] == 3
+    assert [d["offset"] for d in snap["dead_letters"]["latest"]] == [2, 1]
+    assert "raw" not in snap["dead_letters"]["latest"][0]
+
+
+def test_foreign_records_are_counted_not_fatal_and_the_group_is_shown() -> None:
+    view = FleetView()
+    view.add_decision(b"not json")
+    view.add_alert(None)
+    view.add_dead_letter(b'{"source_topic": "x"}')
+    assert view.snapshot(T0.timestamp())["unreadable"] == 3
+    assert view.snapshot(T0.timestamp())["workers"] is None
+    view.group = GroupState(members=2, lag={"transactions": 7, "labels": 0})
+    snap = view.snapshot(T0.timestamp())
+    assert (snap["workers"], snap["lag"]) == (2, {"transactions": 7, "labels": 0})
