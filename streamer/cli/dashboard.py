@@ -89,12 +89,13 @@ async def _serve(settings: Settings, host: str, port: int, window_s: float) -> N
     try:
         await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        work.cancel()
+        work.cancel()  # a no-op when it failed: its exception is then the outcome below
         stopping.cancel()
+        outcomes = await asyncio.gather(work, stopping, return_exceptions=True)
         await runner.cleanup()
-    failed = work.exception() if work.done() and not work.cancelled() else None
-    if failed is not None:
-        raise click.ClickException(f"stopped reading Kafka: {type(failed).__name__}: {failed}")
+    outcome = outcomes[0]
+    if isinstance(outcome, Exception):
+        raise click.ClickException(f"stopped reading Kafka: {type(outcome).__name__}: {outcome}")
 
 
 def _web_app(view: Any) -> Any:

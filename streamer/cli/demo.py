@@ -162,7 +162,8 @@ def demo(
     1. start Kafka and Redis on 127.0.0.1 (reused when running)
     2. train and promote a model if the registry has none, or none for these features
     3. simulate a month of transactions for a fresh population
-    4. start the worker (dashboard at http://127.0.0.1:STREAMER_WEB_PORT/)
+    4. start the worker (its page at http://127.0.0.1:STREAMER_WEB_PORT/) and the fleet's
+       page (`fraud-streamer dashboard`, http://127.0.0.1:STREAMER_DASHBOARD_PORT/)
     5. replay the month into Kafka, labels included, plus a few malformed messages
     6. print live counts of this run's decisions, alerts and dead letters until all are decided
     """
@@ -201,7 +202,7 @@ def demo(
         click.echo(f"3/6 reusing {data}", err=True)
 
     asyncio.run(contract_topics(settings))
-    _check_port_free(settings.web_host, settings.web_port)
+    _check_port_free(settings.web_host, settings.web_port, "STREAMER_WEB_PORT")
     log_path = settings.data_dir / "demo-worker.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     click.echo(f"4/6 starting the worker (log: {log_path})", err=True)
@@ -209,15 +210,36 @@ def demo(
         worker = subprocess.Popen(
             [sys.executable, "-m", "streamer", "worker"], stdout=log, stderr=subprocess.STDOUT
         )
+    fleet = _start_fleet_page(settings)
     try:
         _run_demo(settings, worker, data, rate, keep_running, make_producer)
     finally:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        for process in (worker, fleet):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def _start_fleet_page(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """``fraud-streamer dashboard`` beside the worker; the demo goes on without it (saying
+    so) when its port is taken."""
+    try:
+        _check_port_free(settings.web_host, settings.dashboard_port, "STREAMER_DASHBOARD_PORT")
+    except click.ClickException as exc:
+        click.echo(f"    the fleet's page is not started: {exc.message}", err=True)
+        return None
+    log_path = settings.data_dir / "demo-dashboard.log"
+    click.echo(
+        f"    the fleet's page: http://127.0.0.1:{settings.dashboard_port}/ (log: {log_path})",
+        err=True,
+    )
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamer", "dashboard"], stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def _quality_lines(settings: Settings, frame: Any, tally: RunTally) -> list[str]:
@@ -265,8 +287,8 @@ def _quality_lines(settings: Settings, frame: Any, tally: RunTally) -> list[str]
     return lines
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Fail now, by name, if something already listens on the worker's web port.
+def _check_port_free(host: str, port: int, variable: str) -> None:
+    """Fail now, by name, if something already listens on the port ``variable`` sets.
 
     Otherwise the demo would read that process's counts while its own worker fails to bind.
     """
@@ -277,7 +299,7 @@ def _check_port_free(host: str, port: int) -> None:
         except OSError as exc:
             raise click.ClickException(
                 f"{host}:{port} is taken ({exc.strerror}): another worker or demo may still be "
-                "running; stop it, or choose another port with STREAMER_WEB_PORT"
+                f"running; stop it, or choose another port with {variable}"
             ) from None
 
 
@@ -370,8 +392,9 @@ def _run_demo(
         keep_running = sys.stdin.isatty()
     if keep_running:
         click.echo(
-            f"worker still running: dashboard http://127.0.0.1:{port}/ , metrics "
-            f"http://127.0.0.1:{port}/metrics — Ctrl-C to stop"
+            f"worker still running: its page http://127.0.0.1:{port}/ , metrics "
+            f"http://127.0.0.1:{port}/metrics , the fleet's page "
+            f"http://127.0.0.1:{settings.dashboard_port}/ — Ctrl-C to stop"
         )
         with contextlib.suppress(KeyboardInterrupt):
             worker.wait()

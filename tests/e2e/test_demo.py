@@ -65,6 +65,7 @@ def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Pa
         "STREAMER_DATA_DIR": str(tmp_path / "state"),
         "STREAMER_REDIS_URL": stack.redis_url.rsplit("/", 1)[0] + "/12",
         "STREAMER_WEB_PORT": "16300",
+        "STREAMER_DASHBOARD_PORT": "16302",
         "STREAMER_CONSUMER_GROUP": f"demo-{suffix}",
         **{
             f"STREAMER_TOPIC_{t.upper()}": f"{t}-{suffix}"
@@ -128,6 +129,10 @@ def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Pa
     assert set(ran["transaction_id"]) <= decided
     assert f"decided {len(ran):,} of {len(ran):,}" in out
     assert "dead letters 3" in out  # the demo's three malformed messages
+    # the fleet's page ran beside the worker, and stopped cleanly with it
+    assert "the fleet's page: http://127.0.0.1:16302/" in out
+    fleet_log = (tmp_path / "state" / "demo-dashboard.log").read_text()
+    assert "dashboard: http://127.0.0.1:16302/" in fleet_log and "Traceback" not in fleet_log
     # the run's scores, read back from the decisions, rank the simulator's frauds of a
     # population the model never saw far above chance (from empty windows: see the demo)
     quality = re.search(

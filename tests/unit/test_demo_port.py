@@ -19,8 +19,8 @@ def test_a_taken_port_is_named_and_a_free_one_passes() -> None:
         port = taken.getsockname()[1]
         named = f"127.0.0.1:{port} is taken.*STREAMER_WEB_PORT"
         with pytest.raises(click.ClickException, match=named):
-            _check_port_free("127.0.0.1", port)
-    _check_port_free("127.0.0.1", port)  # released: the demo may use it
+            _check_port_free("127.0.0.1", port, "STREAMER_WEB_PORT")
+    _check_port_free("127.0.0.1", port, "STREAMER_WEB_PORT")  # released: the demo may use it
 
 
 def test_the_demo_notices_when_nothing_moves() -> None:
