@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from redis.asyncio.client import Pipeline as ServerPipeline
-from redis.asyncio.cluster import ClusterPipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import NoScriptError
 
 from streamer.features.definitions import (
@@ -141,6 +141,21 @@ class RedisFeatureStore(FeatureStore):
         )
         self._label = client.register_script(_script("label.lua", TTL=cfg.ttl_seconds))
         self._scripts_loaded = False
+        #: on a cluster, the node that holds a key's slot, as the client last learnt it
+        self._route: Callable[[str], Any] | None = (
+            client.get_node_from_key if isinstance(client, RedisCluster) else None
+        )
+
+    def _to(self, key: str) -> dict[str, Any]:
+        """Where to send a script call whose keys share ``key``'s hash tag.
+
+        redis-py's cluster pipeline works out every command's slot from all its keys, twice,
+        in Python: most of what the cluster costs the worker per event. All keys of an entity
+        share one slot, so one key names the node. The hint is only a first guess: a call it
+        sends to a node that no longer owns the slot is answered MOVED, and redis-py retries
+        that call by its own routing, which learns the new owner.
+        """
+        return {} if self._route is None else {"target_nodes": self._route(key)}
 
     async def _execute(self, fill: Callable[[Pipeline], object]) -> list[Any]:
         """Run a pipeline of script calls in one round trip.
@@ -173,26 +188,29 @@ class RedisFeatureStore(FeatureStore):
         csha, tsha = self._customer.sha, self._terminal.sha
 
         def fill(pipe: Pipeline) -> None:
-            command = pipe.execute_command
+            command, to = pipe.execute_command, self._to
             for e in events:
+                ckeys, tkeys = customer_keys(e.customer_id), terminal_keys(e.terminal_id)
                 command(
                     "EVALSHA",
                     csha,
                     3,
-                    *customer_keys(e.customer_id),
+                    *ckeys,
                     customer_first_key(e.customer_id),
                     e.transaction_id,
                     e.ts_ms,
                     repr(float(e.amount)),
+                    **to(ckeys[0]),
                 )
                 command(
                     "EVALSHA",
                     tsha,
                     4,
-                    *terminal_keys(e.terminal_id),
+                    *tkeys,
                     terminal_first_key(e.terminal_id),
                     e.transaction_id,
                     e.ts_ms,
+                    **to(tkeys[0]),
                 )
             pipe.smismember(blocklist_key("customer"), [e.customer_id for e in events])
             pipe.smismember(blocklist_key("terminal"), [e.terminal_id for e in events])
@@ -210,15 +228,17 @@ class RedisFeatureStore(FeatureStore):
 
         def fill(pipe: Pipeline) -> None:
             for m in marks:
+                keys = terminal_keys(m.terminal_id)
                 pipe.execute_command(
                     "EVALSHA",
                     sha,
                     3,
-                    *terminal_keys(m.terminal_id),
+                    *keys,
                     m.transaction_id,
                     m.tx_ts_ms,
                     m.reported_ms,
                     int(m.is_fraud),
+                    **self._to(keys[0]),
                 )
 
         await self._execute(fill)
