@@ -69,14 +69,15 @@ def tls_port(port: int) -> int:
     return port + 1
 
 
-def server_arguments(tls: RedisTls, port: int) -> list[str]:
-    """redis-server options that open the TLS port beside the plain one."""
+def server_arguments(tls: RedisTls, port: int, *, require_client_certs: bool = False) -> list[str]:
+    """redis-server options that open the TLS port beside the plain one; clients may present a
+    certificate signed by the CA, or, with ``require_client_certs``, must."""
     return [
         "--tls-port", str(port),
         "--tls-cert-file", str(tls.certfile),
         "--tls-key-file", str(tls.keyfile),
         "--tls-ca-cert-file", str(tls.cafile),
-        "--tls-auth-clients", "optional",
+        "--tls-auth-clients", "yes" if require_client_certs else "optional",
     ]  # fmt: skip
 
 

@@ -8,6 +8,9 @@ refuses anything but TLS, and check that each TLS mistake is named as such at st
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,6 +22,7 @@ from redis.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from streamer import redis_tls
+from streamer.bench.infra import free_port
 from streamer.cli import cli
 from streamer.features.keys import blocklist_key, customer_keys
 from streamer.redis_client import _unreachable, redis_problem
@@ -29,7 +33,8 @@ from streamer.secure_listener import (
     find_keytool,
 )
 from streamer.settings import Settings
-from streamer.stack import LocalStack
+from streamer.stack import Endpoint, LocalStack
+from streamer.stack import _port_open as socket_open
 from tests.integration.harness import WorkerEnv, decide_each_once, refused_start
 
 
@@ -139,6 +144,60 @@ async def test_a_refused_client_certificate_is_named_when_redis_py_sees_a_reset(
     problem = await _unreachable(url, "R", seen, timeout=3)
     assert "R refused the client certificate in ssl_certfile (" in problem, problem
     assert "ALERT" in problem, problem
+
+
+@pytest.fixture
+def strict_tls_url(stack: Settings, tmp_path: Path) -> Iterator[str]:
+    """A ``rediss://`` URL (with the stack's CA) of a Redis of its own that *requires* a client
+    certificate signed by the stack's CA, as some managed services can (no plain port)."""
+    local = LocalStack(stack)
+    tls = local.redis_tls()
+    assert tls is not None, "`stack up` makes the TLS material"
+    server = shutil.which("redis-server")
+    assert server is not None
+    port = free_port()
+    command = [
+        server, "--port", "0", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(tmp_path), *redis_tls.server_arguments(tls, port, require_client_certs=True),
+    ]  # fmt: skip
+    with (tmp_path / "redis.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        endpoint = Endpoint("127.0.0.1", port)
+        deadline = time.monotonic() + 20
+        while not socket_open(endpoint):
+            assert process.poll() is None, (tmp_path / "redis.log").read_text()
+            assert time.monotonic() < deadline, "the strict Redis did not listen"
+            time.sleep(0.1)
+        yield redis_tls.client_url(tls, endpoint)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_a_redis_that_requires_client_certificates(
+    stack: Settings, worker_env: WorkerEnv, strict_tls_url: str, replay_slice: pd.DataFrame
+) -> None:
+    """Without a certificate the start-up check names what is missing; with the stack's, the
+    worker keeps its features there."""
+    problem = await redis_problem(strict_tls_url, "R", timeout=3)
+    assert problem is not None and "R refused a TLS client without a certificate" in problem
+    assert "add ssl_certfile=<PEM> and ssl_keyfile=<PEM>" in problem, problem
+    ours = LocalStack(stack).secure_listener()
+    assert ours is not None and ours.client_keyfile.is_file(), "`stack up` makes it (openssl)"
+    url = (
+        f"{strict_tls_url}&ssl_certfile={quote(str(ours.client_certfile))}"
+        f"&ssl_keyfile={quote(str(ours.client_keyfile))}"
+    )
+    assert await redis_problem(url, url, timeout=3) is None
+    frame = replay_slice.head(200)
+    await decide_each_once(worker_env, frame, worker_env.settings, STREAMER_REDIS_URL=url)
+    client = redis.Redis.from_url(url)
+    try:  # each transaction reached its card's history, on that server
+        stored = sum(client.zcard(customer_keys(c)[0]) for c in set(frame["customer_id"]))
+        assert stored == len(frame)
+    finally:
+        client.close()
 
 
 def _mistakes(tls_url: str, plain_url: str, other_ca: Path) -> dict[str, tuple[str, str]]:
