@@ -60,6 +60,9 @@ class Manifest:
     #: per feature, the value that "neutralises" it when explaining a score (a typical
     #: genuine transaction's value)
     baseline: list[float] = field(default_factory=list)
+    #: where its inputs and scores fell on data it was not fitted on (``models.drift``);
+    #: {} for versions registered before drift was watched
+    profile: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
@@ -116,6 +119,7 @@ class ModelRegistry:
         metrics: dict[str, Any] | None = None,
         thresholds: dict[str, float] | None = None,
         baseline: Sequence[float] | None = None,
+        profile: dict[str, Any] | None = None,
         version: str | None = None,
     ) -> Manifest:
         """Store a fitted estimator as a new version (not yet promoted)."""
@@ -139,6 +143,7 @@ class ModelRegistry:
             metrics=metrics or {},
             thresholds=thresholds or {},
             baseline=[float(v) for v in (baseline or [])],
+            profile=profile or {},
         )
         _atomic_write(directory / MANIFEST, manifest.to_json())
         return manifest

@@ -26,6 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from models.dataset import FeatureSet
+from models.drift import make_profile
 from models.metrics import quality
 from streamer.features.definitions import FEATURE_NAMES, LABEL_DELAY_DAYS
 
@@ -136,6 +137,9 @@ class TrainResult:
     trials: list[TrialResult] = field(default_factory=list)
     train_period: Period | None = None
     baseline: list[float] = field(default_factory=list)
+    #: where the features and the winner's scores fell on the days after its training window
+    #: (their labels not yet known): the reference for drift (models/drift.py); {} if none
+    profile: dict[str, Any] = field(default_factory=dict)
 
 
 def select(
@@ -204,6 +208,18 @@ def fit_best(
     )
     genuine = features.X[mask][y[mask] == 0]
     baseline = np.median(genuine, axis=0).tolist() if len(genuine) else [0.0] * len(FEATURE_NAMES)
+    recent = Period(labelled_end, delay_days)  # after the refit window: not fitted on
+    rows = period_mask(features.frame, recent)
+    profile = (
+        make_profile(
+            features.X[rows],
+            estimator.predict_proba(features.X[rows])[:, 1],
+            FEATURE_NAMES,
+            period=recent.describe(),
+        ).to_dict()
+        if rows.any()
+        else {}
+    )
     return TrainResult(
         estimator=estimator,
         candidate=best.candidate,
@@ -212,4 +228,5 @@ def fit_best(
         trials=trials,
         train_period=final,
         baseline=baseline,
+        profile=profile,
     )

@@ -25,6 +25,7 @@ import faust
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types import TP
 
+from models.drift import PSI_ACT, PSI_WATCH
 from streamer.alignment import EventTimeMerger
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
@@ -42,6 +43,8 @@ log = logging.getLogger("streamer.worker")
 LAG_INTERVAL_S = 1.0
 #: How often Redis's memory and evictions are read (INFO).
 REDIS_INFO_INTERVAL_S = 10.0
+#: how often the drift gauges are recomputed (and a drifted input warned about)
+DRIFT_INTERVAL_S = 10.0
 
 
 def _credentials(settings: Settings) -> Any:
@@ -176,6 +179,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             logging.shutdown()
             os._exit(70)
         metrics.observe_batch(kind, out, time.perf_counter() - started, consumed)
+        runtime.observe_drift(out)
 
     async def decide_released() -> None:
         """Apply the labels and decide the transactions the event-time merge releases, in
@@ -288,6 +292,27 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 merger.held,
                 format_tasks(),
             )
+
+    drifted: set[str] = set()  # inputs warned about, until they come back under PSI_WATCH
+
+    @app.timer(DRIFT_INTERVAL_S)
+    async def report_drift() -> None:
+        values = runtime.drift()
+        metrics.set_drift(values)
+        for name, value in (values or {}).items():
+            if value >= PSI_ACT and name not in drifted:
+                drifted.add(name)
+                log.warning(
+                    "model input %s has drifted: PSI %.2f over the last rows scored, against "
+                    "the profile of model %s (above %.2f it no longer looks like what the "
+                    "model was made for: retrain, or look for a producer that changed)",
+                    name,
+                    value,
+                    runtime.model_version,
+                    PSI_ACT,
+                )
+            elif value < PSI_WATCH:
+                drifted.discard(name)
 
     @app.timer(REDIS_INFO_INTERVAL_S)
     async def report_redis() -> None:

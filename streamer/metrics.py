@@ -93,8 +93,16 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.drift = Gauge(
+            "streamer_drift_psi",
+            "Population stability index of each model input (and of the score) over the last "
+            "rows scored, against the serving model's profile: >0.1 look, >0.25 act",
+            ["input"],
+            registry=r,
+        )
         self.started = time.time()
         self._totals: dict[str, int] = {}
+        self._drift: dict[str, float] = {}
 
     def set_redis(self, info: Mapping[str, Any]) -> int:
         """Redis's memory (used, and its limit) and eviction count from its ``INFO``; returns
@@ -105,6 +113,13 @@ class Metrics:
         before, self._evicted = self._evicted, evicted
         self.redis_evicted.set(evicted)
         return 0 if before is None else max(evicted - before, 0)
+
+    def set_drift(self, values: Mapping[str, float] | None) -> None:
+        """The latest PSI per input; None (no profile, or too few rows yet) clears them."""
+        self.drift.clear()
+        self._drift = dict(values or {})
+        for name, value in self._drift.items():
+            self.drift.labels(name).set(value)
 
     def observe_batch(self, topic: str, out: BatchOutput, seconds: float, consumed: int) -> None:
         self.recent_alerts.extend(value for _, value in out.alerts)  # as published: JSON
@@ -161,4 +176,6 @@ class Metrics:
             "uptime_s": round(time.time() - self.started, 1),
             "lag_records": int(sum(s.value for m in self.lag.collect() for s in m.samples)),
             "totals": dict(sorted(self._totals.items())),
+            # PSI per model input, most drifted first (empty: not watched, or too few rows yet)
+            "drift": dict(sorted(self._drift.items(), key=lambda kv: -kv[1])),
         }

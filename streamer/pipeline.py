@@ -65,6 +65,9 @@ class BatchOutput:
     outcomes: dict[str, int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
     model_version: str | None = None
+    #: the decided rows' features and the model's scores before rules (for drift)
+    matrix: np.ndarray | None = None
+    model_scores: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +260,7 @@ class Pipeline:
                 out.features.append((key, feature_record(tx, scorer.version, features[i])))
         out.scores = np.asarray(scores, dtype=float).tolist()
         out.model_version = scorer.version
+        out.matrix, out.model_scores = features, scores
         return out
 
     def receive_labels(

@@ -13,11 +13,13 @@ from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
+from models.drift import Profile
 from models.registry import ModelRegistry
 from streamer import dashboard
+from streamer.drift_watch import DriftWatch
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
-from streamer.pipeline import Pipeline
+from streamer.pipeline import BatchOutput, Pipeline
 from streamer.redis_client import RedisClient, combined_info, connect, node_infos
 from streamer.rules import Policy
 from streamer.scoring import Scorer
@@ -49,6 +51,7 @@ class Runtime:
         self._scorer: Scorer | None = None
         self._pipeline: Pipeline | None = None
         self._refused: str | None = None  # last version refused, so it is logged once
+        self._drift: tuple[str, DriftWatch | None] | None = None  # per model version
         self._lock = asyncio.Lock()
 
     @property
@@ -102,6 +105,37 @@ class Runtime:
         previous, self._scorer = self.model_version, scorer
         self.metrics.set_model(scorer.version)
         log.info("serving model %s (was %s)", scorer.version, previous or "none")
+
+    def observe_drift(self, out: BatchOutput) -> None:
+        """Bin a decided batch's rows for the drift watch of the model that scored them (a
+        version registered without a profile is not watched)."""
+        if out.matrix is None or out.model_scores is None or out.model_version is None:
+            return
+        if self._drift is None or self._drift[0] != out.model_version:
+            scorer = self._scorer
+            profile = scorer.model.manifest.profile if scorer is not None else {}
+            watched = (
+                scorer is not None
+                and scorer.version == out.model_version
+                and profile
+                and self.settings.drift_window_rows > 0
+            )
+            self._drift = (
+                out.model_version,
+                DriftWatch(
+                    out.model_version,
+                    Profile.from_dict(profile),
+                    window=self.settings.drift_window_rows,
+                )
+                if watched
+                else None,
+            )
+        if self._drift[1] is not None:
+            self._drift[1].observe(out.matrix, out.model_scores)
+
+    def drift(self) -> dict[str, float] | None:
+        """PSI per input of the rows scored lately (None: not watched, or too few rows)."""
+        return None if self._drift is None or self._drift[1] is None else self._drift[1].psi()
 
     def _client(self) -> RedisClient:
         """The Redis client of the store, made on first use."""

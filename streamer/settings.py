@@ -125,6 +125,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="After SIGTERM or SIGINT, how long a worker may take to stop "
         "cleanly before it exits anyway (nothing is lost: offsets follow durable outputs)."
     )
+    drift_window_rows: int = Field(
+        5_000, ge=0, le=1_000_000, description="Drift is measured over the last this many "
+        "rows a worker scored, against the serving model's profile; 0 turns it off."
+    )
     stall_warn_s: float = Field(
         60.0, gt=0, description="A worker that has records waiting (consumer lag, held by the "
         "merge, or in the batch being decided) but has processed none for this long logs a "

@@ -96,6 +96,7 @@ def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) 
         training_data={"purpose": "bench", "rows": len(load.history), "seed": config.seed},
         metrics={"validation": result.validation, "params": result.params},
         baseline=result.baseline,
+        profile=result.profile,
     )
     registry.promote(manifest.version)
     return {"registry": str(own.resolve()), "version": manifest.version, "source": "bench"}

@@ -128,6 +128,7 @@ def train(
         },
         thresholds={"review": settings.review_threshold, "decline": settings.decline_threshold},
         baseline=result.baseline,
+        profile=result.profile,
     )
     click.echo(
         f"registered {manifest.version} in {settings.model_registry} "

@@ -17,6 +17,7 @@ from datetime import datetime
 import numpy as np
 
 __all__ = [
+    "CALENDAR_FEATURES",
     "CUSTOMER_STATS_LEN",
     "DAY_MS",
     "FEATURES",
@@ -145,6 +146,9 @@ FEATURES: tuple[Feature, ...] = (
     ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+#: inputs that follow the clock: their mix over a few thousand rows depends on the hour and the
+#: weekday, not on whether traffic changed, so drift is not watched on them
+CALENDAR_FEATURES: tuple[str, ...] = ("TX_DURING_WEEKEND", "TX_DURING_NIGHT")
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) ->
         algorithm="hist_gb",
         features=FEATURE_NAMES,
         baseline=result.baseline,
+        profile=result.profile,
         version="test-model-a",
     )
     registry.promote(manifest.version)

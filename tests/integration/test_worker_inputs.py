@@ -495,3 +495,35 @@ async def test_keys_redis_evicts_under_a_running_worker_are_reported(
     )
     evicted = worker_env.metrics().get(("streamer_redis_evicted_keys", ()), 0)
     assert evicted > 0, worker_env.metrics()
+
+
+async def test_the_worker_reports_drift_against_its_model_s_profile(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """Traffic like the model's history keeps every input's PSI low; a producer that starts
+    sending amounts four times too large (a unit change, say) shows as TX_AMOUNT drifting, in
+    /metrics and the log, long before any label could tell."""
+    settings = worker_env.settings
+    worker_env.start_worker()
+
+    def psi(name: str) -> float | None:
+        return worker_env.metrics().get(("streamer_drift_psi", (("input", name),)))
+
+    ordinary = replay_slice.head(2_000)
+    await produce(settings, settings.topic_transactions,
+                  [(k, v) for _, k, v in encode_transactions(ordinary)])  # fmt: skip
+    wait_for(lambda: psi("TX_AMOUNT") is not None, timeout=60, what="the drift gauges",
+             worker=worker_env)  # fmt: skip
+    assert psi("TX_AMOUNT") < 0.1, worker_env.metrics()  # type: ignore[operator]
+    # (the card's window features drift indeed: this worker starts from empty windows)
+    assert "model input TX_AMOUNT has drifted" not in worker_env.log()
+
+    shifted = replay_slice.iloc[2_000:7_000].assign(amount=lambda f: f["amount"] * 4)
+    await produce(settings, settings.topic_transactions,
+                  [(k, v) for _, k, v in encode_transactions(shifted)])  # fmt: skip
+    wait_for(lambda: (psi("TX_AMOUNT") or 0) > 0.25, timeout=90, what="TX_AMOUNT to drift",
+             worker=worker_env)  # fmt: skip
+    wait_for(lambda: "model input TX_AMOUNT has drifted" in worker_env.log(), timeout=30,
+             what="the drift warning", worker=worker_env)  # fmt: skip
+    summary = worker_env.summary()
+    assert summary is not None and "TX_AMOUNT" in summary["drift"], summary
