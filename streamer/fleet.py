@@ -61,6 +61,7 @@ class FleetView:
     def __init__(self, window_s: float = 900.0, alerts_kept: int = 50, letters_kept: int = 10):
         self.window_s = window_s
         self._seconds: dict[int, _Second] = {}
+        self._newest = 0  # the latest second a record was counted in
         self._alerts: _Kept = deque(maxlen=alerts_kept)
         self._letters: _Kept = deque(maxlen=letters_kept)
         self.group: GroupState | None = None
@@ -141,7 +142,25 @@ class FleetView:
     # --- helpers ----------------------------------------------------------------------------
 
     def _second(self, at: float) -> _Second:
-        return self._seconds.setdefault(int(at), _Second())
+        key = int(at)
+        second = self._seconds.get(key)
+        if second is None:
+            second = self._seconds[key] = _Second()
+            self._forget(key)
+        return second
+
+    def _forget(self, newest: int) -> None:
+        """Drop what no snapshot can show any more, whether or not anyone looks: seconds
+        older than the window, and processing times older than the last minute, before the
+        newest second seen (the clock is at least there)."""
+        if newest <= self._newest:
+            return
+        self._newest = newest
+        for at in [a for a in self._seconds if a <= newest - self.window_s]:
+            del self._seconds[at]
+        for at, second in self._seconds.items():
+            if at <= newest - RATE_WINDOW_S and second.processing_ms:
+                second.processing_ms = []
 
     def _parse(self, model: Any, value: bytes | None) -> Any:
         try:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from redis.asyncio.client import Pipeline as ServerPipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, SlotNotCoveredError
 
 from streamer.features.definitions import (
     DAY_MS,
@@ -155,7 +155,12 @@ class RedisFeatureStore(FeatureStore):
         sends to a node that no longer owns the slot is answered MOVED, and redis-py retries
         that call by its own routing, which learns the new owner.
         """
-        return {} if self._route is None else {"target_nodes": self._route(key)}
+        if self._route is None:
+            return {}
+        try:
+            return {"target_nodes": self._route(key)}
+        except SlotNotCoveredError:  # the client is re-learning the slots: let it route
+            return {}
 
     async def _execute(self, fill: Callable[[Pipeline], object]) -> list[Any]:
         """Run a pipeline of script calls in one round trip.

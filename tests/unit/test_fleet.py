@@ -87,3 +87,13 @@ def test_foreign_records_are_counted_not_fatal_and_the_group_is_shown() -> None:
     view.group = GroupState(members=2, lag={"transactions": 7, "labels": 0})
     snap = view.snapshot(T0.timestamp())
     assert (snap["workers"], snap["lag"]) == (2, {"transactions": 7, "labels": 0})
+
+
+def test_what_no_snapshot_can_show_is_forgotten_without_one() -> None:
+    view = FleetView(window_s=600)
+    for i in range(1_200):  # twenty minutes, one decision a second, nobody looking
+        view.add_decision(_decision(-1_199 + i))
+    seconds = view._seconds  # the bookkeeping itself: memory stays bounded by the window
+    assert len(seconds) <= 601
+    assert sum(len(s.processing_ms) for s in seconds.values()) <= 61
+    assert view.snapshot(T0.timestamp())["decisions"]["total"] == 600
