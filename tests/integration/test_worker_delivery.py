@@ -165,6 +165,30 @@ async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[dict[str, Any]]:
     return [json.loads(r.value) for r in records]
 
 
+async def _assert_training_parity(
+    worker: WorkerEnv,
+    features_topic: str,
+    offline: FeatureSet,
+    registry: ModelRegistry,
+    decisions: list[dict[str, Any]],
+) -> None:
+    """Every vector the worker logged (first deliveries and re-deliveries alike) is the
+    training set's for that transaction, and so is every score it published (rule hits aside).
+    (Not one record per decision: a kill can land between a batch's decisions and its log.)"""
+    wanted = set(offline.frame["transaction_id"])
+    logged = await consume_until(
+        worker.settings, features_topic, ids=wanted, timeout=60, worker=worker
+    )
+    row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
+    for record in map(json.loads, (r.value for r in logged)):
+        vector = [record["features"][name] for name in FEATURE_NAMES]
+        np.testing.assert_allclose(
+            vector, offline.X[row[record["transaction_id"]]], rtol=0, atol=1e-9
+        )
+    got, expected = _worker_scores(registry, offline, decisions)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
 async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     worker_env: WorkerEnv, replay_slice: pd.DataFrame, registry: ModelRegistry
 ) -> None:
@@ -195,18 +219,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     # parity: the features the worker computed from Redis at decision time — first deliveries
     # and re-deliveries alike — are the training features, and so are its scores
     offline = build_features(replay_slice)
-    # (not one record per decision: a kill can land between a batch's decisions and its log)
-    logged = await consume_until(
-        settings, features_topic, ids=wanted, timeout=60, worker=worker_env
-    )
-    row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
-    for record in map(json.loads, (r.value for r in logged)):
-        vector = [record["features"][name] for name in FEATURE_NAMES]
-        np.testing.assert_allclose(
-            vector, offline.X[row[record["transaction_id"]]], rtol=0, atol=1e-9
-        )
-    got, expected = _worker_scores(registry, offline, decisions)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    await _assert_training_parity(worker_env, features_topic, offline, registry, decisions)
 
     # no window counted a transaction twice: the Redis state holds each one once, and asking
     # Redis again (an idempotent replay) gives exactly the training features
@@ -254,15 +267,7 @@ async def test_a_worker_on_a_redis_cluster_loses_nothing_to_sigkill_and_keeps_pa
     decisions = await _decisions(worker, wanted)
     assert _one_decision_each(decisions, wanted) > 0, "the kill should have forced re-deliveries"
     offline = build_features(frame)
-    row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
-    logged = await consume_until(settings, features_topic, ids=wanted, timeout=60, worker=worker)
-    for record in map(json.loads, (r.value for r in logged)):
-        vector = [record["features"][name] for name in FEATURE_NAMES]
-        np.testing.assert_allclose(
-            vector, offline.X[row[record["transaction_id"]]], rtol=0, atol=1e-9
-        )
-    got, expected = _worker_scores(registry, offline, decisions)
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    await _assert_training_parity(worker, features_topic, offline, registry, decisions)
     theirs = [d for d in decisions if d["customer_id"] == blocked]
     assert theirs and all(
         d["decision"] == "decline" and d["reasons"][0]["code"] == "RULE_CUSTOMER_BLOCKED"
