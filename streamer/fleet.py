@@ -139,6 +139,13 @@ class FleetView:
             "unreadable": self.unreadable,
         }
 
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, body) for ``/healthz``: 503 while Kafka does not answer about the
+        group (the page would show stale numbers), 200 otherwise."""
+        if self.group_problem is not None:
+            return 503, {"status": "kafka unreachable", "problem": self.group_problem}
+        return 200, {"status": "ok"}
+
     # --- helpers ----------------------------------------------------------------------------
 
     def _second(self, at: float) -> _Second:

@@ -40,7 +40,8 @@ def dashboard(settings: Settings, port: int | None, window_minutes: int) -> None
     with it; this one reads STREAMER_TOPIC_DECISIONS, STREAMER_TOPIC_ALERTS and
     STREAMER_TOPIC_DEAD_LETTERS — every worker's output — from --window-minutes ago on, and
     asks Kafka every 5 s about the group STREAMER_CONSUMER_GROUP. It writes nothing and joins
-    no group: run it anywhere that reaches Kafka, as many as you like. JSON at /api/fleet.
+    no group: run it anywhere that reaches Kafka, as many as you like. JSON at /api/fleet;
+    /healthz answers 503 while Kafka does not.
     """
     host, port = settings.web_host, port or settings.dashboard_port
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a normal way to stop it
@@ -111,9 +112,14 @@ def _web_app(view: Any) -> Any:
     async def api(request: web.Request) -> web.Response:
         return web.json_response(view.snapshot(time.time()))
 
+    async def health(request: web.Request) -> web.Response:
+        status, body = view.health()
+        return web.json_response(body, status=status)
+
     app = web.Application()
     app.router.add_get("/", index)
     app.router.add_get("/api/fleet", api)
+    app.router.add_get("/healthz", health)
     return app
 
 

@@ -96,6 +96,8 @@ async def test_the_fleet_page_shows_every_worker_s_output(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as page:
             html = page.read().decode()
         assert "all workers" in html and "renderAlerts" in html and "/* style.css */" not in html
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as page:
+            assert json.loads(page.read()) == {"status": "ok"}
     finally:
         dashboard.terminate()
         dashboard.wait(10)

@@ -84,6 +84,10 @@ def test_foreign_records_are_counted_not_fatal_and_the_group_is_shown() -> None:
     view.add_dead_letter(b'{"source_topic": "x"}')
     assert view.snapshot(T0.timestamp())["unreadable"] == 3
     assert view.snapshot(T0.timestamp())["workers"] is None
+    assert view.health() == (200, {"status": "ok"})
+    view.group_problem = "KafkaConnectionError: Unable to bootstrap"
+    assert view.health()[0] == 503 and "bootstrap" in view.health()[1]["problem"]
+    view.group_problem = None
     view.group = GroupState(members=2, lag={"transactions": 7, "labels": 0})
     snap = view.snapshot(T0.timestamp())
     assert (snap["workers"], snap["lag"]) == (2, {"transactions": 7, "labels": 0})
