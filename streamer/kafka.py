@@ -426,11 +426,12 @@ async def _read_to_end(
 
 
 async def consumer_group_state(
-    settings: Settings, group: str, topics: Sequence[str]
+    settings: Settings, group: str, tps: Sequence[TopicPartition]
 ) -> tuple[int, dict[str, int]]:
-    """How many members ``group`` has, and per topic of ``topics`` how many records it has
-    not committed yet (the end of each partition minus the group's committed offset there; a
-    partition without a commit counts from its first record).
+    """How many members ``group`` has, and per topic of ``tps`` (the partitions to look at, from
+    :func:`topic_partitions`) how many records it has not committed yet (the end of each
+    partition minus the group's committed offset there; a partition without a commit counts
+    from its first record).
 
     The end is what a committed-records reader sees (the last stable offset); a partition
     that ends with a transaction marker shows one record more than it holds.
@@ -443,12 +444,11 @@ async def consumer_group_state(
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    tps = [tp for topic in topics for tp in await topic_partitions(settings, topic) or []]
     reader = make_consumer(settings, group_id=None, isolation_level="read_committed")
     async with running(reader) as consumer:
         ends = await consumer.end_offsets(tps) if tps else {}
         starts = await consumer.beginning_offsets(tps) if tps else {}
-    lag = dict.fromkeys(topics, 0)
+    lag = dict.fromkeys((tp.topic for tp in tps), 0)
     for tp in tps:
         done = committed.get(tp)
         start = starts[tp] if done is None or done.offset < 0 else done.offset

@@ -153,12 +153,14 @@ async def _watch_group(settings: Settings, view: Any) -> None:
     from aiokafka.errors import KafkaError
 
     from streamer.fleet import GroupState
-    from streamer.kafka import consumer_group_state
+    from streamer.kafka import consumer_group_state, topic_partitions
 
     inputs = [settings.topic_transactions, settings.topic_labels]
+    # the partitions once: a topic's count does not change under running workers
+    tps = [tp for topic in inputs for tp in await topic_partitions(settings, topic) or []]
     while True:
         try:
-            members, lag = await consumer_group_state(settings, settings.consumer_group, inputs)
+            members, lag = await consumer_group_state(settings, settings.consumer_group, tps)
             view.group, view.group_problem = GroupState(members, lag), None
         except (KafkaError, OSError) as exc:
             view.group_problem = f"{type(exc).__name__}: {exc}"
