@@ -26,6 +26,9 @@ TESTS = Path(__file__).resolve().parent
 TIERS = {"integration": TESTS / "integration", "e2e": TESTS / "e2e"}
 HOW_TO_START = "start it with `fraud-streamer stack up` (or `make stack-up`)"
 
+# the real worker's fixtures (``worker_env`` and what it needs), shared by integration and e2e
+pytest_plugins = ["tests.workers"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -133,13 +133,14 @@ async def _follow(
     async with running(consumer):
         consumer.assign(tps)
         since = int((time.time() - window_s) * 1000)
+        # The ends are read first and sought explicitly: where no record is that recent, every
+        # record before this end is older, and one written after it (a worker starting beside
+        # the dashboard) is read. ``seek_to_end`` would resolve the end later and skip it.
+        ends = await consumer.end_offsets(tps)
         found = await consumer.offsets_for_times(dict.fromkeys(tps, since))
         for tp in tps:
             at = found.get(tp)
-            if at is None:  # nothing that recent: only what comes next
-                await consumer.seek_to_end(tp)
-            else:
-                consumer.seek(tp, at.offset)
+            consumer.seek(tp, ends[tp] if at is None else at.offset)
         while True:
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
             for tp, records in batch.items():

@@ -1,3 +1,23 @@
+// The page keeps the last figures it got. When a refresh fails it says so, and since when, so
+// that nobody reads a stopped worker's counts as current.
+let failingSince = null;
+async function getJSON(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
+  return response.json();
+}
+function answered() {
+  failingSince = null;
+  document.getElementById("stale").hidden = true;
+}
+function notAnswering(what, error) {
+  failingSince = failingSince || new Date();
+  const banner = document.getElementById("stale");
+  banner.textContent = `${what} not answering since ${failingSince.toLocaleTimeString()} ` +
+    `(${error.message || error}): the figures below are from before then.`;
+  banner.hidden = false;
+  console.warn(error);
+}
 function cell(row, text, cls) {
   const td = row.insertCell();  // textContent: alert fields come from producers
   td.textContent = text;
