@@ -73,6 +73,13 @@ class Manifest:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
+    def validation(self, metric: str) -> float | None:
+        """A metric of its validation week (``average_precision``, ``auc_roc``, ...), or None
+        when the manifest has none (a version registered by hand)."""
+        validation = self.metrics.get("validation")
+        value = validation.get(metric) if isinstance(validation, dict) else None
+        return float(value) if isinstance(value, int | float) else None
+
 
 @dataclass(frozen=True)
 class LoadedModel:

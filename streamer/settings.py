@@ -134,6 +134,10 @@ class Settings(BaseSettings):
         "merge, or in the batch being decided) but has processed none for this long logs a "
         "warning with what each of its tasks is waiting on."
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="The worker's log lines: `text` for people, or `json`, one object "
+        "per line (time, level, logger, message; a traceback in `exc_info`) for a log shipper."
+    )
     web_host: str = Field(
         "127.0.0.1", description="Address the dashboard and /metrics bind to (0.0.0.0 in a "
         "container)."

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "quality": "streamer.cli.quality:quality",
     "dead-letters": "streamer.cli.dead_letters:dead_letters",
     "dashboard": "streamer.cli.dashboard:dashboard",
+    "status": "streamer.cli.status:status",
 }
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import click
 
@@ -25,15 +24,15 @@ def _clear_errors() -> Iterator[None]:
 
 
 def _validation_ap(manifest: Manifest) -> str:
-    validation = manifest.metrics.get("validation")
-    value: Any = validation.get("average_precision") if isinstance(validation, dict) else None
-    return f"{value:.3f}" if isinstance(value, int | float) else "–"
+    value = manifest.validation("average_precision")
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
 
 
 def _registry(settings: Settings) -> ModelRegistry:
@@ -61,8 +60,10 @@ def list_versions(settings: Settings) -> None:
         click.echo(f"no model in {registry.root}: run `fraud-streamer train`")
         return
     rows = [("", "version", "created", "algorithm", "validation AP")]
-    rows += [("*" if m.version == live else "", m.version, m.created, m.algorithm,
-              _validation_ap(m)) for m in versions]
+    rows += [
+        ("*" if m.version == live else "", m.version, m.created, m.algorithm, _validation_ap(m))
+        for m in versions
+    ]
     click.echo(_table(rows))
 
 
@@ -87,8 +88,10 @@ def promote(settings: Settings, version: str) -> None:
     if before == version:
         click.echo(f"{version} is already live")
     else:
-        click.echo(f"promoted {version} (was {before or 'none'}); running workers switch within "
-                   f"{settings.model_poll_seconds:g} s")
+        click.echo(
+            f"promoted {version} (was {before or 'none'}); running workers switch within "
+            f"{settings.model_poll_seconds:g} s"
+        )
 
 
 @models.command("rollback")
@@ -99,5 +102,7 @@ def rollback(settings: Settings) -> None:
     with _clear_errors():
         current = registry.current_version()
         previous = registry.rollback()
-    click.echo(f"rolled back from {current} to {previous}; running workers switch within "
-               f"{settings.model_poll_seconds:g} s")
+    click.echo(
+        f"rolled back from {current} to {previous}; running workers switch within "
+        f"{settings.model_poll_seconds:g} s"
+    )

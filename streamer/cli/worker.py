@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import os
 
 import click
 
 from streamer.cli import pass_settings
+from streamer.logs import LEVELS, early_json_logging, mode_logging_config
 from streamer.settings import Settings
 
 
@@ -17,11 +20,18 @@ from streamer.settings import Settings
     "-l",
     default="info",
     show_default=True,
-    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+    type=click.Choice(list(LEVELS)),
     help="Log level of the worker.",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text (for people), or json: one object per line, for a log shipper "
+    "[default: STREAMER_LOG_FORMAT, else text].",
+)
 @pass_settings
-def worker(settings: Settings, loglevel: str) -> None:
+def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
     """Consume transactions and labels; publish decisions, alerts and dead letters.
 
     Run several (same STREAMER_CONSUMER_GROUP) to share the partitions. The dashboard and the
@@ -38,6 +48,12 @@ def worker(settings: Settings, loglevel: str) -> None:
     # threads. OpenMP's thread pool in scikit-learn's predict costs ~10x under CPU contention
     # on small batches. Must be set before scikit-learn loads its OpenMP runtime.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    log_format = log_format or settings.log_format
+    if log_format == "json":
+        early_json_logging(LEVELS[loglevel])
+        say = logging.getLogger("streamer.worker").info
+    else:
+        say = functools.partial(click.echo, err=True)
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
@@ -65,16 +81,24 @@ def worker(settings: Settings, loglevel: str) -> None:
         raise click.ClickException(problem)
     risk = asyncio.run(eviction_risk(*redis, cluster=settings.redis_cluster))
     if risk:
-        click.echo(f"warning: {risk}", err=True)
-    click.echo(
+        if log_format == "json":
+            logging.getLogger("streamer.worker").warning(risk)
+        else:
+            click.echo(f"warning: {risk}", err=True)
+    say(
         f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
         f"redis {settings.redis_url_redacted}{' (cluster)' if settings.redis_cluster else ''}, "
-        f"dashboard http://127.0.0.1:{settings.web_port}/",
-        err=True,
+        f"dashboard http://127.0.0.1:{settings.web_port}/"
     )
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    runner = DeadlineWorker(app, loglevel=loglevel, quiet=True, grace_s=settings.shutdown_grace_s)
+    runner = DeadlineWorker(
+        app,
+        loglevel=LEVELS[loglevel],
+        logging_config=mode_logging_config(log_format),
+        quiet=True,
+        grace_s=settings.shutdown_grace_s,
+    )
     # At warn and above Faust keeps a start-up spinner and, for it, sets the root logger to
     # DEBUG: every debug() call on the hot path (several per message in aiokafka and Faust)
     # would then build a LogRecord. Without the spinner the root logger keeps --loglevel.

@@ -43,12 +43,12 @@ class WorkerEnv:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     ports: list[int] = field(default_factory=list)  # each worker's dashboard port
 
-    def start_worker(self, **overrides: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, loglevel: str = "warn", **overrides: str) -> subprocess.Popen[bytes]:
         """Start a worker; ``overrides`` (STREAMER_* variables) make a second one beside it."""
         log = (self.log_dir / f"worker-{len(self.processes)}.log").open("wb")
         env = {**self.env, **overrides}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamer", "worker", "-l", "warn"],
+            [sys.executable, "-m", "streamer", "worker", "-l", loglevel],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,175 @@
+"""``fraud-streamer status``: is the system up? Kafka and the contract's topics, the workers
+(the consumer group's members and what they have not read yet), Redis and its memory, and the
+model being served, one line each, with an exit status a script or a probe can use."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import click
+
+from streamer.cli import pass_settings
+from streamer.settings import Settings
+
+__all__ = ["Check", "render", "status"]
+
+TIMEOUT_S = 5.0
+
+
+@dataclass
+class Check:
+    """One part of the system: whether it is usable, a line saying how it is, and the figures
+    behind that line (for ``--json``). A warning does not make it unusable."""
+
+    name: str
+    ok: bool
+    detail: str
+    warning: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def render(checks: list[Check]) -> str:
+    """The checks as aligned lines: name, ``ok`` / ``PROBLEM`` (/ ``warning``), what was seen."""
+    width = max(len(c.name) for c in checks)
+    lines = []
+    for check in checks:
+        state = "ok" if check.ok else "PROBLEM"
+        lines.append(f"{check.name.ljust(width)}  {state.ljust(7)}  {check.detail}")
+        if check.warning:
+            lines.append(f"{''.ljust(width)}  {'warning'.ljust(7)}  {check.warning}")
+    return "\n".join(lines)
+
+
+async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
+    """Kafka's check, and each contract topic's partitions (None: not created yet)."""
+    from streamer.kafka import (
+        connection_problem,
+        contract_topic_names,
+        fetch_broker_ids,
+        topic_partitions,
+    )
+
+    servers = settings.kafka_bootstrap_servers
+    problem = await connection_problem(settings, timeout=TIMEOUT_S)
+    if problem is not None:
+        return Check("kafka", False, problem, data={"bootstrap_servers": servers}), {}
+    brokers = await fetch_broker_ids(settings, timeout=TIMEOUT_S)
+    topics = {t: await topic_partitions(settings, t) for t in contract_topic_names(settings)}
+    counts = {t: None if tps is None else len(tps) for t, tps in topics.items()}
+    shown = ", ".join(f"{t} {'–' if n is None else n}" for t, n in counts.items())
+    missing = [t for t, n in counts.items() if n is None]
+    detail = f"{servers}, {len(brokers)} broker(s); partitions: {shown}"
+    warning = (
+        f"not created yet: {', '.join(missing)} (a worker creates them when it starts)"
+        if missing
+        else None
+    )
+    data = {"bootstrap_servers": servers, "brokers": brokers, "partitions": counts}
+    return Check("kafka", True, detail, warning, data), topics
+
+
+async def _workers(settings: Settings, topics: dict[str, Any]) -> Check:
+    from streamer.kafka import consumer_group_state
+
+    group = settings.consumer_group
+    inputs = (settings.topic_transactions, settings.topic_labels)
+    tps = [tp for t in inputs for tp in topics.get(t) or []]
+    members, lag = await consumer_group_state(settings, group, tps)
+    behind = ", ".join(f"{n:,} {t}" for t, n in lag.items()) or "–"
+    detail = f"{members} in group {group!r}; not yet read: {behind}"
+    data = {"group": group, "members": members, "not_yet_read": lag}
+    if members == 0:
+        return Check("workers", False, f"no worker in group {group!r}; not yet read: {behind}",
+                     data=data)  # fmt: skip
+    return Check("workers", True, detail, data=data)
+
+
+async def _redis(settings: Settings) -> Check:
+    from redis.exceptions import RedisClusterException, RedisError
+
+    from streamer.redis_client import (
+        combined_info,
+        connect,
+        eviction_warning,
+        node_infos,
+        redis_problem,
+    )
+
+    url, shown, cluster = settings.redis_url, settings.redis_url_redacted, settings.redis_cluster
+    problem = await redis_problem(url, shown, TIMEOUT_S, cluster=cluster)
+    if problem is not None:
+        return Check("redis", False, problem, data={"url": shown})
+    client = connect(url, cluster=cluster, socket_timeout=TIMEOUT_S)
+    try:
+        infos = await node_infos(client, "memory")
+        keys = await client.dbsize()
+    except (RedisClusterException, RedisError, OSError) as exc:  # INFO restricted: say so
+        return Check("redis", True, f"{shown}: answers (INFO refused: {exc})", data={"url": shown})
+    finally:
+        await client.aclose()
+    memory = combined_info(infos)
+    limit = int(memory.get("maxmemory", 0))
+    used = f"{int(memory['used_memory']) / 2**20:,.1f} MiB used"
+    of = f"of {limit / 2**20:,.0f} MiB" if limit else "(no memory limit)"
+    nodes = f", {len(infos)} primaries" if cluster else ""
+    detail = f"{shown}{nodes}: {used} {of}, {keys:,} keys"
+    warnings = [w for name, m in infos.items() if (w := eviction_warning(m, name or shown))]
+    data = {"url": shown, "used_memory": int(memory["used_memory"]), "maxmemory": limit,
+            "keys": keys}  # fmt: skip
+    return Check("redis", True, detail, warnings[0] if warnings else None, data)
+
+
+def _model(settings: Settings) -> Check:
+    from models.registry import ModelRegistry, RegistryError
+
+    registry = ModelRegistry(settings.model_registry)
+    try:
+        version = registry.current_version()
+        if version is None:
+            raise RegistryError(
+                f"no model promoted in {settings.model_registry}: run `fraud-streamer train`"
+            )
+        manifest = registry.verify(version)  # the hash a worker checks before loading
+    except RegistryError as exc:
+        return Check("model", False, str(exc), data={"registry": str(settings.model_registry)})
+    ap = manifest.validation("average_precision")
+    quality = "" if ap is None else f", validation AP {ap:.3f}"
+    detail = f"{version} promoted ({manifest.algorithm}, created {manifest.created}{quality})"
+    data = {"version": version, "algorithm": manifest.algorithm, "created": manifest.created,
+            "validation_average_precision": ap}  # fmt: skip
+    return Check("model", True, detail, data=data)
+
+
+async def gather(settings: Settings) -> list[Check]:
+    """Every check; one that cannot run (Kafka down: the workers are unknown) says why."""
+    kafka, topics = await _kafka(settings)
+    if kafka.ok:
+        workers = await _workers(settings, topics)
+    else:
+        workers = Check("workers", False, "unknown: Kafka does not answer")
+    return [kafka, workers, await _redis(settings), _model(settings)]
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
+@pass_settings
+def status(settings: Settings, as_json: bool) -> None:
+    """Show whether the system is up, one line per part: Kafka and the contract's topics, the
+    workers (members of STREAMER_CONSUMER_GROUP and the input records they have not read yet),
+    Redis (memory used, eviction risk) and the promoted model (its hash verified).
+
+    Exits 0 when all are usable, 1 when any is not (Kafka or Redis does not answer, no worker
+    is in the group, no model is promoted or its artifact fails its hash). Warnings (topics
+    not created yet, a Redis that may evict state) do not change the exit status.
+    """
+    checks = asyncio.run(gather(settings))
+    ok = all(c.ok for c in checks)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "checks": {c.name: asdict(c) for c in checks}}))
+    else:
+        click.echo(render(checks))
+    if not ok:
+        raise SystemExit(1)

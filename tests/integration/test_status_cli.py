@@ -1,0 +1,85 @@
+"""``fraud-streamer status`` against the real services: each part's line, and an exit status
+that is 1 exactly when some part is unusable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from streamer.bench.infra import free_port
+from tests.integration.harness import WorkerEnv, wait_for
+
+
+def _status(env: dict[str, str], *args: str) -> tuple[int, str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "streamer", "status", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stderr == "" or result.returncode != 0, result.stderr
+    return result.returncode, result.stdout
+
+
+def _checks(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    code, out = _status(env, "--json")
+    return code, json.loads(out)
+
+
+def test_status_of_a_running_system_and_of_each_broken_part(
+    worker_env: WorkerEnv, tmp_path: Path
+) -> None:
+    settings = worker_env.settings
+    # no worker yet: everything else is fine, the missing workers are the problem
+    code, out = _status(worker_env.env)
+    lines = {line.split()[0]: line for line in out.splitlines() if not line.startswith(" ")}
+    assert code == 1, out
+    assert lines["kafka"].split()[1] == "ok" and f"{settings.topic_transactions} 4" in out
+    assert f"no worker in group {settings.consumer_group!r}" in lines["workers"]
+    assert lines["redis"].split()[1] == "ok" and settings.redis_url in lines["redis"]
+    assert "test-model-a promoted (hist_gb" in lines["model"]
+
+    worker_env.start_worker()
+
+    def joined() -> bool:
+        return _checks(worker_env.env)[1]["checks"]["workers"]["data"]["members"] == 1
+
+    wait_for(joined, timeout=90, what="the worker in the group", worker=worker_env)
+    code, report = _checks(worker_env.env)
+    assert code == 0 and report["ok"], report
+    checks = report["checks"]
+    assert checks["workers"]["data"]["not_yet_read"] == {
+        settings.topic_transactions: 0, settings.topic_labels: 0
+    }  # fmt: skip
+    assert checks["model"]["data"]["version"] == "test-model-a"
+    assert checks["redis"]["data"]["keys"] >= 0 and checks["redis"]["warning"] is None
+
+    # a tampered artifact is what a worker would refuse: so does status
+    registry = tmp_path / "tampered"
+    shutil.copytree(settings.model_registry, registry)
+    with (registry / "test-model-a" / "model.joblib").open("ab") as artifact:
+        artifact.write(b"\0")
+    code, out = _status({**worker_env.env, "STREAMER_MODEL_REGISTRY": str(registry)})
+    model_line = next(line for line in out.splitlines() if line.startswith("model"))
+    assert code == 1 and "PROBLEM" in model_line and "does not match its manifest" in model_line, (
+        out
+    )
+
+    # Kafka and Redis where nothing listens: each named, the workers unknown
+    kafka, redis = free_port(), free_port()
+    code, report = _checks({
+        **worker_env.env,
+        "STREAMER_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}",
+        "STREAMER_REDIS_URL": f"redis://127.0.0.1:{redis}/0",
+    })  # fmt: skip
+    checks = report["checks"]
+    assert code == 1 and not report["ok"]
+    assert not checks["kafka"]["ok"] and f"127.0.0.1:{kafka}" in checks["kafka"]["detail"]
+    assert checks["workers"]["detail"] == "unknown: Kafka does not answer"
+    assert not checks["redis"]["ok"] and f"127.0.0.1:{redis}" in checks["redis"]["detail"]
+    assert checks["model"]["ok"]
