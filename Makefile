@@ -3,7 +3,7 @@
 # constraints.txt change.
 #
 #   make test         lint, type check, start the local stack, run every test tier
-#                     (installs Debian's chromium for the browser tests when it is missing)
+#                     (installs Chromium and promtool for the tests when they are missing)
 #   make demo         the whole system on the local stack
 #   make stack-up     Kafka + Redis on 127.0.0.1 (make stack-down / stack-status)
 
@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 TEST_DIRS := $(wildcard tests/unit tests/integration tests/e2e)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint stack-up stack-down stack-status browser compose-check \
+.PHONY: help install demo test lint stack-up stack-down stack-status test-tools compose-check \
 	constraints clean distclean
 
 help:
@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint stack-up browser
+test: lint stack-up test-tools
 	STREAMER_REQUIRE_STACK=1 $(BIN)/pytest $(TEST_DIRS) -q -ra
 
 demo: stack-up
@@ -57,9 +57,9 @@ stack-down:
 stack-status: $(STAMP)
 	$(BIN)/fraud-streamer stack status
 
-# The browser tests drive the system's Chromium through Playwright.
-browser:
-	@scripts/install_chromium.sh
+# Chromium for the browser tests, promtool for the alerting rules' tests.
+test-tools:
+	@scripts/install_test_tools.sh
 
 # The docker CLI validates the file without an engine, when it has the compose plugin.
 compose-check:

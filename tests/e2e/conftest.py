@@ -1,5 +1,5 @@
 """The browser for the end-to-end tests of the ops pages: the system's Chromium, driven by
-Playwright (``make test`` installs Chromium with ``scripts/install_chromium.sh`` when it is
+Playwright (``make test`` installs Chromium with ``scripts/install_test_tools.sh`` when it is
 missing). No browser fails the test, it never skips."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def chromium() -> str:
     )
     if path is None:
         pytest.fail(
-            "no Chromium for the browser tests: run scripts/install_chromium.sh (make test "
+            "no Chromium for the browser tests: run scripts/install_test_tools.sh (make test "
             "does), or name one in STREAMER_TEST_CHROMIUM",
             pytrace=False,
         )
