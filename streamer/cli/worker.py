@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 import os
+from collections.abc import Callable
 
 import click
 
@@ -49,11 +50,12 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
     # on small batches. Must be set before scikit-learn loads its OpenMP runtime.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     log_format = log_format or settings.log_format
-    if log_format == "json":
+    say: Callable[[str], None] = functools.partial(click.echo, err=True)
+    warn: Callable[[str], None] = lambda message: say(f"warning: {message}")  # noqa: E731
+    if log_format == "json":  # the start-up lines as JSON too
         early_json_logging(LEVELS[loglevel])
-        say = logging.getLogger("streamer.worker").info
-    else:
-        say = functools.partial(click.echo, err=True)
+        log = logging.getLogger("streamer.worker")
+        say, warn = log.info, log.warning
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
@@ -81,10 +83,7 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
         raise click.ClickException(problem)
     risk = asyncio.run(eviction_risk(*redis, cluster=settings.redis_cluster))
     if risk:
-        if log_format == "json":
-            logging.getLogger("streamer.worker").warning(risk)
-        else:
-            click.echo(f"warning: {risk}", err=True)
+        warn(risk)
     say(
         f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
         f"redis {settings.redis_url_redacted}{' (cluster)' if settings.redis_cluster else ''}, "

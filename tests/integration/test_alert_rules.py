@@ -1,6 +1,7 @@
 """The operators' alerting rules (``stack/prometheus/alerts.yml``): valid, each alert raised and
-left quiet as its promtool tests expect, and every metric they name one a running worker
-exports, so a renamed metric cannot leave an alert silently watching nothing."""
+left quiet as its promtool tests expect, loaded by the compose file's Prometheus config, and
+every metric they name one a running worker exports, so a renamed metric cannot leave an alert
+silently watching nothing."""
 
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ def test_promtool_checks_the_rules_and_runs_their_tests() -> None:
     promtool = _promtool()
     assert "SUCCESS: 10 rules found" in _run(promtool, "check", "rules", RULES.name)
     assert "SUCCESS" in _run(promtool, "test", "rules", RULE_TESTS.name)
+    # the compose file's Prometheus: its scrape config, and the rules it loads
+    assert "SUCCESS: 1 rule files found" in _run(promtool, "check", "config", "prometheus.yml")
     # every alert has tests
     alerts = re.findall(r"^\s+- alert: (\w+)$", RULES.read_text(), flags=re.MULTILINE)
     tested = set(re.findall(r"alertname: (\w+)", RULE_TESTS.read_text()))
