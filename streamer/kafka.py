@@ -116,9 +116,33 @@ async def ensure_contract_topics(settings: Settings) -> None:
         # a broker's refusal already reads "[Error N] Name: what" (see ensure_topics)
         named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
         problem = await connection_problem(settings) or named
+        _quiet_failed_connections(asyncio.get_running_loop())
         raise KafkaUnusable(
             f"cannot create the topics on Kafka at {settings.kafka_bootstrap_servers}: {problem}"
         ) from exc
+
+
+def _quiet_failed_connections(loop: asyncio.AbstractEventLoop) -> None:
+    """Drop the loop's "Future exception was never retrieved" reports of connection errors.
+
+    After a refused TLS handshake, aiokafka leaves the error on a request future nobody awaits;
+    when the process exits, the future is collected and Python prints its traceback after the
+    one-line reason the caller is about to give, which already names the cause. Anything else
+    still reaches the loop's handler.
+    """
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if context.get("message") == "Future exception was never retrieved" and isinstance(
+            context.get("exception"), OSError | KafkaConnectionError
+        ):
+            return
+        if previous is None:
+            loop.default_exception_handler(context)
+        else:
+            previous(loop, context)
+
+    loop.set_exception_handler(handler)
 
 
 async def connection_problem(settings: Settings, timeout: float = 10.0) -> str | None:

@@ -31,8 +31,18 @@ GROUP_POLL_S = 5.0
     show_default=True,
     help="How far back the counts go (read back from Kafka at start).",
 )
+@click.option(
+    "--repeat-minutes",
+    type=click.IntRange(0, 24 * 60),
+    default=10,
+    show_default=True,
+    help="A record a worker publishes again after a crash is counted once if it comes back "
+    "within this long (the page remembers ~70 bytes per record for it; 0: count repeats).",
+)
 @pass_settings
-def dashboard(settings: Settings, port: int | None, window_minutes: int) -> None:
+def dashboard(
+    settings: Settings, port: int | None, window_minutes: int, repeat_minutes: int
+) -> None:
     """Serve the fleet's page: the decisions, alerts and dead letters of every worker, and
     the workers' consumer group (members, records not yet read).
 
@@ -45,10 +55,12 @@ def dashboard(settings: Settings, port: int | None, window_minutes: int) -> None
     """
     host, port = settings.web_host, port or settings.dashboard_port
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: a normal way to stop it
-        asyncio.run(_serve(settings, host, port, window_minutes * 60.0))
+        asyncio.run(_serve(settings, host, port, window_minutes * 60.0, repeat_minutes * 60.0))
 
 
-async def _serve(settings: Settings, host: str, port: int, window_s: float) -> None:
+async def _serve(
+    settings: Settings, host: str, port: int, window_s: float, repeat_window_s: float
+) -> None:
     from aiohttp import web
 
     from streamer.fleet import FleetView
@@ -58,7 +70,7 @@ async def _serve(settings: Settings, host: str, port: int, window_s: float) -> N
         await ensure_contract_topics(settings)  # as a worker would: it may start after us
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
-    view = FleetView(window_s)
+    view = FleetView(window_s, repeat_window_s=repeat_window_s)
     handlers = {
         settings.topic_decisions: view.add_decision,
         settings.topic_alerts: view.add_alert,

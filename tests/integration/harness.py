@@ -199,7 +199,11 @@ def run_cli(worker: WorkerEnv, *args: str) -> str:
 
 def refused_start(env: dict[str, str]) -> tuple[str, str]:
     """Start ``fraud-streamer worker`` with ``env``, expecting it to refuse (status 1) before
-    it runs; returns its last line (the one-line reason) and all it wrote to stderr."""
+    it runs; returns its one-line reason (click's ``Error:`` line) and all it wrote to stderr.
+
+    The reason is looked for, not taken as the last line: when a TLS handshake was refused,
+    aiokafka's failed connection may report an unretrieved future at interpreter exit, after
+    it."""
     result = subprocess.run(
         [sys.executable, "-m", "streamer", "worker"],
         env=env,
@@ -208,7 +212,9 @@ def refused_start(env: dict[str, str]) -> tuple[str, str]:
         timeout=120,
     )
     assert result.returncode == 1, result.stderr
-    return result.stderr.strip().splitlines()[-1], result.stderr
+    lines = result.stderr.strip().splitlines()
+    reason = next((line for line in reversed(lines) if line.startswith("Error: ")), lines[-1])
+    return reason, result.stderr
 
 
 def wait_for(predicate: Any, *, timeout: float, what: str, worker: WorkerEnv) -> None:

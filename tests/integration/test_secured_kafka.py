@@ -215,3 +215,5 @@ def test_a_worker_without_its_client_certificate_says_so_at_start(
     del env["STREAMER_KAFKA_SSL_CERTFILE"], env["STREAMER_KAFKA_SSL_KEYFILE"]
     last, stderr = refused_start({**worker_env.env, **env})
     assert last.startswith("Error: cannot") and "requires one" in last, stderr
+    # and no traceback of aiokafka's refused connection after it (an unretrieved future)
+    assert "Traceback" not in stderr, stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,11 +11,14 @@ from streamer.fleet import FleetView, GroupState
 from tests.unit.test_schemas import make_decision
 
 T0 = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+_ids = itertools.count()
 
 
 def _decision(seconds: float, outcome: str = "approve", ms: float = 5.0, **kw: Any) -> bytes:
+    """A decision of a new transaction (``transaction_id=`` to repeat one)."""
     reasons = [] if outcome == "approve" else None
     changes: dict[str, Any] = {
+        "transaction_id": f"tx-{next(_ids)}",
         "decision": outcome,
         "processing_ms": ms,
         "decided_at": T0 + timedelta(seconds=seconds),
@@ -64,15 +68,16 @@ def test_latest_alerts_are_the_newest_whatever_the_reading_order_and_without_rep
     view.add_alert(_alert(-1, "b"))  # the repeat of b after a crash: the same alert id
     snap = view.snapshot(T0.timestamp())
     assert [a["transaction_id"] for a in snap["alerts"]["latest"]] == ["d", "b", "f"]
-    assert snap["alerts"]["count"] == 7  # records published, the repeat included
+    assert snap["alerts"]["count"] == 6 and snap["repeats"] == 1
 
 
 def test_dead_letters_are_listed_without_their_raw_value() -> None:
     view = FleetView(letters_kept=2)
     for i in range(3):
         view.add_dead_letter(_letter(-10 + i, i))
+    view.add_dead_letter(_letter(-2, 1))  # offset 1 dead-lettered again after a crash
     snap = view.snapshot(T0.timestamp())
-    assert snap["dead_letters"]["count"] == 3
+    assert snap["dead_letters"]["count"] == 3 and snap["repeats"] == 1
     assert [d["offset"] for d in snap["dead_letters"]["latest"]] == [2, 1]
     assert "raw" not in snap["dead_letters"]["latest"][0]
 
@@ -101,3 +106,24 @@ def test_what_no_snapshot_can_show_is_forgotten_without_one() -> None:
     assert len(seconds) <= 601
     assert sum(len(s.processing_ms) for s in seconds.values()) <= 61
     assert view.snapshot(T0.timestamp())["decisions"]["total"] == 600
+
+
+def test_a_decision_re_published_after_a_crash_is_counted_once_within_the_repeat_window() -> None:
+    view = FleetView(window_s=900, repeat_window_s=300)
+    view.add_decision(_decision(-400, transaction_id="early"))
+    view.add_decision(_decision(-200, transaction_id="a", ms=4.0))
+    view.add_decision(_decision(-100, transaction_id="b", outcome="decline"))
+    view.add_decision(_decision(-30, transaction_id="a", ms=9.0))  # re-published: not counted
+    view.add_decision(_decision(-20, transaction_id="b", outcome="decline"))
+    view.add_decision(_decision(-10, transaction_id="early"))  # 390 s later: past the window
+    snap = view.snapshot(T0.timestamp())
+    assert snap["decisions"] == {"total": 4, "approve": 3, "review": 0, "decline": 1}
+    assert snap["repeats"] == 2
+    assert snap["processing_ms"] == {"p50": 5.0, "p99": 5.0}  # the repeat's 9 ms is not in
+
+
+def test_the_ids_remembered_for_repeats_are_bounded_by_the_repeat_window() -> None:
+    view = FleetView(window_s=900, repeat_window_s=120)
+    for i in range(1_000):  # one decision a second, nobody looking
+        view.add_decision(_decision(-999 + i))
+    assert len(view._counted) <= 121
