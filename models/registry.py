@@ -191,6 +191,17 @@ class ModelRegistry:
         history = self.history()
         return history[-1] if history else None
 
+    def verified_current(self) -> Manifest:
+        """The promoted version's manifest, its artifact checked against its hash; a
+        :class:`RegistryError` saying what to do when none is promoted or the check fails."""
+        version = self.current_version()
+        if version is None:
+            raise RegistryError(
+                f"no model promoted in {self.root}: run `fraud-streamer train` first (it "
+                "simulates data, trains, registers and promotes a model)"
+            )
+        return self.verify(version)
+
     def current_for(self, features: Sequence[str]) -> str | None:
         """The promoted version if it was trained on ``features`` (in that order), else None:
         a model of an older feature set cannot serve, however recently it was promoted."""
@@ -236,12 +247,6 @@ class ModelRegistry:
 
     def load(self, version: str | None = None) -> LoadedModel:
         """Load a verified version (default: the promoted one)."""
-        version = version or self.current_version()
-        if version is None:
-            raise RegistryError(
-                f"no model promoted in {self.root}: run `fraud-streamer train` "
-                f"(it simulates data, trains, registers and promotes a model)"
-            )
-        manifest = self.verify(version)
-        estimator = joblib.load(self.root / version / ARTIFACT)
+        manifest = self.verify(version) if version else self.verified_current()
+        estimator = joblib.load(self.root / manifest.version / ARTIFACT)
         return LoadedModel(estimator, manifest)

@@ -125,16 +125,11 @@ async def _redis(settings: Settings) -> Check:
 def _model(settings: Settings) -> Check:
     from models.registry import ModelRegistry, RegistryError
 
-    registry = ModelRegistry(settings.model_registry)
-    try:
-        version = registry.current_version()
-        if version is None:
-            raise RegistryError(
-                f"no model promoted in {settings.model_registry}: run `fraud-streamer train`"
-            )
-        manifest = registry.verify(version)  # the hash a worker checks before loading
+    try:  # the hash a worker checks before loading
+        manifest = ModelRegistry(settings.model_registry).verified_current()
     except RegistryError as exc:
         return Check("model", False, str(exc), data={"registry": str(settings.model_registry)})
+    version = manifest.version
     ap = manifest.validation("average_precision")
     quality = "" if ap is None else f", validation AP {ap:.3f}"
     detail = f"{version} promoted ({manifest.algorithm}, created {manifest.created}{quality})"

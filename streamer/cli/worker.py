@@ -62,15 +62,8 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
     from streamer.redis_client import eviction_risk, redis_problem
     from streamer.shutdown import DeadlineWorker
 
-    registry = ModelRegistry(settings.model_registry)
     try:
-        version = registry.current_version()
-        if version is None:
-            raise RegistryError(
-                f"no model promoted in {settings.model_registry}: run `fraud-streamer train` "
-                f"first (it simulates data, trains, registers and promotes a model)"
-            )
-        registry.verify(version)
+        version = ModelRegistry(settings.model_registry).verified_current().version
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     try:
