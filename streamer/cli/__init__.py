@@ -66,6 +66,7 @@ def _importable(name: str) -> bool:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fraud-streamer", prog_name="fraud-streamer")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """fraud-streamer: real-time card fraud scoring on Kafka and Redis.
