@@ -24,6 +24,7 @@ from streamer.features.definitions import (
     WEEKEND_FIRST_DAY,
     FeatureEvent,
     FraudMark,
+    in_event_time,
 )
 from streamer.features.memory import InMemoryFeatureStore
 
@@ -164,20 +165,12 @@ def build_features(
         labels = labels_from_simulation(frame) if "reported_at" in frame.columns else None
     marks = fraud_marks(labels) if labels is not None else []
     store = store or InMemoryFeatureStore()
-    events = feature_events(frame)
     rows = []
-    next_mark = 0
-    for start in range(0, len(events), CHUNK):
-        chunk = events[start : start + CHUNK]
-        horizon = chunk[-1].ts_ms
-        end = next_mark
-        while end < len(marks) and marks[end].reported_ms <= horizon:
-            end += 1
-        store.apply_labels_sync(marks[next_mark:end])
-        next_mark = end
-        enriched = store.enrich_sync(chunk)
-        rows.append(enriched)
-        if progress is not None:
-            progress(len(chunk))
+    for known, chunk in in_event_time(feature_events(frame), marks, CHUNK):
+        store.apply_labels_sync(known)
+        if chunk:
+            rows.append(store.enrich_sync(chunk))
+            if progress is not None:
+                progress(len(chunk))
     X = np.vstack(rows) if rows else np.empty((0, len(FEATURE_NAMES)))
     return FeatureSet(frame, X)

@@ -106,6 +106,17 @@ def feature_event(tx: Transaction) -> FeatureEvent:
     )
 
 
+def fraud_mark(label: Label) -> FraudMark:
+    """What the terminal windows need of a label."""
+    return FraudMark(
+        transaction_id=label.transaction_id,
+        terminal_id=label.terminal_id,
+        tx_ts_ms=to_epoch_ms(label.tx_timestamp),
+        reported_ms=to_epoch_ms(label.reported_at),
+        is_fraud=label.is_fraud,
+    )
+
+
 def feature_record(tx: Transaction, model_version: str, row: np.ndarray) -> bytes:
     """One feature-log record: the vector a decision was scored on, by feature name.
 
@@ -271,13 +282,7 @@ class Pipeline:
         for msg in messages:
             result = decode(Label, msg.value, max_bytes=self._max_bytes)
             if isinstance(result, Label):
-                mark = FraudMark(
-                    transaction_id=result.transaction_id,
-                    terminal_id=result.terminal_id,
-                    tx_ts_ms=to_epoch_ms(result.tx_timestamp),
-                    reported_ms=to_epoch_ms(result.reported_at),
-                    is_fraud=result.is_fraud,
-                )
+                mark = fraud_mark(result)
                 received.append(Received(msg, consumed_at, mark=mark, is_label=True))
             else:
                 received.append(Received(msg, consumed_at, errors=result, is_label=True))

@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "dead-letters": "streamer.cli.dead_letters:dead_letters",
     "dashboard": "streamer.cli.dashboard:dashboard",
     "status": "streamer.cli.status:status",
+    "rebuild-state": "streamer.cli.rebuild:rebuild_state",
 }
 
 

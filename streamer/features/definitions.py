@@ -10,7 +10,7 @@ place where a feature is defined.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,6 +35,7 @@ __all__ = [
     "FraudMark",
     "build_matrix",
     "calendar_flags",
+    "in_event_time",
     "to_epoch_ms",
 ]
 
@@ -173,6 +174,25 @@ class FraudMark:
     tx_ts_ms: int
     reported_ms: int
     is_fraud: bool
+
+
+def in_event_time(
+    events: Sequence[FeatureEvent], marks: Sequence[FraudMark], size: int
+) -> Iterator[tuple[Sequence[FraudMark], Sequence[FeatureEvent]]]:
+    """History as a store takes it: (labels, transactions) pairs, ``size`` transactions at a
+    time, each after the labels reported by its last transaction's time — a store knows a label
+    from its report time on. ``events`` are in event time, ``marks`` in report time (the
+    callers sort them); labels reported after the last transaction come last, on their own."""
+    applied = 0
+    for start in range(0, len(events), size):
+        chunk = events[start : start + size]
+        end = applied
+        while end < len(marks) and marks[end].reported_ms <= chunk[-1].ts_ms:
+            end += 1
+        yield marks[applied:end], chunk
+        applied = end
+    if applied < len(marks):
+        yield marks[applied:], []
 
 
 def to_epoch_ms(ts: datetime) -> int:

@@ -87,6 +87,25 @@ async def _assert_stored_once(settings: Settings, frame: pd.DataFrame) -> None:
         await redis.aclose()
 
 
+async def _assert_state_is_the_training_one(settings: Settings, offline: FeatureSet) -> None:
+    """The Redis state holds each transaction once, and asking Redis again for the history's
+    features (an idempotent replay) gives exactly the training features."""
+    await _assert_stored_once(settings, offline.frame)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        store = RedisFeatureStore(redis)
+        events = feature_events(offline.frame)
+        again = np.vstack(
+            [
+                (await store.enrich(events[i : i + 1000])).features
+                for i in range(0, len(events), 1000)
+            ]
+        )
+    finally:
+        await redis.aclose()
+    np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)
+
+
 async def _start_with_labels(worker: WorkerEnv, frame: pd.DataFrame) -> None:
     """Produce the frame's labels, start the worker and wait until it has applied them all."""
     settings = worker.settings
@@ -221,22 +240,8 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     offline = build_features(replay_slice)
     await _assert_training_parity(worker_env, features_topic, offline, registry, decisions)
 
-    # no window counted a transaction twice: the Redis state holds each one once, and asking
-    # Redis again (an idempotent replay) gives exactly the training features
-    await _assert_stored_once(settings, offline.frame)
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        store = RedisFeatureStore(redis)
-        events = feature_events(offline.frame)
-        again = np.vstack(
-            [
-                (await store.enrich(events[i : i + 1000])).features
-                for i in range(0, len(events), 1000)
-            ]
-        )
-    finally:
-        await redis.aclose()
-    np.testing.assert_allclose(again, offline.X, rtol=0, atol=1e-9)
+    # no window counted a transaction twice
+    await _assert_state_is_the_training_one(settings, offline)
 
 
 async def test_a_worker_on_a_redis_cluster_loses_nothing_to_sigkill_and_keeps_parity(
@@ -284,6 +289,44 @@ async def test_a_worker_on_a_redis_cluster_loses_nothing_to_sigkill_and_keeps_pa
         what="the Redis memory gauge",
         worker=worker,
     )
+
+
+async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothing(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """The worker decides a stream; Redis then loses everything (FLUSHDB); `rebuild-state`
+    replays the topics into it: the state is the one the stream built, and no output record
+    is published."""
+    settings = worker_env.settings
+    await _start_with_labels(worker_env, replay_slice)
+    n = await _produce_transactions(worker_env, replay_slice)
+    await produce(settings, settings.topic_transactions, [(b"bad", b"not json")])
+    await _decisions(worker_env, set(replay_slice["transaction_id"]))
+    worker_env.stop_all()
+    outputs = (settings.topic_decisions, settings.topic_alerts, settings.topic_dead_letters)
+    published = await _end_offsets(settings, outputs)
+
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+    out = run_cli(worker_env, "rebuild-state")
+    labels = len(encode_labels(replay_slice))
+    assert f"{n:,} transactions and {labels:,} labels replayed" in out, out
+    assert "(1 invalid records skipped)" in out, out
+
+    await _assert_state_is_the_training_one(settings, build_features(replay_slice))
+    assert await _end_offsets(settings, outputs) == published
+
+
+async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[Any, int]:
+    """Each partition's end offset on ``topics``."""
+    from streamer.kafka import make_consumer, partitions, running
+
+    tps = [tp for topic in topics for tp in partitions(topic, settings.partitions)]
+    async with running(make_consumer(settings, group_id=None)) as consumer:
+        return dict(await consumer.end_offsets(tps))
 
 
 async def test_labels_replayed_with_their_transactions_count_from_their_report_time(

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamer.features.definitions import DAY_MS, FEATURE_NAMES, FeatureEvent, FraudMark
+from streamer.features.definitions import (
+    DAY_MS,
+    FEATURE_NAMES,
+    FeatureEvent,
+    FraudMark,
+    in_event_time,
+)
 from streamer.features.keys import (
     blocklist_key,
     customer_first_key,
@@ -135,3 +141,18 @@ async def test_blocklists() -> None:
     enriched = await store.enrich([ev("a", T0, customer="c1"), ev("b", T0, customer="c3")])
     assert enriched.customer_blocked == [True, False]
     assert enriched.terminal_blocked == [False, False]
+
+
+def test_history_in_event_time_gives_each_label_before_the_first_chunk_that_knows_it() -> None:
+    events = [FeatureEvent(f"t{i}", "c", "t", ts_ms=i * 10, amount=1.0, weekend=False,
+                           night=False) for i in range(5)]  # fmt: skip
+    marks = [FraudMark(f"m{r}", "t", tx_ts_ms=0, reported_ms=r, is_fraud=True)
+             for r in (0, 15, 25, 90)]  # fmt: skip
+    got = [([m.transaction_id for m in known], [e.transaction_id for e in chunk])
+           for known, chunk in in_event_time(events, marks, 2)]  # fmt: skip
+    assert got == [
+        (["m0"], ["t0", "t1"]),  # chunk up to 10 ms: the label of 0 ms
+        (["m15", "m25"], ["t2", "t3"]),  # up to 30 ms
+        ([], ["t4"]),
+        (["m90"], []),  # reported after the last transaction: on its own, last
+    ]

@@ -1,0 +1,101 @@
+"""Rebuild the workers' feature state in Redis from Kafka, publishing nothing.
+
+Kafka is the source of truth and Redis holds state derived from it. When Redis loses that
+state — a restart without persistence, a new server, a flushed database — workers carry on
+with empty windows, and their features count nothing from before the loss, without an error,
+until the windows fill again (44 days). A new consumer group would rebuild the state too, but
+it would also publish every decision again. This reads the ``transactions`` and ``labels``
+topics from their beginning to their end as of the start, and replays them through the
+workers' own store — the same scripts, transactions in event time, each label known from its
+report time (:func:`~streamer.features.definitions.in_event_time`, as training does) — so the
+state is the one the stream built. Records that are not valid are skipped (the workers
+dead-lettered them).
+
+Workers may run meanwhile: every update is idempotent per transaction id, so what they
+decide during the rebuild is counted once. What they decided just before it, on the empty
+windows, stays as decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import ConsumerRecord
+
+from schemas import Label, Transaction
+from streamer.decode import decode
+from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
+from streamer.features.store import RedisFeatureStore
+from streamer.kafka import read_to_end
+from streamer.pipeline import feature_event, fraud_mark
+from streamer.redis_client import connect
+from streamer.settings import Settings
+
+__all__ = ["BATCH", "Rebuilt", "read_history", "rebuild"]
+
+#: transactions per round of script calls (one pipeline round trip each)
+BATCH = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """What a rebuild replayed."""
+
+    transactions: int
+    labels: int
+    skipped: int  # records that were not valid transactions or labels
+
+
+async def read_history(
+    settings: Settings, progress: Callable[[int], object] | None = None
+) -> tuple[list[FeatureEvent], list[FraudMark], int]:
+    """Every valid transaction (in event time) and label (in report time) on the input topics,
+    and how many records were not valid."""
+    events: list[FeatureEvent] = []
+    marks: list[FraudMark] = []
+    skipped = 0
+
+    def transaction(record: ConsumerRecord[bytes, bytes]) -> None:
+        nonlocal skipped
+        result = decode(Transaction, record.value, max_bytes=settings.max_message_bytes)
+        if isinstance(result, Transaction):
+            events.append(feature_event(result))
+        else:
+            skipped += 1
+
+    def label(record: ConsumerRecord[bytes, bytes]) -> None:
+        nonlocal skipped
+        result = decode(Label, record.value, max_bytes=settings.max_message_bytes)
+        if isinstance(result, Label):
+            marks.append(fraud_mark(result))
+        else:
+            skipped += 1
+
+    await read_to_end(settings, settings.topic_transactions, transaction, progress=progress)
+    await read_to_end(settings, settings.topic_labels, label, progress=progress)
+    events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
+    marks.sort(key=lambda m: m.reported_ms)
+    return events, marks, skipped
+
+
+async def rebuild(
+    settings: Settings,
+    read: Callable[[int], object] | None = None,
+    replayed: Callable[[int], object] | None = None,
+) -> Rebuilt:
+    """Replay the input topics into the configured Redis; ``read`` and ``replayed`` get the
+    counts of records read from Kafka and of transactions replayed, as they go."""
+    events, marks, skipped = await read_history(settings, read)
+    client = connect(settings.redis_url, cluster=settings.redis_cluster)
+    try:
+        store = RedisFeatureStore(client)
+        for known, chunk in in_event_time(events, marks, BATCH):
+            await store.apply_labels(known)
+            if chunk:
+                await store.raw_stats(chunk)
+                if replayed is not None:
+                    replayed(len(chunk))
+    finally:
+        await client.aclose()
+    return Rebuilt(len(events), len(marks), skipped)
