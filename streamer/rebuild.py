@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from aiokafka import ConsumerRecord
 
@@ -33,6 +34,10 @@ from streamer.redis_client import connect
 from streamer.settings import Settings
 
 __all__ = ["BATCH", "Rebuilt", "read_history", "rebuild"]
+
+M = TypeVar("M", Transaction, Label)
+T = TypeVar("T")
+Handler = Callable[[ConsumerRecord[bytes, bytes]], None]
 
 #: transactions per round of script calls (one pipeline round trip each)
 BATCH = 1_000
@@ -56,21 +61,19 @@ async def read_history(
     marks: list[FraudMark] = []
     skipped = 0
 
-    def transaction(record: ConsumerRecord[bytes, bytes]) -> None:
-        nonlocal skipped
-        result = decode(Transaction, record.value, max_bytes=settings.max_message_bytes)
-        if isinstance(result, Transaction):
-            events.append(feature_event(result))
-        else:
-            skipped += 1
+    def collect(model: type[M], into: list[T], convert: Callable[[M], T]) -> Handler:
+        def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+            nonlocal skipped
+            result = decode(model, record.value, max_bytes=settings.max_message_bytes)
+            if isinstance(result, model):
+                into.append(convert(result))
+            else:
+                skipped += 1
 
-    def label(record: ConsumerRecord[bytes, bytes]) -> None:
-        nonlocal skipped
-        result = decode(Label, record.value, max_bytes=settings.max_message_bytes)
-        if isinstance(result, Label):
-            marks.append(fraud_mark(result))
-        else:
-            skipped += 1
+        return handle
+
+    transaction = collect(Transaction, events, feature_event)
+    label = collect(Label, marks, fraud_mark)
 
     await read_to_end(settings, settings.topic_transactions, transaction, progress=progress)
     await read_to_end(settings, settings.topic_labels, label, progress=progress)
