@@ -12,8 +12,8 @@ state is the one the stream built. Records that are not valid are skipped (the w
 dead-lettered them).
 
 Workers may run meanwhile: every update is idempotent per transaction id, so what they
-decide during the rebuild is counted once. What they decided just before it, on the empty
-windows, stays as decided.
+decide during the rebuild is counted once (the test stops them first). What they decide on the
+emptied windows until it is done stays as decided.
 """
 
 from __future__ import annotations
