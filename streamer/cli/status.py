@@ -138,6 +138,17 @@ def _model(settings: Settings) -> Check:
     return Check("model", True, detail, data=data)
 
 
+async def _held(settings: Settings, tps: list[Any]) -> int:
+    """How many records the partitions ``tps`` hold (what retention has kept)."""
+    from streamer.kafka import make_consumer, running
+
+    if not tps:
+        return 0
+    async with running(make_consumer(settings, group_id=None)) as consumer:
+        starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+    return sum(ends[tp] - starts[tp] for tp in tps)
+
+
 async def gather(settings: Settings) -> list[Check]:
     """Every check; one that cannot run (Kafka down: the workers are unknown) says why."""
     kafka, topics = await _kafka(settings)
@@ -145,7 +156,15 @@ async def gather(settings: Settings) -> list[Check]:
         workers = await _workers(settings, topics)
     else:
         workers = Check("workers", False, "unknown: Kafka does not answer")
-    return [kafka, workers, await _redis(settings), _model(settings)]
+    redis = await _redis(settings)
+    if kafka.ok and redis.data.get("keys") == 0 and redis.warning is None:
+        held = await _held(settings, topics.get(settings.topic_transactions) or [])
+        if held:  # state lost (or never built) while its history is still in Kafka
+            redis.warning = (
+                f"Redis holds no feature state but {settings.topic_transactions} holds {held:,} "
+                "records: if it lost its state, run `fraud-streamer rebuild-state`"
+            )
+    return [kafka, workers, redis, _model(settings)]
 
 
 @click.command()
@@ -158,7 +177,8 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Exits 0 when all are usable, 1 when any is not (Kafka or Redis does not answer, no worker
     is in the group, no model is promoted or its artifact fails its hash). Warnings (topics
-    not created yet, a Redis that may evict state) do not change the exit status.
+    not created yet, a Redis that may evict state, an empty Redis while the transactions topic
+    holds records: see `rebuild-state`) do not change the exit status.
     """
     checks = asyncio.run(gather(settings))
     ok = all(c.ok for c in checks)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.bench.infra import free_port
-from tests.integration.harness import WorkerEnv, wait_for
+from tests.integration.harness import WorkerEnv, produce, wait_for
 
 
 def _status(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -31,7 +31,7 @@ def _checks(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
     return code, json.loads(out)
 
 
-def test_status_of_a_running_system_and_of_each_broken_part(
+async def test_status_of_a_running_system_and_of_each_broken_part(
     worker_env: WorkerEnv, tmp_path: Path
 ) -> None:
     settings = worker_env.settings
@@ -43,6 +43,14 @@ def test_status_of_a_running_system_and_of_each_broken_part(
     assert f"no worker in group {settings.consumer_group!r}" in lines["workers"]
     assert lines["redis"].split()[1] == "ok" and settings.redis_url in lines["redis"]
     assert "test-model-a promoted (hist_gb" in lines["model"]
+    assert "rebuild-state" not in out  # an empty Redis beside empty topics: nothing lost
+
+    # a transaction waits in Kafka while Redis holds nothing: status points at the rebuild
+    tx = {"transaction_id": "s1", "timestamp": "2018-05-01T12:00:00Z", "customer_id": "c1",
+          "terminal_id": "t1", "amount": 12.0}  # fmt: skip
+    await produce(settings, settings.topic_transactions, [(b"c1", json.dumps(tx).encode())])
+    code, out = _status(worker_env.env)
+    assert code == 1 and "holds 1 records: if it lost its state, run" in out, out
 
     worker_env.start_worker()
 
@@ -57,7 +65,9 @@ def test_status_of_a_running_system_and_of_each_broken_part(
         settings.topic_transactions: 0, settings.topic_labels: 0
     }  # fmt: skip
     assert checks["model"]["data"]["version"] == "test-model-a"
-    assert checks["redis"]["data"]["keys"] >= 0 and checks["redis"]["warning"] is None
+    wait_for(lambda: _checks(worker_env.env)[1]["checks"]["redis"]["data"]["keys"] > 0,
+             timeout=60, what="the transaction's state in Redis", worker=worker_env)  # fmt: skip
+    assert _checks(worker_env.env)[1]["checks"]["redis"]["warning"] is None
 
     # a tampered artifact is what a worker would refuse: so does status
     registry = tmp_path / "tampered"
