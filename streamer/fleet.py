@@ -21,8 +21,9 @@ comes later (a worker down for longer) is counted again.
 from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -33,6 +34,19 @@ __all__ = ["RATE_WINDOW_S", "FleetView", "GroupState"]
 
 #: rate and processing-time percentiles are over the last minute
 RATE_WINDOW_S = 60
+
+R = TypeVar("R", Decision, Alert, DeadLetter)
+
+#: per record type, (the id a repeat shares with its first publication, the record's own time)
+_IDENTITY: dict[type, Callable[[Any], tuple[str, float]]] = {
+    Decision: lambda d: (f"d{d.transaction_id}", d.decided_at.timestamp()),
+    Alert: lambda a: (f"a{a.alert_id}", a.created_at.timestamp()),
+    DeadLetter: lambda dl: (
+        f"l{dl.source_topic}/{dl.partition}/{dl.offset}",
+        dl.received_at.timestamp(),
+    ),
+}
+
 
 #: the latest alerts or dead letters: (their time, as JSON), oldest first
 _Kept = deque[tuple[float, dict[str, Any]]]
@@ -109,38 +123,30 @@ class FleetView:
     # --- records in -------------------------------------------------------------------------
 
     def add_decision(self, value: bytes | None) -> None:
-        decision = self._parse(Decision, value)
-        if decision is None:
+        counted = self._count(Decision, value)
+        if counted is None:
             return
-        at = decision.decided_at.timestamp()
-        if not self._first(f"d{decision.transaction_id}", at):
-            return
-        second = self._second(at)
+        decision, _, second = counted
         second.outcomes[decision.decision] += 1
         second.versions[decision.model_version] += 1
         second.processing_ms.append(float(decision.processing_ms))
 
     def add_alert(self, value: bytes | None) -> None:
-        alert = self._parse(Alert, value)
-        if alert is None:
+        counted = self._count(Alert, value)
+        if counted is None:
             return
-        at = alert.created_at.timestamp()
-        if not self._first(f"a{alert.alert_id}", at):
-            return
-        self._second(at).alerts += 1
+        alert, at, second = counted
+        second.alerts += 1
         if all(kept["alert_id"] != alert.alert_id for _, kept in self._alerts):  # a late repeat
             _keep_latest(self._alerts, at, alert.model_dump(mode="json"))
 
     def add_dead_letter(self, value: bytes | None) -> None:
-        letter = self._parse(DeadLetter, value)
-        if letter is None:
+        counted = self._count(DeadLetter, value)
+        if counted is None:
             return
-        at = letter.received_at.timestamp()
-        if not self._first(f"l{letter.source_topic}/{letter.partition}/{letter.offset}", at):
-            return
-        self._second(at).dead_letters += 1
-        shown = letter.model_dump(mode="json", exclude={"raw"})
-        _keep_latest(self._letters, at, shown)
+        letter, at, second = counted
+        second.dead_letters += 1
+        _keep_latest(self._letters, at, letter.model_dump(mode="json", exclude={"raw"}))
 
     # --- snapshot out -----------------------------------------------------------------------
 
@@ -194,13 +200,18 @@ class FleetView:
 
     # --- helpers ----------------------------------------------------------------------------
 
-    def _first(self, key: str, at: float) -> bool:
-        """Whether this record is counted: not a repeat of one counted in the repeat window."""
+    def _count(self, model: type[R], value: bytes | None) -> tuple[R, float, _Second] | None:
+        """The record, its time and the second it counts in; None when it is unreadable or a
+        repeat of one counted within the repeat window."""
+        record = self._parse(model, value)
+        if record is None:
+            return None
+        identity, at = _IDENTITY[model](record)
         self._forget(int(at))
-        if self._counted.first(key, at):
-            return True
-        self.repeats += 1
-        return False
+        if not self._counted.first(identity, at):
+            self.repeats += 1
+            return None
+        return record, at, self._second(at)
 
     def _second(self, at: float) -> _Second:
         key = int(at)

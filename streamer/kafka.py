@@ -383,13 +383,24 @@ async def fetch_broker_ids(settings: Settings, timeout: float = 5.0) -> list[int
 async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition] | None:
     """The partitions ``topic`` has on the cluster, whatever it was created with; None when
     there is no such topic."""
+    return (await topics_partitions(settings, [topic]))[topic]
+
+
+async def topics_partitions(
+    settings: Settings, topics: Sequence[str]
+) -> dict[str, list[TopicPartition] | None]:
+    """:func:`topic_partitions` of each of ``topics``, from one metadata request."""
     client = AIOKafkaClient(**client_options(settings))
     try:
         await client.bootstrap()
-        ids = (await client.fetch_all_metadata()).partitions_for_topic(topic)
+        metadata = await client.fetch_all_metadata()
     finally:
         await client.close()
-    return None if ids is None else [TopicPartition(topic, p) for p in sorted(ids)]
+    found = {topic: metadata.partitions_for_topic(topic) for topic in topics}
+    return {
+        topic: None if ids is None else [TopicPartition(topic, p) for p in sorted(ids)]
+        for topic, ids in found.items()
+    }
 
 
 async def read_to_end(

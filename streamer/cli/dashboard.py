@@ -64,7 +64,7 @@ async def _serve(
     from aiohttp import web
 
     from streamer.fleet import FleetView
-    from streamer.kafka import KafkaUnusable, ensure_contract_topics, topic_partitions
+    from streamer.kafka import KafkaUnusable, ensure_contract_topics, topics_partitions
 
     try:
         await ensure_contract_topics(settings)  # as a worker would: it may start after us
@@ -76,7 +76,8 @@ async def _serve(
         settings.topic_alerts: view.add_alert,
         settings.topic_dead_letters: view.add_dead_letter,
     }
-    tps = [tp for topic in handlers for tp in await topic_partitions(settings, topic) or []]
+    tps = [tp for found in (await topics_partitions(settings, list(handlers))).values()
+           for tp in found or []]  # fmt: skip
     runner = web.AppRunner(_web_app(view))
     await runner.setup()
     try:
@@ -166,11 +167,12 @@ async def _watch_group(settings: Settings, view: Any) -> None:
     from aiokafka.errors import KafkaError
 
     from streamer.fleet import GroupState
-    from streamer.kafka import consumer_group_state, topic_partitions
+    from streamer.kafka import consumer_group_state, topics_partitions
 
     inputs = [settings.topic_transactions, settings.topic_labels]
     # the partitions once: a topic's count does not change under running workers
-    tps = [tp for topic in inputs for tp in await topic_partitions(settings, topic) or []]
+    tps = [tp for found in (await topics_partitions(settings, inputs)).values()
+           for tp in found or []]  # fmt: skip
     while True:
         try:
             members, lag = await consumer_group_state(settings, settings.consumer_group, tps)

@@ -49,7 +49,7 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
         connection_problem,
         contract_topic_names,
         fetch_broker_ids,
-        topic_partitions,
+        topics_partitions,
     )
 
     servers = settings.kafka_bootstrap_servers
@@ -57,7 +57,7 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
     if problem is not None:
         return Check("kafka", False, problem, data={"bootstrap_servers": servers}), {}
     brokers = await fetch_broker_ids(settings, timeout=TIMEOUT_S)
-    topics = {t: await topic_partitions(settings, t) for t in contract_topic_names(settings)}
+    topics = await topics_partitions(settings, contract_topic_names(settings))
     counts = {t: None if tps is None else len(tps) for t, tps in topics.items()}
     shown = ", ".join(f"{t} {'–' if n is None else n}" for t, n in counts.items())
     missing = [t for t, n in counts.items() if n is None]

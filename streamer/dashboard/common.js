@@ -24,23 +24,29 @@ function cell(row, text, cls) {
   if (cls) td.className = cls;
   return td;
 }
-function renderAlerts(alerts) {
-  const body = document.querySelector("#alerts tbody");
+function renderRows(table, items, empty, toCells) {
+  // one row per item from toCells(item): [text, class] pairs; `empty` when there are none
+  const body = document.querySelector(`#${table} tbody`);
   body.replaceChildren();
-  if (!alerts.length) {
-    cell(body.insertRow(), "none yet", "empty").colSpan = 7;
+  if (!items.length) {
+    cell(body.insertRow(), empty, "empty").colSpan = body.parentElement.tHead.rows[0].cells.length;
     return;
   }
-  for (const a of alerts) {
+  for (const item of items) {
     const row = body.insertRow();
-    cell(row, new Date(a.timestamp).toLocaleString());
-    cell(row, a.decision, a.decision);
-    cell(row, a.score.toFixed(3), "num");
-    cell(row, `${a.amount.toLocaleString(undefined, {minimumFractionDigits: 2})} ${a.currency}`, "num");
-    cell(row, a.customer_id);
-    cell(row, a.terminal_id);
-    cell(row, a.reasons.map((r) => r.description).join("; "));
+    for (const [text, cls] of toCells(item)) cell(row, text, cls);
   }
+}
+function renderAlerts(alerts) {
+  renderRows("alerts", alerts, "none yet", (a) => [
+    [new Date(a.timestamp).toLocaleString()],
+    [a.decision, a.decision],
+    [a.score.toFixed(3), "num"],
+    [`${a.amount.toLocaleString(undefined, {minimumFractionDigits: 2})} ${a.currency}`, "num"],
+    [a.customer_id],
+    [a.terminal_id],
+    [a.reasons.map((r) => r.description).join("; ")],
+  ]);
 }
 function renderCards(items) {
   // items: [value, label, class]; built as text, never as HTML
