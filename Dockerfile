@@ -1,5 +1,5 @@
 # The scoring worker (see docker-compose.yml): the project installed as a regular package, with
-# every dependency at the exact version the test suite runs against (constraints.txt).
+# every dependency at the exact version the test suite runs against (scripts/constraints.txt).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-COPY constraints.txt pyproject.toml README.md* ./
+COPY scripts/constraints.txt pyproject.toml README.md* ./
 COPY schemas ./schemas
 COPY streamer ./streamer
 COPY models ./models

@@ -1,6 +1,6 @@
 # Development tasks. Everything starts from a fresh clone: the first target that needs the
 # virtualenv creates it, and dependencies are reinstalled only when pyproject.toml or
-# constraints.txt change.
+# scripts/constraints.txt change.
 #
 #   make test         lint, type check, start the local stack, run every test tier
 #                     (installs Chromium and promtool for the tests when they are missing)
@@ -11,6 +11,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONSTRAINTS := scripts/constraints.txt
 # Only the tiers that exist: an empty tier directory is not in a fresh clone.
 TEST_DIRS := $(wildcard tests/unit tests/integration tests/e2e)
 
@@ -24,15 +25,15 @@ help:
 	@echo "make lint          ruff and mypy"
 	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
 	@echo "make compose-check validate docker-compose.yml (needs docker compose)"
-	@echo "make constraints   re-resolve constraints.txt from pyproject.toml"
+	@echo "make constraints   re-resolve $(CONSTRAINTS) from pyproject.toml"
 	@echo "make clean         remove caches; make distclean also the venv and .stack/"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c constraints.txt -e '.[dev]'
+		-c $(CONSTRAINTS) -e '.[dev]'
 	touch $@
 
 install: $(STAMP)
@@ -72,9 +73,9 @@ constraints:
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
 	$(PYTHON) -m venv "$$tmp" && \
 	"$$tmp/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]' && \
-	{ sed -n '/^#/p' constraints.txt; \
-	  "$$tmp/bin/python" -m pip freeze --exclude-editable; } > constraints.txt.new && \
-	mv constraints.txt.new constraints.txt && echo "constraints.txt updated"
+	{ sed -n '/^#/p' $(CONSTRAINTS); \
+	  "$$tmp/bin/python" -m pip freeze --exclude-editable; } > $(CONSTRAINTS).new && \
+	mv $(CONSTRAINTS).new $(CONSTRAINTS) && echo "$(CONSTRAINTS) updated"
 
 clean:
 	rm -rf .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

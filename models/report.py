@@ -226,7 +226,7 @@ def console_table(results: Sequence[SeedResult]) -> str:
 def render_markdown(
     results: Sequence[SeedResult], plan: EvaluationPlan, *, command: str, seconds: float
 ) -> str:
-    """The full report, for ``reports/evaluation.md``."""
+    """The full report, for ``models/reports/evaluation.md``."""
     sim = plan.simulation
     first = results[0]
     seeds = ", ".join(str(r.seed) for r in results)
@@ -350,7 +350,7 @@ def render_markdown(
 def report_json(
     results: Sequence[SeedResult], plan: EvaluationPlan, *, command: str, seconds: float
 ) -> dict[str, Any]:
-    """The same content, machine-readable, for ``reports/evaluation.json``."""
+    """The same content, machine-readable, for ``models/reports/evaluation.json``."""
     sim = plan.simulation
     return _no_nan({
         "command": command,

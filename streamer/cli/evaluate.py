@@ -42,7 +42,7 @@ def _histories(text: str, param: str) -> list[str]:
               show_default=True,
               help="Comma-separated model families (logreg, random_forest, hist_gb, ensemble).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("reports"), show_default=True,
+              default=Path("models/reports"), show_default=True,
               help="Directory of evaluation.md and evaluation.json.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("data/features"), show_default=True,
