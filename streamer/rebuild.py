@@ -12,8 +12,9 @@ state is the one the stream built. Records that are not valid are skipped (the w
 dead-lettered them).
 
 Workers may run meanwhile: every update is idempotent per transaction id, so what they
-decide during the rebuild is counted once (the test stops them first). What they decide on the
-emptied windows until it is done stays as decided.
+decide during the rebuild is counted once, and the state afterwards is the same as with the
+workers stopped (both are tested). What they decide on the emptied windows until it is done
+stays as decided; the scripts remember those first answers, so a repeat repeats the decision.
 """
 
 from __future__ import annotations

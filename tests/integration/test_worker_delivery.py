@@ -320,6 +320,65 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     assert await _end_offsets(settings, outputs) == published
 
 
+async def test_rebuild_state_beside_a_running_worker_gives_the_stream_s_state(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """Redis loses everything under a running worker, and `rebuild-state` replays the topics
+    into it while the worker goes on deciding new transactions (the overlap is checked, not
+    assumed). What the two wrote adds up: the windows hold every transaction once, and the
+    transactions that come after the rebuild get exactly their training features."""
+    features_topic = f"{worker_env.settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    settings = worker_env.settings
+    ts = replay_slice["timestamp"]
+    before, during, after = (
+        replay_slice[ts < ts.quantile(0.5)],
+        replay_slice[(ts >= ts.quantile(0.5)) & (ts < ts.quantile(0.75))],
+        replay_slice[ts >= ts.quantile(0.75)],
+    )
+    await _start_with_labels(worker_env, replay_slice)
+    await _produce_transactions(worker_env, before)
+    await _decisions(worker_env, set(before["transaction_id"]))
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+    def rebuild() -> tuple[str, float, float]:
+        started = time.time() * 1000
+        return run_cli(worker_env, "rebuild-state"), started, time.time() * 1000
+
+    rebuilding = asyncio.create_task(asyncio.to_thread(rebuild))
+    # paced, so that the worker decides while the rebuild runs
+    await replay(settings, merged_records(encode_transactions(during), []), rate=300)
+    out, started_ms, ended_ms = await rebuilding
+    assert "transactions and" in out, out
+    decided = await consume_until(settings, settings.topic_decisions,
+                                  ids=set(during["transaction_id"]), worker=worker_env)  # fmt: skip
+    # the command's first half may be Python starting up: count its second half only
+    midway_ms = (started_ms + ended_ms) / 2
+    meanwhile = {json.loads(r.value)["transaction_id"] for r in decided
+                 if midway_ms <= r.timestamp <= ended_ms}  # fmt: skip
+    assert meanwhile, "nothing was decided while the rebuild ran: the test proves nothing"
+
+    await _produce_transactions(worker_env, after)
+    logged = await consume_until(settings, features_topic, ids=set(after["transaction_id"]),
+                                 worker=worker_env)  # fmt: skip
+    offline = build_features(replay_slice)
+    row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
+    wanted = set(after["transaction_id"])
+    vectors = {
+        value["transaction_id"]: [value["features"][name] for name in FEATURE_NAMES]
+        for value in (json.loads(r.value) for r in logged)
+        if value["transaction_id"] in wanted
+    }
+    ids = sorted(vectors)
+    got = np.array([vectors[t] for t in ids])
+    np.testing.assert_allclose(got, offline.X[[row[t] for t in ids]], rtol=0, atol=1e-9)
+    await _assert_stored_once(settings, replay_slice)
+
+
 async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[Any, int]:
     """Each partition's end offset on ``topics``."""
     from streamer.kafka import make_consumer, partitions, running
