@@ -1,6 +1,6 @@
 """A throwaway Redis Cluster on 127.0.0.1, for the cluster-mode tests and benchmark: real
-``redis-server`` processes in cluster mode, the hash slots split evenly between them, no
-replicas.
+``redis-server`` processes in cluster mode, the hash slots split evenly between the primaries,
+and optionally replicas of each (for the failover test).
 
 The stack's own Redis is a single server; a cluster needs several, each with a second port
 (its own + 10000) for the cluster bus, so whoever needs one starts it on free ports and stops it
@@ -33,8 +33,11 @@ def slot_ranges(nodes: int) -> list[tuple[int, int]]:
 
 @dataclass
 class LocalCluster:
+    """The nodes: the primaries first (``primaries`` of them), then their replicas."""
+
     ports: list[int]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    primaries: int = 0
 
     def url(self, index: int = 0, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.ports[index]}/{db}"
@@ -48,9 +51,34 @@ class LocalCluster:
             return str(client.execute_command("CLUSTER", "MYID").decode())
 
     def flush(self) -> None:
-        for i in range(len(self.ports)):
+        for i in range(self.primaries):  # replicas are read-only; they follow
             with self.node(i) as client:
                 client.flushall()
+
+    def role(self, index: int) -> str:
+        """``master`` or ``slave``, as the node itself says."""
+        with self.node(index) as client:
+            return str(client.info("replication")["role"])
+
+    def kill(self, index: int) -> None:
+        """SIGKILL one node, as a crash would stop it."""
+        self.processes[index].kill()
+        self.processes[index].wait()
+
+    def wait_for_failover(self, killed: int, timeout: float = 30.0) -> int:
+        """Wait until a replica of the killed primary has taken over its slots and the cluster
+        says ``ok`` again; returns that replica's index."""
+        replicas = [i for i in range(self.primaries, len(self.ports))
+                    if (i - self.primaries) % self.primaries == killed]  # fmt: skip
+        alive = [i for i in range(len(self.ports)) if i != killed]
+        promoted: list[int] = []
+
+        def done() -> bool:
+            promoted[:] = [i for i in replicas if self.role(i) == "master"]
+            return bool(promoted) and all(_ready(self, i, len(self.ports)) for i in alive)
+
+        _wait(done, f"a replica of node {killed} to take over", timeout)
+        return promoted[0]
 
     def stop(self) -> None:
         for process in self.processes:
@@ -80,15 +108,20 @@ def _free(port: int) -> bool:
     return True
 
 
-def start_cluster(root: Path, nodes: int = 3, first_port: int = 17400) -> LocalCluster:
-    """Start ``nodes`` primaries, assign them the slots, join them, and wait until the cluster
-    says it is ``ok`` on every node. Raises (with the nodes' logs) when it does not come up."""
+def start_cluster(
+    root: Path, nodes: int = 3, first_port: int = 17400, replicas: int = 0
+) -> LocalCluster:
+    """Start ``nodes`` primaries (and ``replicas`` replicas of each), assign the primaries the
+    slots, join them all, and wait until the cluster says it is ``ok`` on every node and each
+    replica is in sync. Raises (with the nodes' logs) when it does not come up."""
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("redis-server is not installed (`fraud-streamer stack up` installs it)")
-    cluster = LocalCluster(ports=[])
+    root.mkdir(parents=True, exist_ok=True)
+    cluster = LocalCluster(ports=[], primaries=nodes)
+    total = nodes * (1 + replicas)
     port = first_port
-    for _ in range(nodes):
+    for _ in range(total):
         port = _free_port_pair(port)
         cluster.ports.append(port)
         with (root / f"redis-{port}.log").open("wb") as log:
@@ -111,14 +144,18 @@ def start_cluster(root: Path, nodes: int = 3, first_port: int = 17400) -> LocalC
         cluster.processes.append(process)
         port += 1
     try:
-        _wait(lambda: all(_answers(cluster, i) for i in range(nodes)), "the nodes to answer")
+        _wait(lambda: all(_answers(cluster, i) for i in range(total)), "the nodes to answer")
         for i, (low, high) in enumerate(slot_ranges(nodes)):
             with cluster.node(i) as client:
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
         with cluster.node(0) as client:
             for other in cluster.ports[1:]:
                 client.execute_command("CLUSTER", "MEET", "127.0.0.1", other)
-        _wait(lambda: all(_ready(cluster, i, nodes) for i in range(nodes)), "cluster_state:ok")
+        _wait(lambda: all(_ready(cluster, i, total) for i in range(total)), "cluster_state:ok")
+        for i in range(nodes, total):
+            with cluster.node(i) as client:
+                client.execute_command("CLUSTER", "REPLICATE", cluster.node_id(i % nodes))
+        _wait(lambda: all(_in_sync(cluster, i) for i in range(nodes, total)), "the replicas")
     except BaseException:
         cluster.stop()
         logs = "\n".join(p.read_text() for p in sorted(root.glob("redis-*.log")))
@@ -140,6 +177,12 @@ def _ready(cluster: LocalCluster, index: int, nodes: int) -> bool:
     fields = dict(line.split(":", 1) for line in info.split() if ":" in line)
     known = int(fields.get("cluster_known_nodes", 0))
     return fields.get("cluster_state") == "ok" and known == nodes
+
+
+def _in_sync(cluster: LocalCluster, index: int) -> bool:
+    with cluster.node(index) as client:
+        info = client.info("replication")
+    return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 
 def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

@@ -93,7 +93,7 @@ async def rebuild(
     events, marks, skipped = await read_history(settings, read)
     client = connect(settings.redis_url, cluster=settings.redis_cluster)
     try:
-        store = RedisFeatureStore(client)
+        store = RedisFeatureStore(client, retry_s=settings.redis_retry_s)
         for known, chunk in in_event_time(events, marks, BATCH):
             await store.apply_labels(known)
             if chunk:

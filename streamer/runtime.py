@@ -67,7 +67,9 @@ class Runtime:
             async with self._lock:
                 if self._pipeline is None:
                     if self._store is None:
-                        self._store = RedisFeatureStore(self._client())
+                        self._store = RedisFeatureStore(
+                            self._client(), retry_s=self.settings.redis_retry_s
+                        )
                     if self._scorer is None:
                         await self.refresh_model()
                     self._pipeline = Pipeline(

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
         False, description="STREAMER_REDIS_URL names one node of a Redis Cluster: the worker "
         "discovers the others and spreads the state over them by hash slot."
     )
+    redis_retry_s: float = Field(
+        30.0, ge=0, description="How long a batch's Redis calls are sent again while the "
+        "connection fails (a server restarting, a cluster primary lost before its replica takes "
+        "over) before the worker exits so that the batch is replayed; 0 exits at once."
+    )
 
     # --- decisions ---------------------------------------------------------------------------
     review_threshold: float = Field(

@@ -9,12 +9,16 @@ idempotent per transaction id, so a batch replayed after a crash counts nothing 
 from __future__ import annotations
 
 import abc
+import asyncio
+import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import numpy as np
+from redis import exceptions
 from redis.asyncio.client import Pipeline as ServerPipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import NoScriptError, SlotNotCoveredError
@@ -41,6 +45,18 @@ from streamer.features.keys import (
 from streamer.redis_client import RedisClient
 
 __all__ = ["Enriched", "FeatureStore", "RedisFeatureStore", "StoreConfig"]
+
+log = logging.getLogger(__name__)
+
+#: failures of the connection or of the cluster's routing, not of the commands: a server
+#: restarting, a cluster primary lost before a replica has taken over its slots
+TRANSIENT = (
+    exceptions.ConnectionError,
+    exceptions.TimeoutError,
+    exceptions.ClusterDownError,
+    exceptions.MasterDownError,
+    exceptions.TryAgainError,
+)
 
 #: a batch's pipeline: one server's, or a cluster's (one round trip per node, concurrently)
 Pipeline = ServerPipeline | ClusterPipeline
@@ -116,8 +132,11 @@ def _script(name: str, **constants: int | list[int]) -> str:
 class RedisFeatureStore(FeatureStore):
     """The production store; scripts are registered lazily (no I/O in the constructor)."""
 
-    def __init__(self, client: RedisClient, config: StoreConfig | None = None) -> None:
+    def __init__(
+        self, client: RedisClient, config: StoreConfig | None = None, *, retry_s: float = 0.0
+    ) -> None:
         self._redis = client
+        self._retry_s = retry_s
         self._config = cfg = config or StoreConfig()
         retention = cfg.retention_days * DAY_MS
         self._customer = client.register_script(
@@ -163,6 +182,41 @@ class RedisFeatureStore(FeatureStore):
             return {}
 
     async def _execute(self, fill: Callable[[Pipeline], object]) -> list[Any]:
+        """Run a pipeline of script calls, sending it again while the connection fails, for up
+        to ``retry_s`` (then the error is raised).
+
+        Sending a pipeline again is safe even when part of it was carried out: every call is
+        idempotent per transaction id, and a call repeated answers what it answered first.
+        What a lost primary had not yet passed to its replica is lost with it (Redis
+        replicates asynchronously): the next features miss those transactions until the
+        state is rebuilt (``fraud-streamer rebuild-state``).
+        """
+        failing_since: float | None = None
+        while True:
+            try:
+                replies = await self._execute_once(fill)
+            except TRANSIENT as exc:
+                now = time.monotonic()
+                if self._retry_s <= 0:
+                    raise
+                if failing_since is None:
+                    failing_since = now
+                    log.warning(
+                        "Redis failed (%s: %s); sending the batch's calls again for up to %.0f s",
+                        type(exc).__name__, exc, self._retry_s,
+                    )  # fmt: skip
+                if now - failing_since >= self._retry_s:
+                    raise
+                await asyncio.sleep(min(1.0, 0.1 + (now - failing_since) / 4))
+                continue
+            if failing_since is not None:
+                log.warning(
+                    "Redis answered again after %.1f s; the batch's calls went through",
+                    time.monotonic() - failing_since,
+                )
+            return replies
+
+    async def _execute_once(self, fill: Callable[[Pipeline], object]) -> list[Any]:
         """Run a pipeline of script calls in one round trip.
 
         redis-py's own script handling (``pipe.scripts``) sends SCRIPT EXISTS before every

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -32,10 +33,26 @@ def cluster_worker_env(worker_env: WorkerEnv, redis_cluster: LocalCluster) -> Wo
     """``worker_env`` with its state on the test Redis Cluster (``STREAMER_REDIS_CLUSTER``),
     emptied first: the cluster has one database, shared by the tests that use it."""
     redis_cluster.flush()
-    url = redis_cluster.url()
+    return on_cluster(worker_env, redis_cluster)
+
+
+def on_cluster(worker_env: WorkerEnv, cluster: LocalCluster) -> WorkerEnv:
+    """``worker_env`` with its state on ``cluster``; its workers stop with ``worker_env``."""
+    url = cluster.url()
     env = {**worker_env.env, "STREAMER_REDIS_URL": url, "STREAMER_REDIS_CLUSTER": "true"}
     settings = worker_env.settings.model_copy(update={"redis_url": url, "redis_cluster": True})
-    return dataclasses.replace(worker_env, settings=settings, env=env)  # its workers stop with it
+    return dataclasses.replace(worker_env, settings=settings, env=env)
+
+
+@pytest.fixture
+def replicated_cluster(stack: Settings, tmp_path: Path) -> Iterator[LocalCluster]:
+    """A Redis Cluster of three primaries with a replica each, for one test (that may kill a
+    node of it)."""
+    cluster = start_cluster(tmp_path / "replicated-cluster", replicas=1, first_port=17800)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ from streamer.replay import encode_labels, encode_transactions, merged_records, 
 from streamer.scoring import Scorer
 from streamer.settings import Settings
 from streamer.stack import LocalStack, _alive
+from tests.integration.conftest import on_cluster
 from tests.integration.harness import WorkerEnv, consume_until, produce, run_cli, wait_for
 
 VOLATILE = {"decided_at", "processing_ms"}
@@ -289,6 +290,40 @@ async def test_a_worker_on_a_redis_cluster_loses_nothing_to_sigkill_and_keeps_pa
         what="the Redis memory gauge",
         worker=worker,
     )
+
+
+async def test_a_cluster_primary_killed_mid_stream_is_ridden_out_by_its_replica(
+    worker_env: WorkerEnv, replicated_cluster: LocalCluster, replay_slice: pd.DataFrame,
+    registry: ModelRegistry,
+) -> None:
+    """SIGKILL one of a Redis Cluster's three primaries while a worker decides a paced stream:
+    its replica takes over its slots, and the worker rides that out by itself — it sends the
+    batch's calls again until they go through, no exit, no restart. Every transaction is
+    decided, a repeat the same decision, each is stored once, on the training features."""
+    worker = on_cluster(worker_env, replicated_cluster)
+    features_topic = f"{worker.settings.topic_decisions}-features"
+    worker.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    frame = replay_slice.head(8_000)
+    await _start_with_labels(worker, frame)
+    producing = asyncio.create_task(
+        replay(worker.settings, merged_records(encode_transactions(frame), []), rate=800)
+    )
+    await asyncio.to_thread(_wait_for_a_third, worker, len(frame))  # while it produces
+    replicated_cluster.kill(1)
+    promoted = await asyncio.to_thread(replicated_cluster.wait_for_failover, 1)
+    await producing
+
+    wanted = set(frame["transaction_id"])
+    decisions = await _decisions(worker, wanted)
+    _one_decision_each(decisions, wanted)
+    assert len(worker.processes) == 1 and worker.processes[0].poll() is None, worker.log()
+    log = worker.log()
+    assert "Redis failed" in log and "Redis answered again after" in log, log
+    offline = build_features(frame)
+    await _assert_training_parity(worker, features_topic, offline, registry, decisions)
+    await _assert_stored_once(worker.settings, offline.frame)
+    with replicated_cluster.node(promoted) as node:
+        assert node.dbsize() > 100, "the promoted replica should hold the lost primary's state"
 
 
 async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothing(

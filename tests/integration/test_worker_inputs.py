@@ -304,8 +304,8 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
         pytest.fail("this test freezes Redis: it needs the one `fraud-streamer stack up` started")
     settings = worker_env.settings
     worker_env.env["STREAMER_STALL_WARN_S"] = "2"
-    # longer than the freeze: redis-py's default (5 s, then retries) would fail the batch,
-    # and the worker exits so that it is replayed — another test's subject
+    # longer than the freeze, so that the call waits it out (a call that fails is sent again
+    # by the store: the failover test's subject)
     worker_env.env["STREAMER_REDIS_URL"] = f"{settings.redis_url}?socket_timeout=60"
     await produce(settings, settings.topic_transactions, [(b"c-1", _tx("warm"))])
     worker_env.start_worker()
