@@ -24,12 +24,15 @@ from typing import Any, NamedTuple, cast
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types import TP
+from redis.connection import parse_url
 
 from models.drift import PSI_ACT, PSI_WATCH
 from streamer.alignment import EventTimeMerger
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, InputMessage, Received, in_label_order
+from streamer.redis_client import combined_info
+from streamer.redis_watch import KeyWatch
 from streamer.runtime import Runtime
 from streamer.settings import Settings
 from streamer.stalls import StallWatch, format_tasks
@@ -314,11 +317,23 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             elif value < PSI_WATCH:
                 drifted.discard(name)
 
+    key_watch = KeyWatch(db=int(parse_url(settings.redis_url).get("db") or 0))
+
     @app.timer(REDIS_INFO_INTERVAL_S)
     async def report_redis() -> None:
-        info = await runtime.redis_info()
-        if info is None:
+        infos = await runtime.redis_infos()
+        if infos is None:
             return
+        info = combined_info(infos)
+        metrics.redis_keys.set(sum(key_watch.keys(node) for node in infos.values()))
+        for loss in key_watch.observe(infos):
+            metrics.redis_state_losses.inc()
+            log.error(
+                "%s: the window state was lost, and features count fewer transactions than "
+                "happened until it is rebuilt: run `fraud-streamer rebuild-state` (README: "
+                "Replay and rebuilding Redis)",
+                loss.describe(key_watch.db),
+            )
         evicted = metrics.set_redis(info)
         if evicted:
             log.warning(

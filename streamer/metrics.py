@@ -44,6 +44,17 @@ class Metrics:
             "Keys Redis has evicted since it started: any rise is window state lost",
             registry=r,
         )
+        self.redis_keys = Gauge(
+            "streamer_redis_keys",
+            "Keys in the worker's Redis database, summed over a cluster's primaries",
+            registry=r,
+        )
+        self.redis_state_losses = Counter(
+            "streamer_redis_state_losses",
+            "Times Redis lost most of the window state at once (a restart without persistence, "
+            "a flush): features undercount until `fraud-streamer rebuild-state` is run",
+            registry=r,
+        )
         self.consumed = Counter(
             "streamer_consumed", "Input records consumed", ["topic"], registry=r
         )

@@ -20,7 +20,7 @@ from streamer.drift_watch import DriftWatch
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, Pipeline
-from streamer.redis_client import RedisClient, combined_info, connect, node_infos
+from streamer.redis_client import RedisClient, connect, node_infos
 from streamer.rules import Policy
 from streamer.scoring import Scorer
 from streamer.settings import Settings
@@ -145,14 +145,14 @@ class Runtime:
             self._redis = connect(self.settings.redis_url, cluster=self.settings.redis_cluster)
         return self._redis
 
-    async def redis_info(self) -> dict[str, Any] | None:
-        """Redis's ``INFO memory`` and ``INFO stats``, summed over a cluster's primaries (None
-        with a store injected by a test, or when the server does not allow INFO, as some
-        managed services do not)."""
+    async def redis_infos(self) -> dict[str, dict[str, Any]] | None:
+        """Redis's ``INFO`` memory, stats, server and keyspace sections, by primary (None with a
+        store injected by a test, when a node does not answer, or when the server does not
+        allow INFO, as some managed services do not)."""
         if self._store is not None and self._redis is None:
             return None
         try:
-            return combined_info(await node_infos(self._client(), "memory", "stats"))
+            return await node_infos(self._client(), "memory", "stats", "server", "keyspace")
         except (RedisClusterException, RedisError):
             return None
 

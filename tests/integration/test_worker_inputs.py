@@ -9,10 +9,13 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import redis
 from redis.asyncio import Redis
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -21,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from models.dataset import build_features
 from models.registry import ModelRegistry
 from schemas import DeadLetter, Decision
+from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
 from streamer.kafka import make_producer
@@ -495,6 +499,75 @@ async def test_keys_redis_evicts_under_a_running_worker_are_reported(
     )
     evicted = worker_env.metrics().get(("streamer_redis_evicted_keys", ()), 0)
     assert evicted > 0, worker_env.metrics()
+
+
+def _own_redis(port: int, root: Path) -> subprocess.Popen[bytes]:
+    """A redis-server without persistence on ``port``, answering PING."""
+    server = shutil.which("redis-server")
+    assert server is not None, "`fraud-streamer stack up` installs redis-server"
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", "--dir", str(root)]  # fmt: skip
+    with (root / "redis.log").open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    with redis.Redis(port=port, socket_timeout=1) as client:
+        while True:
+            assert process.poll() is None, (root / "redis.log").read_text()
+            assert time.monotonic() < deadline, "the test's Redis did not answer"
+            try:
+                client.ping()
+                return process
+            except redis.ConnectionError:
+                time.sleep(0.1)
+
+
+async def test_a_redis_restarted_empty_under_a_running_worker_is_reported(
+    worker_env: WorkerEnv, stack: Settings, tmp_path: Path
+) -> None:
+    """A Redis restarted without persistence comes back empty, and a worker would go on
+    scoring on empty windows with no error at all. Here the worker's Redis is SIGKILLed and
+    started again on its port: the worker rides out the restart (its batch's calls are sent
+    again), decides what comes next, and says — once, in its log and /metrics — that the
+    state was lost, naming the node and `rebuild-state`."""
+    port = free_port()
+    server = _own_redis(port, tmp_path)
+    worker_env.env["STREAMER_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    settings = worker_env.settings
+    losses = ("streamer_redis_state_losses_total", ())
+    try:
+        worker_env.start_worker()
+        first = [(f"c-{i}".encode(), _tx(f"a{i}", customer_id=f"c-{i}")) for i in range(300)]
+        await produce(settings, settings.topic_transactions, first)
+        await consume_until(settings, settings.topic_decisions, ids={f"a{i}" for i in range(300)},
+                            worker=worker_env)  # fmt: skip
+        # the worker has read the state's size at least once
+        wait_for(lambda: worker_env.metrics().get(("streamer_redis_keys", ()), 0) >= 300,
+                 timeout=60, what="the Redis key gauge", worker=worker_env)  # fmt: skip
+        assert worker_env.metrics().get(losses) == 0
+
+        server.kill()
+        server.wait()
+        then = [(f"c-{i}".encode(), _tx(f"b{i}", customer_id=f"c-{i}")) for i in range(20)]
+        await produce(settings, settings.topic_transactions, then)
+        await asyncio.sleep(1)  # the worker's batch fails on the connection meanwhile
+        server = _own_redis(port, tmp_path)
+        await consume_until(settings, settings.topic_decisions, ids={f"b{i}" for i in range(20)},
+                            worker=worker_env)  # fmt: skip
+        wait_for(lambda: "the window state was lost" in worker_env.log(), timeout=60,
+                 what="the state-loss error", worker=worker_env)  # fmt: skip
+    finally:
+        server.kill()
+        server.wait()
+    log = worker_env.log()
+    assert re.search(
+        r"\[ERROR\] The Redis server restarted \(its run_id changed\) and holds \d+ keys in db "
+        r"0, down from [\d,]+: the window state was lost, .*run `fraud-streamer rebuild-state`",
+        log,
+    ), log
+    assert log.count("the window state was lost") == 1, log
+    assert "Redis answered again after" in log, log  # the batch caught by the restart
+    assert worker_env.metrics().get(losses) == 1
+    assert worker_env.processes[0].poll() is None, "the worker rode the restart out"
 
 
 async def test_the_worker_reports_drift_against_its_model_s_profile(
