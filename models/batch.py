@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from models.dataset import WALL_TIME, build_features
+from models.files import replacing
 from schemas import Reason
 from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
 from streamer.scoring import Scorer
@@ -227,11 +228,11 @@ def score_transactions(
 def write_decisions(decisions: pd.DataFrame, path: Path) -> None:
     """CSV (times as RFC 3339, ``Z``) or Parquet, by the file name; the directory is created."""
     kind = check_extension(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "parquet":
-        decisions.to_parquet(path, engine="pyarrow", index=False)
-        return
-    ts = decisions["timestamp"]
-    fractional = bool((ts.dt.microsecond != 0).any())
-    text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if fractional else "%Y-%m-%dT%H:%M:%SZ")
-    decisions.assign(timestamp=text).to_csv(path, index=False)
+    with replacing(path) as tmp:
+        if kind == "parquet":
+            decisions.to_parquet(tmp, engine="pyarrow", index=False)
+            return
+        ts = decisions["timestamp"]
+        fractional = bool((ts.dt.microsecond != 0).any())
+        text = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if fractional else "%Y-%m-%dT%H:%M:%SZ")
+        decisions.assign(timestamp=text).to_csv(tmp, index=False)

@@ -28,6 +28,7 @@ import streamer.features.definitions
 import streamer.features.memory
 import streamer.features.store
 from models.dataset import FeatureSet, build_features
+from models.files import replacing
 from models.protocol import WARMUP_DAYS
 from models.simulate import SimulationConfig, progress_total, simulate
 from streamer.features.definitions import FEATURE_NAMES
@@ -125,13 +126,11 @@ def load_history(
 
 
 def _write(path: Path, features: FeatureSet) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = features.frame.copy()
     for j, name in enumerate(FEATURE_NAMES):
         table[name] = features.X[:, j]
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_parquet(tmp, engine="pyarrow", index=False, compression="zstd")
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        table.to_parquet(tmp, engine="pyarrow", index=False, compression="zstd")
 
 
 def _read(path: Path) -> FeatureSet | None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+
+from models.files import write_text
 
 __all__ = [
     "LoadedModel",
@@ -101,14 +101,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 class ModelRegistry:
     """A directory of model versions; no I/O until a method is called."""
 
@@ -152,7 +144,7 @@ class ModelRegistry:
             baseline=[float(v) for v in (baseline or [])],
             profile=profile or {},
         )
-        _atomic_write(directory / MANIFEST, manifest.to_json())
+        write_text(directory / MANIFEST, manifest.to_json())
         return manifest
 
     def promote(self, version: str) -> None:
@@ -175,7 +167,7 @@ class ModelRegistry:
         return previous
 
     def _write_history(self, history: list[str]) -> None:
-        _atomic_write(self.root / PROMOTIONS, json.dumps({"history": history}, indent=2) + "\n")
+        write_text(self.root / PROMOTIONS, json.dumps({"history": history}, indent=2) + "\n")
 
     # --- reading -----------------------------------------------------------------------------
     def history(self) -> list[str]:

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.files import replacing
+
 __all__ = [
     "COLUMNS",
     "STREAMS",
@@ -319,11 +321,11 @@ def progress_total(config: SimulationConfig) -> tuple[int, str]:
 
 def write_dataset(frame: pd.DataFrame, path: str | Path) -> None:
     """Write transactions as Parquet, or as CSV when the name ends in ``.csv``."""
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        frame.to_csv(path, index=False)
-    else:
-        frame.to_parquet(path, engine="pyarrow", index=False)
+    with replacing(path) as tmp:
+        if Path(path).suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, engine="pyarrow", index=False)
 
 
 def read_dataset(path: str | Path) -> pd.DataFrame:

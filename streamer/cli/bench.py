@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from models.files import write_text
 from streamer.cli import pass_settings
 from streamer.settings import Settings
 
@@ -119,7 +120,6 @@ def bench(
         raise click.ClickException(str(exc)) from None
     except asyncio.CancelledError:
         raise click.Abort() from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_text(out, json.dumps(results, indent=2) + "\n")
     click.echo(render(results))
     log(f"results written to {out}")

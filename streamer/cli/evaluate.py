@@ -73,6 +73,7 @@ def evaluate(
     from tqdm import tqdm
 
     from models.evaluate import SEARCH, EvaluationPlan, evaluate_seed
+    from models.files import write_text
     from models.report import console_table, render_markdown, report_json
     from models.simulate import SimulationConfig
 
@@ -116,12 +117,11 @@ def evaluate(
     command = (f"fraud-streamer evaluate --seeds {','.join(seed_list)} "
                f"--weeks {weeks} --folds {folds} --candidates {','.join(names)}"
                + (" --prequential-all" if prequential_all else ""))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "evaluation.md").write_text(
-        render_markdown(results, plan, command=command, seconds=seconds), encoding="utf-8")
-    (out_dir / "evaluation.json").write_text(
-        json.dumps(report_json(results, plan, command=command, seconds=seconds), indent=2)
-        + "\n", encoding="utf-8")
+    write_text(out_dir / "evaluation.md",
+               render_markdown(results, plan, command=command, seconds=seconds))
+    write_text(out_dir / "evaluation.json",
+               json.dumps(report_json(results, plan, command=command, seconds=seconds), indent=2)
+               + "\n")
     click.echo(console_table(results))
     click.echo(f"\n{seconds / 60:.1f} min; report in {out_dir / 'evaluation.md'} and "
                f"{out_dir / 'evaluation.json'}")

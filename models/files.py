@@ -1,0 +1,41 @@
+"""Output files that are either whole or not there: written beside, then renamed over.
+
+A command stopped while it writes (Ctrl-C, a full disk, a kill) must not leave a truncated
+file where a whole one is expected: a CSV cut short reads back as fewer transactions without
+an error, and a feature cache cut short would be taken for a finished one next time. Every
+file the commands produce is written to a temporary name in the same directory and renamed
+over its target only once complete (``os.replace`` is atomic within a file system); on an
+error the temporary file is removed and the previous file, if any, is left as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["replacing", "write_text"]
+
+
+@contextmanager
+def replacing(path: Path | str) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to; it becomes ``path`` when the block
+    ends without an error. The directory is created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path | str, text: str) -> None:
+    """``path.write_text(text)`` (UTF-8), whole or not at all."""
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
