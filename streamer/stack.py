@@ -27,8 +27,6 @@ import ipaddress
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -38,6 +36,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from streamer import redis_tls, secure_listener
+from streamer.processes import (
+    listening_pid,
+    port_open,
+    read_pid,
+    recorded_address,
+    spawn,
+    stop,
+    succeeds,
+    write_pid,
+)
 from streamer.redis_tls import RedisTls
 from streamer.secure_listener import SecureListener, SecureListenerError
 from streamer.settings import ENV_PREFIX, Settings
@@ -87,6 +95,10 @@ class Endpoint:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def listening(self, timeout: float = 0.3) -> bool:
+        """True when something accepts TCP connections here."""
+        return port_open(self.host, self.port, timeout)
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> Endpoint:
@@ -355,114 +367,12 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
-# --- processes ----------------------------------------------------------------------------------
-
-
-def _start_ticks(pid: int) -> str | None:
-    """The process start time (Linux /proc), which tells a pid apart from a recycled one."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rpartition(")")[2].split()[19]
-
-
-def _alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie child is reaped and counts as gone)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def _write_pid(path: Path, pid: int, endpoint: Endpoint) -> None:
-    """Record the pid, its start time and the address it serves (to notice a changed port)."""
-    path.write_text(f"{pid}\n{_start_ticks(pid) or ''}\n{endpoint}\n")
-
-
-def _recorded_endpoint(path: Path) -> str:
-    try:
-        return path.read_text().split("\n")[2].strip()
-    except (OSError, IndexError):
-        return ""
-
-
-def _read_pid(path: Path) -> int | None:
-    """The pid recorded in ``path`` if that very process still runs; else drop the file."""
-    try:
-        lines = path.read_text().split("\n")
-        pid = int(lines[0])
-    except (OSError, ValueError):
-        return None
-    recorded = lines[1].strip() if len(lines) > 1 else ""
-    if _alive(pid) and (not recorded or _start_ticks(pid) in (None, recorded)):
-        return pid
-    path.unlink(missing_ok=True)
-    return None
-
-
-def _port_open(endpoint: Endpoint, timeout: float = 0.3) -> bool:
-    try:
-        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def listening_pid(port: int) -> int | None:
-    """Best effort (Linux): the pid of the process listening on TCP ``port``."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
-                    inodes.add(f"socket:[{fields[9]}]")
-    if not inodes:
-        return None
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in (proc / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in inodes:
-                        return int(proc.name)
-    return None
-
-
-def _stop(pid: int, grace: float) -> bool:
-    """SIGTERM the process group ``pid`` leads, SIGKILL after ``grace`` s; True if forced."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                return sig is signal.SIGKILL
-            time.sleep(0.1)
-    return True
-
-
 # --- probes -------------------------------------------------------------------------------------
 
 
 def _kafka_answers(settings: Settings, endpoint: Endpoint) -> bool:
     """True when a broker on ``endpoint`` answers a metadata request and lists itself."""
-    if not _port_open(endpoint):
+    if not endpoint.listening():
         return False
     from streamer.kafka import fetch_broker_ids  # aiokafka only when Kafka is there
 
@@ -474,7 +384,7 @@ def _kafka_answers(settings: Settings, endpoint: Endpoint) -> bool:
 
 def _redis_answers(settings: Settings, endpoint: Endpoint) -> bool:
     """True when a Redis on ``endpoint`` answers PING."""
-    if not _port_open(endpoint):
+    if not endpoint.listening():
         return False
     import redis
 
@@ -553,15 +463,15 @@ class LocalStack:
 
     def secure_listening(self) -> bool:
         """True when something accepts connections on the SASL_SSL listener's port."""
-        return _port_open(self.secure)
+        return self.secure.listening()
 
     def mtls_listening(self) -> bool:
         """True when something accepts connections on the SSL listener's port."""
-        return _port_open(self.mtls)
+        return self.mtls.listening()
 
     def sasl_plaintext_listening(self) -> bool:
         """True when something accepts connections on the SASL_PLAINTEXT listener's port."""
-        return _port_open(self.sasl_plaintext)
+        return self.sasl_plaintext.listening()
 
     def redis_tls(self) -> RedisTls | None:
         """The files of Redis's TLS port, if `up` has made them; None otherwise (and, as for
@@ -570,7 +480,7 @@ class LocalStack:
 
     def redis_tls_listening(self) -> bool:
         """True when something accepts connections on Redis's TLS port."""
-        return _port_open(self.redis_tls_endpoint)
+        return self.redis_tls_endpoint.listening()
 
     def up(self, timeout: float = 90.0) -> list[ServiceState]:
         """Start what is not running, then wait until both services answer."""
@@ -589,23 +499,23 @@ class LocalStack:
         start_kafka = not kafka.answering and kafka.pid is None
         start_redis = not redis.answering and redis.pid is None
         variable = "KAFKA_BOOTSTRAP_SERVERS"
-        if start_kafka and _port_open(self.kafka):
+        if start_kafka and self.kafka.listening():
             raise self._port_taken(self.kafka, "(not answering as Kafka)", variable)
-        if start_kafka and _port_open(controller := controller_endpoint(self.kafka)):
+        if start_kafka and (controller := controller_endpoint(self.kafka)).listening():
             raise self._port_taken(controller, "(Kafka's controller: broker port + 1)", variable)
-        if start_kafka and _port_open(self.secure):
+        if start_kafka and self.secure.listening():
             raise self._port_taken(
                 self.secure, "(Kafka's SASL_SSL listener: broker port + 2)", variable
             )
-        if start_kafka and _port_open(self.mtls):
+        if start_kafka and self.mtls.listening():
             raise self._port_taken(self.mtls, "(Kafka's SSL listener: broker port + 3)", variable)
-        if start_kafka and _port_open(self.sasl_plaintext):
+        if start_kafka and self.sasl_plaintext.listening():
             raise self._port_taken(
                 self.sasl_plaintext, "(Kafka's SASL_PLAINTEXT listener: broker port + 4)", variable
             )
-        if start_redis and _port_open(self.redis):
+        if start_redis and self.redis.listening():
             raise self._port_taken(self.redis, "(not answering as Redis)", "REDIS_URL")
-        if start_redis and _port_open(self.redis_tls_endpoint):
+        if start_redis and self.redis_tls_endpoint.listening():
             raise self._port_taken(
                 self.redis_tls_endpoint, "(Redis's TLS port: its port + 1)", "REDIS_URL"
             )
@@ -631,7 +541,7 @@ class LocalStack:
         """Stop the services this stack started (by pid file); leave any other alone."""
         messages = []
         for name, pid_file in (("kafka", self.paths.kafka_pid), ("redis", self.paths.redis_pid)):
-            pid = _read_pid(pid_file)
+            pid = read_pid(pid_file)
             if pid is None:
                 state = self._state(name)
                 if state.answering:
@@ -639,7 +549,7 @@ class LocalStack:
                 else:
                     messages.append(f"{name}: not running")
                 continue
-            forced = _stop(pid, grace)
+            forced = stop(pid, grace)
             pid_file.unlink(missing_ok=True)
             how = f"killed after {grace:.0f}s grace" if forced else "stopped"
             messages.append(f"{name}: {how} (pid {pid})")
@@ -654,9 +564,9 @@ class LocalStack:
         else:
             endpoint, pid_file = self.redis, self.paths.redis_pid
             answering = _redis_answers(self.settings, endpoint)
-        pid = _read_pid(pid_file)
+        pid = read_pid(pid_file)
         if pid is not None:
-            recorded = _recorded_endpoint(pid_file)
+            recorded = recorded_address(pid_file)
             if recorded and recorded != str(endpoint):  # the settings changed since `up`
                 return ServiceState(name, endpoint, pid, True, False, elsewhere=recorded)
             return ServiceState(name, endpoint, pid, ours=True, answering=answering)
@@ -700,7 +610,7 @@ class LocalStack:
         found = shutil.which("redis-server")
         if found:
             return found
-        sudo = shutil.which("sudo") is not None and _succeeds(["sudo", "-n", "true"])
+        sudo = shutil.which("sudo") is not None and succeeds(["sudo", "-n", "true"])
         commands = redis_install_commands(os.geteuid(), sudo)
         if commands is None or shutil.which("apt-get") is None:
             raise StackError(
@@ -739,8 +649,8 @@ class LocalStack:
         ]  # fmt: skip
         if tls is not None:
             command += redis_tls.server_arguments(tls, self.redis_tls_endpoint.port)
-        pid = _spawn(command, self.paths.redis_log, self.paths.redis)
-        _write_pid(self.paths.redis_pid, pid, self.redis)
+        pid = spawn(command, self.paths.redis_log, self.paths.redis)
+        write_pid(self.paths.redis_pid, pid, self.redis)
         log = _relative(self.paths.redis_log)
         also = f", TLS on {self.redis_tls_endpoint}" if tls is not None else ""
         self.echo(f"redis: starting redis-server on {self.redis}{also} (pid {pid}, log {log})")
@@ -906,32 +816,10 @@ class LocalStack:
             "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             "kafka.Kafka", str(paths.kafka_config),
         ]  # fmt: skip
-        pid = _spawn(command, paths.kafka_console, paths.kafka)
-        _write_pid(paths.kafka_pid, pid, self.kafka)
+        pid = spawn(command, paths.kafka_console, paths.kafka)
+        write_pid(paths.kafka_pid, pid, self.kafka)
         self.echo(
             f"kafka: starting Apache Kafka {KAFKA_VERSION} on {self.kafka}, SASL_SSL on "
             f"{self.secure}, SSL on {self.mtls}, SASL_PLAINTEXT on {self.sasl_plaintext} "
             f"(pid {pid}, log {_relative(paths.kafka_log)})"
         )
-
-
-def _spawn(command: list[str], log: Path, cwd: Path) -> int:
-    """Start ``command`` detached (own session, no terminal) so it outlives the CLI."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            command,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    return proc.pid
-
-
-def _succeeds(command: list[str]) -> bool:
-    try:
-        return subprocess.run(command, capture_output=True, timeout=5, check=False).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False

@@ -34,7 +34,6 @@ from streamer.secure_listener import (
 )
 from streamer.settings import Settings
 from streamer.stack import Endpoint, LocalStack
-from streamer.stack import _port_open as socket_open
 from tests.integration.harness import WorkerEnv, decide_each_once, refused_start
 
 
@@ -165,7 +164,7 @@ def strict_tls_url(stack: Settings, tmp_path: Path) -> Iterator[str]:
     try:
         endpoint = Endpoint("127.0.0.1", port)
         deadline = time.monotonic() + 20
-        while not socket_open(endpoint):
+        while not endpoint.listening():
             assert process.poll() is None, (tmp_path / "redis.log").read_text()
             assert time.monotonic() < deadline, "the strict Redis did not listen"
             time.sleep(0.1)

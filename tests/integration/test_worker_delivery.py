@@ -30,11 +30,12 @@ from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import customer_keys
 from streamer.features.store import RedisFeatureStore
 from streamer.local_redis_cluster import LocalCluster
+from streamer.processes import alive
 from streamer.redis_client import connect
 from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 from streamer.scoring import Scorer
 from streamer.settings import Settings
-from streamer.stack import LocalStack, _alive
+from streamer.stack import LocalStack
 from tests.integration.conftest import on_cluster
 from tests.integration.harness import WorkerEnv, consume_until, produce, run_cli, wait_for
 
@@ -480,7 +481,7 @@ async def test_a_broker_killed_and_restarted_mid_stream_loses_nothing(
     # a killed JVM takes a moment to go: until then `up` sees it running and starts nothing
     killed = kafka.pid
     wait_for(
-        lambda: not _alive(killed),
+        lambda: not alive(killed),
         timeout=30,
         what="the killed broker to be gone",
         worker=worker_env,

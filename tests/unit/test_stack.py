@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from streamer import secure_listener, stack
+from streamer import processes, secure_listener, stack
 from streamer.cli import cli
 from streamer.secure_listener import (
     SecureListener,
@@ -267,19 +267,19 @@ def test_tail(tmp_path: Path) -> None:
 
 def test_pid_files_recognise_only_the_recorded_process(tmp_path: Path) -> None:
     pid_file = tmp_path / "x.pid"
-    stack._write_pid(pid_file, os.getpid(), Endpoint("127.0.0.1", 6379))
-    assert stack._read_pid(pid_file) == os.getpid()
-    assert stack._recorded_endpoint(pid_file) == "127.0.0.1:6379"
+    processes.write_pid(pid_file, os.getpid(), Endpoint("127.0.0.1", 6379))
+    assert processes.read_pid(pid_file) == os.getpid()
+    assert processes.recorded_address(pid_file) == "127.0.0.1:6379"
 
     if Path("/proc/self/stat").exists():  # start times are only known on Linux
         pid_file.write_text(f"{os.getpid()}\n1\n")  # same pid, another start time: recycled
-        assert stack._read_pid(pid_file) is None
+        assert processes.read_pid(pid_file) is None
         assert not pid_file.exists()
 
     done = subprocess.Popen(["true"])
     done.wait()
-    stack._write_pid(pid_file, done.pid, Endpoint("127.0.0.1", 6379))
-    assert stack._read_pid(pid_file) is None
+    processes.write_pid(pid_file, done.pid, Endpoint("127.0.0.1", 6379))
+    assert processes.read_pid(pid_file) is None
 
 
 def test_cli_documents_the_commands() -> None:

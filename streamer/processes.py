@@ -1,0 +1,151 @@
+"""Background processes on this machine: starting them detached, recording and checking
+their pids, stopping them, and probing ports — what the local stack does with its servers.
+
+A pid file records the process's start time besides its pid, so a pid the kernel has since
+given to another process is not mistaken for ours (nor stopped).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+__all__ = [
+    "alive",
+    "listening_pid",
+    "port_open",
+    "read_pid",
+    "recorded_address",
+    "spawn",
+    "start_ticks",
+    "stop",
+    "succeeds",
+    "write_pid",
+]
+
+
+def start_ticks(pid: int) -> str | None:
+    """The process start time (Linux /proc), which tells a pid apart from a recycled one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie child is reaped and counts as gone)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def write_pid(path: Path, pid: int, address: object) -> None:
+    """Record the pid, its start time and the address it serves (to notice a changed port)."""
+    path.write_text(f"{pid}\n{start_ticks(pid) or ''}\n{address}\n")
+
+
+def recorded_address(path: Path) -> str:
+    try:
+        return path.read_text().split("\n")[2].strip()
+    except (OSError, IndexError):
+        return ""
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid recorded in ``path`` if that very process still runs; else drop the file."""
+    try:
+        lines = path.read_text().split("\n")
+        pid = int(lines[0])
+    except (OSError, ValueError):
+        return None
+    recorded = lines[1].strip() if len(lines) > 1 else ""
+    if alive(pid) and (not recorded or start_ticks(pid) in (None, recorded)):
+        return pid
+    path.unlink(missing_ok=True)
+    return None
+
+
+def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    """True when something accepts TCP connections on ``host``:``port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def listening_pid(port: int) -> int | None:
+    """Best effort (Linux): the pid of the process listening on TCP ``port``."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd) in inodes:
+                        return int(proc.name)
+    return None
+
+
+def stop(pid: int, grace: float) -> bool:
+    """SIGTERM the process group ``pid`` leads, SIGKILL after ``grace`` s; True if forced."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not alive(pid):
+                return sig is signal.SIGKILL
+            time.sleep(0.1)
+    return True
+
+
+def spawn(command: list[str], log: Path, cwd: Path) -> int:
+    """Start ``command`` detached (own session, no terminal) so it outlives the CLI."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return proc.pid
+
+
+def succeeds(command: list[str]) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=5, check=False).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
