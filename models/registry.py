@@ -5,7 +5,8 @@ Layout under the registry root::
     <root>/<version>/model.joblib      the fitted estimator (a pickle: it is code)
     <root>/<version>/manifest.json     version, created, training data, features in order,
                                        metrics, thresholds, baseline, SHA-256 of the artifact
-    <root>/promotions.json             the promotion history; the last entry is live
+    <root>/promotions.json             the promotion history (the last entry is live), and
+                                       the shadow version workers also score with, if any
 
 Loading recomputes the artifact's SHA-256 and refuses any mismatch, and refuses any artifact
 that has no manifest: unpickling an unknown file would run whatever code it holds. Workers poll
@@ -148,13 +149,24 @@ class ModelRegistry:
         return manifest
 
     def promote(self, version: str) -> None:
-        """Make ``version`` live for every worker reading this registry."""
+        """Make ``version`` live for every worker reading this registry (a shadow promoted
+        stops being the shadow)."""
         self.manifest(version)  # must exist
         self.verify(version)
-        history = self.history()
+        history, shadow = self._promotions()
         if history and history[-1] == version:
             return
-        self._write_history([*history, version])
+        self._write_promotions([*history, version], None if shadow == version else shadow)
+
+    def set_shadow(self, version: str | None) -> None:
+        """Have workers score every transaction with ``version`` too, beside the live model,
+        without acting on it (None: stop)."""
+        history, _ = self._promotions()
+        if version is not None:
+            self.verify(version)
+            if history and history[-1] == version:
+                raise RegistryError(f"{version} is the live model: a shadow is another version")
+        self._write_promotions(history, version)
 
     def rollback(self) -> str:
         """Return to the version live before the current one; returns it."""
@@ -163,21 +175,34 @@ class ModelRegistry:
             raise RegistryError("nothing to roll back to: fewer than two promotions recorded")
         previous = history[-2]
         self.verify(previous)
-        self._write_history(history[:-1])
+        _, shadow = self._promotions()
+        self._write_promotions(history[:-1], None if shadow == previous else shadow)
         return previous
 
-    def _write_history(self, history: list[str]) -> None:
-        write_text(self.root / PROMOTIONS, json.dumps({"history": history}, indent=2) + "\n")
+    def _write_promotions(self, history: list[str], shadow: str | None) -> None:
+        state: dict[str, Any] = {"history": history}
+        if shadow is not None:
+            state["shadow"] = shadow
+        write_text(self.root / PROMOTIONS, json.dumps(state, indent=2) + "\n")
 
     # --- reading -----------------------------------------------------------------------------
-    def history(self) -> list[str]:
+    def _promotions(self) -> tuple[list[str], str | None]:
+        """The promotion history, oldest first, and the shadow version (if any)."""
         path = self.root / PROMOTIONS
         if not path.exists():
-            return []
+            return [], None
         try:
-            return list(json.loads(path.read_text(encoding="utf-8"))["history"])
-        except (ValueError, KeyError, TypeError) as exc:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            shadow = state.get("shadow")
+            return list(state["history"]), None if shadow is None else str(shadow)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RegistryError(f"{path} is corrupt: {exc}") from exc
+
+    def history(self) -> list[str]:
+        return self._promotions()[0]
+
+    def shadow_version(self) -> str | None:
+        return self._promotions()[1]
 
     def current_version(self) -> str | None:
         history = self.history()

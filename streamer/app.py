@@ -152,6 +152,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             (settings.topic_alerts, out.alerts),
             (settings.topic_dead_letters, out.dead_letters),
             (settings.topic_features, out.features),  # empty unless the feature log is on
+            (settings.topic_shadow_decisions, out.shadow_decisions),  # empty without a shadow
         ):
             for key, value in records:
                 pending.append(await producer.send(topic, key, value, None, None, None))
@@ -376,7 +377,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
 
     @app.page("/api/summary")
     async def summary(web: Any, request: Any) -> Any:
-        return web.json(metrics.summary(runtime.model_version))
+        shadow = runtime.shadow()
+        shadow_version = shadow.version if shadow is not None else None
+        return web.json(metrics.summary(runtime.model_version, shadow_version))
 
     app.runtime = runtime  # type: ignore[attr-defined]
     return app

@@ -362,8 +362,10 @@ def replication_factor(settings: Settings, brokers: int) -> int:
 
 
 async def contract_topics(settings: Settings) -> list[str]:
-    """Ensure the five contract topics exist; returns the names created."""
-    return await ensure_topics(settings, contract_topic_names(settings))
+    """Ensure the five contract topics exist, and the shadow decisions' topic (a worker may be
+    given a shadow model at any time); returns the names created."""
+    names = (*contract_topic_names(settings), settings.topic_shadow_decisions)
+    return await ensure_topics(settings, names)
 
 
 async def fetch_broker_ids(settings: Settings, timeout: float = 5.0) -> list[int]:

@@ -55,6 +55,13 @@ class Metrics:
             "a flush): features undercount until `fraud-streamer rebuild-state` is run",
             registry=r,
         )
+        self.shadow_decisions = Counter(
+            "streamer_shadow_decisions",
+            "What the shadow model would have decided, by outcome, and whether that is the "
+            "decision published",
+            ["outcome", "agrees"],
+            registry=r,
+        )
         self.consumed = Counter(
             "streamer_consumed", "Input records consumed", ["topic"], registry=r
         )
@@ -140,6 +147,8 @@ class Metrics:
             self.dead_letters.labels(topic).inc(len(out.dead_letters))
         for outcome, n in out.outcomes.items():
             self.decisions.labels(outcome).inc(n)
+        for (outcome, agrees), n in out.shadow_outcomes.items():
+            self.shadow_decisions.labels(outcome, "true" if agrees else "false").inc(n)
         if out.alerts:
             self.alerts.inc(len(out.alerts))
         for s in out.scores:
@@ -181,9 +190,12 @@ class Metrics:
         """The alerts this worker published last, newest first (parsed only when asked for)."""
         return [json.loads(value) for value in reversed(self.recent_alerts)]
 
-    def summary(self, model_version: str | None) -> dict[str, Any]:
+    def summary(
+        self, model_version: str | None, shadow_version: str | None = None
+    ) -> dict[str, Any]:
         return {
             "model_version": model_version,
+            "shadow_version": shadow_version,
             "uptime_s": round(time.time() - self.started, 1),
             "lag_records": int(sum(s.value for m in self.lag.collect() for s in m.samples)),
             "totals": dict(sorted(self._totals.items())),

@@ -62,7 +62,11 @@ class BatchOutput:
     dead_letters: list[tuple[bytes | None, bytes]] = field(default_factory=list)
     #: the feature log (only when it is on): what each decision was scored on
     features: list[tuple[bytes, bytes]] = field(default_factory=list)
+    #: what the shadow model would have decided (only while there is one)
+    shadow_decisions: list[tuple[bytes, bytes]] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
+    #: the shadow's outcomes, and whether each is the one published
+    shadow_outcomes: dict[tuple[str, bool], int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
     model_version: str | None = None
     #: the decided rows' features and the model's scores before rules (for drift)
@@ -162,6 +166,7 @@ class Pipeline:
         *,
         store: FeatureStore,
         scorer: Callable[[], Scorer],
+        shadow: Callable[[], Scorer | None] = lambda: None,
         policy: Policy,
         max_bytes: int,
         log_features: bool = False,
@@ -169,6 +174,7 @@ class Pipeline:
     ) -> None:
         self._store = store
         self._scorer = scorer
+        self._shadow = shadow
         self._policy = policy
         self._max_bytes = max_bytes
         self._log_features = log_features
@@ -216,9 +222,11 @@ class Pipeline:
         events = [item.event for item in accepted if item.event is not None]
 
         scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
+        shadow = self._shadow()
         enriched = await self._store.enrich(events)
         features = enriched.features
         scores = scorer.score(features)
+        shadow_scores = shadow.score(features) if shadow is not None else None
         policy = self._policy
 
         rules = [
@@ -269,10 +277,34 @@ class Pipeline:
             out.outcomes[outcome] = out.outcomes.get(outcome, 0) + 1
             if self._log_features:
                 out.features.append((key, feature_record(tx, scorer.version, features[i])))
+            if shadow is not None and shadow_scores is not None:
+                seen = self._shadow_decision(decision, float(shadow_scores[i]), rules[i], shadow)
+                out.shadow_decisions.append((key, seen.model_dump_json().encode()))
+                agrees = (seen.decision, seen.decision == outcome)
+                out.shadow_outcomes[agrees] = out.shadow_outcomes.get(agrees, 0) + 1
         out.scores = np.asarray(scores, dtype=float).tolist()
         out.model_version = scorer.version
         out.matrix, out.model_scores = features, scores
         return out
+
+    def _shadow_decision(
+        self, decision: Decision, score: float, rules: list[Reason], shadow: Scorer
+    ) -> Decision:
+        """What ``shadow`` would have decided in ``decision``'s place: the same rules and
+        thresholds on its score; its reasons are the rule hits, or the threshold crossed (no
+        feature explanations: they would cost a second model call per flagged row)."""
+        outcome = outcome_for(score, rule_hit=bool(rules), policy=self._policy)
+        reasons = rules or (
+            [threshold_reason(score, outcome, self._policy)] if outcome != "approve" else []
+        )
+        return decision.model_copy(
+            update={
+                "score": 1.0 if rules else score,
+                "decision": outcome,
+                "reasons": reasons,
+                "model_version": shadow.version,
+            }
+        )
 
     def receive_labels(
         self, messages: Sequence[InputMessage], consumed_at: float

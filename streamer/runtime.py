@@ -49,6 +49,8 @@ class Runtime:
         self._store = store
         self._redis: RedisClient | None = None  # the store's client (unless a store is injected)
         self._scorer: Scorer | None = None
+        self._shadow: Scorer | None = None  # scored beside the live model, never acted on
+        self._shadow_refused: str | None = None
         self._pipeline: Pipeline | None = None
         self._refused: str | None = None  # last version refused, so it is logged once
         self._drift: tuple[str, DriftWatch | None] | None = None  # per model version
@@ -61,6 +63,11 @@ class Runtime:
     def scorer(self) -> Scorer:
         assert self._scorer is not None, "model not loaded"
         return self._scorer
+
+    def shadow(self) -> Scorer | None:
+        """The shadow model, unless it is the one serving (as right after its promotion)."""
+        shadow = self._shadow
+        return shadow if shadow is not None and shadow.version != self.model_version else None
 
     async def pipeline(self) -> Pipeline:
         if self._pipeline is None:
@@ -75,6 +82,7 @@ class Runtime:
                     self._pipeline = Pipeline(
                         store=self._store,
                         scorer=self.scorer,
+                        shadow=self.shadow,
                         policy=Policy.from_settings(self.settings),
                         max_bytes=self.settings.max_message_bytes,
                         log_features=bool(self.settings.topic_features),
@@ -89,6 +97,7 @@ class Runtime:
         batch in flight keeps the model it started with. A bad promotion (tampered or unknown
         artifact) is logged and the current model stays in use.
         """
+        await self._refresh_shadow()
         wanted = await asyncio.to_thread(self.registry.current_version)
         if wanted is None or wanted in (self.model_version, self._refused):
             return
@@ -107,6 +116,26 @@ class Runtime:
         previous, self._scorer = self.model_version, scorer
         self.metrics.set_model(scorer.version)
         log.info("serving model %s (was %s)", scorer.version, previous or "none")
+
+    async def _refresh_shadow(self) -> None:
+        """Follow the registry's shadow version as :meth:`refresh_model` follows the live one;
+        a shadow that cannot be loaded is logged once and leaves the worker without one (it
+        never affects the decisions)."""
+        wanted = await asyncio.to_thread(self.registry.shadow_version)
+        current = self._shadow.version if self._shadow else None
+        if wanted == current or (wanted is not None and wanted == self._shadow_refused):
+            return
+        scorer = None
+        if wanted is not None:
+            try:
+                loaded = await asyncio.to_thread(self.registry.load, wanted)
+                scorer = await asyncio.to_thread(Scorer, loaded, flat=self._flat_trees)
+            except Exception as exc:
+                self._shadow_refused = wanted
+                log.error("not scoring with shadow model %s: %s", wanted, exc)
+        self._shadow = scorer
+        if scorer is not None or current is not None:
+            log.info("shadow model %s (was %s)", wanted if scorer else "none", current or "none")
 
     def observe_drift(self, out: BatchOutput) -> None:
         """Bin a decided batch's rows for the drift watch of the model that scored them (a

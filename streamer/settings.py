@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         "", description="Optional output: the feature vector each decision was scored on "
         "(audit of training/serving skew); empty = off."
     )
+    topic_shadow_decisions: str = Field(
+        "decisions-shadow", description="Output: what the shadow model (`fraud-streamer models "
+        "shadow`) would have decided, one record per decision, as the Decision schema; nothing "
+        "while no shadow is set."
+    )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics we create.")
     topic_replication_factor: int | None = Field(
         None, ge=1, le=32, description="Replicas of each partition of the topics we create; "

@@ -51,17 +51,24 @@ def models() -> None:
 @models.command("list")
 @pass_settings
 def list_versions(settings: Settings) -> None:
-    """Show every version, oldest first; * marks the live one."""
+    """Show every version, oldest first; * marks the live one, ~ the shadow."""
     registry = _registry(settings)
     with _clear_errors():
         versions = registry.versions()
         live = registry.current_version()
+        shadow = registry.shadow_version()
     if not versions:
         click.echo(f"no model in {registry.root}: run `fraud-streamer train`")
         return
     rows = [("", "version", "created", "algorithm", "validation AP")]
     rows += [
-        ("*" if m.version == live else "", m.version, m.created, m.algorithm, _validation_ap(m))
+        (
+            "*" if m.version == live else "~" if m.version == shadow else "",
+            m.version,
+            m.created,
+            m.algorithm,
+            _validation_ap(m),
+        )
         for m in versions
     ]
     click.echo(_table(rows))
@@ -91,6 +98,37 @@ def promote(settings: Settings, version: str) -> None:
         click.echo(
             f"promoted {version} (was {before or 'none'}); running workers switch within "
             f"{settings.model_poll_seconds:g} s"
+        )
+
+
+@models.command("shadow")
+@click.argument("version", required=False)
+@click.option("--off", is_flag=True, help="Stop shadow scoring.")
+@pass_settings
+def shadow(settings: Settings, version: str | None, off: bool) -> None:
+    """Score every transaction with VERSION too, beside the live model, without acting on it.
+
+    Workers publish what VERSION would have decided — the same rules and thresholds on its
+    score — to STREAMER_TOPIC_SHADOW_DECISIONS, one record per decision in the Decision
+    schema, and count its agreement with the live model in /metrics
+    (streamer_shadow_decisions_total). Measure it on live traffic with
+    `STREAMER_TOPIC_DECISIONS=decisions-shadow fraud-streamer quality`, then promote it or
+    turn it off. Workers follow within STREAMER_MODEL_POLL_SECONDS; the shadow costs one more
+    model call per batch.
+    """
+    if (version is None) == (not off):
+        raise click.UsageError("give a VERSION to shadow, or --off")
+    registry = _registry(settings)
+    with _clear_errors():
+        before = registry.shadow_version()
+        registry.set_shadow(None if off else version)
+    poll = f"running workers follow within {settings.model_poll_seconds:g} s"
+    if off:
+        click.echo(f"shadow scoring off (was {before or 'off'}); {poll}")
+    else:
+        click.echo(
+            f"shadowing the live model with {version} (was {before or 'none'}); its decisions "
+            f"go to {settings.topic_shadow_decisions}; {poll}"
         )
 
 

@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import redis
@@ -27,7 +28,7 @@ from schemas import DeadLetter, Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
-from streamer.kafka import make_producer
+from streamer.kafka import make_consumer, make_producer, partitions, running
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 from streamer.stack import LocalStack
@@ -217,6 +218,76 @@ async def test_promotion_reaches_a_running_worker_without_losing_events(
     assert {version[t] for t in ids(first)} == {"test-model-a"}
     assert {version[t] for t in ids(second)} == {"test-model-b"}
     assert {version[t] for t in ids(third)} == {"test-model-a"}
+    assert len(worker_env.processes) == 1 and worker_env.processes[0].poll() is None
+
+
+async def test_a_shadow_model_is_scored_beside_the_live_one_until_turned_off(
+    worker_env: WorkerEnv, registry: ModelRegistry, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    """`models shadow` makes a running worker score every transaction with a second model
+    too: one shadow decision per decision, on the same features, by that model, while the
+    published decisions stay the live model's; `--off` stops it, without a restart."""
+    settings = worker_env.settings
+    root = tmp_path / "registry"
+    shutil.copytree(registry.root, root)
+    private = ModelRegistry(root)
+    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(root)
+    worker_env.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+    features_topic = f"{settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    features = build_features(history.head(20_000))
+    model_b = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
+        features.X, features.frame["is_fraud"].astype(int)
+    )
+    private.register(model_b, algorithm="logreg", features=FEATURE_NAMES,
+                     version="test-model-b", baseline=[0.0] * len(FEATURE_NAMES))  # fmt: skip
+    assert "shadowing the live model with test-model-b" in run_cli(
+        worker_env, "models", "shadow", "test-model-b"
+    )
+    txs = encode_transactions(history.tail(3000))
+    first, second = txs[:2000], txs[2000:]
+    ids = lambda part: {json.loads(v)["transaction_id"] for _, _, v in part}  # noqa: E731
+    worker_env.start_worker()
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in first])
+    shadow = await consume_until(settings, settings.topic_shadow_decisions, ids=ids(first),
+                                 worker=worker_env)  # fmt: skip
+    decided = await consume_until(settings, settings.topic_decisions, ids=ids(first),
+                                  worker=worker_env)  # fmt: skip
+    logged = await consume_until(settings, features_topic, ids=ids(first), worker=worker_env)
+
+    seen = {d.transaction_id: d for d in (Decision.model_validate_json(r.value) for r in shadow)}
+    assert len(shadow) == len(decided) == len(first) and set(seen) == ids(first)
+    assert {json.loads(r.value)["model_version"] for r in decided} == {"test-model-a"}
+    assert {d.model_version for d in seen.values()} == {"test-model-b"}
+    vectors = {}
+    for record in logged:
+        value = json.loads(record.value)
+        vectors[value["transaction_id"]] = [value["features"][n] for n in FEATURE_NAMES]
+    order = sorted(vectors)
+    expected = model_b.predict_proba(np.array([vectors[t] for t in order]))[:, 1]
+    got = np.array([seen[t].score for t in order])
+    rules = np.array([bool(seen[t].reasons and seen[t].reasons[0].code.startswith("RULE"))
+                      for t in order])  # fmt: skip
+    np.testing.assert_allclose(got[~rules], expected[~rules], rtol=0, atol=1e-9)
+    counted = sum(v for (name, _), v in worker_env.metrics().items()
+                  if name == "streamer_shadow_decisions_total")  # fmt: skip
+    assert counted == len(first)
+    assert (worker_env.summary() or {}).get("shadow_version") == "test-model-b"
+
+    off = run_cli(worker_env, "models", "shadow", "--off")
+    assert "shadow scoring off (was test-model-b)" in off
+
+    def stopped() -> bool:
+        summary = worker_env.summary() or {}
+        return "shadow_version" in summary and summary["shadow_version"] is None
+
+    wait_for(stopped, timeout=30, what="the shadow to stop", worker=worker_env)
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in second])
+    await consume_until(settings, settings.topic_decisions, ids=ids(txs), worker=worker_env)
+    tps = partitions(settings.topic_shadow_decisions, settings.partitions)
+    async with running(make_consumer(settings, group_id=None)) as consumer:
+        written = sum((await consumer.end_offsets(tps)).values())
+    assert written == len(first), "no shadow decision once the shadow is off"
     assert len(worker_env.processes) == 1 and worker_env.processes[0].poll() is None
 
 

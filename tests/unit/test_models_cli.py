@@ -76,3 +76,29 @@ def test_errors_are_clear_and_without_traceback(two_versions: ModelRegistry) -> 
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     result = _run("promote", "v1")
     assert result.exit_code == 1 and "does not match its manifest" in result.output
+
+
+def test_shadow_on_then_off(two_versions: ModelRegistry) -> None:
+    two_versions.promote("v1")
+    result = _run("shadow", "v2")
+    assert result.exit_code == 0, result.output
+    assert "shadowing the live model with v2 (was none)" in result.output
+    assert "decisions-shadow" in result.output
+    v2 = next(line for line in _run("list").output.splitlines() if " v2 " in f" {line} ")
+    assert v2.startswith("~")
+    result = _run("shadow", "--off")
+    assert result.exit_code == 0, result.output
+    assert "shadow scoring off (was v2)" in result.output
+    assert two_versions.shadow_version() is None
+
+
+def test_shadow_needs_a_version_or_off_and_refuses_the_live_one(
+    two_versions: ModelRegistry,
+) -> None:
+    two_versions.promote("v1")
+    for args in ((), ("v2", "--off")):
+        result = _run("shadow", *args)
+        assert result.exit_code == 2 and "give a VERSION to shadow, or --off" in result.output
+    result = _run("shadow", "v1")
+    assert result.exit_code == 1 and "v1 is the live model" in result.output
+    assert "Traceback" not in result.output

@@ -20,14 +20,14 @@ from streamer.scoring import Scorer
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _scorer() -> Scorer:
-    """A model whose fraud probability rises with the amount (feature 0)."""
+def _scorer(version: str = "unit-1", cut: float = 200.0) -> Scorer:
+    """A model whose fraud probability rises with the amount (feature 0), past ``cut``."""
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 400, size=(400, len(FEATURE_NAMES)))
-    y = (X[:, 0] > 200).astype(int)
+    y = (X[:, 0] > cut).astype(int)
     model = LogisticRegression(max_iter=1000).fit(X, y)
     manifest = Manifest(
-        version="unit-1",
+        version=version,
         created="2026-01-01T00:00:00Z",
         algorithm="logreg",
         features=list(FEATURE_NAMES),
@@ -164,6 +164,41 @@ async def test_the_feature_log_holds_the_vector_each_decision_was_scored_on() ->
 async def test_the_feature_log_is_off_by_default(pipeline: Pipeline) -> None:
     out = await pipeline.transactions(_msgs([_tx(1, 10.0)]))
     assert out.decisions and out.features == []
+
+
+async def test_a_shadow_model_s_decisions_go_beside_the_published_ones() -> None:
+    """The shadow is scored on the same features and judged by the same rules and
+    thresholds; the published decisions are the live model's, as without a shadow."""
+    live, shadow = _scorer(), _scorer("unit-shadow", cut=100.0)
+    policy = Policy(review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0)
+
+    def pipeline(with_shadow: bool) -> Pipeline:
+        return Pipeline(store=InMemoryFeatureStore(), scorer=lambda: live,
+                        shadow=lambda: shadow if with_shadow else None, policy=policy,
+                        max_bytes=4096, log_features=True, clock=lambda: NOW)  # fmt: skip
+
+    batch = _msgs([_tx(1, 10.0), _tx(2, 150.0), _tx(3, 380.0), b"{oops", _tx(4, 5000.0)])
+    out = await pipeline(True).transactions(batch)
+    alone = await pipeline(False).transactions(batch)
+
+    def timeless(records: list[tuple[bytes, bytes]]) -> list[dict[str, object]]:
+        return [{**json.loads(v), "processing_ms": None} for _, v in records]
+
+    assert timeless(out.decisions) == timeless(alone.decisions) and not alone.shadow_decisions
+    seen = [Decision.model_validate_json(v) for _, v in out.shadow_decisions]
+    published = [Decision.model_validate_json(v) for _, v in out.decisions]
+    assert [d.transaction_id for d in seen] == ["tx1", "tx2", "tx3", "tx4"]
+    assert {d.model_version for d in seen} == {"unit-shadow"}
+    vectors = np.array([[json.loads(v)["features"][n] for n in FEATURE_NAMES]
+                        for _, v in out.features])  # fmt: skip
+    assert [d.score for d in seen[:3]] == list(shadow.score(vectors[:3]))
+    assert seen[1].decision != "approve" and published[1].decision == "approve"  # 150
+    assert seen[1].reasons[0].code == "MODEL_SCORE"
+    assert seen[3].decision == "decline" and seen[3].score == 1.0  # over the amount limit
+    assert seen[3].reasons == published[3].reasons[:1]
+    assert seen[3].reasons[0].code.startswith("RULE")
+    assert sum(out.shadow_outcomes.values()) == 4
+    assert out.shadow_outcomes[(seen[1].decision, False)] == 1
 
 
 def test_labels_go_before_their_batchs_transactions_but_a_withdrawal_keeps_its_place() -> None:

@@ -128,3 +128,38 @@ def test_a_promoted_model_of_other_features_is_not_current_for_these(
     assert registry.current_for(FEATURES) == "v1"
     assert registry.current_for([*FEATURES, "c"]) is None  # the worker gained a feature
     assert registry.current_for(FEATURES[::-1]) is None  # same names, other order
+
+
+def test_a_shadow_is_set_cleared_and_ends_when_promoted(registry: ModelRegistry,
+                                                         estimator: LogisticRegression) -> None:
+    for version in ("v1", "v2", "v3"):
+        _register(registry, estimator, version)
+    registry.promote("v1")
+    assert registry.shadow_version() is None
+    registry.set_shadow("v2")
+    assert registry.shadow_version() == "v2" and registry.current_version() == "v1"
+    registry.promote("v3")  # another promotion keeps the shadow
+    assert registry.shadow_version() == "v2"
+    registry.promote("v2")  # the shadow promoted is live, no longer a shadow
+    assert registry.shadow_version() is None and registry.current_version() == "v2"
+    registry.set_shadow("v1")
+    assert registry.rollback() == "v3" and registry.shadow_version() == "v1"
+    registry.set_shadow(None)
+    assert registry.shadow_version() is None
+    assert "shadow" not in json.loads((registry.root / "promotions.json").read_text())
+
+
+def test_a_shadow_must_be_another_registered_intact_version(registry: ModelRegistry,
+                                                            estimator: LogisticRegression) -> None:
+    for version in ("v1", "v2"):
+        _register(registry, estimator, version)
+    registry.promote("v1")
+    with pytest.raises(RegistryError, match="v1 is the live model"):
+        registry.set_shadow("v1")
+    with pytest.raises(RegistryError, match="unknown model version 'v9'"):
+        registry.set_shadow("v9")
+    with (registry.root / "v2" / "model.joblib").open("ab") as artifact:
+        artifact.write(b"\0")
+    with pytest.raises(RegistryError, match="does not match its manifest"):
+        registry.set_shadow("v2")
+    assert registry.shadow_version() is None
