@@ -126,7 +126,9 @@ class Runtime:
         if wanted == current or (wanted is not None and wanted == self._shadow_refused):
             return
         scorer = None
-        if wanted is not None:
+        if wanted is None:
+            self._shadow_refused = None  # set again later, it is tried again
+        else:
             try:
                 loaded = await asyncio.to_thread(self.registry.load, wanted)
                 scorer = await asyncio.to_thread(Scorer, loaded, flat=self._flat_trees)
