@@ -125,17 +125,26 @@ async def _redis(settings: Settings) -> Check:
 def _model(settings: Settings) -> Check:
     from models.registry import ModelRegistry, RegistryError
 
+    registry = ModelRegistry(settings.model_registry)
     try:  # the hash a worker checks before loading
-        manifest = ModelRegistry(settings.model_registry).verified_current()
+        manifest = registry.verified_current()
+        shadow = registry.shadow_version()
     except RegistryError as exc:
         return Check("model", False, str(exc), data={"registry": str(settings.model_registry)})
     version = manifest.version
     ap = manifest.validation("average_precision")
     quality = "" if ap is None else f", validation AP {ap:.3f}"
     detail = f"{version} promoted ({manifest.algorithm}, created {manifest.created}{quality})"
+    warning = None
+    if shadow is not None:
+        detail += f"; shadow {shadow} (decisions on {settings.topic_shadow_decisions})"
+        try:
+            registry.verify(shadow)
+        except RegistryError as exc:  # the workers score without it
+            warning = f"the shadow is not scored: {exc}"
     data = {"version": version, "algorithm": manifest.algorithm, "created": manifest.created,
-            "validation_average_precision": ap}  # fmt: skip
-    return Check("model", True, detail, data=data)
+            "validation_average_precision": ap, "shadow": shadow}  # fmt: skip
+    return Check("model", True, detail, warning, data)
 
 
 async def _held(settings: Settings, tps: list[Any]) -> int:
