@@ -111,9 +111,9 @@ def shadow(settings: Settings, version: str | None, off: bool) -> None:
     Workers publish what VERSION would have decided — the same rules and thresholds on its
     score — to STREAMER_TOPIC_SHADOW_DECISIONS, one record per decision in the Decision
     schema, and count its agreement with the live model in /metrics
-    (streamer_shadow_decisions_total). Measure it on live traffic with
-    `STREAMER_TOPIC_DECISIONS=decisions-shadow fraud-streamer quality`, then promote it or
-    turn it off. Workers follow within STREAMER_MODEL_POLL_SECONDS; the shadow costs one more
+    (streamer_shadow_decisions_total). Measure it beside the live model with
+    `fraud-streamer quality --shadow` once labels have come in, then promote it or turn it
+    off. Workers follow within STREAMER_MODEL_POLL_SECONDS; the shadow costs one more
     model call per batch.
     """
     if (version is None) == (not off):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -39,10 +40,21 @@ LABEL_FIELDS = ("transaction_id", "is_fraud", "reported_at")
     show_default=True,
     help="Group by the model version that decided, or by the week of the transactions (drift).",
 )
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="Measure the shadow model's decisions (STREAMER_TOPIC_SHADOW_DECISIONS) beside the "
+    "live ones, on the transactions both decided.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_settings
 def quality(
-    settings: Settings, delay_days: float, since: datetime | None, by: str, as_json: bool
+    settings: Settings,
+    delay_days: float,
+    since: datetime | None,
+    by: str,
+    shadow: bool,
+    as_json: bool,
 ) -> None:
     """Measure the decisions the workers published against the labels.
 
@@ -53,6 +65,8 @@ def quality(
     transactions old enough
     to have been reported (see --delay-days). These are the scores the workers computed live,
     from the features in Redis: what `evaluate` measures offline, measured in production.
+    With --shadow, the shadow model's decisions (`fraud-streamer models shadow`) are measured
+    the same way beside the live ones, both on the transactions the shadow scored.
     """
     import asyncio
 
@@ -62,9 +76,14 @@ def quality(
     from streamer.kafka import KafkaUnusable
 
     try:
-        decisions, labels = asyncio.run(_read_both(settings))
+        decisions, labels, shadowed = asyncio.run(_read_all(settings, shadow))
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
+    if shadow and shadowed.empty:
+        raise click.ClickException(
+            f"no shadow decisions on {settings.topic_shadow_decisions}: set a shadow with "
+            "`fraud-streamer models shadow VERSION` and let it score some traffic"
+        )
     if decisions.empty:
         raise click.ClickException(f"no decisions on {settings.topic_decisions}")
     if labels.empty:
@@ -73,7 +92,15 @@ def quality(
         )
     decisions = decisions.drop_duplicates("transaction_id", keep="first")  # re-deliveries
     start = None if since is None else pd.Timestamp(since, tz="UTC")
-    cutoff, report = live_quality(decisions, labels, delay_days=delay_days, since=start, by=by)
+    if shadow:  # the same transactions, scored by each
+        shadowed = shadowed.drop_duplicates("transaction_id", keep="first")
+        decisions = decisions[decisions["transaction_id"].isin(shadowed["transaction_id"])]
+        cutoff, live = live_quality(decisions, labels, delay_days=delay_days, since=start, by=by)
+        _, other = live_quality(shadowed, labels, delay_days=delay_days, since=start, by=by)
+        report = [replace(row, group=f"live: {row.group}") for row in live]
+        report += [replace(row, group=f"shadow: {row.group}") for row in other]
+    else:
+        cutoff, report = live_quality(decisions, labels, delay_days=delay_days, since=start, by=by)
     if as_json:
         click.echo(
             json.dumps(
@@ -113,14 +140,21 @@ def quality(
         )
 
 
-async def _read_both(settings: Settings) -> tuple[Any, Any]:
+async def _read_all(settings: Settings, shadow: bool) -> tuple[Any, Any, Any]:
+    """The decisions, the labels and (with ``shadow``) the shadow decisions."""
     import pandas as pd
 
     decisions = await _read_topic(settings, settings.topic_decisions, DECISION_FIELDS)
     labels = await _read_topic(settings, settings.topic_labels, LABEL_FIELDS)
+    shadowed = (
+        await _read_topic(settings, settings.topic_shadow_decisions, DECISION_FIELDS)
+        if shadow
+        else []
+    )
     return (
         pd.DataFrame(decisions, columns=list(DECISION_FIELDS)),
         pd.DataFrame(labels, columns=list(LABEL_FIELDS)),
+        pd.DataFrame(shadowed, columns=list(DECISION_FIELDS)),
     )
 
 

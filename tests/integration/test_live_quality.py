@@ -3,22 +3,35 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from models.metrics import quality
+from models.registry import ModelRegistry
 from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 from tests.integration.harness import WorkerEnv, consume_until, run_cli
 
 
 async def test_quality_measures_the_published_decisions_against_the_labels(
-    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame, registry: ModelRegistry, tmp_path: Path
 ) -> None:
     """A history and its labels replayed into a worker; `quality` must give the metrics of the
     decisions it published over the transactions a label delay older than the latest report,
-    computed here from the two topics read back on their own."""
+    computed here from the two topics read back on their own. The worker also scores with a
+    shadow — the live model registered again under another name — so `quality --shadow` must
+    give the shadow the live model's own figures."""
     settings = worker_env.settings
+    private = ModelRegistry(tmp_path / "registry")
+    shutil.copytree(registry.root, private.root)
+    twin = private.load("test-model-a")
+    private.register(twin.estimator, algorithm=twin.manifest.algorithm,
+                     features=twin.manifest.features, baseline=twin.manifest.baseline,
+                     version="test-model-twin")  # fmt: skip
+    private.set_shadow("test-model-twin")
+    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(private.root)
     frame = replay_slice.head(20_000)
     stats = await replay(settings, merged_records(encode_transactions(frame), encode_labels(frame)))
     worker_env.start_worker()
@@ -56,3 +69,15 @@ async def test_quality_measures_the_published_decisions_against_the_labels(
     assert len(weeks) >= 3 and all(w["group"].startswith("week of ") for w in weeks)
     assert sum(w["transactions"] for w in weeks) == everything["transactions"]
     assert sum(w["frauds"] for w in weeks) == everything["frauds"]
+
+    # the shadow, on the same transactions (all of them: it was set before the worker started)
+    await consume_until(settings, settings.topic_shadow_decisions,
+                        ids=set(frame["transaction_id"]), worker=worker_env)  # fmt: skip
+    both = {row["group"]: row for row in
+            json.loads(run_cli(worker_env, "quality", "--json", "--shadow"))["report"]}  # fmt: skip
+    assert list(both) == ["live: all", "live: test-model-a", "shadow: all",
+                          "shadow: test-model-twin"]  # fmt: skip
+    for group in ("live: all", "shadow: all"):
+        assert both[group]["transactions"] == everything["transactions"], group
+        for name, value in expected.items():
+            assert np.isclose(both[group]["metrics"][name], value, rtol=0, atol=1e-12), group
