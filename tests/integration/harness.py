@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from models.registry import ModelRegistry
 from streamer.kafka import make_consumer, make_producer
 from streamer.replay import encode_transactions
 from streamer.settings import Settings
@@ -181,6 +183,15 @@ async def consume_until(
     finally:
         await consumer.stop()
     return records
+
+
+def private_registry(worker: WorkerEnv, registry: ModelRegistry, root: Path) -> ModelRegistry:
+    """A copy of ``registry`` at ``root`` that the worker reads and follows closely (every
+    half second), for a test that promotes, shadows or tampers without touching the others."""
+    shutil.copytree(registry.root, root)
+    worker.env["STREAMER_MODEL_REGISTRY"] = str(root)
+    worker.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+    return ModelRegistry(root)
 
 
 def run_cli(worker: WorkerEnv, *args: str) -> str:

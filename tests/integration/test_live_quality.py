@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 from models.metrics import quality
 from models.registry import ModelRegistry
 from streamer.replay import encode_labels, encode_transactions, merged_records, replay
-from tests.integration.harness import WorkerEnv, consume_until, run_cli
+from tests.integration.harness import WorkerEnv, consume_until, private_registry, run_cli
 
 
 async def test_quality_measures_the_published_decisions_against_the_labels(
@@ -24,14 +23,12 @@ async def test_quality_measures_the_published_decisions_against_the_labels(
     shadow — the live model registered again under another name — so `quality --shadow` must
     give the shadow the live model's own figures."""
     settings = worker_env.settings
-    private = ModelRegistry(tmp_path / "registry")
-    shutil.copytree(registry.root, private.root)
+    private = private_registry(worker_env, registry, tmp_path / "registry")
     twin = private.load("test-model-a")
     private.register(twin.estimator, algorithm=twin.manifest.algorithm,
                      features=twin.manifest.features, baseline=twin.manifest.baseline,
                      version="test-model-twin")  # fmt: skip
     private.set_shadow("test-model-twin")
-    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(private.root)
     frame = replay_slice.head(20_000)
     stats = await replay(settings, merged_records(encode_transactions(frame), encode_labels(frame)))
     worker_env.start_worker()

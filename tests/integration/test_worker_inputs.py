@@ -19,7 +19,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from models.dataset import build_features
@@ -35,6 +35,7 @@ from streamer.stack import LocalStack
 from tests.integration.harness import (
     WorkerEnv,
     consume_until,
+    private_registry,
     produce,
     refused_start,
     run_cli,
@@ -156,16 +157,23 @@ async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv
     assert worker_env.processes[0].poll() is None, "the worker must carry on"
 
 
+def _register_model_b(registry: ModelRegistry, history: pd.DataFrame) -> Pipeline:
+    """A second model, a logistic regression (scaled, as `train` fits them: unscaled, lbfgs
+    does not converge), registered as ``test-model-b``; returns the estimator."""
+    features = build_features(history.head(20_000))
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
+        features.X, features.frame["is_fraud"].astype(int)
+    )
+    registry.register(model, algorithm="logreg", features=FEATURE_NAMES,
+                      version="test-model-b", baseline=[0.0] * len(FEATURE_NAMES))  # fmt: skip
+    return model
+
+
 async def test_promotion_reaches_a_running_worker_without_losing_events(
     worker_env: WorkerEnv, registry: ModelRegistry, history: pd.DataFrame, tmp_path: Path
 ) -> None:
     settings = worker_env.settings
-    # a private copy of the registry: this test promotes and rolls back
-    root = tmp_path / "registry"
-    shutil.copytree(registry.root, root)
-    private = ModelRegistry(root)
-    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(root)
-    worker_env.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+    private = private_registry(worker_env, registry, tmp_path / "registry")  # it promotes
 
     frame = history[
         history["timestamp"] >= history["timestamp"].min() + pd.Timedelta(days=40)
@@ -177,18 +185,7 @@ async def test_promotion_reaches_a_running_worker_without_losing_events(
     ids = lambda part: {json.loads(v)["transaction_id"] for _, _, v in part}  # noqa: E731
     await consume_until(settings, settings.topic_decisions, ids=ids(first), worker=worker_env)
 
-    features = build_features(history.head(20_000))
-    # scaled, as `train` fits its logistic regressions: unscaled, lbfgs does not converge
-    model_b = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
-        features.X, features.frame["is_fraud"].astype(int)
-    )
-    private.register(
-        model_b,
-        algorithm="logreg",
-        features=FEATURE_NAMES,
-        version="test-model-b",
-        baseline=[0.0] * len(FEATURE_NAMES),
-    )
+    _register_model_b(private, history)
     private.promote("test-model-b")
     wait_for(
         lambda: (worker_env.summary() or {}).get("model_version") == "test-model-b",
@@ -228,19 +225,10 @@ async def test_a_shadow_model_is_scored_beside_the_live_one_until_turned_off(
     too: one shadow decision per decision, on the same features, by that model, while the
     published decisions stay the live model's; `--off` stops it, without a restart."""
     settings = worker_env.settings
-    root = tmp_path / "registry"
-    shutil.copytree(registry.root, root)
-    private = ModelRegistry(root)
-    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(root)
-    worker_env.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+    private = private_registry(worker_env, registry, tmp_path / "registry")
     features_topic = f"{settings.topic_decisions}-features"
     worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
-    features = build_features(history.head(20_000))
-    model_b = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(
-        features.X, features.frame["is_fraud"].astype(int)
-    )
-    private.register(model_b, algorithm="logreg", features=FEATURE_NAMES,
-                     version="test-model-b", baseline=[0.0] * len(FEATURE_NAMES))  # fmt: skip
+    model_b = _register_model_b(private, history)
     assert "shadowing the live model with test-model-b" in run_cli(
         worker_env, "models", "shadow", "test-model-b"
     )
@@ -294,10 +282,7 @@ async def test_a_shadow_model_is_scored_beside_the_live_one_until_turned_off(
 async def test_a_tampered_promotion_is_refused_and_the_worker_keeps_serving(
     worker_env: WorkerEnv, registry: ModelRegistry, tmp_path: Path
 ) -> None:
-    root = tmp_path / "registry"
-    shutil.copytree(registry.root, root)
-    worker_env.env["STREAMER_MODEL_REGISTRY"] = str(root)
-    worker_env.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+    root = private_registry(worker_env, registry, tmp_path / "registry").root
     settings = worker_env.settings
     await produce(settings, settings.topic_transactions, [(b"c-good", _tx("before"))])
     worker_env.start_worker()
