@@ -153,7 +153,7 @@ class ModelRegistry:
         stops being the shadow)."""
         self.manifest(version)  # must exist
         self.verify(version)
-        history, shadow = self._promotions()
+        history, shadow = self.promotions()
         if history and history[-1] == version:
             return
         self._write_promotions([*history, version], None if shadow == version else shadow)
@@ -161,7 +161,7 @@ class ModelRegistry:
     def set_shadow(self, version: str | None) -> None:
         """Have workers score every transaction with ``version`` too, beside the live model,
         without acting on it (None: stop)."""
-        history, _ = self._promotions()
+        history, _ = self.promotions()
         if version is not None:
             self.verify(version)
             if history and history[-1] == version:
@@ -170,12 +170,11 @@ class ModelRegistry:
 
     def rollback(self) -> str:
         """Return to the version live before the current one; returns it."""
-        history = self.history()
+        history, shadow = self.promotions()
         if len(history) < 2:
             raise RegistryError("nothing to roll back to: fewer than two promotions recorded")
         previous = history[-2]
         self.verify(previous)
-        _, shadow = self._promotions()
         self._write_promotions(history[:-1], None if shadow == previous else shadow)
         return previous
 
@@ -186,7 +185,7 @@ class ModelRegistry:
         write_text(self.root / PROMOTIONS, json.dumps(state, indent=2) + "\n")
 
     # --- reading -----------------------------------------------------------------------------
-    def _promotions(self) -> tuple[list[str], str | None]:
+    def promotions(self) -> tuple[list[str], str | None]:
         """The promotion history, oldest first, and the shadow version (if any)."""
         path = self.root / PROMOTIONS
         if not path.exists():
@@ -199,10 +198,10 @@ class ModelRegistry:
             raise RegistryError(f"{path} is corrupt: {exc}") from exc
 
     def history(self) -> list[str]:
-        return self._promotions()[0]
+        return self.promotions()[0]
 
     def shadow_version(self) -> str | None:
-        return self._promotions()[1]
+        return self.promotions()[1]
 
     def current_version(self) -> str | None:
         history = self.history()

@@ -326,8 +326,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         if infos is None:
             return
         info = combined_info(infos)
-        metrics.redis_keys.set(sum(key_watch.keys(node) for node in infos.values()))
-        for loss in key_watch.observe(infos):
+        losses = key_watch.observe(infos)
+        metrics.redis_keys.set(key_watch.total)
+        for loss in losses:
             metrics.redis_state_losses.inc()
             log.error(
                 "%s: the window state was lost, and features count fewer transactions than "

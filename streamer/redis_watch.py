@@ -59,6 +59,7 @@ class KeyWatch:
     def __init__(self, db: int) -> None:
         self.db = db
         self._seen: dict[str, _Seen] = {}
+        self.total = 0  # the keys of the worker's database over every node, at the last read
 
     def keys(self, info: Mapping[str, Any]) -> int:
         """The keys of the worker's database on one node."""
@@ -82,7 +83,7 @@ class KeyWatch:
                 losses.append(StateLoss(last.keys, seen.keys, node))
                 restarted += last.keys - seen.keys
         total_before = sum(s.keys for s in before.values())
-        total_now = sum(s.keys for s in now.values())
+        total_now = self.total = sum(s.keys for s in now.values())
         evicted = sum(
             max(seen.evicted - before[node].evicted, 0)
             for node, seen in now.items()

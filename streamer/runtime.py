@@ -97,8 +97,9 @@ class Runtime:
         batch in flight keeps the model it started with. A bad promotion (tampered or unknown
         artifact) is logged and the current model stays in use.
         """
-        await self._refresh_shadow()
-        wanted = await asyncio.to_thread(self.registry.current_version)
+        history, shadow = await asyncio.to_thread(self.registry.promotions)
+        await self._refresh_shadow(shadow)
+        wanted = history[-1] if history else None
         if wanted is None or wanted in (self.model_version, self._refused):
             return
         try:
@@ -117,11 +118,10 @@ class Runtime:
         self.metrics.set_model(scorer.version)
         log.info("serving model %s (was %s)", scorer.version, previous or "none")
 
-    async def _refresh_shadow(self) -> None:
-        """Follow the registry's shadow version as :meth:`refresh_model` follows the live one;
-        a shadow that cannot be loaded is logged once and leaves the worker without one (it
-        never affects the decisions)."""
-        wanted = await asyncio.to_thread(self.registry.shadow_version)
+    async def _refresh_shadow(self, wanted: str | None) -> None:
+        """Follow the registry's shadow version (``wanted``) as :meth:`refresh_model` follows
+        the live one; a shadow that cannot be loaded is logged once and leaves the worker
+        without one (it never affects the decisions)."""
         current = self._shadow.version if self._shadow else None
         if wanted == current or (wanted is not None and wanted == self._shadow_refused):
             return
