@@ -16,7 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["replacing", "write_text"]
+__all__ = ["DATA_DIR", "replacing", "write_text"]
+
+#: where commands keep the datasets they generate, unless told otherwise (not tracked: the
+#: repository's top level holds the project, not its outputs)
+DATA_DIR = Path("models/data")
 
 
 @contextmanager

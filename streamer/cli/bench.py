@@ -47,10 +47,10 @@ from streamer.settings import Settings
 )
 @click.option(
     "--out",
-    default=Path("bench-results/bench.json"),
-    show_default=True,
+    default=None,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Results as JSON; its folder also gets the variants' logs and the bench's registry.",
+    help="Results as JSON; its folder also gets the variants' logs and the bench's registry. "
+    "[default: bench/bench.json in STREAMER_DATA_DIR, .stack/bench/bench.json locally]",
 )
 @click.option("--seed", default=0, show_default=True, help="Simulation seed of the load.")
 @pass_settings
@@ -60,7 +60,7 @@ def bench(
     naive_events: int,
     latency_rate: float,
     latency_seconds: float,
-    out: Path,
+    out: Path | None,
     seed: int,
 ) -> None:
     """Measure the worker against a passthrough and a naive scorer, on the local stack.
@@ -99,7 +99,7 @@ def bench(
         naive_events=naive_events,
         latency_rate=latency_rate,
         latency_seconds=latency_seconds,
-        out=out,
+        out=out or settings.data_dir / "bench" / "bench.json",  # a work folder of local state
         seed=seed,
     )
 
@@ -120,6 +120,6 @@ def bench(
         raise click.ClickException(str(exc)) from None
     except asyncio.CancelledError:
         raise click.Abort() from None
-    write_text(out, json.dumps(results, indent=2) + "\n")
+    write_text(config.out, json.dumps(results, indent=2) + "\n")
     click.echo(render(results))
-    log(f"results written to {out}")
+    log(f"results written to {config.out}")

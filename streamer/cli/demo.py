@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from models.files import DATA_DIR
 from streamer.cli import pass_settings
 from streamer.settings import Settings
 from streamer.stalls import StallWatch
@@ -190,7 +191,7 @@ def demo(
         click.get_current_context().invoke(train, candidates="hist_gb,logreg")
     click.echo(f"2/6 model {registry.current_version()}", err=True)
 
-    data = Path("data") / f"demo-{customers}x{terminals}-{days}d-seed{seed}.parquet"
+    data = DATA_DIR / f"demo-{customers}x{terminals}-{days}d-seed{seed}.parquet"
     if not data.exists():
         click.echo(f"3/6 simulating {days} days → {data}", err=True)
         frame = simulate(

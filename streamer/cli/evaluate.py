@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from models.files import DATA_DIR
+
 __all__ = ["evaluate"]
 
 
@@ -45,7 +47,7 @@ def _histories(text: str, param: str) -> list[str]:
               default=Path("models/reports"), show_default=True,
               help="Directory of evaluation.md and evaluation.json.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("data/features"), show_default=True,
+              default=DATA_DIR / "features", show_default=True,
               help="Where built features are kept between runs (one file per seed).")
 @click.option("--cache/--no-cache", default=True, show_default=True,
               help="Reuse and keep built features; the key covers the feature code.")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from models.files import DATA_DIR
 from streamer.cli import pass_settings
 from streamer.settings import Settings
 
@@ -15,7 +16,7 @@ from streamer.settings import Settings
 @click.option(
     "--data",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("data/transactions.parquet"),
+    default=DATA_DIR / "transactions.parquet",
     show_default=True,
     help="Dataset from `fraud-streamer simulate` (Parquet or CSV).",
 )

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from models.files import DATA_DIR
 from models.simulate import SimulationConfig, progress_total, write_dataset
 from models.simulate import simulate as run_simulation
 
@@ -72,7 +73,7 @@ _BOOK = SimulationConfig()
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    default=Path("data/transactions.parquet"),
+    default=DATA_DIR / "transactions.parquet",
     show_default=True,
     help="Output file, Parquet, or CSV if it ends in .csv; its directory is created.",
 )

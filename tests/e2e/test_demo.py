@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from models.files import DATA_DIR
 from models.simulate import SimulationConfig, read_dataset, simulate
 from streamer.kafka import contract_topics, make_consumer, partitions, running
 from streamer.replay import encode_transactions, replay
@@ -121,7 +122,7 @@ def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Pa
     )
     match = re.search(r"all ([\d,]+) transactions decided", out)
     assert match, out
-    ran = read_dataset(tmp_path / "data" / "demo-300x600-8d-seed2026.parquet")
+    ran = read_dataset(tmp_path / DATA_DIR / "demo-300x600-8d-seed2026.parquet")
     assert int(match.group(1).replace(",", "")) == len(ran) > 1000
     assert len(backlog) > 2 * len(ran)
     # "all decided" means this run's transactions, each of them, whatever else the worker did
