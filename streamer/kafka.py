@@ -33,6 +33,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 
+from streamer.processes import parse_host_port
 from streamer.settings import Settings
 from streamer.tls_alert import tls_alert
 
@@ -153,8 +154,6 @@ async def connection_problem(settings: Settings, timeout: float = 10.0) -> str |
     certificate. This connects to each bootstrap server itself and names the real reason and
     the setting to look at. The first server that accepts ends the check.
     """
-    from streamer.stack import parse_host_port  # pure helper; the stack module starts nothing
-
     try:
         options = client_options(settings)
     except KafkaSettingsError as exc:

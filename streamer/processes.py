@@ -1,5 +1,6 @@
 """Background processes on this machine: starting them detached, recording and checking
-their pids, stopping them, and probing ports — what the local stack does with its servers.
+their pids, stopping them, and probing ports (:class:`Endpoint`) — what the local stack does
+with its servers.
 
 A pid file records the process's start time besides its pid, so a pid the kernel has since
 given to another process is not mistaken for ours (nor stopped).
@@ -13,11 +14,15 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 __all__ = [
+    "Endpoint",
     "alive",
     "listening_pid",
+    "parse_host_port",
     "port_open",
     "read_pid",
     "recorded_address",
@@ -149,3 +154,37 @@ def succeeds(command: list[str]) -> bool:
         return subprocess.run(command, capture_output=True, timeout=5, check=False).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A host and port the stack binds to and probes."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def listening(self, timeout: float = 0.3) -> bool:
+        """True when something accepts TCP connections here."""
+        return port_open(self.host, self.port, timeout)
+
+
+def parse_host_port(text: str, default_port: int | None = None) -> Endpoint:
+    """Parse ``host:port`` (IPv6 as ``[::1]:port``); raises ``ValueError`` when malformed."""
+    parts = urlsplit(f"//{text.strip()}")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {text!r}") from exc
+    host = parts.hostname
+    if not host:
+        raise ValueError(f"no host in {text!r}")
+    if port is None:
+        if default_port is None:
+            raise ValueError(f"no port in {text!r}")
+        port = default_port
+    if port == 0:
+        raise ValueError(f"port 0 in {text!r}")
+    return Endpoint(host, port)

@@ -32,7 +32,7 @@ from urllib.parse import quote
 from streamer.secure_listener import SecureListener, export_pem, newer, sign_keystore
 
 if TYPE_CHECKING:
-    from streamer.stack import Endpoint
+    from streamer.processes import Endpoint
 
 __all__ = [
     "RedisTls",

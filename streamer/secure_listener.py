@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from streamer.stack import Endpoint
+    from streamer.processes import Endpoint
 
 __all__ = [
     "MECHANISMS",

@@ -15,30 +15,44 @@ local Maven repository; the stack caches the classpath). Ports come from the set
 stack always listens where the worker and the tests will connect. A service found answering on
 its port without our pid file is reused and never stopped: ``down`` stops only what ``up``
 started. No output of its own: progress goes to the ``echo`` callback the caller passes.
+The broker's configuration files are rendered by :mod:`streamer.broker_config`, and the
+processes are started, recorded and stopped by :mod:`streamer.processes`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import ipaddress
 import os
-import re
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from streamer import redis_tls, secure_listener
+from streamer.broker_config import (
+    KAFKA_HEAP,
+    KAFKA_VERSION,
+    MIN_JAVA,
+    POM,
+    controller_endpoint,
+    java_major_version,
+    mtls_endpoint,
+    new_cluster_id,
+    render_log4j2,
+    render_server_properties,
+    sasl_plaintext_endpoint,
+    secure_endpoint,
+)
 from streamer.processes import (
+    Endpoint,
     listening_pid,
-    port_open,
+    parse_host_port,
     read_pid,
     recorded_address,
     spawn,
@@ -51,73 +65,25 @@ from streamer.secure_listener import SecureListener, SecureListenerError
 from streamer.settings import ENV_PREFIX, Settings
 
 __all__ = [
-    "KAFKA_VERSION",
-    "Endpoint",
     "LocalStack",
     "ServiceState",
     "StackError",
     "StackPaths",
-    "java_major_version",
     "kafka_endpoint",
     "missing_tools_message",
-    "mtls_endpoint",
-    "new_cluster_id",
-    "parse_host_port",
     "redis_endpoint",
     "redis_install_commands",
-    "render_log4j2",
-    "render_server_properties",
-    "sasl_plaintext_endpoint",
-    "secure_endpoint",
     "tail",
 ]
 
-KAFKA_VERSION = "4.1.1"
-MIN_JAVA = 17
-POM = Path(__file__).resolve().parent.parent / "stack" / "kafka" / "pom.xml"
 JAVA_PACKAGES = "openjdk-17-jre-headless maven"
 REDIS_PACKAGE = "redis-server"
-KAFKA_HEAP = ["-Xms256m", "-Xmx512m"]
 
 Echo = Callable[[str], None]
 
 
 class StackError(Exception):
     """The local stack cannot do what was asked; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A host and port the stack binds to and probes."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    def listening(self, timeout: float = 0.3) -> bool:
-        """True when something accepts TCP connections here."""
-        return port_open(self.host, self.port, timeout)
-
-
-def parse_host_port(text: str, default_port: int | None = None) -> Endpoint:
-    """Parse ``host:port`` (IPv6 as ``[::1]:port``); raises ``ValueError`` when malformed."""
-    parts = urlsplit(f"//{text.strip()}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"bad port in {text!r}") from exc
-    host = parts.hostname
-    if not host:
-        raise ValueError(f"no host in {text!r}")
-    if port is None:
-        if default_port is None:
-            raise ValueError(f"no port in {text!r}")
-        port = default_port
-    if port == 0:
-        raise ValueError(f"port 0 in {text!r}")
-    return Endpoint(host, port)
 
 
 def _bind_host(host: str, variable: str) -> str:
@@ -169,11 +135,6 @@ def redis_endpoint(settings: Settings) -> Endpoint:
     return Endpoint(_bind_host(endpoint.host, variable), endpoint.port)
 
 
-def controller_endpoint(broker: Endpoint) -> Endpoint:
-    """The KRaft controller listens on the port after the broker's (9092 -> 9093)."""
-    return Endpoint(broker.host, broker.port + 1)
-
-
 class StackPaths:
     """Where the stack keeps each file; ``root`` is the absolute ``settings.data_dir``."""
 
@@ -194,126 +155,6 @@ class StackPaths:
         self.redis_log = self.redis / "redis.log"
         self.redis_pid = self.redis / "redis.pid"
         self.redis_tls = self.redis / "tls"
-
-
-# --- rendering (pure) ---------------------------------------------------------------------------
-
-
-def secure_endpoint(broker: Endpoint) -> Endpoint:
-    """The SASL_SSL listener's address (9092 -> 9094; see :mod:`streamer.secure_listener`)."""
-    return Endpoint(broker.host, secure_listener.secure_port(broker.port))
-
-
-def mtls_endpoint(broker: Endpoint) -> Endpoint:
-    """The SSL listener's address, client certificates required (9092 -> 9095)."""
-    return Endpoint(broker.host, secure_listener.mtls_port(broker.port))
-
-
-def sasl_plaintext_endpoint(broker: Endpoint) -> Endpoint:
-    """The SASL_PLAINTEXT listener's address (9092 -> 9096)."""
-    return Endpoint(broker.host, secure_listener.sasl_plaintext_port(broker.port))
-
-
-def render_server_properties(
-    broker: Endpoint, data_dir: Path, partitions: int, secure: SecureListener | None = None
-) -> str:
-    """The broker+controller configuration of a single-node KRaft cluster on loopback.
-
-    Replication factors are 1 because there is one node. Topic auto-creation is off, as in
-    docker-compose.yml: topics are created by ``streamer.kafka.ensure_topics`` with the
-    partition count the design needs, and a misspelt topic name fails instead of appearing.
-    With ``secure``, the broker also listens with SASL_SSL on :func:`secure_endpoint`, with
-    SSL (client certificates required) on :func:`mtls_endpoint` and with SASL_PLAINTEXT on
-    :func:`sasl_plaintext_endpoint`.
-    """
-    controller = controller_endpoint(broker)
-    listeners = [f"PLAINTEXT://{broker}"]
-    protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
-    if secure is not None:
-        listeners += [
-            f"SASL_SSL://{secure_endpoint(broker)}",
-            f"SSL://{mtls_endpoint(broker)}",
-            f"SASL_PLAINTEXT://{sasl_plaintext_endpoint(broker)}",
-        ]
-        protocols += ["SASL_SSL:SASL_SSL", "SSL:SSL", "SASL_PLAINTEXT:SASL_PLAINTEXT"]
-    return "\n".join(
-        [
-            "# Written by `fraud-streamer stack up` at every start: change the settings instead.",
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{controller}",
-            f"listeners={','.join([*listeners, f'CONTROLLER://{controller}'])}",
-            f"advertised.listeners={','.join(listeners)}",
-            "inter.broker.listener.name=PLAINTEXT",
-            "controller.listener.names=CONTROLLER",
-            f"listener.security.protocol.map={','.join(protocols)}",
-            *(secure_listener.render_listener_properties(secure) if secure else []),
-            f"log.dirs={data_dir}",
-            f"num.partitions={partitions}",
-            "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=8",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "",
-        ]
-    )
-
-
-def render_log4j2(log_file: Path) -> str:
-    """Kafka's log4j2 configuration: INFO to a rolling file, the chatty loggers at WARN."""
-    return "\n".join(
-        [
-            "# Written by `fraud-streamer stack up` at every start.",
-            "status = warn",
-            "appender.file.type = RollingFile",
-            "appender.file.name = file",
-            f"appender.file.fileName = {log_file}",
-            f"appender.file.filePattern = {log_file}.%i",
-            "appender.file.layout.type = PatternLayout",
-            "appender.file.layout.pattern = [%d] %p %m (%c)%n",
-            "appender.file.policies.type = Policies",
-            "appender.file.policies.size.type = SizeBasedTriggeringPolicy",
-            "appender.file.policies.size.size = 20MB",
-            "appender.file.strategy.type = DefaultRolloverStrategy",
-            "appender.file.strategy.max = 3",
-            "rootLogger.level = INFO",
-            "rootLogger.appenderRef.file.ref = file",
-            "logger.request.name = kafka.request.logger",
-            "logger.request.level = WARN",
-            "logger.state.name = state.change.logger",
-            "logger.state.level = WARN",
-            "logger.authorizer.name = kafka.authorizer.logger",
-            "logger.authorizer.level = WARN",
-            "logger.metadata.name = org.apache.kafka.metadata",
-            "logger.metadata.level = WARN",
-            "",
-        ]
-    )
-
-
-def new_cluster_id() -> str:
-    """A KRaft cluster id, as ``kafka-storage random-uuid`` makes one, without starting a JVM.
-
-    Kafka's ``Uuid.toString`` is the URL-safe base64 of 16 random bytes, unpadded; like Kafka
-    we avoid ids starting with ``-``, which a command line would take for an option.
-    """
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not text.startswith("-"):
-            return text
-
-
-def java_major_version(version_output: str) -> int | None:
-    """The major version in ``java -version`` output: ``"1.8.0_392"`` is 8, ``"17.0.9"`` 17."""
-    match = re.search(r'version "(\d+)(?:\.(\d+))?', version_output)
-    if match is None:
-        return None
-    major = int(match.group(1))
-    return int(match.group(2) or 0) if major == 1 else major
 
 
 def missing_tools_message(missing: list[str]) -> str:

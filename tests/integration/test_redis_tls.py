@@ -25,6 +25,7 @@ from streamer import redis_tls
 from streamer.bench.infra import free_port
 from streamer.cli import cli
 from streamer.features.keys import blocklist_key, customer_keys
+from streamer.processes import Endpoint
 from streamer.redis_client import _unreachable, redis_problem
 from streamer.secure_listener import (
     SecureListener,
@@ -33,7 +34,7 @@ from streamer.secure_listener import (
     find_keytool,
 )
 from streamer.settings import Settings
-from streamer.stack import Endpoint, LocalStack
+from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv, decide_each_once, refused_start
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from streamer.kafka import connection_problem, ensure_topics
+from streamer.processes import Endpoint
 from streamer.secure_listener import (
     MECHANISMS,
     PLAINTEXT_SASL_LISTENER,
@@ -29,7 +30,7 @@ from streamer.secure_listener import (
     mtls_client_env,
 )
 from streamer.settings import Settings
-from streamer.stack import Endpoint, LocalStack
+from streamer.stack import LocalStack
 from tests.integration.harness import (
     WorkerEnv,
     consume_until,

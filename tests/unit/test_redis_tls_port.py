@@ -9,10 +9,10 @@ from urllib.parse import unquote
 from redis.asyncio.connection import SSLConnection, parse_url
 
 from streamer import redis_tls
+from streamer.processes import Endpoint
 from streamer.redis_client import redis_problem
 from streamer.redis_tls import RedisTls
 from streamer.secure_listener import SecureListener
-from streamer.stack import Endpoint
 
 
 def test_the_server_options_open_the_tls_port_beside_the_plain_one(tmp_path: Path) -> None:

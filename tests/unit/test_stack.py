@@ -11,7 +11,17 @@ import pytest
 from click.testing import CliRunner
 
 from streamer import processes, secure_listener, stack
+from streamer.broker_config import (
+    java_major_version,
+    mtls_endpoint,
+    new_cluster_id,
+    render_log4j2,
+    render_server_properties,
+    sasl_plaintext_endpoint,
+    secure_endpoint,
+)
 from streamer.cli import cli
+from streamer.processes import Endpoint, parse_host_port
 from streamer.secure_listener import (
     SecureListener,
     client_env,
@@ -21,22 +31,13 @@ from streamer.secure_listener import (
 )
 from streamer.settings import Settings
 from streamer.stack import (
-    Endpoint,
     LocalStack,
     StackError,
     StackPaths,
-    java_major_version,
     kafka_endpoint,
     missing_tools_message,
-    mtls_endpoint,
-    new_cluster_id,
-    parse_host_port,
     redis_endpoint,
     redis_install_commands,
-    render_log4j2,
-    render_server_properties,
-    sasl_plaintext_endpoint,
-    secure_endpoint,
     tail,
 )
 
