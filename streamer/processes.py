@@ -44,7 +44,12 @@ def start_ticks(pid: int) -> str | None:
 
 
 def alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie child is reaped and counts as gone)."""
+    """True while ``pid`` runs (a zombie child is reaped and counts as gone).
+
+    A process killed with many threads (a JVM) shows its main thread as a zombie at once, while
+    the others are still exiting and its sockets still open: it is gone only once it is a
+    zombie with no other thread left, or no longer there at all.
+    """
     with contextlib.suppress(ChildProcessError):
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return False
@@ -55,9 +60,15 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
     except OSError:
+        return True  # no /proc here: the signal said it exists
+    if state != "Z":
         return True
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except OSError:
+        return False  # reaped while we looked
 
 
 def write_pid(path: Path, pid: int, address: object) -> None:

@@ -1,10 +1,13 @@
-"""The local stack's pure logic: addresses, rendered configuration, messages. Starts nothing."""
+"""The local stack's pure logic: addresses, rendered configuration, messages, process checks.
+Starts no server."""
 
 from __future__ import annotations
 
 import base64
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -281,6 +284,41 @@ def test_pid_files_recognise_only_the_recorded_process(tmp_path: Path) -> None:
     done.wait()
     processes.write_pid(pid_file, done.pid, Endpoint("127.0.0.1", 6379))
     assert processes.read_pid(pid_file) is None
+
+
+# the main thread leaves (as a killed JVM's does first) while another thread keeps a socket open
+_MAIN_THREAD_GONE_FIRST = """
+import ctypes, socket, sys, threading
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+threading.Thread(target=lambda: sys.stdin.read()).start()  # ends when stdin is closed
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_a_process_whose_main_thread_is_a_zombie_is_alive_until_its_last_thread_ends() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MAIN_THREAD_GONE_FIRST],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    port = int(proc.stdout.readline())
+    stat = Path(f"/proc/{proc.pid}/stat")
+    deadline = time.monotonic() + 10
+    while stat.read_text().rpartition(")")[2].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the main thread did not exit"
+        time.sleep(0.01)
+    # what `stack up` checks after killing the broker: gone, and its ports free
+    assert processes.alive(proc.pid)
+    assert processes.port_open("127.0.0.1", port)
+    proc.stdin.close()  # the other thread ends, and the process with it
+    deadline = time.monotonic() + 10
+    while processes.alive(proc.pid):
+        assert time.monotonic() < deadline, "the process did not end"
+        time.sleep(0.01)
+    assert not processes.port_open("127.0.0.1", port)
 
 
 def test_cli_documents_the_commands() -> None:
