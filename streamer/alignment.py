@@ -14,16 +14,19 @@ up to ``max_skew`` past the *frontier* — the earliest event time any partition
 has records still to come). Partitions whose queue is full are paused at the fetch level, so a
 backlog is never read into memory whole.
 
+A partition that has records to come but has delivered none since it was assigned (from the
+offset where its consumer starts, :meth:`EventTimeMerger.expect`) may deliver anything, so it
+holds everything back until its first records arrive: otherwise a worker started on a backlog
+could run the partitions it hears from first ahead of it by any amount of event time.
+
 A partition holds the others back only while it is moving: one that claims records to come but
-has delivered none for ``idle_ms`` since its queue ran dry — a broker that is down, an offset
-that is never delivered — stops counting, like Kafka Streams' ``max.task.idle.ms``, so the
-merge can delay the stream but never stall it.
+has delivered none for ``idle_ms`` since its queue ran dry (or since it was assigned) — a broker
+that is down, an offset that is never delivered — stops counting, like Kafka Streams'
+``max.task.idle.ms``, so the merge can delay the stream but never stall it.
 
 Some partitions are *strict* (the worker's label partitions): a label counts for every
 transaction at or after its report time, so no item may pass one that a strict partition may
-still deliver at or before it — no skew is allowed there, a strict item wins a tie, and a strict
-partition that has records to come but has delivered none yet holds everything back (from the
-offset where its consumer starts, :meth:`EventTimeMerger.expect`), for ``idle_ms`` at most.
+still deliver at or before it — no skew is allowed there, and a strict item wins a tie.
 Items of strict partitions must arrive in event-time order within their partition (labels are
 written as they are reported).
 """
@@ -80,12 +83,12 @@ class EventTimeMerger(Generic[K, E]):
             self.seen_ts[tp] = ts_ms
 
     def expect(self, starts: Mapping[K, int], now_ms: int) -> None:
-        """Note strict partitions that have delivered nothing yet, with the offset their
-        consumer starts from: while their high watermark is past it, they hold every item
-        back (for ``idle_ms`` from when first noted, at most). The start may move forward
-        until the first item arrives (the consumer learns its committed offset late)."""
+        """Note partitions that have delivered nothing yet, with the offset their consumer
+        starts from: while their high watermark is past it, they hold every item back (for
+        ``idle_ms`` from when first noted, at most). The start may move forward until the
+        first item arrives (the consumer learns its committed offset late)."""
         for tp, offset in starts.items():
-            if self.strict(tp) and tp not in self.seen_ts and not self.queues.get(tp):
+            if tp not in self.seen_ts and not self.queues.get(tp):
                 self.next_offset[tp] = max(offset, self.next_offset.get(tp, 0))
                 self.received_at.setdefault(tp, now_ms)
 
@@ -116,15 +119,13 @@ class EventTimeMerger(Generic[K, E]):
     def _to_come(self, tp: K, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
         """The last event time of a partition with records still to come (None if it has none,
         or has been stuck for longer than ``idle_ms``): its next record is at least that late.
-        A strict partition not heard from yet may deliver anything: EARLIEST."""
+        A partition not heard from yet may deliver anything: EARLIEST."""
         end = highwater(tp)
         if end is None or end <= self.next_offset[tp]:
             return None
         if now_ms - self.received_at[tp] > self.idle_ms:
             return None
-        if tp not in self.seen_ts:
-            return EARLIEST if self.strict(tp) else None
-        return self.seen_ts[tp]
+        return self.seen_ts.get(tp, EARLIEST)
 
     def _latest_release(self, tp: K, position: int) -> int:
         """The latest event time that may pass a partition whose next item is at ``position``
@@ -132,14 +133,15 @@ class EventTimeMerger(Generic[K, E]):
         return position - 1 if self.strict(tp) else position + self.max_skew_ms
 
     def _positions(self, highwater: Callable[[K], int | None], now_ms: int) -> dict[K, int]:
-        """Earliest event time each partition may still deliver (moving, not strict ones)."""
+        """Earliest event time each partition may still deliver (moving, not strict ones, and
+        heard from: one that has delivered nothing yet has no place in event time)."""
         positions: dict[K, int] = {}
         for tp in self.next_offset:
             if self.strict(tp):
                 continue
             head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
             position = head if head is not None else self._to_come(tp, highwater, now_ms)
-            if position is not None:
+            if position is not None and position != EARLIEST:
                 positions[tp] = position
         return positions
 

@@ -203,8 +203,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 # was never acked, and their next owner reads it again
                 assigned = consumer.assignment()
                 merger.retain(assigned)
-                labels_assigned = (tp for tp in assigned if tp.topic == label_topic)
-                merger.expect(consumer.start_offsets(labels_assigned), _now_ms())
+                merger.expect(consumer.start_offsets(assigned), _now_ms())
                 batch = merger.release(consumer.end_offset, _now_ms(), settings.batch_max)
                 if not batch:
                     break

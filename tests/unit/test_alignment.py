@@ -152,9 +152,9 @@ def test_nothing_passes_a_strict_partition_that_may_still_deliver_before_it() ->
 
 def test_a_strict_partition_not_heard_from_holds_everything_until_it_delivers() -> None:
     m = _with_labels(idle_ms=5_000)
-    m.expect({"labels": 0, "tx": 0}, NOW)  # only strict partitions are noted
+    m.expect({"labels": 0}, NOW)
     m.expect({"labels": 40}, NOW + 1)  # its committed offset, learnt a moment later
-    assert "tx" not in m.next_offset and m.next_offset["labels"] == 40
+    assert m.next_offset["labels"] == 40
     m.add("tx", 0, 1 * DAY, "tx1", NOW)
     assert m.release({"labels": 40, "tx": 1}.get, NOW) == ["tx1"]  # labels read to its end
     m.add("tx", 1, 2 * DAY, "tx2", NOW)
@@ -180,3 +180,34 @@ def test_strict_partitions_are_left_out_of_the_skew() -> None:
     m.add("a", 0, 1 * DAY, "a1", NOW)
     m.add("labels", 0, 9 * DAY, "label9", NOW)
     assert m.skew_ms({"a": 5, "labels": 5}.get, NOW) == 0
+
+
+def test_a_partition_not_heard_from_since_its_assignment_holds_everything_until_it_delivers() -> None:
+    m = _merger(max_skew_ms=DAY, idle_ms=5_000)
+    m.expect({"fast": 0, "slow": 0}, NOW)  # both just assigned, each with records to come
+    for i, day in enumerate([1, 10, 20]):
+        m.add("fast", i, day * DAY, f"fast{day}", NOW)
+    highwater = {"fast": 3, "slow": 50}.get
+    # slow's first records may be from any time: nothing passes it, not even fast's first
+    assert m.release(highwater, NOW + 100) == []
+    assert m.skew_ms(highwater, NOW + 100) == 0  # nothing known of slow's place in time
+    m.add("slow", 0, 9 * DAY, "slow9", NOW + 200)
+    # from here on the usual bound: up to a day past slow's latest, while it has more to come
+    assert m.release(highwater, NOW + 200) == ["fast1", "slow9", "fast10"]
+    assert m.skew_ms(highwater, NOW + 200) == 11 * DAY
+
+
+def test_a_partition_assigned_at_its_end_holds_nothing_back() -> None:
+    m = _merger(max_skew_ms=0)
+    m.expect({"a": 0, "b": 7}, NOW)  # b's consumer starts at its end: nothing to come
+    m.add("a", 0, 5 * DAY, "a5", NOW)
+    assert m.release({"a": 1, "b": 7}.get, NOW) == ["a5"]
+
+
+def test_a_partition_assigned_but_never_delivering_stops_holding_after_idle_ms() -> None:
+    m = _merger(idle_ms=5_000)
+    m.expect({"a": 0, "stuck": 0}, NOW)
+    m.add("a", 0, 1 * DAY, "a1", NOW)
+    highwater = {"a": 1, "stuck": 10}.get
+    assert m.release(highwater, NOW + 5_000) == []
+    assert m.release(highwater, NOW + 5_001) == ["a1"]
