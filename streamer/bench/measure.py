@@ -7,7 +7,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,12 +182,19 @@ async def latency(
     process whose CPU use is reported (the variant's unless given). The worker's latencies are
     also split in three with each decision's own ``processing_ms`` and its Kafka timestamp (set
     when the worker handed it to its producer): waiting to be consumed and batched, the
-    pipeline, then publishing until this consumer has it.
+    pipeline, then publishing until this consumer has it. When the broker acknowledged each
+    send is timed too (this process's producer: the load's own share of the first stage, and
+    of any slow second, on a busy machine).
     """
     settings, config = run.settings, run.config
     # transaction id -> (consumed here, output's Kafka timestamp, its processing_ms or NaN)
     received: dict[str, tuple[float, float, float]] = {}
     sent: dict[str, float] = {}
+    acked: dict[str, float] = {}
+
+    def ack_timer(tid: str) -> Callable[[asyncio.Future[Any]], None]:
+        return lambda future: acked.__setitem__(tid, time.time())
+
     consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=100)
     # no linger: the producer's batching would count as the worker's latency
     producer = make_producer(settings, linger_ms=0)
@@ -221,7 +228,9 @@ async def latency(
                 if ahead > 0.001:
                     await asyncio.sleep(ahead)
                 sent[tid] = time.time()
-                pending.append(await producer.send(topic or run.inputs[0], value=value, key=key))
+                future = await producer.send(topic or run.inputs[0], value=value, key=key)
+                future.add_done_callback(ack_timer(tid))
+                pending.append(future)
             send_seconds = time.perf_counter() - began
             await asyncio.gather(*pending)
             deadline = time.monotonic() + 30
@@ -248,9 +257,12 @@ async def latency(
         "publish_and_deliver": (got_at - stamped) * 1000,
     }
     split = not np.isnan(pipeline).any()
+    ack_ms = np.array([acked.get(t, np.nan) - sent[t] for t in matched]) * 1000
     # p50 per second of sending: a worker that cannot keep up shows a rising line
     second = (sent_at - sent_at[0]).astype(int)
-    timeline = [round(float(np.median(latencies[second == s])), 1) for s in np.unique(second)]
+    seconds = np.unique(second)
+    timeline = [round(float(np.median(latencies[second == s])), 1) for s in seconds]
+    ack_timeline = [round(float(np.nanmedian(ack_ms[second == s])), 1) for s in seconds]
     return {
         "rate": config.latency_rate,
         "sent": len(sent),
@@ -271,6 +283,11 @@ async def latency(
         # runqueue_wait_share: how long it was ready to run but had no CPU (other processes)
         "process": cpu,
         "p50_ms_per_second": timeline,
+        # sent -> acknowledged by the broker (acks=all): the load's own producer and the broker
+        "producer_ack_ms": {
+            q: round(float(np.nanpercentile(ack_ms, int(q[1:]))), 1) for q in ("p50", "p99")
+        },
+        "producer_ack_p50_ms_per_second": ack_timeline,
     }
 
 

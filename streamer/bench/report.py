@@ -51,11 +51,14 @@ def _mark(met: bool | None) -> str:
 
 
 def _latency_lines(lat: dict[str, Any], who: str) -> list[str]:
+    ack = lat["producer_ack_ms"]
     return [
         f"  p50 {lat['p50_ms']:.1f} ms, p95 {lat['p95_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms, "
         f"max {lat['max_ms']:.1f} ms",
         f"  {who} CPU used {_pct(lat['process']['cpu_share'])}, "
         f"CPU wait {_pct(lat['process']['runqueue_wait_share'])}",
+        f"  the load's own sends, until the broker acknowledged them: p50 {ack['p50']:.1f} ms, "
+        f"p99 {ack['p99']:.1f} ms",
     ]
 
 
@@ -102,6 +105,9 @@ def render(results: dict[str, Any]) -> str:
         ),
         "  median latency per second of sending: "
         + " ".join(f"{v:.0f}" for v in lat["p50_ms_per_second"])
+        + " ms",
+        "  median acknowledgement of the sends, per second: "
+        + " ".join(f"{v:.0f}" for v in lat["producer_ack_p50_ms_per_second"])
         + " ms",
         f"the same events through (a) passthrough, its own topic "
         f"({floor['received']:,}/{floor['sent']:,} records):",
