@@ -182,7 +182,7 @@ def test_strict_partitions_are_left_out_of_the_skew() -> None:
     assert m.skew_ms({"a": 5, "labels": 5}.get, NOW) == 0
 
 
-def test_a_partition_not_heard_from_since_its_assignment_holds_everything_until_it_delivers() -> None:
+def test_a_partition_not_heard_from_since_assigned_holds_everything_until_it_delivers() -> None:
     m = _merger(max_skew_ms=DAY, idle_ms=5_000)
     m.expect({"fast": 0, "slow": 0}, NOW)  # both just assigned, each with records to come
     for i, day in enumerate([1, 10, 20]):
