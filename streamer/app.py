@@ -197,6 +197,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         stream = source[0]
         consumer = cast(Consumer, app.consumer)
         async with merging:
+            busy_since = time.perf_counter()
             pipeline = await runtime.pipeline()
             while True:
                 # a rebalance can take partitions away during any await below; what they held
@@ -231,6 +232,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 consumer.resume_partitions(resume)
             metrics.partition_skew.set(merger.skew_ms(consumer.end_offset, _now_ms()) / 1000)
             metrics.held.set(merger.held)
+            metrics.busy.inc(time.perf_counter() - busy_since)
 
     @app.agent(inputs, concurrency=1)
     async def merge_inputs(stream: Any) -> None:
@@ -265,6 +267,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                     _Held(event, received),
                     now,
                 )
+            metrics.busy.inc(time.perf_counter() - consumed_at)  # the rest counts in there
             await decide_released()
 
     @app.timer(0.5)

@@ -72,6 +72,13 @@ class Metrics:
         self.dead_letters = Counter(
             "streamer_dead_letters", "Input records dead-lettered", ["topic"], registry=r
         )
+        self.busy = Counter(
+            "streamer_busy_seconds",
+            "Seconds the worker's agent spent on its records (validating, merging, enriching, "
+            "scoring, publishing and awaiting the acknowledgements): its rate is the share of "
+            "the time the loop is busy; near 1 a burst queues before it and latency grows",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "streamer_batch_seconds",
             "Time to process and publish one batch",

@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ class Run:
     model: dict[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
     redis_dbs: dict[str, int] = field(default_factory=dict)
+    #: the web port each variant's own process (on the shared input) serves /metrics on
+    web_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def inputs(self) -> tuple[str, str]:
@@ -78,6 +81,9 @@ class Run:
         decisions, alerts, dead = self.outputs(variant)
         db = self.redis_dbs.get(variant)
         group = f"{self.prefix}-{variant}" + (f"-{transactions}" if transactions else "")
+        port = free_port()
+        if transactions is None:
+            self.web_ports[variant] = port
         overrides = {
             "STREAMER_TOPIC_TRANSACTIONS": transactions or self.inputs[0],
             "STREAMER_TOPIC_LABELS": self.inputs[1],
@@ -89,7 +95,7 @@ class Run:
                 self.settings.redis_url if db is None else with_db(self.settings.redis_url, db)
             ),
             "STREAMER_MODEL_REGISTRY": self.model["registry"],
-            "STREAMER_WEB_PORT": str(free_port()),
+            "STREAMER_WEB_PORT": str(port),
             "STREAMER_DATA_DIR": str((self.config.workdir / "data" / variant).resolve()),
         }
         # one scoring thread, as `fraud-streamer worker` sets it, unless the caller chose
@@ -173,6 +179,23 @@ async def measure(run: Run, variant: str, n: int) -> dict[str, Any]:
     return result
 
 
+def busy_seconds(run: Run, variant: str) -> float | None:
+    """The variant's ``streamer_busy_seconds_total`` (how long its agent has been busy), or
+    None when it exports none (the baselines) or does not answer."""
+    port = run.web_ports.get(variant)
+    if port is None:
+        return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("streamer_busy_seconds_total "):
+            return float(line.split()[1])
+    return None
+
+
 async def latency(
     run: Run, variant: str = "worker", *, process: str | None = None, topic: str | None = None
 ) -> dict[str, Any]:
@@ -194,6 +217,10 @@ async def latency(
 
     def ack_timer(tid: str) -> Callable[[asyncio.Future[Any]], None]:
         return lambda future: acked.__setitem__(tid, time.time())
+
+    def busy() -> float | None:
+        # the variant's own process only: one on another topic is another process
+        return busy_seconds(run, variant) if topic is None else None
 
     consumer = make_consumer(settings, group_id=None, fetch_max_wait_ms=100)
     # no linger: the producer's batching would count as the worker's latency
@@ -221,6 +248,7 @@ async def latency(
                 f"latency ({variant}): {len(run.live):,} events at {config.latency_rate:,.0f}/s"
             )
             pending = []
+            busy_before = await asyncio.to_thread(busy)
             began = time.perf_counter()
             before = usage(pid)
             for i, (tid, key, value) in enumerate(run.live):
@@ -237,6 +265,8 @@ async def latency(
             while len(received.keys() & sent.keys()) < len(sent) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             cpu = usage_between(before, usage(pid), time.perf_counter() - began)
+            busy_after = await asyncio.to_thread(busy)
+            elapsed = time.perf_counter() - began
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -282,6 +312,12 @@ async def latency(
         # cpu_share ~1.0: the process used a whole core and could not have gone faster;
         # runqueue_wait_share: how long it was ready to run but had no CPU (other processes)
         "process": cpu,
+        # how much of the phase the worker's agent was busy: near 1, bursts queue before it
+        "agent_busy_share": (
+            round((busy_after - busy_before) / elapsed, 3)
+            if busy_before is not None and busy_after is not None
+            else None
+        ),
         "p50_ms_per_second": timeline,
         # sent -> acknowledged by the broker (acks=all): the load's own producer and the broker
         "producer_ack_ms": {

@@ -17,6 +17,7 @@ import pytest
 from models.registry import ModelRegistry
 from streamer.settings import Settings
 from tests.integration.harness import produce
+from tests.prometheus import samples
 
 
 def _get(url: str) -> tuple[str, str]:
@@ -43,6 +44,7 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
         "STREAMER_CONSUMER_GROUP": f"dash-{suffix}",
         "STREAMER_TOPIC_TRANSACTIONS": f"tx-{suffix}",
     }
+    started = time.monotonic()
     worker = subprocess.Popen(
         [sys.executable, "-m", "streamer", "worker", "-l", "warn"],
         env=env,
@@ -92,6 +94,9 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
         assert "text/plain" in kind
         assert 'streamer_model_info{version="dash-1"} 1.0' in metrics
         assert "streamer_partition_skew_seconds" in metrics
+        # the agent was busy deciding the transaction, and not for longer than it has run
+        busy = samples(metrics)[("streamer_busy_seconds_total", ())]
+        assert 0 < busy < time.monotonic() - started
     finally:
         worker.terminate()
         worker.wait(timeout=30)

@@ -70,6 +70,8 @@ async def test_bench_reports_every_figure_and_cleans_up(
     assert floor["received"] == floor["sent"]
     assert 0 < floor["p50_ms"] <= floor["p99_ms"] <= floor["max_ms"]
     assert floor["stages_ms"] is None  # forwarded transactions carry no processing_ms
+    assert 0 < latency["agent_busy_share"] < 1  # the worker reports how busy its agent was
+    assert floor["agent_busy_share"] is None  # the passthrough has no such metric
     for lat in (latency, floor):  # when the broker acknowledged the load's own sends
         assert 0 < lat["producer_ack_ms"]["p50"] <= lat["producer_ack_ms"]["p99"]
         assert len(lat["producer_ack_p50_ms_per_second"]) == len(lat["p50_ms_per_second"])

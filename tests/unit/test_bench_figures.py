@@ -75,6 +75,7 @@ def _results(a: float, b: float, c: float, p99: float) -> dict[str, Any]:
         "process": {"cpu_share": 0.3, "runqueue_wait_share": 0.0},
         "p50_ms_per_second": [5.0],
         "producer_ack_ms": {"p50": 1.0, "p99": 4.0},
+        "agent_busy_share": 0.5,
         "producer_ack_p50_ms_per_second": [1.0],
     }
     floor = latency | {"p50_ms": 3.0, "p99_ms": 12.0, "stages_ms": None}
