@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamer.bench.config import VARIANTS, BenchConfig, BenchError, Log
 from streamer.bench.infra import (
@@ -190,9 +191,10 @@ def busy_seconds(run: Run, variant: str) -> float | None:
             text = response.read().decode()
     except OSError:
         return None
-    for line in text.splitlines():
-        if line.startswith("streamer_busy_seconds_total "):
-            return float(line.split()[1])
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "streamer_busy_seconds_total":
+                return float(sample.value)
     return None
 
 
