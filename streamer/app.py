@@ -232,7 +232,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 consumer.resume_partitions(resume)
             metrics.partition_skew.set(merger.skew_ms(consumer.end_offset, _now_ms()) / 1000)
             metrics.held.set(merger.held)
-            metrics.observe_busy(time.perf_counter() - busy_since)
+            metrics.busy.inc(time.perf_counter() - busy_since)
 
     @app.agent(inputs, concurrency=1)
     async def merge_inputs(stream: Any) -> None:
@@ -267,7 +267,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                     _Held(event, received),
                     now,
                 )
-            metrics.observe_busy(time.perf_counter() - consumed_at)  # the rest counts in there
+            metrics.busy.inc(time.perf_counter() - consumed_at)  # the rest counts in there
             await decide_released()
 
     @app.timer(0.5)

@@ -126,14 +126,8 @@ class Metrics:
             registry=r,
         )
         self.started = time.time()
-        self._busy_s = 0.0
         self._totals: dict[str, int] = {}
         self._drift: dict[str, float] = {}
-
-    def observe_busy(self, seconds: float) -> None:
-        """The agent spent ``seconds`` on its records."""
-        self.busy.inc(seconds)
-        self._busy_s += seconds
 
     def set_redis(self, info: Mapping[str, Any]) -> int:
         """Redis's memory (used, and its limit) and eviction count from its ``INFO``; returns
@@ -212,7 +206,7 @@ class Metrics:
             "uptime_s": round(time.time() - self.started, 1),
             "lag_records": int(sum(s.value for m in self.lag.collect() for s in m.samples)),
             # seconds the agent has been busy: between two reads, its share of the time
-            "busy_s": round(self._busy_s, 3),
+            "busy_s": round(self.registry.get_sample_value("streamer_busy_seconds_total") or 0, 3),
             "totals": dict(sorted(self._totals.items())),
             # PSI per model input, most drifted first (empty: not watched, or too few rows yet)
             "drift": dict(sorted(self._drift.items(), key=lambda kv: -kv[1])),

@@ -24,7 +24,7 @@ class BenchConfig:
     naive_events: int = 5_000
     latency_rate: float = 1_000.0
     latency_seconds: float = 20.0
-    out: Path = Path(".stack/bench/bench.json")
+    out: Path  # the command's --out, by default in the settings' data folder
     customers: int = 5_000
     terminals: int = 10_000
     seed: int = 0

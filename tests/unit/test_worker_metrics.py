@@ -64,7 +64,7 @@ def test_redis_memory_and_evictions_are_exported_and_new_evictions_counted() -> 
 
 def test_busy_time_is_counted_for_prometheus_and_the_summary() -> None:
     metrics = Metrics()
-    metrics.observe_busy(0.25)
-    metrics.observe_busy(0.5)
+    metrics.busy.inc(0.25)
+    metrics.busy.inc(0.5)
     assert _samples(metrics)[("streamer_busy_seconds_total", ())] == 0.75
     assert metrics.summary(None)["busy_s"] == 0.75
