@@ -55,8 +55,8 @@ def list_versions(settings: Settings) -> None:
     registry = _registry(settings)
     with _clear_errors():
         versions = registry.versions()
-        live = registry.current_version()
-        shadow = registry.shadow_version()
+        history, shadow = registry.promotions()  # one read of the promotion log
+        live = history[-1] if history else None
     if not versions:
         click.echo(f"no model in {registry.root}: run `fraud-streamer train`")
         return
