@@ -33,6 +33,7 @@ __all__ = [
     "Feature",
     "FeatureEvent",
     "FraudMark",
+    "StatsRows",
     "build_matrix",
     "calendar_flags",
     "in_event_time",
@@ -63,6 +64,8 @@ CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 3
 _GAP, _MEDIAN, _HIGH = 2 * len(WINDOW_DAYS), 2 * len(WINDOW_DAYS) + 1, 2 * len(WINDOW_DAYS) + 2
 #: terminal stats: (transactions, known frauds) per window
 TERMINAL_STATS_LEN = 2 * len(WINDOW_DAYS)
+#: a store's stats for a batch, one row per event: an array (Redis) or lists (the in-memory twin)
+StatsRows = np.ndarray | Sequence[Sequence[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +215,8 @@ def calendar_flags(ts: datetime) -> tuple[bool, bool]:
 
 def build_matrix(
     events: Sequence[FeatureEvent],
-    customer_stats: Sequence[Sequence[float]],
-    terminal_stats: Sequence[Sequence[float]],
+    customer_stats: StatsRows,
+    terminal_stats: StatsRows,
 ) -> np.ndarray:
     """Feature rows (n × len(FEATURES), float64) from the stores' raw window statistics."""
     n = len(events)

@@ -6,50 +6,75 @@ script touches a single hash slot and the store can move to Redis Cluster unchan
 ==============================  ======  =============================================
 key                             type    content
 ==============================  ======  =============================================
-``fs:{c:<customer>}:tx``        zset    transaction id -> event time (epoch ms)
-``fs:{c:<customer>}:amt``       hash    transaction id -> amount
-``fs:{c:<customer>}:first``     hash    transaction id -> its window stats, as first computed
+``fs:{c:<customer>}:win``       zset    :func:`customer_member` -> event time (epoch ms)
+``fs:{c:<customer>}:stats``     hash    transaction id -> its window stats, as first computed
 ``fs:{t:<terminal>}:tx``        zset    transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:fraud``     zset    fraud transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:rep``       hash    fraud transaction id -> reported time (epoch ms)
-``fs:{t:<terminal>}:first``     hash    transaction id -> its window counts, as first computed
+``fs:{t:<terminal>}:stats``     hash    transaction id -> its window counts, as first computed
 ``fs:blocklist:customer``       set     blocked customer ids
 ``fs:blocklist:terminal``       set     blocked terminal ids
 ==============================  ======  =============================================
+
+The stats are stored as the scripts answer them: little-endian doubles, packed.
+
+Workers from before this layout kept a card's windows in ``:tx`` (ids), ``:amt`` (amounts) and
+``:first`` (stats as text), and a terminal's first counts in ``:first``. This version neither
+reads nor deletes those keys: they expire after the TTL, and ``fraud-streamer rebuild-state``
+fills the new ones from Kafka (README, Operations).
 """
 
 from __future__ import annotations
 
+import struct
 from typing import Literal
 
 __all__ = [
+    "MEMBER_ID_OFFSET",
     "BlocklistKind",
     "blocklist_key",
-    "customer_first_key",
-    "customer_keys",
-    "terminal_first_key",
+    "customer_member",
+    "customer_stats_key",
+    "customer_window_key",
     "terminal_keys",
+    "terminal_stats_key",
 ]
 
 PREFIX = "fs"
 BlocklistKind = Literal["customer", "terminal"]
+_MEMBER_HEAD = struct.Struct("<dd")
+#: where the transaction id starts in a :func:`customer_member`
+MEMBER_ID_OFFSET = _MEMBER_HEAD.size
 
 
-def customer_keys(customer_id: str) -> tuple[str, str]:
-    """(transactions zset, amounts hash) of one customer."""
-    tag = f"{PREFIX}:{{c:{customer_id}}}"
-    return f"{tag}:tx", f"{tag}:amt"
+def customer_window_key(customer_id: str) -> str:
+    """The card's transactions in event time: :func:`customer_member` scored by its time."""
+    return f"{PREFIX}:{{c:{customer_id}}}:win"
 
 
-def customer_first_key(customer_id: str) -> str:
+def customer_member(transaction_id: str, ts_ms: int, amount: float) -> bytes:
+    """A transaction in its card's window: amount and event time as little-endian doubles, then
+    the id.
+
+    ``customer.lua`` reads every member of the widest window for each transaction, so what it
+    needs of them is in the member, in binary: one ``struct.unpack`` each, with no second
+    look-up and no number parsed from text. The id keeps members unique per transaction (and
+    the script strips the 16 bytes to find it). Members with the same time sort by these
+    bytes, which fixes the order in which the window sums add up: the in-memory twin sorts
+    by them too.
+    """
+    return _MEMBER_HEAD.pack(amount, ts_ms) + transaction_id.encode()
+
+
+def customer_stats_key(customer_id: str) -> str:
     """The window stats first computed for each of a customer's transactions.
 
     A card's transactions stay in one partition, in order, yet a re-delivery can still find its
     windows changed: a backlog drained fast can move weeks of event time between the last commit
     and a rebalance, and the card's later transactions then trim state that the repeat's windows
-    reached. The repeat gets these back, as the terminal's do (:func:`terminal_first_key`).
+    reached. The repeat gets these back, as the terminal's do (:func:`terminal_stats_key`).
     """
-    return f"{PREFIX}:{{c:{customer_id}}}:first"
+    return f"{PREFIX}:{{c:{customer_id}}}:stats"
 
 
 def terminal_keys(terminal_id: str) -> tuple[str, str, str]:
@@ -58,14 +83,14 @@ def terminal_keys(terminal_id: str) -> tuple[str, str, str]:
     return f"{tag}:tx", f"{tag}:fraud", f"{tag}:rep"
 
 
-def terminal_first_key(terminal_id: str) -> str:
+def terminal_stats_key(terminal_id: str) -> str:
     """The window counts first computed for each of a terminal's transactions.
 
     A re-delivered transaction gets these back instead of a fresh count: between the two
     deliveries other partitions (on other workers, or labels that came late) may have changed
     what its windows hold, and the contract promises the same decision both times.
     """
-    return f"{PREFIX}:{{t:{terminal_id}}}:first"
+    return f"{PREFIX}:{{t:{terminal_id}}}:stats"
 
 
 def blocklist_key(kind: BlocklistKind) -> str:

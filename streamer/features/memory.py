@@ -16,8 +16,14 @@ from operator import add
 
 import numpy as np
 
-from streamer.features.definitions import DAY_MS, FeatureEvent, FraudMark, build_matrix
-from streamer.features.keys import BlocklistKind
+from streamer.features.definitions import (
+    DAY_MS,
+    FeatureEvent,
+    FraudMark,
+    StatsRows,
+    build_matrix,
+)
+from streamer.features.keys import MEMBER_ID_OFFSET, BlocklistKind, customer_member
 from streamer.features.store import FeatureStore, StoreConfig
 
 __all__ = ["InMemoryFeatureStore"]
@@ -25,7 +31,8 @@ __all__ = ["InMemoryFeatureStore"]
 
 @dataclass(slots=True)
 class _Customer:
-    keys: list[tuple[int, str]] = field(default_factory=list)  # (ts, id), sorted
+    #: (ts, member), sorted as the card's Redis zset is: by time, then by member bytes
+    keys: list[tuple[int, bytes]] = field(default_factory=list)
     values: list[float] = field(default_factory=list)  # amounts, in the order of keys
     amounts: dict[str, float] = field(default_factory=dict)
     first: dict[str, list[float]] = field(default_factory=dict)  # id -> stats first computed
@@ -34,7 +41,7 @@ class _Customer:
         if tx_id in self.amounts:
             return
         self.amounts[tx_id] = amount
-        key = (ts, tx_id)
+        key = (ts, customer_member(tx_id, ts, amount))
         if not self.keys or self.keys[-1] < key:
             self.keys.append(key)
             self.values.append(amount)
@@ -44,9 +51,10 @@ class _Customer:
             self.values.insert(i, amount)
 
     def trim(self, horizon: int) -> None:
-        cut = bisect_left(self.keys, (horizon, ""))
+        cut = bisect_left(self.keys, (horizon, b""))
         if cut > 256 or (cut and cut * 2 > len(self.keys)):
-            for _, tx_id in self.keys[:cut]:
+            for _, member in self.keys[:cut]:
+                tx_id = member[MEMBER_ID_OFFSET:].decode()
                 del self.amounts[tx_id]
                 self.first.pop(tx_id, None)
             del self.keys[:cut]
@@ -125,20 +133,20 @@ class InMemoryFeatureStore(FeatureStore):
         keys = cust.keys
         own = cust.amounts[e.transaction_id]
         # (t - w, t) plus this transaction: other ties are left out, as in customer.lua
-        end = bisect_left(keys, (t, ""))
+        end = bisect_left(keys, (t, b""))
         out: list[float] = []
         for w in cfg.windows_ms:
-            start = bisect_right(keys, (t - w, "\U0010ffff"))
+            start = bisect_left(keys, (t - w + 1, b""))
             out.append(float(end - start + 1))
-            # summed one by one in (time, id) order, exactly as customer.lua does: the same
+            # summed one by one in (time, member) order, exactly as customer.lua does: the same
             # float rounding, so features match bit for bit, not just to 1e-12 (a model's
             # split threshold can fall between two nearly equal sums)
             out.append(reduce(add, cust.values[start:end], 0.0) + own)
-        widest_start = bisect_right(keys, (t - cfg.windows_ms[-1], "\U0010ffff"))
+        widest_start = bisect_left(keys, (t - cfg.windows_ms[-1] + 1, b""))
         prev = keys[end - 1][0] if end > widest_start else -1
         out.append(float(t - prev) if prev >= 0 else -1.0)
         median = _median(cust.values[widest_start:end])
-        recent = bisect_right(keys, (t - cfg.high_amount_days * DAY_MS, "\U0010ffff"))
+        recent = bisect_left(keys, (t - cfg.high_amount_days * DAY_MS + 1, b""))
         limit = cfg.high_amount_factor * median
         out.append(median)
         out.append(float(sum(1 for a in cust.values[max(recent, widest_start):end] if a > limit)))
@@ -166,7 +174,7 @@ class InMemoryFeatureStore(FeatureStore):
 
     async def raw_stats(
         self, events: Sequence[FeatureEvent]
-    ) -> tuple[list[list[float]], list[list[float]], list[bool], list[bool]]:
+    ) -> tuple[StatsRows, StatsRows, list[bool], list[bool]]:
         return self.raw_stats_sync(events)
 
     def raw_stats_sync(

@@ -24,23 +24,27 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import NoScriptError, SlotNotCoveredError
 
 from streamer.features.definitions import (
+    CUSTOMER_STATS_LEN,
     DAY_MS,
     HIGH_AMOUNT_DAYS,
     HIGH_AMOUNT_FACTOR,
     LABEL_DELAY_DAYS,
     RETENTION_DAYS,
+    TERMINAL_STATS_LEN,
     WINDOW_DAYS,
     FeatureEvent,
     FraudMark,
+    StatsRows,
     build_matrix,
 )
 from streamer.features.keys import (
     BlocklistKind,
     blocklist_key,
-    customer_first_key,
-    customer_keys,
-    terminal_first_key,
+    customer_member,
+    customer_stats_key,
+    customer_window_key,
     terminal_keys,
+    terminal_stats_key,
 )
 from streamer.redis_client import RedisClient
 
@@ -93,7 +97,7 @@ class FeatureStore(abc.ABC):
     @abc.abstractmethod
     async def raw_stats(
         self, events: Sequence[FeatureEvent]
-    ) -> tuple[list[list[float]], list[list[float]], list[bool], list[bool]]:
+    ) -> tuple[StatsRows, StatsRows, list[bool], list[bool]]:
         """Record the events and return (customer stats, terminal stats, blocked c, blocked t)."""
 
     @abc.abstractmethod
@@ -241,7 +245,7 @@ class RedisFeatureStore(FeatureStore):
 
     async def raw_stats(
         self, events: Sequence[FeatureEvent]
-    ) -> tuple[list[list[float]], list[list[float]], list[bool], list[bool]]:
+    ) -> tuple[StatsRows, StatsRows, list[bool], list[bool]]:
         if not events:
             return [], [], [], []
         csha, tsha = self._customer.sha, self._terminal.sha
@@ -249,24 +253,24 @@ class RedisFeatureStore(FeatureStore):
         def fill(pipe: Pipeline) -> None:
             command, to = pipe.execute_command, self._to
             for e in events:
-                ckeys, tkeys = customer_keys(e.customer_id), terminal_keys(e.terminal_id)
+                ckey, tkeys = customer_window_key(e.customer_id), terminal_keys(e.terminal_id)
                 command(
                     "EVALSHA",
                     csha,
-                    3,
-                    *ckeys,
-                    customer_first_key(e.customer_id),
+                    2,
+                    ckey,
+                    customer_stats_key(e.customer_id),
                     e.transaction_id,
                     e.ts_ms,
-                    repr(float(e.amount)),
-                    **to(ckeys[0]),
+                    customer_member(e.transaction_id, e.ts_ms, e.amount),
+                    **to(ckey),
                 )
                 command(
                     "EVALSHA",
                     tsha,
                     4,
                     *tkeys,
-                    terminal_first_key(e.terminal_id),
+                    terminal_stats_key(e.terminal_id),
                     e.transaction_id,
                     e.ts_ms,
                     **to(tkeys[0]),
@@ -275,10 +279,16 @@ class RedisFeatureStore(FeatureStore):
             pipe.smismember(blocklist_key("terminal"), [e.terminal_id for e in events])
 
         replies = await self._execute(fill)
+        # each script answers its stats as packed little-endian doubles: one pass per batch
         n = len(events)
-        cust = [[float(v) for v in replies[2 * i]] for i in range(n)]
-        term = [[float(v) for v in replies[2 * i + 1]] for i in range(n)]
-        return cust, term, [bool(b) for b in replies[-2]], [bool(b) for b in replies[-1]]
+        cust = np.frombuffer(b"".join(replies[0 : 2 * n : 2]), dtype="<f8")
+        term = np.frombuffer(b"".join(replies[1 : 2 * n : 2]), dtype="<f8")
+        return (
+            cust.reshape(n, CUSTOMER_STATS_LEN),
+            term.reshape(n, TERMINAL_STATS_LEN),
+            [bool(b) for b in replies[-2]],
+            [bool(b) for b in replies[-1]],
+        )
 
     async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
         if not marks:

@@ -4,28 +4,25 @@
 -- KEYS[1]  zset  transaction id -> event time (ms)       every transaction seen at the terminal
 -- KEYS[2]  zset  transaction id -> event time (ms)       transactions labelled fraud
 -- KEYS[3]  hash  transaction id -> reported time (ms)    when each fraud became known
--- KEYS[4]  hash  transaction id -> "n1,f1,n7,..."        the counts first computed for it
+-- KEYS[4]  hash  transaction id -> the counts first computed for it, packed as below
 -- ARGV     tx_id, ts_ms
 -- The store prepends RETENTION (ms), TTL (s), DELAY (ms) and WINDOWS (ms, ascending).
--- returns  {transactions_w, frauds_w ...per window}
+-- returns  {transactions_w, frauds_w ...per window} packed as little-endian doubles in one
+--          string, as customer.lua answers: the store reads a batch's answers in one pass
 --
 -- A window is (t - delay - w, t - delay]. A fraud counts only when it was reported at or before
 -- t, so replaying history gives the same answer whenever its labels arrived.
 --
 -- A transaction seen before (a re-delivery) gets the counts first computed for it: other
 -- partitions may have moved the windows since, and a repeated decision must be the same.
-local txkey, fraudkey, repkey, firstkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local txkey, fraudkey, repkey, statskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
 local t = tonumber(ARGV[2])
 local retention, ttl, delay = RETENTION, TTL, DELAY
 local nwin = #WINDOWS
 
-local first = redis.call('HGET', firstkey, id)
-if first then
-  local out = {}
-  for v in string.gmatch(first, '[^,]+') do out[#out + 1] = tonumber(v) end
-  return out
-end
+local first = redis.call('HGET', statskey, id)
+if first then return first end
 
 redis.call('ZADD', txkey, 'NX', t, id)
 
@@ -33,7 +30,7 @@ local horizon = '(' .. string.format('%d', t - retention)
 local expired = redis.call('ZRANGEBYSCORE', txkey, '-inf', horizon)
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', txkey, '-inf', horizon)
-  redis.call('HDEL', firstkey, unpack(expired))
+  redis.call('HDEL', statskey, unpack(expired))
 end
 local old = redis.call('ZRANGEBYSCORE', fraudkey, '-inf', horizon)
 if #old > 0 then
@@ -68,6 +65,7 @@ if #frauds > 0 then
     end
   end
 end
-redis.call('HSET', firstkey, id, table.concat(out, ','))
-redis.call('EXPIRE', firstkey, ttl)
-return out
+local packed = struct.pack('<' .. string.rep('d', #out), unpack(out))
+redis.call('HSET', statskey, id, packed)
+redis.call('EXPIRE', statskey, ttl)
+return packed

@@ -16,7 +16,12 @@ from streamer.features.definitions import (
     FeatureEvent,
     FraudMark,
 )
-from streamer.features.keys import customer_keys
+from streamer.features.keys import (
+    MEMBER_ID_OFFSET,
+    customer_member,
+    customer_stats_key,
+    customer_window_key,
+)
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.features.store import RedisFeatureStore
 from streamer.redis_client import RedisClient, connect
@@ -56,10 +61,15 @@ def history_events(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
         )
         for i in range(2500)
     ]
-    # simultaneous transactions of one customer
+    # simultaneous transactions of one customer, then one after them that sums their amounts:
+    # in the order of their ids 0.2 + 0.3 + 0.1 = 0.6, in the order of their Redis members
+    # (customer_member: the amount's bytes first) 0.3 + 0.1 + 0.2 = 0.6000000000000001
+    tie = events[7].ts_ms
     events += [
-        FeatureEvent(f"tie{i}", "c1", "t1", events[7].ts_ms, 42.0, False, False) for i in range(3)
+        FeatureEvent(f"tie{i}", "c-tie", "t1", tie, amount, False, False)
+        for i, amount in enumerate((0.2, 0.3, 0.1))
     ]
+    events.append(FeatureEvent("after-tie", "c-tie", "t1", tie + 1000, 0.0, False, False))
     events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
     marks = [
         FraudMark(e.transaction_id, e.terminal_id, e.ts_ms, e.ts_ms + 7 * DAY_MS, True)
@@ -100,7 +110,7 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: RedisCl
     again = await online.enrich(stretch)
     np.testing.assert_allclose(again.features, np.vstack(got)[-300:], rtol=0, atol=1e-9)
     c1 = sum(1 for e in events if e.customer_id == "c1")
-    assert await redis.zcard(customer_keys("c1")[0]) == c1
+    assert await redis.zcard(customer_window_key("c1")) == c1
 
 
 async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: RedisClient) -> None:
@@ -140,7 +150,8 @@ async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: Re
         await store.enrich([later])
         again = (await store.enrich([scored])).features
         np.testing.assert_array_equal(again, first)
-    assert await redis.zrange(customer_keys("c1")[0], 0, -1) == [b"tx-b", b"tx-c"]  # trimmed
+    trimmed = await redis.zrange(customer_window_key("c1"), 0, -1)
+    assert [m[MEMBER_ID_OFFSET:] for m in trimmed] == [b"tx-b", b"tx-c"]
     # a transaction seen for the first time, a millisecond after tx-b, no longer sees tx-a
     fresh = FeatureEvent("tx-d", "c1", "t4", scored.ts_ms + 1, 7.0, False, False)
     counts = (await online.enrich([fresh])).features
@@ -153,10 +164,11 @@ async def test_state_is_trimmed_and_expires(redis: RedisClient) -> None:
     new = FeatureEvent("new", "cx", "tx", T0 + 60 * DAY_MS, 1.0, False, False)
     await store.enrich([old])
     await store.enrich([new])
-    zkey, hkey = customer_keys("cx")
-    assert await redis.zrange(zkey, 0, -1) == [b"new"]
-    assert await redis.hkeys(hkey) == [b"new"]
+    zkey, stats = customer_window_key("cx"), customer_stats_key("cx")
+    assert await redis.zrange(zkey, 0, -1) == [customer_member("new", new.ts_ms, 1.0)]
+    assert await redis.hkeys(stats) == [b"new"]
     assert 0 < await redis.ttl(zkey) <= 44 * 86_400
+    assert 0 < await redis.ttl(stats) <= 44 * 86_400
 
 
 async def test_store_recovers_when_redis_loses_its_scripts(redis: RedisClient) -> None:

@@ -24,7 +24,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from streamer import redis_tls
 from streamer.bench.infra import free_port
 from streamer.cli import cli
-from streamer.features.keys import blocklist_key, customer_keys
+from streamer.features.keys import blocklist_key, customer_window_key
 from streamer.processes import Endpoint
 from streamer.redis_client import _unreachable, redis_problem
 from streamer.secure_listener import (
@@ -89,7 +89,7 @@ async def test_the_worker_keeps_its_features_over_tls(
     await decide_each_once(worker_env, frame, worker_env.settings, STREAMER_REDIS_URL=url)
     plain = _plain_client(stack, db)
     try:  # each transaction reached its card's history, through the TLS port
-        stored = sum(plain.zcard(customer_keys(c)[0]) for c in set(frame["customer_id"]))
+        stored = sum(plain.zcard(customer_window_key(c)) for c in set(frame["customer_id"]))
         assert stored == len(frame)
     finally:
         plain.close()
@@ -194,7 +194,7 @@ async def test_a_redis_that_requires_client_certificates(
     await decide_each_once(worker_env, frame, worker_env.settings, STREAMER_REDIS_URL=url)
     client = redis.Redis.from_url(url)
     try:  # each transaction reached its card's history, on that server
-        stored = sum(client.zcard(customer_keys(c)[0]) for c in set(frame["customer_id"]))
+        stored = sum(client.zcard(customer_window_key(c)) for c in set(frame["customer_id"]))
         assert stored == len(frame)
     finally:
         client.close()

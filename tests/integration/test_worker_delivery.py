@@ -27,7 +27,7 @@ from models.registry import ModelRegistry
 from schemas import Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
-from streamer.features.keys import customer_keys
+from streamer.features.keys import customer_window_key
 from streamer.features.store import RedisFeatureStore
 from streamer.local_redis_cluster import LocalCluster
 from streamer.processes import alive
@@ -84,7 +84,7 @@ async def _assert_stored_once(settings: Settings, frame: pd.DataFrame) -> None:
     try:
         per_customer = frame.groupby("customer_id")["transaction_id"].nunique()
         for customer, count in per_customer.items():
-            assert await redis.zcard(customer_keys(str(customer))[0]) == count
+            assert await redis.zcard(customer_window_key(str(customer))) == count
     finally:
         await redis.aclose()
 
@@ -505,11 +505,17 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
     """A second worker joins while the first drains a backlog, then the first leaves (SIGTERM,
     as a scale-in does): the partitions move twice, with events held in the first worker's
     event-time merge each time, and still every transaction is decided, a repeated decision is
-    the same decision, and Redis holds each transaction once."""
+    the same decision, and Redis holds each transaction once.
+
+    Half the transactions are a backlog; the rest follow at a steady pace, so that the first
+    worker leaves with work still to come however fast it drains."""
     worker_env.env["STREAMER_COMMIT_INTERVAL_S"] = "5"  # so that handed-over work is replayed
     settings = worker_env.settings
     await _start_with_labels(worker_env, replay_slice)
-    n = await _produce_transactions(worker_env, replay_slice)
+    txs = encode_transactions(replay_slice)
+    n, half = len(txs), len(txs) // 2
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in txs[:half]])
+    paced = asyncio.create_task(replay(settings, merged_records(txs[half:], []), rate=600))
     first = worker_env.processes[0]
 
     def consumed(port: int | None = None) -> int | None:
@@ -517,21 +523,29 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
         summary = worker_env.summary(port)
         return None if summary is None else int(summary["totals"].get("consumed_transactions", 0))
 
-    wait_for(lambda: (consumed() or 0) >= n // 4, timeout=120, what="a quarter", worker=worker_env)
+    await asyncio.to_thread(
+        wait_for, lambda: (consumed() or 0) >= n // 4, timeout=120, what="a quarter",
+        worker=worker_env,
+    )  # fmt: skip
     port = free_port()
     worker_env.start_worker(
         STREAMER_WEB_PORT=str(port), STREAMER_DATA_DIR=str(tmp_path / "second")
     )
     # the group rebalanced and the newcomer took partitions
-    wait_for(
-        lambda: (consumed(port) or 0) > 0, timeout=120, what="the second worker", worker=worker_env
-    )
+    await asyncio.to_thread(
+        wait_for, lambda: (consumed(port) or 0) > 0, timeout=120, what="the second worker",
+        worker=worker_env,
+    )  # fmt: skip
     counts: list[int | None] = []
-    wait_for(lambda: counts.append(consumed()) or counts[-1] is not None, timeout=30,
-             what="the first worker's count", worker=worker_env)
+    await asyncio.to_thread(
+        wait_for, lambda: counts.append(consumed()) or counts[-1] is not None, timeout=30,
+        what="the first worker's count", worker=worker_env,
+    )  # fmt: skip
     before_leaving = counts[-1]
+    still_producing = not paced.done()
     first.send_signal(signal.SIGTERM)
-    first.wait(timeout=60)
+    await asyncio.to_thread(first.wait, timeout=60)
+    await paced
 
     wanted = set(replay_slice["transaction_id"])
     decisions = await _decisions(worker_env, wanted)
@@ -540,6 +554,7 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
         f"{n} transactions, {len(decisions)} decisions, {repeated} repeated; the first worker "
         f"consumed {before_leaving} before leaving, the second {consumed(port)}"
     )
+    assert still_producing, "the paced half ended before the first worker left: slow it down"
     assert before_leaving is not None and before_leaving < n  # it did leave work to the second
     await _assert_stored_once(settings, replay_slice)
 

@@ -13,11 +13,13 @@ from streamer.features.definitions import (
     in_event_time,
 )
 from streamer.features.keys import (
+    MEMBER_ID_OFFSET,
     blocklist_key,
-    customer_first_key,
-    customer_keys,
-    terminal_first_key,
+    customer_member,
+    customer_stats_key,
+    customer_window_key,
     terminal_keys,
+    terminal_stats_key,
 )
 from streamer.features.memory import InMemoryFeatureStore
 
@@ -33,12 +35,16 @@ def ev(
 
 def test_key_scheme_is_pinned() -> None:
     # Changing these strands every feature already in Redis: a migration, not a refactor.
-    assert customer_keys("c-1") == ("fs:{c:c-1}:tx", "fs:{c:c-1}:amt")
+    assert customer_window_key("c-1") == "fs:{c:c-1}:win"
+    assert customer_stats_key("c-1") == "fs:{c:c-1}:stats"
     assert terminal_keys("t-9") == ("fs:{t:t-9}:tx", "fs:{t:t-9}:fraud", "fs:{t:t-9}:rep")
-    assert terminal_first_key("t-9") == "fs:{t:t-9}:first"
-    assert customer_first_key("c-1") == "fs:{c:c-1}:first"
+    assert terminal_stats_key("t-9") == "fs:{t:t-9}:stats"
     assert blocklist_key("customer") == "fs:blocklist:customer"
     assert blocklist_key("terminal") == "fs:blocklist:terminal"
+    # a card's window member: amount and event time, little-endian doubles, then the id
+    member = customer_member("tx-7", T0, 12.5)
+    assert member == bytes.fromhex("00000000000029400000800ee8277642") + b"tx-7"
+    assert member[MEMBER_ID_OFFSET:] == b"tx-7"
 
 
 def test_feature_order_is_the_handbooks_then_ours() -> None:
