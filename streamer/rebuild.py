@@ -19,7 +19,7 @@ stays as decided; the scripts remember those first answers, so a repeat repeats 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,13 +28,13 @@ from aiokafka import ConsumerRecord
 from schemas import Label, Transaction
 from streamer.decode import decode
 from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
-from streamer.features.store import RedisFeatureStore
+from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.kafka import read_to_end
 from streamer.pipeline import feature_event, fraud_mark
 from streamer.redis_client import connect
 from streamer.settings import Settings
 
-__all__ = ["BATCH", "Rebuilt", "read_history", "rebuild"]
+__all__ = ["BATCH", "Rebuilt", "read_history", "rebuild", "replay_into"]
 
 M = TypeVar("M", Transaction, Label)
 T = TypeVar("T")
@@ -94,12 +94,24 @@ async def rebuild(
     client = connect(settings.redis_url, cluster=settings.redis_cluster)
     try:
         store = RedisFeatureStore(client, retry_s=settings.redis_retry_s)
-        for known, chunk in in_event_time(events, marks, BATCH):
-            await store.apply_labels(known)
-            if chunk:
-                await store.raw_stats(chunk)
-                if replayed is not None:
-                    replayed(len(chunk))
+        await replay_into(store, events, marks, replayed)
     finally:
         await client.aclose()
     return Rebuilt(len(events), len(marks), skipped)
+
+
+async def replay_into(
+    store: FeatureStore,
+    events: Sequence[FeatureEvent],
+    marks: Sequence[FraudMark],
+    replayed: Callable[[int], object] | None = None,
+) -> None:
+    """Record history in a store as the stream built it: transactions (in event time) in
+    rounds of :data:`BATCH`, each round after the labels reported by its last transaction's
+    time (``marks`` in report time). ``replayed`` gets each round's count."""
+    for known, chunk in in_event_time(events, marks, BATCH):
+        await store.apply_labels(known)
+        if chunk:
+            await store.raw_stats(chunk)
+            if replayed is not None:
+                replayed(len(chunk))

@@ -3,7 +3,8 @@
 Same-run ratios, not absolute numbers. One run produces ONE backlog of simulated transactions
 into a fresh input topic and lets three consumers work through it, one after the other, each in
 its own consumer group (so each starts with the full backlog) and, where it keeps state, with
-its own empty Redis database:
+its own Redis database, filled first with the state the history before the backlog leaves
+(:func:`.load.warm_state`: a worker in service does not start on empty windows):
 
 (a) passthrough — consumes in the worker's batches and forwards, no work (:mod:`.agents`);
 (b) naive — one event at a time, awaiting every send (:mod:`.agents`);

@@ -12,7 +12,7 @@ from streamer.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HISTORY_DAYS", "Load", "ensure_model", "make_load"]
+__all__ = ["HISTORY_DAYS", "Load", "ensure_model", "make_load", "warm_state"]
 
 #: fit_best with 14 training days needs 14 + 2 x 7 (label delay) + 7 (validation) + 31 days
 TRAIN_DAYS, HISTORY_DAYS = 14, 66
@@ -63,6 +63,47 @@ def make_load(config: BenchConfig) -> Load:
         backlog=encoded[:n],
         live=[(tid, k, v) for tid, (k, v) in zip(ids[n:], encoded[n:], strict=True)],
     )
+
+
+async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) -> int:
+    """Fill the variants' Redis databases with the windows the history leaves; returns how
+    many transactions were replayed.
+
+    In production each script call finds its card's and its terminal's last weeks in Redis
+    (about 60 transactions in a card's 30-day window at the book's rates), and the customer
+    script's cost grows with them: on empty databases the backlog would be scored on windows of
+    a few days, cheaper than any worker in service ever sees. So the history's last
+    ``RETENTION_DAYS`` (what the store keeps) are replayed through the workers' own store,
+    labels from their report time as ``rebuild-state`` does, into the first database, whose
+    keys are then copied (``COPY``) into the others.
+    """
+    import pandas as pd
+
+    from models.dataset import feature_events, fraud_marks, labels_from_simulation
+    from streamer.bench.infra import with_db
+    from streamer.features.definitions import RETENTION_DAYS
+    from streamer.features.store import RedisFeatureStore
+    from streamer.rebuild import replay_into
+    from streamer.redis_client import connect
+
+    since = history["timestamp"].max() - pd.Timedelta(days=RETENTION_DAYS)
+    recent = history[history["timestamp"] >= since]
+    events = feature_events(recent)
+    marks = fraud_marks(labels_from_simulation(recent))
+    log(f"warming Redis: the history's last {RETENTION_DAYS} days, {len(events):,} transactions")
+    source = connect(with_db(url, dbs[0]))
+    try:
+        await replay_into(RedisFeatureStore(source), events, marks)
+        keys = [key async for key in source.scan_iter(count=1_000)]
+        for db in dbs[1:]:
+            for start in range(0, len(keys), 1_000):
+                pipe = source.pipeline(transaction=False)
+                for key in keys[start : start + 1_000]:
+                    pipe.copy(key, key, destination_db=str(db))
+                await pipe.execute()
+    finally:
+        await source.aclose()
+    return len(events)
 
 
 def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) -> dict[str, str]:

@@ -87,6 +87,11 @@ def render(results: dict[str, Any]) -> str:
         "CPU used / CPU wait: share of one core's time the process ran / was ready to run but "
         "had no CPU",
     ]
+    if load.get("warm_transactions"):
+        lines.append(
+            f"(b) and (c) started on Redis state from {load['warm_transactions']:,} earlier "
+            f"transactions, as a worker in service does"
+        )
     if load["naive_events"] < load["events"]:
         lines.append(
             f"(b) ran on the first {load['naive_events']:,} events of the same backlog: "

@@ -18,7 +18,7 @@ from streamer.bench.infra import (
     flush_redis_dbs,
     produce,
 )
-from streamer.bench.load import Load, ensure_model, make_load
+from streamer.bench.load import Load, ensure_model, make_load, warm_state
 from streamer.bench.measure import Run, latency, measure, passthrough_latency
 from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
@@ -76,11 +76,13 @@ async def run_bench(
     }
     created: list[str] = []
     claimed: list[int] = []
+    warmed = 0
     throughput: dict[str, dict[str, Any]] = {}
     try:
         created = await ensure_topics(settings, run.topics())
         claimed = await claim_redis_dbs(settings.redis_url, 2)
         run.redis_dbs = {"naive": claimed[0], "worker": claimed[1]}
+        warmed = await warm_state(settings.redis_url, claimed, load.history, log)
         log(f"producing {config.events:,} transactions to {run.inputs[0]}")
         await produce(settings, run.inputs[0], load.backlog)
 
@@ -118,6 +120,7 @@ async def run_bench(
             "customers": config.customers,
             "terminals": config.terminals,
             "seed": config.seed,
+            "warm_transactions": warmed,
             "model_version": run.model["version"],
             "model_source": run.model["source"],
         },

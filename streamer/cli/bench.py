@@ -67,7 +67,9 @@ def bench(
 
     \b
     One backlog of simulated transactions goes into a fresh topic; each variant starts on it
-    with its own consumer group and its own empty Redis database, as a subprocess:
+    with its own consumer group and, where it keeps state, its own Redis database holding
+    what the simulated history before the backlog leaves there (its last 44 days), as a
+    subprocess:
       (a) passthrough  consumes in the worker's batches, forwards each value, no work
       (b) naive        one event at a time: validate, one Redis round trip, one
                        predict_proba, and it awaits every send before the next event

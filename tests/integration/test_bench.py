@@ -81,6 +81,9 @@ async def test_bench_reports_every_figure_and_cleans_up(
     assert results["machine"]["cpu_count"] >= 1
     assert results["machine"]["python"] == ".".join(map(str, sys.version_info[:3]))
     assert results["load"]["model_source"] == "configured"
+    # (b) and (c) start on the state a worker in service has: the history's last weeks
+    assert results["load"]["warm_transactions"] > 100_000
+    assert "earlier transactions, as a worker in service does" in done.stdout
 
     for label in ("(a) passthrough", "(b) naive", "(c) worker", "p99_ms"):
         assert label in done.stdout
