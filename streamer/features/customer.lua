@@ -39,6 +39,7 @@ local horizon = '(' .. format('%d', t - RETENTION)
 local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', horizon)
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', horizon)
+  -- the id follows the member's 16-byte head (keys.MEMBER_ID_OFFSET)
   for i = 1, #old do old[i] = string.sub(old[i], 17) end
   redis.call('HDEL', statskey, unpack(old))
 end

@@ -21,7 +21,7 @@ The stats are stored as the scripts answer them: little-endian doubles, packed.
 Workers from before this layout kept a card's windows in ``:tx`` (ids), ``:amt`` (amounts) and
 ``:first`` (stats as text), and a terminal's first counts in ``:first``. This version neither
 reads nor deletes those keys: they expire after the TTL, and ``fraud-streamer rebuild-state``
-fills the new ones from Kafka (README, Operations).
+fills the new ones from Kafka (README, Features).
 """
 
 from __future__ import annotations
