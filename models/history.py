@@ -25,6 +25,7 @@ import pandas as pd
 import models.dataset
 import models.simulate
 import streamer.features.definitions
+import streamer.features.keys
 import streamer.features.memory
 import streamer.features.store
 from models.dataset import FeatureSet, build_features
@@ -49,6 +50,7 @@ _SHAPING: tuple[ModuleType, ...] = (
     models.simulate,
     models.dataset,
     streamer.features.definitions,
+    streamer.features.keys,  # the order in which the twin adds a card's same-time amounts
     streamer.features.memory,
     streamer.features.store,
 )
