@@ -5,8 +5,8 @@
 --                time as two little-endian doubles, then its id (keys.customer_member)
 -- KEYS[2]  hash  transaction id -> the stats first computed for it, packed as below
 -- ARGV     tx_id, ts_ms, member
--- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS and HIGH_FACTOR
--- as constants.
+-- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS, HIGH_FACTOR and
+-- ID_AT (where a member's id starts, 1-based) as constants.
 -- returns  {count_w, sum_w ...per window, gap_ms, median, high} packed as little-endian doubles
 --          in one string: median is that of the other transactions' amounts in the widest window
 --          (0 if none), high how many of those in the last HIGH_MS were above HIGH_FACTOR x median
@@ -39,8 +39,7 @@ local horizon = '(' .. format('%d', t - RETENTION)
 local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', horizon)
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', horizon)
-  -- the id follows the member's 16-byte head (keys.MEMBER_ID_OFFSET)
-  for i = 1, #old do old[i] = string.sub(old[i], 17) end
+  for i = 1, #old do old[i] = string.sub(old[i], ID_AT) end
   redis.call('HDEL', statskey, unpack(old))
 end
 redis.call('EXPIRE', zkey, TTL)

@@ -38,6 +38,7 @@ from streamer.features.definitions import (
     build_matrix,
 )
 from streamer.features.keys import (
+    MEMBER_ID_OFFSET,
     BlocklistKind,
     blocklist_key,
     customer_member,
@@ -151,6 +152,7 @@ class RedisFeatureStore(FeatureStore):
                 WINDOWS=cfg.windows_ms,
                 HIGH_MS=cfg.high_amount_days * DAY_MS,
                 HIGH_FACTOR=cfg.high_amount_factor,
+                ID_AT=MEMBER_ID_OFFSET + 1,  # Lua strings count from 1
             )
         )
         self._terminal = client.register_script(
