@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Iterable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, NoReturn, cast
 
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
@@ -30,7 +30,14 @@ from models.drift import PSI_ACT, PSI_WATCH
 from streamer.alignment import EventTimeMerger
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
-from streamer.pipeline import BatchOutput, InputMessage, Received, in_label_order
+from streamer.pipeline import (
+    BatchOutput,
+    InputMessage,
+    Pipeline,
+    Prepared,
+    Received,
+    in_label_order,
+)
 from streamer.redis_client import combined_info
 from streamer.redis_watch import KeyWatch
 from streamer.runtime import Runtime
@@ -70,6 +77,25 @@ class _Held(NamedTuple):
 
     event: Any
     received: Received
+
+
+class _Step(NamedTuple):
+    """One step of a released batch (see ``in_label_order``) past the feature store: its
+    labels' output (dead letters), and its transactions, prepared for deciding."""
+
+    labelled: BatchOutput | None
+    labels: int
+    prepared: Prepared | None
+    txs: list[_Held]
+
+
+class _Released(NamedTuple):
+    """A batch the event-time merge released, through the store, waiting to be settled."""
+
+    batch: list[_Held]
+    steps: list[_Step]
+    pipeline: Pipeline
+    started: float  # time.perf_counter() when its first store call began
 
 
 def _now_ms() -> int:
@@ -166,35 +192,32 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     )
     merging = asyncio.Lock()
     stall_watch = StallWatch(settings.stall_warn_s)
-    in_flight = [0]  # records of the released batch being decided now
+    in_flight = [0]  # records released by the merge and not yet acked
     source: list[Any] = []  # the input stream, once the agent runs: acks go through it
+    # released batches past Redis, in release order, for settle_released: at most one waits
+    # while one is settled, so the store works at most two batches ahead of publishing
+    settling: asyncio.Queue[_Released] = asyncio.Queue(maxsize=1)
 
-    async def run_batch(kind: str, body: Awaitable[BatchOutput], consumed: int) -> None:
-        started = time.perf_counter()
-        try:
-            out = await body
-            await publish(out)
-        except Exception:
-            # Faust acks a take_events batch even when its body raises; exiting here instead
-            # leaves the batch uncommitted, so the next worker replays it. Nothing is lost.
-            log.critical(
-                "batch of %d %s failed; exiting so it is replayed", consumed, kind, exc_info=True
-            )
-            logging.shutdown()
-            os._exit(70)
-        metrics.observe_batch(kind, out, time.perf_counter() - started, consumed)
-        runtime.observe_drift(out)
+    def fail(kind: str, consumed: int) -> NoReturn:
+        # Faust acks a take_events batch even when its body raises; exiting here instead
+        # leaves the batch uncommitted, so the next worker replays it. Nothing is lost.
+        log.critical(
+            "batch of %d %s failed; exiting so it is replayed", consumed, kind, exc_info=True
+        )
+        logging.shutdown()
+        os._exit(70)
 
     async def decide_released() -> None:
-        """Apply the labels and decide the transactions the event-time merge releases, in
-        batches (a batch's labels first, a withdrawal in its place: see ``in_label_order``).
+        """Take the batches the event-time merge releases through the feature store (a batch's
+        labels first, a withdrawal in its place: see ``in_label_order``) and hand them, in
+        release order, to ``settle_released``, which decides, publishes and acks them.
 
-        A held event is acked only here, after its outputs are published: until then its
-        offset is not committed, so a crash re-delivers it.
+        The store's round trip is most of a batch's wait; splitting the work in two lets it
+        overlap the previous batch's model call and publishing. Redis still sees every batch
+        in release order, one after the other, so the features are those of serial processing.
         """
         if not source:
             return
-        stream = source[0]
         consumer = cast(Consumer, app.consumer)
         async with merging:
             busy_since = time.perf_counter()
@@ -208,22 +231,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 batch = merger.release(consumer.end_offset, _now_ms(), settings.batch_max)
                 if not batch:
                     break
-                in_flight[0] = len(batch)
+                in_flight[0] += len(batch)
+                started = time.perf_counter()
+                steps: list[_Step] = []
                 for labels, txs in in_label_order(batch, lambda held: held.received):
-                    if labels:
-                        marks = [held.received for held in labels]
-                        await run_batch("labels", pipeline.apply_labels(marks), len(labels))
-                    if txs:
-                        received = [held.received for held in txs]
-                        await run_batch("transactions", pipeline.decide(received), len(txs))
-                        metrics.observe_ages(
-                            settings.topic_transactions,
-                            (held.event.message.timestamp for held in txs),
-                            time.time(),
-                        )
-                for held in batch:
-                    await stream.ack(held.event)
-                in_flight[0] = 0
+                    labelled = prepared = None
+                    try:
+                        if labels:
+                            marks = [held.received for held in labels]
+                            labelled = await pipeline.apply_labels(marks)
+                        if txs:
+                            prepared = await pipeline.prepare([held.received for held in txs])
+                    except Exception:
+                        fail("labels and transactions", len(batch))
+                    steps.append(_Step(labelled, len(labels), prepared, txs))
+                await settling.put(_Released(batch, steps, pipeline, started))
             merger.retain(consumer.assignment())
             pause, resume = merger.flow()
             if pause:
@@ -233,6 +255,43 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             metrics.partition_skew.set(merger.skew_ms(consumer.end_offset, _now_ms()) / 1000)
             metrics.held.set(merger.held)
             metrics.busy.inc(time.perf_counter() - busy_since)
+
+    @app.task
+    async def settle_released() -> None:
+        """Decide, publish and ack the batches ``decide_released`` has taken through the store,
+        one at a time, in release order.
+
+        A held event is acked only here, after its outputs are published: until then its
+        offset is not committed, so a crash re-delivers it (and the store, idempotent per
+        transaction, gives it the features it had).
+        """
+        while True:
+            released = await settling.get()
+            for step in released.steps:
+                try:
+                    if step.labelled is not None:
+                        await publish(step.labelled)
+                    out = None
+                    if step.prepared is not None:
+                        out = released.pipeline.settle(step.prepared)
+                        await publish(out)
+                except Exception:
+                    fail("labels and transactions", len(released.batch))
+                seconds = time.perf_counter() - released.started
+                if step.labelled is not None:
+                    metrics.observe_batch("labels", step.labelled, seconds, step.labels)
+                if out is not None:
+                    metrics.observe_batch("transactions", out, seconds, len(step.txs))
+                    runtime.observe_drift(out)
+                    metrics.observe_ages(
+                        settings.topic_transactions,
+                        (held.event.message.timestamp for held in step.txs),
+                        time.time(),
+                    )
+            stream = source[0]
+            for held in released.batch:
+                await stream.ack(held.event)
+            in_flight[0] -= len(released.batch)
 
     @app.agent(inputs, concurrency=1)
     async def merge_inputs(stream: Any) -> None:
@@ -290,7 +349,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         stalled = stall_watch.check(metrics.processed, waiting, time.monotonic())
         if stalled is not None:
             log.warning(
-                "no record processed for %.0f s with %d waiting (%d in the batch being "
+                "no record processed for %.0f s with %d waiting (%d in batches being "
                 "decided, %d held by the merge); what each task waits on:\n%s",
                 stalled,
                 waiting,

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from streamer.features.definitions import (
     calendar_flags,
     to_epoch_ms,
 )
-from streamer.features.store import FeatureStore
+from streamer.features.store import Enriched, FeatureStore
 from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
 from streamer.scoring import Scorer
 
@@ -33,6 +33,7 @@ __all__ = [
     "BatchOutput",
     "InputMessage",
     "Pipeline",
+    "Prepared",
     "Received",
     "feature_event",
     "feature_record",
@@ -72,6 +73,15 @@ class BatchOutput:
     #: the decided rows' features and the model's scores before rules (for drift)
     matrix: np.ndarray | None = None
     model_scores: np.ndarray | None = None
+
+
+class Prepared(NamedTuple):
+    """A batch past the feature store (:meth:`Pipeline.prepare`): the refused records' dead
+    letters so far, the accepted transactions, and their features (None if there are none)."""
+
+    out: BatchOutput
+    accepted: list[Received]
+    enriched: Enriched | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +218,15 @@ class Pipeline:
 
     async def decide(self, received: Sequence[Received]) -> BatchOutput:
         """Decide received records, in the order given; the rejected ones become dead letters."""
+        return self.settle(await self.prepare(received))
+
+    async def prepare(self, received: Sequence[Received]) -> Prepared:
+        """The part of deciding that waits on I/O: record the accepted transactions in the
+        feature store and read their features (one round trip); refuse the others.
+
+        The worker runs it one batch ahead of :meth:`settle`, so that the store's round trip
+        overlaps the previous batch's model call and publishing.
+        """
         out = BatchOutput()
         now = self._clock()
         accepted: list[Received] = []
@@ -217,13 +236,20 @@ class Pipeline:
             else:
                 self._reject(out, item.message, item.errors or [], now)
         if not accepted:
+            return Prepared(out, accepted, None)
+        events = [item.event for item in accepted if item.event is not None]
+        return Prepared(out, accepted, await self._store.enrich(events))
+
+    def settle(self, prepared: Prepared) -> BatchOutput:
+        """The rest of deciding, without I/O: score, apply the rules and thresholds, explain the
+        flagged rows, and serialise the decisions and alerts."""
+        out, accepted, enriched = prepared
+        if enriched is None:
             return out
         txs = [item.transaction for item in accepted if item.transaction is not None]
-        events = [item.event for item in accepted if item.event is not None]
 
         scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
         shadow = self._shadow()
-        enriched = await self._store.enrich(events)
         features = enriched.features
         scores = scorer.score(features)
         shadow_scores = shadow.score(features) if shadow is not None else None

@@ -141,7 +141,7 @@ class Settings(BaseSettings):
     )
     stall_warn_s: float = Field(
         60.0, gt=0, description="A worker that has records waiting (consumer lag, held by the "
-        "merge, or in the batch being decided) but has processed none for this long logs a "
+        "merge, or in batches being decided) but has processed none for this long logs a "
         "warning with what each of its tasks is waiting on."
     )
     log_format: Literal["text", "json"] = Field(

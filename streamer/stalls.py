@@ -1,7 +1,7 @@
 """Finding out why a worker has stopped making progress.
 
 :class:`StallWatch` notices it: records waiting (consumer lag, held by the event-time merge,
-or in the batch being decided) and none processed for ``STREAMER_STALL_WARN_S``. The worker
+or in batches being decided) and none processed for ``STREAMER_STALL_WARN_S``. The worker
 then logs a warning with :func:`format_tasks`, once per stall, so a hang that used to leave
 nothing in the log says where it waits.
 

@@ -393,7 +393,7 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     assert frozen is not None and frozen[0] == 503, frozen
     assert frozen[1]["status"] == "stalled" and frozen[1]["stalled_s"] >= 2, frozen
     warning = worker_env.log().partition("no record processed for")[2]
-    assert "in the batch being decided" in warning, warning
+    assert "in batches being decided" in warning, warning
     # the agent, or the timer that releases held records, waits in Redis
     assert re.search(r"decide_released \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
     decided = await consume_until(
