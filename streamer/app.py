@@ -5,11 +5,14 @@ acknowledgement (``take_events``), has :class:`~streamer.pipeline.Pipeline` vali
 holds them in the event-time merge (:mod:`streamer.alignment`), which releases them in
 event-time order: a transaction at its time, a label at its report time (label partitions are
 strict, so every label reported at or before a transaction is applied before it is decided,
-however the two topics' fetches interleave). Each released batch's labels are applied, its
-transactions decided, every output sent without waiting on each, and then all acknowledgements
-awaited; only then are its events acked — so an input offset is committed only after the
-outputs it caused are durable. A crash before that point replays the batch, and the idempotent
-feature store and deterministic scoring make the replay produce the same decisions.
+however the two topics' fetches interleave). Each released batch's labels are applied and its
+transactions enriched in Redis, in release order; a second task, ``settle_released``, then
+decides them (model, rules, reasons), sends every output without waiting on each, awaits all
+acknowledgements, and only then acks its events — so an input offset is committed only after the
+outputs it caused are durable. Splitting the work there lets one batch's Redis round trip run
+while the previous batch is scored and published. A crash before the ack replays the batch,
+and the idempotent feature store and deterministic scoring make the replay produce the same
+decisions.
 """
 
 from __future__ import annotations

@@ -74,9 +74,10 @@ class Metrics:
         )
         self.busy = Counter(
             "streamer_busy_seconds",
-            "Seconds the worker's agent spent on its records (validating, merging, enriching, "
-            "scoring, publishing and awaiting the acknowledgements): its rate is the share of "
-            "the time the loop is busy; near 1 a burst queues before it and latency grows",
+            "Seconds the worker's agent spent on its records (validating, merging, enriching "
+            "in Redis, and waiting while scoring and publishing are two batches behind): its "
+            "rate is the share of the time the loop is busy; near 1 a burst queues before it "
+            "and latency grows",
             registry=r,
         )
         self.batch_seconds = Histogram(

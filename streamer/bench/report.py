@@ -104,7 +104,7 @@ def render(results: dict[str, Any]) -> str:
         f"{lat['received']:,}/{lat['sent']:,} decisions:",
         *_latency_lines(lat, "worker"),
         f"  the worker's agent busy {_pct(lat['agent_busy_share'])} of the phase "
-        "(Redis, the model, publishing: near 100% a burst queues before it)",
+        "(merging, Redis, waiting for scoring and publishing: near 100% a burst queues before it)",
         "  stages p50/p99: "
         + ", ".join(
             f"{name.replace('_', ' ')} {v['p50']:.1f}/{v['p99']:.1f} ms"
