@@ -53,6 +53,12 @@ def _msgs(values: list[bytes | None]) -> list[InputMessage]:
     return [InputMessage("transactions", 0, i, b"k", v) for i, v in enumerate(values)]
 
 
+def _stable(decision: bytes) -> dict[str, object]:
+    """A published decision without the fields a re-delivery may change."""
+    volatile = ("decided_at", "processing_ms")
+    return {k: x for k, x in json.loads(decision).items() if k not in volatile}
+
+
 @pytest.fixture
 def pipeline() -> Pipeline:
     scorer = _scorer()
@@ -115,11 +121,48 @@ async def test_replayed_batch_gives_identical_decisions(pipeline: Pipeline) -> N
     batch = _msgs([_tx(i, 50.0 * i) for i in range(1, 8)])
     first = await pipeline.transactions(batch)
     again = await pipeline.transactions(batch)
-    def strip(value: bytes) -> dict[str, object]:
-        volatile = ("decided_at", "processing_ms")
-        return {k: x for k, x in json.loads(value).items() if k not in volatile}
+    assert [_stable(v) for _, v in first.decisions] == [_stable(v) for _, v in again.decisions]
 
-    assert [strip(v) for _, v in first.decisions] == [strip(v) for _, v in again.decisions]
+
+async def test_batches_prepared_ahead_of_settling_decide_as_one_after_the_other() -> None:
+    """The worker takes the next batch through the store before the previous one is scored
+    (``prepare`` runs ahead of ``settle``): the decisions must be those of serial processing,
+    and each batch is scored by the model serving when it is settled."""
+    serving = {"model": _scorer("v1")}
+
+    def make() -> Pipeline:
+        return Pipeline(
+            store=InMemoryFeatureStore(),
+            scorer=lambda: serving["model"],
+            policy=Policy(review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0),
+            max_bytes=4096,
+            clock=lambda: NOW,
+            log_features=True,
+        )
+
+    first, second = _msgs([_tx(i, 40.0 * i) for i in (1, 2, 3)]), _msgs([_tx(4, 90.0), b"{"])
+    ahead = make()
+    prepared = [await ahead.prepare(ahead.receive(batch, 0.0)) for batch in (first, second)]
+    settled = [ahead.settle(prepared[0])]
+    serving["model"] = _scorer("v2")  # a promotion lands between the two batches
+    settled.append(ahead.settle(prepared[1]))
+
+    serving["model"] = _scorer("v1")
+    serial = make()
+    expected = [await serial.transactions(first)]
+    serving["model"] = _scorer("v2")
+    expected.append(await serial.transactions(second))
+
+    for got, want in zip(settled, expected, strict=True):
+        assert [_stable(v) for _, v in got.decisions] == [_stable(v) for _, v in want.decisions]
+        assert got.features == want.features  # the vectors, bit for bit (JSON floats)
+        assert len(got.dead_letters) == len(want.dead_letters)
+    assert [Decision.model_validate_json(v).model_version for _, v in settled[1].decisions] == [
+        "v2"
+    ]
+    # the second batch's card window holds the first batch's three transactions, and its own
+    (logged,) = (json.loads(v)["features"] for _, v in settled[1].features)
+    assert logged["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 4, logged
 
 
 async def test_bad_labels_are_dead_lettered(pipeline: Pipeline) -> None:
