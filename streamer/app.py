@@ -201,11 +201,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     # while one is settled, so the store works at most two batches ahead of publishing
     settling: asyncio.Queue[_Released] = asyncio.Queue(maxsize=1)
 
-    def fail(kind: str, consumed: int) -> NoReturn:
+    def fail(stage: str, records: int) -> NoReturn:
         # Faust acks a take_events batch even when its body raises; exiting here instead
         # leaves the batch uncommitted, so the next worker replays it. Nothing is lost.
         log.critical(
-            "batch of %d %s failed; exiting so it is replayed", consumed, kind, exc_info=True
+            "a batch of %d records failed %s; exiting so it is replayed",
+            records,
+            stage,
+            exc_info=True,
         )
         logging.shutdown()
         os._exit(70)
@@ -246,7 +249,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                         if txs:
                             prepared = await pipeline.prepare([held.received for held in txs])
                     except Exception:
-                        fail("labels and transactions", len(batch))
+                        fail("in the feature store", len(batch))
                     steps.append(_Step(labelled, len(labels), prepared, txs))
                 await settling.put(_Released(batch, steps, pipeline, started))
             merger.retain(consumer.assignment())
@@ -270,31 +273,36 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         """
         while True:
             released = await settling.get()
-            for step in released.steps:
-                try:
-                    if step.labelled is not None:
-                        await publish(step.labelled)
-                    out = None
-                    if step.prepared is not None:
-                        out = released.pipeline.settle(step.prepared)
-                        await publish(out)
-                except Exception:
-                    fail("labels and transactions", len(released.batch))
-                seconds = time.perf_counter() - released.started
-                if step.labelled is not None:
-                    metrics.observe_batch("labels", step.labelled, seconds, step.labels)
-                if out is not None:
-                    metrics.observe_batch("transactions", out, seconds, len(step.txs))
-                    runtime.observe_drift(out)
-                    metrics.observe_ages(
-                        settings.topic_transactions,
-                        (held.event.message.timestamp for held in step.txs),
-                        time.time(),
-                    )
-            stream = source[0]
-            for held in released.batch:
-                await stream.ack(held.event)
-            in_flight[0] -= len(released.batch)
+            try:
+                await settle(released)
+            except Exception:
+                # whatever fails here (publishing above all), no more of the batch may be acked
+                # and the agent must not wait for this task: exit, and the batch is replayed
+                fail("while deciding and publishing", len(released.batch))
+
+    async def settle(released: _Released) -> None:
+        for step in released.steps:
+            if step.labelled is not None:
+                await publish(step.labelled)
+            out = None
+            if step.prepared is not None:
+                out = released.pipeline.settle(step.prepared)
+                await publish(out)
+            seconds = time.perf_counter() - released.started
+            if step.labelled is not None:
+                metrics.observe_batch("labels", step.labelled, seconds, step.labels)
+            if out is not None:
+                metrics.observe_batch("transactions", out, seconds, len(step.txs))
+                runtime.observe_drift(out)
+                metrics.observe_ages(
+                    settings.topic_transactions,
+                    (held.event.message.timestamp for held in step.txs),
+                    time.time(),
+                )
+        stream = source[0]
+        for held in released.batch:
+            await stream.ack(held.event)
+        in_flight[0] -= len(released.batch)
 
     @app.agent(inputs, concurrency=1)
     async def merge_inputs(stream: Any) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -28,7 +30,7 @@ from schemas import DeadLetter, Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
-from streamer.kafka import make_consumer, make_producer, partitions, running
+from streamer.kafka import client_options, make_consumer, make_producer, partitions, running
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 from streamer.stack import LocalStack
@@ -656,3 +658,42 @@ async def test_the_worker_reports_drift_against_its_model_s_profile(
              what="the drift warning", worker=worker_env)  # fmt: skip
     summary = worker_env.summary()
     assert summary is not None and "TX_AMOUNT" in summary["drift"], summary
+
+
+async def test_a_batch_whose_decisions_cannot_be_published_is_replayed_not_lost(
+    worker_env: WorkerEnv,
+) -> None:
+    """The broker refuses the decisions (the topic's size limit cut below one decision): the
+    worker must not ack the batch, however far ahead its Redis work has gone. It exits with
+    status 70 naming the failure, and the worker started after it decides the transaction,
+    once."""
+    settings = worker_env.settings
+    await produce(settings, settings.topic_transactions, [(b"c-1", _tx("warm"))])
+    worker_env.start_worker()
+    await consume_until(settings, settings.topic_decisions, ids={"warm"}, worker=worker_env)
+
+    topic = settings.topic_decisions
+    await _set_topic_config(settings, topic, {"max.message.bytes": "64"})
+    try:
+        await produce(settings, settings.topic_transactions, [(b"c-1", _tx("refused"))])
+        first = worker_env.processes[0]
+        await asyncio.to_thread(first.wait, 60)
+        assert first.returncode == 70, worker_env.log()
+        failed = "failed while deciding and publishing; exiting so it is replayed"
+        assert failed in worker_env.log(), worker_env.log()
+    finally:
+        await _set_topic_config(settings, topic, {"max.message.bytes": "1048588"})
+
+    worker_env.start_worker()
+    decided = await consume_until(settings, topic, ids={"warm", "refused"}, worker=worker_env)
+    ids = [json.loads(r.value)["transaction_id"] for r in decided]
+    assert ids.count("refused") == 1, ids
+
+
+async def _set_topic_config(settings: Settings, topic: str, configs: dict[str, str]) -> None:
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
+    finally:
+        await admin.close()
