@@ -274,13 +274,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         while True:
             released = await settling.get()
             try:
-                await settle(released)
+                await finish(released)
             except Exception:
                 # whatever fails here (publishing above all), no more of the batch may be acked
                 # and the agent must not wait for this task: exit, and the batch is replayed
                 fail("while deciding and publishing", len(released.batch))
 
-    async def settle(released: _Released) -> None:
+    async def finish(released: _Released) -> None:
+        """One released batch: decide each step, publish its outputs, then ack its events."""
         for step in released.steps:
             if step.labelled is not None:
                 await publish(step.labelled)
