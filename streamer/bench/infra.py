@@ -1,6 +1,7 @@
 """What a run starts and must clean up: subprocesses, topics, Redis databases.
 
-Also how a subprocess's CPU use is read, which the measurements report beside the rates.
+Also how a subprocess's CPU use and memory are read, which the measurements report beside the
+rates.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from streamer.bench.config import BenchError
 from streamer.kafka import client_options, make_consumer, make_producer, partitions, running
-from streamer.redis_client import connect
+from streamer.redis_client import combined_info, connect, node_infos
 from streamer.settings import Settings
 
 __all__ = [
@@ -32,7 +33,9 @@ __all__ = [
     "end_total",
     "flush_redis_dbs",
     "free_port",
+    "memory",
     "produce",
+    "redis_used_bytes",
     "timestamps",
     "usage",
     "usage_between",
@@ -121,6 +124,24 @@ def usage_between(before: Usage, after: Usage, seconds: float) -> dict[str, floa
     }
 
 
+def memory(pid: int) -> tuple[float, float] | None:
+    """(resident MiB now, peak resident MiB since it started) of a running process.
+
+    Linux only (/proc), None elsewhere. The peak (``VmHWM``) is what a container's memory
+    limit must allow; it includes start-up (imports, loading the model).
+    """
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    try:  # "VmRSS:	  123456 kB"
+        rss, peak = (int(fields[name].split()[0]) / 1024 for name in ("VmRSS", "VmHWM"))
+    except (KeyError, ValueError, IndexError):
+        return None
+    return round(rss, 1), round(peak, 1)
+
+
 # --- Kafka ----------------------------------------------------------------------------------
 async def end_total(consumer: Any, tps: list[TopicPartition]) -> int:
     """How many records the partitions hold (the sum of their end offsets)."""
@@ -199,6 +220,15 @@ async def flush_redis_dbs(url: str, dbs: list[int]) -> None:
             await client.flushdb()
         finally:
             await client.aclose()
+
+
+async def redis_used_bytes(url: str) -> int:
+    """The Redis server's ``used_memory``: every database's keys, and its own overhead."""
+    client = connect(url)
+    try:
+        return int(combined_info(await node_infos(client, "memory"))["used_memory"])
+    finally:
+        await client.aclose()
 
 
 def free_port() -> int:

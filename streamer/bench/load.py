@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from streamer.bench.config import BenchConfig, Log
 from streamer.settings import Settings
@@ -12,7 +12,7 @@ from streamer.settings import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["HISTORY_DAYS", "Load", "ensure_model", "make_load", "warm_state"]
+__all__ = ["HISTORY_DAYS", "Load", "Warmed", "ensure_model", "make_load", "warm_state"]
 
 #: fit_best with 14 training days needs 14 + 2 x 7 (label delay) + 7 (validation) + 31 days
 TRAIN_DAYS, HISTORY_DAYS = 14, 66
@@ -65,9 +65,17 @@ def make_load(config: BenchConfig) -> Load:
     )
 
 
-async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) -> int:
-    """Fill the variants' Redis databases with the windows the history leaves; returns how
-    many transactions were replayed.
+class Warmed(NamedTuple):
+    """What :func:`warm_state` put in Redis: the transactions replayed, and the memory one
+    database's copy of their windows takes (Redis's ``used_memory`` before and after, divided
+    by the databases filled)."""
+
+    transactions: int
+    bytes_per_db: int
+
+
+async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) -> Warmed:
+    """Fill the variants' Redis databases with the windows the history leaves.
 
     In production each script call finds its card's and its terminal's last weeks in Redis
     (about 60 transactions in a card's 30-day window at the book's rates), and the customer
@@ -75,12 +83,13 @@ async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) 
     a few days, cheaper than any worker in service ever sees. So the history's last
     ``RETENTION_DAYS`` (what the store keeps) are replayed through the workers' own store,
     labels from their report time as ``rebuild-state`` does, into the first database, whose
-    keys are then copied (``COPY``) into the others.
+    keys are then copied (``COPY``) into the others. What one copy takes is what a worker in
+    service needs of Redis for that traffic, reported beside the rates.
     """
     import pandas as pd
 
     from models.dataset import feature_events, fraud_marks, labels_from_simulation
-    from streamer.bench.infra import with_db
+    from streamer.bench.infra import redis_used_bytes, with_db
     from streamer.features.definitions import RETENTION_DAYS
     from streamer.features.store import RedisFeatureStore
     from streamer.rebuild import replay_into
@@ -91,6 +100,7 @@ async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) 
     events = feature_events(recent)
     marks = fraud_marks(labels_from_simulation(recent))
     log(f"warming Redis: the history's last {RETENTION_DAYS} days, {len(events):,} transactions")
+    before = await redis_used_bytes(url)
     source = connect(with_db(url, dbs[0]))
     try:
         await replay_into(RedisFeatureStore(source), events, marks)
@@ -103,7 +113,8 @@ async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) 
                 await pipe.execute()
     finally:
         await source.aclose()
-    return len(events)
+    grown = await redis_used_bytes(url) - before
+    return Warmed(len(events), max(grown, 0) // len(dbs))
 
 
 def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) -> dict[str, str]:

@@ -21,6 +21,7 @@ from streamer.bench.infra import (
     Usage,
     end_total,
     free_port,
+    memory,
     produce,
     timestamps,
     usage,
@@ -30,7 +31,7 @@ from streamer.bench.infra import (
 from streamer.kafka import make_consumer, make_producer, partitions, running
 from streamer.settings import Settings
 
-__all__ = ["Run", "latency", "measure", "passthrough_latency", "throughput"]
+__all__ = ["Run", "latency", "measure", "memory_figures", "passthrough_latency", "throughput"]
 
 PROGRESS_EVERY_S = 5.0
 STALL_TIMEOUT_S = 120.0
@@ -128,11 +129,12 @@ async def _await_outputs(
     """Wait until ``variant`` has written ``n`` decisions; fail if it dies or stalls.
 
     ``name`` is the process's, when it is not the variant's. Returns the variant's CPU use
-    from its first output to the last.
+    from its first output to the last, and its memory (:func:`memory_figures`).
     """
     name = name or variant
     tps = partitions(run.outputs(variant)[0], run.settings.partitions)
     first: tuple[float, Usage, int] | None = None
+    started_rss: tuple[float, float] | None = None
     async with running(make_consumer(run.settings, group_id=None)) as consumer:
         done, changed, next_report = 0, time.monotonic(), time.monotonic() + PROGRESS_EVERY_S
         while done < n:
@@ -147,6 +149,7 @@ async def _await_outputs(
                 done, changed = total, now
                 if first is None:
                     first = (now, usage(proc.pid), done)
+                    started_rss = memory(proc.pid)
             elif now - changed > STALL_TIMEOUT_S:
                 raise BenchError(
                     f"{name} wrote nothing for {STALL_TIMEOUT_S:.0f} s ({done:,}/{n:,}):\n"
@@ -160,7 +163,27 @@ async def _await_outputs(
     t0, before, n0 = first
     used = usage_between(before, usage(proc.pid), time.monotonic() - t0)
     cpu = used["cpu_s"]
-    return used | {"events_per_cpu_s": round((done - n0) / cpu, 1) if cpu else None}
+    return (
+        used
+        | {"events_per_cpu_s": round((done - n0) / cpu, 1) if cpu else None}
+        | memory_figures(started_rss, memory(proc.pid))
+    )
+
+
+def memory_figures(
+    first: tuple[float, float] | None, last: tuple[float, float] | None
+) -> dict[str, float | None]:
+    """A variant's memory through the backlog, from :func:`memory` read at its first output
+    (started, model loaded) and after its last: its peak resident size so far, and how much
+    its resident size grew while it drained the backlog (what the backlog made it hold:
+    buffers, held records; Python seldom gives memory back, so growth stays counted)."""
+    if first is None or last is None:
+        return {"rss_mib": None, "peak_rss_mib": None, "rss_growth_mib": None}
+    return {
+        "rss_mib": last[0],
+        "peak_rss_mib": last[1],
+        "rss_growth_mib": round(last[0] - first[0], 1),
+    }
 
 
 async def measure(run: Run, variant: str, n: int) -> dict[str, Any]:

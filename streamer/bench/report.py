@@ -14,8 +14,14 @@ def _per_cpu(a: dict[str, Any], b: dict[str, Any]) -> float | None:
     return round(x / y, 3) if x and y else None
 
 
+def _memory(a: dict[str, Any], b: dict[str, Any]) -> float | None:
+    x, y = a.get("peak_rss_mib"), b.get("peak_rss_mib")
+    return round(x / y, 2) if x and y else None
+
+
 def verdicts(throughput: dict[str, dict[str, Any]], latency: dict[str, Any]) -> dict[str, Any]:
-    """The ratios c/a and c/b (also per CPU-second) and each target, met or missed."""
+    """The ratios c/a and c/b (also per CPU-second, and of peak memory) and each target, met
+    or missed."""
     a, b, c = (throughput[name]["events_per_s"] for name in ("passthrough", "naive", "worker"))
     values = {"c/a": c / a, "c/b": c / b, "p99_ms": latency["p99_ms"]}
     return {
@@ -24,6 +30,11 @@ def verdicts(throughput: dict[str, dict[str, Any]], latency: dict[str, Any]) -> 
         "ratios_per_cpu_s": {
             "c/a": _per_cpu(throughput["worker"], throughput["passthrough"]),
             "c/b": _per_cpu(throughput["worker"], throughput["naive"]),
+        },
+        # peak resident memory, the worker's over each baseline's (no target: reported)
+        "ratios_peak_rss": {
+            "c/a": _memory(throughput["worker"], throughput["passthrough"]),
+            "c/b": _memory(throughput["worker"], throughput["naive"]),
         },
         "targets": [
             {
@@ -62,6 +73,30 @@ def _latency_lines(lat: dict[str, Any], who: str) -> list[str]:
     ]
 
 
+def _memory_lines(results: dict[str, Any]) -> list[str]:
+    """Each variant's memory through the backlog, and what the worker's windows take in
+    Redis."""
+    lines = [f"{'memory':<24}{'peak RSS MiB':>14}{'grew over the backlog MiB':>27}"]
+    for name, (label, _) in VARIANTS.items():
+        r = results["throughput"][name]
+        grown = r.get("rss_growth_mib")
+        shown = f"{grown:>+27,.1f}" if grown is not None else f"{'-':>27}"
+        lines.append(f"{label:<24}{_num(r.get('peak_rss_mib'), ',.1f', 14)}{shown}")
+    ratios = results["ratios_peak_rss"]
+    lines.append(
+        f"peak RSS: c/a {_num(ratios['c/a'], '.2f', 0)}x, c/b {_num(ratios['c/b'], '.2f', 0)}x "
+        "(the peak includes start-up: imports, the model)"
+    )
+    load = results["load"]
+    if load.get("warm_transactions") and load.get("warm_redis_bytes"):
+        size, n = load["warm_redis_bytes"], load["warm_transactions"]
+        lines.append(
+            f"Redis: one worker's windows for those {n:,} transactions take "
+            f"{size / 2**20:,.1f} MiB ({size / n:,.0f} bytes per transaction)"
+        )
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     """The human-readable table of one run's results."""
     machine, load = results["machine"], results["load"]
@@ -97,6 +132,7 @@ def render(results: dict[str, Any]) -> str:
             f"(b) ran on the first {load['naive_events']:,} events of the same backlog: "
             f"the rates compare, not the counts"
         )
+    lines += ["", *_memory_lines(results)]
     lat, floor = results["latency"], results["latency_passthrough"]
     lines += [
         "",

@@ -18,7 +18,7 @@ from streamer.bench.infra import (
     flush_redis_dbs,
     produce,
 )
-from streamer.bench.load import Load, ensure_model, make_load, warm_state
+from streamer.bench.load import Load, Warmed, ensure_model, make_load, warm_state
 from streamer.bench.measure import Run, latency, measure, passthrough_latency
 from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
@@ -76,7 +76,7 @@ async def run_bench(
     }
     created: list[str] = []
     claimed: list[int] = []
-    warmed = 0
+    warmed = Warmed(0, 0)
     throughput: dict[str, dict[str, Any]] = {}
     try:
         created = await ensure_topics(settings, run.topics())
@@ -120,7 +120,9 @@ async def run_bench(
             "customers": config.customers,
             "terminals": config.terminals,
             "seed": config.seed,
-            "warm_transactions": warmed,
+            "warm_transactions": warmed.transactions,
+            # Redis memory one worker's copy of those windows takes (used_memory's growth)
+            "warm_redis_bytes": warmed.bytes_per_db,
             "model_version": run.model["version"],
             "model_source": run.model["source"],
         },

@@ -86,6 +86,9 @@ def bench(
     events/s of a, b, c; the same-run ratios c/a and c/b; latency p50/p95/p99 of c and of a,
     and their difference; on Linux, each process's CPU use and its wait for a CPU (the share
     of the time it was ready to run while others held the cores: a busy machine's noise).
+    Memory: each process's peak resident size and how much it grew over the backlog, the
+    worker's peak over each baseline's, and the Redis memory one worker's windows take per
+    transaction of the warm state.
 
     \b
     Targets (reported as pass/MISS, never enforced): c/a >= 0.5, c/b >= 10, p99 <= 25 ms.

@@ -84,6 +84,16 @@ async def test_bench_reports_every_figure_and_cleans_up(
     # (b) and (c) start on the state a worker in service has: the history's last weeks
     assert results["load"]["warm_transactions"] > 100_000
     assert "earlier transactions, as a worker in service does" in done.stdout
+    # memory: each process's peak and its growth over the backlog, the worker's ratio to each
+    # baseline, and what one worker's copy of the warm windows takes in Redis (334 bytes per
+    # transaction in a run of the README's quicker command)
+    for name in VARIANTS:
+        assert throughput[name]["peak_rss_mib"] >= throughput[name]["rss_mib"] > 0, name
+        assert throughput[name]["rss_growth_mib"] is not None, name
+    assert results["ratios_peak_rss"]["c/a"] > 0 and results["ratios_peak_rss"]["c/b"] > 0
+    per_transaction = results["load"]["warm_redis_bytes"] / results["load"]["warm_transactions"]
+    assert 50 < per_transaction < 5_000, per_transaction
+    assert "bytes per transaction" in done.stdout and "peak RSS: c/a" in done.stdout
 
     for label in ("(a) passthrough", "(b) naive", "(c) worker", "p99_ms"):
         assert label in done.stdout

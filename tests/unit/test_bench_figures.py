@@ -3,16 +3,18 @@ test)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from click.testing import CliRunner
 
 from models.registry import Manifest, ModelRegistry
 from streamer.bench import TARGETS, render
-from streamer.bench.infra import usage_between, with_db
-from streamer.bench.measure import throughput
+from streamer.bench.infra import memory, usage_between, with_db
+from streamer.bench.measure import memory_figures, throughput
 from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
 from streamer.cli import cli
@@ -44,13 +46,34 @@ def test_usage_between_is_a_share_of_one_core() -> None:
     assert usage_between(None, (3.0, 1.5), 4.0)["cpu_share"] is None
 
 
+def test_memory_reads_the_resident_size_and_its_peak() -> None:
+    first = memory(os.getpid())
+    assert first is not None  # the bench runs on Linux, as this test does
+    rss, peak = first
+    assert 0 < rss <= peak
+    held = np.ones(64 * 2**20 // 8)  # 64 MiB, touched
+    grown = memory(os.getpid())
+    assert grown is not None and grown[0] >= rss + 60 and grown[1] >= grown[0]
+    del held
+    assert memory(2**22 + 12345) is None  # no such process
+
+
+def test_memory_figures_are_the_peak_and_the_growth_over_the_backlog() -> None:
+    assert memory_figures((100.0, 180.0), (130.5, 190.0)) == {
+        "rss_mib": 130.5,
+        "peak_rss_mib": 190.0,
+        "rss_growth_mib": 30.5,
+    }
+    assert memory_figures(None, (130.5, 190.0))["peak_rss_mib"] is None
+
+
 def test_with_db_changes_only_the_database() -> None:
     assert with_db("redis://h:6379/0", 14) == "redis://h:6379/14"
     assert with_db("rediss://u:p@h:6380", 3) == "rediss://u:p@h:6380/3"
 
 
 def _results(a: float, b: float, c: float, p99: float) -> dict[str, Any]:
-    def variant(rate: float) -> dict[str, Any]:
+    def variant(rate: float, peak_mib: float) -> dict[str, Any]:
         return {
             "events": 1000,
             "seconds": 1.0,
@@ -59,9 +82,16 @@ def _results(a: float, b: float, c: float, p99: float) -> dict[str, Any]:
             "events_per_cpu_s": rate * 2,
             "cpu_share": 0.5,
             "runqueue_wait_share": None,
+            "peak_rss_mib": peak_mib,
+            "rss_mib": peak_mib - 10,
+            "rss_growth_mib": 4.0,
         }
 
-    throughput = {"passthrough": variant(a), "naive": variant(b), "worker": variant(c)}
+    throughput = {
+        "passthrough": variant(a, 100.0),
+        "naive": variant(b, 200.0),
+        "worker": variant(c, 250.0),
+    }
     latency = {
         "rate": 1000.0,
         "achieved_rate": 999.0,
@@ -81,7 +111,13 @@ def _results(a: float, b: float, c: float, p99: float) -> dict[str, Any]:
     floor = latency | {"p50_ms": 3.0, "p99_ms": 12.0, "stages_ms": None}
     return {
         "machine": {"cpu_count": 2, "python": "3.11.0"},
-        "load": {"events": 1000, "naive_events": 100, "model_version": "m1"},
+        "load": {
+            "events": 1000,
+            "naive_events": 100,
+            "model_version": "m1",
+            "warm_transactions": 4096,
+            "warm_redis_bytes": 2 * 2**20,
+        },
         "throughput": throughput,
         "latency": latency,
         "latency_passthrough": floor,
@@ -103,6 +139,11 @@ def test_verdicts_mark_each_target_and_render_shows_them() -> None:
     # the passthrough's latency at the same rate, and what the worker adds to it
     assert "through (a) passthrough" in table
     assert "the worker's own share: p50 +2.0 ms, p99 +18.0 ms" in table
+    # memory: each variant's peak and growth, the ratios, and Redis's share per transaction
+    assert results["ratios_peak_rss"] == {"c/a": 2.5, "c/b": 1.25}
+    assert "peak RSS: c/a 2.50x, c/b 1.25x" in table
+    assert "(c) worker                       250.0                       +4.0" in table
+    assert "take 2.0 MiB (512 bytes per transaction)" in table
 
 
 def test_model_cost_is_timed_on_both_paths_and_rendered(
@@ -122,5 +163,12 @@ def test_model_cost_is_timed_on_both_paths_and_rendered(
 def test_help_says_what_is_measured() -> None:
     result = CliRunner().invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0
-    for words in ("passthrough", "naive", "Kafka timestamp", "p99", "--naive-events"):
+    for words in (
+        "passthrough",
+        "naive",
+        "Kafka timestamp",
+        "p99",
+        "--naive-events",
+        "peak resident",
+    ):
         assert words in result.output
