@@ -1,6 +1,8 @@
 """A throwaway Redis Cluster on 127.0.0.1, for the cluster-mode tests and benchmark: real
 ``redis-server`` processes in cluster mode, the hash slots split evenly between the primaries,
-and optionally replicas of each (for the failover test).
+and optionally replicas of each (for the failover test), and optionally behind TLS only (as a
+managed cluster with in-transit encryption is: clients, the cluster bus and replication all
+over TLS, with the stack's certificate, see :mod:`streamer.redis_tls`).
 
 The stack's own Redis is a single server; a cluster needs several, each with a second port
 (its own + 10000) for the cluster bus, so whoever needs one starts it on free ports and stops it
@@ -19,7 +21,10 @@ from pathlib import Path
 
 import redis
 
-__all__ = ["SLOTS", "LocalCluster", "slot_ranges", "start_cluster"]
+from streamer import redis_tls
+from streamer.processes import Endpoint
+
+__all__ = ["SLOTS", "ClusterTls", "LocalCluster", "slot_ranges", "start_cluster"]
 
 SLOTS = 16384
 BUS_OFFSET = 10000
@@ -31,6 +36,29 @@ def slot_ranges(nodes: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(nodes)]
 
 
+@dataclass(frozen=True)
+class ClusterTls:
+    """A cluster's certificates: each node's own (``server``, the stack's Redis certificate),
+    and the one a node presents when it connects to another (the cluster bus and replication
+    check it as a client's: a certificate made for a server is refused there), both signed by
+    the stack's authority."""
+
+    server: redis_tls.RedisTls
+    client_certfile: Path
+    client_keyfile: Path
+
+    def arguments(self, port: int) -> list[str]:
+        """redis-server options: TLS only on ``port``, for clients and the other nodes."""
+        return [
+            "--port", "0",
+            *redis_tls.server_arguments(self.server, port),
+            "--tls-cluster", "yes",
+            "--tls-replication", "yes",
+            "--tls-client-cert-file", str(self.client_certfile),
+            "--tls-client-key-file", str(self.client_keyfile),
+        ]  # fmt: skip
+
+
 @dataclass
 class LocalCluster:
     """The nodes: the primaries first (``primaries`` of them), then their replicas."""
@@ -38,12 +66,24 @@ class LocalCluster:
     ports: list[int]
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     primaries: int = 0
+    #: the nodes listen with TLS only, with these certificates (None: plain TCP only)
+    tls: ClusterTls | None = None
 
     def url(self, index: int = 0, db: int = 0) -> str:
+        if self.tls is not None:
+            endpoint = Endpoint("127.0.0.1", self.ports[index])
+            return redis_tls.client_url(self.tls.server, endpoint, db)
         return f"redis://127.0.0.1:{self.ports[index]}/{db}"
 
     def node(self, index: int) -> redis.Redis:
-        """A plain client on one node (for what a test asks a node itself)."""
+        """A client on one node alone (for what a test asks a node itself)."""
+        if self.tls is not None:
+            return redis.Redis(
+                port=self.ports[index],
+                socket_timeout=5,
+                ssl=True,
+                ssl_ca_certs=str(self.tls.server.cafile),
+            )
         return redis.Redis(port=self.ports[index], socket_timeout=5)
 
     def node_id(self, index: int) -> str:
@@ -109,26 +149,32 @@ def _free(port: int) -> bool:
 
 
 def start_cluster(
-    root: Path, nodes: int = 3, first_port: int = 17400, replicas: int = 0
+    root: Path,
+    nodes: int = 3,
+    first_port: int = 17400,
+    replicas: int = 0,
+    tls: ClusterTls | None = None,
 ) -> LocalCluster:
     """Start ``nodes`` primaries (and ``replicas`` replicas of each), assign the primaries the
     slots, join them all, and wait until the cluster says it is ``ok`` on every node and each
-    replica is in sync. Raises (with the nodes' logs) when it does not come up."""
+    replica is in sync. With ``tls``, each node listens with TLS only, and the nodes speak TLS
+    to each other too. Raises (with the nodes' logs) when it does not come up."""
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("redis-server is not installed (`fraud-streamer stack up` installs it)")
     root.mkdir(parents=True, exist_ok=True)
-    cluster = LocalCluster(ports=[], primaries=nodes)
+    cluster = LocalCluster(ports=[], primaries=nodes, tls=tls)
     total = nodes * (1 + replicas)
     port = first_port
     for _ in range(total):
         port = _free_port_pair(port)
         cluster.ports.append(port)
         with (root / f"redis-{port}.log").open("wb") as log:
+            listen = ["--port", str(port)] if tls is None else tls.arguments(port)
             command = [
                 server,
                 "--bind", "127.0.0.1",
-                "--port", str(port),
+                *listen,
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", f"nodes-{port}.conf",
                 "--cluster-node-timeout", "2000",

@@ -1,5 +1,5 @@
 """Fixtures of the integration tier beyond the shared worker fixtures (``tests/workers.py``):
-a Redis Cluster, and slices of the shared history."""
+Redis Clusters (one behind TLS), and slices of the shared history."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streamer.local_redis_cluster import LocalCluster, start_cluster
+from streamer.local_redis_cluster import ClusterTls, LocalCluster, start_cluster
 from streamer.settings import Settings
+from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv
 
 
@@ -44,15 +45,33 @@ def on_cluster(worker_env: WorkerEnv, cluster: LocalCluster) -> WorkerEnv:
     return dataclasses.replace(worker_env, settings=settings, env=env)
 
 
-@pytest.fixture
-def replicated_cluster(stack: Settings, tmp_path: Path) -> Iterator[LocalCluster]:
+@pytest.fixture(params=["plain", "tls"])
+def replicated_cluster(
+    request: pytest.FixtureRequest, stack: Settings, tmp_path: Path
+) -> Iterator[LocalCluster]:
     """A Redis Cluster of three primaries with a replica each, for one test (that may kill a
-    node of it)."""
-    cluster = start_cluster(tmp_path / "replicated-cluster", replicas=1, first_port=17800)
+    node of it): on plain TCP, then behind TLS only — clients, the cluster bus and replication
+    — as a managed cluster with in-transit encryption is."""
+    tls = cluster_tls(stack) if request.param == "tls" else None
+    root = tmp_path / "replicated-cluster"
+    cluster = start_cluster(root, replicas=1, first_port=17800, tls=tls)
     try:
         yield cluster
     finally:
         cluster.stop()
+
+
+def cluster_tls(stack: Settings) -> ClusterTls:
+    """The stack's certificates for a cluster behind TLS; fails (never skips) without them."""
+    local = LocalStack(stack)
+    server, listener = local.redis_tls(), local.secure_listener()
+    if server is None or listener is None or not listener.client_keyfile.is_file():
+        pytest.fail(
+            "the stack has no Redis TLS certificate or no client certificate (`stack up` makes "
+            "both, with keytool and openssl): `fraud-streamer stack down` and `stack up`.",
+            pytrace=False,
+        )
+    return ClusterTls(server, listener.client_certfile, listener.client_keyfile)
 
 
 @pytest.fixture

@@ -300,7 +300,8 @@ async def test_a_cluster_primary_killed_mid_stream_is_ridden_out_by_its_replica(
     """SIGKILL one of a Redis Cluster's three primaries while a worker decides a paced stream:
     its replica takes over its slots, and the worker rides that out by itself — it sends the
     batch's calls again until they go through, no exit, no restart. Every transaction is
-    decided, a repeat the same decision, each is stored once, on the training features."""
+    decided, a repeat the same decision, each is stored once, on the training features. On a
+    plain cluster, and on one behind TLS only (the bus and replication too)."""
     worker = on_cluster(worker_env, replicated_cluster)
     features_topic = f"{worker.settings.topic_decisions}-features"
     worker.env["STREAMER_TOPIC_FEATURES"] = features_topic
