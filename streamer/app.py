@@ -27,7 +27,6 @@ from typing import Any, NamedTuple, NoReturn, cast
 import faust
 from faust.auth import SASLCredentials, SSLCredentials
 from faust.types import TP
-from redis.connection import parse_url
 
 from models.drift import PSI_ACT, PSI_WATCH
 from streamer.alignment import EventTimeMerger
@@ -41,7 +40,7 @@ from streamer.pipeline import (
     Received,
     in_label_order,
 )
-from streamer.redis_client import combined_info
+from streamer.redis_client import combined_info, database
 from streamer.redis_watch import KeyWatch
 from streamer.runtime import Runtime
 from streamer.settings import Settings
@@ -391,7 +390,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             elif value < PSI_WATCH:
                 drifted.discard(name)
 
-    key_watch = KeyWatch(db=int(parse_url(settings.redis_url).get("db") or 0))
+    key_watch = KeyWatch(db=database(settings.redis_url))
 
     @app.timer(REDIS_INFO_INTERVAL_S)
     async def report_redis() -> None:

@@ -24,7 +24,15 @@ import redis
 from streamer import redis_tls
 from streamer.processes import Endpoint
 
-__all__ = ["SLOTS", "ClusterTls", "LocalCluster", "slot_ranges", "start_cluster"]
+__all__ = [
+    "SLOTS",
+    "ClusterTls",
+    "LocalCluster",
+    "port_free",
+    "slot_ranges",
+    "start_cluster",
+    "wait_until",
+]
 
 SLOTS = 16384
 BUS_OFFSET = 10000
@@ -117,7 +125,7 @@ class LocalCluster:
             promoted[:] = [i for i in replicas if self.role(i) == "master"]
             return bool(promoted) and all(_ready(self, i, len(self.ports)) for i in alive)
 
-        _wait(done, f"a replica of node {killed} to take over", timeout)
+        wait_until(done, f"a replica of node {killed} to take over", timeout)
         return promoted[0]
 
     def stop(self) -> None:
@@ -134,12 +142,12 @@ class LocalCluster:
 def _free_port_pair(start: int) -> int:
     """The first port from ``start`` that is free, and its cluster-bus port too."""
     for port in range(start, start + 2000):
-        if all(_free(p) for p in (port, port + BUS_OFFSET)):
+        if all(port_free(p) for p in (port, port + BUS_OFFSET)):
             return port
     raise RuntimeError(f"no free port pair from {start}")
 
 
-def _free(port: int) -> bool:
+def port_free(port: int) -> bool:
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
@@ -190,18 +198,18 @@ def start_cluster(
         cluster.processes.append(process)
         port += 1
     try:
-        _wait(lambda: all(_answers(cluster, i) for i in range(total)), "the nodes to answer")
+        wait_until(lambda: all(_answers(cluster, i) for i in range(total)), "the nodes to answer")
         for i, (low, high) in enumerate(slot_ranges(nodes)):
             with cluster.node(i) as client:
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
         with cluster.node(0) as client:
             for other in cluster.ports[1:]:
                 client.execute_command("CLUSTER", "MEET", "127.0.0.1", other)
-        _wait(lambda: all(_ready(cluster, i, total) for i in range(total)), "cluster_state:ok")
+        wait_until(lambda: all(_ready(cluster, i, total) for i in range(total)), "cluster_state:ok")
         for i in range(nodes, total):
             with cluster.node(i) as client:
                 client.execute_command("CLUSTER", "REPLICATE", cluster.node_id(i % nodes))
-        _wait(lambda: all(_in_sync(cluster, i) for i in range(nodes, total)), "the replicas")
+        wait_until(lambda: all(_in_sync(cluster, i) for i in range(nodes, total)), "the replicas")
     except BaseException:
         cluster.stop()
         logs = "\n".join(p.read_text() for p in sorted(root.glob("redis-*.log")))
@@ -231,7 +239,7 @@ def _in_sync(cluster: LocalCluster, index: int) -> bool:
     return info.get("role") == "slave" and info.get("master_link_status") == "up"
 
 
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -18,17 +18,27 @@ and the client is redis-py's ``RedisCluster``, which finds the others and follow
 they move. Every key of an entity shares a hash tag (``streamer/features/keys.py``), so each
 script still touches one slot, and a batch's pipeline becomes one round trip per node, sent
 concurrently.
+
+A ``redis+sentinel://`` URL (:mod:`streamer.redis_sentinel`) names a primary by the name its
+Sentinels monitor it under: the client asks them where it is, and asks again when a connection
+fails, so it follows a failover to the replica they promote.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 from hiredis import pack_command as hiredis_pack  # a dependency: redis[hiredis]
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection, parse_url
+from redis.asyncio.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 from redis.exceptions import (
     AuthenticationError,
     DataError,
@@ -39,6 +49,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from streamer.redis_sentinel import SentinelUrl, is_sentinel_url, parse_sentinel_url
 from streamer.tls_alert import tls_alert
 
 __all__ = [
@@ -47,6 +58,7 @@ __all__ = [
     "RedisClient",
     "combined_info",
     "connect",
+    "database",
     "eviction_risk",
     "eviction_warning",
     "node_infos",
@@ -82,10 +94,33 @@ class HiredisPackingSSLConnection(_HiredisPacking, SSLConnection):
     """A TLS connection (``rediss://``) that packs commands with hiredis."""
 
 
+class HiredisPackingSentinelConnection(_HiredisPacking, SentinelManagedConnection):
+    """A TCP connection to the primary the Sentinels name, packing with hiredis."""
+
+
+class HiredisPackingSentinelSSLConnection(_HiredisPacking, SentinelManagedSSLConnection):
+    """A TLS connection to the primary the Sentinels name, packing with hiredis."""
+
+
 _PACKING: dict[type, type] = {
     Connection: HiredisPackingConnection,
     SSLConnection: HiredisPackingSSLConnection,
 }
+_SENTINEL_PACKING: dict[type, type] = {
+    Connection: HiredisPackingSentinelConnection,
+    SSLConnection: HiredisPackingSentinelSSLConnection,
+}
+
+
+class SentinelRedis(Redis):
+    """The primary's client, which closes its Sentinels' connections with its own."""
+
+    connection_pool: SentinelConnectionPool
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
 
 
 @overload
@@ -97,12 +132,15 @@ def connect(url: str, *, cluster: bool, **options: Any) -> RedisClient: ...
 def connect(url: str, *, cluster: bool = False, **options: Any) -> RedisClient:
     """An asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://``), as
     ``Redis.from_url`` (or, with ``cluster``, ``RedisCluster.from_url``) would make it, whose
-    TCP and TLS connections pack with hiredis.
+    TCP and TLS connections pack with hiredis; for a ``redis+sentinel://`` URL, a client of the
+    primary its Sentinels name.
 
     The client owns its pool: ``await client.aclose()`` closes both.
     """
     if cluster:
         return _connect_cluster(url, **options)
+    if is_sentinel_url(url):
+        return _connect_sentinel(url, **options)
     kwargs = {**options, **parse_url(url)}
     base = kwargs.pop("connection_class", Connection)
     pool = ConnectionPool(connection_class=_PACKING.get(base, base), **kwargs)
@@ -124,6 +162,50 @@ def _connect_cluster(url: str, **options: Any) -> RedisCluster:
     for node in manager.startup_nodes.values():
         node.connection_class = packing
     return client
+
+
+def _connect_sentinel(url: str, **options: Any) -> SentinelRedis:
+    """A client of the primary that the URL's Sentinels name (redis-py's ``master_for``): each
+    new connection asks them where the primary is, so a failover is followed on reconnect."""
+    spec, kwargs, sentinel_kwargs = _sentinel_parts(url, **options)
+    base = kwargs.pop("connection_class", Connection)
+    sentinel = Sentinel(spec.sentinels, sentinel_kwargs=sentinel_kwargs)
+    return cast(
+        SentinelRedis,
+        sentinel.master_for(
+            spec.service,
+            redis_class=SentinelRedis,
+            connection_class=_SENTINEL_PACKING[base],
+            **kwargs,
+        ),
+    )
+
+
+def _sentinel_parts(url: str, **options: Any) -> tuple[SentinelUrl, dict[str, Any], dict[str, Any]]:
+    """A Sentinel URL, the primary's connection options, and the Sentinels' own: the timeouts
+    and, on a ``rediss+sentinel`` URL, the TLS options (one private CA for both), with the
+    URL's ``sentinel_username``/``sentinel_password``."""
+    spec = parse_sentinel_url(url)
+    kwargs = {**options, **parse_url(spec.primary_url)}
+    kwargs.pop("host", None)
+    kwargs.pop("port", None)
+    shared = {k: v for k, v in kwargs.items() if k.startswith(("socket_", "ssl_"))}
+    if spec.tls:
+        shared["ssl"] = True
+    return spec, kwargs, {**shared, **spec.sentinel_auth}
+
+
+def database(url: str) -> int:
+    """The database number a Redis URL names, any of the forms :func:`connect` takes."""
+    return int(_url_options(url).get("db") or 0)
+
+
+def _url_options(url: str) -> dict[str, Any]:
+    """redis-py's connection options of a URL (of the primary, for a Sentinel URL);
+    ``ValueError`` when it is not one."""
+    if is_sentinel_url(url):
+        return dict(parse_url(parse_sentinel_url(url).primary_url))
+    return dict(parse_url(url))
 
 
 async def node_infos(client: RedisClient, *sections: str) -> dict[str, dict[str, Any]]:
@@ -182,6 +264,8 @@ async def redis_problem(
     single server has no slots to discover; either mismatch names the setting.
     """
     problem = _ca_file_problem(url) or _database_problem(url, cluster)
+    if problem is None and is_sentinel_url(url):
+        problem = await _sentinel_problem(url, shown, timeout, cluster)
     if problem is not None:
         return problem
     client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
@@ -195,6 +279,8 @@ async def redis_problem(
         # NOAUTH: a password is required and none was given
         return f"Redis at {shown} refused PING: {exc} (does {VARIABLE} need a password?)"
     except (RedisTimeoutError, RedisConnectionError) as exc:
+        if is_sentinel_url(url):
+            return f"the primary the Sentinels name for {shown} does not answer: {exc}"
         return await _unreachable(url, shown, exc, timeout)
     except (RedisError, OSError, ValueError) as exc:
         return f"cannot use Redis at {shown}: {type(exc).__name__}: {exc}"
@@ -217,13 +303,54 @@ CLUSTER_VARIABLE = "STREAMER_REDIS_CLUSTER"
 def _database_problem(url: str, cluster: bool) -> str | None:
     """A database other than 0 in a cluster URL: a cluster has no other."""
     try:
-        db = int(parse_url(url).get("db") or 0)
+        db = database(url)
     except ValueError as exc:
         return f"{VARIABLE} is not a Redis URL: {exc}"
     if cluster and db != 0:
         return (
             f"{VARIABLE} names database {db}, but a Redis Cluster ({CLUSTER_VARIABLE}=true) has "
             "only database 0: end the URL with /0 or no database"
+        )
+    return None
+
+
+async def _sentinel_problem(url: str, shown: str, timeout: float, cluster: bool) -> str | None:
+    """Why the primary of a Sentinel URL cannot be found: the cluster setting (a Sentinel's
+    primary is a single server), no Sentinel answering, or none monitoring that name."""
+    if cluster:
+        return (
+            f"{VARIABLE} names a primary through Sentinel, a single server: unset "
+            f"{CLUSTER_VARIABLE} (a Redis Cluster needs no Sentinel)"
+        )
+    spec, _, sentinel_kwargs = _sentinel_parts(
+        url, socket_connect_timeout=timeout, socket_timeout=timeout
+    )
+    monitored: set[str] = set()
+    errors = []
+    answered = False
+    for host, port in spec.sentinels:
+        client = Redis(host=host, port=port, **sentinel_kwargs)
+        try:
+            masters = await client.sentinel_masters()  # by name (a list under RESP3)
+            names = masters if isinstance(masters, dict) else [m["name"] for m in masters]
+            monitored |= {str(name) for name in names}
+            answered = True
+        except AuthenticationError:
+            return (
+                f"the Sentinel at {host}:{port} refused the sentinel_username or "
+                f"sentinel_password in {VARIABLE} ({shown})"
+            )
+        except (RedisError, OSError) as exc:
+            errors.append(f"{host}:{port}: {type(exc).__name__}: {exc}")
+        finally:
+            await client.aclose()
+    if not answered:
+        return f"no Sentinel answers for {shown} ({'; '.join(errors)})"
+    if spec.service not in monitored:
+        known = ", ".join(repr(name) for name in sorted(monitored)) or "none"
+        return (
+            f"the Sentinels of {shown} monitor no primary named {spec.service!r} (they "
+            f"monitor {known}): the path of {VARIABLE} is /<name>[/<db>]"
         )
     return None
 
@@ -311,7 +438,7 @@ def eviction_warning(memory: dict[str, Any], shown: str) -> str | None:
 def _ca_file_problem(url: str) -> str | None:
     """Why the URL's ``ssl_ca_certs`` file cannot serve as the trusted authorities, if set."""
     try:
-        cafile = parse_url(url).get("ssl_ca_certs")
+        cafile = _url_options(url).get("ssl_ca_certs")
     except ValueError as exc:
         return f"{VARIABLE} is not a Redis URL: {exc}"
     if cafile is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -172,13 +172,18 @@ class Settings(BaseSettings):
 
     @property
     def redis_url_redacted(self) -> str:
-        """``redis_url`` with its password masked: the form for logs and messages."""
-        parts = urlsplit(self.redis_url)
-        if not parts.password:
-            return self.redis_url
-        user = f"{parts.username}:" if parts.username else ":"
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
+        """``redis_url`` with its passwords masked (a Sentinel URL's ``sentinel_password``
+        too): the form for logs and messages."""
+        parts = original = urlsplit(self.redis_url)
+        if parts.password:
+            user = f"{parts.username}:" if parts.username else ":"
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=f"{user}***@{host}")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        if any(k == "sentinel_password" for k, _ in query):
+            masked = [(k, "***" if k == "sentinel_password" else v) for k, v in query]
+            parts = parts._replace(query=urlencode(masked, safe="*"))
+        return self.redis_url if parts == original else urlunsplit(parts)
 
     @property
     def bootstrap_servers(self) -> list[str]:

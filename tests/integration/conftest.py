@@ -1,5 +1,6 @@
 """Fixtures of the integration tier beyond the shared worker fixtures (``tests/workers.py``):
-Redis Clusters (one behind TLS), and slices of the shared history."""
+Redis Clusters (one behind TLS), a Redis primary with Sentinels, and slices of the shared
+history."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from streamer.local_redis_cluster import ClusterTls, LocalCluster, start_cluster
+from streamer.local_redis_sentinel import LocalSentinel, start_sentinel
 from streamer.settings import Settings
 from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv
@@ -39,10 +41,26 @@ def cluster_worker_env(worker_env: WorkerEnv, redis_cluster: LocalCluster) -> Wo
 
 def on_cluster(worker_env: WorkerEnv, cluster: LocalCluster) -> WorkerEnv:
     """``worker_env`` with its state on ``cluster``; its workers stop with ``worker_env``."""
-    url = cluster.url()
-    env = {**worker_env.env, "STREAMER_REDIS_URL": url, "STREAMER_REDIS_CLUSTER": "true"}
-    settings = worker_env.settings.model_copy(update={"redis_url": url, "redis_cluster": True})
+    return on_redis(worker_env, cluster.url(), cluster=True)
+
+
+def on_redis(worker_env: WorkerEnv, url: str, *, cluster: bool = False) -> WorkerEnv:
+    """``worker_env`` with its state at ``url`` (a cluster's, with ``cluster``)."""
+    flag = "true" if cluster else "false"
+    env = {**worker_env.env, "STREAMER_REDIS_URL": url, "STREAMER_REDIS_CLUSTER": flag}
+    settings = worker_env.settings.model_copy(update={"redis_url": url, "redis_cluster": cluster})
     return dataclasses.replace(worker_env, settings=settings, env=env)
+
+
+@pytest.fixture
+def sentinel_redis(stack: Settings, tmp_path: Path) -> Iterator[LocalSentinel]:
+    """A Redis primary with a replica and three Sentinels, for one test (that may kill the
+    primary)."""
+    sentinel = start_sentinel(tmp_path / "sentinel")
+    try:
+        yield sentinel
+    finally:
+        sentinel.stop()
 
 
 @pytest.fixture(params=["plain", "tls"])

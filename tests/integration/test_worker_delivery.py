@@ -30,13 +30,14 @@ from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import customer_window_key
 from streamer.features.store import RedisFeatureStore
 from streamer.local_redis_cluster import LocalCluster
+from streamer.local_redis_sentinel import LocalSentinel
 from streamer.processes import alive
 from streamer.redis_client import connect
 from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 from streamer.scoring import Scorer
 from streamer.settings import Settings
 from streamer.stack import LocalStack
-from tests.integration.conftest import on_cluster
+from tests.integration.conftest import on_cluster, on_redis
 from tests.integration.harness import WorkerEnv, consume_until, produce, run_cli, wait_for
 
 VOLATILE = {"decided_at", "processing_ms"}
@@ -303,6 +304,29 @@ async def test_a_cluster_primary_killed_mid_stream_is_ridden_out_by_its_replica(
     decided, a repeat the same decision, each is stored once, on the training features. On a
     plain cluster, and on one behind TLS only (the bus and replication too)."""
     worker = on_cluster(worker_env, replicated_cluster)
+    await _ride_out_a_failover(worker, replicated_cluster, 1, replay_slice, registry)
+
+
+async def test_a_primary_killed_mid_stream_is_found_again_through_its_sentinels(
+    worker_env: WorkerEnv, sentinel_redis: LocalSentinel, replay_slice: pd.DataFrame,
+    registry: ModelRegistry,
+) -> None:
+    """The same on a single Redis made highly available by Sentinel (a ``redis+sentinel://``
+    URL): SIGKILL the primary mid-stream; the Sentinels promote its replica, and the worker,
+    asking them again as it reconnects, carries on there with nothing lost or counted twice."""
+    worker = on_redis(worker_env, sentinel_redis.url())
+    await _ride_out_a_failover(worker, sentinel_redis, 0, replay_slice, registry)
+
+
+async def _ride_out_a_failover(
+    worker: WorkerEnv,
+    redis: LocalCluster | LocalSentinel,
+    victim: int,
+    replay_slice: pd.DataFrame,
+    registry: ModelRegistry,
+) -> None:
+    """Kill data node ``victim`` of ``redis`` while ``worker`` decides a paced stream, then
+    check that the worker rode out the failover by itself and lost or doubled nothing."""
     features_topic = f"{worker.settings.topic_decisions}-features"
     worker.env["STREAMER_TOPIC_FEATURES"] = features_topic
     frame = replay_slice.head(8_000)
@@ -311,8 +335,8 @@ async def test_a_cluster_primary_killed_mid_stream_is_ridden_out_by_its_replica(
         replay(worker.settings, merged_records(encode_transactions(frame), []), rate=800)
     )
     await asyncio.to_thread(_wait_for_a_third, worker, len(frame))  # while it produces
-    replicated_cluster.kill(1)
-    promoted = await asyncio.to_thread(replicated_cluster.wait_for_failover, 1)
+    redis.kill(victim)
+    promoted = await asyncio.to_thread(redis.wait_for_failover, victim)
     await producing
 
     wanted = set(frame["transaction_id"])
@@ -324,7 +348,7 @@ async def test_a_cluster_primary_killed_mid_stream_is_ridden_out_by_its_replica(
     offline = build_features(frame)
     await _assert_training_parity(worker, features_topic, offline, registry, decisions)
     await _assert_stored_once(worker.settings, offline.frame)
-    with replicated_cluster.node(promoted) as node:
+    with redis.node(promoted) as node:
         assert node.dbsize() > 100, "the promoted replica should hold the lost primary's state"
 
 

@@ -7,6 +7,7 @@ from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocket
 
 from streamer.redis_client import (
     HiredisPackingConnection,
+    HiredisPackingSentinelSSLConnection,
     HiredisPackingSSLConnection,
     combined_info,
     connect,
@@ -58,6 +59,28 @@ async def test_connect_keeps_the_url_options(url: str, expected: type) -> None:
     assert kwargs["socket_timeout"] == 3.0
     if url.startswith("redis://"):
         assert (kwargs["password"], kwargs["port"], kwargs["db"]) == ("pw", 6390, 3)
+    await client.aclose()
+
+
+async def test_a_sentinel_client_packs_with_hiredis_and_shares_tls_with_the_sentinels() -> None:
+    """No Sentinel is asked (nothing is sent): only what the client would connect with."""
+    client = connect(
+        "rediss+sentinel://:pw@s1,s2:26380/main/2?ssl_ca_certs=/etc/ca.pem&sentinel_password=t",
+        socket_timeout=3.0,
+    )
+    pool = client.connection_pool
+    assert pool.connection_class is HiredisPackingSentinelSSLConnection
+    assert pool.service_name == "main"
+    kwargs = pool.connection_kwargs
+    assert (kwargs["password"], kwargs["db"], kwargs["socket_timeout"]) == ("pw", 2, 3.0)
+    sentinels = pool.sentinel_manager.sentinels
+    assert [
+        (s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"])
+        for s in sentinels
+    ] == [("s1", 26379), ("s2", 26380)]
+    first = sentinels[0].connection_pool.connection_kwargs
+    assert (first["ssl_ca_certs"], first["password"]) == ("/etc/ca.pem", "t")
+    assert issubclass(sentinels[0].connection_pool.connection_class, SSLConnection)
     await client.aclose()
 
 

@@ -88,6 +88,10 @@ def test_settings_are_frozen() -> None:
             "rediss://scorer:s3cret@cache.example.com:6380/1?ssl_ca_certs=/etc/ca.pem",
             "rediss://scorer:***@cache.example.com:6380/1?ssl_ca_certs=/etc/ca.pem",
         ),
+        (  # the primary's password, and the Sentinels' own
+            "redis+sentinel://:s3cret@s1,s2:26380/main/0?sentinel_password=t0p&socket_timeout=2",
+            "redis+sentinel://:***@s1,s2:26380/main/0?sentinel_password=***&socket_timeout=2",
+        ),
     ],
 )
 def test_the_redis_password_is_masked_for_messages(url: str, shown: str) -> None:
