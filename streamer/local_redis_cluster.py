@@ -85,14 +85,10 @@ class LocalCluster:
 
     def node(self, index: int) -> redis.Redis:
         """A client on one node alone (for what a test asks a node itself)."""
-        if self.tls is not None:
-            return redis.Redis(
-                port=self.ports[index],
-                socket_timeout=5,
-                ssl=True,
-                ssl_ca_certs=str(self.tls.server.cafile),
-            )
-        return redis.Redis(port=self.ports[index], socket_timeout=5)
+        ca = None if self.tls is None else str(self.tls.server.cafile)
+        return redis.Redis(
+            port=self.ports[index], socket_timeout=5, ssl=ca is not None, ssl_ca_certs=ca
+        )
 
     def node_id(self, index: int) -> str:
         with self.node(index) as client:
@@ -148,6 +144,7 @@ def _free_port_pair(start: int) -> int:
 
 
 def port_free(port: int) -> bool:
+    """True when a listener could bind ``port`` on 127.0.0.1 now."""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))

@@ -48,11 +48,6 @@ class SentinelUrl:
     def tls(self) -> bool:
         return self.primary_url.startswith("rediss:")
 
-    def describe(self) -> str:
-        """The Sentinels and the service, for messages (no credentials)."""
-        hosts = ", ".join(f"{h}:{p}" if ":" not in h else f"[{h}]:{p}" for h, p in self.sentinels)
-        return f"primary {self.service!r} of the Sentinels at {hosts}"
-
 
 def is_sentinel_url(url: str) -> bool:
     """True when ``url`` names a primary through Sentinel (only the scheme is looked at)."""
