@@ -26,7 +26,6 @@ from streamer.processes import Endpoint
 
 __all__ = [
     "SLOTS",
-    "ClusterTls",
     "LocalCluster",
     "port_free",
     "slot_ranges",
@@ -44,29 +43,6 @@ def slot_ranges(nodes: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - 1) for i in range(nodes)]
 
 
-@dataclass(frozen=True)
-class ClusterTls:
-    """A cluster's certificates: each node's own (``server``, the stack's Redis certificate),
-    and the one a node presents when it connects to another (the cluster bus and replication
-    check it as a client's: a certificate made for a server is refused there), both signed by
-    the stack's authority."""
-
-    server: redis_tls.RedisTls
-    client_certfile: Path
-    client_keyfile: Path
-
-    def arguments(self, port: int) -> list[str]:
-        """redis-server options: TLS only on ``port``, for clients and the other nodes."""
-        return [
-            "--port", "0",
-            *redis_tls.server_arguments(self.server, port),
-            "--tls-cluster", "yes",
-            "--tls-replication", "yes",
-            "--tls-client-cert-file", str(self.client_certfile),
-            "--tls-client-key-file", str(self.client_keyfile),
-        ]  # fmt: skip
-
-
 @dataclass
 class LocalCluster:
     """The nodes: the primaries first (``primaries`` of them), then their replicas."""
@@ -75,7 +51,7 @@ class LocalCluster:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     primaries: int = 0
     #: the nodes listen with TLS only, with these certificates (None: plain TCP only)
-    tls: ClusterTls | None = None
+    tls: redis_tls.PeerTls | None = None
 
     def url(self, index: int = 0, db: int = 0) -> str:
         if self.tls is not None:
@@ -158,7 +134,7 @@ def start_cluster(
     nodes: int = 3,
     first_port: int = 17400,
     replicas: int = 0,
-    tls: ClusterTls | None = None,
+    tls: redis_tls.PeerTls | None = None,
 ) -> LocalCluster:
     """Start ``nodes`` primaries (and ``replicas`` replicas of each), assign the primaries the
     slots, join them all, and wait until the cluster says it is ``ok`` on every node and each
@@ -175,7 +151,11 @@ def start_cluster(
         port = _free_port_pair(port)
         cluster.ports.append(port)
         with (root / f"redis-{port}.log").open("wb") as log:
-            listen = ["--port", str(port)] if tls is None else tls.arguments(port)
+            listen = (
+                ["--port", str(port)]
+                if tls is None
+                else [*tls.arguments(port), "--tls-cluster", "yes"]
+            )
             command = [
                 server,
                 "--bind", "127.0.0.1",

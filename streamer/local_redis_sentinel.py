@@ -1,6 +1,6 @@
 """A throwaway Redis primary with a replica and three Sentinels on 127.0.0.1, for the tests of
 ``redis+sentinel://`` URLs: real ``redis-server`` processes, the Sentinels in Sentinel mode
-(``--sentinel``), a failover a SIGKILL away.
+(``--sentinel``), a failover a SIGKILL away; optionally all behind TLS only (``rediss+sentinel``).
 
 A single Redis server made highly available this way is what many self-run deployments use
 instead of a cluster; the worker finds its primary through the Sentinels
@@ -14,10 +14,12 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
 from streamer.local_redis_cluster import port_free, wait_until
+from streamer.redis_tls import PeerTls
 
 __all__ = ["LocalSentinel", "start_sentinel"]
 
@@ -33,19 +35,29 @@ class LocalSentinel:
     sentinel_ports: list[int]
     service: str
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: every server listens with TLS only, with these certificates (None: plain TCP only)
+    tls: PeerTls | None = None
 
     def url(self, db: int = 0) -> str:
         """The ``redis+sentinel://`` URL of the primary, through every Sentinel."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{self.service}/{db}"
+        if self.tls is None:
+            return f"redis+sentinel://{hosts}/{self.service}/{db}"
+        ca = quote(str(self.tls.server.cafile))
+        return f"rediss+sentinel://{hosts}/{self.service}/{db}?ssl_ca_certs={ca}"
 
     def node(self, index: int, db: int = 0) -> redis.Redis:
         """A client on one data node alone."""
-        return redis.Redis(port=self.ports[index], db=db, socket_timeout=5)
+        return self.client_of(self.ports[index], db)
+
+    def client_of(self, port: int, db: int = 0) -> redis.Redis:
+        """A client of the server (data node or Sentinel) on ``port``."""
+        ca = None if self.tls is None else str(self.tls.server.cafile)
+        return redis.Redis(port=port, db=db, socket_timeout=5, ssl=ca is not None, ssl_ca_certs=ca)
 
     def primary(self) -> int:
         """The data node the Sentinels name as the primary now."""
-        with redis.Redis(port=self.sentinel_ports[0], socket_timeout=5) as sentinel:
+        with self.client_of(self.sentinel_ports[0]) as sentinel:
             _, port = sentinel.sentinel_get_master_addr_by_name(self.service)
         return self.ports.index(int(port))
 
@@ -92,31 +104,41 @@ def _free_ports(count: int, start: int) -> list[int]:
 
 
 def start_sentinel(
-    root: Path, replicas: int = 1, sentinels: int = 3, first_port: int = 18600
+    root: Path,
+    replicas: int = 1,
+    sentinels: int = 3,
+    first_port: int = 18600,
+    tls: PeerTls | None = None,
 ) -> LocalSentinel:
     """Start a primary, ``replicas`` replicas of it and ``sentinels`` Sentinels (a quorum of
-    two), and wait until every replica is in sync and every Sentinel knows them all. Raises
-    (with the logs) when it does not come up."""
+    two), and wait until every replica is in sync and every Sentinel knows them all. With
+    ``tls``, every server listens with TLS only and speaks TLS to the others. Raises (with the
+    logs) when it does not come up."""
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("redis-server is not installed (`fraud-streamer stack up` installs it)")
     root.mkdir(parents=True, exist_ok=True)
     ports = _free_ports(1 + replicas + sentinels, first_port)
-    local = LocalSentinel(ports[: 1 + replicas], ports[1 + replicas :], "fraud-streamer")
+    local = LocalSentinel(ports[: 1 + replicas], ports[1 + replicas :], "fraud-streamer", tls=tls)
     primary = local.ports[0]
     base = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(root)]
+
+    def listen(port: int) -> list[str]:
+        return ["--port", str(port)] if tls is None else tls.arguments(port)
+
     for port in local.ports:
         follow = [] if port == primary else ["--replicaof", "127.0.0.1", str(primary)]
-        local.processes[port] = _spawn(root, port, [server, "--port", str(port), *base, *follow])
+        local.processes[port] = _spawn(root, port, [server, *listen(port), *base, *follow])
     for port in local.sentinel_ports:
         config = root / f"sentinel-{port}.conf"  # a Sentinel rewrites its config: one each
         config.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {root}\n"
+            f"bind 127.0.0.1\ndir {root}\n"
             f"sentinel monitor {local.service} 127.0.0.1 {primary} 2\n"
             f"sentinel down-after-milliseconds {local.service} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {local.service} 10000\n"
         )
-        local.processes[port] = _spawn(root, port, [server, str(config), "--sentinel"])
+        command = [server, str(config), "--sentinel", *listen(port)]
+        local.processes[port] = _spawn(root, port, command)
     try:
         wait_until(lambda: all(_in_sync(local, i) for i in range(1, len(local.ports))), "sync")
         wait_until(lambda: all(_knows_all(local, p) for p in local.sentinel_ports), "Sentinels")
@@ -144,7 +166,7 @@ def _in_sync(local: LocalSentinel, index: int) -> bool:
 def _knows_all(local: LocalSentinel, port: int) -> bool:
     """True when the Sentinel on ``port`` sees the primary, every replica and the others."""
     try:
-        with redis.Redis(port=port, socket_timeout=5) as sentinel:
+        with local.client_of(port) as sentinel:
             state = sentinel.sentinel_master(local.service)
     except redis.RedisError:
         return False

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from streamer.processes import Endpoint
 
 __all__ = [
+    "PeerTls",
     "RedisTls",
     "client_url",
     "create_material",
@@ -79,6 +80,28 @@ def server_arguments(tls: RedisTls, port: int, *, require_client_certs: bool = F
         "--tls-ca-cert-file", str(tls.cafile),
         "--tls-auth-clients", "yes" if require_client_certs else "optional",
     ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PeerTls:
+    """Certificates for Redis servers that connect to each other over TLS (a cluster's bus,
+    replication, Sentinels): each server's own (``server``), and the one a server presents
+    when it connects to another, which checks it as a client's — a certificate made for a
+    server is refused there — both signed by the stack's authority."""
+
+    server: RedisTls
+    client_certfile: Path
+    client_keyfile: Path
+
+    def arguments(self, port: int) -> list[str]:
+        """redis-server options: TLS only, on ``port``, and to the servers it connects to."""
+        return [
+            "--port", "0",
+            *server_arguments(self.server, port),
+            "--tls-replication", "yes",
+            "--tls-client-cert-file", str(self.client_certfile),
+            "--tls-client-key-file", str(self.client_keyfile),
+        ]  # fmt: skip
 
 
 def client_url(tls: RedisTls, endpoint: Endpoint, db: int = 0) -> str:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streamer.local_redis_cluster import ClusterTls, LocalCluster, start_cluster
+from streamer.local_redis_cluster import LocalCluster, start_cluster
 from streamer.local_redis_sentinel import LocalSentinel, start_sentinel
+from streamer.redis_tls import PeerTls
 from streamer.settings import Settings
 from streamer.stack import LocalStack
 from tests.integration.harness import WorkerEnv
@@ -52,11 +53,14 @@ def on_redis(worker_env: WorkerEnv, url: str, *, cluster: bool = False) -> Worke
     return dataclasses.replace(worker_env, settings=settings, env=env)
 
 
-@pytest.fixture
-def sentinel_redis(stack: Settings, tmp_path: Path) -> Iterator[LocalSentinel]:
+@pytest.fixture(params=["plain", "tls"])
+def sentinel_redis(
+    request: pytest.FixtureRequest, stack: Settings, tmp_path: Path
+) -> Iterator[LocalSentinel]:
     """A Redis primary with a replica and three Sentinels, for one test (that may kill the
-    primary)."""
-    sentinel = start_sentinel(tmp_path / "sentinel")
+    primary): on plain TCP, then every server behind TLS only (``rediss+sentinel://``)."""
+    tls = peer_tls(stack) if request.param == "tls" else None
+    sentinel = start_sentinel(tmp_path / "sentinel", tls=tls)
     try:
         yield sentinel
     finally:
@@ -70,7 +74,7 @@ def replicated_cluster(
     """A Redis Cluster of three primaries with a replica each, for one test (that may kill a
     node of it): on plain TCP, then behind TLS only — clients, the cluster bus and replication
     — as a managed cluster with in-transit encryption is."""
-    tls = cluster_tls(stack) if request.param == "tls" else None
+    tls = peer_tls(stack) if request.param == "tls" else None
     root = tmp_path / "replicated-cluster"
     cluster = start_cluster(root, replicas=1, first_port=17800, tls=tls)
     try:
@@ -79,8 +83,9 @@ def replicated_cluster(
         cluster.stop()
 
 
-def cluster_tls(stack: Settings) -> ClusterTls:
-    """The stack's certificates for a cluster behind TLS; fails (never skips) without them."""
+def peer_tls(stack: Settings) -> PeerTls:
+    """The stack's certificates for Redis servers behind TLS that connect to each other (a
+    cluster, Sentinels); fails (never skips) without them."""
     local = LocalStack(stack)
     server, listener = local.redis_tls(), local.secure_listener()
     if server is None or listener is None or not listener.client_keyfile.is_file():
@@ -89,7 +94,7 @@ def cluster_tls(stack: Settings) -> ClusterTls:
             "both, with keytool and openssl): `fraud-streamer stack down` and `stack up`.",
             pytrace=False,
         )
-    return ClusterTls(server, listener.client_certfile, listener.client_keyfile)
+    return PeerTls(server, listener.client_certfile, listener.client_keyfile)
 
 
 @pytest.fixture

@@ -313,7 +313,8 @@ async def test_a_primary_killed_mid_stream_is_found_again_through_its_sentinels(
 ) -> None:
     """The same on a single Redis made highly available by Sentinel (a ``redis+sentinel://``
     URL): SIGKILL the primary mid-stream; the Sentinels promote its replica, and the worker,
-    asking them again as it reconnects, carries on there with nothing lost or counted twice."""
+    asking them again as it reconnects, carries on there with nothing lost or counted twice.
+    On plain TCP, and with every server behind TLS only."""
     worker = on_redis(worker_env, sentinel_redis.url())
     await _ride_out_a_failover(worker, sentinel_redis, 0, replay_slice, registry)
 
