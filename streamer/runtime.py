@@ -17,7 +17,7 @@ from models.drift import Profile
 from models.registry import ModelRegistry
 from streamer import dashboard
 from streamer.drift_watch import DriftWatch
-from streamer.features.store import FeatureStore, RedisFeatureStore
+from streamer.features.store import BATCH_TIMEOUT_S, FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, Pipeline
 from streamer.redis_client import RedisClient, connect, node_infos
@@ -171,9 +171,13 @@ class Runtime:
         return None if self._drift is None or self._drift[1] is None else self._drift[1].psi()
 
     def _client(self) -> RedisClient:
-        """The Redis client of the store, made on first use."""
+        """The Redis client of the store, made on first use. It reads replies without a
+        timer each: the store puts one deadline on a batch's round trip, and ``redis_infos``
+        one on its own."""
         if self._redis is None:
-            self._redis = connect(self.settings.redis_url, cluster=self.settings.redis_cluster)
+            self._redis = connect(
+                self.settings.redis_url, cluster=self.settings.redis_cluster, socket_timeout=None
+            )
         return self._redis
 
     async def redis_infos(self) -> dict[str, dict[str, Any]] | None:
@@ -183,8 +187,9 @@ class Runtime:
         if self._store is not None and self._redis is None:
             return None
         try:
-            return await node_infos(self._client(), "memory", "stats", "server", "keyspace")
-        except (RedisClusterException, RedisError):
+            async with asyncio.timeout(BATCH_TIMEOUT_S):
+                return await node_infos(self._client(), "memory", "stats", "server", "keyspace")
+        except (RedisClusterException, RedisError, TimeoutError):
             return None
 
     def dashboard_html(self) -> str:

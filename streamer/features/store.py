@@ -49,7 +49,7 @@ from streamer.features.keys import (
 )
 from streamer.redis_client import RedisClient
 
-__all__ = ["Enriched", "FeatureStore", "RedisFeatureStore", "StoreConfig"]
+__all__ = ["BATCH_TIMEOUT_S", "Enriched", "FeatureStore", "RedisFeatureStore", "StoreConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,12 @@ TRANSIENT = (
 
 #: a batch's pipeline: one server's, or a cluster's (one round trip per node, concurrently)
 Pipeline = ServerPipeline | ClusterPipeline
+
+#: How long one batch's round trip may take before it counts as failed (and is sent again,
+#: see ``retry_s``): redis-py's own socket timeout, but once per batch. redis-py (8.x) arms
+#: a timer for every reply it reads, two per transaction here; a client made with
+#: ``socket_timeout=None`` for the store reads a batch's replies under this one deadline.
+BATCH_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +144,16 @@ class RedisFeatureStore(FeatureStore):
     """The production store; scripts are registered lazily (no I/O in the constructor)."""
 
     def __init__(
-        self, client: RedisClient, config: StoreConfig | None = None, *, retry_s: float = 0.0
+        self,
+        client: RedisClient,
+        config: StoreConfig | None = None,
+        *,
+        retry_s: float = 0.0,
+        timeout_s: float = BATCH_TIMEOUT_S,
     ) -> None:
         self._redis = client
         self._retry_s = retry_s
+        self._timeout_s = timeout_s
         self._config = cfg = config or StoreConfig()
         retention = cfg.retention_days * DAY_MS
         self._customer = client.register_script(
@@ -238,7 +250,14 @@ class RedisFeatureStore(FeatureStore):
             pipe = self._redis.pipeline(transaction=False)
             fill(pipe)
             try:
-                return await pipe.execute()
+                async with asyncio.timeout(self._timeout_s):
+                    return await pipe.execute()
+            except TimeoutError:
+                # redis-py dropped the connection it was reading from (a cancelled read
+                # closes it): the pipeline is sent again on a new one, as after its own timeout
+                raise exceptions.TimeoutError(
+                    f"the batch's Redis calls took more than {self._timeout_s:g} s"
+                ) from None
             except NoScriptError:
                 if attempt:
                     raise

@@ -3,6 +3,7 @@ single Redis server and on a Redis Cluster (``STREAMER_REDIS_CLUSTER``) alike.""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import AsyncIterator
 
@@ -180,3 +181,37 @@ async def test_store_recovers_when_redis_loses_its_scripts(redis: RedisClient) -
     x = (await store.enrich([second])).features[0]
     assert x[3] == 2  # both counted once: the failed call did nothing, the retry did it
     await store.apply_labels([FraudMark("a", "ty", T0, T0 + 1, True)])
+
+
+async def test_a_batch_held_past_its_deadline_is_sent_again_and_counted_once(
+    stack: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker's client sets no timer per reply; the store puts one deadline on a batch.
+    A server that holds every command (``CLIENT PAUSE``) for longer: the batch is cancelled at
+    its deadline, sent again on a fresh connection until the server answers, and counted once
+    (the twin, given the batch once, computes the same features)."""
+    url = stack.redis_url.rsplit("/", 1)[0] + "/15"
+    client, admin = connect(url, socket_timeout=None), connect(url)
+    await client.flushdb()
+    try:
+        online = RedisFeatureStore(client, retry_s=20, timeout_s=0.3)
+        offline = InMemoryFeatureStore()
+        events, _ = history_events(5)
+        first, rest = events[:300], events[300:600]
+        await online.enrich(first)
+        await offline.enrich(first)
+        await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        with caplog.at_level(logging.WARNING):
+            got = await online.enrich(rest)
+        want = await offline.enrich(rest)
+        np.testing.assert_array_equal(got.features, want.features)
+        assert "Redis failed (TimeoutError: the batch's Redis calls took more than 0.3 s)" in (
+            caplog.text
+        )
+        assert "Redis answered again after" in caplog.text
+        c1 = sum(1 for e in events[:600] if e.customer_id == "c1")
+        assert await client.zcard(customer_window_key("c1")) == c1
+    finally:
+        await client.flushdb()
+        await client.aclose()
+        await admin.aclose()

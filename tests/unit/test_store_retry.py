@@ -3,7 +3,9 @@ time (the failover itself is tested against a real Redis Cluster in the integrat
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -27,6 +29,9 @@ class _Pipeline:
 
     async def execute(self) -> list[Any]:
         self.client.sent += 1
+        if self.client.hangs:  # a server that stopped answering mid-batch
+            self.client.hangs -= 1
+            await asyncio.sleep(60)
         if self.client.failures:
             self.client.failures -= 1
             raise self.client.error
@@ -36,8 +41,9 @@ class _Pipeline:
 class _FlakyClient:
     """Just what the store calls; each pipeline fails while ``failures`` lasts."""
 
-    def __init__(self, failures: int, error: Exception | None = None) -> None:
+    def __init__(self, failures: int, error: Exception | None = None, hangs: int = 0) -> None:
         self.failures = failures
+        self.hangs = hangs
         self.error = error or ConnectionError("Error 111 connecting to 127.0.0.1:7001.")
         self.sent = 0
 
@@ -85,3 +91,19 @@ async def test_a_command_s_own_error_is_not_sent_again() -> None:
     with pytest.raises(ResponseError):
         await store._execute(lambda pipe: None)
     assert client.sent == 1
+
+
+async def test_a_batch_that_outlasts_its_deadline_is_sent_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One deadline per batch (the worker's client sets no timer per reply): a round trip
+    that does not end within it is a transient failure, sent again like a lost connection."""
+    client = _FlakyClient(failures=0, hangs=1)
+    store = RedisFeatureStore(client, retry_s=30, timeout_s=0.2)  # type: ignore[arg-type]
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        assert await store._execute(lambda pipe: None) == [1]
+    assert client.sent == 2 and time.monotonic() - began < 5
+    assert "Redis failed (TimeoutError: the batch's Redis calls took more than 0.2 s)" in (
+        caplog.text
+    )
