@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+from redis import Redis as SyncRedis
 
 from streamer.features.definitions import (
     DAY_MS,
@@ -183,15 +184,23 @@ async def test_store_recovers_when_redis_loses_its_scripts(redis: RedisClient) -
     await store.apply_labels([FraudMark("a", "ty", T0, T0 + 1, True)])
 
 
+@pytest.mark.parametrize("where", ["server", "cluster"])
 async def test_a_batch_held_past_its_deadline_is_sent_again_and_counted_once(
-    stack: Settings, caplog: pytest.LogCaptureFixture
+    request: pytest.FixtureRequest, stack: Settings, where: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The worker's client sets no timer per reply; the store puts one deadline on a batch.
-    A server that holds every command (``CLIENT PAUSE``) for longer: the batch is cancelled at
-    its deadline, sent again on a fresh connection until the server answers, and counted once
-    (the twin, given the batch once, computes the same features)."""
-    url = stack.redis_url.rsplit("/", 1)[0] + "/15"
-    client, admin = connect(url, socket_timeout=None), connect(url)
+    A server that holds every command (``CLIENT PAUSE``; every node of a cluster) for longer:
+    the batch is cancelled at its deadline, sent again on a fresh connection until the server
+    answers, and counted once (the twin, given the batch once, computes the same features)."""
+    if where == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        client: RedisClient = connect(cluster.url(), cluster=True, socket_timeout=None)
+        nodes = [cluster.node(i) for i in range(len(cluster.ports))]
+    else:
+        url = stack.redis_url.rsplit("/", 1)[0] + "/15"
+        client = connect(url, socket_timeout=None)
+        nodes = [SyncRedis.from_url(url)]
     await client.flushdb()
     try:
         online = RedisFeatureStore(client, retry_s=20, timeout_s=0.3)
@@ -200,7 +209,8 @@ async def test_a_batch_held_past_its_deadline_is_sent_again_and_counted_once(
         first, rest = events[:300], events[300:600]
         await online.enrich(first)
         await offline.enrich(first)
-        await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+        for node in nodes:
+            node.execute_command("CLIENT", "PAUSE", 1500, "ALL")
         with caplog.at_level(logging.WARNING):
             got = await online.enrich(rest)
         want = await offline.enrich(rest)
@@ -214,4 +224,5 @@ async def test_a_batch_held_past_its_deadline_is_sent_again_and_counted_once(
     finally:
         await client.flushdb()
         await client.aclose()
-        await admin.aclose()
+        for node in nodes:
+            node.close()
