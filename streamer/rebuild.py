@@ -91,10 +91,12 @@ async def rebuild(
     """Replay the input topics into the configured Redis; ``read`` and ``replayed`` get the
     counts of records read from Kafka and of transactions replayed, as they go."""
     events, marks, skipped = await read_history(settings, read)
-    # no timer per reply: the store puts one deadline on each batch (BATCH_TIMEOUT_S)
+    # no timer per reply: the store puts one deadline on each batch
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=None)
     try:
-        store = RedisFeatureStore(client, retry_s=settings.redis_retry_s)
+        store = RedisFeatureStore(
+            client, retry_s=settings.redis_retry_s, timeout_s=settings.redis_timeout_s
+        )
         await replay_into(store, events, marks, replayed)
     finally:
         await client.aclose()

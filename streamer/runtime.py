@@ -17,7 +17,7 @@ from models.drift import Profile
 from models.registry import ModelRegistry
 from streamer import dashboard
 from streamer.drift_watch import DriftWatch
-from streamer.features.store import BATCH_TIMEOUT_S, FeatureStore, RedisFeatureStore
+from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, Pipeline
 from streamer.redis_client import RedisClient, connect, node_infos
@@ -75,7 +75,9 @@ class Runtime:
                 if self._pipeline is None:
                     if self._store is None:
                         self._store = RedisFeatureStore(
-                            self._client(), retry_s=self.settings.redis_retry_s
+                            self._client(),
+                            retry_s=self.settings.redis_retry_s,
+                            timeout_s=self.settings.redis_timeout_s,
                         )
                     if self._scorer is None:
                         await self.refresh_model()
@@ -187,7 +189,7 @@ class Runtime:
         if self._store is not None and self._redis is None:
             return None
         try:
-            async with asyncio.timeout(BATCH_TIMEOUT_S):
+            async with asyncio.timeout(self.settings.redis_timeout_s):
                 return await node_infos(self._client(), "memory", "stats", "server", "keyspace")
         except (RedisClusterException, RedisError, TimeoutError):
             return None

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         "connection fails (a server restarting, a cluster primary lost before its replica takes "
         "over) before the worker exits so that the batch is replayed; 0 exits at once."
     )
+    redis_timeout_s: float = Field(
+        5.0, gt=0, description="How long one batch's Redis round trip may take in all before "
+        "it counts as failed and is sent again (see STREAMER_REDIS_RETRY_S)."
+    )
 
     # --- decisions ---------------------------------------------------------------------------
     review_threshold: float = Field(

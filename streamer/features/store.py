@@ -67,9 +67,10 @@ TRANSIENT = (
 Pipeline = ServerPipeline | ClusterPipeline
 
 #: How long one batch's round trip may take before it counts as failed (and is sent again,
-#: see ``retry_s``): redis-py's own socket timeout, but once per batch. redis-py (8.x) arms
-#: a timer for every reply it reads, two per transaction here; a client made with
-#: ``socket_timeout=None`` for the store reads a batch's replies under this one deadline.
+#: see ``retry_s``; ``STREAMER_REDIS_TIMEOUT_S`` in the worker): redis-py's own socket
+#: timeout, but once per batch. redis-py (8.x) arms a timer for every reply it reads, two per
+#: transaction here; a client made with ``socket_timeout=None`` for the store reads a batch's
+#: replies under this one deadline.
 BATCH_TIMEOUT_S = 5.0
 
 
