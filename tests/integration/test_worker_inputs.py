@@ -30,7 +30,15 @@ from schemas import DeadLetter, Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
-from streamer.kafka import client_options, make_consumer, make_producer, partitions, running
+from streamer.kafka import (
+    client_options,
+    consumer_group_state,
+    make_consumer,
+    make_producer,
+    partitions,
+    running,
+    topics_partitions,
+)
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 from streamer.stack import LocalStack
@@ -454,6 +462,19 @@ async def test_transactional_producers_aborted_writes_are_not_decided_and_marker
     await asyncio.sleep(4)  # twice the stall warning's threshold, idle
     assert "no record processed for" not in worker_env.log(), worker_env.log()
     assert worker_env.processes[0].poll() is None, worker_env.logs()
+
+    # what `status` and the fleet page report from the group's commits: no record left either,
+    # although each partition's commit stops short of the marker after its last record
+    topics = [settings.topic_transactions, settings.topic_labels]
+    found = await topics_partitions(settings, topics)
+    tps = [tp for t in topics for tp in found[t] or []]
+    deadline = time.monotonic() + 30
+    while True:
+        _, lag = await consumer_group_state(settings, settings.consumer_group, tps)
+        if not any(lag.values()):
+            break
+        assert time.monotonic() < deadline, f"the group's lag stays at {lag}"
+        await asyncio.sleep(0.5)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
