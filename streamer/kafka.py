@@ -476,6 +476,11 @@ async def _read_until(
     return pending
 
 
+#: Gaps this short between a group's commit and a partition's end are read to tell records
+#: from transaction markers (:func:`consumer_group_state`).
+MARKER_PROBE_MAX = 16
+
+
 async def consumer_group_state(
     settings: Settings, group: str, tps: Sequence[TopicPartition]
 ) -> tuple[int, dict[str, int]]:
@@ -513,11 +518,6 @@ async def consumer_group_state(
     for tp, (start, end) in gaps.items():
         lag[tp.topic] += held.get(tp, end - start)
     return members, lag
-
-
-#: Gaps this short between a group's commit and a partition's end are read to tell records
-#: from transaction markers (:func:`consumer_group_state`).
-MARKER_PROBE_MAX = 16
 
 
 async def _records_between(
