@@ -56,6 +56,7 @@ __all__ = [
     "HiredisPackingConnection",
     "HiredisPackingSSLConnection",
     "RedisClient",
+    "SentinelRedis",
     "combined_info",
     "connect",
     "database",

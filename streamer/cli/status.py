@@ -91,6 +91,7 @@ async def _redis(settings: Settings) -> Check:
     from redis.exceptions import RedisClusterException, RedisError
 
     from streamer.redis_client import (
+        SentinelRedis,
         combined_info,
         connect,
         eviction_warning,
@@ -103,7 +104,11 @@ async def _redis(settings: Settings) -> Check:
     if problem is not None:
         return Check("redis", False, problem, data={"url": shown})
     client = connect(url, cluster=cluster, socket_timeout=TIMEOUT_S)
+    primary = None  # where the Sentinels say the primary is, for a Sentinel URL
     try:
+        if isinstance(client, SentinelRedis):
+            host, port = await client.connection_pool.get_master_address()
+            primary = f"{host}:{port}"
         infos = await node_infos(client, "memory")
         keys = await client.dbsize()
     except (RedisClusterException, RedisError, OSError) as exc:  # INFO restricted: say so
@@ -115,10 +120,14 @@ async def _redis(settings: Settings) -> Check:
     used = f"{int(memory['used_memory']) / 2**20:,.1f} MiB used"
     of = f"of {limit / 2**20:,.0f} MiB" if limit else "(no memory limit)"
     nodes = f", {len(infos)} primaries" if cluster else ""
+    if primary is not None:
+        nodes = f", primary at {primary} (as the Sentinels say)"
     detail = f"{shown}{nodes}: {used} {of}, {keys:,} keys"
     warnings = [w for name, m in infos.items() if (w := eviction_warning(m, name or shown))]
     data = {"url": shown, "used_memory": int(memory["used_memory"]), "maxmemory": limit,
             "keys": keys}  # fmt: skip
+    if primary is not None:
+        data["primary"] = primary
     return Check("redis", True, detail, warnings[0] if warnings else None, data)
 
 

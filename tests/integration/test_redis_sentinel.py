@@ -87,3 +87,6 @@ def test_the_blocklist_and_status_work_through_the_sentinels(sentinels: LocalSen
     result = runner.invoke(cli, ["status", "--json"], env=env)
     redis = json.loads(result.output)["checks"]["redis"]
     assert redis["ok"] and redis["detail"].startswith(sentinels.url(4)), redis
+    where = f"127.0.0.1:{sentinels.ports[sentinels.primary()]}"  # which server it is now
+    assert redis["data"]["primary"] == where, redis
+    assert f"primary at {where} (as the Sentinels say)" in redis["detail"], redis
