@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ __all__ = [
     "port_free",
     "slot_ranges",
     "start_cluster",
+    "stop_processes",
     "wait_until",
 ]
 
@@ -101,14 +102,7 @@ class LocalCluster:
         return promoted[0]
 
     def stop(self) -> None:
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
 
 
 def _free_port_pair(start: int) -> int:
@@ -214,6 +208,19 @@ def _in_sync(cluster: LocalCluster, index: int) -> bool:
     with cluster.node(index) as client:
         info = client.info("replication")
     return info.get("role") == "slave" and info.get("master_link_status") == "up"
+
+
+def stop_processes(processes: Iterable[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every server, then wait for each (SIGKILL after 10 s)."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:

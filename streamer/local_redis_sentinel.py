@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import redis
 
-from streamer.local_redis_cluster import port_free, wait_until
+from streamer.local_redis_cluster import port_free, stop_processes, wait_until
 from streamer.redis_tls import PeerTls
 
 __all__ = ["LocalSentinel", "start_sentinel"]
@@ -83,14 +83,7 @@ class LocalSentinel:
         return self.primary()
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values())
 
 
 def _free_ports(count: int, start: int) -> list[int]:
