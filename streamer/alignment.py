@@ -132,6 +132,12 @@ class EventTimeMerger(Generic[K, E]):
         or later: a skew allowed, except past a strict one (whose next item may be a tie)."""
         return position - 1 if self.strict(tp) else position + self.max_skew_ms
 
+    def _position(self, tp: K, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
+        """Earliest event time ``tp`` may still deliver: its queue's first, else what is to come
+        (None: nothing queued and nothing to come, or stuck; EARLIEST: not heard from yet)."""
+        head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
+        return head if head is not None else self._to_come(tp, highwater, now_ms)
+
     def _positions(self, highwater: Callable[[K], int | None], now_ms: int) -> dict[K, int]:
         """Earliest event time each partition may still deliver (moving, not strict ones, and
         heard from: one that has delivered nothing yet has no place in event time)."""
@@ -139,21 +145,36 @@ class EventTimeMerger(Generic[K, E]):
         for tp in self.next_offset:
             if self.strict(tp):
                 continue
-            head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
-            position = head if head is not None else self._to_come(tp, highwater, now_ms)
+            position = self._position(tp, highwater, now_ms)
             if position is not None and position != EARLIEST:
                 positions[tp] = position
         return positions
 
+    def frontier(self, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
+        """The earliest event time at which this merge may still release a record of a
+        partition that is not strict (None: nothing held and nothing to come; EARLIEST while a
+        partition with records to come has delivered none yet). Other workers keep within
+        ``max_skew_ms`` of it (:mod:`streamer.fleet_frontier`)."""
+        positions = [
+            self._position(tp, highwater, now_ms) for tp in self.next_offset if not self.strict(tp)
+        ]
+        return min((p for p in positions if p is not None), default=None)
+
     def release(
-        self, highwater: Callable[[K], int | None], now_ms: int, limit: int | None = None
+        self,
+        highwater: Callable[[K], int | None],
+        now_ms: int,
+        limit: int | None = None,
+        others: int | None = None,
     ) -> list[E]:
         """Items that may be processed now, merged in event-time order (at most ``limit``).
 
         The merge always takes the earliest queue head, so a partition with items queued never
         holds it back; one whose queue is empty but has records to come does, by ``max_skew``.
+        ``others`` is the earliest :meth:`frontier` of the other workers of the group: nothing
+        passes it by more than ``max_skew`` either.
         """
-        waiting = []
+        waiting = [] if others is None else [others + self.max_skew_ms]
         for tp in self.next_offset:
             if not self.queues.get(tp):
                 ts = self._to_come(tp, highwater, now_ms)

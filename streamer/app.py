@@ -199,6 +199,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     # released batches past Redis, in release order, for settle_released: at most one waits
     # while one is settled, so the store works at most two batches ahead of publishing
     settling: asyncio.Queue[_Released] = asyncio.Queue(maxsize=1)
+    fleet = runtime.fleet_frontier()  # keeps this worker in step with the group's others
 
     def fail(stage: str, records: int) -> NoReturn:
         # Faust acks a take_events batch even when its body raises; exiting here instead
@@ -233,7 +234,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 assigned = consumer.assignment()
                 merger.retain(assigned)
                 merger.expect(consumer.start_offsets(assigned), _now_ms())
-                batch = merger.release(consumer.end_offset, _now_ms(), settings.batch_max)
+                others = None
+                if fleet is not None:
+                    others = await fleet.exchange(merger.frontier(consumer.end_offset, _now_ms()))
+                batch = merger.release(
+                    consumer.end_offset, _now_ms(), settings.batch_max, others=others
+                )
                 if not batch:
                     break
                 in_flight[0] += len(batch)
@@ -350,6 +356,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # held events of a revoked partition were never acked: its next owner reads them again
         (revoked,) = args
         merger.forget(revoked)
+
+    @app.on_before_shutdown.connect
+    async def leave_fleet(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # a worker that stops holds nobody back from here on (a killed one, once stale)
+        if fleet is not None:
+            await fleet.leave()
 
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:

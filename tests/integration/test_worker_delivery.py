@@ -652,3 +652,59 @@ async def test_a_backlog_through_a_tiny_stream_buffer_loses_nothing_and_stays_in
     got, expected = _worker_scores(registry, build_features(frame), decisions)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     await _assert_stored_once(worker_env.settings, frame)
+
+
+def _owned(worker: WorkerEnv, port: int) -> set[int]:
+    """The labels partitions the worker on ``port`` reports a lag for: those it owns, with the
+    transactions partitions of the same numbers (Faust assigns co-partitioned topics together;
+    an empty partition has no lag yet, and the labels came first)."""
+    lags = [
+        dict(labels)
+        for (name, labels), _ in worker.metrics(port).items()
+        if name == "streamer_consumer_lag_records"
+    ]
+    return {
+        int(lag["partition"]) for lag in lags if lag["topic"] == worker.settings.topic_labels
+    }
+
+
+@pytest.mark.parametrize("fleet", [True, False], ids=["fleet-aligned", "control-each-alone"])
+async def test_two_workers_draining_lopsided_partitions_give_the_in_order_features(
+    worker_env: WorkerEnv,
+    replay_slice: pd.DataFrame,
+    registry: ModelRegistry,
+    tmp_path: Path,
+    fleet: bool,
+) -> None:
+    """Two workers drain a backlog together, and the one that owns the busy partition 0 holds
+    the other back through the group's frontiers: the scores are those of the history in
+    order. Each worker has two of the four partitions; the other's carry about a fifth of the
+    transactions, so on its own it would finish the 40 days while the busy one is still in the
+    second week — its terminal windows would miss what the busy one has not reached yet. The
+    control run switches the group's alignment off and shows that it does.
+    """
+    if not fleet:
+        worker_env.env["STREAMER_FLEET_ALIGNMENT"] = "false"
+    frame = _lopsided(replay_slice, worker_env.settings.partitions)
+    await _start_with_labels(worker_env, frame)
+    second = free_port()
+    worker_env.start_worker(
+        STREAMER_WEB_PORT=str(second), STREAMER_DATA_DIR=str(tmp_path / "second")
+    )
+    first = worker_env.settings.web_port
+    await asyncio.to_thread(
+        wait_for,
+        lambda: len(_owned(worker_env, first)) == len(_owned(worker_env, second)) == 2,
+        timeout=120,
+        what="the group to split the partitions between the two workers",
+        worker=worker_env,
+    )
+    owned = {port: sorted(_owned(worker_env, port)) for port in (first, second)}
+    n = await _produce_transactions(worker_env, frame)
+    decisions = await _decisions(worker_env, set(frame["transaction_id"]))
+    got, expected = _worker_scores(registry, build_features(frame), decisions)
+    print(f"{n} transactions, {len(decisions)} decisions; partitions owned: {owned}")
+    if fleet:
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    else:
+        assert np.abs(got - expected).max() > 1e-6

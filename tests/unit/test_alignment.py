@@ -1,6 +1,6 @@
 """The event-time merge: partitions are released in event-time order, within a skew bound."""
 
-from streamer.alignment import EventTimeMerger
+from streamer.alignment import EARLIEST, EventTimeMerger
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -211,3 +211,44 @@ def test_a_partition_assigned_but_never_delivering_stops_holding_after_idle_ms()
     highwater = {"a": 1, "stuck": 10}.get
     assert m.release(highwater, NOW + 5_000) == []
     assert m.release(highwater, NOW + 5_001) == ["a1"]
+
+
+def test_the_frontier_is_the_earliest_a_partition_may_still_deliver() -> None:
+    m = _with_labels(idle_ms=5_000)
+    assert m.frontier({}.get, NOW) is None  # nothing held, nothing known
+    m.add("a", 0, 3 * DAY, "a3", NOW)
+    m.add("b", 0, 5 * DAY, "b5", NOW)
+    m.add("labels", 0, 1 * DAY, "label1", NOW)  # labels take no part in it
+    drained = {"a": 1, "b": 1, "labels": 1}.get
+    assert m.frontier(drained, NOW) == 3 * DAY  # the earliest queue head
+    assert m.release(drained, NOW, limit=2) == ["label1", "a3"]
+    # a is drained but has records to come: its next one is at least as late as its last
+    assert m.frontier({"a": 9, "b": 1, "labels": 1}.get, NOW) == 3 * DAY
+    assert m.frontier(drained, NOW) == 5 * DAY
+    # one that has delivered nothing since it was assigned may deliver anything
+    m.expect({"c": 0}, NOW)
+    assert m.frontier({"a": 1, "b": 1, "c": 4, "labels": 1}.get, NOW) == EARLIEST
+    # ...until it has been quiet for idle_ms
+    assert m.frontier({"a": 1, "b": 1, "c": 4, "labels": 1}.get, NOW + 5_001) == 5 * DAY
+
+
+def test_nothing_passes_the_other_workers_frontier_by_more_than_the_skew() -> None:
+    m = _merger(max_skew_ms=DAY)
+    for i, day in enumerate([1, 2, 3, 4]):
+        m.add("a", i, day * DAY, f"a{day}", NOW)
+    drained = {"a": 4}.get
+    # another worker may still decide a transaction of day 1.5: up to day 2.5 goes
+    assert m.release(drained, NOW, others=DAY + DAY // 2) == ["a1", "a2"]
+    assert m.release(drained, NOW, others=None) == ["a3", "a4"]  # nobody else bounds it
+
+
+def test_the_worker_with_the_earliest_frontier_is_never_held_by_the_others() -> None:
+    # two workers, each bounded by the other's frontier: the one behind can always go on
+    behind, ahead = _merger(max_skew_ms=0), _merger(max_skew_ms=0)
+    behind.add("p", 0, 1 * DAY, "p1", NOW)
+    behind.add("p", 1, 3 * DAY, "p3", NOW)
+    ahead.add("q", 0, 2 * DAY, "q2", NOW)
+    hw_behind, hw_ahead = {"p": 2}.get, {"q": 1}.get
+    assert ahead.release(hw_ahead, NOW, others=behind.frontier(hw_behind, NOW)) == []
+    assert behind.release(hw_behind, NOW, limit=1, others=ahead.frontier(hw_ahead, NOW)) == ["p1"]
+    assert ahead.release(hw_ahead, NOW, others=behind.frontier(hw_behind, NOW)) == ["q2"]
