@@ -708,3 +708,4 @@ async def test_two_workers_draining_lopsided_partitions_give_the_in_order_featur
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     else:
         assert np.abs(got - expected).max() > 1e-6
+
