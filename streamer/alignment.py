@@ -28,7 +28,9 @@ Some partitions are *strict* (the worker's label partitions): a label counts for
 transaction at or after its report time, so no item may pass one that a strict partition may
 still deliver at or before it — no skew is allowed there, and a strict item wins a tie.
 Items of strict partitions must arrive in event-time order within their partition (labels are
-written as they are reported).
+written as they are reported). Some strict items are *eager* (a fraud mark: it counts only from
+its report time, so applying it early changes nothing): they are released as soon as they head
+their queue, ahead of the merge; the others (a withdrawal of a mark) keep their place.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from collections.abc import Callable, Container, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["EARLIEST", "EventTimeMerger"]
+__all__ = ["EARLIEST", "EventTimeMerger", "order_key"]
 
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E")
@@ -50,6 +52,12 @@ EARLIEST = -(2**62)
 
 def _never(_: object) -> bool:
     return False
+
+
+def order_key(ts_ms: int, strict: bool) -> int:
+    """An item's place in the merge's order as one number: by event time, and at one time a
+    strict item (a label) before the others."""
+    return 2 * ts_ms + (0 if strict else 1)
 
 
 @dataclass
@@ -66,6 +74,8 @@ class EventTimeMerger(Generic[K, E]):
     queue_max: int = 1_000
     #: which partitions are strict (see the module's docstring)
     strict: Callable[[K], bool] = field(default_factory=lambda: _never)
+    #: which items of strict partitions go as soon as they head their queue (the docstring's)
+    eager: Callable[[E], bool] = field(default_factory=lambda: _never)
     queues: dict[K, deque[tuple[int | None, E]]] = field(default_factory=dict)
     #: per partition: the offset after the last one received, the latest event time received,
     #: and when (wall clock) it last delivered something or ran dry
@@ -150,15 +160,22 @@ class EventTimeMerger(Generic[K, E]):
                 positions[tp] = position
         return positions
 
-    def frontier(self, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
-        """The earliest event time at which this merge may still release a record of a
-        partition that is not strict (None: nothing held and nothing to come; EARLIEST while a
-        partition with records to come has delivered none yet). Other workers keep within
-        ``max_skew_ms`` of it (:mod:`streamer.fleet_frontier`)."""
-        positions = [
-            self._position(tp, highwater, now_ms) for tp in self.next_offset if not self.strict(tp)
-        ]
-        return min((p for p in positions if p is not None), default=None)
+    def limit_for_others(self, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
+        """How far the other workers of the group may go now, as far as this merge's
+        partitions go (None: no bound), in :func:`order_key` units: ``max_skew_ms`` past the
+        earliest time one of its partitions may still deliver a transaction, and no
+        transaction at or after the next label one may deliver — the bound :meth:`release`
+        puts on its own partitions. A label of another worker at that same time may pass (the
+        two commute), or two workers whose next records are labels of one report time would
+        wait for each other (:mod:`streamer.fleet_frontier`)."""
+        limits = []
+        for tp in self.next_offset:
+            position = self._position(tp, highwater, now_ms)
+            if position is None:
+                continue
+            strict = self.strict(tp)
+            limits.append(order_key(position if strict else position + self.max_skew_ms, strict))
+        return min(limits, default=None)
 
     def release(
         self,
@@ -171,10 +188,19 @@ class EventTimeMerger(Generic[K, E]):
 
         The merge always takes the earliest queue head, so a partition with items queued never
         holds it back; one whose queue is empty but has records to come does, by ``max_skew``.
-        ``others`` is the earliest :meth:`frontier` of the other workers of the group: nothing
-        passes it by more than ``max_skew`` either.
+        ``others`` is the lowest :meth:`limit_for_others` of the other workers of the group:
+        nothing passes it either. Eager items heading a strict queue go first, whatever the
+        bounds.
         """
-        waiting = [] if others is None else [others + self.max_skew_ms]
+        out: list[E] = []
+        for tp, queue in self.queues.items():
+            if not self.strict(tp) or not queue:
+                continue
+            while queue and self.eager(queue[0][1]) and (limit is None or len(out) < limit):
+                out.append(queue.popleft()[1])
+            if not queue:  # it ran dry only now (see below)
+                self.received_at[tp] = max(self.received_at[tp], now_ms)
+        waiting = []
         for tp in self.next_offset:
             if not self.queues.get(tp):
                 ts = self._to_come(tp, highwater, now_ms)
@@ -187,10 +213,11 @@ class EventTimeMerger(Generic[K, E]):
             if q
         ]
         heapq.heapify(heads)
-        out: list[E] = []
         while heads and (limit is None or len(out) < limit):
             ts, rank, i, tp = heads[0]
             if bound is not None and ts > bound:
+                break
+            if others is not None and order_key(ts, not rank) > others:
                 break
             heapq.heappop(heads)
             queue = self.queues[tp]

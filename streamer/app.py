@@ -191,6 +191,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         idle_ms=int(settings.partition_idle_s * 1000),
         queue_max=settings.batch_max * 2,
         strict=lambda tp: tp.topic == label_topic,
+        eager=lambda held: held.received.mark is not None and held.received.mark.is_fraud,
     )
     merging = asyncio.Lock()
     stall_watch = StallWatch(settings.stall_warn_s)
@@ -236,7 +237,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 merger.expect(consumer.start_offsets(assigned), _now_ms())
                 others = None
                 if fleet is not None:
-                    others = await fleet.exchange(merger.frontier(consumer.end_offset, _now_ms()))
+                    # written after the last batch's labels are in Redis: another worker never
+                    # passes a label this one has released but not yet applied
+                    mine = merger.limit_for_others(consumer.end_offset, _now_ms())
+                    others = await fleet.exchange(mine)
                 batch = merger.release(
                     consumer.end_offset, _now_ms(), settings.batch_max, others=others
                 )

@@ -14,7 +14,7 @@ key                             type    content
 ``fs:{t:<terminal>}:stats``     hash    transaction id -> its window counts, as first computed
 ``fs:blocklist:customer``       set     blocked customer ids
 ``fs:blocklist:terminal``       set     blocked terminal ids
-``fs:fleet:{<group>}:frontier`` hash    worker -> its event-time frontier (fleet_frontier)
+``fs:fleet:{<group>}:frontier`` hash    worker -> how far the others may go (fleet_frontier)
 ==============================  ======  =============================================
 
 The stats are stored as the scripts answer them: little-endian doubles, packed.
@@ -101,6 +101,6 @@ def blocklist_key(kind: BlocklistKind) -> str:
 
 
 def fleet_frontier_key(group: str) -> str:
-    """Each worker of a consumer group -> its event-time frontier
+    """Each worker of a consumer group -> how far in event time the others may decide
     (:mod:`streamer.fleet_frontier`)."""
     return f"{PREFIX}:fleet:{{{group}}}:frontier"
