@@ -5,15 +5,15 @@ Each worker's merge (:mod:`streamer.alignment`) keeps the partitions it owns wit
 them may still deliver. Terminal windows draw on every partition, those of the other workers
 too, so with several workers draining a backlog, one whose partitions carry fewer transactions
 per day ran ahead of the others in event time — weeks ahead, past the 7-day label delay, and
-its terminal windows then missed transactions still waiting on a slower worker; and a label in
-another worker's partition came too late for it (the integration tests measure both).
+its terminal windows then missed transactions still waiting on a slower worker (an integration
+test measures it); and a label in another worker's partition could come too late for it.
 
 So each worker writes the bound its own partitions put on the merge
 (:meth:`EventTimeMerger.limit_for_others`: the skew past the earliest transaction it may still
 deliver, and no transaction at or after the next label it may deliver) to one Redis hash per
 group, and reads the others': its merge releases nothing past the lowest of them. It is one
 worker's merge, spread over several: the worker with the earliest record can always go on, so
-the group never waits for itself. A fraud label is applied as soon as it is read (it counts
+the group never waits for itself. A fraud mark is released as soon as it is read (it counts
 only from its report time), so labels hold the other workers back only until they are read,
 not until the merge reaches them: otherwise the workers would advance from one label to the
 next in turns, an exchange of limits each.
@@ -43,7 +43,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from streamer.features.keys import fleet_frontier_key
 from streamer.redis_client import RedisClient
 
-__all__ = ["REFRESH_S", "FleetFrontier", "earliest_other", "parse_entry"]
+__all__ = ["REFRESH_S", "FleetFrontier", "earliest_other", "format_entry", "parse_entry"]
 
 log = logging.getLogger("streamer.worker")
 
