@@ -239,8 +239,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 if fleet is not None:
                     # written after the last batch's labels are in Redis: another worker never
                     # passes a label this one has released but not yet applied
-                    mine = merger.limit_for_others(consumer.end_offset, _now_ms())
-                    others = await fleet.exchange(mine)
+                    others = await fleet.exchange(
+                        lambda: merger.limit_for_others(consumer.end_offset, _now_ms())
+                    )
                 batch = merger.release(
                     consumer.end_offset, _now_ms(), settings.batch_max, others=others
                 )

@@ -36,14 +36,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from streamer.features.keys import fleet_frontier_key
 from streamer.redis_client import RedisClient
 
-__all__ = ["REFRESH_S", "FleetFrontier", "earliest_other", "format_entry", "parse_entry"]
+__all__ = ["REFRESH_S", "FleetFrontier", "format_entry", "lowest_other", "parse_entry"]
 
 log = logging.getLogger("streamer.worker")
 
@@ -65,7 +65,7 @@ def parse_entry(raw: bytes | str) -> tuple[int | None, int]:
     return (int(limit) if limit else None), int(written)
 
 
-def earliest_other(
+def lowest_other(
     entries: Mapping[bytes | str, bytes | str], me: str, now_ms: int, stale_ms: int
 ) -> tuple[int | None, list[str]]:
     """(the lowest limit among the other workers' fresh entries, or None; the members whose
@@ -104,10 +104,11 @@ class FleetFrontier:
         self._stale: list[str] = []  # entries seen stale, deleted with the next write
         self._failed = False
 
-    async def exchange(self, limit: int | None) -> int | None:
-        """Write our ``limit`` and return the lowest fresh limit of the other workers (None:
-        none bounds us). Goes to Redis at most every :data:`REFRESH_S`; in between, and when
-        Redis does not answer, returns the last view read."""
+    async def exchange(self, limit: Callable[[], int | None]) -> int | None:
+        """Write our limit (``limit()``, computed only when it is written) and return the lowest
+        fresh limit of the other workers (None: none bounds us). Goes to Redis at most every
+        :data:`REFRESH_S`; in between, and when Redis does not answer, returns the last view
+        read."""
         if time.monotonic() - self._read_at < REFRESH_S:
             return self.others
         self._read_at = time.monotonic()
@@ -117,7 +118,7 @@ class FleetFrontier:
                 pipe = self.client.pipeline(transaction=False)
                 if self._stale:
                     pipe.hdel(self.key, *self._stale)
-                pipe.hset(self.key, self.member, format_entry(limit, now_ms))
+                pipe.hset(self.key, self.member, format_entry(limit(), now_ms))
                 pipe.expire(self.key, KEY_TTL_S)
                 pipe.hgetall(self.key)
                 *_, entries = await pipe.execute()
@@ -127,7 +128,7 @@ class FleetFrontier:
             self._failed = True
             return self.others
         self._failed = False
-        self.others, self._stale = earliest_other(entries, self.member, now_ms, self.stale_ms)
+        self.others, self._stale = lowest_other(entries, self.member, now_ms, self.stale_ms)
         return self.others
 
     async def leave(self) -> None:

@@ -1,4 +1,4 @@
-"""Workers of one group exchange their event-time frontiers through a real Redis (single server
+"""Workers of one group exchange their event-time limits through a real Redis (single server
 and cluster): each sees the earliest of the others', a stopped worker's entry is gone, and a
 killed worker's stops counting once stale."""
 
@@ -30,7 +30,7 @@ async def client(request: pytest.FixtureRequest, stack: Settings) -> AsyncIterat
 
 async def _exchange(worker: FleetFrontier, frontier: int | None) -> int | None:
     await asyncio.sleep(REFRESH_S)  # past the last exchange: this one goes to Redis
-    return await worker.exchange(frontier)
+    return await worker.exchange(lambda: frontier)
 
 
 async def test_each_worker_is_bound_by_the_earliest_of_the_others(client: RedisClient) -> None:
@@ -39,9 +39,10 @@ async def test_each_worker_is_bound_by_the_earliest_of_the_others(client: RedisC
     try:
         assert await _exchange(a, 100) is None  # alone so far
         assert await _exchange(b, 300) == 100
-        assert await a.exchange(150) == 300  # a's last round trip is older than REFRESH_S
+        # a's last round trip is older than REFRESH_S: this one goes to Redis
+        assert await a.exchange(lambda: 150) == 300
         # between two round trips a worker keeps the view it last read
-        assert await b.exchange(400) == 100
+        assert await b.exchange(lambda: 400) == 100
         assert await _exchange(c, None) == 150  # c holds nothing: it binds nobody
         assert await _exchange(b, 400) == 150
         await a.leave()  # a clean stop: gone at once

@@ -1,6 +1,6 @@
 """The group's frontier entries: what a worker writes, and which of the others' bind it."""
 
-from streamer.fleet_frontier import earliest_other, format_entry, parse_entry
+from streamer.fleet_frontier import format_entry, lowest_other, parse_entry
 
 NOW = 1_700_000_000_000  # wall clock, ms
 
@@ -18,7 +18,7 @@ def test_the_earliest_fresh_frontier_of_the_others_binds() -> None:
         b"w3": format_entry(300, NOW - 4_999).encode(),
         b"w4": format_entry(None, NOW).encode(),  # caught up: binds nobody
     }
-    assert earliest_other(entries, "me", NOW, stale_ms=5_000) == (300, [])
+    assert lowest_other(entries, "me", NOW, stale_ms=5_000) == (300, [])
 
 
 def test_stale_and_unreadable_entries_are_ignored_and_listed_for_deletion() -> None:
@@ -28,5 +28,5 @@ def test_stale_and_unreadable_entries_are_ignored_and_listed_for_deletion() -> N
         b"garbled": b"not an entry",
         b"w2": format_entry(900, NOW).encode(),
     }
-    assert earliest_other(entries, "me", NOW, stale_ms=5_000) == (900, ["killed", "garbled"])
-    assert earliest_other({b"me": b"1|0"}, "me", NOW, stale_ms=5_000) == (None, [])
+    assert lowest_other(entries, "me", NOW, stale_ms=5_000) == (900, ["killed", "garbled"])
+    assert lowest_other({b"me": b"1|0"}, "me", NOW, stale_ms=5_000) == (None, [])
