@@ -28,9 +28,7 @@ Some partitions are *strict* (the worker's label partitions): a label counts for
 transaction at or after its report time, so no item may pass one that a strict partition may
 still deliver at or before it — no skew is allowed there, and a strict item wins a tie.
 Items of strict partitions must arrive in event-time order within their partition (labels are
-written as they are reported). Some strict items are *eager* (a fraud mark: it counts only from
-its report time, so applying it early changes nothing): they are released as soon as they head
-their queue, ahead of the merge; the others (a withdrawal of a mark) keep their place.
+written as they are reported).
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from collections.abc import Callable, Container, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["EARLIEST", "EventTimeMerger", "order_key"]
+__all__ = ["EARLIEST", "EventTimeMerger"]
 
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E")
@@ -52,12 +50,6 @@ EARLIEST = -(2**62)
 
 def _never(_: object) -> bool:
     return False
-
-
-def order_key(ts_ms: int, strict: bool) -> int:
-    """An item's place in the merge's order as one number: by event time, and at one time a
-    strict item (a label) before the others."""
-    return 2 * ts_ms + (0 if strict else 1)
 
 
 @dataclass
@@ -74,8 +66,6 @@ class EventTimeMerger(Generic[K, E]):
     queue_max: int = 1_000
     #: which partitions are strict (see the module's docstring)
     strict: Callable[[K], bool] = field(default_factory=lambda: _never)
-    #: which items of strict partitions go as soon as they head their queue (the docstring's)
-    eager: Callable[[E], bool] = field(default_factory=lambda: _never)
     queues: dict[K, deque[tuple[int | None, E]]] = field(default_factory=dict)
     #: per partition: the offset after the last one received, the latest event time received,
     #: and when (wall clock) it last delivered something or ran dry
@@ -142,12 +132,6 @@ class EventTimeMerger(Generic[K, E]):
         or later: a skew allowed, except past a strict one (whose next item may be a tie)."""
         return position - 1 if self.strict(tp) else position + self.max_skew_ms
 
-    def _position(self, tp: K, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
-        """Earliest event time ``tp`` may still deliver: its queue's first, else what is to come
-        (None: nothing queued and nothing to come, or stuck; EARLIEST: not heard from yet)."""
-        head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
-        return head if head is not None else self._to_come(tp, highwater, now_ms)
-
     def _positions(self, highwater: Callable[[K], int | None], now_ms: int) -> dict[K, int]:
         """Earliest event time each partition may still deliver (moving, not strict ones, and
         heard from: one that has delivered nothing yet has no place in event time)."""
@@ -155,51 +139,20 @@ class EventTimeMerger(Generic[K, E]):
         for tp in self.next_offset:
             if self.strict(tp):
                 continue
-            position = self._position(tp, highwater, now_ms)
+            head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
+            position = head if head is not None else self._to_come(tp, highwater, now_ms)
             if position is not None and position != EARLIEST:
                 positions[tp] = position
         return positions
 
-    def limit_for_others(self, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
-        """How far the other workers of the group may go now, as far as this merge's
-        partitions go (None: no bound), in :func:`order_key` units: ``max_skew_ms`` past the
-        earliest time one of its partitions may still deliver a transaction, and no
-        transaction at or after the next label one may deliver — the bound :meth:`release`
-        puts on its own partitions. A label of another worker at that same time may pass (the
-        two commute), or two workers whose next records are labels of one report time would
-        wait for each other (:mod:`streamer.fleet_frontier`)."""
-        limits = []
-        for tp in self.next_offset:
-            position = self._position(tp, highwater, now_ms)
-            if position is None:
-                continue
-            strict = self.strict(tp)
-            limits.append(order_key(position if strict else position + self.max_skew_ms, strict))
-        return min(limits, default=None)
-
     def release(
-        self,
-        highwater: Callable[[K], int | None],
-        now_ms: int,
-        limit: int | None = None,
-        others: int | None = None,
+        self, highwater: Callable[[K], int | None], now_ms: int, limit: int | None = None
     ) -> list[E]:
         """Items that may be processed now, merged in event-time order (at most ``limit``).
 
         The merge always takes the earliest queue head, so a partition with items queued never
         holds it back; one whose queue is empty but has records to come does, by ``max_skew``.
-        ``others`` is the lowest :meth:`limit_for_others` of the other workers of the group:
-        nothing passes it either. Eager items heading a strict queue go first, whatever the
-        bounds.
         """
-        out: list[E] = []
-        for tp, queue in self.queues.items():
-            if not self.strict(tp) or not queue:
-                continue
-            while queue and self.eager(queue[0][1]) and (limit is None or len(out) < limit):
-                out.append(queue.popleft()[1])
-            if not queue:  # it ran dry only now (see below)
-                self.received_at[tp] = max(self.received_at[tp], now_ms)
         waiting = []
         for tp in self.next_offset:
             if not self.queues.get(tp):
@@ -213,11 +166,10 @@ class EventTimeMerger(Generic[K, E]):
             if q
         ]
         heapq.heapify(heads)
+        out: list[E] = []
         while heads and (limit is None or len(out) < limit):
             ts, rank, i, tp = heads[0]
             if bound is not None and ts > bound:
-                break
-            if others is not None and order_key(ts, not rank) > others:
                 break
             heapq.heappop(heads)
             queue = self.queues[tp]

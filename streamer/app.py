@@ -191,7 +191,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         idle_ms=int(settings.partition_idle_s * 1000),
         queue_max=settings.batch_max * 2,
         strict=lambda tp: tp.topic == label_topic,
-        eager=lambda held: held.received.mark is not None and held.received.mark.is_fraud,
     )
     merging = asyncio.Lock()
     stall_watch = StallWatch(settings.stall_warn_s)
@@ -200,7 +199,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     # released batches past Redis, in release order, for settle_released: at most one waits
     # while one is settled, so the store works at most two batches ahead of publishing
     settling: asyncio.Queue[_Released] = asyncio.Queue(maxsize=1)
-    fleet = runtime.fleet_frontier()  # keeps this worker in step with the group's others
 
     def fail(stage: str, records: int) -> NoReturn:
         # Faust acks a take_events batch even when its body raises; exiting here instead
@@ -235,16 +233,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 assigned = consumer.assignment()
                 merger.retain(assigned)
                 merger.expect(consumer.start_offsets(assigned), _now_ms())
-                others = None
-                if fleet is not None:
-                    # written after the last batch's labels are in Redis: another worker never
-                    # passes a label this one has released but not yet applied
-                    others = await fleet.exchange(
-                        lambda: merger.limit_for_others(consumer.end_offset, _now_ms())
-                    )
-                batch = merger.release(
-                    consumer.end_offset, _now_ms(), settings.batch_max, others=others
-                )
+                batch = merger.release(consumer.end_offset, _now_ms(), settings.batch_max)
                 if not batch:
                     break
                 in_flight[0] += len(batch)
@@ -361,12 +350,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         # held events of a revoked partition were never acked: its next owner reads them again
         (revoked,) = args
         merger.forget(revoked)
-
-    @app.on_before_shutdown.connect
-    async def leave_fleet(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # a worker that stops holds nobody back from here on (a killed one, once stale)
-        if fleet is not None:
-            await fleet.leave()
 
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
@@ -21,7 +18,6 @@ from models.registry import ModelRegistry
 from streamer import dashboard
 from streamer.drift_watch import DriftWatch
 from streamer.features.store import FeatureStore, RedisFeatureStore
-from streamer.fleet_frontier import FleetFrontier
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, Pipeline
 from streamer.redis_client import RedisClient, connect, node_infos
@@ -175,20 +171,6 @@ class Runtime:
     def drift(self) -> dict[str, float] | None:
         """PSI per input of the rows scored lately (None: not watched, or too few rows)."""
         return None if self._drift is None or self._drift[1] is None else self._drift[1].psi()
-
-    def fleet_frontier(self) -> FleetFrontier | None:
-        """This worker's entry among its group's event-time frontiers (None when turned off, or
-        with a store injected by a test: there is no Redis to share them through)."""
-        if not self.settings.fleet_alignment or (self._store is not None and self._redis is None):
-            return None
-        member = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        return FleetFrontier(
-            self._client(),
-            self.settings.consumer_group,
-            member,
-            stale_s=self.settings.partition_idle_s,
-            timeout_s=self.settings.redis_timeout_s,
-        )
 
     def _client(self) -> RedisClient:
         """The Redis client of the store, made on first use. It reads replies without a

@@ -135,11 +135,6 @@ class Settings(BaseSettings):
         "this long (records waiting, none delivered) stops holding the others back, so "
         "alignment never stalls."
     )
-    fleet_alignment: bool = Field(
-        True, description="Keep the workers of the group within the partition skew of each "
-        "other in event time too, through a frontier each publishes in Redis (false: each "
-        "aligns only the partitions it owns)."
-    )
     shutdown_grace_s: float = Field(
         30.0, gt=0, description="After SIGTERM or SIGINT, how long a worker may take to stop "
         "cleanly before it exits anyway (nothing is lost: offsets follow durable outputs)."

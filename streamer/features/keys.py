@@ -14,7 +14,6 @@ key                             type    content
 ``fs:{t:<terminal>}:stats``     hash    transaction id -> its window counts, as first computed
 ``fs:blocklist:customer``       set     blocked customer ids
 ``fs:blocklist:terminal``       set     blocked terminal ids
-``fs:fleet:{<group>}:frontier`` hash    worker -> how far the others may go (fleet_frontier)
 ==============================  ======  =============================================
 
 The stats are stored as the scripts answer them: little-endian doubles, packed.
@@ -37,7 +36,6 @@ __all__ = [
     "customer_member",
     "customer_stats_key",
     "customer_window_key",
-    "fleet_frontier_key",
     "terminal_keys",
     "terminal_stats_key",
 ]
@@ -98,9 +96,3 @@ def terminal_stats_key(terminal_id: str) -> str:
 def blocklist_key(kind: BlocklistKind) -> str:
     """The set of blocked ids of one kind."""
     return f"{PREFIX}:blocklist:{kind}"
-
-
-def fleet_frontier_key(group: str) -> str:
-    """Each worker of a consumer group -> how far in event time the others may decide
-    (:mod:`streamer.fleet_frontier`)."""
-    return f"{PREFIX}:fleet:{{{group}}}:frontier"

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from redis.asyncio import Redis
 
@@ -30,7 +29,6 @@ from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import customer_window_key
 from streamer.features.store import RedisFeatureStore
-from streamer.kafka import client_options
 from streamer.local_redis_cluster import LocalCluster
 from streamer.local_redis_sentinel import LocalSentinel
 from streamer.processes import alive
@@ -589,18 +587,6 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
     await _assert_stored_once(settings, replay_slice)
 
 
-def _assert_in_order(
-    registry: ModelRegistry, frame: pd.DataFrame, decisions: list[Any], *, control: bool = False
-) -> None:
-    """The published scores are those of the history processed in order, to 1e-9 — or, in a
-    control run (the alignment under test switched off), they are not."""
-    got, expected = _worker_scores(registry, build_features(frame), decisions)
-    if control:
-        assert np.abs(got - expected).max() > 1e-6
-    else:
-        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
-
-
 def _lopsided(frame: pd.DataFrame, partitions: int) -> pd.DataFrame:
     """Every customer of partition 0 and one in eight of the others: partition 0 then has ~8x
     the transactions per day, so a worker draining partitions by count runs the others weeks
@@ -630,8 +616,12 @@ async def test_backlog_of_lopsided_partitions_gives_the_in_order_features(
     frame = _lopsided(replay_slice, worker_env.settings.partitions)
     n = await _backlog(worker_env, frame)
     decisions = await _decisions(worker_env, set(frame["transaction_id"]))
+    got, expected = _worker_scores(registry, build_features(frame), decisions)
     print(f"{n} transactions, {len(decisions)} decisions")
-    _assert_in_order(registry, frame, decisions, control=not aligned)
+    if aligned:
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    else:
+        assert np.abs(got - expected).max() > 1e-6
 
 
 async def test_a_backlog_through_a_tiny_stream_buffer_loses_nothing_and_stays_in_order(
@@ -662,109 +652,3 @@ async def test_a_backlog_through_a_tiny_stream_buffer_loses_nothing_and_stays_in
     got, expected = _worker_scores(registry, build_features(frame), decisions)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
     await _assert_stored_once(worker_env.settings, frame)
-
-
-def _owned(worker: WorkerEnv, port: int) -> set[int]:
-    """The labels partitions the worker on ``port`` reports a lag for: those it owns, with the
-    transactions partitions of the same numbers (Faust assigns co-partitioned topics together;
-    an empty partition has no lag yet, and the labels came first)."""
-    lags = [
-        dict(labels)
-        for (name, labels), _ in worker.metrics(port).items()
-        if name == "streamer_consumer_lag_records"
-    ]
-    return {
-        int(lag["partition"]) for lag in lags if lag["topic"] == worker.settings.topic_labels
-    }
-
-
-@pytest.mark.parametrize("fleet", [True, False], ids=["fleet-aligned", "control-each-alone"])
-async def test_two_workers_draining_lopsided_partitions_give_the_in_order_features(
-    worker_env: WorkerEnv,
-    replay_slice: pd.DataFrame,
-    registry: ModelRegistry,
-    tmp_path: Path,
-    fleet: bool,
-) -> None:
-    """Two workers drain a backlog together, and the one that owns the busy partition 0 holds
-    the other back through the group's frontiers: the scores are those of the history in
-    order. Each worker has two of the four partitions; the other's carry about a fifth of the
-    transactions, so on its own it would finish the 40 days while the busy one is still in the
-    second week — its terminal windows would miss what the busy one has not reached yet. The
-    control run switches the group's alignment off and shows that it does.
-    """
-    if not fleet:
-        worker_env.env["STREAMER_FLEET_ALIGNMENT"] = "false"
-    frame = _lopsided(replay_slice, worker_env.settings.partitions)
-    await _start_with_labels(worker_env, frame)
-    second = free_port()
-    worker_env.start_worker(
-        STREAMER_WEB_PORT=str(second), STREAMER_DATA_DIR=str(tmp_path / "second")
-    )
-    first = worker_env.settings.web_port
-    await asyncio.to_thread(
-        wait_for,
-        lambda: len(_owned(worker_env, first)) == len(_owned(worker_env, second)) == 2,
-        timeout=120,
-        what="the group to split the partitions between the two workers",
-        worker=worker_env,
-    )
-    owned = {port: sorted(_owned(worker_env, port)) for port in (first, second)}
-    n = await _produce_transactions(worker_env, frame)
-    decisions = await _decisions(worker_env, set(frame["transaction_id"]))
-    print(f"{n} transactions, {len(decisions)} decisions; partitions owned: {owned}")
-    _assert_in_order(registry, frame, decisions, control=not fleet)
-
-
-
-async def _stable_with(settings: Settings, members: int) -> bool:
-    """Whether the worker group is Stable (its rebalance done) with ``members`` members."""
-    admin = AIOKafkaAdminClient(**client_options(settings))
-    await admin.start()
-    try:
-        described = await admin.describe_consumer_groups([settings.consumer_group])
-    finally:
-        await admin.close()
-    # each group: (error code, id, state, protocol type, protocol, members, ...)
-    groups = [g for response in described for g in response.groups]
-    return [(g[2], len(g[5])) for g in groups] == [("Stable", members)]
-
-
-async def test_two_workers_draining_labels_and_transactions_give_the_in_order_features(
-    worker_env: WorkerEnv, replay_slice: pd.DataFrame, registry: ModelRegistry, tmp_path: Path
-) -> None:
-    """Labels and transactions written as one backlog (labels first), drained by a group of
-    two workers: no transaction is decided before a label reported at or before it, whichever
-    worker reads that label, so every score is that of the history in order — and the drain
-    does not crawl (holding transactions at the other worker's labels until its merge reached
-    them made the two advance from label to label in turns, and this test time out).
-
-    No control run: with fraud marks applied as soon as they are read, labels written first
-    are all read in the first fetches, and the alignment off gives the same scores here (it
-    gave 71 of 15,082 different before). The label bound itself is unit-tested
-    (tests/unit/test_alignment.py).
-    """
-    settings = worker_env.settings
-    frame = replay_slice[replay_slice["timestamp"]
-                         < replay_slice["timestamp"].min() + pd.Timedelta(days=20)]
-    worker_env.start_worker()  # it creates the topics
-    await asyncio.to_thread(
-        wait_for, lambda: worker_env.summary() is not None, timeout=60, what="the first worker",
-        worker=worker_env,
-    )  # fmt: skip
-    worker_env.stop_all()
-    labels = encode_labels(frame)
-    await produce(settings, settings.topic_labels, [(k, v) for _, k, v in labels])
-    n = await _produce_transactions(worker_env, frame)
-    worker_env.start_worker()
-    worker_env.start_worker(
-        STREAMER_WEB_PORT=str(free_port()), STREAMER_DATA_DIR=str(tmp_path / "second")
-    )
-    deadline = time.monotonic() + 120
-    while not await _stable_with(settings, 2):  # so that both took part in the drain
-        if time.monotonic() > deadline:
-            pytest.fail(f"the two workers did not form a stable group\n{worker_env.logs()}")
-        await asyncio.sleep(0.5)
-    decisions = await _decisions(worker_env, set(frame["transaction_id"]))
-    print(f"{n} transactions, {len(labels)} labels, {len(decisions)} decisions")
-    _assert_in_order(registry, frame, decisions)

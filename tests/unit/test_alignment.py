@@ -1,6 +1,6 @@
 """The event-time merge: partitions are released in event-time order, within a skew bound."""
 
-from streamer.alignment import EventTimeMerger, order_key
+from streamer.alignment import EventTimeMerger
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -211,89 +211,3 @@ def test_a_partition_assigned_but_never_delivering_stops_holding_after_idle_ms()
     highwater = {"a": 1, "stuck": 10}.get
     assert m.release(highwater, NOW + 5_000) == []
     assert m.release(highwater, NOW + 5_001) == ["a1"]
-
-
-def test_the_others_may_go_the_skew_past_the_earliest_transaction_still_to_come() -> None:
-    m = _with_labels(idle_ms=5_000)
-    assert m.limit_for_others({}.get, NOW) is None  # nothing held, nothing known
-    m.add("a", 0, 3 * DAY, "a3", NOW)
-    m.add("b", 0, 5 * DAY, "b5", NOW)
-    drained = {"a": 1, "b": 1}.get
-    assert m.limit_for_others(drained, NOW) == order_key(4 * DAY, False)  # the head + a day
-    assert m.release(drained, NOW, limit=1) == ["a3"]
-    # a is drained but has records to come: its next one is at least as late as its last
-    assert m.limit_for_others({"a": 9, "b": 1}.get, NOW) == order_key(4 * DAY, False)
-    assert m.limit_for_others(drained, NOW) == order_key(6 * DAY, False)
-    # one that has delivered nothing since it was assigned may deliver anything...
-    m.expect({"c": 0}, NOW)
-    assert m.limit_for_others({"a": 1, "b": 1, "c": 4}.get, NOW) < 0
-    # ...until it has been quiet for idle_ms
-    later = NOW + 5_001
-    assert m.limit_for_others({"a": 1, "b": 1, "c": 4}.get, later) == order_key(6 * DAY, False)
-
-
-def test_the_others_may_not_pass_a_label_still_to_come() -> None:
-    m = _with_labels()
-    m.add("a", 0, 3 * DAY, "a3", NOW)
-    m.add("labels", 0, 2 * DAY, "label2", NOW)
-    label2 = order_key(2 * DAY, True)  # no transaction at day 2 passes it, a label may
-    assert order_key(2 * DAY - 1, False) < label2 < order_key(2 * DAY, False)
-    assert m.limit_for_others({"a": 1, "labels": 1}.get, NOW) == label2  # queued label
-    assert m.release({"a": 1, "labels": 1}.get, NOW, limit=1) == ["label2"]
-    # its partition has more to come: the next label is reported at day 2 or later
-    assert m.limit_for_others({"a": 1, "labels": 5}.get, NOW) == label2
-    assert m.limit_for_others({"a": 1, "labels": 1}.get, NOW) == order_key(4 * DAY, False)
-
-
-def test_nothing_passes_the_other_workers_limit() -> None:
-    m = _with_labels(max_skew_ms=DAY)
-    for i, day in enumerate([1, 2, 3, 4]):
-        m.add("a", i, day * DAY, f"a{day}", NOW)
-    m.add("labels", 0, 3 * DAY, "label3", NOW)
-    drained = {"a": 4, "labels": 1}.get
-    assert m.release(drained, NOW, others=order_key(2 * DAY, False)) == ["a1", "a2"]
-    # another worker's label of day 3: this one's label of day 3 passes, its transaction not
-    assert m.release(drained, NOW, others=order_key(3 * DAY, True)) == ["label3"]
-    assert m.release(drained, NOW, others=None) == ["a3", "a4"]  # nobody else bounds it
-
-
-def test_the_worker_with_the_earliest_record_is_never_held_by_the_others() -> None:
-    # two workers, each bounded by the other's limit: the one behind can always go on, and
-    # two labels of one report time do not wait for each other
-    behind, ahead = _with_labels(max_skew_ms=0), _with_labels(max_skew_ms=0)
-    behind.add("p", 0, 1 * DAY, "p1", NOW)
-    behind.add("labels-p", 0, 2 * DAY, "label2p", NOW)
-    ahead.add("labels-q", 0, 2 * DAY, "label2q", NOW)
-    ahead.add("q", 0, 2 * DAY, "q2", NOW)
-    hw_behind, hw_ahead = {"p": 1, "labels-p": 1}.get, {"q": 1, "labels-q": 1}.get
-
-    def step(m: EventTimeMerger[str, str]) -> list[str]:
-        hw, other, other_hw = (
-            (hw_behind, ahead, hw_ahead) if m is behind else (hw_ahead, behind, hw_behind)
-        )
-        return m.release(hw, NOW, limit=1, others=other.limit_for_others(other_hw, NOW))
-
-    assert step(ahead) == []  # day 1 may still be decided behind
-    assert step(behind) == ["p1"]
-    assert step(ahead) == ["label2q"]  # a label wins a tie, and commutes with the other's
-    assert step(ahead) == []  # q2 waits for the label behind, reported at day 2
-    assert step(behind) == ["label2p"]
-    assert step(ahead) == ["q2"]
-
-
-def test_eager_labels_go_as_soon_as_they_head_their_queue() -> None:
-    # "+" labels are fraud marks (eager), "-" ones withdrawals: those keep their place
-    m = EventTimeMerger(
-        max_skew_ms=0, strict=lambda tp: tp == "labels", eager=lambda item: item.startswith("+")
-    )
-    m.add("tx", 0, 1 * DAY, "tx1", NOW)
-    m.add("labels", 0, 5 * DAY, "+5", NOW)
-    m.add("labels", 1, 6 * DAY, "-6", NOW)
-    m.add("labels", 2, 7 * DAY, "+7", NOW)
-    highwater = {"tx": 9, "labels": 3}.get  # tx has more to come, at day 1 or later
-    # the fraud mark of day 5 goes ahead of the merge; the withdrawal waits, and the mark
-    # behind it with it
-    assert m.release(highwater, NOW) == ["+5", "tx1"]
-    assert m.limit_for_others(highwater, NOW) == order_key(1 * DAY, False)
-    m.add("tx", 1, 8 * DAY, "tx8", NOW)
-    assert m.release({"tx": 2, "labels": 3}.get, NOW) == ["-6", "+7", "tx8"]
