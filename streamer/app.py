@@ -44,7 +44,7 @@ from streamer.redis_client import combined_info, database
 from streamer.redis_watch import KeyWatch
 from streamer.runtime import Runtime
 from streamer.settings import Settings
-from streamer.stalls import StallWatch, format_tasks
+from streamer.stalls import StallWatch, format_partitions, format_tasks
 from streamer.transport import Consumer, WorkerApp
 
 __all__ = ["app_options", "create_app", "raw_topic"]
@@ -351,6 +351,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         (revoked,) = args
         merger.forget(revoked)
 
+    def partition_report() -> str:
+        # for a stall's report: which of the switches that reading depends on are off
+        consumer = cast(Consumer, app.consumer)
+        held = {tp: len(queue) for tp, queue in merger.queues.items()}
+        try:
+            return format_partitions(consumer.partition_states(held))
+        except Exception as exc:  # a report must not take the worker down
+            return f"the partitions owned: not readable now ({exc!r})"
+
+    app.partition_report = partition_report
+
     @app.timer(LAG_INTERVAL_S)
     async def report_lag() -> None:
         consumer = cast(Consumer, app.consumer)
@@ -361,12 +372,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         if stalled is not None:
             log.warning(
                 "no record processed for %.0f s with %d waiting (%d in batches being "
-                "decided, %d held by the merge); what each task waits on:\n%s",
+                "decided, %d held by the merge); what each task waits on:\n%s\n%s",
                 stalled,
                 waiting,
                 in_flight[0],
                 merger.held,
                 format_tasks(),
+                partition_report(),
             )
 
     drifted: set[str] = set()  # inputs warned about, until they come back under PSI_WATCH

@@ -75,7 +75,7 @@ class DeadlineWorker(Worker):
         super()._on_sigint()
 
     def _on_sigusr1(self) -> None:
-        dump_tasks()
+        dump_tasks(getattr(self.app, "partition_report", None))
 
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()

@@ -12,6 +12,10 @@ handler (mode's ``cry``) prints every thread's frames with all their local varia
 ``Agent._execute_actor`` — not where it waits. Python 3.11 has no call-graph printer for tasks
 (3.14's ``asyncio.print_call_graph``), so this follows ``cr_await`` itself.
 
+Both also say, for each partition the worker owns, what decides whether it is read
+(:class:`PartitionState`): a stall with records unread and nothing held is a partition that is
+not being fetched, and the flags say which of the four switches that fetch depends on is off.
+
 ``kill -USR2 <worker pid>`` writes every thread's Python stack with :mod:`faulthandler`, from
 the signal handler itself: it answers even when the event loop is stuck in a call that never
 returns, where a handler run by the loop (and the stall watch) would never run.
@@ -24,12 +28,20 @@ import faulthandler
 import gc
 import logging
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-__all__ = ["StallWatch", "dump_tasks", "enable_thread_dump", "format_tasks"]
+__all__ = [
+    "PartitionState",
+    "StallWatch",
+    "dump_tasks",
+    "enable_thread_dump",
+    "format_partitions",
+    "format_tasks",
+]
 
 log = logging.getLogger("streamer.worker")
 
@@ -127,9 +139,61 @@ def format_tasks(loop: asyncio.AbstractEventLoop | None = None) -> str:
     return "\n".join(lines)
 
 
-def dump_tasks() -> None:
-    """Log :func:`format_tasks` at WARNING, so it shows at the worker's default log level."""
-    log.warning("task dump (SIGUSR1):\n%s", format_tasks())
+@dataclass(frozen=True)
+class PartitionState:
+    """One assigned partition, as far as reading it goes.
+
+    A record reaches the agent only if every switch is on: Faust asks aiokafka for the partition
+    (it is *active*: not paused by the worker, not held back by Faust's full stream buffer),
+    aiokafka has not paused it, and aiokafka fetches it — which it does not while records it
+    fetched earlier wait to be handed out (``fetched_waiting``).
+    """
+
+    tp: str
+    end: int | None  # the offset after the last record to come (None: not known yet)
+    next_read: int | None  # the next offset Faust hands to the agent
+    fetch_position: int | None  # aiokafka's position
+    fetched_waiting: bool
+    active: bool
+    paused: bool  # by the worker (``pause_partitions``: the merge's queue is full)
+    buffered: bool  # by Faust: the stream buffer is full
+    fetch_paused: bool  # in aiokafka
+    held: int  # records queued in the event-time merge
+
+    @property
+    def to_read(self) -> int | None:
+        if self.end is None or self.next_read is None:
+            return None
+        return max(self.end - self.next_read, 0)
+
+    def describe(self) -> str:
+        flags = [
+            "asked for" if self.active else "not asked for",
+            *(["paused by the worker"] if self.paused else []),
+            *(["held back by a full stream buffer"] if self.buffered else []),
+            *(["paused in aiokafka"] if self.fetch_paused else []),
+            *(["fetched records waiting in aiokafka"] if self.fetched_waiting else []),
+        ]
+        return (
+            f"{self.tp}: {'?' if self.to_read is None else self.to_read} to read "
+            f"(next {self.next_read}, end {self.end}, aiokafka at {self.fetch_position}), "
+            f"{self.held} held by the merge; {', '.join(flags)}"
+        )
+
+
+def format_partitions(states: Iterable[PartitionState]) -> str:
+    """One line per partition (:meth:`PartitionState.describe`), in name order."""
+    lines = [state.describe() for state in sorted(states, key=lambda s: s.tp)]
+    return "\n".join(["the partitions owned, each:", *(f"  {line}" for line in lines)])
+
+
+def dump_tasks(partitions: Callable[[], str] | None = None) -> None:
+    """Log :func:`format_tasks`, and ``partitions()`` if given, at WARNING, so that it shows at
+    the worker's default log level."""
+    text = format_tasks()
+    if partitions is not None:
+        text += "\n" + partitions()
+    log.warning("task dump (SIGUSR1):\n%s", text)
 
 
 def enable_thread_dump(loop: asyncio.AbstractEventLoop) -> None:

@@ -1,14 +1,19 @@
 """Faust's aiokafka transport, with the five changes the worker needs.
 
-**Pausing is safe.** Faust's ``Consumer.getmany`` fetches a batch of records for the *active*
+**Pausing loses nothing.** Faust's ``Consumer.getmany`` fetches a batch of records for the *active*
 partitions and then yields them one by one, skipping any record whose partition is no longer in
 the active set. That set is the live object that ``pause_partitions`` edits, so pausing a
 partition while a fetched batch is still being handed out silently drops the rest of that
 partition's records — and the next commit moves past them. Event-time alignment
-(:mod:`streamer.alignment`) pauses partitions from the agents, in exactly that window.
-:class:`Consumer` hands ``getmany`` a copy of the active set instead: what was fetched for a
-partition is delivered, and a pause takes effect from the next fetch on. Rebalances are not
-affected (``getmany`` stops on a generation change or when flow stops, before looking at the set).
+(:mod:`streamer.alignment`) pauses partitions from the agents, in exactly that window — and
+in the one before it: the fetch runs in the consumer's thread, and a pause made on the event
+loop while it is on its way dropped the records it drained for that partition (aiokafka's
+position already past them). Faust then takes the next record delivered there for a gap in the
+offsets and commits past the dropped ones: they were never decided. :class:`Consumer` copies
+the active set when the fetch starts, fetches exactly that copy and hands it to ``getmany``:
+what was fetched for a partition is delivered, and a pause takes effect from the next fetch on.
+Rebalances are not affected (``getmany`` stops on a generation change or when flow stops,
+before looking at the set).
 
 **A fetch for quiet partitions cannot hold up busy ones for long.** aiokafka keeps one fetch in
 flight per broker, and while fetched records of a partition are still being handed out it
@@ -43,12 +48,14 @@ twice. :class:`Producer` always is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+
+from streamer.stalls import PartitionState
 
 __all__ = [
     "HELD_BACK_POLL_S",
@@ -78,6 +85,22 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         """The last stable offset: the records of an open transaction are not readable yet."""
         return cast(int, self._ensure_consumer().last_stable_offset(tp))
 
+    def fetch_states(self) -> dict[TP, tuple[int | None, bool, bool]]:
+        """For a stall report, aiokafka's view of each assigned partition: (its position,
+        whether it is paused, whether records it fetched wait to be handed out — it fetches no
+        more for that partition until they are). Read from another thread, without a lock:
+        a snapshot that may be a moment old."""
+        consumer = self._ensure_consumer()
+        assignment = consumer._subscription.subscription.assignment
+        waiting = set(consumer._fetcher._records)
+        states = {}
+        for tp in consumer.assignment():
+            state = None if assignment is None else assignment.state_value(tp)
+            position = state.position if state is not None and state.has_valid_position else None
+            paused = state is not None and state.paused
+            states[TP(tp.topic, tp.partition)] = (position, paused, tp in waiting)
+        return states
+
     def positions(self) -> dict[TP, int]:
         """aiokafka's position in each assigned partition: the offset after the last record it
         returned or skipped (a transaction marker, a record of an aborted transaction)."""
@@ -103,6 +126,7 @@ class Consumer(driver.Consumer):
         # as of the last poll: the offset after the last record returned, and aiokafka's position
         self._returned_to: dict[TP, int] = {}
         self._consumed_to: dict[TP, int] = {}
+        self._fetched_for: set[TP] | None = None  # the partitions the last fetch asked for
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -121,13 +145,24 @@ class Consumer(driver.Consumer):
             if not self._get_active_partitions():
                 await self.sleep(HELD_BACK_POLL_S)  # Faust sleeps 1 s here
                 return {}, set()
+        self._fetched_for = None
         records, active = await super()._wait_next_records(timeout)
         for tp, batch in (records or {}).items():
             if batch:
                 self._returned_to[tp] = batch[-1].offset + 1
         # read now, with the records it covers: between polls aiokafka's position stays put
         self._consumed_to = self._thread.positions()
-        return records, None if active is None else set(active)
+        if active is None or self._fetched_for is None:  # every partition, or no fetch
+            return records, active
+        return records, self._fetched_for
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        # the fetch gets a copy of the live set, and getmany then delivers exactly what it
+        # asked for: a partition paused while the fetch is on its way (in the consumer's
+        # thread) still has what the fetch drained delivered (see the module's docstring)
+        if active_partitions is not None:
+            active_partitions = self._fetched_for = set(active_partitions)
+        return await super()._getmany(active_partitions, timeout)
 
     def end_offset(self, tp: TP) -> int | None:
         """The offset after the last record of ``tp`` still to come, as of the last fetch (None
@@ -152,12 +187,40 @@ class Consumer(driver.Consumer):
         """
         lags = {}
         for tp in self.assignment():
-            end = self.end_offset(tp)
-            read = self._read_offset.get(tp)
-            start = read + 1 if read is not None else self._committed_offset.get(tp)
+            end, start = self.end_offset(tp), self._next_read(tp)
             if end is not None and start is not None:
                 lags[tp] = max(end - start, 0)
         return lags
+
+    def _next_read(self, tp: TP) -> int | None:
+        """The next offset of ``tp`` to hand to an agent: the one after the last delivered, or
+        the committed offset before the first (None: neither known yet)."""
+        read = self._read_offset.get(tp)
+        return read + 1 if read is not None else self._committed_offset.get(tp)
+
+    def partition_states(self, held: Mapping[TP, int]) -> list[PartitionState]:
+        """What decides whether each assigned partition is read (:class:`PartitionState`),
+        with ``held``: how many of its records the event-time merge holds."""
+        fetching = self._thread.fetch_states()
+        active = self._active_partitions or set()
+        states = []
+        for tp in self.assignment():
+            position, fetch_paused, waiting = fetching.get(tp, (None, False, False))
+            states.append(
+                PartitionState(
+                    tp=f"{tp.topic}[{tp.partition}]",
+                    end=self.end_offset(tp),
+                    next_read=self._next_read(tp),
+                    fetch_position=position,
+                    fetched_waiting=waiting,
+                    active=tp in active,
+                    paused=tp in self._paused_partitions,
+                    buffered=tp in self._buffered_partitions,
+                    fetch_paused=fetch_paused,
+                    held=held.get(tp, 0),
+                )
+            )
+        return states
 
     def start_offsets(self, tps: Iterable[TP]) -> dict[TP, int]:
         """The offset each partition's records are read from since its assignment: the
@@ -183,6 +246,10 @@ class Transport(driver.Transport):
 
 class WorkerApp(faust.App):
     """A Faust app on :class:`Transport` (``kafka://`` URLs only, as the worker uses)."""
+
+    #: the worker's report of its partitions (:func:`streamer.stalls.format_partitions`),
+    #: for the task dump; set by whoever builds the agents
+    partition_report: Callable[[], str] | None = None
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int = 500, **options: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms

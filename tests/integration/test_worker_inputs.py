@@ -158,6 +158,12 @@ async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv
     assert re.search(r"worker on port \d+: \{'model_version'", report), report
     dump = report.partition("dumps after the timeout:")[2]
     assert "task dump (SIGUSR1)" in dump
+    # and for each partition it owns, whether it is read: t1's is read to its end
+    assert re.search(
+        rf"  {settings.topic_transactions}\[\d+\]: 0 to read \(next 1, end 1, aiokafka at 1\), "
+        r"0 held by the merge; asked for\n",
+        dump,
+    ), dump
     # the chain goes through Faust's actor into the agent and on to where it waits: for input
     # (Stream.take_events) or, if a producer acknowledgement is still on its way, in publish
     assert re.search(r"_execute_actor .* -> .*merge_inputs \(app\.py:\d+\) -> \S+", dump), dump
@@ -406,6 +412,7 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     assert "in batches being decided" in warning, warning
     # the agent, or the timer that releases held records, waits in Redis
     assert re.search(r"decide_released \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
+    assert "the partitions owned, each:" in warning, warning
     decided = await consume_until(
         settings, settings.topic_decisions, ids={"warm", *ids}, worker=worker_env
     )

@@ -1,5 +1,6 @@
-"""The task dump follows each task's await chain down to what it waits on; the stall watch
-speaks once per stall, and only when work waits."""
+"""The task dump follows each task's await chain down to what it waits on, and says which
+switch keeps a partition from being read; the stall watch speaks once per stall, and only when
+work waits."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import asyncio
 from collections.abc import AsyncIterator, Generator
 from typing import Any
 
-from streamer.stalls import StallWatch, format_tasks
+from streamer.stalls import PartitionState, StallWatch, format_partitions, format_tasks
 
 
 class _Actor:
@@ -77,3 +78,30 @@ def test_how_long_work_has_waited_is_known_between_warnings() -> None:
     assert watch.stalled_for(now=21) == 0
     watch.check(progress=2, waiting=0, now=22)  # nothing waiting
     assert watch.stalled_for(now=30) is None
+
+
+def _partition(name: str, **changes: Any) -> PartitionState:
+    fields: dict[str, Any] = dict(
+        tp=name, end=1224, next_read=1100, fetch_position=1100, fetched_waiting=False,
+        active=True, paused=False, buffered=False, fetch_paused=False, held=0,
+    )  # fmt: skip
+    return PartitionState(**{**fields, **changes})
+
+
+def test_each_partition_says_how_much_is_left_and_which_switch_is_off() -> None:
+    report = format_partitions(
+        [
+            _partition("tx[1]", active=False, buffered=True, fetched_waiting=True, held=7),
+            _partition("tx[0]", end=None),
+            _partition("tx[2]", end=1000, active=False, paused=True, fetch_paused=True),
+        ]
+    )
+    assert report.splitlines() == [
+        "the partitions owned, each:",
+        "  tx[0]: ? to read (next 1100, end None, aiokafka at 1100), 0 held by the merge; "
+        "asked for",
+        "  tx[1]: 124 to read (next 1100, end 1224, aiokafka at 1100), 7 held by the merge; "
+        "not asked for, held back by a full stream buffer, fetched records waiting in aiokafka",
+        "  tx[2]: 0 to read (next 1100, end 1000, aiokafka at 1100), 0 held by the merge; "
+        "not asked for, paused by the worker, paused in aiokafka",
+    ]

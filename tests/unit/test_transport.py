@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from aiokafka.structs import ConsumerRecord
 from faust.types import TP
 
 from streamer.app import create_app
@@ -119,3 +120,42 @@ async def test_transaction_markers_after_the_last_record_are_not_records_to_come
     stable[done] = 13
     await consumer.on_partitions_revoked({done})  # what was polled no longer says anything
     assert consumer.end_offset(done) == 13
+
+
+async def test_records_fetched_for_a_partition_paused_during_the_fetch_are_delivered() -> None:
+    """The event-time merge pauses partitions while a fetch is on its way (the fetch runs in
+    the consumer's thread; the merge, on the event loop, meanwhile). What that fetch drained
+    from aiokafka has moved aiokafka's position past it: each record must reach the agent.
+    Before the fix the worker copied the set of partitions asked for only after the fetch, and
+    Faust dropped the paused partition's records — lost, since a later record's offset would
+    have been committed past them."""
+    app = create_app(Settings())
+    consumer = app.consumer
+    paused, other = TP("transactions", 0), TP("transactions", 1)
+    consumer.assignment = lambda: {paused, other}  # the consumer thread's state: the I/O edge
+    consumer._thread.positions = dict
+    consumer.highwater = lambda tp: 3
+    consumer._active_partitions = {paused, other}
+    asked: list[set[TP]] = []
+
+    async def poll(active_partitions: set[TP], timeout: float) -> dict[TP, list[ConsumerRecord]]:
+        asked.append(set(active_partitions))
+        consumer.pause_partitions({paused})  # the merge's queue filled meanwhile
+        return {tp: [_consumer_record(tp, o) for o in range(3)] for tp in active_partitions}
+
+    consumer._thread.getmany = poll  # the fetch, in the consumer's thread
+    delivered = [(tp, message.offset) async for tp, message in consumer.getmany(1.0)]
+    assert asked == [{paused, other}]
+    assert sorted(delivered) == sorted((tp, o) for tp in (paused, other) for o in range(3))
+
+    # the pause holds from the next fetch on
+    await consumer._wait_next_records(1.0)
+    assert asked[-1] == {other}
+
+
+def _consumer_record(tp: TP, offset: int) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=tp.topic, partition=tp.partition, offset=offset, timestamp=1_000, timestamp_type=0,
+        key=b"k", value=b"{}", checksum=None, serialized_key_size=1, serialized_value_size=2,
+        headers=(),
+    )  # fmt: skip
