@@ -48,7 +48,7 @@ twice. :class:`Producer` always is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 import faust
@@ -85,33 +85,37 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         """The last stable offset: the records of an open transaction are not readable yet."""
         return cast(int, self._ensure_consumer().last_stable_offset(tp))
 
+    def _assigned_states(self) -> Iterator[tuple[TP, Any]]:
+        """Each assigned partition with aiokafka's state of it (None when it has none yet).
+        There is no public synchronous call; read from another thread, without a lock."""
+        consumer = self._ensure_consumer()
+        assignment = consumer._subscription.subscription.assignment
+        for tp in consumer.assignment():
+            state = None if assignment is None else assignment.state_value(tp)
+            yield TP(tp.topic, tp.partition), state
+
     def fetch_states(self) -> dict[TP, tuple[int | None, bool, bool]]:
         """For a stall report, aiokafka's view of each assigned partition: (its position,
         whether it is paused, whether records it fetched wait to be handed out — it fetches no
-        more for that partition until they are). Read from another thread, without a lock:
-        a snapshot that may be a moment old."""
-        consumer = self._ensure_consumer()
-        assignment = consumer._subscription.subscription.assignment
-        waiting = set(consumer._fetcher._records)
-        states = {}
-        for tp in consumer.assignment():
-            state = None if assignment is None else assignment.state_value(tp)
-            position = state.position if state is not None and state.has_valid_position else None
-            paused = state is not None and state.paused
-            states[TP(tp.topic, tp.partition)] = (position, paused, tp in waiting)
-        return states
+        more for that partition until they are). A snapshot that may be a moment old."""
+        waiting = {(tp.topic, tp.partition) for tp in self._ensure_consumer()._fetcher._records}
+        return {
+            tp: (
+                state.position if state is not None and state.has_valid_position else None,
+                state is not None and state.paused,
+                (tp.topic, tp.partition) in waiting,
+            )
+            for tp, state in self._assigned_states()
+        }
 
     def positions(self) -> dict[TP, int]:
         """aiokafka's position in each assigned partition: the offset after the last record it
         returned or skipped (a transaction marker, a record of an aborted transaction)."""
-        consumer = self._ensure_consumer()
-        states = consumer._subscription.subscription.assignment  # no public synchronous call
-        positions = {}
-        for tp in consumer.assignment():
-            state = states.state_value(tp)
-            if state is not None and state.has_valid_position:
-                positions[TP(tp.topic, tp.partition)] = state.position
-        return positions
+        return {
+            tp: state.position
+            for tp, state in self._assigned_states()
+            if state is not None and state.has_valid_position
+        }
 
 
 class Consumer(driver.Consumer):
