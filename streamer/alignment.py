@@ -119,9 +119,12 @@ class EventTimeMerger(Generic[K, E]):
     def _to_come(self, tp: K, highwater: Callable[[K], int | None], now_ms: int) -> int | None:
         """The last event time of a partition with records still to come (None if it has none,
         or has been stuck for longer than ``idle_ms``): its next record is at least that late.
-        A partition not heard from yet may deliver anything: EARLIEST."""
+        A partition not heard from yet may deliver anything: EARLIEST. One whose end is not
+        known (no fetch has answered for it since its assignment) may have records to come:
+        taken as having none, it let the others run past it, and past labels not read yet,
+        for as long as its first fetch took (at start-up, or after a rebalance)."""
         end = highwater(tp)
-        if end is None or end <= self.next_offset[tp]:
+        if end is not None and end <= self.next_offset[tp]:
             return None
         if now_ms - self.received_at[tp] > self.idle_ms:
             return None

@@ -197,6 +197,23 @@ def test_a_partition_not_heard_from_since_assigned_holds_everything_until_it_del
     assert m.skew_ms(highwater, NOW + 200) == 11 * DAY
 
 
+def test_a_partition_whose_end_is_not_known_yet_holds_everything_until_a_fetch_answers() -> None:
+    # just assigned (at start-up, or after a rebalance), no fetch has answered for "labels"
+    # yet: its end is unknown, and it may hold a label reported before anything queued here
+    m = _with_labels(idle_ms=5_000)
+    m.expect({"tx": 0, "labels": 0}, NOW)
+    m.add("tx", 0, 9 * DAY, "tx9", NOW)
+    assert m.release({"tx": 1, "labels": None}.get, NOW + 100) == []
+    # the fetch answers: labels is empty, nothing is to come from it
+    assert m.release({"tx": 1, "labels": 0}.get, NOW + 200) == ["tx9"]
+    # and an end that stays unknown stops holding after idle_ms, like a stuck partition
+    m.expect({"late": 0}, NOW + 300)
+    m.add("tx", 1, 10 * DAY, "tx10", NOW + 300)
+    never = {"tx": 2, "labels": 0, "late": None}.get
+    assert m.release(never, NOW + 5_300) == []
+    assert m.release(never, NOW + 5_301) == ["tx10"]
+
+
 def test_a_partition_assigned_at_its_end_holds_nothing_back() -> None:
     m = _merger(max_skew_ms=0)
     m.expect({"a": 0, "b": 7}, NOW)  # b's consumer starts at its end: nothing to come
