@@ -39,7 +39,7 @@ from collections.abc import Callable, Container, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-__all__ = ["EARLIEST", "EventTimeMerger"]
+__all__ = ["EARLIEST", "EventTimeMerger", "RebalanceGate"]
 
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E")
@@ -205,3 +205,29 @@ class EventTimeMerger(Generic[K, E]):
         """Spread of event time across the partitions that still have records to process."""
         positions = self._positions(highwater, now_ms)
         return max(positions.values()) - min(positions.values()) if len(positions) > 1 else 0
+
+
+@dataclass
+class RebalanceGate(Generic[K]):
+    """Which records read from Kafka may still join the merge, around a rebalance.
+
+    A record is stamped with the consumer generation it was read in, and one read before a
+    rebalance must not join the merge after its partition was revoked: the merge forgot what
+    that partition held, the partition's next owner (often this same worker again) reads it
+    from the committed offset, and the early record would head its queue, ahead of the ones
+    before it. Comparing with the current generation is not enough: between the revocation
+    and the next assignment, the generation is still the old one, and records the stream had
+    buffered before the revocation are still handed out.
+    """
+
+    #: per partition, the generation in which it was last revoked
+    revoked_in: dict[K, int] = field(default_factory=dict)
+
+    def revoke(self, tps: Iterable[K], generation: int) -> None:
+        """``tps`` are revoked in ``generation``: what was read from them in it is stale."""
+        for tp in tps:
+            self.revoked_in[tp] = generation
+
+    def admits(self, tp: K, read_in: int, current: int) -> bool:
+        """Whether a record of ``tp`` read in generation ``read_in`` may join the merge now."""
+        return read_in == current and self.revoked_in.get(tp) != current

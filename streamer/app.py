@@ -29,7 +29,7 @@ from faust.auth import SASLCredentials, SSLCredentials
 from faust.types import TP
 
 from models.drift import PSI_ACT, PSI_WATCH
-from streamer.alignment import EventTimeMerger
+from streamer.alignment import EventTimeMerger, RebalanceGate
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
 from streamer.pipeline import (
@@ -192,6 +192,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         queue_max=settings.batch_max * 2,
         strict=lambda tp: tp.topic == label_topic,
     )
+    gate: RebalanceGate[TP] = RebalanceGate()  # records read before a rebalance stay out
     merging = asyncio.Lock()
     stall_watch = StallWatch(settings.stall_warn_s)
     in_flight = [0]  # records released by the merge and not yet acked
@@ -324,14 +325,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 # take_events acks the batch when this step ends; the extra reference keeps
                 # the offset uncommitted until decide_released has published the decision
                 event.message.incref()
-                if event.message.generation_id != generation:
+                message = received.message
+                tp = TP(message.topic, message.partition)
+                if not gate.admits(tp, event.message.generation_id, generation):
                     # read before a rebalance: the merge has forgotten the records before it,
                     # so deciding it now could put a card's transactions out of order. It is
                     # never acked; the partition's owner reads it again.
                     continue
-                message = received.message
                 merger.add(
-                    TP(message.topic, message.partition),
+                    tp,
                     message.offset,
                     received.ts_ms,
                     _Held(event, received),
@@ -349,6 +351,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def drop_revoked(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
         # held events of a revoked partition were never acked: its next owner reads them again
         (revoked,) = args
+        gate.revoke(revoked, app.consumer_generation_id)
         merger.forget(revoked)
 
     def partition_report() -> str:

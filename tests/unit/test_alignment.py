@@ -1,6 +1,6 @@
 """The event-time merge: partitions are released in event-time order, within a skew bound."""
 
-from streamer.alignment import EventTimeMerger
+from streamer.alignment import EventTimeMerger, RebalanceGate
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -228,3 +228,16 @@ def test_a_partition_assigned_but_never_delivering_stops_holding_after_idle_ms()
     highwater = {"a": 1, "stuck": 10}.get
     assert m.release(highwater, NOW + 5_000) == []
     assert m.release(highwater, NOW + 5_001) == ["a1"]
+
+
+def test_records_read_before_a_revocation_stay_out_until_the_next_assignment() -> None:
+    gate: RebalanceGate[str] = RebalanceGate()
+    assert gate.admits("p3", 1, 1)  # read in the current generation
+    assert not gate.admits("p3", 1, 2)  # read before the generation changed
+    gate.revoke(["p3"], 1)
+    # revoked, the new generation not assigned yet: the generation is still 1, and a record
+    # the stream buffered before the revocation must not head the partition's queue
+    assert not gate.admits("p3", 1, 1)
+    assert gate.admits("p4", 1, 1)  # a partition not revoked
+    assert gate.admits("p3", 2, 2)  # assigned again in generation 2: read afresh
+    assert not gate.admits("p3", 1, 2)
