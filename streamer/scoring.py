@@ -22,10 +22,10 @@ from streamer.flat_trees import flat_predictor
 __all__ = ["FLAT_MAX_ROWS", "Contribution", "Scorer", "fitted_parts", "one_thread"]
 
 #: batches up to this size go through :mod:`streamer.flat_trees` (the same results). Measured
-#: on one thread: 2-20x faster for the booster on 1-50 rows, 8-70x for the forest, 5-35x for
-#: the ensemble; scikit-learn's tree-by-tree loop catches up from 150 rows (the booster) to
-#: 500 (the forest).
-FLAT_MAX_ROWS = 100
+#: on one thread: 3-30x faster for the booster on 1-50 rows, 8-70x for the forest, 5-35x for
+#: the ensemble; scikit-learn's tree-by-tree loop catches up at about 500 rows (the booster;
+#: 1.5x slower at 200 rows).
+FLAT_MAX_ROWS = 200
 
 
 def fitted_parts(estimator: Any) -> Iterator[Any]:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BATCH_SIZES", "model_cost"]
 
-BATCH_SIZES = (1, 10, 50, 100, 500)
+BATCH_SIZES = (1, 10, 50, 100, 200, 500)
 FEATURE_DAYS = 10
 
 
