@@ -135,18 +135,30 @@ class EventTimeMerger(Generic[K, E]):
         or later: a skew allowed, except past a strict one (whose next item may be a tie)."""
         return position - 1 if self.strict(tp) else position + self.max_skew_ms
 
-    def _positions(self, highwater: Callable[[K], int | None], now_ms: int) -> dict[K, int]:
-        """Earliest event time each partition may still deliver (moving, not strict ones, and
-        heard from: one that has delivered nothing yet has no place in event time)."""
+    def _positions(
+        self, highwater: Callable[[K], int | None], now_ms: int, *, strict: bool = False
+    ) -> dict[K, int]:
+        """Earliest event time each partition of the kind may still deliver (moving ones, heard
+        from: one that has delivered nothing yet has no place in event time)."""
         positions: dict[K, int] = {}
         for tp in self.next_offset:
-            if self.strict(tp):
+            if self.strict(tp) != strict:
                 continue
             head = next((ts for ts, _ in self.queues.get(tp, ()) if ts is not None), None)
             position = head if head is not None else self._to_come(tp, highwater, now_ms)
             if position is not None and position != EARLIEST:
                 positions[tp] = position
         return positions
+
+    def pending_ms(
+        self, highwater: Callable[[K], int | None], now_ms: int, *, strict: bool = False
+    ) -> int | None:
+        """The earliest event time that the strict partitions (or the others) may still
+        deliver, held here or not read yet; None if none of them has anything to come.
+
+        Its minimum over several workers, against the latest event time they decided, is how
+        far one worker has run ahead of another's records (see ``streamer.metrics``)."""
+        return min(self._positions(highwater, now_ms, strict=strict).values(), default=None)
 
     def release(
         self, highwater: Callable[[K], int | None], now_ms: int, limit: int | None = None

@@ -258,7 +258,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 consumer.pause_partitions(pause)
             if resume:
                 consumer.resume_partitions(resume)
-            metrics.partition_skew.set(merger.skew_ms(consumer.end_offset, _now_ms()) / 1000)
+            now = _now_ms()
+            metrics.partition_skew.set(merger.skew_ms(consumer.end_offset, now) / 1000)
+            metrics.set_pending(
+                transactions=merger.pending_ms(consumer.end_offset, now),
+                labels=merger.pending_ms(consumer.end_offset, now, strict=True),
+            )
             metrics.held.set(merger.held)
             metrics.busy.inc(time.perf_counter() - busy_since)
 
@@ -295,6 +300,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             if out is not None:
                 metrics.observe_batch("transactions", out, seconds, len(step.txs))
                 runtime.observe_drift(out)
+                metrics.observe_decided(held.received.ts_ms for held in step.txs)
                 metrics.observe_ages(
                     settings.topic_transactions,
                     (held.event.message.timestamp for held in step.txs),

@@ -7,6 +7,7 @@ batch — never per event on the hot path beyond histogram ``observe`` calls (sc
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -98,6 +99,23 @@ class Metrics:
             "Event-time spread between this worker's partitions that have records waiting",
             registry=r,
         )
+        self.decided_event_time = Gauge(
+            "streamer_decided_event_time_seconds",
+            "Event time of the latest transaction this worker decided (epoch seconds)",
+            registry=r,
+        )
+        self.pending_event_time = Gauge(
+            "streamer_pending_event_time_seconds",
+            "Earliest event time (a label's: its report time) that this worker's partitions of "
+            "the input may still deliver, held by the event-time merge or not read yet; +Inf "
+            "when they have nothing to come. Over the workers, max(decided) - min(pending) is "
+            "how far decisions run ahead of records not yet in Redis",
+            ["input"],
+            registry=r,
+        )
+        for kind in ("transactions", "labels"):
+            self.pending_event_time.labels(kind).set(math.inf)
+        self._decided_s = 0.0
         self.held = Gauge(
             "streamer_held_transactions",
             "Transactions and labels read but held back by the event-time merge (a partition "
@@ -175,6 +193,18 @@ class Metrics:
         for ts in timestamps_s:
             if ts is not None and ts > 0:  # -1: a record written without a timestamp
                 age.observe(max(now - ts, 0.0))
+
+    def observe_decided(self, ts_ms: Iterable[int | None]) -> None:
+        """Note the event times (epoch ms) of transactions just decided."""
+        latest = max((ts for ts in ts_ms if ts is not None), default=None)
+        if latest is not None and latest / 1000 > self._decided_s:
+            self._decided_s = latest / 1000
+            self.decided_event_time.set(self._decided_s)
+
+    def set_pending(self, transactions: int | None, labels: int | None) -> None:
+        """The earliest event time (ms) each input may still deliver; None: nothing to come."""
+        for kind, ts in (("transactions", transactions), ("labels", labels)):
+            self.pending_event_time.labels(kind).set(math.inf if ts is None else ts / 1000)
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """The consumer lag of every partition this worker owns now (others are dropped)."""

@@ -368,6 +368,34 @@ async def test_a_withdrawn_label_counts_until_its_withdrawal_is_reported(
     assert risk == {"w0": 0.0, "w1": 1.0, "w2": 0.0}
 
 
+async def test_the_worker_exports_how_far_its_decisions_and_its_pending_records_have_come(
+    worker_env: WorkerEnv,
+) -> None:
+    """The two event-time gauges the alerts compare across workers: the latest transaction
+    decided, and what each input may still deliver (nothing, once both are read to the end)."""
+    settings = worker_env.settings
+    records = [
+        ("transactions", _tx("e0", timestamp="2018-05-01T00:00:00Z")),
+        ("labels", _label("e0", "2018-05-08T00:00:00Z", True)),
+        ("transactions", _tx("e2", timestamp="2018-05-09T03:00:00Z")),
+        ("transactions", _tx("e1", timestamp="2018-05-08T01:00:00Z")),  # last, not latest
+    ]
+    await replay(settings, iter([(kind, b"c-good", value) for kind, value in records]))
+    worker_env.start_worker()
+    await consume_until(settings, settings.topic_decisions, ids={"e0", "e1", "e2"},
+                        worker=worker_env)  # fmt: skip
+    latest = pd.Timestamp("2018-05-09T03:00:00Z").timestamp()
+    decided = ("streamer_decided_event_time_seconds", ())
+
+    def pending(kind: str) -> float | None:
+        return worker_env.metrics().get(("streamer_pending_event_time_seconds", (("input", kind),)))
+
+    wait_for(lambda: worker_env.metrics().get(decided) == latest, timeout=30,
+             what=f"the latest decided event time at {latest}", worker=worker_env)  # fmt: skip
+    wait_for(lambda: pending("transactions") == pending("labels") == float("inf"), timeout=30,
+             what="nothing pending once both inputs are read", worker=worker_env)  # fmt: skip
+
+
 async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     worker_env: WorkerEnv, stack: Settings
 ) -> None:

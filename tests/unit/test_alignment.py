@@ -182,6 +182,26 @@ def test_strict_partitions_are_left_out_of_the_skew() -> None:
     assert m.skew_ms({"a": 5, "labels": 5}.get, NOW) == 0
 
 
+def test_pending_is_the_earliest_time_each_kind_of_partition_may_still_deliver() -> None:
+    m = _with_labels(idle_ms=5_000)
+    m.add("a", 0, 3 * DAY, "a3", NOW)
+    m.add("b", 0, 2 * DAY, "b2", NOW)
+    m.add("labels", 0, 4 * DAY, "label4", NOW)
+    m.expect({"c": 0}, NOW)  # not heard from: no place in event time yet
+    highwater = {"a": 1, "b": 9, "c": 5, "labels": 1}.get
+    assert m.pending_ms(highwater, NOW) == 2 * DAY  # the queues' heads
+    assert m.pending_ms(highwater, NOW, strict=True) == 4 * DAY
+    drained = {"a": 1, "b": 1, "c": 0, "labels": 1}.get
+    assert m.release(drained, NOW) == ["b2", "a3", "label4"]
+    assert m.pending_ms(drained, NOW) is None  # nothing to come
+    assert m.pending_ms(drained, NOW, strict=True) is None
+    m.add("b", 1, 5 * DAY, "b5", NOW)
+    highwater = {"a": 1, "b": 9, "c": 0, "labels": 1}.get
+    assert m.release(highwater, NOW) == ["b5"]
+    assert m.pending_ms(highwater, NOW) == 5 * DAY  # b's next record is that late at least
+    assert m.pending_ms(highwater, NOW + 5_001) is None  # stuck: it holds nothing back
+
+
 def test_a_partition_not_heard_from_since_assigned_holds_everything_until_it_delivers() -> None:
     m = _merger(max_skew_ms=DAY, idle_ms=5_000)
     m.expect({"fast": 0, "slow": 0}, NOW)  # both just assigned, each with records to come

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from streamer.metrics import RECENT_ALERTS, Metrics
 from streamer.pipeline import BatchOutput
@@ -68,3 +69,17 @@ def test_busy_time_is_counted_for_prometheus_and_the_summary() -> None:
     metrics.busy.inc(0.5)
     assert _samples(metrics)[("streamer_busy_seconds_total", ())] == 0.75
     assert metrics.summary(None)["busy_s"] == 0.75
+
+
+def test_event_times_say_how_far_decisions_run_ahead_of_what_is_still_to_come() -> None:
+    metrics = Metrics()
+    before = _samples(metrics)
+    for kind in ("transactions", "labels"):  # nothing known to come yet
+        assert before[("streamer_pending_event_time_seconds", (("input", kind),))] == math.inf
+    metrics.observe_decided([5_000, None, 9_000])
+    metrics.observe_decided([7_000])  # a later batch of earlier transactions moves nothing
+    metrics.set_pending(transactions=4_000, labels=None)
+    samples = _samples(metrics)
+    assert samples[("streamer_decided_event_time_seconds", ())] == 9.0
+    assert samples[("streamer_pending_event_time_seconds", (("input", "transactions"),))] == 4.0
+    assert samples[("streamer_pending_event_time_seconds", (("input", "labels"),))] == math.inf
