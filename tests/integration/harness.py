@@ -79,9 +79,10 @@ class WorkerEnv:
         except OSError:
             return None
 
-    def metrics(self) -> Samples:
-        """The first worker's Prometheus samples, by (name, sorted labels); {} when down."""
-        url = f"http://127.0.0.1:{self.settings.web_port}/metrics"
+    def metrics(self, port: int | None = None) -> Samples:
+        """The Prometheus samples of the worker on ``port`` (default: the first worker's), by
+        (name, sorted labels); {} when down."""
+        url = f"http://127.0.0.1:{port or self.settings.web_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 text = response.read().decode()

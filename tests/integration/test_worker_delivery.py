@@ -640,6 +640,73 @@ async def test_backlog_of_lopsided_partitions_gives_the_in_order_features(
         assert np.abs(got - expected).max() > 1e-6
 
 
+def _event_times(samples: dict[Any, float]) -> tuple[float, float]:
+    """A worker's (latest decided, earliest pending transaction) event times, in seconds."""
+    pending = ("streamer_pending_event_time_seconds", (("input", "transactions"),))
+    return (
+        samples.get(("streamer_decided_event_time_seconds", ()), 0.0),
+        samples.get(pending, math.inf),
+    )
+
+
+async def test_two_workers_draining_lopsided_partitions_run_apart_and_the_metrics_show_it(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame, tmp_path: Path
+) -> None:
+    """What the event-time alerts are for (README: Limitations): each worker merges only the
+    partitions it owns, so with partition 0 carrying ~8x the others' traffic, the worker without
+    it drains its 40 days weeks ahead of the one with it. Over the two workers, the latest event
+    time decided minus the earliest still pending then passes the alert's three days (one worker
+    alone stays within its one-day skew bound: the tiny-buffer test)."""
+    settings = worker_env.settings
+    frame = _lopsided(replay_slice, settings.partitions)
+    await _start_with_labels(worker_env, frame)
+    port = free_port()
+    worker_env.start_worker(
+        STREAMER_WEB_PORT=str(port), STREAMER_DATA_DIR=str(tmp_path / "second")
+    )
+
+    def owned(at: int | None) -> set[str]:
+        # the labels' partitions: read already, so each owner reports its lag there (one with
+        # nothing written and no commit yet, as the transactions' are now, reports none)
+        return {
+            dict(labels)["partition"]
+            for (name, labels), _ in worker_env.metrics(at).items()
+            if name == "streamer_consumer_lag_records"
+            and dict(labels)["topic"] == settings.topic_labels
+        }
+
+    def settled() -> bool:  # before the backlog is written: each worker owns two of the four
+        first, second = owned(None), owned(port)
+        return len(first) == len(second) == 2 and not first & second
+
+    await asyncio.to_thread(
+        wait_for, settled, timeout=120, what="two of the label partitions each",
+        worker=worker_env,
+    )  # fmt: skip
+    n = await _produce_transactions(worker_env, frame)
+
+    def watch() -> float:
+        apart, deadline = 0.0, time.monotonic() + 240
+        while time.monotonic() < deadline:
+            times = [_event_times(worker_env.metrics(at)) for at in (None, port)]
+            decided = max(d for d, _ in times)
+            pending = min(p for _, p in times)
+            if decided > 0 and pending < math.inf:
+                apart = max(apart, decided - pending)
+            consumed = sum(
+                (worker_env.summary(at) or {}).get("totals", {}).get("consumed_transactions", 0)
+                for at in (None, port)
+            )
+            if consumed >= n and pending == math.inf:
+                return apart
+            time.sleep(0.2)
+        pytest.fail(f"the two workers did not drain {n} transactions\n{worker_env.logs()}")
+
+    apart = await asyncio.to_thread(watch)
+    print(f"{n} transactions; decisions ran up to {apart / 86_400:.1f} days ahead of pending ones")
+    assert apart > 3 * 86_400
+
+
 async def test_a_backlog_through_a_tiny_stream_buffer_loses_nothing_and_stays_in_order(
     worker_env: WorkerEnv, replay_slice: pd.DataFrame, registry: ModelRegistry
 ) -> None:
