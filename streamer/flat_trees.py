@@ -42,8 +42,8 @@ class _Forest:
     every split sit side by side: a step down is ``base[node] + goes_right``.
 
     Why renumber: a level then costs one lookup of where to go instead of two and a select,
-    and a batch without missing values skips the missing-value test at every level — about a
-    third off a live batch of 10–50 rows.
+    and a batch without missing values skips the missing-value test at every level: 16–30 %
+    less per call on 1–200 rows of the booster (``bench``'s model-cost table).
     """
 
     def __init__(
