@@ -35,7 +35,7 @@ from models.dataset import FeatureSet
 from models.history import HistorySpan, Progress, cache_path, load_history
 from models.metrics import card_precision_at_k, quality
 from models.protocol import BOOK_TEST_START, WEEK_DAYS, Split, protocol_mask, split_before
-from models.simulate import SimulationConfig
+from models.simulate import TERMINAL_DAYS, TERMINALS_PER_DAY, SimulationConfig
 from models.train import BOOSTING, CANDIDATES, Period, period_mask
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "Recipe",
     "SeedResult",
     "Trial",
+    "auc_by_chance",
     "auc_by_detectability",
     "auc_ceiling",
     "best_per_family",
@@ -299,11 +300,13 @@ class SeedResult:
     #: per test week, that of a ranking that finds every detectable fraud and no other
     #: (:func:`detectable`): what delayed labels allow
     detectable_ceilings: list[float]
-    #: per test week, the AUC ROC that delayed labels allow and the spread chance gives it
-    #: (:func:`auc_ceiling`)
-    auc_ceilings: list[tuple[float, float]]
+    #: per test week, the AUC ROC that delayed labels allow (:func:`auc_ceiling`)
+    auc_ceilings: list[float]
     seconds: dict[str, float]
     features_cached: bool = False
+    #: family -> mean and standard deviation, over :func:`auc_by_chance`'s draws, of its AUC
+    #: ROC's mean over its first four test weeks (or as many as it has)
+    auc_by_chance: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def test(self, family: str) -> dict[str, float]:
         return self.weeks[family][0]
@@ -327,21 +330,13 @@ def _ceiling(frame: pd.DataFrame, mask: np.ndarray, hits: np.ndarray) -> float:
     return card_precision_at_k(test, hits[mask].astype(float), label="hit")
 
 
-def auc_ceiling(fraud: np.ndarray, found: np.ndarray) -> tuple[float, float]:
-    """AUC ROC of a ranking that puts every detectable fraud above every genuine transaction,
-    and the standard deviation that chance gives it.
-
-    An undetectable fraud looks like a genuine transaction to any model, so it lands at a random
-    rank among them: it adds 1/2 to the AUC's mean over frauds, and a uniform draw of variance
-    1/12. So the expected ceiling is ``(detectable + undetectable / 2) / frauds`` and its standard
-    deviation ``sqrt(undetectable / 12) / frauds``: a model's AUC moves by that much with the
-    luck of where its undetectable frauds fall, whatever the model.
-    """
+def auc_ceiling(fraud: np.ndarray, found: np.ndarray) -> float:
+    """AUC ROC of a ranking that puts every detectable fraud above every genuine transaction
+    and the undetectable ones at random among them: ``(detectable + undetectable / 2) /
+    frauds`` on average. What a model's luck does around it is :func:`auc_by_chance`'s."""
     n = int(np.sum(fraud))
     hidden = int(np.sum(fraud & ~found))
-    if n == 0:
-        return float("nan"), float("nan")
-    return (n - hidden / 2) / n, math.sqrt(hidden / 12) / n
+    return (n - hidden / 2) / n if n else float("nan")
 
 
 def auc_by_detectability(
@@ -367,6 +362,99 @@ def auc_by_detectability(
 
     return {"auc_roc_detectable": auc(scores[fraud & found]),
             "auc_roc_undetectable": auc(scores[fraud & ~found])}
+
+
+def auc_by_chance(
+    frame: pd.DataFrame,
+    found: np.ndarray,
+    weeks: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_terminals: int,
+    per_day: int = TERMINALS_PER_DAY,
+    replicates: int = 1000,
+    seed: int = 0,
+    delay_days: int = 7,
+    episode_days: int = TERMINAL_DAYS,
+) -> np.ndarray:
+    """The AUC ROC a model would have had on each test week had other terminals been
+    compromised: one row per draw, one column per ``(mask, scores)`` week.
+
+    Why: the undetectable frauds are the first week (one delay) of a few dozen compromised
+    terminals. A terminal's transactions share its features, so their ranks move together,
+    and how many there are depends on how busy those terminals are: the luck of which
+    terminals were picked moves the AUC two to four times as much as independent ranks
+    (``sqrt(undetectable / 12) / frauds``) would. So each draw picks the compromised
+    terminals again as the simulator does (``per_day`` of the ``n_terminals`` each day), and
+    a picked terminal's genuine test transactions from its first one on or after the day of
+    the pick, for one delay, stand for the undetectable frauds (a terminal with a compromise
+    in the ``episode_days`` before or during that week is skipped: its frauds would be
+    detectable or are not genuine). The detectable frauds and the model keep their scores.
+    The draws' mean is what the model's AUC is worth on those weeks without that luck; their
+    spread is the luck. A unit test checks both against the simulator's own draws.
+    """
+    fraud = frame["is_fraud"].to_numpy(dtype=bool)
+    terminal = pd.factorize(frame["terminal_id"])[0].astype(np.int64)
+    day, delay, episode = 86_400, delay_days * 86_400, episode_days * 86_400
+    # seconds, shifted so that every window below stays inside its terminal's range of keys
+    seconds = (pd.to_datetime(frame["timestamp"], utc=True).dt.tz_convert(None).to_numpy()
+               .astype("datetime64[s]").astype(np.int64))
+    seconds = seconds - seconds.min() // day * day + episode
+    span = int(seconds.max()) + delay + day
+    seen = np.arange(int(terminal.max()) + 1)
+    if len(seen) > n_terminals:
+        raise ValueError(f"{len(seen)} terminals in the history, more than n_terminals "
+                         f"({n_terminals})")
+
+    def key(t: np.ndarray, at: np.ndarray | int) -> np.ndarray:
+        return t * span + at
+
+    everything = np.sort(key(terminal, seconds))
+    compromised = np.sort(key(terminal, seconds)[frame["fraud_scenario"].to_numpy() == 2])
+    # per week: the genuine test transactions in (terminal, time) order with the running sum
+    # of their share of genuine ones ranked below (ties half); the detectable frauds' shares
+    keys, sums = [], []
+    found_sums, found_counts = np.zeros(len(weeks)), np.zeros(len(weeks))
+    tested = np.zeros(len(frame), dtype=bool)
+    for w, (mask, scores) in enumerate(weeks):
+        rows = np.flatnonzero(mask)
+        is_fraud = fraud[rows]
+        genuine = np.sort(scores[~is_fraud])
+        share = (np.searchsorted(genuine, scores, "left")
+                 + np.searchsorted(genuine, scores, "right")) / (2 * len(genuine))
+        found_sums[w] = share[is_fraud & found[rows]].sum()
+        found_counts[w] = np.sum(is_fraud & found[rows])
+        tested[rows] = True
+        g = rows[~is_fraud]
+        order = np.argsort(key(terminal[g], seconds[g]), kind="stable")
+        keys.append(key(terminal[g], seconds[g])[order])
+        sums.append(np.r_[0.0, np.cumsum(share[~is_fraud][order])])
+
+    # per pick day (from one delay before the first test day) and terminal: what its
+    # undetectable frauds would add to each week, as a sum of shares and a count
+    first_day = int(seconds[tested].min()) // day - delay_days
+    days = range(first_day, int(seconds[tested].max()) // day + 1)
+    added_sums = np.zeros((len(weeks), len(days), n_terminals))
+    added_counts = np.zeros((len(weeks), len(days), n_terminals))
+    for i, d in enumerate(days):
+        at = np.searchsorted(everything, key(seen, d * day))
+        start = everything[np.minimum(at, len(everything) - 1)] - seen * span
+        used = (at < len(everything)) & (start < span)  # a transaction on or after the pick
+        clean = (np.searchsorted(compromised, key(seen, start - episode))
+                 == np.searchsorted(compromised, key(seen, start + delay)))
+        t = seen[used & clean]
+        for w, (k, running) in enumerate(zip(keys, sums, strict=True)):
+            lo = np.searchsorted(k, key(t, start[t]))
+            hi = np.searchsorted(k, key(t, start[t] + delay))
+            added_sums[w, i, t] = running[hi] - running[lo]
+            added_counts[w, i, t] = hi - lo
+
+    picks = np.random.default_rng(seed).integers(n_terminals, size=(replicates, len(days),
+                                                                     per_day))
+    on_day = np.arange(len(days))[None, :, None]
+    hidden_sums = np.stack([a[on_day, picks].sum(axis=(1, 2)) for a in added_sums], axis=1)
+    hidden_counts = np.stack([a[on_day, picks].sum(axis=(1, 2)) for a in added_counts], axis=1)
+    with np.errstate(invalid="ignore"):
+        return (found_sums + hidden_sums) / (found_counts + hidden_counts)
 
 
 def detectable(frame: pd.DataFrame, *, delay_days: int = 7, episode_days: int = 28) -> np.ndarray:
@@ -447,6 +535,7 @@ def evaluate_seed(
         chosen[selected] = calibration.recipe
 
     weeks: dict[str, list[dict[str, float]]] = {name: [] for name in chosen}
+    chance: dict[str, tuple[float, float]] = {}
     fraud = features.frame["is_fraud"].to_numpy(dtype=bool)
     found = detectable(features.frame)
     n_weeks = len(plan.test_splits(7))
@@ -455,13 +544,22 @@ def evaluate_seed(
         step = progress("test fits", n_fits) if progress else None
         for name, recipe in chosen.items():
             splits = plan.test_splits(recipe.train_days)
+            scored = []
             for split in splits if plan.prequential_all or name == selected else splits[:1]:
                 model = fit_recipe(recipe, features, split.train)
                 metrics, mask, scores = run_split(model, features, split)
                 weeks[name].append({**metrics, **auc_by_detectability(fraud[mask], found[mask],
                                                                       scores)})
+                scored.append((mask, scores))
                 if step is not None:
                     step(1)
+            draws = auc_by_chance(features.frame, found, scored,
+                                  n_terminals=plan.simulation.n_terminals)
+            for week, column in zip(weeks[name], draws.T, strict=True):
+                week["auc_roc_by_chance"] = float(np.mean(column))
+                week["auc_roc_by_chance_std"] = float(np.std(column))
+            four = draws[:, :4].mean(axis=1)
+            chance[name] = (float(np.mean(four)), float(np.std(four)))
     frame = features.frame[features.frame["timestamp"] >= span.first_used]
     weeks_masks = [protocol_mask(features.frame, s) for s in plan.test_splits(7)]
     return SeedResult(
@@ -478,6 +576,7 @@ def evaluate_seed(
         ceilings=[_ceiling(features.frame, m, fraud) for m in weeks_masks],
         detectable_ceilings=[_ceiling(features.frame, m, found) for m in weeks_masks],
         auc_ceilings=[auc_ceiling(fraud[m], found[m]) for m in weeks_masks],
+        auc_by_chance=chance,
         seconds=seconds,
         features_cached=cached,
     )

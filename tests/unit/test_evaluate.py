@@ -14,6 +14,7 @@ from models.dataset import build_features
 from models.evaluate import (
     EvaluationPlan,
     SeedResult,
+    auc_by_chance,
     auc_by_detectability,
     auc_ceiling,
     detectable,
@@ -174,7 +175,10 @@ def test_the_report_shows_the_book_beside_ours(small_run: SeedResult) -> None:
     assert 0 <= weeks[0]["card_precision_at_100_detectable_ceiling"] <= \
         weeks[0]["card_precision_at_100_ceiling"]
     assert 0.5 <= weeks[0]["auc_roc_detectable_ceiling"] <= 1
-    assert weeks[0]["auc_roc_chance_std"] >= 0
+    assert 0.5 <= weeks[0]["auc_roc_by_chance"] <= 1 and weeks[0]["auc_roc_by_chance_std"] > 0
+    assert data["histories"][0]["models"]["logreg"]["prequential"]["auc_roc_by_chance"][
+        "std"] > 0
+    assert "| AUC ROC by chance |" in text
     assert 0.5 < weeks[0]["auc_roc_detectable"] <= 1
     assert "| AUC on detectable / undetectable frauds |" in text
     # two test weeks only: the comparison is on the single test week
@@ -215,15 +219,80 @@ def test_the_auc_ceiling_is_what_chance_gives_a_ranking_that_finds_every_detecta
     fraud[:120] = True
     found = fraud.copy()
     found[:40] = False  # 40 frauds no feature reveals
-    expected, std = auc_ceiling(fraud, found)
+    expected = auc_ceiling(fraud, found)
     assert expected == pytest.approx((80 + 40 / 2) / 120)
-    aucs = []
-    for _ in range(400):
-        # detectable frauds first; the rest, undetectable frauds among them, in random order
-        scores = np.where(found, 2.0, rng.random(len(fraud)))
-        aucs.append(roc_auc_score(fraud, scores))
-    assert np.mean(aucs) == pytest.approx(expected, abs=3 * std / np.sqrt(len(aucs)))
-    assert np.std(aucs) == pytest.approx(std, rel=0.15)
+    # detectable frauds first; the rest, undetectable frauds among them, in random order
+    aucs = [roc_auc_score(fraud, np.where(found, 2.0, rng.random(len(fraud))))
+            for _ in range(400)]
+    assert np.mean(aucs) == pytest.approx(expected, abs=0.002)
+
+
+def _weeks(frame: pd.DataFrame, first: pd.Timestamp, n: int) -> list[np.ndarray]:
+    ts = pd.to_datetime(frame["timestamp"], utc=True)
+    return [((ts >= first + pd.Timedelta(days=7 * k)) & (ts < first + pd.Timedelta(days=7 * k + 7)))
+            .to_numpy() for k in range(n)]
+
+
+def test_the_auc_by_chance_draws_the_luck_the_simulator_gives() -> None:
+    """On histories of the simulator itself, the AUC a model gets is one of the draws:
+    standardised by their mean and spread, it averages 0 with a spread of 1. The model here
+    scores by terminal (every genuine and undetectable transaction of a terminal alike,
+    nearly), the detectable frauds above everything."""
+    z, ratios = [], []
+    for seed in range(20):
+        config = SimulationConfig(n_customers=1_000, n_terminals=2_000, n_days=63, seed=seed)
+        frame = simulate(config)
+        found = detectable(frame)
+        fraud = frame["is_fraud"].to_numpy(dtype=bool)
+        rng = np.random.default_rng(seed)
+        level = rng.random(config.n_terminals)
+        terminal = frame["terminal_id"].str.slice(2).astype(int).to_numpy()
+        scores = np.where(found, 2.0, level[terminal]) + 0.1 * rng.random(len(frame))
+        weeks = _weeks(frame, _day(config.start_date) + pd.Timedelta(days=35), 4)
+        realized = np.mean([roc_auc_score(fraud[m], scores[m]) for m in weeks])
+        draws = auc_by_chance(frame, found, [(m, scores[m]) for m in weeks],
+                              n_terminals=config.n_terminals).mean(axis=1)
+        z.append((realized - draws.mean()) / draws.std())
+        frauds = np.mean([fraud[m].sum() for m in weeks])
+        hidden = np.mean([(fraud & ~found)[m].sum() for m in weeks])
+        ratios.append(draws.std() / (np.sqrt(hidden / 12) / frauds / 2))
+    assert abs(np.mean(z)) < 3 / np.sqrt(len(z))
+    assert 0.6 < np.std(z) < 1.5
+    # far more than the spread of independent ranks, 1/12 each (four weeks: half a week's)
+    assert np.mean(ratios) > 2
+
+
+def _two_terminals(compromised_day: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Terminal t-1, compromised on ``compromised_day``, and t-2: each with a genuine
+    transaction at noon on days 10-16 (t-1's score 0.9, t-2's 0.2), and a detectable fraud
+    at t-2 on day 12 (score 2)."""
+    start = _day("2018-04-01")
+    rows = [("t-1", compromised_day, 2, 0.5), ("t-2", 12.5, 1, 2.0)]
+    rows += [(t, d + 0.5, 0, s) for t, s in (("t-1", 0.9), ("t-2", 0.2)) for d in range(10, 17)]
+    frame = pd.DataFrame({
+        "terminal_id": [r[0] for r in rows],
+        "timestamp": [start + pd.Timedelta(days=r[1]) for r in rows],
+        "fraud_scenario": [r[2] for r in rows],
+        "is_fraud": [r[2] > 0 for r in rows],
+    })
+    scores = np.array([r[3] for r in rows])
+    return frame, frame["fraud_scenario"].to_numpy() == 1, scores
+
+
+@pytest.mark.parametrize(("compromised_day", "stands_in"), [(0, False), (-30, True)])
+def test_a_terminal_compromised_in_the_episode_before_never_stands_for_a_fresh_one(
+    compromised_day: int, stands_in: bool
+) -> None:
+    frame, found, scores = _two_terminals(compromised_day)
+    (week,) = _weeks(frame, _day("2018-04-11"), 1)
+    draws = auc_by_chance(frame, found, [(week, scores[week])], n_terminals=2, per_day=1)
+    # t-2's 7 genuine transactions tie at the bottom of the 14 (each ranks above 7 / 2 of
+    # them: ties count half), t-1's rank above t-2's; a terminal picked on several days
+    # counts its transactions once for each pick
+    share = 7 / 2 / 14
+    t2_only = {round((1 + k * share) / (1 + k), 12) for k in range(200)}
+    assert ({round(a, 12) for a in draws[:, 0]} <= t2_only) is not stands_in
+    assert draws.std() > 0
 
 
 def test_the_auc_is_the_fraud_weighted_mean_of_its_detectable_and_undetectable_parts() -> None:
