@@ -58,7 +58,7 @@ HEADERS = ("AUC ROC", "Average Precision", "Card Precision@100")
 #: transaction (:func:`models.evaluate.auc_by_detectability`)
 AUC_PARTS = ("auc_roc_detectable", "auc_roc_undetectable")
 AUC_PARTS_HEADER = "AUC on detectable / undetectable frauds"
-BY_CHANCE_HEADER = "AUC ROC by chance"
+BY_CHANCE_HEADER = "AUC ROC expected ± luck"
 SELECTED = "selected"
 
 
@@ -186,7 +186,7 @@ def _verdict(results: Sequence[SeedResult]) -> list[str]:
         "looks like a genuine transaction to any model: the *AUC detectable ceiling* is that "
         "of a ranking that puts every detectable fraud first and the rest at random. Which "
         "terminals happened to be compromised moves a model's AUC: their first week's frauds "
-        "rank together (a terminal's transactions share its features), and how many they are "
+        "rank together (a terminal's transactions share its features), and how many there are "
         "depends on how busy those terminals are. *" + BY_CHANCE_HEADER + "* is our AUC ROC "
         "with the compromises drawn again 1,000 times as the simulator draws them, the "
         "genuine test transactions of the terminals drawn standing for the undetectable "
@@ -226,9 +226,9 @@ def console_table(results: Sequence[SeedResult]) -> str:
                 lines.append(f"  {r.seed:<5} {family:<14} {cells}")
     lines += ["", f"against the book's best row ({GOAL.basis}):"]
     for row in _goal_rows(results):
-        lines.append(f"  {row[0]:<5} {row[1]:<21} AUC {row[2]} (by chance {row[5]}; detectable "
-                     f"ceiling {row[6]}; detectable / undetectable frauds {row[7]})  AP {row[3]}"
-                     f"  CP@100 {row[4]} (detectable ceiling {row[8]})  above: {row[9]}")
+        lines.append(f"  {row[0]:<5} {row[1]:<21} AUC {row[2]} (expected ± luck {row[5]}; "
+                     f"detectable ceiling {row[6]}; detectable / undetectable frauds {row[7]})  "
+                     f"AP {row[3]}  CP@100 {row[4]} (detectable ceiling {row[8]})  above: {row[9]}")
     return "\n".join(lines)
 
 

@@ -178,7 +178,7 @@ def test_the_report_shows_the_book_beside_ours(small_run: SeedResult) -> None:
     assert 0.5 <= weeks[0]["auc_roc_by_chance"] <= 1 and weeks[0]["auc_roc_by_chance_std"] > 0
     assert data["histories"][0]["models"]["logreg"]["prequential"]["auc_roc_by_chance"][
         "std"] > 0
-    assert "| AUC ROC by chance |" in text
+    assert "| AUC ROC expected ± luck |" in text
     assert 0.5 < weeks[0]["auc_roc_detectable"] <= 1
     assert "| AUC on detectable / undetectable frauds |" in text
     # two test weeks only: the comparison is on the single test week
