@@ -408,8 +408,9 @@ def auc_by_chance(
     def key(t: np.ndarray, at: np.ndarray | int) -> np.ndarray:
         return t * span + at
 
-    everything = np.sort(key(terminal, seconds))
-    compromised = np.sort(key(terminal, seconds)[frame["fraud_scenario"].to_numpy() == 2])
+    keyed = key(terminal, seconds)
+    everything = np.sort(keyed)
+    compromised = np.sort(keyed[frame["fraud_scenario"].to_numpy() == 2])
     # per week: the genuine test transactions in (terminal, time) order with the running sum
     # of their share of genuine ones ranked below (ties half); the detectable frauds' shares
     keys, sums = [], []
@@ -424,9 +425,9 @@ def auc_by_chance(
         found_sums[w] = share[is_fraud & found[rows]].sum()
         found_counts[w] = np.sum(is_fraud & found[rows])
         tested[rows] = True
-        g = rows[~is_fraud]
-        order = np.argsort(key(terminal[g], seconds[g]), kind="stable")
-        keys.append(key(terminal[g], seconds[g])[order])
+        genuine_keys = keyed[rows[~is_fraud]]
+        order = np.argsort(genuine_keys, kind="stable")
+        keys.append(genuine_keys[order])
         sums.append(np.r_[0.0, np.cumsum(share[~is_fraud][order])])
 
     # per pick day (from one delay before the first test day) and terminal: what its
