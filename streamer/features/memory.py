@@ -84,6 +84,18 @@ class _Terminal:
             self.times, (lo, "\U0010ffff")
         )
 
+    def fraud_run(self, lo: int, hi: int, now: int) -> int:
+        """Known frauds in a row among the latest transactions with lo < ts <= hi, counted back
+        from the latest in (time, id) order, as terminal.lua walks the zset."""
+        run = 0
+        for i in range(bisect_right(self.times, (hi, "\U0010ffff")) - 1, -1, -1):
+            ts, tx_id = self.times[i]
+            fraud = self.frauds.get(tx_id)
+            if ts <= lo or fraud is None or fraud[1] > now or not lo < fraud[0] <= hi:
+                break
+            run += 1
+        return run
+
     def trim(self, horizon: int) -> None:
         cut = bisect_left(self.times, (horizon, ""))
         if cut > 256 or (cut and cut * 2 > len(self.times)):
@@ -169,6 +181,7 @@ class InMemoryFeatureStore(FeatureStore):
             lo = hi - w
             out.append(float(term.count(lo, hi)))
             out.append(float(sum(1 for ts in frauds if ts > lo)))
+        out.append(float(term.fraud_run(hi - cfg.windows_ms[-1], hi, t)))
         term.first[e.transaction_id] = out
         return list(out)
 

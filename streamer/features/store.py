@@ -175,6 +175,7 @@ class RedisFeatureStore(FeatureStore):
                 TTL=cfg.ttl_seconds,
                 DELAY=cfg.delay_days * DAY_MS,
                 WINDOWS=cfg.windows_ms,
+                STATS_BYTES=8 * TERMINAL_STATS_LEN,
             )
         )
         self._label = client.register_script(_script("label.lua", TTL=cfg.ttl_seconds))

@@ -6,15 +6,20 @@
 -- KEYS[3]  hash  transaction id -> reported time (ms)    when each fraud became known
 -- KEYS[4]  hash  transaction id -> the counts first computed for it, packed as below
 -- ARGV     tx_id, ts_ms
--- The store prepends RETENTION (ms), TTL (s), DELAY (ms) and WINDOWS (ms, ascending).
--- returns  {transactions_w, frauds_w ...per window} packed as little-endian doubles in one
---          string, as customer.lua answers: the store reads a batch's answers in one pass
+-- The store prepends RETENTION (ms), TTL (s), DELAY (ms), WINDOWS (ms, ascending) and
+-- STATS_BYTES (the length of an answer) as constants.
+-- returns  {transactions_w, frauds_w ...per window, run} packed as little-endian doubles in one
+--          string, as customer.lua answers: the store reads a batch's answers in one pass. run is
+--          how many of the terminal's latest transactions in the widest window are known frauds
+--          in a row, counted back from the latest (in the zset's order: time, then id)
 --
 -- A window is (t - delay - w, t - delay]. A fraud counts only when it was reported at or before
 -- t, so replaying history gives the same answer whenever its labels arrived.
 --
 -- A transaction seen before (a re-delivery) gets the counts first computed for it: other
--- partitions may have moved the windows since, and a repeated decision must be the same.
+-- partitions may have moved the windows since, and a repeated decision must be the same. Counts
+-- of another length were stored by a worker that answered fewer of them: they are computed
+-- again, so an upgrade needs no migration of this hash.
 local txkey, fraudkey, repkey, statskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
 local t = tonumber(ARGV[2])
@@ -22,7 +27,7 @@ local retention, ttl, delay = RETENTION, TTL, DELAY
 local nwin = #WINDOWS
 
 local first = redis.call('HGET', statskey, id)
-if first then return first end
+if first and #first == STATS_BYTES then return first end
 
 redis.call('ZADD', txkey, 'NX', t, id)
 
@@ -51,20 +56,33 @@ end
 local widest = WINDOWS[nwin]
 local frauds = redis.call('ZRANGEBYSCORE', fraudkey, '(' .. string.format('%d', hi - widest),
                           his, 'WITHSCORES')
+local run = 0
 if #frauds > 0 then
-  local fids = {}
+  local fids, known, nknown = {}, {}, 0
   for i = 1, #frauds, 2 do fids[#fids + 1] = frauds[i] end
   local reported = redis.call('HMGET', repkey, unpack(fids))
   for i = 1, #fids do
     local r = tonumber(reported[i])
     if r ~= nil and r <= t then
+      known[fids[i]] = true
+      nknown = nknown + 1
       local s = tonumber(frauds[2 * i])
       for w = 1, nwin do
         if s > hi - WINDOWS[w] then out[2 * w] = out[2 * w] + 1 end
       end
     end
   end
+  -- the run is at most the known frauds: one more of the latest transactions ends it
+  if nknown > 0 then
+    local latest = redis.call('ZREVRANGEBYSCORE', txkey, his,
+                              '(' .. string.format('%d', hi - widest), 'LIMIT', 0, nknown + 1)
+    for i = 1, #latest do
+      if not known[latest[i]] then break end
+      run = run + 1
+    end
+  end
 end
+out[2 * nwin + 1] = run
 local packed = struct.pack('<' .. string.rep('d', #out), unpack(out))
 redis.call('HSET', statskey, id, packed)
 redis.call('EXPIRE', statskey, ttl)

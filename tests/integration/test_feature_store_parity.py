@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import struct
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -15,6 +16,7 @@ from streamer.features.definitions import (
     DAY_MS,
     FEATURE_NAMES,
     RETENTION_DAYS,
+    TERMINAL_STATS_LEN,
     FeatureEvent,
     FraudMark,
 )
@@ -23,6 +25,7 @@ from streamer.features.keys import (
     customer_member,
     customer_stats_key,
     customer_window_key,
+    terminal_stats_key,
 )
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.features.store import RedisFeatureStore
@@ -72,11 +75,25 @@ def history_events(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
         for i, amount in enumerate((0.2, 0.3, 0.1))
     ]
     events.append(FeatureEvent("after-tie", "c-tie", "t1", tie + 1000, 0.0, False, False))
+    # a compromised terminal: every transaction fraud from its fourth on, two of them at the
+    # same instant (the fraud run walks them in id order), and it is scored on until day 40
+    run = [
+        FeatureEvent(
+            f"run{i:02d}", f"c{i % 25}", "t-run", T0 + (i // 2 * 2) * 3_600_000, 20.0, False, False
+        )
+        for i in range(12)
+    ]
+    run += [
+        FeatureEvent(f"run-late{i}", "c0", "t-run", T0 + (8 + i) * DAY_MS, 20.0, False, False)
+        for i in range(32)
+    ]
+    events += run
     events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
+    compromised = {f"run{i:02d}" for i in range(3, 12)}
     marks = [
         FraudMark(e.transaction_id, e.terminal_id, e.ts_ms, e.ts_ms + 7 * DAY_MS, True)
         for e in events
-        if rng.random() < 0.08
+        if e.transaction_id in compromised or rng.random() < 0.08
     ]
     marks.append(FraudMark("never-seen", "t3", T0 + DAY_MS, T0 + 8 * DAY_MS, True))
     marks.sort(key=lambda m: m.reported_ms)
@@ -106,6 +123,8 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: RedisCl
     assert np.vstack(got)[:, 10].sum() > 0, "the history should exercise terminal risk"
     high = FEATURE_NAMES.index("CUSTOMER_NB_HIGH_TX_7DAY")
     assert np.vstack(got)[:, high].sum() > 0, "the history should exercise high amounts"
+    run = np.vstack(got)[:, FEATURE_NAMES.index("TERMINAL_ID_FRAUD_RUN")]
+    assert run.max() >= 9, "the history should exercise the compromised terminal's fraud run"
 
     # replaying a stretch (as after a crash) changes nothing and counts nothing twice
     stretch = events[-300:]
@@ -134,6 +153,20 @@ async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: R
         counts = (await store.enrich([fresh])).features
         terminal = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("TERMINAL_")]
         assert (counts[0, terminal] != first[0, terminal]).any(), store
+
+
+async def test_terminal_counts_an_older_worker_stored_are_computed_again(
+    redis: RedisClient,
+) -> None:
+    """Workers before the fraud run stored six counts per transaction; a repeat of one of those
+    is answered in full, as a fresh transaction would be, and the full answer is kept."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    scored = FeatureEvent("tx-b", "c2", "t1", T0 + 10 * DAY_MS, 5.0, False, False)
+    key = terminal_stats_key("t1")
+    await redis.hset(key, "tx-b", struct.pack("<6d", *range(6)))
+    got = (await online.enrich([scored])).features
+    np.testing.assert_array_equal(got, (await offline.enrich([scored])).features)
+    assert len(await redis.hget(key, "tx-b")) == 8 * TERMINAL_STATS_LEN
 
 
 async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: RedisClient) -> None:

@@ -51,7 +51,7 @@ def test_feature_order_is_the_handbooks_then_ours() -> None:
     assert FEATURE_NAMES[:3] == ("TX_AMOUNT", "TX_DURING_WEEKEND", "TX_DURING_NIGHT")
     assert FEATURE_NAMES[3] == "CUSTOMER_ID_NB_TX_1DAY_WINDOW"
     assert FEATURE_NAMES[14] == "TERMINAL_ID_RISK_30DAY_WINDOW"
-    assert len(FEATURE_NAMES) == 19
+    assert len(FEATURE_NAMES) == 20
 
 
 def test_customer_windows_include_the_transaction_and_exclude_older_ones() -> None:
@@ -129,6 +129,58 @@ def test_terminal_risk_uses_the_delayed_window_and_only_reported_frauds() -> Non
     store.apply_labels_sync([FraudMark("o0", "t1", T0, T0 + 8 * DAY_MS, False)])
     later = store.enrich_sync([ev("n3", T0 + 7 * DAY_MS + 20_000, customer="z")])[0]
     assert later[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == 0
+
+
+def _run_at(store: InMemoryFeatureStore, tx: str, t_ms: int) -> float:
+    return float(store.enrich_sync([ev(tx, t_ms, customer="z")])[0][COL["TERMINAL_ID_FRAUD_RUN"]])
+
+
+def _fraud(tx: str, t_ms: int, reported_ms: int | None = None) -> FraudMark:
+    reported = t_ms + 7 * DAY_MS if reported_ms is None else reported_ms
+    return FraudMark(tx, "t1", t_ms, reported, True)
+
+
+def test_the_fraud_run_counts_known_frauds_back_from_the_terminals_latest_transaction() -> None:
+    hour = 3_600_000
+    store = InMemoryFeatureStore()
+    store.enrich_sync([ev(f"o{i}", T0 + i * hour, customer=f"c{i}") for i in range(4)])
+    # o0 a stray fraud, then o1 genuine, then o2 and o3 fraud: a compromise
+    store.apply_labels_sync(
+        [
+            _fraud("o0", T0),
+            _fraud("o2", T0 + 2 * hour),
+            _fraud("o3", T0 + 3 * hour, reported_ms=T0 + 9 * DAY_MS),
+        ]
+    )
+    week = 7 * DAY_MS
+    # up to o0 only: the stray alone is a run of one
+    assert _run_at(store, "n0", T0 + week + 1) == 1
+    # up to o1: the latest is genuine
+    assert _run_at(store, "n1", T0 + hour + week + 1) == 0
+    # up to o3, whose label is not reported yet: the run ends there, at the latest transaction
+    assert _run_at(store, "n2", T0 + 3 * hour + week + 1) == 0
+    # once it is: o3 and o2, and o1 ends the run
+    assert _run_at(store, "n3", T0 + 9 * DAY_MS) == 2
+    # the risk shares still see the stray: one fraud is one fraud, whichever the pattern
+    x = store.enrich_sync([ev("n4", T0 + 9 * DAY_MS + 1, customer="z")])[0]
+    assert x[COL["TERMINAL_ID_RISK_30DAY_WINDOW"]] == pytest.approx(3 / 4)
+
+
+def test_the_fraud_run_orders_simultaneous_transactions_by_id() -> None:
+    # As the Redis zset does, so both stores agree whichever arrived first.
+    for fraud_id, run in (("b", 1), ("a", 0)):
+        store = InMemoryFeatureStore()
+        store.enrich_sync([ev("b", T0, customer="c1"), ev("a", T0, customer="c2")])
+        store.apply_labels_sync([_fraud(fraud_id, T0)])
+        assert _run_at(store, "n", T0 + 7 * DAY_MS + 1) == run
+
+
+def test_the_fraud_run_stays_in_the_widest_window() -> None:
+    store = InMemoryFeatureStore()
+    store.enrich_sync([ev("o0", T0), ev("o1", T0 + 31 * DAY_MS, customer="c2")])
+    store.apply_labels_sync([_fraud("o0", T0), _fraud("o1", T0 + 31 * DAY_MS)])
+    # o0 is 31 days before o1: outside the 30-day window that ends at o1
+    assert _run_at(store, "n", T0 + 38 * DAY_MS + 1) == 1
 
 
 def test_label_for_unseen_transaction_marks_its_terminal() -> None:
