@@ -53,9 +53,9 @@ for w = 1, nwin do
   out[2 * w] = 0
 end
 
-local widest = WINDOWS[nwin]
-local frauds = redis.call('ZRANGEBYSCORE', fraudkey, '(' .. string.format('%d', hi - widest),
-                          his, 'WITHSCORES')
+-- the widest window's far end, exclusive: the known frauds and the fraud run are read in it
+local widest_lo = '(' .. string.format('%d', hi - WINDOWS[nwin])
+local frauds = redis.call('ZRANGEBYSCORE', fraudkey, widest_lo, his, 'WITHSCORES')
 local run = 0
 if #frauds > 0 then
   local fids, known, nknown = {}, {}, 0
@@ -74,8 +74,7 @@ if #frauds > 0 then
   end
   -- the run is at most the known frauds: one more of the latest transactions ends it
   if nknown > 0 then
-    local latest = redis.call('ZREVRANGEBYSCORE', txkey, his,
-                              '(' .. string.format('%d', hi - widest), 'LIMIT', 0, nknown + 1)
+    local latest = redis.call('ZREVRANGEBYSCORE', txkey, his, widest_lo, 'LIMIT', 0, nknown + 1)
     for i = 1, #latest do
       if not known[latest[i]] then break end
       run = run + 1
