@@ -24,7 +24,8 @@ import pandas as pd
 from models.dataset import WALL_TIME, build_features
 from models.files import replacing
 from schemas import Reason
-from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
+from streamer.currency import unconverted_reason
+from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
 from streamer.scoring import Scorer
 
 __all__ = [
@@ -172,17 +173,18 @@ def read_labels(path: Path) -> pd.DataFrame:
 
 def _reasons(
     scorer: Scorer, X: np.ndarray, scores: np.ndarray, rules: Sequence[list[Reason]],
-    outcomes: Sequence[str], policy: Policy,
+    unconverted: Sequence[Reason | None], outcomes: Sequence[str], policy: Policy,
 ) -> list[str]:
     """The worker's reasons as JSON strings: rule hits, then the model's (explained together)."""
     out = ["[]"] * len(outcomes)
     flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
     explained = scorer.explain(X[flagged], scores[flagged], policy.reasons_top_k)
     for i, contributions in zip(flagged, explained, strict=True):
-        model = [Reason(code=c.code, description=c.describe()) for c in contributions]
-        if not model and not rules[i]:
-            model = [threshold_reason(float(scores[i]), outcomes[i], policy)]
-        out[i] = json.dumps([r.model_dump() for r in rules[i] + model], ensure_ascii=False)
+        reasons = flagged_reasons(
+            float(scores[i]), outcomes[i], policy, rules=rules[i], unconverted=unconverted[i],
+            model=[Reason(code=c.code, description=c.describe()) for c in contributions],
+        )
+        out[i] = json.dumps([r.model_dump() for r in reasons], ensure_ascii=False)
     return out
 
 
@@ -194,8 +196,19 @@ def score_transactions(
     labels: pd.DataFrame | None = None,
     progress: Callable[[str, int], Callable[[int], object]] | None = None,
 ) -> pd.DataFrame:
-    """One decision row per transaction (DECISION_COLUMNS), in the input's order."""
-    frame = transactions.assign(_row=np.arange(len(transactions)))
+    """One decision row per transaction (DECISION_COLUMNS), in the input's order.
+
+    Amounts are put in the model's currency (``policy.currencies``) before anything is computed
+    from them, as the worker does; the rows echo them as written.
+    """
+    currencies = policy.currencies
+    amounts, converted = currencies.to_base_column(
+        transactions["amount"].to_numpy(), transactions["currency"].to_numpy()
+    )
+    frame = transactions.assign(
+        _row=np.arange(len(transactions)), _written=transactions["amount"], amount=amounts,
+        _converted=converted,
+    )
     features = build_features(
         frame,
         labels if labels is not None else pd.DataFrame(columns=list(LABEL_COLUMNS)),
@@ -212,15 +225,22 @@ def score_transactions(
         amounts = ordered["amount"].to_numpy()[rows]
         rules = [rule_hits(amount=float(a), customer_blocked=False, terminal_blocked=False,
                            policy=policy) for a in amounts]
-        chunk_outcomes = [outcome_for(float(s), rule_hit=bool(r), policy=policy)
-                          for s, r in zip(chunk_scores, rules, strict=True)]
-        reasons += _reasons(scorer, X[rows], chunk_scores, rules, chunk_outcomes, policy)
+        unconverted = [
+            None if ok else unconverted_reason(str(currency), currencies.base)
+            for ok, currency in zip(ordered["_converted"].to_numpy()[rows],
+                                    ordered["currency"].to_numpy()[rows], strict=True)
+        ]
+        chunk_outcomes = [outcome_for(float(s), rule_hit=bool(r), policy=policy,
+                                      converted=u is None)
+                          for s, r, u in zip(chunk_scores, rules, unconverted, strict=True)]
+        reasons += _reasons(scorer, X[rows], chunk_scores, rules, unconverted, chunk_outcomes,
+                            policy)
         outcomes += chunk_outcomes
         scores[rows] = np.where([bool(r) for r in rules], 1.0, chunk_scores)
         if step is not None:
             step(len(amounts))
-    decisions = ordered.assign(score=scores, decision=outcomes, reasons=reasons,
-                               model_version=scorer.version)
+    decisions = ordered.assign(amount=ordered["_written"], score=scores, decision=outcomes,
+                               reasons=reasons, model_version=scorer.version)
     decisions = decisions.sort_values("_row", kind="stable").reset_index(drop=True)
     return decisions[list(DECISION_COLUMNS)]
 

@@ -196,6 +196,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     merging = asyncio.Lock()
     stall_watch = StallWatch(settings.stall_warn_s)
     in_flight = [0]  # records released by the merge and not yet acked
+    unrated: set[str] = set()  # currencies without a rate, warned of once
     source: list[Any] = []  # the input stream, once the agent runs: acks go through it
     # released batches past Redis, in release order, for settle_released: at most one waits
     # while one is settled, so the store works at most two batches ahead of publishing
@@ -299,6 +300,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 metrics.observe_batch("labels", step.labelled, seconds, step.labels)
             if out is not None:
                 metrics.observe_batch("transactions", out, seconds, len(step.txs))
+                warn_unrated(out.unconverted.keys() - unrated)
                 runtime.observe_drift(out)
                 metrics.observe_decided(held.received.ts_ms for held in step.txs)
                 metrics.observe_ages(
@@ -310,6 +312,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         for held in released.batch:
             await stream.ack(held.event)
         in_flight[0] -= len(released.batch)
+
+    def warn_unrated(currencies: set[str]) -> None:
+        for currency in sorted(currencies):
+            unrated.add(currency)
+            log.warning(
+                "transactions in %s are scored on their amount as written and sent to review: "
+                "STREAMER_EXCHANGE_RATES has no rate from %s to %s "
+                "(streamer_unconverted_transactions_total counts them)",
+                currency,
+                currency,
+                settings.base_currency,
+            )
 
     @app.agent(inputs, concurrency=1)
     async def merge_inputs(stream: Any) -> None:

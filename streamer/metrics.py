@@ -73,6 +73,13 @@ class Metrics:
         self.dead_letters = Counter(
             "streamer_dead_letters", "Input records dead-lettered", ["topic"], registry=r
         )
+        self.unconverted = Counter(
+            "streamer_unconverted_transactions",
+            "Transactions in a currency without an exchange rate to the model's "
+            "(STREAMER_EXCHANGE_RATES): scored on the amount as written, and reviewed at least",
+            ["currency"],
+            registry=r,
+        )
         self.busy = Counter(
             "streamer_busy_seconds",
             "Seconds the worker's agent spent on its records (validating, merging, enriching "
@@ -173,6 +180,8 @@ class Metrics:
             self.dead_letters.labels(topic).inc(len(out.dead_letters))
         for outcome, n in out.outcomes.items():
             self.decisions.labels(outcome).inc(n)
+        for currency, n in out.unconverted.items():
+            self.unconverted.labels(currency).inc(n)
         for (outcome, agrees), n in out.shadow_outcomes.items():
             self.shadow_decisions.labels(outcome, "true" if agrees else "false").inc(n)
         if out.alerts:

@@ -17,6 +17,7 @@ from typing import NamedTuple, TypeVar
 import numpy as np
 
 from schemas import Alert, Decision, ErrorDetail, Label, Reason, Transaction
+from streamer.currency import Currencies, unconverted_reason
 from streamer.decode import dead_letter, decode
 from streamer.features.definitions import (
     FEATURE_NAMES,
@@ -26,7 +27,7 @@ from streamer.features.definitions import (
     to_epoch_ms,
 )
 from streamer.features.store import Enriched, FeatureStore
-from streamer.rules import Policy, outcome_for, rule_hits, threshold_reason
+from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
 from streamer.scoring import Scorer
 
 __all__ = [
@@ -69,6 +70,8 @@ class BatchOutput:
     #: the shadow's outcomes, and whether each is the one published
     shadow_outcomes: dict[tuple[str, bool], int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
+    #: transactions whose currency has no exchange rate, per currency (scored as written)
+    unconverted: dict[str, int] = field(default_factory=dict)
     model_version: str | None = None
     #: the decided rows' features and the model's scores before rules (for drift)
     matrix: np.ndarray | None = None
@@ -106,15 +109,15 @@ class Received:
         return self.mark.reported_ms if self.mark is not None else None
 
 
-def feature_event(tx: Transaction) -> FeatureEvent:
-    """What the feature store needs of a transaction."""
+def feature_event(tx: Transaction, currencies: Currencies) -> FeatureEvent:
+    """What the feature store needs of a transaction: its amount in the model's currency."""
     weekend, night = calendar_flags(tx.timestamp)
     return FeatureEvent(
         transaction_id=tx.transaction_id,
         customer_id=tx.customer_id,
         terminal_id=tx.terminal_id,
         ts_ms=to_epoch_ms(tx.timestamp),
-        amount=float(tx.amount),
+        amount=currencies.to_base(float(tx.amount), tx.currency)[0],
         weekend=weekend,
         night=night,
     )
@@ -200,7 +203,8 @@ class Pipeline:
         for msg in messages:
             result = decode(Transaction, msg.value, max_bytes=self._max_bytes)
             if isinstance(result, Transaction):
-                received.append(Received(msg, consumed_at, result, feature_event(result)))
+                event = feature_event(result, self._policy.currencies)
+                received.append(Received(msg, consumed_at, result, event))
             else:
                 received.append(Received(msg, consumed_at, errors=result))
         return received
@@ -247,6 +251,7 @@ class Pipeline:
         if enriched is None:
             return out
         txs = [item.transaction for item in accepted if item.transaction is not None]
+        amounts = [item.event.amount for item in accepted if item.event is not None]
 
         scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
         shadow = self._shadow()
@@ -256,25 +261,33 @@ class Pipeline:
         policy = self._policy
 
         rules = [
-            rule_hits(
-                amount=float(tx.amount), customer_blocked=cb, terminal_blocked=tb, policy=policy
-            )
-            for tx, cb, tb in zip(
-                txs, enriched.customer_blocked, enriched.terminal_blocked, strict=True
+            rule_hits(amount=amount, customer_blocked=cb, terminal_blocked=tb, policy=policy)
+            for amount, cb, tb in zip(
+                amounts, enriched.customer_blocked, enriched.terminal_blocked, strict=True
             )
         ]
+        base = policy.currencies.base
+        unconverted = {
+            i: unconverted_reason(tx.currency, base)
+            for i, tx in enumerate(txs)
+            if policy.currencies.rate(tx.currency) is None
+        }
         outcomes = [
-            outcome_for(float(s), rule_hit=bool(r), policy=policy)
-            for s, r in zip(scores, rules, strict=True)
+            outcome_for(float(s), rule_hit=bool(r), policy=policy, converted=i not in unconverted)
+            for i, (s, r) in enumerate(zip(scores, rules, strict=True))
         ]
         flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
         explanations = scorer.explain(features[flagged], scores[flagged], policy.reasons_top_k)
         reasons: dict[int, list[Reason]] = {}
         for i, contributions in zip(flagged, explanations, strict=True):
-            model_reasons = [Reason(code=c.code, description=c.describe()) for c in contributions]
-            if not model_reasons and not rules[i]:
-                model_reasons = [threshold_reason(float(scores[i]), outcomes[i], policy)]
-            reasons[i] = rules[i] + model_reasons
+            reasons[i] = flagged_reasons(
+                float(scores[i]),
+                outcomes[i],
+                policy,
+                rules=rules[i],
+                unconverted=unconverted.get(i),
+                model=[Reason(code=c.code, description=c.describe()) for c in contributions],
+            )
 
         decided_at = self._clock()
         for i, tx in enumerate(txs):
@@ -301,10 +314,14 @@ class Pipeline:
                 alert = Alert.from_decision(decision, created_at=decided_at)
                 out.alerts.append((key, alert.model_dump_json().encode()))
             out.outcomes[outcome] = out.outcomes.get(outcome, 0) + 1
+            if i in unconverted:
+                out.unconverted[tx.currency] = out.unconverted.get(tx.currency, 0) + 1
             if self._log_features:
                 out.features.append((key, feature_record(tx, scorer.version, features[i])))
             if shadow is not None and shadow_scores is not None:
-                seen = self._shadow_decision(decision, float(shadow_scores[i]), rules[i], shadow)
+                seen = self._shadow_decision(
+                    decision, float(shadow_scores[i]), rules[i], unconverted.get(i), shadow
+                )
                 out.shadow_decisions.append((key, seen.model_dump_json().encode()))
                 agrees = (seen.decision, seen.decision == outcome)
                 out.shadow_outcomes[agrees] = out.shadow_outcomes.get(agrees, 0) + 1
@@ -314,15 +331,25 @@ class Pipeline:
         return out
 
     def _shadow_decision(
-        self, decision: Decision, score: float, rules: list[Reason], shadow: Scorer
+        self,
+        decision: Decision,
+        score: float,
+        rules: list[Reason],
+        unconverted: Reason | None,
+        shadow: Scorer,
     ) -> Decision:
         """What ``shadow`` would have decided in ``decision``'s place: the same rules and
-        thresholds on its score; its reasons are the rule hits, or the threshold crossed (no
-        feature explanations: they would cost a second model call per flagged row)."""
-        outcome = outcome_for(score, rule_hit=bool(rules), policy=self._policy)
-        reasons = rules or (
-            [threshold_reason(score, outcome, self._policy)] if outcome != "approve" else []
+        thresholds on its score; its reasons are the rule hits and an unconverted currency, or
+        the threshold crossed (no feature explanations: they would cost a second model call per
+        flagged row)."""
+        outcome = outcome_for(
+            score, rule_hit=bool(rules), policy=self._policy, converted=unconverted is None
         )
+        reasons = []
+        if outcome != "approve":
+            reasons = flagged_reasons(
+                score, outcome, self._policy, rules=rules, unconverted=unconverted, model=[]
+            )
         return decision.model_copy(
             update={
                 "score": 1.0 if rules else score,

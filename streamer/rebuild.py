@@ -26,6 +26,7 @@ from typing import TypeVar
 from aiokafka import ConsumerRecord
 
 from schemas import Label, Transaction
+from streamer.currency import Currencies
 from streamer.decode import decode
 from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
 from streamer.features.store import FeatureStore, RedisFeatureStore
@@ -73,7 +74,8 @@ async def read_history(
 
         return handle
 
-    transaction = collect(Transaction, events, feature_event)
+    currencies = Currencies.from_settings(settings)  # the state holds amounts as the worker's
+    transaction = collect(Transaction, events, lambda tx: feature_event(tx, currencies))
     label = collect(Label, marks, fraud_mark)
 
     await read_to_end(settings, settings.topic_transactions, transaction, progress=progress)

@@ -6,22 +6,25 @@ declines the transaction whatever the model says, and shows first in its reasons
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from schemas import Outcome, Reason
+from streamer.currency import Currencies
 from streamer.settings import Settings
 
-__all__ = ["Policy", "outcome_for", "rule_hits", "threshold_reason"]
+__all__ = ["Policy", "flagged_reasons", "outcome_for", "rule_hits", "threshold_reason"]
 
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """Decision thresholds and rule parameters (from :class:`~streamer.settings.Settings`)."""
+    """Decision thresholds and rule parameters (from :class:`~streamer.settings.Settings`),
+    and the exchange rates that put every amount in the model's currency."""
 
     review_threshold: float = 0.5
     decline_threshold: float = 0.9
     amount_limit: float = 10_000.0
     reasons_top_k: int = 3
+    currencies: Currencies = field(default_factory=Currencies)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -30,6 +33,7 @@ class Policy:
             decline_threshold=settings.decline_threshold,
             amount_limit=settings.amount_limit,
             reasons_top_k=settings.reasons_top_k,
+            currencies=Currencies.from_settings(settings),
         )
 
 
@@ -56,11 +60,15 @@ def rule_hits(
     return hits
 
 
-def outcome_for(score: float, *, rule_hit: bool, policy: Policy) -> Outcome:
-    """Thresholds on the score; any rule hit declines."""
+def outcome_for(
+    score: float, *, rule_hit: bool, policy: Policy, converted: bool = True
+) -> Outcome:
+    """Thresholds on the score; any rule hit declines. A transaction whose amount could not be
+    put in the model's currency (``converted`` false) was scored on a number the model does not
+    know the meaning of: it is reviewed at least, never approved on that score."""
     if rule_hit or score >= policy.decline_threshold:
         return "decline"
-    if score >= policy.review_threshold:
+    if score >= policy.review_threshold or not converted:
         return "review"
     return "approve"
 
@@ -73,3 +81,19 @@ def threshold_reason(score: float, outcome: str, policy: Policy) -> Reason:
         description=f"model score {score:.2f} is at or above the {outcome} threshold "
         f"{threshold:.2f}",
     )
+
+
+def flagged_reasons(
+    score: float,
+    outcome: str,
+    policy: Policy,
+    *,
+    rules: list[Reason],
+    unconverted: Reason | None,
+    model: list[Reason],
+) -> list[Reason]:
+    """A review's or decline's reasons, in the order an analyst reads them: the rule hits, the
+    currency that had no rate, the features that pushed the score up; the threshold crossed
+    when none of those explains it."""
+    reasons = [*rules, *([unconverted] if unconverted is not None else []), *model]
+    return reasons or [threshold_reason(score, outcome, policy)]

@@ -7,16 +7,21 @@ Every value can be set by an environment variable named ``STREAMER_<FIELD>`` (fo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, StringConstraints, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
 ENV_PREFIX = "STREAMER_"
+
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):
@@ -108,6 +113,17 @@ class Settings(BaseSettings):
         10_000.0, gt=0, description="Hard limit: larger amounts are declined by rule."
     )
     reasons_top_k: int = Field(3, ge=1, le=15, description="Model reasons given per alert.")
+    base_currency: CurrencyCode = Field(
+        "EUR", description="The currency of the amounts the model was trained on (the "
+        "simulator's: EUR). Amounts in other currencies are converted to it before anything is "
+        "computed from them: features, the card's windows, STREAMER_AMOUNT_LIMIT."
+    )
+    exchange_rates: dict[CurrencyCode, Rate] = Field(
+        default_factory=dict, description="Units of STREAMER_BASE_CURRENCY that one unit of "
+        'each other currency buys, as JSON, e.g. {"USD": 0.86, "GBP": 1.14}. A transaction in '
+        "a currency without a rate is scored on its amount as written and sent to review at "
+        "least, with a reason that says so."
+    )
 
     # --- model -------------------------------------------------------------------------------
     model_registry: Path = Field(
@@ -174,6 +190,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _base_rate_is_one(self) -> Settings:
+        rate = self.exchange_rates.get(self.base_currency, 1.0)
+        if rate != 1.0:
+            raise ValueError(
+                f"{ENV_PREFIX}EXCHANGE_RATES gives the base currency {self.base_currency} a rate "
+                f"of {rate}: leave it out (it is 1 by definition)"
+            )
+        return self
+
     @property
     def redis_url_redacted(self) -> str:
         """``redis_url`` with its passwords masked (a Sentinel URL's ``sentinel_password``
@@ -202,10 +228,21 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment, turning validation errors into one clear message."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SourceError as exc:
+        # a mapping's value that is not JSON: pydantic-settings names the field, not the text
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = f"{ENV_PREFIX}{field[1].upper()}" if field else "a setting"
+        raise SettingsError(
+            f"invalid configuration:\n  {name}: not valid JSON (e.g. {{\"USD\": 0.86}})"
+        ) from None
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            head, *rest = err["loc"] or ("",)
+            name = f"{ENV_PREFIX}{str(head).upper()}" if head else "settings"
+            if rest and rest[-1] == "[key]":  # a mapping's key
+                name += f", key {rest[0]!r}"
+            elif rest:  # an entry of a mapping
+                name += f", {'.'.join(str(p) for p in rest)}"
             lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -368,6 +368,56 @@ async def test_a_withdrawn_label_counts_until_its_withdrawal_is_reported(
     assert risk == {"w0": 0.0, "w1": 1.0, "w2": 0.0}
 
 
+async def test_amounts_in_other_currencies_are_converted_and_one_without_a_rate_reviewed(
+    worker_env: WorkerEnv,
+) -> None:
+    """A card paying in dollars gets, from Redis, the features of the same payments in euros
+    at the configured rate, and its decisions echo the dollars; a currency without a rate is
+    reviewed with the reason, counted in the metrics and warned of once in the log."""
+    features_topic = f"{worker_env.settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
+    settings = worker_env.settings
+    day = "2018-05-0{}T12:00:00Z"
+    paid = [  # (id, card, amount, currency): the dollar card pays twice the euro card's numbers
+        *((f"eur{i}", "c-eur", 40.0 * i, "EUR") for i in (1, 2, 3)),
+        *((f"usd{i}", "c-usd", 80.0 * i, "USD") for i in (1, 2, 3)),
+        *((f"yen{i}", "c-yen", 6000.0, "JPY") for i in (1, 2)),
+    ]
+    records = [
+        (card.encode(), _tx(tx_id, customer_id=card, amount=amount, currency=currency,
+                            timestamp=day.format(tx_id[-1])))
+        for tx_id, card, amount, currency in paid
+    ]  # fmt: skip
+    await produce(settings, settings.topic_transactions, records)  # type: ignore[arg-type]
+    worker_env.start_worker()
+    ids = {tx_id for tx_id, *_ in paid}
+    decided = await consume_until(settings, settings.topic_decisions, ids=ids, worker=worker_env)
+    logged = await consume_until(settings, features_topic, ids=ids, worker=worker_env)
+
+    decisions = {
+        d.transaction_id: d for d in (Decision.model_validate_json(r.value) for r in decided)
+    }
+    features = {
+        f["transaction_id"]: f["features"] for f in (json.loads(r.value) for r in logged)
+    }
+    for i in (1, 2, 3):
+        euros, dollars = features[f"eur{i}"], features[f"usd{i}"]
+        assert dollars == euros, i  # the card's windows hold the converted amounts
+        assert dollars["TX_AMOUNT"] == 40.0 * i
+        assert decisions[f"usd{i}"].score == decisions[f"eur{i}"].score
+        assert (decisions[f"usd{i}"].amount, decisions[f"usd{i}"].currency) == (80.0 * i, "USD")
+    for tx_id in ("yen1", "yen2"):
+        assert decisions[tx_id].decision != "approve"
+        assert decisions[tx_id].reasons[0].code == "CURRENCY_NOT_CONVERTED"
+        assert features[tx_id]["TX_AMOUNT"] == 6000.0  # as written
+    counted = ("streamer_unconverted_transactions_total", (("currency", "JPY"),))
+    wait_for(lambda: worker_env.metrics().get(counted) == 2, timeout=30,
+             what="the two yen transactions counted", worker=worker_env)  # fmt: skip
+    warned = [line for line in worker_env.log().splitlines() if "no rate from JPY" in line]
+    assert len(warned) == 1, worker_env.log()[-3000:]
+
+
 async def test_the_worker_exports_how_far_its_decisions_and_its_pending_records_have_come(
     worker_env: WorkerEnv,
 ) -> None:

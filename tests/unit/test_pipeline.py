@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 
 from models.registry import LoadedModel, Manifest
 from schemas import Alert, DeadLetter, Decision
+from streamer.currency import UNCONVERTED, Currencies
 from streamer.features.definitions import FEATURE_NAMES, FraudMark
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.pipeline import InputMessage, Pipeline, Received, in_label_order
@@ -37,7 +38,7 @@ def _scorer(version: str = "unit-1", cut: float = 200.0) -> Scorer:
     return Scorer(LoadedModel(model, manifest))
 
 
-def _tx(i: int, amount: float, customer: str = "c1") -> bytes:
+def _tx(i: int, amount: float, customer: str = "c1", currency: str | None = None) -> bytes:
     return json.dumps(
         {
             "transaction_id": f"tx{i}",
@@ -45,6 +46,7 @@ def _tx(i: int, amount: float, customer: str = "c1") -> bytes:
             "customer_id": customer,
             "terminal_id": "t1",
             "amount": amount,
+            **({"currency": currency} if currency else {}),
         }
     ).encode()
 
@@ -260,3 +262,78 @@ def test_labels_go_before_their_batchs_transactions_but_a_withdrawal_keeps_its_p
     assert in_label_order(items, lambda r: r) == [([fraud], [tx]), ([withdrawal, fraud], [tx, tx])]
     assert in_label_order([withdrawal, tx], lambda r: r) == [([withdrawal], [tx])]
     assert in_label_order([], lambda r: r) == [([], [])]
+
+
+def _in(currencies: Currencies, shadow: Scorer | None = None) -> Pipeline:
+    live = _scorer()
+    policy = Policy(
+        review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0, currencies=currencies
+    )
+    return Pipeline(store=InMemoryFeatureStore(), scorer=lambda: live, shadow=lambda: shadow,
+                    policy=policy, max_bytes=4096, log_features=True,
+                    clock=lambda: NOW)  # fmt: skip
+
+
+async def test_amounts_in_another_currency_are_scored_in_the_models() -> None:
+    """A card paying in dollars is scored as if it had paid the same in euros: its windows,
+    its features and the amount limit all see the converted amount; the decision echoes the
+    amount and currency the producer wrote."""
+    rates = Currencies("EUR", {"USD": 0.5})
+    dollars = await _in(rates).transactions(
+        _msgs([_tx(1, 100.0, currency="USD"), _tx(2, 790.0, currency="USD"),
+               _tx(3, 1900.0, currency="USD")])
+    )
+    euros = await _in(rates).transactions(
+        _msgs([_tx(1, 50.0), _tx(2, 395.0, currency="EUR"), _tx(3, 950.0)])
+    )
+    assert dollars.features == euros.features  # the same vectors, bit for bit
+    paid = [Decision.model_validate_json(v) for _, v in dollars.decisions]
+    same = [Decision.model_validate_json(v) for _, v in euros.decisions]
+    assert [(d.amount, d.currency) for d in paid] == [(100.0, "USD"), (790.0, "USD"),
+                                                      (1900.0, "USD")]  # fmt: skip
+    assert [(d.score, d.decision, d.reasons) for d in paid] == [
+        (d.score, d.decision, d.reasons) for d in same
+    ]
+    assert paid[1].reasons[0].code == "TX_AMOUNT" and "395.00" in paid[1].reasons[0].description
+    # 1,900 dollars are 950 euros: under the 1,000 limit, where 1,900 euros would not be
+    assert all(r.code != "RULE_AMOUNT_LIMIT" for r in paid[2].reasons)
+    assert dollars.unconverted == {}
+
+
+async def test_a_currency_without_a_rate_is_reviewed_and_says_why() -> None:
+    """Its amount means nothing the model knows: scored as written, never approved on that
+    score, with the reason first after any rule; the shadow is judged the same way."""
+    pipeline = _in(Currencies("EUR", {"USD": 0.5}), shadow=_scorer("unit-shadow"))
+    out = await pipeline.transactions(
+        _msgs([_tx(1, 10.0, "c-yen", currency="JPY"), _tx(2, 10.0, "c-eur", currency="EUR"),
+               _tx(3, 5000.0, "c-chf", currency="CHF")])
+    )
+    yen, euro, francs = (Decision.model_validate_json(v) for _, v in out.decisions)
+    vectors = [json.loads(v)["features"] for _, v in out.features]
+    assert vectors[0] == vectors[1] and vectors[0]["TX_AMOUNT"] == 10.0  # scored as written
+    assert euro.decision == "approve" and yen.score == euro.score
+    assert yen.decision == "review"
+    assert yen.reasons[0].code == UNCONVERTED
+    assert "JPY" in yen.reasons[0].description and "EUR" in yen.reasons[0].description
+    assert francs.decision == "decline"  # a rule hit still declines, and comes first
+    assert [r.code for r in francs.reasons[:2]] == ["RULE_AMOUNT_LIMIT", UNCONVERTED]
+    assert out.unconverted == {"JPY": 1, "CHF": 1}
+    assert [Alert.model_validate_json(v).transaction_id for _, v in out.alerts] == ["tx1", "tx3"]
+    shadow = [Decision.model_validate_json(v) for _, v in out.shadow_decisions]
+    assert [d.decision for d in shadow] == ["review", "approve", "decline"]
+    assert [r.code for r in shadow[0].reasons] == [UNCONVERTED]
+
+
+def test_the_two_conversions_agree_to_the_bit() -> None:
+    """The worker converts one amount at a time, score-batch a column: the same numbers."""
+    rates = Currencies("EUR", {"USD": 0.8613, "GBP": 1.1402, "JPY": 0.0057})
+    rng = np.random.default_rng(1)
+    amounts = np.round(rng.uniform(0, 5000, 2000), 2)
+    codes = rng.choice(np.array(["EUR", "USD", "GBP", "JPY", "CHF"]), 2000)
+    column, converted = rates.to_base_column(amounts, codes)
+    one_by_one = [rates.to_base(float(a), str(c)) for a, c in zip(amounts, codes, strict=True)]
+    assert column.tolist() == [a for a, _ in one_by_one]
+    assert converted.tolist() == [ok for _, ok in one_by_one]
+    assert converted.tolist() == [c != "CHF" for c in codes]
+    assert (column[codes == "EUR"] == amounts[codes == "EUR"]).all()
+    assert (column[codes == "CHF"] == amounts[codes == "CHF"]).all()  # as written

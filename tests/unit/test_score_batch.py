@@ -17,10 +17,13 @@ from models.dataset import build_features, feature_events, labels_from_simulatio
 from models.registry import Manifest, ModelRegistry
 from schemas import Reason, Transaction
 from streamer.cli import cli
+from streamer.currency import Currencies
 from streamer.features.definitions import calendar_flags
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.pipeline import feature_event
 from streamer.scoring import Scorer
+
+EUR = Currencies()  # what the files here are written in
 
 DAYS = 40
 
@@ -186,10 +189,13 @@ def _wire(tx: pd.DataFrame) -> list[Transaction]:
     return [Transaction.model_validate_json(json.dumps(row)) for row in tx.to_dict("records")]
 
 
-def _worker_scores(registry: ModelRegistry, txs: list[Transaction]) -> pd.Series:
+def _worker_scores(
+    registry: ModelRegistry, txs: list[Transaction], currencies: Currencies = EUR
+) -> pd.Series:
     """Scores through the worker's own feature code: ``pipeline.feature_event`` on each parsed
     Transaction, then the store's in-memory twin, in event time (no labels)."""
-    events = [feature_event(t) for t in sorted(txs, key=lambda t: (t.timestamp, t.transaction_id))]
+    ordered = sorted(txs, key=lambda t: (t.timestamp, t.transaction_id))
+    events = [feature_event(t, currencies) for t in ordered]
     scores = Scorer(registry.load()).score(InMemoryFeatureStore().enrich_sync(events))
     return pd.Series(scores, index=[e.transaction_id for e in events])
 
@@ -214,7 +220,7 @@ def test_calendar_flags_use_each_rows_own_offset(tmp_path: Path, suffix: str) ->
     assert list(frame["timestamp"]) == [pd.Timestamp(t.timestamp) for t in wire]  # UTC instants
     assert str(frame["timestamp"].dt.tz) == "UTC"
     events = feature_events(frame)
-    assert events == [feature_event(t) for t in wire]
+    assert events == [feature_event(t, EUR) for t in wire]
     assert [(e.weekend, e.night) for e in events] == [flags for _, flags in WALL_TIME_CASES]
     assert all(a != b for a, b in zip(_utc_flags(wire), [f for _, f in WALL_TIME_CASES],
                                       strict=True))
@@ -233,7 +239,7 @@ def test_a_parquet_time_zone_is_read_at_each_rows_offset(tmp_path: Path) -> None
     wire = _wire(tx.assign(timestamp=[t.isoformat() for t in paris]))
     assert [str(t.timestamp.utcoffset()) for t in wire] == ["1:00:00", "2:00:00", "2:00:00"]
     events = feature_events(frame)
-    assert events == [feature_event(t) for t in wire]
+    assert events == [feature_event(t, EUR) for t in wire]
     # Sunday 00:30 +01:00, Sunday 07:30 +02:00 (06:30 at the earlier offset), Monday 07:30
     assert [(e.weekend, e.night) for e in events] == [(True, True), (True, False), (False, False)]
     assert [(e.weekend, e.night) for e in events] != _utc_flags(wire)
@@ -291,3 +297,46 @@ def test_times_without_a_time_zone_are_refused(history: pd.DataFrame, tmp_path: 
                   tmp_path / "naive.parquet")
     with pytest.raises(ValueError, match=r"naive\.parquet: timestamp has no time zone"):
         read_transactions(path)
+
+
+def test_amounts_in_other_currencies_score_as_the_worker_does(
+    promoted: ModelRegistry, history: pd.DataFrame, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same history written by producers in euros, dollars and pounds scores as in euros
+    (rates of 0.5 and 2 convert back exactly), row for row as the worker does, and the file
+    echoes each amount as written; a currency without a rate is reviewed, saying why."""
+    monkeypatch.setenv("STREAMER_EXCHANGE_RATES", '{"USD": 0.5, "GBP": 2}')
+    rates = Currencies("EUR", {"USD": 0.5, "GBP": 2.0})
+    tx = history[list(TRANSACTION_COLUMNS)]
+    currency = np.array(["EUR", "USD", "GBP"])[np.arange(len(tx)) % 3]
+    per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "GBP": 0.5}).to_numpy()
+    written = tx.assign(amount=tx["amount"] * per_unit, currency=currency)
+    source = _write(written, tmp_path / "tx.parquet")
+    out = tmp_path / "decisions.parquet"
+    result = _run(str(source), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    decisions = pd.read_parquet(out)
+    np.testing.assert_array_equal(decisions["amount"], written["amount"])
+    assert list(decisions["currency"]) == list(currency)
+    in_euros = _expected(promoted, tx, None)
+    np.testing.assert_array_equal(decisions["score"],
+                                  in_euros[decisions["transaction_id"]].to_numpy())  # fmt: skip
+    worker = _worker_scores(promoted, _wire(written.assign(
+        timestamp=written["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))), rates)
+    np.testing.assert_array_equal(decisions["score"],
+                                  worker[decisions["transaction_id"]].to_numpy())  # fmt: skip
+
+    # one card pays in yen, for which no rate is set: reviewed at least, and it says so
+    card = written["customer_id"].iloc[0]
+    yen = written.assign(currency=np.where(written["customer_id"] == card, "JPY", currency))
+    result = _run(str(_write(yen, tmp_path / "yen.parquet")), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    decisions = pd.read_parquet(out)
+    paid = decisions[decisions["customer_id"] == card]
+    assert len(paid) > 1 and (paid["decision"] != "approve").all()
+    assert all(json.loads(r)[0]["code"] == "CURRENCY_NOT_CONVERTED" for r in paid["reasons"])
+    worker = _worker_scores(promoted, _wire(yen.assign(
+        timestamp=yen["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))), rates)
+    np.testing.assert_array_equal(decisions["score"],
+                                  worker[decisions["transaction_id"]].to_numpy())  # fmt: skip

@@ -72,6 +72,32 @@ def test_review_above_decline_is_rejected(monkeypatch: pytest.MonkeyPatch) -> No
     assert "STREAMER_DECLINE_THRESHOLD" in str(info.value)
 
 
+def test_exchange_rates_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_EXCHANGE_RATES", '{"USD": 0.86, "GBP": 1.14}')
+    settings = load_settings()
+    assert settings.base_currency == "EUR"
+    assert settings.exchange_rates == {"USD": 0.86, "GBP": 1.14}
+
+
+@pytest.mark.parametrize(
+    ("rates", "named"),
+    [
+        ("USD=0.86", "STREAMER_EXCHANGE_RATES: not valid JSON"),
+        ('{"usd": 0.86}', "STREAMER_EXCHANGE_RATES, key 'usd'"),
+        ('{"USD": 0}', "STREAMER_EXCHANGE_RATES, USD: Input should be greater than 0"),
+        ('{"USD": "inf"}', "STREAMER_EXCHANGE_RATES, USD: Input should be a finite number"),
+        ('{"EUR": 2}', "gives the base currency EUR a rate of 2.0"),
+    ],
+)
+def test_a_bad_exchange_rate_is_named(
+    monkeypatch: pytest.MonkeyPatch, rates: str, named: str
+) -> None:
+    monkeypatch.setenv("STREAMER_EXCHANGE_RATES", rates)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert named in str(info.value)
+
+
 def test_settings_are_frozen() -> None:
     settings = load_settings()
     with pytest.raises(ValidationError):

@@ -1,0 +1,79 @@
+"""Amounts in the currency the model knows.
+
+The model, its amount features and the amount-limit rule compare amounts as numbers, and the
+numbers it learned from are in one currency (the training history's, EUR for the simulator's).
+A transaction written in another currency is converted before anything is computed from its
+amount: its card's windows, its features and the rules all see the converted amount, while the
+decision echoes the amount and currency as the producer wrote them. A currency without a rate
+cannot be converted: its amount is taken as written, and the caller sends it to review at least
+(:func:`streamer.rules.outcome_for`), with :func:`unconverted_reason` saying why.
+
+One place for the rule, for the worker, ``rebuild-state`` and ``score-batch`` alike: the
+worker converts one transaction at a time (:meth:`Currencies.to_base`), ``score-batch`` a
+column at once (:meth:`Currencies.to_base_column`), with the same multiplication, so both give
+the same bits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from schemas import Reason
+from streamer.settings import Settings
+
+__all__ = ["UNCONVERTED", "Currencies", "unconverted_reason"]
+
+#: the reason code of a transaction whose currency has no rate
+UNCONVERTED = "CURRENCY_NOT_CONVERTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Currencies:
+    """The base currency and, per other currency, how many units of the base one unit buys."""
+
+    base: str = "EUR"
+    rates: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Currencies:
+        return cls(settings.base_currency, MappingProxyType(dict(settings.exchange_rates)))
+
+    def rate(self, currency: str) -> float | None:
+        """Units of the base per unit of ``currency``; None when there is no rate for it."""
+        return 1.0 if currency == self.base else self.rates.get(currency)
+
+    def to_base(self, amount: float, currency: str) -> tuple[float, bool]:
+        """(the amount in the base currency, whether it could be converted); an amount that
+        could not is returned as written."""
+        rate = self.rate(currency)
+        return (amount, False) if rate is None else (amount * rate, True)
+
+    def to_base_column(
+        self, amounts: np.ndarray, currencies: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`to_base` for arrays: (converted amounts, which rows could be converted)."""
+        out = np.asarray(amounts, dtype=float).copy()
+        converted = np.ones(len(out), dtype=bool)
+        for currency in np.unique(currencies):
+            if currency == self.base:
+                continue
+            rows = currencies == currency
+            rate = self.rates.get(str(currency))
+            if rate is None:
+                converted[rows] = False
+            else:
+                out[rows] = out[rows] * rate
+        return out, converted
+
+
+def unconverted_reason(currency: str, base: str) -> Reason:
+    """Why a transaction in a currency without a rate was sent to review."""
+    return Reason(
+        code=UNCONVERTED,
+        description=f"the amount is in {currency}, which has no exchange rate to {base} "
+        f"(STREAMER_EXCHANGE_RATES): it was scored as if it were in {base}",
+    )
