@@ -1,14 +1,27 @@
-"""The handbook's metrics: AUC ROC, Average Precision and Card Precision@k."""
+"""The handbook's metrics: AUC ROC, Average Precision and Card Precision@k; and what a score
+threshold means for the people who work its alerts (:func:`operating_points`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["card_precision_at_k", "decisions_quality", "quality"]
+__all__ = [
+    "THRESHOLD_GRID",
+    "OperatingPoint",
+    "card_precision_at_k",
+    "decisions_quality",
+    "operating_points",
+    "quality",
+]
+
+#: the thresholds ``train`` reports beside the configured ones, to choose them from
+THRESHOLD_GRID = (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
 
 
 def card_precision_at_k(
@@ -40,6 +53,43 @@ def card_precision_at_k(
         caught.update(hits.index)
         precisions.append(len(hits) / k)
     return float(np.mean(precisions))
+
+
+@dataclass(frozen=True, slots=True)
+class OperatingPoint:
+    """A score threshold on labelled transactions: the share flagged (scored at or above it),
+    the share of those that were fraud (precision), and the share of frauds flagged (recall)."""
+
+    threshold: float
+    flagged_share: float
+    precision: float
+    recall: float
+
+    def to_json(self) -> dict[str, float | None]:
+        """As a manifest stores it: NaN (nothing flagged, no fraud) as null."""
+        return {k: None if math.isnan(v) else v for k, v in asdict(self).items()}
+
+
+def operating_points(
+    y: np.ndarray, scores: np.ndarray, thresholds: Iterable[float]
+) -> list[OperatingPoint]:
+    """One :class:`OperatingPoint` per threshold, ascending; precision is NaN where nothing is
+    flagged, recall where there is no fraud."""
+    y = np.asarray(y, dtype=bool)
+    scores = np.asarray(scores, dtype=float)
+    points = []
+    for t in sorted(set(thresholds)):
+        flagged = scores >= t
+        n, hits = int(flagged.sum()), int((flagged & y).sum())
+        points.append(
+            OperatingPoint(
+                threshold=float(t),
+                flagged_share=n / len(y) if len(y) else float("nan"),
+                precision=hits / n if n else float("nan"),
+                recall=hits / int(y.sum()) if y.any() else float("nan"),
+            )
+        )
+    return points
 
 
 def quality(

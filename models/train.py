@@ -27,7 +27,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.dataset import FeatureSet
 from models.drift import make_profile
-from models.metrics import quality
+from models.metrics import THRESHOLD_GRID, OperatingPoint, operating_points, quality
 from streamer.features.definitions import FEATURE_NAMES, LABEL_DELAY_DAYS
 
 __all__ = [
@@ -124,6 +124,8 @@ class TrialResult:
     candidate: str
     params: dict[str, Any]
     metrics: dict[str, float]
+    #: its scores on the validation rows (for the winner's operating points)
+    scores: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -137,6 +139,8 @@ class TrainResult:
     trials: list[TrialResult] = field(default_factory=list)
     train_period: Period | None = None
     baseline: list[float] = field(default_factory=list)
+    #: what each threshold flags on the validation week, scored by the selection fit
+    operating_points: list[OperatingPoint] = field(default_factory=list)
     #: where the features and the winner's scores fell on the days after its training window
     #: (their labels not yet known): the reference for drift (models/drift.py); {} if none
     profile: dict[str, Any] = field(default_factory=dict)
@@ -165,7 +169,7 @@ def select(
                 f"  {name:<14} {params!s:<70} AP {metrics['average_precision']:.3f}  "
                 f"AUC {metrics['auc_roc']:.3f}  CP@100 {metrics['card_precision_at_100']:.3f}"
             )
-            trials.append(TrialResult(name, params, metrics))
+            trials.append(TrialResult(name, params, metrics, scores))
     return trials
 
 
@@ -176,6 +180,7 @@ def fit_best(
     candidates: Iterable[str] = tuple(CANDIDATES),
     delay_days: int = LABEL_DELAY_DAYS,
     valid_days: int = 7,
+    thresholds: Iterable[float] = THRESHOLD_GRID,
     log: Callable[[str], object] = lambda _: None,
 ) -> TrainResult:
     """Select on the latest validation week whose labels are known, refit on the latest data.
@@ -183,7 +188,9 @@ def fit_best(
     With ``end`` the last day of history whose labels are known (one delay before the data
     ends): validate on the ``valid_days`` ending at ``end``, train the candidates on the
     ``train_days`` that end one delay before validation starts; refit the winner on the
-    ``train_days`` ending at ``end``.
+    ``train_days`` ending at ``end``. The winner's operating points at ``thresholds`` are
+    those of its selection fit on the validation week: the refit is on the latest labelled
+    days, so no week is left that it has not seen.
     """
     ts = pd.to_datetime(features.frame["timestamp"], utc=True)
     data_end = ts.max().floor("D") + pd.Timedelta(days=1)
@@ -199,6 +206,9 @@ def fit_best(
     log(f"selecting on train {train.describe()} / validation {valid.describe()} (by AP)")
     trials = select(features, train=train, valid=valid, candidates=candidates, log=log)
     best = max(trials, key=lambda t: np.nan_to_num(t.metrics["average_precision"]))
+    is_fraud = features.frame.loc[period_mask(features.frame, valid), "is_fraud"].to_numpy()
+    assert best.scores is not None
+    points = operating_points(is_fraud, best.scores, thresholds)
     final = Period(labelled_end - pd.Timedelta(days=train_days), train_days)
     log(f"refitting {best.candidate} {best.params} on {final.describe()}")
     mask = period_mask(features.frame, final)
@@ -226,6 +236,7 @@ def fit_best(
         params=best.params,
         validation=best.metrics,
         trials=trials,
+        operating_points=points,
         train_period=final,
         baseline=baseline,
         profile=profile,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from streamer.cli import pass_settings
 from streamer.settings import Settings
+
+if TYPE_CHECKING:
+    from models.metrics import OperatingPoint
 
 
 @click.command()
@@ -63,6 +67,7 @@ def train(
     from tqdm import tqdm
 
     from models.dataset import build_features
+    from models.metrics import THRESHOLD_GRID
     from models.registry import ModelRegistry
     from models.simulate import SimulationConfig, read_dataset, simulate
     from models.train import CANDIDATES, fit_best
@@ -102,12 +107,15 @@ def train(
     with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False) as bar:
         features = build_features(frame, progress=bar.update)
     click.echo("comparing candidates:", err=True)
+    configured = {settings.review_threshold: "review", settings.decline_threshold: "decline"}
     result = fit_best(
         features,
         train_days=train_days,
         candidates=names,
+        thresholds=[*THRESHOLD_GRID, *configured],
         log=lambda line: click.echo(line, err=True),
     )
+    click.echo(_operating_table(result.operating_points, configured), err=True)
     registry = ModelRegistry(settings.model_registry)
     assert result.train_period is not None
     manifest = registry.register(
@@ -125,6 +133,7 @@ def train(
             "trials": [
                 {"candidate": t.candidate, "params": t.params, **t.metrics} for t in result.trials
             ],
+            "operating_points": [p.to_json() for p in result.operating_points],
         },
         thresholds={"review": settings.review_threshold, "decline": settings.decline_threshold},
         baseline=result.baseline,
@@ -141,3 +150,23 @@ def train(
             f"promoted {manifest.version}: running workers switch to it within "
             f"{settings.model_poll_seconds:g} s"
         )
+
+
+def _operating_table(points: list[OperatingPoint], configured: dict[float, str]) -> str:
+    """What each threshold flags on the validation week, the configured ones marked: the
+    table to choose STREAMER_REVIEW_THRESHOLD and STREAMER_DECLINE_THRESHOLD from."""
+    lines = [
+        "on that validation week, the winner's selection fit flags (a transaction at or above "
+        "the threshold):",
+        "  threshold   flagged   of them fraud   frauds flagged",
+    ]
+    for p in points:
+        mark = configured.get(p.threshold)
+        precision, recall = (
+            "-" if math.isnan(x) else f"{100 * x:.1f} %" for x in (p.precision, p.recall)
+        )
+        lines.append(
+            f"  {p.threshold:>9.2f}  {100 * p.flagged_share:>6.2f} %  {precision:>14}  "
+            f"{recall:>15}" + (f"   <- STREAMER_{mark.upper()}_THRESHOLD" if mark else "")
+        )
+    return "\n".join(lines)

@@ -103,6 +103,15 @@ def test_train_then_demo_decides_every_transaction(stack: Settings, tmp_path: Pa
         600,
     )
     assert "promoted" in out
+    # what the thresholds flag on the validation week, to choose them from, and in the manifest
+    table = out[out.index("  threshold   flagged") :].splitlines()
+    assert re.search(r"^\s+0\.50 .*<- STREAMER_REVIEW_THRESHOLD$", "\n".join(table), re.M), out
+    assert re.search(r"^\s+0\.90 .*<- STREAMER_DECLINE_THRESHOLD$", "\n".join(table), re.M), out
+    (manifest,) = (tmp_path / "registry").glob("*/manifest.json")
+    points = json.loads(manifest.read_text())["metrics"]["operating_points"]
+    assert [p["threshold"] for p in points] == [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9]
+    shares = [p["flagged_share"] for p in points]
+    assert shares == sorted(shares, reverse=True) and 0 < shares[-1] < shares[0] < 1
 
     # a backlog twice the demo's size waits in Kafka, earlier in event time: the worker's totals
     # pass the demo's count before any of the demo's own transactions is decided

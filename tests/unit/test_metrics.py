@@ -10,7 +10,13 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from models.live_quality import live_quality
-from models.metrics import card_precision_at_k, decisions_quality, quality
+from models.metrics import (
+    OperatingPoint,
+    card_precision_at_k,
+    decisions_quality,
+    operating_points,
+    quality,
+)
 
 
 def _frame(rows: list[tuple[str, str, bool, float]]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -129,3 +135,18 @@ def test_live_quality_takes_each_transactions_latest_label_up_to_a_delay_before_
     assert weeks == [("all", 5, 2), ("week of 2018-03-26", 2, 1), ("week of 2018-04-02", 3, 1)]
     with pytest.raises(ValueError, match="by must be one of version, week"):
         live_quality(decisions, labels, delay_days=7, by="day")
+
+
+def test_operating_points_count_what_each_threshold_flags() -> None:
+    """At or above the threshold is flagged (a score equal to it too); a threshold that flags
+    nothing has no precision, which the manifest stores as null."""
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 1, 0])
+    scores = np.array([0.95, 0.9, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1, 0.05, 0.0])
+    points = operating_points(y, scores, [0.5, 0.99, 0.1, 0.5])
+    assert [p.threshold for p in points] == [0.1, 0.5, 0.99]  # ascending, once each
+    low, review, none = points
+    assert low == OperatingPoint(0.1, flagged_share=0.8, precision=2 / 8, recall=2 / 3)
+    assert review == OperatingPoint(0.5, flagged_share=0.3, precision=2 / 3, recall=2 / 3)
+    assert none.flagged_share == 0.0 and none.recall == 0.0 and math.isnan(none.precision)
+    assert none.to_json() == {"threshold": 0.99, "flagged_share": 0.0, "precision": None,
+                              "recall": 0.0}  # fmt: skip
