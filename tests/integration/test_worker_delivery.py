@@ -384,10 +384,16 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
 ) -> None:
     """The worker decides a stream; Redis then loses everything (FLUSHDB); `rebuild-state`
     replays the topics into it: the state is the one the stream built, and no output record
-    is published."""
+    is published. The stream is written in euros, dollars and pounds: the worker and the
+    rebuild both put the amounts in euros (rates 0.5 and 2 convert back exactly), so the state
+    is that of the history in euros."""
+    worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5, "GBP": 2}'
     settings = worker_env.settings
     await _start_with_labels(worker_env, replay_slice)
-    n = await _produce_transactions(worker_env, replay_slice)
+    currency = np.array(["EUR", "USD", "GBP"])[np.arange(len(replay_slice)) % 3]
+    per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "GBP": 0.5}).to_numpy()
+    written = replay_slice.assign(amount=replay_slice["amount"] * per_unit, currency=currency)
+    n = await _produce_transactions(worker_env, written)
     await produce(settings, settings.topic_transactions, [(b"bad", b"not json")])
     await _decisions(worker_env, set(replay_slice["transaction_id"]))
     worker_env.stop_all()
