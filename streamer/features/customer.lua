@@ -5,11 +5,12 @@
 --                time as two little-endian doubles, then its id (keys.customer_member)
 -- KEYS[2]  hash  transaction id -> the stats first computed for it, packed as below
 -- ARGV     tx_id, ts_ms, member
--- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS, HIGH_FACTOR and
--- ID_AT (where a member's id starts, 1-based) as constants.
--- returns  {count_w, sum_w ...per window, gap_ms, median, high} packed as little-endian doubles
---          in one string: median is that of the other transactions' amounts in the widest window
---          (0 if none), high how many of those in the last HIGH_MS were above HIGH_FACTOR x median
+-- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS, HIGH_FACTOR,
+-- ID_AT (where a member's id starts, 1-based) and STATS_BYTES (the answer's length) as constants.
+-- returns  {count_w, sum_w ...per window, gap_ms, median, high, amount} packed as little-endian
+--          doubles in one string: median is that of the other transactions' amounts in the widest
+--          window (0 if none), high how many of those in the last HIGH_MS were above
+--          HIGH_FACTOR x median, amount this transaction's own as the window recorded it
 --
 -- A window holds the transactions in (t - w, t) and this one. Other transactions at exactly t are
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
@@ -17,7 +18,9 @@
 --
 -- A transaction seen before (a re-delivery) gets the stats first computed for it: a fast backlog
 -- can move the card's later transactions past the retention horizon of this one's windows
--- before the repeat arrives, and a repeated decision must be the same.
+-- before the repeat arrives, an exchange rate can change its converted amount, and a repeated
+-- decision must be the same. Stats stored by workers before the amount was part of them are
+-- shorter: they get the amount of this delivery's member (its first 8 bytes), and are kept so.
 --
 -- This runs once per event on the hot path and its cost grows with the card's history, so that
 -- history is read in one range query whose members carry the amount and time in binary: one
@@ -31,7 +34,12 @@ local t = tonumber(ARGV[2])
 local nwin = #WINDOWS
 
 local first = redis.call('HGET', statskey, id)
-if first then return first end
+if first then
+  if #first == STATS_BYTES then return first end
+  first = first .. string.sub(member, 1, 8)
+  redis.call('HSET', statskey, id, first)
+  return first
+end
 
 redis.call('ZADD', zkey, 'NX', t, member)
 
@@ -95,6 +103,7 @@ end
 out[2 * nwin + 1] = prev >= 0 and t - prev or -1
 out[2 * nwin + 2] = median
 out[2 * nwin + 3] = high
+out[2 * nwin + 4] = unpackd('<d', member)
 local packed = struct.pack('<' .. string.rep('d', #out), unpack(out))
 redis.call('HSET', statskey, id, packed)
 redis.call('EXPIRE', statskey, TTL)

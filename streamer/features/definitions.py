@@ -59,9 +59,11 @@ HIGH_AMOUNT_DAYS = 7
 
 #: customer stats: (count, amount sum) per window; ms since the previous transaction or -1; the
 #: median amount of the card's other transactions in the widest window (0 if none); how many of
-#: them, in the last ``HIGH_AMOUNT_DAYS``, were above ``HIGH_AMOUNT_FACTOR`` times that median
-CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 3
-_GAP, _MEDIAN, _HIGH = 2 * len(WINDOW_DAYS), 2 * len(WINDOW_DAYS) + 1, 2 * len(WINDOW_DAYS) + 2
+#: them, in the last ``HIGH_AMOUNT_DAYS``, were above ``HIGH_AMOUNT_FACTOR`` times that median;
+#: and the transaction's own amount as the card's window first recorded it (in the model's
+#: currency: a repeat converted at another exchange rate is still decided on the first amount)
+CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 4
+_GAP, _MEDIAN, _HIGH, _AMOUNT = (2 * len(WINDOW_DAYS) + i for i in range(4))
 #: terminal stats: (transactions, known frauds) per window; then how many of the terminal's
 #: latest transactions in the widest window are known frauds in a row, counted back from the
 #: latest (its *fraud run*)
@@ -236,7 +238,7 @@ def build_matrix(
     cust = np.asarray(customer_stats, dtype=np.float64).reshape(n, CUSTOMER_STATS_LEN)
     term = np.asarray(terminal_stats, dtype=np.float64).reshape(n, TERMINAL_STATS_LEN)
     out = np.empty((n, len(FEATURES)), dtype=np.float64)
-    amount = np.fromiter((e.amount for e in events), dtype=np.float64, count=n)
+    amount = cust[:, _AMOUNT]
     out[:, 0] = amount
     out[:, 1] = np.fromiter((e.weekend for e in events), dtype=np.float64, count=n)
     out[:, 2] = np.fromiter((e.night for e in events), dtype=np.float64, count=n)

@@ -162,6 +162,7 @@ class InMemoryFeatureStore(FeatureStore):
         limit = cfg.high_amount_factor * median
         out.append(median)
         out.append(float(sum(1 for a in cust.values[max(recent, widest_start):end] if a > limit)))
+        out.append(own)
         cust.first[e.transaction_id] = out
         return list(out)
 

@@ -166,6 +166,7 @@ class RedisFeatureStore(FeatureStore):
                 HIGH_MS=cfg.high_amount_days * DAY_MS,
                 HIGH_FACTOR=cfg.high_amount_factor,
                 ID_AT=MEMBER_ID_OFFSET + 1,  # Lua strings count from 1
+                STATS_BYTES=8 * CUSTOMER_STATS_LEN,
             )
         )
         self._terminal = client.register_script(

@@ -15,6 +15,7 @@ from redis import Redis as SyncRedis
 from streamer.features.definitions import (
     DAY_MS,
     FEATURE_NAMES,
+    CUSTOMER_STATS_LEN,
     RETENTION_DAYS,
     TERMINAL_STATS_LEN,
     FeatureEvent,
@@ -191,6 +192,42 @@ async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: Re
     fresh = FeatureEvent("tx-d", "c1", "t4", scored.ts_ms + 1, 7.0, False, False)
     counts = (await online.enrich([fresh])).features
     assert counts[0, customer][0] != first[0, customer][0]
+
+
+async def test_a_repeat_converted_at_another_rate_keeps_its_first_amount(
+    redis: RedisClient,
+) -> None:
+    """A worker restarted with a new exchange rate converts a re-delivered transaction to
+    another amount: the repeat is decided on the amount its card's window recorded, and the
+    window keeps the transaction once."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    early = FeatureEvent("tx-a", "c1", "t1", T0, 40.0, False, False)
+    scored = FeatureEvent("tx-b", "c1", "t2", T0 + DAY_MS, 50.0, False, False)
+    repeat = FeatureEvent("tx-b", "c1", "t2", T0 + DAY_MS, 60.0, False, False)  # a new rate
+    for store in (online, offline):
+        await store.enrich([early])
+        first = (await store.enrich([scored])).features
+        np.testing.assert_array_equal((await store.enrich([repeat])).features, first)
+        assert first[0, FEATURE_NAMES.index("TX_AMOUNT")] == 50.0
+    assert await redis.zcard(customer_window_key("c1")) == 2
+
+
+async def test_customer_stats_an_older_worker_stored_get_the_amount_of_the_repeat(
+    redis: RedisClient,
+) -> None:
+    """Workers before the amount was kept stored the stats without it; a repeat of one of
+    those is answered with them and this delivery's amount, and that answer is kept."""
+    online = RedisFeatureStore(redis)
+    scored = FeatureEvent("tx-b", "c2", "t1", T0 + 10 * DAY_MS, 5.0, False, False)
+    fresh = (await online.enrich([scored])).features  # what a first delivery is answered
+    key = customer_stats_key("c2")
+    full = await redis.hget(key, "tx-b")
+    assert len(full) == 8 * CUSTOMER_STATS_LEN
+    await redis.hset(key, "tx-b", full[:-8])  # as an older worker left it
+    np.testing.assert_array_equal((await online.enrich([scored])).features, fresh)
+    assert await redis.hget(key, "tx-b") == full
+    later = FeatureEvent("tx-b", "c2", "t1", scored.ts_ms, 7.0, False, False)
+    np.testing.assert_array_equal((await online.enrich([later])).features, fresh)
 
 
 async def test_state_is_trimmed_and_expires(redis: RedisClient) -> None:

@@ -264,12 +264,15 @@ def test_labels_go_before_their_batchs_transactions_but_a_withdrawal_keeps_its_p
     assert in_label_order([], lambda r: r) == [([], [])]
 
 
-def _in(currencies: Currencies, shadow: Scorer | None = None) -> Pipeline:
+def _in(
+    currencies: Currencies, shadow: Scorer | None = None, store: InMemoryFeatureStore | None = None
+) -> Pipeline:
     live = _scorer()
     policy = Policy(
         review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0, currencies=currencies
     )
-    return Pipeline(store=InMemoryFeatureStore(), scorer=lambda: live, shadow=lambda: shadow,
+    return Pipeline(store=store or InMemoryFeatureStore(), scorer=lambda: live,
+                    shadow=lambda: shadow,
                     policy=policy, max_bytes=4096, log_features=True,
                     clock=lambda: NOW)  # fmt: skip
 
@@ -322,6 +325,23 @@ async def test_a_currency_without_a_rate_is_reviewed_and_says_why() -> None:
     shadow = [Decision.model_validate_json(v) for _, v in out.shadow_decisions]
     assert [d.decision for d in shadow] == ["review", "approve", "decline"]
     assert [r.code for r in shadow[0].reasons] == [UNCONVERTED]
+
+
+async def test_a_repeat_after_a_rate_change_is_the_same_decision() -> None:
+    """Workers restarted one at a time with a new rate re-deliver what the old ones published
+    but had not committed: the repeat keeps the amount its card's window first recorded, so
+    it is decided as before (the contract: byte-identical apart from the decision times)."""
+    store = InMemoryFeatureStore()
+    batch = _msgs([_tx(1, 100.0, currency="USD"), _tx(2, 760.0, currency="USD")])
+    first = await _in(Currencies("EUR", {"USD": 0.5}), store=store).transactions(batch)
+    again = await _in(Currencies("EUR", {"USD": 0.6}), store=store).transactions(batch)
+    assert [_stable(v) for _, v in again.decisions] == [_stable(v) for _, v in first.decisions]
+    assert again.features == first.features
+    fresh = await _in(Currencies("EUR", {"USD": 0.6}), store=store).transactions(
+        _msgs([_tx(3, 760.0, currency="USD")])
+    )
+    (logged,) = (json.loads(v)["features"] for _, v in fresh.features)
+    assert logged["TX_AMOUNT"] == 760.0 * 0.6  # a new transaction gets the new rate
 
 
 def test_the_two_conversions_agree_to_the_bit() -> None:
