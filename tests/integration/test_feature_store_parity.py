@@ -13,9 +13,9 @@ import pytest
 from redis import Redis as SyncRedis
 
 from streamer.features.definitions import (
+    CUSTOMER_STATS_LEN,
     DAY_MS,
     FEATURE_NAMES,
-    CUSTOMER_STATS_LEN,
     RETENTION_DAYS,
     TERMINAL_STATS_LEN,
     FeatureEvent,
