@@ -25,7 +25,10 @@ class Transaction(WireModel):
     terminal_id: Id = Field(description="The merchant terminal, 1–64 characters.")
     amount: Amount = Field(description="Finite JSON number ≥ 0; zero-amount authorisations count.")
     currency: Currency = Field(
-        "EUR", description="ISO 4217 code, three upper-case letters; omit it rather than send null."
+        "EUR",
+        description="ISO 4217 code, three upper-case letters; omit it rather than send null. "
+        "The workers convert the amount to their model's currency with their configured rates; "
+        "one in a currency without a rate is sent to review.",
     )
 
 
