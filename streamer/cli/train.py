@@ -107,7 +107,10 @@ def train(
     with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False) as bar:
         features = build_features(frame, progress=bar.update)
     click.echo("comparing candidates:", err=True)
-    configured = {settings.review_threshold: "review", settings.decline_threshold: "decline"}
+    configured: dict[float, list[str]] = {}
+    for name in ("review", "decline"):
+        threshold = getattr(settings, f"{name}_threshold")
+        configured.setdefault(threshold, []).append(f"STREAMER_{name.upper()}_THRESHOLD")
     result = fit_best(
         features,
         train_days=train_days,
@@ -152,7 +155,7 @@ def train(
         )
 
 
-def _operating_table(points: list[OperatingPoint], configured: dict[float, str]) -> str:
+def _operating_table(points: list[OperatingPoint], configured: dict[float, list[str]]) -> str:
     """What each threshold flags on the validation week, the configured ones marked: the
     table to choose STREAMER_REVIEW_THRESHOLD and STREAMER_DECLINE_THRESHOLD from."""
     lines = [
@@ -161,12 +164,12 @@ def _operating_table(points: list[OperatingPoint], configured: dict[float, str])
         "  threshold   flagged   of them fraud   frauds flagged",
     ]
     for p in points:
-        mark = configured.get(p.threshold)
+        marks = configured.get(p.threshold)
         precision, recall = (
             "-" if math.isnan(x) else f"{100 * x:.1f} %" for x in (p.precision, p.recall)
         )
         lines.append(
             f"  {p.threshold:>9.2f}  {100 * p.flagged_share:>6.2f} %  {precision:>14}  "
-            f"{recall:>15}" + (f"   <- STREAMER_{mark.upper()}_THRESHOLD" if mark else "")
+            f"{recall:>15}" + (f"   <- {', '.join(marks)}" if marks else "")
         )
     return "\n".join(lines)
