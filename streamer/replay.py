@@ -44,7 +44,8 @@ def _rfc3339(series: pd.Series) -> list[str]:
 
 def encode_transactions(frame: pd.DataFrame) -> list[tuple[int, bytes, bytes]]:
     """(event time ms, key, Transaction JSON) per row, in the frame's order; with the row's
-    ``currency`` when the frame has that column (the contract's default, EUR, otherwise)."""
+    ``currency`` when the frame has that column and the row a value there (the contract's
+    default, EUR, otherwise)."""
     times = _rfc3339(frame["timestamp"])
     ms = pd.to_datetime(frame["timestamp"], utc=True).astype("datetime64[ms, UTC]").astype("int64")
     currencies = frame["currency"] if "currency" in frame.columns else [None] * len(frame)
@@ -66,7 +67,7 @@ def encode_transactions(frame: pd.DataFrame) -> list[tuple[int, bytes, bytes]]:
                 "customer_id": cid,
                 "terminal_id": term,
                 "amount": float(amount),
-                **({"currency": currency} if currency is not None else {}),
+                **({"currency": currency} if isinstance(currency, str) else {}),  # not NaN
             },
             separators=(",", ":"),
         )

@@ -1,6 +1,9 @@
 """The replay's order: labels ahead of their report time, a barrier before it is reached."""
 
-from streamer.replay import BARRIER, merged_records
+import pandas as pd
+
+from schemas import Transaction
+from streamer.replay import BARRIER, encode_transactions, merged_records
 
 H = 3_600_000
 
@@ -27,3 +30,22 @@ def test_without_a_lead_each_label_comes_just_before_its_barrier() -> None:
     txs = [(t * H, b"k", f"tx{t}".encode()) for t in range(3)]
     records = list(merged_records(txs, [(H, b"k", b"label1")], lead_ms=0))
     assert _kinds(records) == ["tx0", "label1", "barrier", "tx1", "tx2"]
+
+
+def test_a_currency_column_is_written_where_a_row_has_one() -> None:
+    """A dataset in several currencies replays them; a row without one (an empty CSV cell)
+    leaves the field out, and the contract's default applies."""
+    frame = pd.DataFrame(
+        {
+            "transaction_id": ["a", "b", "c"],
+            "timestamp": pd.to_datetime(["2018-04-01T00:00:00Z"] * 3, utc=True),
+            "customer_id": "c1",
+            "terminal_id": "t1",
+            "amount": [10.0, 20.0, 30.0],
+            "currency": ["USD", None, float("nan")],
+        }
+    )
+    values = [Transaction.model_validate_json(v) for _, _, v in encode_transactions(frame)]
+    assert [t.currency for t in values] == ["USD", "EUR", "EUR"]
+    without = encode_transactions(frame.drop(columns="currency"))
+    assert all(b'"currency"' not in v for _, _, v in without)
