@@ -28,6 +28,16 @@ def _validation_ap(manifest: Manifest) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
+def _flagged_at(manifest: Manifest, threshold: float) -> str:
+    """The share of its validation week a version scored at or above ``threshold`` (what
+    ``train`` measured, ``metrics.operating_points``); – when it was not measured there."""
+    for point in manifest.metrics.get("operating_points") or ():
+        share = point.get("flagged_share")
+        if point.get("threshold") == threshold and share is not None:
+            return f"{100 * share:.2f} %"
+    return "–"
+
+
 def _table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -51,7 +61,12 @@ def models() -> None:
 @models.command("list")
 @pass_settings
 def list_versions(settings: Settings) -> None:
-    """Show every version, oldest first; * marks the live one, ~ the shadow."""
+    """Show every version, oldest first; * marks the live one, ~ the shadow.
+
+    "flagged at" is the share of its validation week that the version scored at or above
+    STREAMER_REVIEW_THRESHOLD, as `train` measured it (– if it did not measure that threshold):
+    about how much of the traffic it would send to review.
+    """
     registry = _registry(settings)
     with _clear_errors():
         versions = registry.versions()
@@ -60,7 +75,8 @@ def list_versions(settings: Settings) -> None:
     if not versions:
         click.echo(f"no model in {registry.root}: run `fraud-streamer train`")
         return
-    rows = [("", "version", "created", "algorithm", "validation AP")]
+    review = settings.review_threshold
+    rows = [("", "version", "created", "algorithm", "validation AP", f"flagged at {review:g}")]
     rows += [
         (
             "*" if m.version == live else "~" if m.version == shadow else "",
@@ -68,6 +84,7 @@ def list_versions(settings: Settings) -> None:
             m.created,
             m.algorithm,
             _validation_ap(m),
+            _flagged_at(m, review),
         )
         for m in versions
     ]

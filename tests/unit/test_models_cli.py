@@ -19,7 +19,10 @@ def _run(*args: str) -> Result:
 @pytest.fixture
 def two_versions(registry: ModelRegistry, add_version: Callable[..., Manifest]) -> ModelRegistry:
     add_version("v1", metrics={"validation": {"average_precision": 0.612}})
-    add_version("v2", metrics={"validation": {"average_precision": 0.734}})
+    add_version("v2", metrics={"validation": {"average_precision": 0.734}, "operating_points": [
+        {"threshold": 0.3, "flagged_share": 0.0123, "precision": 0.6, "recall": 0.8},
+        {"threshold": 0.5, "flagged_share": 0.0071, "precision": 0.8, "recall": 0.7},
+    ]})  # fmt: skip
     return registry
 
 
@@ -28,11 +31,14 @@ def test_list_shows_versions_and_the_live_one(two_versions: ModelRegistry) -> No
     result = _run("list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["version", "created", "algorithm", "validation", "AP"]
+    assert lines[0].split() == ["version", "created", "algorithm", "validation", "AP",
+                                "flagged", "at", "0.5"]  # fmt: skip
     v1 = next(line for line in lines if " v1 " in f" {line} ")
     v2 = next(line for line in lines if " v2 " in f" {line} ")
     assert v2.startswith("*") and not v1.startswith("*")
     assert "hist_gb" in v1 and "0.612" in v1 and "0.734" in v2
+    # the share of the validation week at or above the review threshold, where train measured it
+    assert v2.endswith("0.71 %") and v1.endswith("–")
 
 
 def test_list_of_an_empty_registry(registry: ModelRegistry) -> None:
