@@ -32,7 +32,9 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
     amount, and optionally currency (default EUR). The transactions are replayed in event time
     through the worker's feature code, so each is scored on the history before it, and the
     worker's thresholds and amount-limit rule decide (STREAMER_REVIEW_THRESHOLD,
-    STREAMER_DECLINE_THRESHOLD, STREAMER_AMOUNT_LIMIT). Blocklists are kept in Redis and are
+    STREAMER_DECLINE_THRESHOLD, STREAMER_AMOUNT_LIMIT). Amounts in another currency than
+    STREAMER_BASE_CURRENCY are converted with STREAMER_EXCHANGE_RATES, as the worker does; one
+    without a rate is reviewed at least. Blocklists are kept in Redis and are
     NOT applied here. Writes one row per transaction, in input order: transaction_id,
     customer_id, terminal_id, amount, currency, timestamp, score, decision, reasons (JSON),
     model_version.
