@@ -272,8 +272,7 @@ def _in(
         review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0, currencies=currencies
     )
     return Pipeline(store=store or InMemoryFeatureStore(), scorer=lambda: live,
-                    shadow=lambda: shadow,
-                    policy=policy, max_bytes=4096, log_features=True,
+                    shadow=lambda: shadow, policy=policy, max_bytes=4096, log_features=True,
                     clock=lambda: NOW)  # fmt: skip
 
 
