@@ -25,6 +25,7 @@ from models.dataset import WALL_TIME, build_features
 from models.files import replacing
 from schemas import Reason
 from streamer.currency import unconverted_reason
+from streamer.features.definitions import AMOUNT_COLUMN
 from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
 from streamer.scoring import Scorer
 
@@ -222,7 +223,7 @@ def score_transactions(
     for start in range(0, len(ordered), CHUNK):
         rows = slice(start, start + CHUNK)
         chunk_scores = scorer.score(X[rows])
-        amounts = ordered["amount"].to_numpy()[rows]
+        amounts = X[rows, AMOUNT_COLUMN]  # as the worker's rules read it
         rules = [rule_hits(amount=float(a), customer_blocked=False, terminal_blocked=False,
                            policy=policy) for a in amounts]
         unconverted = [

@@ -20,6 +20,7 @@ from schemas import Alert, Decision, ErrorDetail, Label, Reason, Transaction
 from streamer.currency import Currencies, unconverted_reason
 from streamer.decode import dead_letter, decode
 from streamer.features.definitions import (
+    AMOUNT_COLUMN,
     FEATURE_NAMES,
     FeatureEvent,
     FraudMark,
@@ -251,7 +252,6 @@ class Pipeline:
         if enriched is None:
             return out
         txs = [item.transaction for item in accepted if item.transaction is not None]
-        amounts = [item.event.amount for item in accepted if item.event is not None]
 
         scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
         shadow = self._shadow()
@@ -263,7 +263,10 @@ class Pipeline:
         rules = [
             rule_hits(amount=amount, customer_blocked=cb, terminal_blocked=tb, policy=policy)
             for amount, cb, tb in zip(
-                amounts, enriched.customer_blocked, enriched.terminal_blocked, strict=True
+                features[:, AMOUNT_COLUMN].tolist(),
+                enriched.customer_blocked,
+                enriched.terminal_blocked,
+                strict=True,
             )
         ]
         base = policy.currencies.base

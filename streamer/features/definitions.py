@@ -17,6 +17,7 @@ from datetime import datetime
 import numpy as np
 
 __all__ = [
+    "AMOUNT_COLUMN",
     "CALENDAR_FEATURES",
     "CUSTOMER_STATS_LEN",
     "DAY_MS",
@@ -165,6 +166,9 @@ FEATURES: tuple[Feature, ...] = (
     ),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+#: the column of the amount, in the model's currency, as the card's window first recorded it:
+#: what the rules compare too, so that a repeat is decided as the first delivery was
+AMOUNT_COLUMN = FEATURE_NAMES.index("TX_AMOUNT")
 #: inputs that follow the clock: their mix over a few thousand rows depends on the hour and the
 #: weekday, not on whether traffic changed, so drift is not watched on them
 CALENDAR_FEATURES: tuple[str, ...] = ("TX_DURING_WEEKEND", "TX_DURING_NIGHT")

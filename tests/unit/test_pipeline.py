@@ -331,7 +331,9 @@ async def test_a_repeat_after_a_rate_change_is_the_same_decision() -> None:
     but had not committed: the repeat keeps the amount its card's window first recorded, so
     it is decided as before (the contract: byte-identical apart from the decision times)."""
     store = InMemoryFeatureStore()
-    batch = _msgs([_tx(1, 100.0, currency="USD"), _tx(2, 760.0, currency="USD")])
+    # 1,900 dollars: 950 euros at 0.5, under the 1,000 limit; 1,140 at 0.6, over it
+    batch = _msgs([_tx(1, 100.0, currency="USD"), _tx(2, 760.0, currency="USD"),
+                   _tx(4, 1900.0, "c2", currency="USD")])  # fmt: skip
     first = await _in(Currencies("EUR", {"USD": 0.5}), store=store).transactions(batch)
     again = await _in(Currencies("EUR", {"USD": 0.6}), store=store).transactions(batch)
     assert [_stable(v) for _, v in again.decisions] == [_stable(v) for _, v in first.decisions]
