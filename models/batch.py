@@ -208,7 +208,7 @@ def score_transactions(
     )
     frame = transactions.assign(
         _row=np.arange(len(transactions)), _written=transactions["amount"], amount=amounts,
-        _converted=converted,
+        converted=converted,
     )
     features = build_features(
         frame,
@@ -228,7 +228,7 @@ def score_transactions(
                            policy=policy) for a in amounts]
         unconverted = [
             None if ok else unconverted_reason(str(currency), currencies.base)
-            for ok, currency in zip(ordered["_converted"].to_numpy()[rows],
+            for ok, currency in zip(ordered["converted"].to_numpy()[rows],
                                     ordered["currency"].to_numpy()[rows], strict=True)
         ]
         chunk_outcomes = [outcome_for(float(s), rule_hit=bool(r), policy=policy,

@@ -90,15 +90,20 @@ def calendar_arrays(wall: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def feature_events(frame: pd.DataFrame) -> list[FeatureEvent]:
-    """FeatureEvents of a transactions frame; calendar flags from :func:`wall_times`."""
+    """FeatureEvents of a transactions frame; calendar flags from :func:`wall_times`.
+
+    Amounts are taken as in the model's currency, except on rows where an optional boolean
+    ``converted`` column is false (their currency had no rate; ``score-batch`` sets it).
+    """
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"transactions are missing column(s): {', '.join(missing)}")
     weekend, night = calendar_arrays(wall_times(frame))
     ms = _epoch_ms(frame["timestamp"])
+    converted = frame["converted"] if "converted" in frame.columns else np.ones(len(frame), bool)
     return [
-        FeatureEvent(tid, cid, term, int(t), float(a), bool(we), bool(ni))
-        for tid, cid, term, t, a, we, ni in zip(
+        FeatureEvent(tid, cid, term, int(t), float(a), bool(we), bool(ni), bool(ok))
+        for tid, cid, term, t, a, we, ni, ok in zip(
             frame["transaction_id"].astype(str),
             frame["customer_id"].astype(str),
             frame["terminal_id"].astype(str),
@@ -106,6 +111,7 @@ def feature_events(frame: pd.DataFrame) -> list[FeatureEvent]:
             frame["amount"].astype(float),
             weekend,
             night,
+            converted,
             strict=True,
         )
     ]

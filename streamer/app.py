@@ -459,6 +459,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def follow_promotions() -> None:
         await runtime.refresh_model()
 
+    @app.timer(settings.model_poll_seconds)
+    async def follow_rates() -> None:
+        await runtime.refresh_rates()
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         body, content_type = metrics.exposition()

@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from schemas import Reason
-from streamer.settings import Settings
+from streamer.settings import CurrencyCode, Rate, Settings
 
-__all__ = ["UNCONVERTED", "Currencies", "unconverted_reason"]
+__all__ = ["UNCONVERTED", "Currencies", "check_rate", "unconverted_reason"]
+
+_CODE: TypeAdapter[str] = TypeAdapter(CurrencyCode)
+_RATE: TypeAdapter[float] = TypeAdapter(Rate)
 
 #: the reason code of a transaction whose currency has no rate
 UNCONVERTED = "CURRENCY_NOT_CONVERTED"
@@ -41,6 +45,30 @@ class Currencies:
     @classmethod
     def from_settings(cls, settings: Settings) -> Currencies:
         return cls(settings.base_currency, MappingProxyType(dict(settings.exchange_rates)))
+
+    def with_rates(self, rates: Mapping[str, float]) -> Currencies:
+        """These rates, with ``rates`` replacing or adding theirs currency by currency."""
+        return Currencies(self.base, MappingProxyType({**self.rates, **rates}))
+
+    def changes_from(self, before: Currencies) -> list[str]:
+        """What moved since ``before``, per currency, in words for a log line."""
+        out = []
+        for code in sorted(self.rates.keys() | before.rates.keys()):
+            old, new = before.rates.get(code), self.rates.get(code)
+            if old == new:
+                continue
+            if old is None:
+                out.append(f"{code} {new:.10g} (new)")
+            elif new is None:
+                out.append(f"{code} withdrawn (was {old:.10g})")
+            else:
+                out.append(f"{code} {old:.10g} -> {new:.10g}")
+        return out
+
+    def describe(self) -> str:
+        """The rates, for a log line or a command's output: ``1 USD = 0.86 EUR, …``."""
+        pairs = [f"1 {code} = {rate:.10g} {self.base}" for code, rate in sorted(self.rates.items())]
+        return ", ".join(pairs) or f"none (only {self.base} amounts are scored as they are)"
 
     def rate(self, currency: str) -> float | None:
         """Units of the base per unit of ``currency``; None when there is no rate for it."""
@@ -68,6 +96,24 @@ class Currencies:
             else:
                 out[rows] = out[rows] * rate
         return out, converted
+
+
+def check_rate(currency: str, rate: object, base: str) -> float:
+    """``rate`` for ``currency`` as ``STREAMER_EXCHANGE_RATES`` would accept it (a positive,
+    finite number; a number in text too), or ValueError saying what is wrong."""
+    try:
+        _CODE.validate_python(currency)
+    except ValidationError:
+        msg = f"{currency!r} is not a currency code (three upper-case letters)"
+        raise ValueError(msg) from None
+    if currency == base:
+        raise ValueError(f"{currency} is the base currency (STREAMER_BASE_CURRENCY): its rate is 1")
+    try:
+        return _RATE.validate_python(rate)
+    except ValidationError:
+        raise ValueError(
+            f"the rate for {currency} must be a positive, finite number (got {rate!r})"
+        ) from None
 
 
 def unconverted_reason(currency: str, base: str) -> Reason:

@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from streamer.currency import Currencies
 from streamer.pipeline import BatchOutput
 
 __all__ = ["RECENT_ALERTS", "Metrics"]
@@ -100,6 +101,12 @@ class Metrics:
         )
         self.model_info = Gauge(
             "streamer_model_info", "The model version in use", ["version"], registry=r
+        )
+        self.exchange_rate = Gauge(
+            "streamer_exchange_rate",
+            "Units of the base currency one unit of the currency buys, as this worker converts",
+            ["currency", "base"],
+            registry=r,
         )
         self.partition_skew = Gauge(
             "streamer_partition_skew_seconds",
@@ -229,6 +236,12 @@ class Metrics:
     def set_model(self, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version).set(1)
+
+    def set_rates(self, currencies: Currencies) -> None:
+        """The exchange rates in force (a withdrawn one disappears from the exposition)."""
+        self.exchange_rate.clear()
+        for code, rate in currencies.rates.items():
+            self.exchange_rate.labels(code, currencies.base).set(rate)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import NamedTuple, TypeVar
 
@@ -111,16 +111,19 @@ class Received:
 
 
 def feature_event(tx: Transaction, currencies: Currencies) -> FeatureEvent:
-    """What the feature store needs of a transaction: its amount in the model's currency."""
+    """What the feature store needs of a transaction: its amount in the model's currency (as
+    written, and marked so, when its currency has no rate)."""
     weekend, night = calendar_flags(tx.timestamp)
+    amount, converted = currencies.to_base(float(tx.amount), tx.currency)
     return FeatureEvent(
         transaction_id=tx.transaction_id,
         customer_id=tx.customer_id,
         terminal_id=tx.terminal_id,
         ts_ms=to_epoch_ms(tx.timestamp),
-        amount=currencies.to_base(float(tx.amount), tx.currency)[0],
+        amount=amount,
         weekend=weekend,
         night=night,
+        converted=converted,
     )
 
 
@@ -193,6 +196,10 @@ class Pipeline:
         self._max_bytes = max_bytes
         self._log_features = log_features
         self._clock = clock
+
+    def use_currencies(self, currencies: Currencies) -> None:
+        """Convert the transactions received from now on at these rates."""
+        self._policy = replace(self._policy, currencies=currencies)
 
     def _reject(self, out: BatchOutput, msg: InputMessage, errors: list, now: datetime) -> None:
         letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, errors, now)
@@ -269,11 +276,13 @@ class Pipeline:
                 strict=True,
             )
         ]
+        # as the card's window first recorded it: a repeat is reviewed for want of a rate
+        # exactly when its first delivery was, whatever the rates are now
         base = policy.currencies.base
         unconverted = {
             i: unconverted_reason(tx.currency, base)
-            for i, tx in enumerate(txs)
-            if policy.currencies.rate(tx.currency) is None
+            for i, (tx, ok) in enumerate(zip(txs, enriched.converted.tolist(), strict=True))
+            if not ok
         }
         outcomes = [
             outcome_for(float(s), rule_hit=bool(r), policy=policy, converted=i not in unconverted)

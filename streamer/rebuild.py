@@ -26,6 +26,7 @@ from typing import TypeVar
 from aiokafka import ConsumerRecord
 
 from schemas import Label, Transaction
+from streamer import rates
 from streamer.currency import Currencies
 from streamer.decode import decode
 from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
@@ -52,13 +53,14 @@ class Rebuilt:
     transactions: int
     labels: int
     skipped: int  # records that were not valid transactions or labels
+    currencies: Currencies  # the rates the amounts were converted at
 
 
 async def read_history(
-    settings: Settings, progress: Callable[[int], object] | None = None
+    settings: Settings, currencies: Currencies, progress: Callable[[int], object] | None = None
 ) -> tuple[list[FeatureEvent], list[FraudMark], int]:
-    """Every valid transaction (in event time) and label (in report time) on the input topics,
-    and how many records were not valid."""
+    """Every valid transaction (amounts converted at ``currencies``, in event time) and label
+    (in report time) on the input topics, and how many records were not valid."""
     events: list[FeatureEvent] = []
     marks: list[FraudMark] = []
     skipped = 0
@@ -74,7 +76,6 @@ async def read_history(
 
         return handle
 
-    currencies = Currencies.from_settings(settings)  # the state holds amounts as the worker's
     transaction = collect(Transaction, events, lambda tx: feature_event(tx, currencies))
     label = collect(Label, marks, fraud_mark)
 
@@ -92,17 +93,19 @@ async def rebuild(
 ) -> Rebuilt:
     """Replay the input topics into the configured Redis; ``read`` and ``replayed`` get the
     counts of records read from Kafka and of transactions replayed, as they go."""
-    events, marks, skipped = await read_history(settings, read)
     # no timer per reply: the store puts one deadline on each batch
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=None)
     try:
+        # the state holds amounts as the workers convert them: at the rates in force now
+        currencies, _ = await rates.effective(settings, client)
+        events, marks, skipped = await read_history(settings, currencies, read)
         store = RedisFeatureStore(
             client, retry_s=settings.redis_retry_s, timeout_s=settings.redis_timeout_s
         )
         await replay_into(store, events, marks, replayed)
     finally:
         await client.aclose()
-    return Rebuilt(len(events), len(marks), skipped)
+    return Rebuilt(len(events), len(marks), skipped, currencies)
 
 
 async def replay_into(

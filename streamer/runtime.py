@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from models.drift import Profile
 from models.registry import ModelRegistry
-from streamer import dashboard
+from streamer import dashboard, rates
+from streamer.currency import Currencies
 from streamer.drift_watch import DriftWatch
+from streamer.features.keys import RATES_KEY
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.metrics import Metrics
 from streamer.pipeline import BatchOutput, Pipeline
@@ -55,6 +58,11 @@ class Runtime:
         self._refused: str | None = None  # last version refused, so it is logged once
         self._drift: tuple[str, DriftWatch | None] | None = None  # per model version
         self._lock = asyncio.Lock()
+        #: the exchange rates in force: the settings', then ``fraud-streamer rates`` over them
+        self.currencies = Currencies.from_settings(settings)
+        self._rate_problems: dict[str, str] = {}  # Redis entries left out, logged once each
+        self._rates_failing = False  # reading them failed last time (logged once)
+        self.metrics.set_rates(self.currencies)
 
     @property
     def model_version(self) -> str | None:
@@ -81,11 +89,14 @@ class Runtime:
                         )
                     if self._scorer is None:
                         await self.refresh_model()
+                    await self.refresh_rates()
                     self._pipeline = Pipeline(
                         store=self._store,
                         scorer=self.scorer,
                         shadow=self.shadow,
-                        policy=Policy.from_settings(self.settings),
+                        policy=replace(
+                            Policy.from_settings(self.settings), currencies=self.currencies
+                        ),
                         max_bytes=self.settings.max_message_bytes,
                         log_features=bool(self.settings.topic_features),
                     )
@@ -119,6 +130,40 @@ class Runtime:
         previous, self._scorer = self.model_version, scorer
         self.metrics.set_model(scorer.version)
         log.info("serving model %s (was %s)", scorer.version, previous or "none")
+
+    async def refresh_rates(self) -> None:
+        """Take up the exchange rates set in Redis (``fraud-streamer rates``) since the last
+        look, with no restart; a transaction already received keeps the rates it was
+        converted at. When Redis does not answer, the rates in force stay."""
+        if self._store is not None and self._redis is None:
+            return  # a store injected by a test: no Redis to read
+        try:
+            async with asyncio.timeout(self.settings.redis_timeout_s):
+                currencies, problems = await rates.effective(self.settings, self._client())
+        except (RedisClusterException, RedisError, TimeoutError) as exc:
+            if not self._rates_failing:
+                log.warning(
+                    "could not read the exchange rates from Redis (%s); keeping %s",
+                    str(exc) or type(exc).__name__,
+                    self.currencies.describe(),
+                )
+            self._rates_failing = True
+            return
+        self._rates_failing = False
+        for code, problem in problems.items():
+            if self._rate_problems.get(code) != problem:
+                log.error("exchange rate for %s in Redis (%s) left out: %s; fix it with "
+                          "`fraud-streamer rates set` or `rates unset`", code, RATES_KEY,
+                          problem)  # fmt: skip
+        self._rate_problems = problems
+        if currencies == self.currencies:
+            return
+        changes = ", ".join(currencies.changes_from(self.currencies))
+        self.currencies = currencies
+        if self._pipeline is not None:
+            self._pipeline.use_currencies(currencies)
+        self.metrics.set_rates(currencies)
+        log.info("exchange rates now %s (%s)", currencies.describe(), changes)
 
     async def _refresh_shadow(self, wanted: str | None) -> None:
         """Follow the registry's shadow version (``wanted``) as :meth:`refresh_model` follows
@@ -196,3 +241,4 @@ class Runtime:
 
     def dashboard_html(self) -> str:
         return dashboard.page("index.html")
+

@@ -6,17 +6,20 @@ lists it), so ``fraud-streamer stack up`` does not pay for importing scikit-lear
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import click
 
 from streamer.settings import Settings, SettingsError, load_settings
 
-__all__ = ["main", "pass_settings"]
+__all__ = ["main", "pass_settings", "with_redis"]
+
+T = TypeVar("T")
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -28,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "streamer.cli.evaluate:evaluate",
     "models": "streamer.cli.models:models",
     "blocklist": "streamer.cli.blocklist:blocklist",
+    "rates": "streamer.cli.rates:rates",
     "score-batch": "streamer.cli.score_batch:score_batch",
     "bench": "streamer.cli.bench:bench",
     "demo": "streamer.cli.demo:demo",
@@ -105,6 +109,27 @@ def pass_settings(f: Callable[..., Any]) -> Callable[..., Any]:
         return ctx.invoke(f, get_settings(ctx), *args, **kwargs)
 
     return click.decorators.update_wrapper(wrapper, f)
+
+
+def with_redis(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
+    """Run ``action`` on a client of the workers' Redis (``STREAMER_REDIS_URL``), after the
+    start-up check that names a wrong URL, password or address as a CLI error."""
+    from streamer.redis_client import connect, redis_problem
+
+    async def run() -> T:
+        cluster = settings.redis_cluster
+        problem = await redis_problem(
+            settings.redis_url, settings.redis_url_redacted, cluster=cluster
+        )
+        if problem:
+            raise click.ClickException(problem)
+        client = connect(settings.redis_url, cluster=cluster)
+        try:
+            return await action(client)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(run())
 
 
 def main() -> None:

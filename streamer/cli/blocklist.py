@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 
-from streamer.cli import pass_settings
+from streamer.cli import pass_settings, with_redis
 from streamer.settings import Settings
 
 KIND = click.Choice(["customer", "terminal"])
@@ -16,22 +15,8 @@ KIND = click.Choice(["customer", "terminal"])
 
 def _run(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
     from streamer.features.store import RedisFeatureStore
-    from streamer.redis_client import connect, redis_problem
 
-    async def main() -> Any:
-        cluster = settings.redis_cluster
-        problem = await redis_problem(
-            settings.redis_url, settings.redis_url_redacted, cluster=cluster
-        )
-        if problem:
-            raise click.ClickException(problem)
-        client = connect(settings.redis_url, cluster=cluster)
-        try:
-            return await action(RedisFeatureStore(client))
-        finally:
-            await client.aclose()
-
-    return asyncio.run(main())
+    return with_redis(settings, lambda client: action(RedisFeatureStore(client)))
 
 
 @click.group()

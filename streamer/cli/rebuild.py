@@ -50,5 +50,5 @@ def rebuild_state(settings: Settings) -> None:
         f"rebuilt {settings.redis_url_redacted} from {settings.topic_transactions} and "
         f"{settings.topic_labels}: {done.transactions:,} transactions and {done.labels:,} "
         f"labels replayed in event time ({done.skipped:,} invalid records skipped) in "
-        f"{time.monotonic() - started:.0f} s"
+        f"{time.monotonic() - started:.0f} s; exchange rates: {done.currencies.describe()}"
     )

@@ -4,13 +4,15 @@
 -- KEYS[1]  zset  member -> event time (epoch ms); a member is the transaction's amount and event
 --                time as two little-endian doubles, then its id (keys.customer_member)
 -- KEYS[2]  hash  transaction id -> the stats first computed for it, packed as below
--- ARGV     tx_id, ts_ms, member
+-- ARGV     tx_id, ts_ms, member, converted (1 if the amount is in the model's currency, 0 if
+--          its currency had no rate)
 -- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS, HIGH_FACTOR,
 -- ID_AT (where a member's id starts, 1-based) and STATS_BYTES (the answer's length) as constants.
--- returns  {count_w, sum_w ...per window, gap_ms, median, high, amount} packed as little-endian
---          doubles in one string: median is that of the other transactions' amounts in the widest
---          window (0 if none), high how many of those in the last HIGH_MS were above
---          HIGH_FACTOR x median, amount this transaction's own as the window recorded it
+-- returns  {count_w, sum_w ...per window, gap_ms, median, high, amount, converted} packed as
+--          little-endian doubles in one string: median is that of the other transactions' amounts
+--          in the widest window (0 if none), high how many of those in the last HIGH_MS were
+--          above HIGH_FACTOR x median, amount and converted this transaction's own as the window
+--          first recorded them
 --
 -- A window holds the transactions in (t - w, t) and this one. Other transactions at exactly t are
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
@@ -18,9 +20,10 @@
 --
 -- A transaction seen before (a re-delivery) gets the stats first computed for it: a fast backlog
 -- can move the card's later transactions past the retention horizon of this one's windows
--- before the repeat arrives, an exchange rate can change its converted amount, and a repeated
--- decision must be the same. Stats stored by workers before the amount was part of them are
--- shorter: they get the amount of this delivery's member (its first 8 bytes), and are kept so.
+-- before the repeat arrives, an exchange rate can change its converted amount (or give a rate
+-- to a currency that had none), and a repeated decision must be the same. Stats stored by
+-- older workers are shorter: without the converted flag, or without the amount too. They get
+-- this delivery's (the amount is its member's first 8 bytes), and are kept so.
 --
 -- This runs once per event on the hot path and its cost grows with the card's history, so that
 -- history is read in one range query whose members carry the amount and time in binary: one
@@ -30,13 +33,14 @@
 local tonumber, format, unpackd = tonumber, string.format, struct.unpack
 local zkey, statskey = KEYS[1], KEYS[2]
 local id, member = ARGV[1], ARGV[3]
-local t = tonumber(ARGV[2])
+local t, converted = tonumber(ARGV[2]), tonumber(ARGV[4])
 local nwin = #WINDOWS
 
 local first = redis.call('HGET', statskey, id)
 if first then
   if #first == STATS_BYTES then return first end
-  first = first .. string.sub(member, 1, 8)
+  if #first == STATS_BYTES - 16 then first = first .. string.sub(member, 1, 8) end
+  first = first .. struct.pack('<d', converted)
   redis.call('HSET', statskey, id, first)
   return first
 end
@@ -104,6 +108,7 @@ out[2 * nwin + 1] = prev >= 0 and t - prev or -1
 out[2 * nwin + 2] = median
 out[2 * nwin + 3] = high
 out[2 * nwin + 4] = unpackd('<d', member)
+out[2 * nwin + 5] = converted
 local packed = struct.pack('<' .. string.rep('d', #out), unpack(out))
 redis.call('HSET', statskey, id, packed)
 redis.call('EXPIRE', statskey, TTL)

@@ -37,6 +37,7 @@ __all__ = [
     "StatsRows",
     "build_matrix",
     "calendar_flags",
+    "first_converted",
     "in_event_time",
     "to_epoch_ms",
 ]
@@ -61,10 +62,12 @@ HIGH_AMOUNT_DAYS = 7
 #: customer stats: (count, amount sum) per window; ms since the previous transaction or -1; the
 #: median amount of the card's other transactions in the widest window (0 if none); how many of
 #: them, in the last ``HIGH_AMOUNT_DAYS``, were above ``HIGH_AMOUNT_FACTOR`` times that median;
-#: and the transaction's own amount as the card's window first recorded it (in the model's
-#: currency: a repeat converted at another exchange rate is still decided on the first amount)
-CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 4
-_GAP, _MEDIAN, _HIGH, _AMOUNT = (2 * len(WINDOW_DAYS) + i for i in range(4))
+#: the transaction's own amount as the card's window first recorded it (in the model's currency:
+#: a repeat converted at another exchange rate is still decided on the first amount); and 1 if
+#: that amount was converted, 0 if its currency had no rate (a repeat is reviewed for want of a
+#: rate exactly when its first delivery was, whatever the rates are now)
+CUSTOMER_STATS_LEN = 2 * len(WINDOW_DAYS) + 5
+_GAP, _MEDIAN, _HIGH, _AMOUNT, _CONVERTED = (2 * len(WINDOW_DAYS) + i for i in range(5))
 #: terminal stats: (transactions, known frauds) per window; then how many of the terminal's
 #: latest transactions in the widest window are known frauds in a row, counted back from the
 #: latest (its *fraud run*)
@@ -176,7 +179,8 @@ CALENDAR_FEATURES: tuple[str, ...] = ("TX_DURING_WEEKEND", "TX_DURING_NIGHT")
 
 @dataclass(frozen=True, slots=True)
 class FeatureEvent:
-    """What the stores need of a transaction: identity, entities, event time, amount."""
+    """What the stores need of a transaction: identity, entities, event time, amount (in the
+    model's currency, or as written when ``converted`` is false: its currency had no rate)."""
 
     transaction_id: str
     customer_id: str
@@ -185,6 +189,7 @@ class FeatureEvent:
     amount: float
     weekend: bool
     night: bool
+    converted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +235,13 @@ NIGHT_LAST_HOUR = 6
 def calendar_flags(ts: datetime) -> tuple[bool, bool]:
     """(weekend, night) from the wall time at the offset the producer gave."""
     return ts.weekday() >= WEEKEND_FIRST_DAY, ts.hour <= NIGHT_LAST_HOUR
+
+
+def first_converted(customer_stats: StatsRows) -> np.ndarray:
+    """Per row of a store's customer stats, whether the amount was in the model's currency
+    when the card's window first recorded it (see ``CUSTOMER_STATS_LEN``)."""
+    cust = np.asarray(customer_stats, dtype=np.float64).reshape(-1, CUSTOMER_STATS_LEN)
+    return cust[:, _CONVERTED] != 0
 
 
 def build_matrix(

@@ -14,6 +14,7 @@ key                             type    content
 ``fs:{t:<terminal>}:stats``     hash    transaction id -> its window counts, as first computed
 ``fs:blocklist:customer``       set     blocked customer ids
 ``fs:blocklist:terminal``       set     blocked terminal ids
+``fs:rates``                    hash    currency -> exchange rate, as text (:mod:`streamer.rates`)
 ==============================  ======  =============================================
 
 The stats are stored as the scripts answer them: little-endian doubles, packed.
@@ -31,6 +32,7 @@ from typing import Literal
 
 __all__ = [
     "MEMBER_ID_OFFSET",
+    "RATES_KEY",
     "BlocklistKind",
     "blocklist_key",
     "customer_member",
@@ -96,3 +98,7 @@ def terminal_stats_key(terminal_id: str) -> str:
 def blocklist_key(kind: BlocklistKind) -> str:
     """The set of blocked ids of one kind."""
     return f"{PREFIX}:blocklist:{kind}"
+
+
+#: the exchange rates set while the workers run (``fraud-streamer rates``)
+RATES_KEY = f"{PREFIX}:rates"

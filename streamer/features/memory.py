@@ -163,6 +163,7 @@ class InMemoryFeatureStore(FeatureStore):
         out.append(median)
         out.append(float(sum(1 for a in cust.values[max(recent, widest_start):end] if a > limit)))
         out.append(own)
+        out.append(1.0 if e.converted else 0.0)
         cust.first[e.transaction_id] = out
         return list(out)
 

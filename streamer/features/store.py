@@ -36,6 +36,7 @@ from streamer.features.definitions import (
     FraudMark,
     StatsRows,
     build_matrix,
+    first_converted,
 )
 from streamer.features.keys import (
     MEMBER_ID_OFFSET,
@@ -92,11 +93,13 @@ class StoreConfig:
 
 @dataclass(frozen=True, slots=True)
 class Enriched:
-    """A batch's feature matrix and its blocklist hits, row for row with the events."""
+    """A batch's feature matrix, its blocklist hits, and whether each amount was in the
+    model's currency when first recorded, row for row with the events."""
 
     features: np.ndarray
     customer_blocked: list[bool]
     terminal_blocked: list[bool]
+    converted: np.ndarray
 
 
 class FeatureStore(abc.ABC):
@@ -124,7 +127,8 @@ class FeatureStore(abc.ABC):
     async def enrich(self, events: Sequence[FeatureEvent]) -> Enriched:
         """Record a batch and return its features (the same code for every store)."""
         cust, term, cblocked, tblocked = await self.raw_stats(events)
-        return Enriched(build_matrix(events, cust, term), cblocked, tblocked)
+        features = build_matrix(events, cust, term)
+        return Enriched(features, cblocked, tblocked, first_converted(cust))
 
 
 def _script(name: str, **constants: int | list[int]) -> str:
@@ -287,6 +291,7 @@ class RedisFeatureStore(FeatureStore):
                     e.transaction_id,
                     e.ts_ms,
                     customer_member(e.transaction_id, e.ts_ms, e.amount),
+                    1 if e.converted else 0,
                     **to(ckey),
                 )
                 command(

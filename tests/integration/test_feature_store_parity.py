@@ -64,6 +64,7 @@ def history_events(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
             round(rng.uniform(0, 60) * rng.choice((1, 1, 1, 5)), 2),  # some cards' highs
             rng.random() < 0.3,
             rng.random() < 0.2,
+            i % 11 != 0,  # some in a currency without a rate
         )
         for i in range(2500)
     ]
@@ -117,6 +118,7 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: RedisCl
         a, b = await online.enrich(batch), await offline.enrich(batch)
         assert a.terminal_blocked == b.terminal_blocked
         assert a.customer_blocked == b.customer_blocked
+        assert a.converted.tolist() == b.converted.tolist() == [e.converted for e in batch]
         got.append(a.features)
         want.append(b.features)
     # bit for bit: the twin adds amounts in the same order as the Lua scripts
@@ -198,36 +200,55 @@ async def test_a_repeat_converted_at_another_rate_keeps_its_first_amount(
     redis: RedisClient,
 ) -> None:
     """A worker restarted with a new exchange rate converts a re-delivered transaction to
-    another amount: the repeat is decided on the amount its card's window recorded, and the
+    another amount, or converts one its currency had no rate for before: the repeat is decided
+    on the amount its card's window recorded, and on whether that was converted, and the
     window keeps the transaction once."""
     online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
     early = FeatureEvent("tx-a", "c1", "t1", T0, 40.0, False, False)
     scored = FeatureEvent("tx-b", "c1", "t2", T0 + DAY_MS, 50.0, False, False)
     repeat = FeatureEvent("tx-b", "c1", "t2", T0 + DAY_MS, 60.0, False, False)  # a new rate
+    unrated = FeatureEvent("tx-c", "c1", "t2", T0 + 2 * DAY_MS, 7.0, False, False, False)
+    rated = FeatureEvent("tx-c", "c1", "t2", T0 + 2 * DAY_MS, 0.04, False, False)  # a rate now
     for store in (online, offline):
         await store.enrich([early])
         first = (await store.enrich([scored])).features
-        np.testing.assert_array_equal((await store.enrich([repeat])).features, first)
+        again = await store.enrich([repeat])
+        np.testing.assert_array_equal(again.features, first)
         assert first[0, FEATURE_NAMES.index("TX_AMOUNT")] == 50.0
-    assert await redis.zcard(customer_window_key("c1")) == 2
+        assert again.converted.tolist() == [True]
+        without = await store.enrich([unrated])
+        assert without.converted.tolist() == [False]
+        later = await store.enrich([rated])
+        np.testing.assert_array_equal(later.features, without.features)
+        assert later.converted.tolist() == [False]
+    assert await redis.zcard(customer_window_key("c1")) == 3
 
 
 async def test_customer_stats_an_older_worker_stored_get_the_amount_of_the_repeat(
     redis: RedisClient,
 ) -> None:
-    """Workers before the amount was kept stored the stats without it; a repeat of one of
-    those is answered with them and this delivery's amount, and that answer is kept."""
+    """Older workers stored the stats without whether the amount was converted, and before
+    that without the amount too; a repeat of one of those is answered with them and this
+    delivery's amount and flag, and that answer is kept."""
     online = RedisFeatureStore(redis)
-    scored = FeatureEvent("tx-b", "c2", "t1", T0 + 10 * DAY_MS, 5.0, False, False)
-    fresh = (await online.enrich([scored])).features  # what a first delivery is answered
     key = customer_stats_key("c2")
-    full = await redis.hget(key, "tx-b")
-    assert len(full) == 8 * CUSTOMER_STATS_LEN
-    await redis.hset(key, "tx-b", full[:-8])  # as an older worker left it
-    np.testing.assert_array_equal((await online.enrich([scored])).features, fresh)
-    assert await redis.hget(key, "tx-b") == full
-    later = FeatureEvent("tx-b", "c2", "t1", scored.ts_ms, 7.0, False, False)
-    np.testing.assert_array_equal((await online.enrich([later])).features, fresh)
+    for i, (older, converted) in enumerate([(8, True), (16, True), (8, False), (16, False)]):
+        scored = FeatureEvent(f"tx-{i}", "c2", "t1", T0 + i * DAY_MS, 5.0 + i, False, False,
+                              converted)  # fmt: skip
+        fresh = await online.enrich([scored])  # what a first delivery is answered
+        assert fresh.converted.tolist() == [converted]
+        full = await redis.hget(key, scored.transaction_id)
+        assert len(full) == 8 * CUSTOMER_STATS_LEN
+        await redis.hset(key, scored.transaction_id, full[:-older])  # as an older worker left it
+        repeat = await online.enrich([scored])
+        np.testing.assert_array_equal(repeat.features, fresh.features)
+        assert repeat.converted.tolist() == [converted]
+        assert await redis.hget(key, scored.transaction_id) == full
+        later = FeatureEvent(scored.transaction_id, "c2", "t1", scored.ts_ms, 70.0, False, False,
+                             not converted)  # fmt: skip
+        again = await online.enrich([later])
+        np.testing.assert_array_equal(again.features, fresh.features)
+        assert again.converted.tolist() == [converted]
 
 
 async def test_state_is_trimmed_and_expires(redis: RedisClient) -> None:

@@ -386,9 +386,11 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     replays the topics into it: the state is the one the stream built, and no output record
     is published. The stream is written in euros, dollars and pounds: the worker and the
     rebuild both put the amounts in euros (rates 0.5 and 2 convert back exactly), so the state
-    is that of the history in euros."""
-    worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5, "GBP": 2}'
+    is that of the history in euros. The pound's rate is set with `fraud-streamer rates`, in
+    Redis: lost with the rest, it is set again before the rebuild, which converts with it."""
+    worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
     settings = worker_env.settings
+    run_cli(worker_env, "rates", "set", "GBP=2")
     await _start_with_labels(worker_env, replay_slice)
     currency = np.array(["EUR", "USD", "GBP"])[np.arange(len(replay_slice)) % 3]
     per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "GBP": 0.5}).to_numpy()
@@ -405,10 +407,12 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
         await redis.flushdb()
     finally:
         await redis.aclose()
+    run_cli(worker_env, "rates", "set", "GBP=2")
     out = run_cli(worker_env, "rebuild-state")
     labels = len(encode_labels(replay_slice))
     assert f"{n:,} transactions and {labels:,} labels replayed" in out, out
     assert "(1 invalid records skipped)" in out, out
+    assert "exchange rates: 1 GBP = 2 EUR, 1 USD = 0.5 EUR" in out, out
 
     await _assert_state_is_the_training_one(settings, build_features(replay_slice))
     assert await _end_offsets(settings, outputs) == published

@@ -418,6 +418,75 @@ async def test_amounts_in_other_currencies_are_converted_and_one_without_a_rate_
     assert len(warned) == 1, worker_env.log()[-3000:]
 
 
+async def test_rates_set_while_the_worker_runs_are_taken_up_without_a_restart(
+    worker_env: WorkerEnv,
+) -> None:
+    """``fraud-streamer rates set`` changes a rate and gives one to a currency that had none:
+    the running worker converts what comes next at the new rates, logs the change and exports
+    them; an entry it cannot use is left out with an error naming it; ``rates unset`` takes a
+    rate back, and that currency is reviewed again."""
+    features_topic = f"{worker_env.settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
+    worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
+    worker_env.env["STREAMER_MODEL_POLL_SECONDS"] = "0.5"
+    settings = worker_env.settings
+    worker_env.start_worker(loglevel="info")
+
+    async def decide(paid: list[tuple[str, str, float, str]]) -> dict[str, tuple[Decision, dict]]:
+        """(decision, features) of each (id, card, amount, currency) sent, on its own day."""
+        records = [
+            (card.encode(), _tx(tx_id, customer_id=card, amount=amount, currency=currency,
+                                timestamp=f"2018-05-{int(tx_id[-1]) + 1:02d}T12:00:00Z"))
+            for tx_id, card, amount, currency in paid
+        ]  # fmt: skip
+        await produce(settings, settings.topic_transactions, records)  # type: ignore[arg-type]
+        ids = {tx_id for tx_id, *_ in paid}
+        got = await consume_until(settings, settings.topic_decisions, ids=ids, worker=worker_env)
+        logged = await consume_until(settings, features_topic, ids=ids, worker=worker_env)
+        features = {f["transaction_id"]: f["features"] for f in map(json.loads,
+                                                                    (r.value for r in logged))}
+        return {d.transaction_id: (d, features[d.transaction_id])
+                for d in (Decision.model_validate_json(r.value) for r in got)}  # fmt: skip
+
+    def rate(code: str) -> float | None:
+        return worker_env.metrics().get(("streamer_exchange_rate",
+                                         (("base", "EUR"), ("currency", code))))  # fmt: skip
+
+    before = await decide([("usd1", "c-usd", 80.0, "USD"), ("yen1", "c-yen", 6000.0, "JPY")])
+    assert before["usd1"][1]["TX_AMOUNT"] == 40.0
+    assert before["yen1"][0].reasons[0].code == "CURRENCY_NOT_CONVERTED"
+    assert rate("USD") == 0.5 and rate("JPY") is None
+
+    said = run_cli(worker_env, "rates", "set", "USD=0.25", "JPY=0.006")
+    assert "1 USD = 0.25 EUR, 1 JPY = 0.006 EUR" in said, said
+    wait_for(lambda: rate("JPY") == 0.006, timeout=30, what="the new rates taken up",
+             worker=worker_env)  # fmt: skip
+    assert rate("USD") == 0.25
+    assert "JPY 0.006 (new), USD 0.5 -> 0.25" in worker_env.log()
+    after = await decide([("usd2", "c-usd", 80.0, "USD"), ("yen2", "c-yen", 6000.0, "JPY")])
+    assert after["usd2"][1]["TX_AMOUNT"] == 20.0
+    assert after["yen2"][1]["TX_AMOUNT"] == 36.0
+    assert all(r.code != "CURRENCY_NOT_CONVERTED" for r in after["yen2"][0].reasons)
+    shown = run_cli(worker_env, "rates", "show")
+    assert re.search(r"JPY\s+0\.006\s+fraud-streamer rates", shown), shown
+    assert re.search(r"USD\s+0\.25\s+fraud-streamer rates", shown), shown
+
+    client = Redis.from_url(settings.redis_url)
+    await client.hset("fs:rates", "GBP", "-3")  # by hand, past the command's checks
+    await client.aclose()
+    wait_for(lambda: "exchange rate for GBP in Redis (fs:rates) left out" in worker_env.log(),
+             timeout=30, what="the bad entry reported", worker=worker_env)  # fmt: skip
+    shown = run_cli(worker_env, "rates", "show")
+    assert re.search(r"GBP\s+-\s+left out of fs:rates: the rate for GBP must be", shown), shown
+
+    assert "1 rate(s) withdrawn" in run_cli(worker_env, "rates", "unset", "JPY")
+    wait_for(lambda: rate("JPY") is None, timeout=30, what="the yen rate withdrawn",
+             worker=worker_env)  # fmt: skip
+    again = await decide([("yen3", "c-yen", 6000.0, "JPY"), ("usd3", "c-usd", 80.0, "USD")])
+    assert again["yen3"][0].reasons[0].code == "CURRENCY_NOT_CONVERTED"
+    assert again["usd3"][1]["TX_AMOUNT"] == 20.0
+
+
 async def test_the_worker_exports_how_far_its_decisions_and_its_pending_records_have_come(
     worker_env: WorkerEnv,
 ) -> None:

@@ -14,6 +14,7 @@ from streamer.features.definitions import (
 )
 from streamer.features.keys import (
     MEMBER_ID_OFFSET,
+    RATES_KEY,
     blocklist_key,
     customer_member,
     customer_stats_key,
@@ -41,6 +42,7 @@ def test_key_scheme_is_pinned() -> None:
     assert terminal_stats_key("t-9") == "fs:{t:t-9}:stats"
     assert blocklist_key("customer") == "fs:blocklist:customer"
     assert blocklist_key("terminal") == "fs:blocklist:terminal"
+    assert RATES_KEY == "fs:rates"
     # a card's window member: amount and event time, little-endian doubles, then the id
     member = customer_member("tx-7", T0, 12.5)
     assert member == bytes.fromhex("00000000000029400000800ee8277642") + b"tx-7"

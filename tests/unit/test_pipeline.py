@@ -328,16 +328,24 @@ async def test_a_currency_without_a_rate_is_reviewed_and_says_why() -> None:
 
 async def test_a_repeat_after_a_rate_change_is_the_same_decision() -> None:
     """Workers restarted one at a time with a new rate re-deliver what the old ones published
-    but had not committed: the repeat keeps the amount its card's window first recorded, so
-    it is decided as before (the contract: byte-identical apart from the decision times)."""
+    but had not committed: the repeat keeps the amount its card's window first recorded, and
+    whether it had a rate then, so it is decided as before (the contract: byte-identical apart
+    from the decision times) — a rate changed, added or withdrawn in between."""
     store = InMemoryFeatureStore()
     # 1,900 dollars: 950 euros at 0.5, under the 1,000 limit; 1,140 at 0.6, over it
     batch = _msgs([_tx(1, 100.0, currency="USD"), _tx(2, 760.0, currency="USD"),
-                   _tx(4, 1900.0, "c2", currency="USD")])  # fmt: skip
-    first = await _in(Currencies("EUR", {"USD": 0.5}), store=store).transactions(batch)
-    again = await _in(Currencies("EUR", {"USD": 0.6}), store=store).transactions(batch)
+                   _tx(4, 1900.0, "c2", currency="USD"), _tx(5, 10.0, "c3", currency="JPY"),
+                   _tx(6, 10.0, "c4", currency="GBP")])  # fmt: skip
+    before = Currencies("EUR", {"USD": 0.5, "GBP": 1.2})  # no yen
+    after = Currencies("EUR", {"USD": 0.6, "JPY": 0.006})  # a yen rate, no pound
+    first = await _in(before, store=store).transactions(batch)
+    again = await _in(after, store=store).transactions(batch)
     assert [_stable(v) for _, v in again.decisions] == [_stable(v) for _, v in first.decisions]
     assert again.features == first.features
+    yen, pounds = (Decision.model_validate_json(v) for _, v in first.decisions[3:])
+    assert yen.decision == "review" and yen.reasons[0].code == UNCONVERTED
+    assert pounds.decision == "approve"
+    assert again.unconverted == first.unconverted == {"JPY": 1}
     fresh = await _in(Currencies("EUR", {"USD": 0.6}), store=store).transactions(
         _msgs([_tx(3, 760.0, currency="USD")])
     )

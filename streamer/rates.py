@@ -1,0 +1,57 @@
+"""Exchange rates set while the workers run (``fraud-streamer rates``), kept in Redis.
+
+``STREAMER_EXCHANGE_RATES`` is read once, when a process starts. Rates change every day, and
+restarting every worker for each change is an operator's chore, so a rate can also be set in
+Redis, which every worker already shares: the hash ``fs:rates`` (currency -> rate, as text).
+Its entries replace or add to ``STREAMER_EXCHANGE_RATES`` currency by currency; the workers read
+it every ``STREAMER_MODEL_POLL_SECONDS``, and ``rebuild-state`` when it starts.
+
+A rate can change between a transaction's first delivery and its repeat: the card's stats keep
+the amount first converted, and whether it could be, so the repeat is decided as before
+(``customer.lua``). An entry the workers cannot use (written by hand, say) is left out, and
+they say so in the log; ``fraud-streamer rates set`` refuses one before it is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from streamer.currency import Currencies, check_rate
+from streamer.features.keys import RATES_KEY
+from streamer.redis_client import RedisClient
+from streamer.settings import Settings
+
+__all__ = ["effective", "read", "remove", "write"]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def read(client: RedisClient) -> dict[str, str]:
+    """The entries of ``fs:rates`` as stored (unchecked)."""
+    raw = await client.hgetall(RATES_KEY)
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+async def effective(settings: Settings, client: RedisClient) -> tuple[Currencies, dict[str, str]]:
+    """(the rates in force: the settings' with the usable Redis entries over them, the
+    entries left out with why)."""
+    usable: dict[str, float] = {}
+    problems: dict[str, str] = {}
+    for code, text in (await read(client)).items():
+        try:
+            usable[code] = check_rate(code, text, settings.base_currency)
+        except ValueError as exc:
+            problems[code] = str(exc)
+    return Currencies.from_settings(settings).with_rates(usable), problems
+
+
+async def write(client: RedisClient, rates: Mapping[str, float]) -> None:
+    """Set these rates (checked by the caller with :func:`check_rate`)."""
+    await client.hset(RATES_KEY, mapping={code: repr(rate) for code, rate in rates.items()})
+
+
+async def remove(client: RedisClient, codes: Iterable[str]) -> int:
+    """Withdraw these currencies' Redis rates; how many there were."""
+    return int(await client.hdel(RATES_KEY, *codes))
