@@ -108,6 +108,11 @@ class Metrics:
             ["currency", "base"],
             registry=r,
         )
+        self.rates_left_out = Gauge(
+            "streamer_exchange_rates_left_out",
+            "Entries of the Redis hash fs:rates this worker cannot use (fraud-streamer rates show)",
+            registry=r,
+        )
         self.partition_skew = Gauge(
             "streamer_partition_skew_seconds",
             "Event-time spread between this worker's partitions that have records waiting",

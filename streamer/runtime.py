@@ -156,6 +156,7 @@ class Runtime:
                           "`fraud-streamer rates set` or `rates unset`", code, RATES_KEY,
                           problem)  # fmt: skip
         self._rate_problems = problems
+        self.metrics.rates_left_out.set(len(problems))
         if currencies == self.currencies:
             return
         changes = ", ".join(currencies.changes_from(self.currencies))

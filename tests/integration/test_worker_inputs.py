@@ -476,6 +476,8 @@ async def test_rates_set_while_the_worker_runs_are_taken_up_without_a_restart(
     await client.aclose()
     wait_for(lambda: "exchange rate for GBP in Redis (fs:rates) left out" in worker_env.log(),
              timeout=30, what="the bad entry reported", worker=worker_env)  # fmt: skip
+    wait_for(lambda: worker_env.metrics().get(("streamer_exchange_rates_left_out", ())) == 1,
+             timeout=30, what="the bad entry counted", worker=worker_env)  # fmt: skip
     shown = run_cli(worker_env, "rates", "show")
     assert re.search(r"GBP\s+-\s+left out of fs:rates: the rate for GBP must be", shown), shown
 
