@@ -68,7 +68,7 @@ class Currencies:
     def describe(self) -> str:
         """The rates, for a log line or a command's output: ``1 USD = 0.86 EUR, …``."""
         pairs = [f"1 {code} = {rate:.10g} {self.base}" for code, rate in sorted(self.rates.items())]
-        return ", ".join(pairs) or f"none (only {self.base} amounts are scored as they are)"
+        return ", ".join(pairs) or f"none (transactions not in {self.base} are reviewed)"
 
     def rate(self, currency: str) -> float | None:
         """Units of the base per unit of ``currency``; None when there is no rate for it."""

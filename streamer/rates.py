@@ -15,13 +15,14 @@ they say so in the log; ``fraud-streamer rates set`` refuses one before it is wr
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from streamer.currency import Currencies, check_rate
 from streamer.features.keys import RATES_KEY
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings
 
-__all__ = ["effective", "read", "remove", "write"]
+__all__ = ["InForce", "effective", "read", "remove", "write"]
 
 
 def _text(value: bytes | str) -> str:
@@ -34,9 +35,19 @@ async def read(client: RedisClient) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in raw.items()}
 
 
-async def effective(settings: Settings, client: RedisClient) -> tuple[Currencies, dict[str, str]]:
-    """(the rates in force: the settings' with the usable Redis entries over them, the
-    entries left out with why)."""
+@dataclass(frozen=True, slots=True)
+class InForce:
+    """The rates in force: the settings' with the usable Redis entries over them."""
+
+    currencies: Currencies
+    #: currencies whose rate comes from Redis
+    from_redis: frozenset[str]
+    #: Redis entries left out, with why
+    problems: Mapping[str, str]
+
+
+async def effective(settings: Settings, client: RedisClient) -> InForce:
+    """The rates in force now, as a worker takes them up."""
     usable: dict[str, float] = {}
     problems: dict[str, str] = {}
     for code, text in (await read(client)).items():
@@ -44,7 +55,8 @@ async def effective(settings: Settings, client: RedisClient) -> tuple[Currencies
             usable[code] = check_rate(code, text, settings.base_currency)
         except ValueError as exc:
             problems[code] = str(exc)
-    return Currencies.from_settings(settings).with_rates(usable), problems
+    currencies = Currencies.from_settings(settings).with_rates(usable)
+    return InForce(currencies, frozenset(usable), problems)
 
 
 async def write(client: RedisClient, rates: Mapping[str, float]) -> None:

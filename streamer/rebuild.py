@@ -97,7 +97,7 @@ async def rebuild(
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=None)
     try:
         # the state holds amounts as the workers convert them: at the rates in force now
-        currencies, _ = await rates.effective(settings, client)
+        currencies = (await rates.effective(settings, client)).currencies
         events, marks, skipped = await read_history(settings, currencies, read)
         store = RedisFeatureStore(
             client, retry_s=settings.redis_retry_s, timeout_s=settings.redis_timeout_s

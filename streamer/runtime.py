@@ -139,7 +139,7 @@ class Runtime:
             return  # a store injected by a test: no Redis to read
         try:
             async with asyncio.timeout(self.settings.redis_timeout_s):
-                currencies, problems = await rates.effective(self.settings, self._client())
+                in_force = await rates.effective(self.settings, self._client())
         except (RedisClusterException, RedisError, TimeoutError) as exc:
             if not self._rates_failing:
                 log.warning(
@@ -150,6 +150,7 @@ class Runtime:
             self._rates_failing = True
             return
         self._rates_failing = False
+        currencies, problems = in_force.currencies, dict(in_force.problems)
         for code, problem in problems.items():
             if self._rate_problems.get(code) != problem:
                 log.error("exchange rate for %s in Redis (%s) left out: %s; fix it with "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from streamer.cli import pass_settings, with_redis
@@ -43,22 +41,18 @@ def rates() -> None:
 def show(settings: Settings) -> None:
     """The rates in force, with where each comes from."""
     from streamer import rates as stored
-    from streamer.currency import Currencies
 
-    async def read(client: Any) -> tuple[Currencies, dict[str, str], dict[str, str]]:
-        currencies, problems = await stored.effective(settings, client)
-        return currencies, problems, await stored.read(client)
-
-    currencies, problems, raw = with_redis(settings, read)
-    base = currencies.base
-    if not currencies.rates and not problems:
-        click.echo(f"no exchange rates: only {base} amounts are converted (they need none)")
+    in_force = with_redis(settings, lambda client: stored.effective(settings, client))
+    currencies, base = in_force.currencies, in_force.currencies.base
+    if not currencies.rates and not in_force.problems:
+        click.echo(f"no exchange rates: transactions not in {base} are reviewed")
         return
     click.echo(f"{'currency':<9} {'1 unit in ' + base:>16}  from")
     for code, rate in sorted(currencies.rates.items()):
-        source = "fraud-streamer rates" if code in raw else "STREAMER_EXCHANGE_RATES"
+        source = "fraud-streamer rates" if code in in_force.from_redis else (
+            "STREAMER_EXCHANGE_RATES")  # fmt: skip
         click.echo(f"{code:<9} {rate:>16.10g}  {source}")
-    for code, problem in sorted(problems.items()):
+    for code, problem in sorted(in_force.problems.items()):
         click.echo(f"{code:<9} {'-':>16}  left out of fs:rates: {problem}")
 
 

@@ -131,6 +131,39 @@ async def _redis(settings: Settings) -> Check:
     return Check("redis", True, detail, warnings[0] if warnings else None, data)
 
 
+async def _rates(settings: Settings) -> Check:
+    """The exchange rates the workers convert at (read as they read them), and the entries
+    of ``fs:rates`` they leave out."""
+    from redis.exceptions import RedisClusterException, RedisError
+
+    from streamer import rates
+    from streamer.redis_client import connect
+
+    client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=TIMEOUT_S)
+    try:
+        in_force = await rates.effective(settings, client)
+    except (RedisClusterException, RedisError, OSError) as exc:
+        return Check("rates", False, f"unknown: Redis does not answer ({exc})")
+    finally:
+        await client.aclose()
+    currencies = in_force.currencies
+    detail = currencies.describe()
+    if in_force.from_redis:
+        detail += f" ({len(in_force.from_redis)} set with `fraud-streamer rates`)"
+    warning = None
+    if in_force.problems:
+        warning = "left out of fs:rates: " + "; ".join(
+            f"{code}: {problem}" for code, problem in sorted(in_force.problems.items())
+        )
+    data = {
+        "base": currencies.base,
+        "rates": dict(currencies.rates),
+        "from_redis": sorted(in_force.from_redis),
+        "left_out": dict(in_force.problems),
+    }
+    return Check("rates", True, detail, warning, data)
+
+
 def _model(settings: Settings) -> Check:
     from models.registry import ModelRegistry, RegistryError
 
@@ -182,7 +215,10 @@ async def gather(settings: Settings) -> list[Check]:
                 f"Redis holds no feature state but {settings.topic_transactions} holds {held:,} "
                 "records: if it lost its state, run `fraud-streamer rebuild-state`"
             )
-    return [kafka, workers, redis, _model(settings)]
+    rates = await _rates(settings) if redis.ok else Check(
+        "rates", False, "unknown: Redis does not answer"
+    )
+    return [kafka, workers, redis, rates, _model(settings)]
 
 
 @click.command()
@@ -191,12 +227,14 @@ async def gather(settings: Settings) -> list[Check]:
 def status(settings: Settings, as_json: bool) -> None:
     """Show whether the system is up, one line per part: Kafka and the contract's topics, the
     workers (members of STREAMER_CONSUMER_GROUP and the input records they have not read yet),
-    Redis (memory used, eviction risk) and the promoted model (its hash verified).
+    Redis (memory used, eviction risk), the exchange rates the workers convert at, and the
+    promoted model (its hash verified).
 
     Exits 0 when all are usable, 1 when any is not (Kafka or Redis does not answer, no worker
     is in the group, no model is promoted or its artifact fails its hash). Warnings (topics
     not created yet, a Redis that may evict state, an empty Redis while the transactions topic
-    holds records: see `rebuild-state`) do not change the exit status.
+    holds records: see `rebuild-state`; a rate in Redis the workers cannot use) do not change
+    the exit status.
     """
     checks = asyncio.run(gather(settings))
     ok = all(c.ok for c in checks)

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from redis.asyncio import Redis
+
 from streamer.bench.infra import free_port
-from tests.integration.harness import WorkerEnv, produce, wait_for
+from tests.integration.harness import WorkerEnv, produce, run_cli, wait_for
 
 
 def _status(env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -43,6 +45,7 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     assert f"no worker in group {settings.consumer_group!r}" in lines["workers"]
     assert lines["redis"].split()[1] == "ok" and settings.redis_url in lines["redis"]
     assert "test-model-a promoted (hist_gb" in lines["model"]
+    assert lines["rates"].split()[1] == "ok" and "none (transactions not in EUR" in lines["rates"]
     assert "rebuild-state" not in out  # an empty Redis beside empty topics: nothing lost
 
     # a transaction waits in Kafka while Redis holds nothing: status points at the rebuild
@@ -58,8 +61,19 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
         return _checks(worker_env.env)[1]["checks"]["workers"]["data"]["members"] == 1
 
     wait_for(joined, timeout=90, what="the worker in the group", worker=worker_env)
+    # a rate set with `rates`, and one written by hand that the workers leave out: a warning
+    run_cli(worker_env, "rates", "set", "USD=0.86")
+    client = Redis.from_url(settings.redis_url)
+    await client.hset("fs:rates", "gbp", "1.14")
+    await client.aclose()
     code, report = _checks(worker_env.env)
     assert code == 0 and report["ok"], report
+    rates = report["checks"]["rates"]
+    assert rates["detail"] == "1 USD = 0.86 EUR (1 set with `fraud-streamer rates`)", rates
+    assert rates["warning"] == (
+        "left out of fs:rates: gbp: 'gbp' is not a currency code (three upper-case letters)"
+    ), rates
+    assert rates["data"]["rates"] == {"USD": 0.86} and rates["data"]["from_redis"] == ["USD"]
 
     def all_read() -> bool:  # once the worker has committed past the waiting transaction
         lag = _checks(worker_env.env)[1]["checks"]["workers"]["data"]["not_yet_read"]
@@ -95,4 +109,5 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     assert not checks["kafka"]["ok"] and f"127.0.0.1:{kafka}" in checks["kafka"]["detail"]
     assert checks["workers"]["detail"] == "unknown: Kafka does not answer"
     assert not checks["redis"]["ok"] and f"127.0.0.1:{redis}" in checks["redis"]["detail"]
+    assert checks["rates"]["detail"] == "unknown: Redis does not answer"
     assert checks["model"]["ok"]
