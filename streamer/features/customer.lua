@@ -23,7 +23,9 @@
 -- before the repeat arrives, an exchange rate can change its converted amount (or give a rate
 -- to a currency that had none), and a repeated decision must be the same. Stats stored by
 -- older workers are shorter: without the converted flag, or without the amount too. They get
--- this delivery's (the amount is its member's first 8 bytes), and are kept so.
+-- this delivery's (the amount is its member's first 8 bytes), and are kept so. Stats stored by
+-- a newer worker are longer, its fields appended to these: this version's part is answered,
+-- and they are kept as they are.
 --
 -- This runs once per event on the hot path and its cost grows with the card's history, so that
 -- history is read in one range query whose members carry the amount and time in binary: one
@@ -38,7 +40,7 @@ local nwin = #WINDOWS
 
 local first = redis.call('HGET', statskey, id)
 if first then
-  if #first == STATS_BYTES then return first end
+  if #first >= STATS_BYTES then return string.sub(first, 1, STATS_BYTES) end
   if #first == STATS_BYTES - 16 then first = first .. string.sub(member, 1, 8) end
   first = first .. struct.pack('<d', converted)
   redis.call('HSET', statskey, id, first)

@@ -17,9 +17,10 @@
 -- t, so replaying history gives the same answer whenever its labels arrived.
 --
 -- A transaction seen before (a re-delivery) gets the counts first computed for it: other
--- partitions may have moved the windows since, and a repeated decision must be the same. Counts
--- of another length were stored by a worker that answered fewer of them: they are computed
--- again, so an upgrade needs no migration of this hash.
+-- partitions may have moved the windows since, and a repeated decision must be the same. Shorter
+-- counts were stored by a worker that answered fewer of them: they are computed again, so an
+-- upgrade needs no migration of this hash. Longer ones were stored by a newer worker, whose
+-- counts only append to these: this version's part of them is answered, and they are kept.
 local txkey, fraudkey, repkey, statskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
 local t = tonumber(ARGV[2])
@@ -27,7 +28,7 @@ local retention, ttl, delay = RETENTION, TTL, DELAY
 local nwin = #WINDOWS
 
 local first = redis.call('HGET', statskey, id)
-if first and #first == STATS_BYTES then return first end
+if first and #first >= STATS_BYTES then return string.sub(first, 1, STATS_BYTES) end
 
 redis.call('ZADD', txkey, 'NX', t, id)
 

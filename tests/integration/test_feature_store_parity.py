@@ -172,6 +172,26 @@ async def test_terminal_counts_an_older_worker_stored_are_computed_again(
     assert len(await redis.hget(key, "tx-b")) == 8 * TERMINAL_STATS_LEN
 
 
+async def test_stats_a_newer_worker_stored_are_answered_in_this_version_s_part(
+    redis: RedisClient,
+) -> None:
+    """Mixed versions during an upgrade: a newer worker appends fields to both scripts' stats.
+    A repeat it decided first, delivered again to this version, is answered with this
+    version's part of them (an answer of the wrong length would fail the batch), and what the
+    newer worker stored is kept for it."""
+    online = RedisFeatureStore(redis)
+    scored = FeatureEvent("tx-b", "c2", "t1", T0 + 10 * DAY_MS, 5.0, False, False)
+    fresh = (await online.enrich([scored])).features
+    keys = customer_stats_key("c2"), terminal_stats_key("t1")
+    newer = {}
+    for key in keys:
+        newer[key] = await redis.hget(key, "tx-b") + struct.pack("<2d", 42.0, 43.0)
+        await redis.hset(key, "tx-b", newer[key])
+    np.testing.assert_array_equal((await online.enrich([scored])).features, fresh)
+    for key in keys:
+        assert await redis.hget(key, "tx-b") == newer[key]
+
+
 async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: RedisClient) -> None:
     """A fast backlog can carry a card's later transactions more than the retention margin past
     a transaction before that one is re-delivered; their trimming then removes what its 30-day
