@@ -271,6 +271,48 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     await _assert_state_is_the_training_one(settings, offline)
 
 
+async def test_a_worker_killed_and_replaced_at_other_exchange_rates_repeats_its_decisions(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """A worker is SIGKILLed a third of the way into a stream in euros, dollars and yen, the
+    rates change (`fraud-streamer rates`: the dollar's, and the yen gets one), and a new worker
+    decides the rest at the new rates. What the first worker published and never committed is
+    delivered again: each repeat is the decision it was — a dollar amount converted at the old
+    rate, a yen amount reviewed for want of one — while what is new is decided at the new
+    rates."""
+    worker_env.env["STREAMER_COMMIT_INTERVAL_S"] = "15"  # the kill lands on uncommitted work
+    worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
+    currency = np.array(["EUR", "USD", "JPY"])[np.arange(len(replay_slice)) % 3]
+    per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "JPY": 1.0}).to_numpy()
+    written = replay_slice.assign(amount=replay_slice["amount"] * per_unit, currency=currency)
+    paid_in = dict(zip(written["transaction_id"], currency.tolist(), strict=True))
+    await _start_with_labels(worker_env, written)
+    n = await _produce_transactions(worker_env, written)
+    first = worker_env.processes[0]
+    _wait_for_a_third(worker_env, n)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    run_cli(worker_env, "rates", "set", "USD=0.25", "JPY=0.01")
+    worker_env.start_worker()
+
+    wanted = set(written["transaction_id"])
+    decisions = await _decisions(worker_env, wanted)
+    repeated = _one_decision_each(decisions, wanted)  # a repeat is the same decision
+    first_seen: dict[str, dict[str, Any]] = {}
+    repeats: dict[str, int] = {}
+    for d in decisions:
+        if d["transaction_id"] in first_seen:
+            repeats[paid_in[d["transaction_id"]]] = repeats.get(paid_in[d["transaction_id"]], 0) + 1
+        first_seen.setdefault(d["transaction_id"], d)
+    unrated = {t for t, d in first_seen.items()
+               if any(r["code"] == "CURRENCY_NOT_CONVERTED" for r in d["reasons"])}  # fmt: skip
+    yen = {t for t, c in paid_in.items() if c == "JPY"}
+    assert unrated and unrated < yen, "yen decided before the kill had no rate"
+    assert repeats.get("JPY", 0) > 0 and repeats.get("USD", 0) > 0, repeats
+    print(f"{n} transactions, {repeated} re-deliveries by currency {repeats}, "
+          f"{len(yen - unrated)} of {len(yen)} yen decided at the new rate")  # fmt: skip
+
+
 async def test_a_worker_on_a_redis_cluster_loses_nothing_to_sigkill_and_keeps_parity(
     cluster_worker_env: WorkerEnv,
     redis_cluster: LocalCluster,
