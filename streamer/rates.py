@@ -59,9 +59,21 @@ async def effective(settings: Settings, client: RedisClient) -> InForce:
     return InForce(currencies, frozenset(usable), problems)
 
 
-async def write(client: RedisClient, rates: Mapping[str, float]) -> None:
-    """Set these rates (checked by the caller with :func:`check_rate`)."""
-    await client.hset(RATES_KEY, mapping={code: repr(rate) for code, rate in rates.items()})
+#: the hash's entries replaced by ARGV's pairs in one step: a worker never reads it half-done
+_REPLACE = """
+redis.call('DEL', KEYS[1])
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+"""
+
+
+async def write(client: RedisClient, rates: Mapping[str, float], *, replace: bool = False) -> None:
+    """Set these rates (checked by the caller with :func:`check_rate`); with ``replace``, the
+    Redis rates become exactly these, in one atomic step."""
+    if replace:
+        pairs = [part for code, rate in rates.items() for part in (code, repr(rate))]
+        await client.eval(_REPLACE, 1, RATES_KEY, *pairs)
+    elif rates:
+        await client.hset(RATES_KEY, mapping={code: repr(rate) for code, rate in rates.items()})
 
 
 async def remove(client: RedisClient, codes: Iterable[str]) -> int:

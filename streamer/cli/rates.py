@@ -2,26 +2,55 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
 import click
 
 from streamer.cli import pass_settings, with_redis
 from streamer.settings import Settings
 
 
-def _parse(pairs: tuple[str, ...], base: str) -> dict[str, float]:
-    """``CODE=RATE`` arguments, every one checked before anything is written."""
+def _parse(pairs: Iterable[tuple[str, object]], base: str, *, per_base: bool) -> dict[str, float]:
+    """(code, rate) pairs, every one checked before anything is written; ``per_base``: each
+    rate is how many units of the currency one unit of the base buys, and is inverted."""
     from streamer.currency import check_rate
 
     rates: dict[str, float] = {}
-    for pair in pairs:
-        code, sep, text = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r}: expected CODE=RATE, e.g. USD=0.86")
+    for code, rate in pairs:
         try:
-            rates[code.strip()] = check_rate(code.strip(), text.strip(), base)
+            checked = check_rate(code, rate, base)
         except ValueError as exc:
-            raise click.BadParameter(f"{pair!r}: {exc}") from None
+            raise click.BadParameter(f"{code}={rate}: {exc}") from None
+        rates[code] = 1.0 / checked if per_base else checked
     return rates
+
+
+def _pairs(texts: tuple[str, ...]) -> list[tuple[str, object]]:
+    """``CODE=RATE`` arguments as pairs."""
+    out: list[tuple[str, object]] = []
+    for text in texts:
+        code, sep, rate = text.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{text!r}: expected CODE=RATE, e.g. USD=0.86")
+        out.append((code.strip(), rate.strip()))
+    return out
+
+
+def _file_pairs(path: Path) -> list[tuple[str, object]]:
+    """A JSON object of rates, as STREAMER_EXCHANGE_RATES takes them: {"USD": 0.86, ...}."""
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc}", param_hint="--file") from None
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"{path} is not JSON ({exc})", param_hint="--file") from None
+    if not isinstance(loaded, dict):
+        raise click.BadParameter(
+            f'{path} must hold one JSON object, e.g. {{"USD": 0.86}}', param_hint="--file"
+        )
+    return list(loaded.items())
 
 
 @click.group()
@@ -57,16 +86,38 @@ def show(settings: Settings) -> None:
 
 
 @rates.command("set")
-@click.argument("pairs", nargs=-1, required=True, metavar="CODE=RATE...")
+@click.argument("pairs", nargs=-1, metavar="[CODE=RATE]...")
+@click.option(
+    "--file", "path", type=click.Path(dir_okay=False, path_type=Path),
+    help='Rates from a JSON object, as STREAMER_EXCHANGE_RATES takes them: {"USD": 0.86}.',
+)  # fmt: skip
+@click.option(
+    "--per-base", is_flag=True,
+    help="The rates are units of CODE per one unit of STREAMER_BASE_CURRENCY (how the ECB "
+    "quotes the euro: USD=1.16); they are inverted.",
+)  # fmt: skip
+@click.option(
+    "--replace", is_flag=True,
+    help="Withdraw every rate set here that is not given, in the same step (a day's feed).",
+)  # fmt: skip
 @pass_settings
-def set_(settings: Settings, pairs: tuple[str, ...]) -> None:
-    """Set rates: units of STREAMER_BASE_CURRENCY one unit of CODE buys, e.g. USD=0.86."""
+def set_(
+    settings: Settings, pairs: tuple[str, ...], path: Path | None, per_base: bool, replace: bool
+) -> None:
+    """Set rates: units of STREAMER_BASE_CURRENCY one unit of CODE buys, e.g. USD=0.86, given
+    as arguments or in a --file. Every rate is checked before any is written."""
     from streamer import rates as stored
 
-    wanted = _parse(pairs, settings.base_currency)
-    with_redis(settings, lambda client: stored.write(client, wanted))
+    given = (_file_pairs(path) if path is not None else []) + _pairs(pairs)
+    if not given and not replace:
+        raise click.UsageError("give rates as CODE=RATE arguments or with --file")
+    wanted = _parse(given, settings.base_currency, per_base=per_base)
+    with_redis(settings, lambda client: stored.write(client, wanted, replace=replace))
     listed = ", ".join(f"1 {c} = {r:.10g} {settings.base_currency}" for c, r in wanted.items())
-    click.echo(f"set {listed}; workers take it up within {settings.model_poll_seconds:g} s")
+    done = f"set {listed}" if wanted else "no rates given"
+    if replace:
+        done += "; every other rate set here withdrawn"
+    click.echo(f"{done}; workers take it up within {settings.model_poll_seconds:g} s")
 
 
 @rates.command("unset")

@@ -1,11 +1,11 @@
 """Fixtures of the integration tier beyond the shared worker fixtures (``tests/workers.py``):
-Redis Clusters (one behind TLS), a Redis primary with Sentinels, and slices of the shared
-history."""
+Redis Clusters (one behind TLS), a Redis primary with Sentinels, a client on a single server or
+a cluster, and slices of the shared history."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +13,7 @@ import pytest
 
 from streamer.local_redis_cluster import LocalCluster, start_cluster
 from streamer.local_redis_sentinel import LocalSentinel, start_sentinel
+from streamer.redis_client import RedisClient, connect
 from streamer.redis_tls import PeerTls
 from streamer.settings import Settings
 from streamer.stack import LocalStack
@@ -104,3 +105,20 @@ def replay_slice(history: pd.DataFrame) -> Iterator[pd.DataFrame]:
     yield history[
         (history["timestamp"] >= start) & (history["timestamp"] < start + pd.Timedelta(days=40))
     ]
+
+
+@pytest.fixture(params=["server", "cluster"])
+async def redis(request: pytest.FixtureRequest, stack: Settings) -> AsyncIterator[RedisClient]:
+    """A client on the stack's Redis, database 15, or on the test Redis Cluster (whose only
+    database is 0), emptied before and after the test."""
+    if request.param == "cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        client: RedisClient = connect(cluster.url(), cluster=True)
+    else:
+        client = connect(stack.redis_url.rsplit("/", 1)[0] + "/15")
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import random
 import struct
-from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -34,23 +33,6 @@ from streamer.redis_client import RedisClient, connect
 from streamer.settings import Settings
 
 T0 = 1_522_540_800_000
-
-
-@pytest.fixture(params=["server", "cluster"])
-async def redis(request: pytest.FixtureRequest, stack: Settings) -> AsyncIterator[RedisClient]:
-    """A client on the stack's Redis, database 15, or on the test Redis Cluster (whose only
-    database is 0), emptied before and after the test."""
-    if request.param == "cluster":
-        cluster = request.getfixturevalue("redis_cluster")
-        client: RedisClient = connect(cluster.url(), cluster=True)
-    else:
-        client = connect(stack.redis_url.rsplit("/", 1)[0] + "/15")
-    await client.flushdb()
-    try:
-        yield client
-    finally:
-        await client.flushdb()
-        await client.aclose()
 
 
 def history_events(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:

@@ -488,6 +488,15 @@ async def test_rates_set_while_the_worker_runs_are_taken_up_without_a_restart(
     assert again["yen3"][0].reasons[0].code == "CURRENCY_NOT_CONVERTED"
     assert again["usd3"][1]["TX_AMOUNT"] == 20.0
 
+    # a day's feed, quoted as the ECB quotes the euro (5 dollars a euro), replacing the rest
+    feed = worker_env.log_dir / "rates.json"
+    feed.write_text('{"USD": 5}')
+    said = run_cli(worker_env, "rates", "set", "--file", str(feed), "--per-base", "--replace")
+    assert "set 1 USD = 0.2 EUR; every other rate set here withdrawn" in said, said
+    wait_for(lambda: rate("USD") == 0.2, timeout=30, what="the feed taken up", worker=worker_env)
+    wait_for(lambda: worker_env.metrics().get(("streamer_exchange_rates_left_out", ())) == 0,
+             timeout=30, what="the bad entry gone with the rest", worker=worker_env)  # fmt: skip
+
 
 async def test_the_worker_exports_how_far_its_decisions_and_its_pending_records_have_come(
     worker_env: WorkerEnv,

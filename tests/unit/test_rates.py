@@ -4,6 +4,7 @@ worker logs and exports of a change, and the command's refusals (which need no R
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -69,14 +70,28 @@ def test_the_rates_in_force_are_exported_and_a_withdrawn_one_disappears() -> Non
     ("args", "problem"),
     [
         (["USD"], "'USD': expected CODE=RATE, e.g. USD=0.86"),
-        (["USD=0.86", "JPY=-2"], "'JPY=-2': the rate for JPY must be a positive, finite number"),
-        (["EUR=1"], "'EUR=1': EUR is the base currency (STREAMER_BASE_CURRENCY)"),
-        (["gbp=1.1"], "'gbp=1.1': 'gbp' is not a currency code"),
+        (["USD=0.86", "JPY=-2"], "JPY=-2: the rate for JPY must be a positive, finite number"),
+        (["EUR=1"], "EUR=1: EUR is the base currency (STREAMER_BASE_CURRENCY)"),
+        (["gbp=1.1"], "gbp=1.1: 'gbp' is not a currency code"),
+        ([], "give rates as CODE=RATE arguments or with --file"),
+        (["--file", "{missing}"], "cannot read"),
+        (["--file", "{not json}"], "is not JSON"),
+        (["--file", "{a list}"], 'must hold one JSON object, e.g. {"USD": 0.86}'),
+        (["--file", "{bad rate}"], "CHF=0: the rate for CHF must be a positive, finite number"),
     ],
 )
-def test_rates_set_refuses_a_bad_rate_before_writing_any(args: list[str], problem: str) -> None:
+def test_rates_set_refuses_a_bad_rate_before_writing_any(
+    args: list[str], problem: str, tmp_path: Path
+) -> None:
     """Every pair is checked before Redis is reached: none is written when one is wrong (the
     Redis URL here leads nowhere, so reaching it would fail differently)."""
+    files = {"{missing}": None, "{not json}": "{USD: 0.86}", "{a list}": '[["USD", 0.86]]',
+             "{bad rate}": '{"USD": 0.86, "CHF": 0}'}  # fmt: skip
+    for i, (name, text) in enumerate(files.items()):
+        path = tmp_path / f"rates-{i}.json"
+        if text is not None:
+            path.write_text(text)
+        args = [str(path) if a == name else a for a in args]
     result = CliRunner().invoke(
         cli, ["rates", "set", *args], env={"STREAMER_REDIS_URL": "redis://127.0.0.1:1/0"}
     )
@@ -100,3 +115,12 @@ async def test_a_worker_that_cannot_read_the_rates_keeps_its_own_and_says_so_onc
     warned = [r.getMessage() for r in caplog.records if "exchange rates" in r.getMessage()]
     assert len(warned) == 1, warned
     assert "keeping 1 USD = 0.86 EUR" in warned[0]
+
+
+def test_rates_quoted_per_unit_of_the_base_are_inverted() -> None:
+    """The ECB quotes the euro as dollars per euro (USD 1.16): stored as euros per dollar."""
+    from streamer.cli.rates import _parse
+
+    got = _parse([("USD", "1.16"), ("JPY", 180)], "EUR", per_base=True)
+    assert got == {"USD": 1 / 1.16, "JPY": 1 / 180}
+    assert _parse([("USD", "0.86")], "EUR", per_base=False) == {"USD": 0.86}
