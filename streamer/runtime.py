@@ -243,4 +243,3 @@ class Runtime:
 
     def dashboard_html(self) -> str:
         return dashboard.page("index.html")
-
