@@ -202,6 +202,18 @@ def _wait_for_a_third(worker: WorkerEnv, n: int) -> None:
     )
 
 
+async def _killed_a_third_in(worker: WorkerEnv, frame: pd.DataFrame) -> int:
+    """Start a worker on the frame's labels, send its transactions, and SIGKILL the worker once
+    it has consumed a third of them (well into work it has not committed). Returns how many."""
+    await _start_with_labels(worker, frame)
+    n = await _produce_transactions(worker, frame)
+    first = worker.processes[0]
+    _wait_for_a_third(worker, n)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    return n
+
+
 async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[dict[str, Any]]:
     """Decisions read from the start of the topic until every one of ``ids`` has one."""
     settings = worker.settings
@@ -244,14 +256,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     features_topic = f"{worker_env.settings.topic_decisions}-features"
     worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
     settings = worker_env.settings
-    await _start_with_labels(worker_env, replay_slice)
-    n = await _produce_transactions(worker_env, replay_slice)
-    first = worker_env.processes[0]
-
-    # kill it hard once it is well into the stream
-    _wait_for_a_third(worker_env, n)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
+    n = await _killed_a_third_in(worker_env, replay_slice)
     worker_env.start_worker()
 
     wanted = set(replay_slice["transaction_id"])
@@ -286,12 +291,7 @@ async def test_a_worker_killed_and_replaced_at_other_exchange_rates_repeats_its_
     per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "JPY": 1.0}).to_numpy()
     written = replay_slice.assign(amount=replay_slice["amount"] * per_unit, currency=currency)
     paid_in = dict(zip(written["transaction_id"], currency.tolist(), strict=True))
-    await _start_with_labels(worker_env, written)
-    n = await _produce_transactions(worker_env, written)
-    first = worker_env.processes[0]
-    _wait_for_a_third(worker_env, n)
-    first.send_signal(signal.SIGKILL)
-    first.wait(timeout=10)
+    n = await _killed_a_third_in(worker_env, written)
     run_cli(worker_env, "rates", "set", "USD=0.25", "JPY=0.01")
     worker_env.start_worker()
 
