@@ -129,4 +129,4 @@ def unset(settings: Settings, codes: tuple[str, ...]) -> None:
     from streamer import rates as stored
 
     removed = with_redis(settings, lambda client: stored.remove(client, codes))
-    click.echo(f"{removed} rate(s) withdrawn ({len(codes) - removed} were not set here)")
+    click.echo(f"{removed} rate(s) withdrawn ({len(codes) - removed} not set here)")
