@@ -491,7 +491,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     async def summary(web: Any, request: Any) -> Any:
         shadow = runtime.shadow()
         shadow_version = shadow.version if shadow is not None else None
-        return web.json(metrics.summary(runtime.model_version, shadow_version))
+        return web.json(metrics.summary(runtime.model_version, shadow_version, runtime.currencies))
 
     app.runtime = runtime  # type: ignore[attr-defined]
     return app

@@ -256,11 +256,18 @@ class Metrics:
         return [json.loads(value) for value in reversed(self.recent_alerts)]
 
     def summary(
-        self, model_version: str | None, shadow_version: str | None = None
+        self,
+        model_version: str | None,
+        shadow_version: str | None = None,
+        currencies: Currencies | None = None,
     ) -> dict[str, Any]:
         return {
             "model_version": model_version,
             "shadow_version": shadow_version,
+            # the rates this worker converts at: units of the base per unit of each currency
+            "exchange_rates": None
+            if currencies is None
+            else {"base": currencies.base, "rates": dict(sorted(currencies.rates.items()))},
             "uptime_s": round(time.time() - self.started, 1),
             "lag_records": int(sum(s.value for m in self.lag.collect() for s in m.samples)),
             # seconds the agent has been busy: between two reads, its share of the time

@@ -53,6 +53,7 @@ async def test_the_ops_pages_in_a_browser(
     worker_env: WorkerEnv, browser: Browser, tmp_path: Path
 ) -> None:
     settings = worker_env.settings
+    worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.86, "GBP": 1.14}'
     worker = worker_env.start_worker()
     dashboard_port = free_port()
     log = (tmp_path / "dashboard.log").open("wb")
@@ -86,6 +87,7 @@ async def test_the_ops_pages_in_a_browser(
 
         page = await _open(browser, f"http://127.0.0.1:{worker_env.ports[0]}/", problems)
         await expect(page.locator("#model")).to_have_text("test-model-a", timeout=WAIT_MS)
+        await expect(page.locator("#rates")).to_have_text("1 GBP = 1.14 EUR, 1 USD = 0.86 EUR")
         # consumed: the 20 transactions and the 2 records that were not
         await expect(_card(page, "transactions consumed")).to_have_text("22", timeout=WAIT_MS)
         await expect(_card(page, "declined")).to_have_text(str(declined))

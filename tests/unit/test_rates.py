@@ -124,3 +124,10 @@ def test_rates_quoted_per_unit_of_the_base_are_inverted() -> None:
     got = _parse([("USD", "1.16"), ("JPY", 180)], "EUR", per_base=True)
     assert got == {"USD": 1 / 1.16, "JPY": 1 / 180}
     assert _parse([("USD", "0.86")], "EUR", per_base=False) == {"USD": 0.86}
+
+
+def test_the_worker_s_summary_names_the_rates_it_converts_at() -> None:
+    """What its page shows beside the model version."""
+    summary = Metrics().summary("v1", None, Currencies("EUR", {"USD": 0.86, "GBP": 1.14}))
+    assert summary["exchange_rates"] == {"base": "EUR", "rates": {"GBP": 1.14, "USD": 0.86}}
+    assert Metrics().summary("v1")["exchange_rates"] is None
