@@ -26,7 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas import Reason
 from streamer.settings import CurrencyCode, Rate, Settings
 
-__all__ = ["UNCONVERTED", "Currencies", "check_rate", "unconverted_reason"]
+__all__ = ["UNCONVERTED", "Currencies", "check_rate", "rate_text", "unconverted_reason"]
 
 _CODE: TypeAdapter[str] = TypeAdapter(CurrencyCode)
 _RATE: TypeAdapter[float] = TypeAdapter(Rate)
@@ -67,7 +67,7 @@ class Currencies:
 
     def describe(self) -> str:
         """The rates, for a log line or a command's output: ``1 USD = 0.86 EUR, …``."""
-        pairs = [f"1 {code} = {rate:.10g} {self.base}" for code, rate in sorted(self.rates.items())]
+        pairs = [rate_text(code, rate, self.base) for code, rate in sorted(self.rates.items())]
         return ", ".join(pairs) or f"none (transactions not in {self.base} are reviewed)"
 
     def rate(self, currency: str) -> float | None:
@@ -96,6 +96,11 @@ class Currencies:
             else:
                 out[rows] = out[rows] * rate
         return out, converted
+
+
+def rate_text(currency: str, rate: float, base: str) -> str:
+    """One rate in words: ``1 USD = 0.86 EUR``."""
+    return f"1 {currency} = {rate:.10g} {base}"
 
 
 def check_rate(currency: str, rate: object, base: str) -> float:

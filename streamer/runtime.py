@@ -135,8 +135,8 @@ class Runtime:
         """Take up the exchange rates set in Redis (``fraud-streamer rates``) since the last
         look, with no restart; a transaction already received keeps the rates it was
         converted at. When Redis does not answer, the rates in force stay."""
-        if self._store is not None and self._redis is None:
-            return  # a store injected by a test: no Redis to read
+        if self._injected_store:
+            return
         try:
             async with asyncio.timeout(self.settings.redis_timeout_s):
                 in_force = await rates.effective(self.settings, self._client())
@@ -219,6 +219,11 @@ class Runtime:
         """PSI per input of the rows scored lately (None: not watched, or too few rows)."""
         return None if self._drift is None or self._drift[1] is None else self._drift[1].psi()
 
+    @property
+    def _injected_store(self) -> bool:
+        """A store given by a test (an in-memory one): there is no Redis to read."""
+        return self._store is not None and self._redis is None
+
     def _client(self) -> RedisClient:
         """The Redis client of the store, made on first use. It reads replies without a
         timer each: the store puts one deadline on a batch's round trip, and ``redis_infos``
@@ -233,7 +238,7 @@ class Runtime:
         """Redis's ``INFO`` memory, stats, server and keyspace sections, by primary (None with a
         store injected by a test, when a node does not answer, or when the server does not
         allow INFO, as some managed services do not)."""
-        if self._store is not None and self._redis is None:
+        if self._injected_store:
             return None
         try:
             async with asyncio.timeout(self.settings.redis_timeout_s):

@@ -107,13 +107,14 @@ def set_(
     """Set rates: units of STREAMER_BASE_CURRENCY one unit of CODE buys, e.g. USD=0.86, given
     as arguments or in a --file. Every rate is checked before any is written."""
     from streamer import rates as stored
+    from streamer.currency import rate_text
 
     given = (_file_pairs(path) if path is not None else []) + _pairs(pairs)
     if not given and not replace:
         raise click.UsageError("give rates as CODE=RATE arguments or with --file")
     wanted = _parse(given, settings.base_currency, per_base=per_base)
     with_redis(settings, lambda client: stored.write(client, wanted, replace=replace))
-    listed = ", ".join(f"1 {c} = {r:.10g} {settings.base_currency}" for c, r in wanted.items())
+    listed = ", ".join(rate_text(c, r, settings.base_currency) for c, r in wanted.items())
     done = f"set {listed}" if wanted else "no rates given"
     if replace:
         done += "; every other rate set here withdrawn"
