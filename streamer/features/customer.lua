@@ -2,7 +2,8 @@
 -- windows that end at it. Touches only this customer's keys (one hash slot: Redis Cluster ready).
 --
 -- KEYS[1]  zset  member -> event time (epoch ms); a member is the transaction's amount and event
---                time as two little-endian doubles, then its id (keys.customer_member)
+--                time as two little-endian doubles, then its id (keys.customer_member); an
+--                amount its currency had no rate for is negated there
 -- KEYS[2]  hash  transaction id -> the stats first computed for it, packed as below
 -- ARGV     tx_id, ts_ms, member, converted (1 if the amount is in the model's currency, 0 if
 --          its currency had no rate)
@@ -18,12 +19,20 @@
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
 -- must get the same features as the first time.
 --
+-- An amount whose currency had no rate is a number in another unit: added as written, 6,000 JPY
+-- would weigh as 6,000 EUR in the card's means and median for 30 days. Such a transaction counts
+-- in its windows, but its amount counts as the mean of the readable ones there (a window's sum
+-- is their sum scaled to its count), and the median and high count are taken over the readable
+-- amounts of the others. Only where none is readable, this transaction's included, are the
+-- amounts taken as written: a card that pays only in that currency keeps amounts comparable
+-- among themselves.
+--
 -- A transaction seen before (a re-delivery) gets the stats first computed for it: a fast backlog
 -- can move the card's later transactions past the retention horizon of this one's windows
 -- before the repeat arrives, an exchange rate can change its converted amount (or give a rate
 -- to a currency that had none), and a repeated decision must be the same. Stats stored by
 -- older workers are shorter: without the converted flag, or without the amount too. They get
--- this delivery's (the amount is its member's first 8 bytes), and are kept so. Stats stored by
+-- this delivery's (the amount its member holds), and are kept so. Stats stored by
 -- a newer worker are longer, its fields appended to these: this version's part is answered,
 -- and they are kept as they are.
 --
@@ -38,10 +47,15 @@ local id, member = ARGV[1], ARGV[3]
 local t, converted = tonumber(ARGV[2]), tonumber(ARGV[4])
 local nwin = #WINDOWS
 
+-- this transaction's own amount, as written or converted (its member holds an unreadable one
+-- negated)
+local signed = unpackd('<d', member)
+local own = math.abs(signed)
+
 local first = redis.call('HGET', statskey, id)
 if first then
   if #first >= STATS_BYTES then return string.sub(first, 1, STATS_BYTES) end
-  if #first == STATS_BYTES - 16 then first = first .. string.sub(member, 1, 8) end
+  if #first == STATS_BYTES - 16 then first = first .. struct.pack('<d', own) end
   first = first .. struct.pack('<d', converted)
   redis.call('HSET', statskey, id, first)
   return first
@@ -61,12 +75,16 @@ redis.call('EXPIRE', zkey, TTL)
 local rows = redis.call('ZRANGEBYSCORE', zkey, '(' .. format('%d', t - WINDOWS[nwin]),
                         format('%d', t))
 
--- lows[w]: a transaction is in window w when its time is above lows[w]
-local lows, counts, sums = {}, {}, {}
-for w = 1, nwin do lows[w] = t - WINDOWS[w]; counts[w] = 0; sums[w] = 0 end
+-- lows[w]: a transaction is in window w when its time is above lows[w]. sums and others hold
+-- the amounts that can be read; unread, raws and raw_others the ones that cannot (as written)
+local lows, counts, sums, unread, raws = {}, {}, {}, {}, {}
+for w = 1, nwin do
+  lows[w] = t - WINDOWS[w]; counts[w] = 0; sums[w] = 0; unread[w] = 0; raws[w] = 0
+end
 local high_low = t - HIGH_MS
 local prev = -1
 local others, recent, m, r = {}, {}, 0, 0
+local raw_others, raw_recent, mu, ru = {}, {}, 0, 0
 for i = 1, #rows do
   local row = rows[i]
   local a, s = unpackd('<dd', row)
@@ -75,17 +93,38 @@ for i = 1, #rows do
     -- windows ascend: once a transaction is in one, it is in every wider one
     for w = 1, nwin do
       if s > lows[w] then
-        for v = w, nwin do counts[v] = counts[v] + 1; sums[v] = sums[v] + a end
+        if a >= 0 then
+          for v = w, nwin do counts[v] = counts[v] + 1; sums[v] = sums[v] + a end
+        else
+          for v = w, nwin do
+            counts[v] = counts[v] + 1; unread[v] = unread[v] + 1; raws[v] = raws[v] - a
+          end
+        end
         break
       end
     end
     if not mine then
       if s > prev then prev = s end
-      m = m + 1; others[m] = a
-      if s > high_low then r = r + 1; recent[r] = a end
+      if a >= 0 then
+        m = m + 1; others[m] = a
+        if s > high_low then r = r + 1; recent[r] = a end
+      else
+        mu = mu + 1; raw_others[mu] = -a
+        if s > high_low then ru = ru + 1; raw_recent[ru] = -a end
+      end
     end
   end
 end
+
+-- an amount that cannot be read counts as the mean of those that can, so the card's windows
+-- are not skewed by it; a window with none readable keeps the amounts as written
+for w = 1, nwin do
+  local known = counts[w] - unread[w]
+  if unread[w] > 0 then
+    if known > 0 then sums[w] = sums[w] / known * counts[w] else sums[w] = raws[w] end
+  end
+end
+if m == 0 and signed < 0 then others, recent, m, r = raw_others, raw_recent, mu, ru end
 
 local median = 0
 if m > 0 then
@@ -109,7 +148,7 @@ end
 out[2 * nwin + 1] = prev >= 0 and t - prev or -1
 out[2 * nwin + 2] = median
 out[2 * nwin + 3] = high
-out[2 * nwin + 4] = unpackd('<d', member)
+out[2 * nwin + 4] = own
 out[2 * nwin + 5] = converted
 local packed = struct.pack('<' .. string.rep('d', #out), unpack(out))
 redis.call('HSET', statskey, id, packed)

@@ -38,6 +38,7 @@ __all__ = [
     "customer_member",
     "customer_stats_key",
     "customer_window_key",
+    "member_amount",
     "terminal_keys",
     "terminal_stats_key",
 ]
@@ -54,9 +55,13 @@ def customer_window_key(customer_id: str) -> str:
     return f"{PREFIX}:{{c:{customer_id}}}:win"
 
 
-def customer_member(transaction_id: str, ts_ms: int, amount: float) -> bytes:
+def customer_member(
+    transaction_id: str, ts_ms: int, amount: float, converted: bool = True
+) -> bytes:
     """A transaction in its card's window: amount and event time as little-endian doubles, then
-    the id.
+    the id. An amount its currency had no rate for is stored negated: the card's windows leave
+    it out of their amounts (``customer.lua``), and the minus sign is how they tell it from the
+    others (amounts are never negative; a zero is a zero in every currency, and stays one).
 
     ``customer.lua`` reads every member of the widest window for each transaction, so what it
     needs of them is in the member, in binary: one ``struct.unpack`` each, with no second
@@ -65,7 +70,12 @@ def customer_member(transaction_id: str, ts_ms: int, amount: float) -> bytes:
     bytes, which fixes the order in which the window sums add up: the in-memory twin sorts
     by them too.
     """
-    return _MEMBER_HEAD.pack(amount, ts_ms) + transaction_id.encode()
+    return _MEMBER_HEAD.pack(member_amount(amount, converted), ts_ms) + transaction_id.encode()
+
+
+def member_amount(amount: float, converted: bool) -> float:
+    """The amount as a :func:`customer_member` holds it: negated if it could not be converted."""
+    return amount if converted or amount == 0 else -amount
 
 
 def customer_stats_key(customer_id: str) -> str:

@@ -23,7 +23,12 @@ from streamer.features.definitions import (
     StatsRows,
     build_matrix,
 )
-from streamer.features.keys import MEMBER_ID_OFFSET, BlocklistKind, customer_member
+from streamer.features.keys import (
+    MEMBER_ID_OFFSET,
+    BlocklistKind,
+    customer_member,
+    member_amount,
+)
 from streamer.features.store import FeatureStore, StoreConfig
 
 __all__ = ["InMemoryFeatureStore"]
@@ -33,32 +38,52 @@ __all__ = ["InMemoryFeatureStore"]
 class _Customer:
     #: (ts, member), sorted as the card's Redis zset is: by time, then by member bytes
     keys: list[tuple[int, bytes]] = field(default_factory=list)
-    values: list[float] = field(default_factory=list)  # amounts, in the order of keys
-    amounts: dict[str, float] = field(default_factory=dict)
+    #: amounts, in the order of keys, negated where the currency had no rate, as in the members
+    values: list[float] = field(default_factory=list)
+    amounts: dict[str, float] = field(default_factory=dict)  # id -> its value
     first: dict[str, list[float]] = field(default_factory=dict)  # id -> stats first computed
+    unread: int = 0  # how many of values are negated: while none is, the windows are plain sums
 
-    def add(self, ts: int, tx_id: str, amount: float) -> None:
+    def add(self, ts: int, tx_id: str, amount: float, converted: bool) -> None:
         if tx_id in self.amounts:
             return
-        self.amounts[tx_id] = amount
-        key = (ts, customer_member(tx_id, ts, amount))
+        value = member_amount(amount, converted)
+        self.amounts[tx_id] = value
+        self.unread += value < 0
+        key = (ts, customer_member(tx_id, ts, amount, converted))
         if not self.keys or self.keys[-1] < key:
             self.keys.append(key)
-            self.values.append(amount)
+            self.values.append(value)
         else:
             i = bisect_left(self.keys, key)
             self.keys.insert(i, key)
-            self.values.insert(i, amount)
+            self.values.insert(i, value)
 
     def trim(self, horizon: int) -> None:
         cut = bisect_left(self.keys, (horizon, b""))
         if cut > 256 or (cut and cut * 2 > len(self.keys)):
             for _, member in self.keys[:cut]:
                 tx_id = member[MEMBER_ID_OFFSET:].decode()
-                del self.amounts[tx_id]
+                self.unread -= self.amounts.pop(tx_id) < 0
                 self.first.pop(tx_id, None)
             del self.keys[:cut]
             del self.values[:cut]
+
+
+def _window_sum(values: Sequence[float], own: float) -> float:
+    """A window's amount sum as customer.lua settles it when some amount could not be read
+    (negated): the readable ones summed in order, scaled to the window's count; the amounts as
+    written if none is readable."""
+    readable, raw, known = 0.0, 0.0, 0
+    for a in (*values, own):
+        if a >= 0:
+            readable, known = readable + a, known + 1
+        else:
+            raw = raw - a
+    count = len(values) + 1
+    if known == count:
+        return readable
+    return readable / known * count if known else raw
 
 
 @dataclass(slots=True)
@@ -139,11 +164,13 @@ class InMemoryFeatureStore(FeatureStore):
         first = cust.first.get(e.transaction_id)
         if first is not None:  # a re-delivery: the stats it was first decided on (customer.lua)
             return list(first)
-        cust.add(e.ts_ms, e.transaction_id, float(e.amount))
+        cust.add(e.ts_ms, e.transaction_id, float(e.amount), e.converted)
         cust.trim(e.ts_ms - cfg.retention_days * DAY_MS)
         t = e.ts_ms
-        keys = cust.keys
-        own = cust.amounts[e.transaction_id]
+        keys, values = cust.keys, cust.values
+        mine = cust.amounts[e.transaction_id]
+        own = -mine if mine < 0 else mine
+        plain = cust.unread == 0
         # (t - w, t) plus this transaction: other ties are left out, as in customer.lua
         end = bisect_left(keys, (t, b""))
         out: list[float] = []
@@ -153,15 +180,23 @@ class InMemoryFeatureStore(FeatureStore):
             # summed one by one in (time, member) order, exactly as customer.lua does: the same
             # float rounding, so features match bit for bit, not just to 1e-12 (a model's
             # split threshold can fall between two nearly equal sums)
-            out.append(reduce(add, cust.values[start:end], 0.0) + own)
+            if plain:
+                out.append(reduce(add, values[start:end], 0.0) + own)
+            else:
+                out.append(_window_sum(values[start:end], mine))
         widest_start = bisect_left(keys, (t - cfg.windows_ms[-1] + 1, b""))
         prev = keys[end - 1][0] if end > widest_start else -1
         out.append(float(t - prev) if prev >= 0 else -1.0)
-        median = _median(cust.values[widest_start:end])
-        recent = bisect_left(keys, (t - cfg.high_amount_days * DAY_MS + 1, b""))
+        recent = max(widest_start, bisect_left(keys, (t - cfg.high_amount_days * DAY_MS + 1, b"")))
+        others, latest = values[widest_start:end], values[recent:end]
+        if not plain:  # the readable amounts, or if none is, all of them as written
+            readable = mine >= 0 or any(a >= 0 for a in others)
+            others = [a if readable else -a for a in others if (a >= 0) == readable]
+            latest = [a if readable else -a for a in latest if (a >= 0) == readable]
+        median = _median(others)
         limit = cfg.high_amount_factor * median
         out.append(median)
-        out.append(float(sum(1 for a in cust.values[max(recent, widest_start):end] if a > limit)))
+        out.append(float(sum(1 for a in latest if a > limit)))
         out.append(own)
         out.append(1.0 if e.converted else 0.0)
         cust.first[e.transaction_id] = out

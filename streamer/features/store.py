@@ -290,7 +290,7 @@ class RedisFeatureStore(FeatureStore):
                     customer_stats_key(e.customer_id),
                     e.transaction_id,
                     e.ts_ms,
-                    customer_member(e.transaction_id, e.ts_ms, e.amount),
+                    customer_member(e.transaction_id, e.ts_ms, e.amount, e.converted),
                     1 if e.converted else 0,
                     **to(ckey),
                 )

@@ -373,7 +373,8 @@ async def test_amounts_in_other_currencies_are_converted_and_one_without_a_rate_
 ) -> None:
     """A card paying in dollars gets, from Redis, the features of the same payments in euros
     at the configured rate, and its decisions echo the dollars; a currency without a rate is
-    reviewed with the reason, counted in the metrics and warned of once in the log."""
+    reviewed with the reason, counted in the metrics and warned of once in the log, and its
+    amount does not weigh in its card's later amount features as if it were in euros."""
     features_topic = f"{worker_env.settings.topic_decisions}-features"
     worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
     worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
@@ -383,6 +384,9 @@ async def test_amounts_in_other_currencies_are_converted_and_one_without_a_rate_
         *((f"eur{i}", "c-eur", 40.0 * i, "EUR") for i in (1, 2, 3)),
         *((f"usd{i}", "c-usd", 80.0 * i, "USD") for i in (1, 2, 3)),
         *((f"yen{i}", "c-yen", 6000.0, "JPY") for i in (1, 2)),
+        ("mix1", "c-mix", 40.0, "EUR"),
+        ("mix2", "c-mix", 6000.0, "JPY"),
+        ("mix3", "c-mix", 60.0, "EUR"),
     ]
     records = [
         (card.encode(), _tx(tx_id, customer_id=card, amount=amount, currency=currency,
@@ -411,9 +415,14 @@ async def test_amounts_in_other_currencies_are_converted_and_one_without_a_rate_
         assert decisions[tx_id].decision != "approve"
         assert decisions[tx_id].reasons[0].code == "CURRENCY_NOT_CONVERTED"
         assert features[tx_id]["TX_AMOUNT"] == 6000.0  # as written
+    # a card paying in euros, then in yen: the yen amount is counted, not added as 6,000 EUR
+    mixed = features["mix3"]
+    assert mixed["CUSTOMER_ID_NB_TX_30DAY_WINDOW"] == 3
+    assert mixed["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"] == 50.0  # the mean of 40 and 60
+    assert mixed["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"] == 1.5  # 60 over 40, the readable other
     counted = ("streamer_unconverted_transactions_total", (("currency", "JPY"),))
-    wait_for(lambda: worker_env.metrics().get(counted) == 2, timeout=30,
-             what="the two yen transactions counted", worker=worker_env)  # fmt: skip
+    wait_for(lambda: worker_env.metrics().get(counted) == 3, timeout=30,
+             what="the three yen transactions counted", worker=worker_env)  # fmt: skip
     warned = [line for line in worker_env.log().splitlines() if "no rate from JPY" in line]
     assert len(warned) == 1, worker_env.log()[-3000:]
 

@@ -47,6 +47,10 @@ def test_key_scheme_is_pinned() -> None:
     member = customer_member("tx-7", T0, 12.5)
     assert member == bytes.fromhex("00000000000029400000800ee8277642") + b"tx-7"
     assert member[MEMBER_ID_OFFSET:] == b"tx-7"
+    # an amount whose currency had no rate is negated (the sign bit), a zero stays a zero
+    negated = bytes.fromhex("00000000000029c00000800ee8277642") + b"tx-7"
+    assert customer_member("tx-7", T0, 12.5, converted=False) == negated
+    assert customer_member("tx-7", T0, 0.0, converted=False) == customer_member("tx-7", T0, 0.0)
 
 
 def test_feature_order_is_the_handbooks_then_ours() -> None:
@@ -85,6 +89,58 @@ def test_the_usual_amount_is_the_median_of_the_cards_other_transactions() -> Non
     y = store.enrich_sync([ev("f", T0 + 20 * DAY_MS, 40.0)])[0]
     assert y[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 40.0 / 30.0
     assert y[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0
+
+
+def unrated(tx: str, t_ms: int, amount: float) -> FeatureEvent:
+    """A transaction whose currency had no rate: its amount is as written."""
+    return FeatureEvent(tx, "c1", "t1", t_ms, amount, False, False, converted=False)
+
+
+def test_an_amount_without_a_rate_counts_in_its_card_windows_at_their_readable_mean() -> None:
+    # 6,000 JPY in a card that pays about 20 EUR: added as written it would make the card's
+    # 30-day mean 1,520 and its median 25, and every later amount look small for 30 days
+    store = InMemoryFeatureStore()
+    store.enrich_sync([ev("a", T0, 10.0), ev("b", T0 + 10 * DAY_MS, 30.0)])
+    yen = store.enrich_sync([unrated("c", T0 + 20 * DAY_MS, 6000.0)])[0]
+    assert yen[COL["TX_AMOUNT"]] == 6000.0  # its own amount is scored as written (and reviewed)
+    assert yen[COL["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]] == 3
+    assert yen[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == 20.0  # a, b: the readable ones
+    assert yen[COL["CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]] == 6000.0  # none readable: as written
+    x = store.enrich_sync([ev("d", T0 + 20 * DAY_MS + 1000, 40.0)])[0]
+    assert x[COL["CUSTOMER_ID_NB_TX_1DAY_WINDOW"]] == 2  # c is counted
+    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]] == 40.0  # at d's amount, the readable
+    assert x[COL["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]] == 4
+    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == pytest.approx(80 / 3)  # 10, 30, 40
+    assert x[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 2.0  # the others readable: 10, 30
+    assert x[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0  # c is not 6,000 EUR above 3 x 20
+    assert x[COL["CUSTOMER_HOURS_SINCE_PREV_TX"]] == pytest.approx(1 / 3600)  # c was a payment
+    # the same card without the yen, one transaction fewer: the same amount features
+    plain = InMemoryFeatureStore()
+    plain.enrich_sync([ev("a", T0, 10.0), ev("b", T0 + 10 * DAY_MS, 30.0)])
+    y = plain.enrich_sync([ev("d", T0 + 20 * DAY_MS + 1000, 40.0)])[0]
+    for name in ("AVG_AMOUNT_30DAY_WINDOW", "AVG_AMOUNT_1DAY_WINDOW"):
+        assert x[COL[f"CUSTOMER_ID_{name}"]] == pytest.approx(y[COL[f"CUSTOMER_ID_{name}"]])
+    median = COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]
+    assert x[median] == y[median]
+
+
+def test_a_card_paying_only_without_a_rate_keeps_its_amounts_as_written() -> None:
+    store = InMemoryFeatureStore()
+    store.enrich_sync([unrated("a", T0, 1000.0), unrated("b", T0 + DAY_MS, 3000.0)])
+    x = store.enrich_sync([unrated("c", T0 + 2 * DAY_MS, 20000.0)])[0]
+    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == 8000.0
+    assert x[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 10.0  # 20,000 over 2,000
+    assert x[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0
+    # once the card pays in a currency that is read, the others count at its amounts
+    y = store.enrich_sync([ev("d", T0 + 2 * DAY_MS + 1000, 25.0)])[0]
+    assert y[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == 25.0
+    # its median is that of the readable others: none (1.0, nothing to compare with), where
+    # the amounts as written would make 25 EUR look a hundredth of the usual
+    assert y[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 1.0
+    # a month later the unreadable amounts have left the windows with the rest
+    later = store.enrich_sync([ev("e", T0 + 60 * DAY_MS, 10.0)])[0]
+    assert later[COL["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]] == 1
+    assert later[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == 10.0
 
 
 def test_window_boundary_is_exclusive_at_the_far_end() -> None:
