@@ -19,7 +19,7 @@ stays as decided; the scripts remember those first answers, so a repeat repeats 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -36,7 +36,7 @@ from streamer.pipeline import feature_event, fraud_mark
 from streamer.redis_client import connect
 from streamer.settings import Settings
 
-__all__ = ["BATCH", "Rebuilt", "read_history", "rebuild", "replay_into"]
+__all__ = ["BATCH", "History", "Rebuilt", "read_history", "rebuild", "replay_into"]
 
 M = TypeVar("M", Transaction, Label)
 T = TypeVar("T")
@@ -53,17 +53,35 @@ class Rebuilt:
     transactions: int
     labels: int
     skipped: int  # records that were not valid transactions or labels
-    currencies: Currencies  # the rates the amounts were converted at
+    rates: rates.InForce  # the rates the amounts were converted at, and the entries left out
+    #: transactions per currency that had no rate: their amounts are as written
+    unconverted: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the input topics hold, as the store takes it."""
+
+    events: list[FeatureEvent]  # the valid transactions, in event time
+    marks: list[FraudMark]  # the valid labels, in report time
+    skipped: int  # records that were not valid
+    unconverted: dict[str, int]  # transactions per currency that had no rate
 
 
 async def read_history(
     settings: Settings, currencies: Currencies, progress: Callable[[int], object] | None = None
-) -> tuple[list[FeatureEvent], list[FraudMark], int]:
-    """Every valid transaction (amounts converted at ``currencies``, in event time) and label
-    (in report time) on the input topics, and how many records were not valid."""
+) -> History:
+    """Every transaction (amounts converted at ``currencies``) and label on the input topics."""
     events: list[FeatureEvent] = []
     marks: list[FraudMark] = []
     skipped = 0
+    unrated: dict[str, int] = {}
+
+    def event(tx: Transaction) -> FeatureEvent:
+        out = feature_event(tx, currencies)
+        if not out.converted:
+            unrated[tx.currency] = unrated.get(tx.currency, 0) + 1
+        return out
 
     def collect(model: type[M], into: list[T], convert: Callable[[M], T]) -> Handler:
         def handle(record: ConsumerRecord[bytes, bytes]) -> None:
@@ -76,14 +94,14 @@ async def read_history(
 
         return handle
 
-    transaction = collect(Transaction, events, lambda tx: feature_event(tx, currencies))
+    transaction = collect(Transaction, events, event)
     label = collect(Label, marks, fraud_mark)
 
     await read_to_end(settings, settings.topic_transactions, transaction, progress=progress)
     await read_to_end(settings, settings.topic_labels, label, progress=progress)
     events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
     marks.sort(key=lambda m: m.reported_ms)
-    return events, marks, skipped
+    return History(events, marks, skipped, unrated)
 
 
 async def rebuild(
@@ -97,15 +115,17 @@ async def rebuild(
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=None)
     try:
         # the state holds amounts as the workers convert them: at the rates in force now
-        currencies = (await rates.effective(settings, client)).currencies
-        events, marks, skipped = await read_history(settings, currencies, read)
+        in_force = await rates.effective(settings, client)
+        history = await read_history(settings, in_force.currencies, read)
         store = RedisFeatureStore(
             client, retry_s=settings.redis_retry_s, timeout_s=settings.redis_timeout_s
         )
-        await replay_into(store, events, marks, replayed)
+        await replay_into(store, history.events, history.marks, replayed)
     finally:
         await client.aclose()
-    return Rebuilt(len(events), len(marks), skipped, currencies)
+    return Rebuilt(
+        len(history.events), len(history.marks), history.skipped, in_force, history.unconverted
+    )
 
 
 async def replay_into(

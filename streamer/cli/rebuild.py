@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING
 
 import click
 
 from streamer.cli import pass_settings
 from streamer.settings import Settings
+
+if TYPE_CHECKING:
+    from streamer.rebuild import Rebuilt
 
 
 @click.command("rebuild-state")
@@ -50,5 +54,26 @@ def rebuild_state(settings: Settings) -> None:
         f"rebuilt {settings.redis_url_redacted} from {settings.topic_transactions} and "
         f"{settings.topic_labels}: {done.transactions:,} transactions and {done.labels:,} "
         f"labels replayed in event time ({done.skipped:,} invalid records skipped) in "
-        f"{time.monotonic() - started:.0f} s; exchange rates: {done.currencies.describe()}"
+        f"{time.monotonic() - started:.0f} s; exchange rates: "
+        f"{done.rates.currencies.describe()}"
     )
+    for line in rate_warnings(done):
+        click.echo(f"warning: {line}")
+
+
+def rate_warnings(done: Rebuilt) -> list[str]:
+    """What an operator should know about the rates the rebuild converted at: Redis entries
+    it left out, and the currencies it met without a rate (the workers reviewed those
+    transactions; their amounts count in their cards' windows only as the readable mean)."""
+    out = [
+        f"the rate for {code} in fs:rates was left out: {problem}"
+        for code, problem in sorted(done.rates.problems.items())
+    ]
+    for code, n in sorted(done.unconverted.items()):
+        base = done.rates.currencies.base
+        out.append(
+            f"{n:,} transaction(s) in {code}, which has no rate to {base}: their cards' "
+            f"windows count them at the cards' readable amounts (a rate set with "
+            f"`fraud-streamer rates set {code}=RATE` before a rebuild converts them)"
+        )
+    return out

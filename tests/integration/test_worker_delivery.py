@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import struct
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,7 +29,7 @@ from models.registry import ModelRegistry
 from schemas import Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
-from streamer.features.keys import customer_window_key
+from streamer.features.keys import RATES_KEY, customer_window_key
 from streamer.features.store import RedisFeatureStore
 from streamer.local_redis_cluster import LocalCluster
 from streamer.local_redis_sentinel import LocalSentinel
@@ -429,7 +430,9 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     is published. The stream is written in euros, dollars and pounds: the worker and the
     rebuild both put the amounts in euros (rates 0.5 and 2 convert back exactly), so the state
     is that of the history in euros. The pound's rate is set with `fraud-streamer rates`, in
-    Redis: lost with the rest, it is set again before the rebuild, which converts with it."""
+    Redis: lost with the rest, it is set again before the rebuild, which converts with it. A
+    transaction in yen, which has no rate (a bad entry for it in Redis is left out), is replayed
+    unconverted, and the rebuild says so."""
     worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
     settings = worker_env.settings
     run_cli(worker_env, "rates", "set", "GBP=2")
@@ -438,8 +441,13 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "GBP": 0.5}).to_numpy()
     written = replay_slice.assign(amount=replay_slice["amount"] * per_unit, currency=currency)
     n = await _produce_transactions(worker_env, written)
-    await produce(settings, settings.topic_transactions, [(b"bad", b"not json")])
-    await _decisions(worker_env, set(replay_slice["transaction_id"]))
+    # one in yen, which has no rate, by a card and at a terminal of its own
+    last = replay_slice["timestamp"].max().isoformat()  # with its offset
+    yen = {"transaction_id": "yen-1", "customer_id": "c-yen", "terminal_id": "t-yen",
+           "amount": 6000.0, "currency": "JPY", "timestamp": last}  # fmt: skip
+    await produce(settings, settings.topic_transactions,
+                  [(b"bad", b"not json"), (b"c-yen", json.dumps(yen).encode())])  # fmt: skip
+    await _decisions(worker_env, {*replay_slice["transaction_id"], "yen-1"})
     worker_env.stop_all()
     outputs = (settings.topic_decisions, settings.topic_alerts, settings.topic_dead_letters)
     published = await _end_offsets(settings, outputs)
@@ -447,14 +455,19 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     redis = Redis.from_url(settings.redis_url)
     try:
         await redis.flushdb()
+        run_cli(worker_env, "rates", "set", "GBP=2")
+        await redis.hset(RATES_KEY, "JPY", "-1")  # written by other means: left out
+        out = run_cli(worker_env, "rebuild-state")
+        (member,) = await redis.zrange(customer_window_key("c-yen"), 0, -1)
     finally:
         await redis.aclose()
-    run_cli(worker_env, "rates", "set", "GBP=2")
-    out = run_cli(worker_env, "rebuild-state")
     labels = len(encode_labels(replay_slice))
-    assert f"{n:,} transactions and {labels:,} labels replayed" in out, out
+    assert f"{n + 1:,} transactions and {labels:,} labels replayed" in out, out
     assert "(1 invalid records skipped)" in out, out
     assert "exchange rates: 1 GBP = 2 EUR, 1 USD = 0.5 EUR" in out, out
+    assert "warning: the rate for JPY in fs:rates was left out: " in out, out
+    assert "warning: 1 transaction(s) in JPY, which has no rate to EUR" in out, out
+    assert member[:8] == struct.pack("<d", -6000.0)  # the window knows it cannot read it
 
     await _assert_state_is_the_training_one(settings, build_features(replay_slice))
     assert await _end_offsets(settings, outputs) == published
