@@ -222,8 +222,9 @@ def score_transactions(
     reasons: list[str] = []
     for start in range(0, len(ordered), CHUNK):
         rows = slice(start, start + CHUNK)
-        chunk_scores = scorer.score(X[rows])
-        amounts = X[rows, AMOUNT_COLUMN]  # as the worker's rules read it
+        inputs = scorer.model_inputs(X[rows])  # as the worker's model sees them
+        chunk_scores = scorer.score(inputs)
+        amounts = X[rows, AMOUNT_COLUMN]  # as the worker's rules read it (NaN: not known)
         rules = [rule_hits(amount=float(a), customer_blocked=False, terminal_blocked=False,
                            policy=policy) for a in amounts]
         unconverted = [
@@ -234,7 +235,7 @@ def score_transactions(
         chunk_outcomes = [outcome_for(float(s), rule_hit=bool(r), policy=policy,
                                       converted=u is None)
                           for s, r, u in zip(chunk_scores, rules, unconverted, strict=True)]
-        reasons += _reasons(scorer, X[rows], chunk_scores, rules, unconverted, chunk_outcomes,
+        reasons += _reasons(scorer, inputs, chunk_scores, rules, unconverted, chunk_outcomes,
                             policy)
         outcomes += chunk_outcomes
         scores[rows] = np.where([bool(r) for r in rules], 1.0, chunk_scores)

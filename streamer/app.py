@@ -317,7 +317,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         for currency in sorted(currencies):
             unrated.add(currency)
             log.warning(
-                "transactions in %s are scored on their amount as written and sent to review: "
+                "transactions in %s are scored without their amount and sent to review: "
                 "STREAMER_EXCHANGE_RATES has no rate from %s to %s "
                 "(streamer_unconverted_transactions_total counts them)",
                 currency,

@@ -5,7 +5,9 @@ numbers it learned from are in one currency (the training history's, EUR for the
 A transaction written in another currency is converted before anything is computed from its
 amount: its card's windows, its features and the rules all see the converted amount, while the
 decision echoes the amount and currency as the producer wrote them. A currency without a rate
-cannot be converted: its amount is taken as written, and the caller sends it to review at least
+cannot be converted: its amount is not known. Its card's windows leave it out of their amounts,
+the features computed from it take their typical values (:meth:`streamer.scoring.Scorer.
+model_inputs`), no amount limit applies, and the caller sends it to review at least
 (:func:`streamer.rules.outcome_for`), with :func:`unconverted_reason` saying why.
 
 One place for the rule, for the worker, ``rebuild-state`` and ``score-batch`` alike: the

@@ -139,7 +139,8 @@ def fraud_mark(label: Label) -> FraudMark:
 
 
 def feature_record(tx: Transaction, model_version: str, row: np.ndarray) -> bytes:
-    """One feature-log record: the vector a decision was scored on, by feature name.
+    """One feature-log record: the vector a decision was scored on, by feature name (what the
+    model was given: an unknown amount's features as their typical values).
 
     JSON floats round-trip exactly, so a consumer can compare them bit for bit with the
     training set (``tests/integration/test_worker_delivery.py`` does).
@@ -262,9 +263,10 @@ class Pipeline:
 
         scorer = self._scorer()  # one model for the whole batch, even if a promotion lands now
         shadow = self._shadow()
-        features = enriched.features
-        scores = scorer.score(features)
-        shadow_scores = shadow.score(features) if shadow is not None else None
+        features = enriched.features  # NaN where an amount is not known (no exchange rate)
+        inputs = scorer.model_inputs(features)
+        scores = scorer.score(inputs)
+        shadow_scores = None if shadow is None else shadow.score(shadow.model_inputs(features))
         policy = self._policy
 
         rules = [
@@ -289,7 +291,7 @@ class Pipeline:
             for i, (s, r) in enumerate(zip(scores, rules, strict=True))
         ]
         flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
-        explanations = scorer.explain(features[flagged], scores[flagged], policy.reasons_top_k)
+        explanations = scorer.explain(inputs[flagged], scores[flagged], policy.reasons_top_k)
         reasons: dict[int, list[Reason]] = {}
         for i, contributions in zip(flagged, explanations, strict=True):
             reasons[i] = flagged_reasons(
@@ -329,7 +331,7 @@ class Pipeline:
             if i in unconverted:
                 out.unconverted[tx.currency] = out.unconverted.get(tx.currency, 0) + 1
             if self._log_features:
-                out.features.append((key, feature_record(tx, scorer.version, features[i])))
+                out.features.append((key, feature_record(tx, scorer.version, inputs[i])))
             if shadow is not None and shadow_scores is not None:
                 seen = self._shadow_decision(
                     decision, float(shadow_scores[i]), rules[i], unconverted.get(i), shadow
@@ -339,7 +341,7 @@ class Pipeline:
                 out.shadow_outcomes[agrees] = out.shadow_outcomes.get(agrees, 0) + 1
         out.scores = np.asarray(scores, dtype=float).tolist()
         out.model_version = scorer.version
-        out.matrix, out.model_scores = features, scores
+        out.matrix, out.model_scores = inputs, scores
         return out
 
     def _shadow_decision(

@@ -40,7 +40,8 @@ class Policy:
 def rule_hits(
     *, amount: float, customer_blocked: bool, terminal_blocked: bool, policy: Policy
 ) -> list[Reason]:
-    """The rules a transaction breaks, as reasons; empty when it breaks none."""
+    """The rules a transaction breaks, as reasons; empty when it breaks none. An amount that
+    is not known (NaN: its currency had no rate) is over no limit; it is reviewed anyway."""
     hits = []
     if customer_blocked:
         hits.append(

@@ -93,10 +93,28 @@ class Scorer:
         baseline = manifest.baseline or [0.0] * len(FEATURE_NAMES)
         self.baseline = np.asarray(baseline, dtype=np.float64)
 
+    def model_inputs(self, features: np.ndarray) -> np.ndarray:
+        """The rows as the model scores and explains them: a feature that could not be known
+        (NaN: an amount in a currency without an exchange rate, and what is computed from it)
+        takes its baseline, a typical genuine transaction's value.
+
+        Read as a number in the model's currency, 600 JPY would be 600 EUR, far above what the
+        book's frauds start at: nearly every such transaction was declined. With its baseline,
+        the unknown amount neither raises nor lowers the score (nor is named in the reasons,
+        whose neutralisation sets it to that same value): the transaction is scored on what is
+        known, the card's and the terminal's histories, and reviewed at least.
+        """
+        unknown = np.isnan(features)
+        if not unknown.any():
+            return features
+        return np.where(unknown, self.baseline, features)
+
     def score(self, features: np.ndarray) -> np.ndarray:
-        """Fraud probability per row."""
+        """Fraud probability per row, of its :meth:`model_inputs` (a model given NaN would
+        either refuse it or, as scikit-learn's boosting does, read it as a value of its own)."""
         if len(features) == 0:
             return np.empty(0, dtype=np.float64)
+        features = self.model_inputs(features)
         if self._flat is not None and len(features) <= FLAT_MAX_ROWS:
             proba = self._flat(features)[:, 1]
         else:

@@ -121,9 +121,9 @@ class Settings(BaseSettings):
     exchange_rates: dict[CurrencyCode, Rate] = Field(
         default_factory=dict, description="Units of STREAMER_BASE_CURRENCY that one unit of "
         'each other currency buys, as JSON, e.g. {"USD": 0.86, "GBP": 1.14}. A transaction in '
-        "a currency without a rate is scored on its amount as written and sent to review at "
-        "least, with a reason that says so. Read at start; `fraud-streamer rates set` changes "
-        "rates while the workers run."
+        "a currency without a rate is scored without its amount (not known) and sent to "
+        "review at least, with a reason that says so. Read at start; `fraud-streamer rates "
+        "set` changes rates while the workers run."
     )
 
     # --- model -------------------------------------------------------------------------------

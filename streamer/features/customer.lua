@@ -23,9 +23,8 @@
 -- would weigh as 6,000 EUR in the card's means and median for 30 days. Such a transaction counts
 -- in its windows, but its amount counts as the mean of the readable ones there (a window's sum
 -- is their sum scaled to its count), and the median and high count are taken over the readable
--- amounts of the others. Only where none is readable, this transaction's included, are the
--- amounts taken as written: a card that pays only in that currency keeps amounts comparable
--- among themselves.
+-- amounts of the others. A window where no amount is readable has an unknown sum (NaN): the
+-- scorer gives what cannot be known its typical value (streamer/scoring.py).
 --
 -- A transaction seen before (a re-delivery) gets the stats first computed for it: a fast backlog
 -- can move the card's later transactions past the retention horizon of this one's windows
@@ -49,8 +48,7 @@ local nwin = #WINDOWS
 
 -- this transaction's own amount, as written or converted (its member holds an unreadable one
 -- negated)
-local signed = unpackd('<d', member)
-local own = math.abs(signed)
+local own = math.abs(unpackd('<d', member))
 
 local first = redis.call('HGET', statskey, id)
 if first then
@@ -76,15 +74,12 @@ local rows = redis.call('ZRANGEBYSCORE', zkey, '(' .. format('%d', t - WINDOWS[n
                         format('%d', t))
 
 -- lows[w]: a transaction is in window w when its time is above lows[w]. sums and others hold
--- the amounts that can be read; unread, raws and raw_others the ones that cannot (as written)
-local lows, counts, sums, unread, raws = {}, {}, {}, {}, {}
-for w = 1, nwin do
-  lows[w] = t - WINDOWS[w]; counts[w] = 0; sums[w] = 0; unread[w] = 0; raws[w] = 0
-end
+-- the amounts that can be read; unread counts the ones that cannot
+local lows, counts, sums, unread = {}, {}, {}, {}
+for w = 1, nwin do lows[w] = t - WINDOWS[w]; counts[w] = 0; sums[w] = 0; unread[w] = 0 end
 local high_low = t - HIGH_MS
 local prev = -1
 local others, recent, m, r = {}, {}, 0, 0
-local raw_others, raw_recent, mu, ru = {}, {}, 0, 0
 for i = 1, #rows do
   local row = rows[i]
   local a, s = unpackd('<dd', row)
@@ -96,9 +91,7 @@ for i = 1, #rows do
         if a >= 0 then
           for v = w, nwin do counts[v] = counts[v] + 1; sums[v] = sums[v] + a end
         else
-          for v = w, nwin do
-            counts[v] = counts[v] + 1; unread[v] = unread[v] + 1; raws[v] = raws[v] - a
-          end
+          for v = w, nwin do counts[v] = counts[v] + 1; unread[v] = unread[v] + 1 end
         end
         break
       end
@@ -108,23 +101,19 @@ for i = 1, #rows do
       if a >= 0 then
         m = m + 1; others[m] = a
         if s > high_low then r = r + 1; recent[r] = a end
-      else
-        mu = mu + 1; raw_others[mu] = -a
-        if s > high_low then ru = ru + 1; raw_recent[ru] = -a end
       end
     end
   end
 end
 
 -- an amount that cannot be read counts as the mean of those that can, so the card's windows
--- are not skewed by it; a window with none readable keeps the amounts as written
+-- are not skewed by it; with none readable, the window's sum is unknown
 for w = 1, nwin do
   local known = counts[w] - unread[w]
   if unread[w] > 0 then
-    if known > 0 then sums[w] = sums[w] / known * counts[w] else sums[w] = raws[w] end
+    if known > 0 then sums[w] = sums[w] / known * counts[w] else sums[w] = 0 / 0 end
   end
 end
-if m == 0 and signed < 0 then others, recent, m, r = raw_others, raw_recent, mu, ru end
 
 local median = 0
 if m > 0 then

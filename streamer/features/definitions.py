@@ -27,6 +27,7 @@ __all__ = [
     "HIGH_AMOUNT_FACTOR",
     "LABEL_DELAY_DAYS",
     "NIGHT_LAST_HOUR",
+    "OWN_AMOUNT_COLUMNS",
     "RETENTION_DAYS",
     "TERMINAL_STATS_LEN",
     "WEEKEND_FIRST_DAY",
@@ -172,6 +173,16 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 #: the column of the amount, in the model's currency, as the card's window first recorded it:
 #: what the rules compare too, so that a repeat is decided as the first delivery was
 AMOUNT_COLUMN = FEATURE_NAMES.index("TX_AMOUNT")
+#: the columns computed from the transaction's own amount: unknown (NaN) when its currency had
+#: no rate, and the scorer gives them their typical values (:mod:`streamer.scoring`)
+OWN_AMOUNT_COLUMNS: tuple[int, ...] = tuple(
+    FEATURE_NAMES.index(name)
+    for name in (
+        "TX_AMOUNT",
+        "CUSTOMER_AMOUNT_RATIO_30DAY",
+        f"CUSTOMER_AMOUNT_RATIO_MEDIAN_{max(WINDOW_DAYS)}DAY",
+    )
+)
 #: inputs that follow the clock: their mix over a few thousand rows depends on the hour and the
 #: weekday, not on whether traffic changed, so drift is not watched on them
 CALENDAR_FEATURES: tuple[str, ...] = ("TX_DURING_WEEKEND", "TX_DURING_NIGHT")
@@ -281,4 +292,7 @@ def build_matrix(
         out[:, col + 2] = np.where(median > 0, amount / median, 1.0)
     out[:, col + 3] = cust[:, _HIGH]
     out[:, col + 4] = term[:, _RUN]
+    # an amount its currency had no rate for is a number in another unit: unknown, as is
+    # everything computed from it (a card's window without a readable amount is NaN already)
+    out[np.ix_(cust[:, _CONVERTED] == 0, OWN_AMOUNT_COLUMNS)] = np.nan
     return out

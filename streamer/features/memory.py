@@ -8,6 +8,7 @@ inserts land at the end of each entity's list.
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,18 +73,16 @@ class _Customer:
 
 def _window_sum(values: Sequence[float], own: float) -> float:
     """A window's amount sum as customer.lua settles it when some amount could not be read
-    (negated): the readable ones summed in order, scaled to the window's count; the amounts as
-    written if none is readable."""
-    readable, raw, known = 0.0, 0.0, 0
+    (negated): the readable ones summed in order, scaled to the window's count; unknown (NaN)
+    if none is readable."""
+    readable, known = 0.0, 0
     for a in (*values, own):
         if a >= 0:
             readable, known = readable + a, known + 1
-        else:
-            raw = raw - a
     count = len(values) + 1
     if known == count:
         return readable
-    return readable / known * count if known else raw
+    return readable / known * count if known else math.nan
 
 
 @dataclass(slots=True)
@@ -189,10 +188,9 @@ class InMemoryFeatureStore(FeatureStore):
         out.append(float(t - prev) if prev >= 0 else -1.0)
         recent = max(widest_start, bisect_left(keys, (t - cfg.high_amount_days * DAY_MS + 1, b"")))
         others, latest = values[widest_start:end], values[recent:end]
-        if not plain:  # the readable amounts, or if none is, all of them as written
-            readable = mine >= 0 or any(a >= 0 for a in others)
-            others = [a if readable else -a for a in others if (a >= 0) == readable]
-            latest = [a if readable else -a for a in latest if (a >= 0) == readable]
+        if not plain:  # the readable amounts only
+            others = [a for a in others if a >= 0]
+            latest = [a for a in latest if a >= 0]
         median = _median(others)
         limit = cfg.high_amount_factor * median
         out.append(median)

@@ -369,12 +369,13 @@ async def test_a_withdrawn_label_counts_until_its_withdrawal_is_reported(
 
 
 async def test_amounts_in_other_currencies_are_converted_and_one_without_a_rate_reviewed(
-    worker_env: WorkerEnv,
+    worker_env: WorkerEnv, registry: ModelRegistry
 ) -> None:
     """A card paying in dollars gets, from Redis, the features of the same payments in euros
     at the configured rate, and its decisions echo the dollars; a currency without a rate is
-    reviewed with the reason, counted in the metrics and warned of once in the log, and its
-    amount does not weigh in its card's later amount features as if it were in euros."""
+    reviewed with the reason (not declined on its amount read as euros), counted in the metrics
+    and warned of once in the log, and its amount does not weigh in its card's later amount
+    features as if it were in euros."""
     features_topic = f"{worker_env.settings.topic_decisions}-features"
     worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
     worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
@@ -411,10 +412,13 @@ async def test_amounts_in_other_currencies_are_converted_and_one_without_a_rate_
         assert dollars["TX_AMOUNT"] == 40.0 * i
         assert decisions[f"usd{i}"].score == decisions[f"eur{i}"].score
         assert (decisions[f"usd{i}"].amount, decisions[f"usd{i}"].currency) == (80.0 * i, "USD")
-    for tx_id in ("yen1", "yen2"):
-        assert decisions[tx_id].decision != "approve"
+    typical = dict(zip(FEATURE_NAMES, registry.load().manifest.baseline, strict=True))
+    for tx_id in ("yen1", "yen2", "mix2"):
+        # 6,000 yen read as euros would be declined; the amount is not known, so the model is
+        # given its typical value, and the transaction is reviewed for want of a rate
+        assert decisions[tx_id].decision == "review", decisions[tx_id]
         assert decisions[tx_id].reasons[0].code == "CURRENCY_NOT_CONVERTED"
-        assert features[tx_id]["TX_AMOUNT"] == 6000.0  # as written
+        assert features[tx_id]["TX_AMOUNT"] == typical["TX_AMOUNT"]
     # a card paying in euros, then in yen: the yen amount is counted, not added as 6,000 EUR
     mixed = features["mix3"]
     assert mixed["CUSTOMER_ID_NB_TX_30DAY_WINDOW"] == 3

@@ -102,10 +102,14 @@ def test_an_amount_without_a_rate_counts_in_its_card_windows_at_their_readable_m
     store = InMemoryFeatureStore()
     store.enrich_sync([ev("a", T0, 10.0), ev("b", T0 + 10 * DAY_MS, 30.0)])
     yen = store.enrich_sync([unrated("c", T0 + 20 * DAY_MS, 6000.0)])[0]
-    assert yen[COL["TX_AMOUNT"]] == 6000.0  # its own amount is scored as written (and reviewed)
+    # its own amount is not known, nor what is computed from it (the scorer gives them their
+    # typical values), nor the mean of a window where no amount is readable
+    for name in ("TX_AMOUNT", "CUSTOMER_AMOUNT_RATIO_30DAY", "CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY",
+                 "CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"):  # fmt: skip
+        assert np.isnan(yen[COL[name]]), name
     assert yen[COL["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]] == 3
     assert yen[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == 20.0  # a, b: the readable ones
-    assert yen[COL["CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]] == 6000.0  # none readable: as written
+    assert yen[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0
     x = store.enrich_sync([ev("d", T0 + 20 * DAY_MS + 1000, 40.0)])[0]
     assert x[COL["CUSTOMER_ID_NB_TX_1DAY_WINDOW"]] == 2  # c is counted
     assert x[COL["CUSTOMER_ID_AVG_AMOUNT_1DAY_WINDOW"]] == 40.0  # at d's amount, the readable
@@ -124,12 +128,12 @@ def test_an_amount_without_a_rate_counts_in_its_card_windows_at_their_readable_m
     assert x[median] == y[median]
 
 
-def test_a_card_paying_only_without_a_rate_keeps_its_amounts_as_written() -> None:
+def test_a_card_paying_only_without_a_rate_has_no_known_amounts() -> None:
     store = InMemoryFeatureStore()
     store.enrich_sync([unrated("a", T0, 1000.0), unrated("b", T0 + DAY_MS, 3000.0)])
     x = store.enrich_sync([unrated("c", T0 + 2 * DAY_MS, 20000.0)])[0]
-    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == 8000.0
-    assert x[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 10.0  # 20,000 over 2,000
+    assert x[COL["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]] == 3
+    assert np.isnan(x[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]])
     assert x[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0
     # once the card pays in a currency that is read, the others count at its amounts
     y = store.enrich_sync([ev("d", T0 + 2 * DAY_MS + 1000, 25.0)])[0]
@@ -137,6 +141,7 @@ def test_a_card_paying_only_without_a_rate_keeps_its_amounts_as_written() -> Non
     # its median is that of the readable others: none (1.0, nothing to compare with), where
     # the amounts as written would make 25 EUR look a hundredth of the usual
     assert y[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 1.0
+    assert y[COL["TX_AMOUNT"]] == 25.0
     # a month later the unreadable amounts have left the windows with the rest
     later = store.enrich_sync([ev("e", T0 + 60 * DAY_MS, 10.0)])[0]
     assert later[COL["CUSTOMER_ID_NB_TX_30DAY_WINDOW"]] == 1
