@@ -54,7 +54,7 @@ class Rebuilt:
     labels: int
     skipped: int  # records that were not valid transactions or labels
     rates: rates.InForce  # the rates the amounts were converted at, and the entries left out
-    #: transactions per currency that had no rate: their amounts are as written
+    #: transactions per currency that had no rate: their amounts are not known
     unconverted: Mapping[str, int]
 
 
