@@ -35,9 +35,9 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
     STREAMER_DECLINE_THRESHOLD, STREAMER_AMOUNT_LIMIT). Amounts in another currency than
     STREAMER_BASE_CURRENCY are converted with STREAMER_EXCHANGE_RATES, as the worker does; one
     without a rate is scored without its amount (not known) and reviewed at least. Blocklists
-    are kept in Redis and are NOT applied here. Writes one row per transaction, in input order: transaction_id,
-    customer_id, terminal_id, amount, currency, timestamp, score, decision, reasons (JSON),
-    model_version.
+    are kept in Redis and are NOT applied here. Writes one row per transaction, in input
+    order: transaction_id, customer_id, terminal_id, amount, currency, timestamp, score,
+    decision, reasons (JSON), model_version.
     """
     from tqdm import tqdm
 
