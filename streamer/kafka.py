@@ -308,8 +308,10 @@ async def ensure_topics(
     partitions: int | None = None,
     *,
     timeout: float = 30.0,
+    configs: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet and return the names created.
+    """Create the topics that do not exist yet and return the names created (with the topic
+    ``configs`` given, e.g. ``cleanup.policy``).
 
     Topics are created explicitly, never by the broker's auto-creation, so that they get the
     partition count the design expects (``settings.partitions`` unless given) and the
@@ -331,7 +333,10 @@ async def ensure_topics(
                 settings, len(await fetch_broker_ids(settings, timeout=timeout))
             )
             response = await admin.create_topics(
-                [NewTopic(name, count, replicas) for name in missing],
+                [
+                    NewTopic(name, count, replicas, topic_configs=dict(configs or {}))
+                    for name in missing
+                ],
                 timeout_ms=int(timeout * 1000),
             )
             for topic, code, *rest in response.topic_errors:

@@ -10,19 +10,36 @@ A rate can change between a transaction's first delivery and its repeat: the car
 the amount first converted, and whether it could be, so the repeat is decided as before
 (``customer.lua``). An entry the workers cannot use (written by hand, say) is left out, and
 they say so in the log; ``fraud-streamer rates set`` refuses one before it is written.
+
+Redis holds derived state that a restart without persistence loses, and Kafka is the source of
+truth: so each change made with ``fraud-streamer rates`` is also recorded in Kafka, the whole
+hash after it, in a compacted topic of its own (``STREAMER_TOPIC_RATES``), and
+``rebuild-state`` (or ``rates restore``) sets the last one again in a Redis that has none.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+
 from streamer.currency import Currencies, check_rate
 from streamer.features.keys import RATES_KEY
+from streamer.kafka import (
+    KafkaUnusable,
+    ensure_topics,
+    make_producer,
+    read_to_end,
+    running,
+    topic_partitions,
+)
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings
 
-__all__ = ["InForce", "effective", "read", "remove", "write"]
+__all__ = ["InForce", "effective", "read", "record", "recorded", "remove", "restore", "write"]
 
 
 def _text(value: bytes | str) -> str:
@@ -79,3 +96,59 @@ async def write(client: RedisClient, rates: Mapping[str, float], *, replace: boo
 async def remove(client: RedisClient, codes: Iterable[str]) -> int:
     """Withdraw these currencies' Redis rates; how many there were."""
     return int(await client.hdel(RATES_KEY, *codes))
+
+
+#: the key of every record on the rates topic: compaction keeps the last one only
+_RECORD_KEY = RATES_KEY.encode()
+
+
+async def record(settings: Settings, entries: Mapping[str, str]) -> None:
+    """Record in Kafka the hash's entries after a change (creating the topic the first time);
+    returns once the broker has them. Raises what aiokafka raises when Kafka cannot take it."""
+    await ensure_topics(
+        settings, [settings.topic_rates], partitions=1, configs={"cleanup.policy": "compact"}
+    )
+    value = json.dumps({"rates": dict(entries)}, sort_keys=True).encode()
+    async with running(make_producer(settings)) as producer:
+        await producer.send_and_wait(settings.topic_rates, value, key=_RECORD_KEY)
+
+
+async def recorded(settings: Settings) -> dict[str, str] | None:
+    """The entries last recorded in Kafka; None when nothing was ever recorded (no topic, or
+    an empty one). Raises :class:`~streamer.kafka.KafkaUnusable` when Kafka cannot be read."""
+    try:
+        found = await topic_partitions(settings, settings.topic_rates)
+    except (KafkaError, OSError) as exc:
+        raise KafkaUnusable(
+            f"cannot read {settings.topic_rates} from Kafka at "
+            f"{settings.kafka_bootstrap_servers}: {exc}"
+        ) from exc
+    if found is None:
+        return None
+    last: list[dict[str, str]] = []
+
+    def keep(message: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            entries = json.loads(message.value or b"")["rates"]
+            last[:] = [{str(code): str(rate) for code, rate in entries.items()}]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(
+                f"the last record on {settings.topic_rates} (offset {message.offset}) is not "
+                f'a set of rates ({{"rates": {{"USD": "0.86"}}}}): {exc!r}'
+            ) from None
+
+    await read_to_end(settings, settings.topic_rates, keep, tail=1)
+    return last[0] if last else None
+
+
+async def restore(settings: Settings, client: RedisClient) -> dict[str, str] | None:
+    """Set the entries last recorded in Kafka in a Redis that holds none (it lost them); the
+    entries set, or None when Redis has some or Kafka has none to give."""
+    if await read(client):
+        return None
+    entries = await recorded(settings)
+    if not entries:
+        return None
+    pairs = [part for entry in entries.items() for part in entry]
+    await client.eval(_REPLACE, 1, RATES_KEY, *pairs)
+    return entries

@@ -56,6 +56,8 @@ class Rebuilt:
     rates: rates.InForce  # the rates the amounts were converted at, and the entries left out
     #: transactions per currency that had no rate: their amounts are not known
     unconverted: Mapping[str, int]
+    #: the rates set again from Kafka first (Redis held none); None if none were
+    restored: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,8 @@ async def rebuild(
     # no timer per reply: the store puts one deadline on each batch
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=None)
     try:
+        # a Redis that lost its state lost the rates set with `fraud-streamer rates` too
+        restored = await rates.restore(settings, client)
         # the state holds amounts as the workers convert them: at the rates in force now
         in_force = await rates.effective(settings, client)
         history = await read_history(settings, in_force.currencies, read)
@@ -124,7 +128,12 @@ async def rebuild(
     finally:
         await client.aclose()
     return Rebuilt(
-        len(history.events), len(history.marks), history.skipped, in_force, history.unconverted
+        len(history.events),
+        len(history.marks),
+        history.skipped,
+        in_force,
+        history.unconverted,
+        restored,
     )
 
 

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         "shadow`) would have decided, one record per decision, as the Decision schema; nothing "
         "while no shadow is set."
     )
+    topic_rates: str = Field(
+        "exchange-rates",
+        description="Internal: the exchange rates set with `fraud-streamer rates`, the whole "
+        "set after each change (one partition, compacted), from which `rebuild-state` and "
+        "`rates restore` set them again in a Redis that lost them.",
+    )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics we create.")
     topic_replication_factor: int | None = Field(
         None, ge=1, le=32, description="Replicas of each partition of the topics we create; "

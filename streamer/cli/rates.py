@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from streamer.cli import pass_settings, with_redis
 from streamer.settings import Settings
+
+if TYPE_CHECKING:
+    from streamer.redis_client import RedisClient
 
 
 def _parse(pairs: Iterable[tuple[str, object]], base: str, *, per_base: bool) -> dict[str, float]:
@@ -53,6 +58,27 @@ def _file_pairs(path: Path) -> list[tuple[str, object]]:
     return list(loaded.items())
 
 
+def _record(settings: Settings, entries: Mapping[str, str]) -> None:
+    """Record the rates now in Redis in Kafka, from where a Redis that loses them gets them
+    back (``rates restore``, ``rebuild-state``)."""
+    from streamer import rates as stored
+    from streamer.kafka import connection_problem
+
+    async def run() -> None:
+        try:
+            await stored.record(settings, entries)
+        except Exception as exc:
+            problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
+            raise click.ClickException(
+                f"the rates are set in Redis, and the workers take them up, but they could not "
+                f"be recorded on {settings.topic_rates} at {settings.kafka_bootstrap_servers} "
+                f"({problem}): run the command again once Kafka answers, or a Redis that loses "
+                f"them will not get them back"
+            ) from None
+
+    asyncio.run(run())
+
+
 @click.group()
 def rates() -> None:
     """Exchange rates to STREAMER_BASE_CURRENCY, set while the workers run.
@@ -61,7 +87,9 @@ def rates() -> None:
     STREAMER_EXCHANGE_RATES currency by currency. Every worker takes them up within
     STREAMER_MODEL_POLL_SECONDS, with no restart, and logs the change; a transaction already
     received keeps the rate it was converted at, and a repeat of one decided before the change
-    gets the same decision. A transaction in a currency with no rate is still reviewed.
+    gets the same decision. A transaction in a currency with no rate is still reviewed. Each
+    change is also recorded in Kafka (STREAMER_TOPIC_RATES), from where `rates restore` and
+    `rebuild-state` set the rates again in a Redis that lost them.
     """
 
 
@@ -113,7 +141,12 @@ def set_(
     if not given and not replace:
         raise click.UsageError("give rates as CODE=RATE arguments or with --file")
     wanted = _parse(given, settings.base_currency, per_base=per_base)
-    with_redis(settings, lambda client: stored.write(client, wanted, replace=replace))
+
+    async def change(client: RedisClient) -> dict[str, str]:
+        await stored.write(client, wanted, replace=replace)
+        return await stored.read(client)
+
+    _record(settings, with_redis(settings, change))
     listed = ", ".join(rate_text(c, r, settings.base_currency) for c, r in wanted.items())
     done = f"set {listed}" if wanted else "no rates given"
     if replace:
@@ -129,5 +162,34 @@ def unset(settings: Settings, codes: tuple[str, ...]) -> None:
     no rate (reviewed) when it has none."""
     from streamer import rates as stored
 
-    removed = with_redis(settings, lambda client: stored.remove(client, codes))
+    async def change(client: RedisClient) -> tuple[int, dict[str, str]]:
+        return await stored.remove(client, codes), await stored.read(client)
+
+    removed, entries = with_redis(settings, change)
+    _record(settings, entries)
     click.echo(f"{removed} rate(s) withdrawn ({len(codes) - removed} not set here)")
+
+
+@rates.command("restore")
+@pass_settings
+def restore(settings: Settings) -> None:
+    """Set again the rates last recorded in Kafka, in a Redis that lost them (a restart without
+    persistence, a new server). `rebuild-state` does this first by itself; a Redis that holds
+    any rate is left as it is."""
+    from streamer import rates as stored
+    from streamer.kafka import KafkaUnusable
+
+    async def put_back(client: RedisClient) -> tuple[dict[str, str], dict[str, str] | None]:
+        return await stored.read(client), await stored.restore(settings, client)
+
+    try:
+        held, restored = with_redis(settings, put_back)
+    except (KafkaUnusable, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if held:
+        click.echo(f"Redis holds {len(held)} rate entry(ies) already: left as they are")
+    elif restored is None:
+        click.echo(f"nothing to restore: no rates recorded on {settings.topic_rates}")
+    else:
+        listed = ", ".join(f"{code}={rate}" for code, rate in sorted(restored.items()))
+        click.echo(f"restored {listed} from {settings.topic_rates}")

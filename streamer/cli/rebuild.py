@@ -26,7 +26,9 @@ def rebuild_state(settings: Settings) -> None:
     to their current end and replays them through the workers' own scripts into
     STREAMER_REDIS_URL, in event time — the state the stream built, without publishing any
     decision again. Workers may keep running: every update is idempotent per transaction id.
-    The topics' retention should cover the state's 44 days.
+    The topics' retention should cover the state's 44 days. A Redis that holds no exchange
+    rate first gets back those last set with `fraud-streamer rates` (recorded on
+    STREAMER_TOPIC_RATES), and the history is converted at the rates then in force.
     """
     from tqdm import tqdm
 
@@ -50,6 +52,9 @@ def rebuild_state(settings: Settings) -> None:
             done = asyncio.run(rebuild(settings, read.update, replayed.update))
         except KafkaUnusable as exc:
             raise click.ClickException(str(exc)) from None
+    if done.restored:
+        listed = ", ".join(f"{code}={rate}" for code, rate in sorted(done.restored.items()))
+        click.echo(f"exchange rates restored from {settings.topic_rates}: {listed}")
     click.echo(
         f"rebuilt {settings.redis_url_redacted} from {settings.topic_transactions} and "
         f"{settings.topic_labels}: {done.transactions:,} transactions and {done.labels:,} "

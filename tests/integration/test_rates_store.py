@@ -1,11 +1,18 @@
 """Exchange rates kept in Redis (``fs:rates``), on a single server and on a Redis Cluster: set,
-replaced in one step, withdrawn, and read back as the workers take them up."""
+replaced in one step, withdrawn, and read back as the workers take them up; recorded in Kafka,
+and restored from there to a Redis that lost them."""
 
 from __future__ import annotations
 
+import uuid
+
+from click.testing import CliRunner
+from redis import Redis as SyncRedis
+
 from streamer import rates
+from streamer.cli import cli
 from streamer.redis_client import RedisClient
-from streamer.settings import load_settings
+from streamer.settings import Settings, load_settings
 
 
 async def test_rates_are_set_replaced_and_withdrawn(redis: RedisClient) -> None:
@@ -30,3 +37,39 @@ async def test_rates_are_set_replaced_and_withdrawn(redis: RedisClient) -> None:
     }  # fmt: skip
     await rates.write(redis, {}, replace=True)  # nothing given: every Redis rate withdrawn
     assert await rates.read(redis) == {}
+
+
+async def test_rates_are_recorded_in_kafka_and_restored_to_a_redis_that_lost_them(
+    redis: RedisClient, stack: Settings
+) -> None:
+    settings = stack.model_copy(update={"topic_rates": f"rates-{uuid.uuid4().hex[:8]}"})
+    assert await rates.recorded(settings) is None  # nothing recorded yet: no topic
+    await rates.record(settings, {"USD": "0.9"})
+    await rates.record(settings, {"USD": "0.91", "JPY": "0.006"})
+    assert await rates.recorded(settings) == {"USD": "0.91", "JPY": "0.006"}  # the last one
+
+    await rates.write(redis, {"GBP": 1.1})
+    assert await rates.restore(settings, redis) is None  # Redis holds a rate: left as it is
+    assert await rates.read(redis) == {"GBP": "1.1"}
+    await rates.write(redis, {}, replace=True)  # as after a loss
+    assert await rates.restore(settings, redis) == {"USD": "0.91", "JPY": "0.006"}
+    assert await rates.read(redis) == {"USD": "0.91", "JPY": "0.006"}
+    await rates.write(redis, {}, replace=True)
+
+
+def test_a_change_kafka_does_not_take_is_set_and_said_so(stack: Settings) -> None:
+    """`rates set` writes Redis first (the workers take the rate up), then records it in
+    Kafka; when Kafka does not answer, the command fails with what was done and what was not."""
+    url = stack.redis_url.rsplit("/", 1)[0] + "/14"
+    env = {"STREAMER_REDIS_URL": url, "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = CliRunner().invoke(cli, ["rates", "set", "USD=0.9"], env=env)
+    try:
+        assert result.exit_code == 1, result.output
+        said = (
+            "the rates are set in Redis, and the workers take them up, but they could not be "
+            "recorded on exchange-rates at 127.0.0.1:1 (nothing listens at 127.0.0.1:1"
+        )
+        assert said in " ".join(result.output.split()), result.output
+        assert SyncRedis.from_url(url).hgetall("fs:rates") == {b"USD": b"0.9"}
+    finally:
+        SyncRedis.from_url(url).delete("fs:rates")

@@ -430,12 +430,14 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     is published. The stream is written in euros, dollars and pounds: the worker and the
     rebuild both put the amounts in euros (rates 0.5 and 2 convert back exactly), so the state
     is that of the history in euros. The pound's rate is set with `fraud-streamer rates`, in
-    Redis: lost with the rest, it is set again before the rebuild, which converts with it. A
-    transaction in yen, which has no rate (a bad entry for it in Redis is left out), is replayed
-    unconverted, and the rebuild says so."""
+    Redis: lost with the rest, the rebuild sets it again from Kafka first and converts with it.
+    A transaction in yen, which has no rate (a bad entry for it in Redis is left out), is
+    replayed unconverted, and the rebuild says so."""
     worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
     settings = worker_env.settings
-    run_cli(worker_env, "rates", "set", "GBP=2")
+    async with Redis.from_url(settings.redis_url) as early:
+        await early.hset(RATES_KEY, "JPY", "-1")  # written by other means: left out
+    run_cli(worker_env, "rates", "set", "GBP=2")  # recorded in Kafka with the JPY entry
     await _start_with_labels(worker_env, replay_slice)
     currency = np.array(["EUR", "USD", "GBP"])[np.arange(len(replay_slice)) % 3]
     per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "GBP": 0.5}).to_numpy()
@@ -455,8 +457,6 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     redis = Redis.from_url(settings.redis_url)
     try:
         await redis.flushdb()
-        run_cli(worker_env, "rates", "set", "GBP=2")
-        await redis.hset(RATES_KEY, "JPY", "-1")  # written by other means: left out
         out = run_cli(worker_env, "rebuild-state")
         (member,) = await redis.zrange(customer_window_key("c-yen"), 0, -1)
     finally:
@@ -464,6 +464,7 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     labels = len(encode_labels(replay_slice))
     assert f"{n + 1:,} transactions and {labels:,} labels replayed" in out, out
     assert "(1 invalid records skipped)" in out, out
+    assert f"exchange rates restored from {settings.topic_rates}: GBP=2.0, JPY=-1" in out, out
     assert "exchange rates: 1 GBP = 2 EUR, 1 USD = 0.5 EUR" in out, out
     assert "warning: the rate for JPY in fs:rates was left out: " in out, out
     assert "warning: 1 transaction(s) in JPY, which has no rate to EUR" in out, out

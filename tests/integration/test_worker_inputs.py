@@ -437,7 +437,8 @@ async def test_rates_set_while_the_worker_runs_are_taken_up_without_a_restart(
     """``fraud-streamer rates set`` changes a rate and gives one to a currency that had none:
     the running worker converts what comes next at the new rates, logs the change and exports
     them; an entry it cannot use is left out with an error naming it; ``rates unset`` takes a
-    rate back, and that currency is reviewed again."""
+    rate back, and that currency is reviewed again; ``rates restore`` sets the rates recorded
+    in Kafka again in a Redis that lost them."""
     features_topic = f"{worker_env.settings.topic_decisions}-features"
     worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
     worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
@@ -509,6 +510,20 @@ async def test_rates_set_while_the_worker_runs_are_taken_up_without_a_restart(
     wait_for(lambda: rate("USD") == 0.2, timeout=30, what="the feed taken up", worker=worker_env)
     wait_for(lambda: worker_env.metrics().get(("streamer_exchange_rates_left_out", ())) == 0,
              timeout=30, what="the bad entry gone with the rest", worker=worker_env)  # fmt: skip
+
+    # Redis loses the rates (with the rest of its data): they are recorded in Kafka, from
+    # where `rates restore` sets them again, and the worker takes them up once more
+    said = run_cli(worker_env, "rates", "restore")
+    assert "Redis holds 1 rate entry(ies) already: left as they are" in said, said
+    client = Redis.from_url(settings.redis_url)
+    await client.delete("fs:rates")
+    await client.aclose()
+    wait_for(lambda: rate("USD") == 0.5, timeout=30, what="the fallback to the variable",
+             worker=worker_env)  # fmt: skip
+    said = run_cli(worker_env, "rates", "restore")
+    assert f"restored USD=0.2 from {settings.topic_rates}" in said, said
+    wait_for(lambda: rate("USD") == 0.2, timeout=30, what="the restored rate taken up",
+             worker=worker_env)  # fmt: skip
 
 
 async def test_the_worker_exports_how_far_its_decisions_and_its_pending_records_have_come(
