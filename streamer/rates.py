@@ -39,7 +39,17 @@ from streamer.kafka import (
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings
 
-__all__ = ["InForce", "effective", "read", "record", "recorded", "remove", "restore", "write"]
+__all__ = [
+    "InForce",
+    "NotARecord",
+    "effective",
+    "read",
+    "record",
+    "recorded",
+    "remove",
+    "restore",
+    "write",
+]
 
 
 def _text(value: bytes | str) -> str:
@@ -87,15 +97,24 @@ async def write(client: RedisClient, rates: Mapping[str, float], *, replace: boo
     """Set these rates (checked by the caller with :func:`check_rate`); with ``replace``, the
     Redis rates become exactly these, in one atomic step."""
     if replace:
-        pairs = [part for code, rate in rates.items() for part in (code, repr(rate))]
-        await client.eval(_REPLACE, 1, RATES_KEY, *pairs)
+        await _replace(client, {code: repr(rate) for code, rate in rates.items()})
     elif rates:
         await client.hset(RATES_KEY, mapping={code: repr(rate) for code, rate in rates.items()})
+
+
+async def _replace(client: RedisClient, entries: Mapping[str, str]) -> None:
+    """Make the hash exactly these entries, in one step."""
+    pairs = [part for entry in entries.items() for part in entry]
+    await client.eval(_REPLACE, 1, RATES_KEY, *pairs)
 
 
 async def remove(client: RedisClient, codes: Iterable[str]) -> int:
     """Withdraw these currencies' Redis rates; how many there were."""
     return int(await client.hdel(RATES_KEY, *codes))
+
+
+class NotARecord(ValueError):
+    """The last record on the rates topic is not one that ``record`` wrote."""
 
 
 #: the key of every record on the rates topic: compaction keeps the last one only
@@ -115,7 +134,8 @@ async def record(settings: Settings, entries: Mapping[str, str]) -> None:
 
 async def recorded(settings: Settings) -> dict[str, str] | None:
     """The entries last recorded in Kafka; None when nothing was ever recorded (no topic, or
-    an empty one). Raises :class:`~streamer.kafka.KafkaUnusable` when Kafka cannot be read."""
+    an empty one). Raises :class:`~streamer.kafka.KafkaUnusable` when Kafka cannot be read,
+    :class:`NotARecord` when the last record is not one of ours."""
     try:
         found = await topic_partitions(settings, settings.topic_rates)
     except (KafkaError, OSError) as exc:
@@ -132,7 +152,7 @@ async def recorded(settings: Settings) -> dict[str, str] | None:
             entries = json.loads(message.value or b"")["rates"]
             last[:] = [{str(code): str(rate) for code, rate in entries.items()}]
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(
+            raise NotARecord(
                 f"the last record on {settings.topic_rates} (offset {message.offset}) is not "
                 f'a set of rates ({{"rates": {{"USD": "0.86"}}}}): {exc!r}'
             ) from None
@@ -149,6 +169,5 @@ async def restore(settings: Settings, client: RedisClient) -> dict[str, str] | N
     entries = await recorded(settings)
     if not entries:
         return None
-    pairs = [part for entry in entries.items() for part in entry]
-    await client.eval(_REPLACE, 1, RATES_KEY, *pairs)
+    await _replace(client, entries)
     return entries

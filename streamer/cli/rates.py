@@ -184,7 +184,7 @@ def restore(settings: Settings) -> None:
 
     try:
         held, restored = with_redis(settings, put_back)
-    except (KafkaUnusable, ValueError) as exc:
+    except (KafkaUnusable, stored.NotARecord) as exc:
         raise click.ClickException(str(exc)) from None
     if held:
         click.echo(f"Redis holds {len(held)} rate entry(ies) already: left as they are")

@@ -33,6 +33,7 @@ def rebuild_state(settings: Settings) -> None:
     from tqdm import tqdm
 
     from streamer.kafka import KafkaUnusable
+    from streamer.rates import NotARecord
     from streamer.rebuild import rebuild
     from streamer.redis_client import redis_problem
 
@@ -50,7 +51,7 @@ def rebuild_state(settings: Settings) -> None:
     ):
         try:
             done = asyncio.run(rebuild(settings, read.update, replayed.update))
-        except KafkaUnusable as exc:
+        except (KafkaUnusable, NotARecord) as exc:
             raise click.ClickException(str(exc)) from None
     if done.restored:
         listed = ", ".join(f"{code}={rate}" for code, rate in sorted(done.restored.items()))

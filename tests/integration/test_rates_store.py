@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from click.testing import CliRunner
 from redis import Redis as SyncRedis
 
@@ -13,6 +14,7 @@ from streamer import rates
 from streamer.cli import cli
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings, load_settings
+from tests.integration.harness import produce
 
 
 async def test_rates_are_set_replaced_and_withdrawn(redis: RedisClient) -> None:
@@ -55,6 +57,11 @@ async def test_rates_are_recorded_in_kafka_and_restored_to_a_redis_that_lost_the
     assert await rates.restore(settings, redis) == {"USD": "0.91", "JPY": "0.006"}
     assert await rates.read(redis) == {"USD": "0.91", "JPY": "0.006"}
     await rates.write(redis, {}, replace=True)
+
+    # a record someone else wrote there is named, not read as rates
+    await produce(settings, settings.topic_rates, [(b"fs:rates", b'{"USD": 0.9}')])
+    with pytest.raises(rates.NotARecord, match=r"is not a set of rates .*KeyError\('rates'\)"):
+        await rates.recorded(settings)
 
 
 def test_a_change_kafka_does_not_take_is_set_and_said_so(stack: Settings) -> None:
