@@ -132,8 +132,8 @@ async def _redis(settings: Settings) -> Check:
 
 
 async def _rates(settings: Settings) -> Check:
-    """The exchange rates the workers convert at (read as they read them), and the entries
-    of ``fs:rates`` they leave out."""
+    """The exchange rates the workers convert at (read as they read them), the entries of
+    ``fs:rates`` they leave out, and rates recorded in Kafka that Redis no longer holds."""
     from redis.exceptions import RedisClusterException, RedisError
 
     from streamer import rates
@@ -142,10 +142,12 @@ async def _rates(settings: Settings) -> Check:
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=TIMEOUT_S)
     try:
         in_force = await rates.effective(settings, client)
+        held = await rates.read(client)
     except (RedisClusterException, RedisError, OSError) as exc:
         return Check("rates", False, f"unknown: Redis does not answer ({exc})")
     finally:
         await client.aclose()
+    lost = None if held else await _recorded_rates(settings)
     currencies = in_force.currencies
     detail = currencies.describe()
     if in_force.from_redis:
@@ -155,13 +157,32 @@ async def _rates(settings: Settings) -> Check:
         warning = "left out of fs:rates: " + "; ".join(
             f"{code}: {problem}" for code, problem in sorted(in_force.problems.items())
         )
+    if lost:
+        warning = (
+            f"Redis holds none of the {len(lost)} rate(s) last set with `fraud-streamer rates` "
+            f"(recorded on {settings.topic_rates}: {', '.join(sorted(lost))}): if it lost "
+            f"them, run `fraud-streamer rates restore` (rebuild-state does it too)"
+        )
     data = {
         "base": currencies.base,
         "rates": dict(currencies.rates),
         "from_redis": sorted(in_force.from_redis),
         "left_out": dict(in_force.problems),
+        "recorded_not_held": sorted(lost or ()),
     }
     return Check("rates", True, detail, warning, data)
+
+
+async def _recorded_rates(settings: Settings) -> dict[str, str] | None:
+    """The rates last recorded in Kafka, or None when there are none or Kafka cannot tell
+    (the kafka line says why)."""
+    from streamer import rates
+    from streamer.kafka import KafkaUnusable
+
+    try:
+        return await asyncio.wait_for(rates.recorded(settings), TIMEOUT_S)
+    except (KafkaUnusable, rates.NotARecord, TimeoutError):
+        return None
 
 
 def _model(settings: Settings) -> Check:

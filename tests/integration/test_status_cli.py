@@ -74,6 +74,18 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
         "left out of fs:rates: gbp: 'gbp' is not a currency code (three upper-case letters)"
     ), rates
     assert rates["data"]["rates"] == {"USD": 0.86} and rates["data"]["from_redis"] == ["USD"]
+    # Redis loses them: the rates recorded in Kafka say what to set again
+    client = Redis.from_url(settings.redis_url)
+    await client.delete("fs:rates")
+    await client.aclose()
+    code, report = _checks(worker_env.env)
+    rates = report["checks"]["rates"]
+    assert code == 0 and rates["warning"] == (
+        "Redis holds none of the 1 rate(s) last set with `fraud-streamer rates` (recorded on "
+        f"{settings.topic_rates}: USD): if it lost them, run `fraud-streamer rates restore` "
+        "(rebuild-state does it too)"
+    ), rates
+    assert rates["data"]["recorded_not_held"] == ["USD"]
 
     def all_read() -> bool:  # once the worker has committed past the waiting transaction
         lag = _checks(worker_env.env)[1]["checks"]["workers"]["data"]["not_yet_read"]
