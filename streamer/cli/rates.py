@@ -180,7 +180,8 @@ def restore(settings: Settings) -> None:
     from streamer.kafka import KafkaUnusable
 
     async def put_back(client: RedisClient) -> tuple[dict[str, str], dict[str, str] | None]:
-        return await stored.read(client), await stored.restore(settings, client)
+        held = await stored.read(client)
+        return held, None if held else await stored.restore(settings, client)
 
     try:
         held, restored = with_redis(settings, put_back)
