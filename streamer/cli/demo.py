@@ -118,6 +118,23 @@ class RunTally:
 STALL_S = 120.0
 
 
+def _give_up_when_still(
+    watch: StallWatch, now: float, *, counts: str, sending: bool, decided: int,
+    summary: dict[str, Any] | None, log: Path,
+) -> None:
+    """Raise, saying which of them stopped, once neither the replay, the run's decisions nor
+    the worker's totals have moved for ``watch``'s limit (the replay is meant to go on, so
+    something always waits)."""
+    state = (sending, decided, str((summary or {}).get("totals")))
+    idle = watch.check(state, waiting=1, now=now)
+    if idle is not None:
+        raise click.ClickException(
+            f"nothing moved for {idle:.0f} s: {counts}, the replay "
+            f"{'still sending' if sending else 'done'}, the worker "
+            f"{'not answering' if summary is None else 'idle'}; see {log}"
+        )
+
+
 def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
     t = summary.get("totals", {})
     return (
@@ -358,7 +375,7 @@ def _run_demo(
     producer.start()
     click.echo("6/6 live counts (Ctrl-C to stop)", err=True)
     started = time.monotonic()
-    watch = StallWatch(STALL_S)  # the replay is meant to go on, so something always waits
+    watch = StallWatch(STALL_S)
     try:
         while True:
             time.sleep(2)
@@ -370,15 +387,10 @@ def _run_demo(
                     f"the worker exited; see {settings.data_dir}/demo-worker.log"
                 )
             summary = _summary(port)
-            state = (producer.is_alive(), tally.decided, str((summary or {}).get("totals")))
-            idle = watch.check(state, waiting=1, now=time.monotonic())
-            if idle is not None:
-                raise click.ClickException(
-                    f"nothing moved for {idle:.0f} s: {tally.line()}, the replay "
-                    f"{'still sending' if producer.is_alive() else 'done'}, the worker "
-                    f"{'not answering' if summary is None else 'idle'}; see "
-                    f"{settings.data_dir}/demo-worker.log"
-                )
+            _give_up_when_still(
+                watch, time.monotonic(), counts=tally.line(), sending=producer.is_alive(),
+                decided=tally.decided, summary=summary, log=settings.data_dir / "demo-worker.log",
+            )
             if summary is None:
                 continue
             click.echo(f"  {time.monotonic() - started:6.0f} s  {_status_line(tally, summary)}")

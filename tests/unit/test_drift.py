@@ -56,7 +56,13 @@ def test_the_watch_keeps_the_latest_rows_and_waits_for_enough() -> None:
         watch.observe(X, s)
     assert watch.rows == 2_000
     assert watch.psi()["amount"] < PSI_WATCH  # type: ignore[index]
-    watch.observe(*_rows(3_000, 11, scale=3.0))  # a batch larger than the ring: its last rows
+    # a batch larger than the ring keeps its last rows: 1,000 shifted, then 2,000 ordinary
+    (X1, s1), (X2, s2) = _rows(1_000, 11, scale=3.0), _rows(2_000, 12)
+    watch.observe(np.vstack([X1, X2]), np.concatenate([s1, s2]))
+    assert watch.rows == 2_000 and watch.psi()["amount"] < PSI_WATCH  # type: ignore[index]
+    # and the other way round: 2,000 ordinary, then 2,000 shifted
+    X3, s3 = _rows(2_000, 13, scale=3.0)
+    watch.observe(np.vstack([X2, X3]), np.concatenate([s2, s3]))
     assert watch.rows == 2_000 and watch.psi()["amount"] > PSI_ACT  # type: ignore[index]
 
 

@@ -181,11 +181,17 @@ def test_terminal_risk_uses_the_delayed_window_and_only_reported_frauds() -> Non
     store = InMemoryFeatureStore()
     old = [ev(f"o{i}", T0 + i * 1000, customer=f"c{i}") for i in range(4)]
     store.enrich_sync(old)
-    # o0 is fraud, reported 7 days after it happened
-    store.apply_labels_sync([FraudMark("o0", "t1", T0, T0 + 7 * DAY_MS, True)])
+    # o0 and o1 are fraud: o0 reported 7 days after it happened, o1 two days later still
+    store.apply_labels_sync([
+        FraudMark("o0", "t1", T0, T0 + 7 * DAY_MS, True),
+        FraudMark("o1", "t1", T0 + 1000, T0 + 9 * DAY_MS, True),
+    ])
     before = store.enrich_sync([ev("n1", T0 + 7 * DAY_MS - 1, customer="z")])[0]
     after = store.enrich_sync([ev("n2", T0 + 7 * DAY_MS + 10_000, customer="z")])[0]
-    assert before[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == 0  # not reported yet
+    # the delayed window ending one delay before n1 holds none of the four yet
+    assert before[COL["TERMINAL_ID_NB_TX_1DAY_WINDOW"]] == 0
+    assert before[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == 0
+    # n2's holds all four; o0 is reported by then, o1 not: one fraud in four
     assert after[COL["TERMINAL_ID_NB_TX_1DAY_WINDOW"]] == 4
     assert after[COL["TERMINAL_ID_RISK_1DAY_WINDOW"]] == pytest.approx(0.25)
     # a withdrawn label no longer counts

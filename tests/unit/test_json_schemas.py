@@ -75,8 +75,10 @@ def test_time_pattern_agrees_with_the_examples() -> None:
 
 
 def test_output_schemas_require_every_field() -> None:
-    decision = json.loads(generate.render()["decision.json"])
-    assert set(decision["required"]) == set(decision["properties"])
-    letter = json.loads(generate.render()["dead_letter.json"])
+    rendered = generate.render()
+    for name in ("decision.json", "alert.json", "dead_letter.json"):
+        schema = json.loads(rendered[name])
+        assert set(schema["required"]) == set(schema["properties"]), name
+    letter = json.loads(rendered["dead_letter.json"])
     assert letter["properties"]["raw_encoding"]["enum"] == ["utf-8", "base64"]
     assert {"type": "null"} in letter["properties"]["key"]["anyOf"]

@@ -111,9 +111,11 @@ def test_live_quality_takes_each_transactions_latest_label_up_to_a_delay_before_
     )  # fmt: skip
     labels = pd.DataFrame(
         {
+            # t1 marked, then withdrawn: listed the other way round, so only the report
+            # times tell which came last
             "transaction_id": ["t0", "t1", "t1", "t3", "t5"],
-            "is_fraud": [True, True, False, True, True],  # t1 marked, then withdrawn
-            "reported_at": [day + pd.Timedelta(days=d) for d in (2, 2, 3, 4, 9)],
+            "is_fraud": [True, False, True, True, True],
+            "reported_at": [day + pd.Timedelta(days=d) for d in (2, 3, 2, 4, 9)],
         }
     )
     cutoff, report = live_quality(decisions, labels, delay_days=7)
