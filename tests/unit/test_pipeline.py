@@ -96,10 +96,17 @@ def test_records_are_validated_on_arrival_with_their_event_time(pipeline: Pipeli
 
 
 async def test_alerts_follow_review_and_decline(pipeline: Pipeline) -> None:
-    out = await pipeline.transactions(_msgs([_tx(1, 390.0), _tx(2, 5.0)]))
+    out = await pipeline.transactions(
+        _msgs([_tx(1, 390.0), _tx(2, 5.0, customer="c2"), _tx(3, 200.0, customer="c3")])
+    )
+    decided = {d.transaction_id: d.decision
+               for d in (Decision.model_validate_json(v) for _, v in out.decisions)}
+    assert decided == {"tx1": "decline", "tx2": "approve", "tx3": "review"}
     alerts = [Alert.model_validate_json(v) for _, v in out.alerts]
-    assert [a.transaction_id for a in alerts] == ["tx1"]
-    assert alerts[0].severity == ("high" if alerts[0].decision == "decline" else "medium")
+    assert [(a.transaction_id, a.decision, a.severity) for a in alerts] == [
+        ("tx1", "decline", "high"),
+        ("tx3", "review", "medium"),
+    ]
 
 
 async def test_rules_decline_and_come_first_in_reasons(pipeline: Pipeline) -> None:

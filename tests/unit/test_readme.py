@@ -8,12 +8,25 @@ from streamer.settings import ENV_PREFIX, Settings
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
+def _documented_variables() -> set[str]:
+    """The variables the Configuration section's tables name in their first column; a cell
+    such as `X_USERNAME` / `_PASSWORD` names X_USERNAME and X_PASSWORD."""
+    section = README.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        first, *more = re.findall(r"`([A-Z_]+)`", line.split(" | ", 1)[0])
+        names.add(first)
+        names.update(first.rsplit("_", 1)[0] + suffix for suffix in more)
+    return names
+
+
 def test_every_setting_is_in_the_configuration_table() -> None:
-    grouped = {"kafka_sasl_password": "_PASSWORD", "kafka_ssl_certfile": "_CERTFILE",
-               "kafka_ssl_keyfile": "_KEYFILE"}
-    for name in Settings.model_fields:
-        needle = grouped.get(name, f"`{ENV_PREFIX}{name.upper()}`")
-        assert needle in README, f"{ENV_PREFIX}{name.upper()} is not documented in README.md"
+    documented = _documented_variables()
+    settings = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    assert settings - documented == set(), "settings missing from README.md's Configuration"
+    assert documented - settings == set(), "README.md's Configuration names unknown settings"
 
 
 def test_quick_start_names_the_two_commands() -> None:

@@ -104,7 +104,17 @@ def test_labels_count_from_their_report_time(
     with_labels = _expected(promoted, tx, labels)
     np.testing.assert_allclose(decisions["score"],
                                with_labels[decisions["transaction_id"]].to_numpy())
-    assert not np.allclose(with_labels, _expected(promoted, tx, None)[with_labels.index])
+    unlabelled = _expected(promoted, tx, None)
+    assert not np.allclose(with_labels, unlabelled[with_labels.index])
+    # the same frauds, reported only after the file's last transaction: known too late for
+    # every one of them, so they change no score (counting them from tx_timestamp would)
+    late = labels.assign(reported_at=tx["timestamp"].max() + pd.Timedelta(seconds=1))
+    late_file = _write(late, tmp_path / "late.csv")
+    result = _run(str(source), "--labels", str(late_file), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    decisions = pd.read_parquet(out)
+    np.testing.assert_array_equal(decisions["score"],
+                                  unlabelled[decisions["transaction_id"]].to_numpy())
 
 
 def test_errors_say_what_is_wrong(promoted: ModelRegistry, history: pd.DataFrame,
