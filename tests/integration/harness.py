@@ -19,7 +19,13 @@ import pandas as pd
 import pytest
 
 from models.registry import ModelRegistry
-from streamer.kafka import make_consumer, make_producer
+from streamer.kafka import (
+    consumer_group_state,
+    make_consumer,
+    make_producer,
+    read_to_end,
+    topics_partitions,
+)
 from streamer.replay import encode_transactions
 from streamer.settings import Settings
 from tests.prometheus import Samples, samples
@@ -32,6 +38,7 @@ __all__ = [
     "refused_start",
     "run_cli",
     "wait_for",
+    "wait_until_committed",
 ]
 
 
@@ -157,9 +164,15 @@ async def consume_until(
     field: str = "transaction_id",
     timeout: float = 120.0,
     worker: WorkerEnv | None = None,
+    settled: bool = False,
 ) -> list[Any]:
     """Read a topic from the start until every id in ``ids`` (the value's ``field``) has
-    been seen, or ``count`` records have; fail with the worker's logs on timeout."""
+    been seen, or ``count`` records have; fail with the worker's logs on timeout.
+
+    With ``settled``, then wait until the workers' group has committed all of its input and
+    return every record of the topic up to its end at that point: what a worker published
+    twice shows there however late it came (an output is acknowledged before the offset of
+    the input that caused it is committed), where the first read stops at the last id."""
     consumer = make_consumer(settings, topic, group_id=None)
     await consumer.start()
     records: list[Any] = []
@@ -183,7 +196,32 @@ async def consume_until(
                     seen.update(json.loads(m.value).get(field) for m in messages)
     finally:
         await consumer.stop()
-    return records
+    if not settled:
+        return records
+    await wait_until_committed(settings, timeout=max(0.0, deadline - time.monotonic()) + 30,
+                               worker=worker)  # fmt: skip
+    everything: list[Any] = []
+    await read_to_end(settings, topic, everything.append)
+    return everything
+
+
+async def wait_until_committed(
+    settings: Settings, *, timeout: float, worker: WorkerEnv | None = None
+) -> None:
+    """Wait until the group of ``settings`` has committed every record of both input topics
+    (what ``status`` reports as nothing left to read); fail with the workers' state if not."""
+    topics = [settings.topic_transactions, settings.topic_labels]
+    found = await topics_partitions(settings, topics)
+    tps = [tp for t in topics for tp in found[t] or []]
+    deadline = time.monotonic() + timeout
+    while True:
+        _, lag = await consumer_group_state(settings, settings.consumer_group, tps)
+        if not any(lag.values()):
+            return
+        if time.monotonic() > deadline:
+            logs = worker.stalled() if worker else ""
+            pytest.fail(f"the group's uncommitted records stay at {lag}\n{logs}")
+        await asyncio.sleep(0.5)
 
 
 def private_registry(worker: WorkerEnv, registry: ModelRegistry, root: Path) -> ModelRegistry:
@@ -248,7 +286,7 @@ async def decide_each_once(
     worker.start_worker(**env)
     ids = set(frame["transaction_id"])
     records = await consume_until(
-        settings, settings.topic_decisions, ids=ids, timeout=120, worker=worker
+        settings, settings.topic_decisions, ids=ids, timeout=120, worker=worker, settled=True
     )
     decided = [json.loads(r.value)["transaction_id"] for r in records]
     assert sorted(decided) == sorted(ids)  # each one, once

@@ -29,8 +29,9 @@ from models.registry import ModelRegistry
 from schemas import Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
-from streamer.features.keys import RATES_KEY, customer_window_key
+from streamer.features.keys import RATES_KEY, customer_window_key, terminal_keys
 from streamer.features.store import RedisFeatureStore
+from streamer.kafka import read_to_end
 from streamer.local_redis_cluster import LocalCluster
 from streamer.local_redis_sentinel import LocalSentinel
 from streamer.processes import alive
@@ -86,12 +87,16 @@ def _one_decision_each(decisions: list[dict[str, Any]], wanted: set[str]) -> int
 
 
 async def _assert_stored_once(settings: Settings, frame: pd.DataFrame) -> None:
-    """Each customer's window set in Redis holds each of its transactions exactly once."""
+    """Each customer's and each terminal's window set in Redis holds each of its transactions
+    exactly once (the frame's labels are for its own transactions)."""
     redis = connect(settings.redis_url, cluster=settings.redis_cluster)
     try:
         per_customer = frame.groupby("customer_id")["transaction_id"].nunique()
         for customer, count in per_customer.items():
-            assert await redis.zcard(customer_window_key(str(customer))) == count
+            assert await redis.zcard(customer_window_key(str(customer))) == count, customer
+        per_terminal = frame.groupby("terminal_id")["transaction_id"].nunique()
+        for terminal, count in per_terminal.items():
+            assert await redis.zcard(terminal_keys(str(terminal))[0]) == count, terminal
     finally:
         await redis.aclose()
 
@@ -216,10 +221,11 @@ async def _killed_a_third_in(worker: WorkerEnv, frame: pd.DataFrame) -> int:
 
 
 async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[dict[str, Any]]:
-    """Decisions read from the start of the topic until every one of ``ids`` has one."""
+    """Every decision on the topic once each of ``ids`` has one and the group has committed
+    all its input (a late repeat included)."""
     settings = worker.settings
     records = await consume_until(
-        settings, settings.topic_decisions, ids=ids, timeout=240, worker=worker
+        settings, settings.topic_decisions, ids=ids, timeout=240, worker=worker, settled=True
     )
     return [json.loads(r.value) for r in records]
 
@@ -236,7 +242,7 @@ async def _assert_training_parity(
     (Not one record per decision: a kill can land between a batch's decisions and its log.)"""
     wanted = set(offline.frame["transaction_id"])
     logged = await consume_until(
-        worker.settings, features_topic, ids=wanted, timeout=60, worker=worker
+        worker.settings, features_topic, ids=wanted, timeout=60, worker=worker, settled=True
     )
     row = {t: i for i, t in enumerate(offline.frame["transaction_id"])}
     for record in map(json.loads, (r.value for r in logged)):
@@ -286,13 +292,20 @@ async def test_a_worker_killed_and_replaced_at_other_exchange_rates_repeats_its_
     delivered again: each repeat is the decision it was — a dollar amount converted at the old
     rate, a yen amount reviewed for want of one — while what is new is decided at the new
     rates."""
+    settings = worker_env.settings
     worker_env.env["STREAMER_COMMIT_INTERVAL_S"] = "15"  # the kill lands on uncommitted work
     worker_env.env["STREAMER_EXCHANGE_RATES"] = '{"USD": 0.5}'
+    features_topic = f"{settings.topic_decisions}-features"
+    worker_env.env["STREAMER_TOPIC_FEATURES"] = features_topic
     currency = np.array(["EUR", "USD", "JPY"])[np.arange(len(replay_slice)) % 3]
     per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "JPY": 1.0}).to_numpy()
     written = replay_slice.assign(amount=replay_slice["amount"] * per_unit, currency=currency)
     paid_in = dict(zip(written["transaction_id"], currency.tolist(), strict=True))
+    in_euros = dict(zip(replay_slice["transaction_id"], replay_slice["amount"], strict=True))
     n = await _killed_a_third_in(worker_env, written)
+    before: set[str] = set()  # what the killed worker published
+    await read_to_end(settings, settings.topic_decisions,
+                      lambda r: before.add(json.loads(r.value)["transaction_id"]))  # fmt: skip
     run_cli(worker_env, "rates", "set", "USD=0.25", "JPY=0.01")
     worker_env.start_worker()
 
@@ -305,13 +318,32 @@ async def test_a_worker_killed_and_replaced_at_other_exchange_rates_repeats_its_
         if d["transaction_id"] in first_seen:
             repeats[paid_in[d["transaction_id"]]] = repeats.get(paid_in[d["transaction_id"]], 0) + 1
         first_seen.setdefault(d["transaction_id"], d)
+    assert repeats.get("JPY", 0) > 0 and repeats.get("USD", 0) > 0, repeats
+    # yen: what the first worker decided had no rate, on its repeats too; the new one has
     unrated = {t for t, d in first_seen.items()
                if any(r["code"] == "CURRENCY_NOT_CONVERTED" for r in d["reasons"])}  # fmt: skip
     yen = {t for t, c in paid_in.items() if c == "JPY"}
-    assert unrated and unrated < yen, "yen decided before the kill had no rate"
-    assert repeats.get("JPY", 0) > 0 and repeats.get("USD", 0) > 0, repeats
+    assert yen & before <= unrated <= yen
+    assert yen - unrated, "the yen's new rate was never taken up"
+    # dollars: each converted at one of the two rates, the old one for all the first worker
+    # published (its repeats included), the new one for none of those
+    logged = await consume_until(settings, features_topic, ids=wanted, worker=worker_env,
+                                 settled=True)  # fmt: skip
+    usd_amounts: dict[str, set[float]] = {}
+    for value in map(json.loads, (r.value for r in logged)):
+        tx = value["transaction_id"]
+        if paid_in[tx] == "USD":
+            usd_amounts.setdefault(tx, set()).add(value["features"]["TX_AMOUNT"])
+    assert all(len(a) == 1 for a in usd_amounts.values()), "a repeat converted anew"
+    old = {t for t, (a,) in usd_amounts.items() if a == pytest.approx(in_euros[t])}
+    new = {t for t, (a,) in usd_amounts.items() if a == pytest.approx(in_euros[t] / 2)}
+    usd = {t for t, c in paid_in.items() if c == "USD"}
+    assert old | new == set(usd_amounts) == usd and not old & new
+    assert usd & before <= old and new and not new & before
+    await _assert_stored_once(settings, written)
     print(f"{n} transactions, {repeated} re-deliveries by currency {repeats}, "
-          f"{len(yen - unrated)} of {len(yen)} yen decided at the new rate")  # fmt: skip
+          f"{len(yen - unrated)} of {len(yen)} yen and {len(new)} of {len(usd)} dollars decided "
+          "at the new rates")  # fmt: skip
 
 
 async def test_a_worker_on_a_redis_cluster_loses_nothing_to_sigkill_and_keeps_parity(

@@ -32,12 +32,10 @@ from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
 from streamer.kafka import (
     client_options,
-    consumer_group_state,
     make_consumer,
     make_producer,
     partitions,
     running,
-    topics_partitions,
 )
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
@@ -50,6 +48,7 @@ from tests.integration.harness import (
     refused_start,
     run_cli,
     wait_for,
+    wait_until_committed,
 )
 
 #: the worker's consumer lag gauge, one sample per owned partition
@@ -254,10 +253,11 @@ async def test_a_shadow_model_is_scored_beside_the_live_one_until_turned_off(
     worker_env.start_worker()
     await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in first])
     shadow = await consume_until(settings, settings.topic_shadow_decisions, ids=ids(first),
-                                 worker=worker_env)  # fmt: skip
+                                 worker=worker_env, settled=True)  # fmt: skip
     decided = await consume_until(settings, settings.topic_decisions, ids=ids(first),
-                                  worker=worker_env)  # fmt: skip
-    logged = await consume_until(settings, features_topic, ids=ids(first), worker=worker_env)
+                                  worker=worker_env, settled=True)  # fmt: skip
+    logged = await consume_until(settings, features_topic, ids=ids(first), worker=worker_env,
+                                 settled=True)  # fmt: skip
 
     seen = {d.transaction_id: d for d in (Decision.model_validate_json(r.value) for r in shadow)}
     assert len(shadow) == len(decided) == len(first) and set(seen) == ids(first)
@@ -600,7 +600,7 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     assert re.search(r"decide_released \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
     assert "the partitions owned, each:" in warning, warning
     decided = await consume_until(
-        settings, settings.topic_decisions, ids={"warm", *ids}, worker=worker_env
+        settings, settings.topic_decisions, ids={"warm", *ids}, worker=worker_env, settled=True
     )
     got = sorted(json.loads(r.value)["transaction_id"] for r in decided)
     assert got == sorted({"warm", *ids})  # each once
@@ -642,7 +642,7 @@ async def test_transactional_producers_aborted_writes_are_not_decided_and_marker
     worker_env.start_worker()
     committed = {f"{p}{i}" for p in "cd" for i in range(8)}
     records = await consume_until(
-        settings, settings.topic_decisions, ids=committed, worker=worker_env
+        settings, settings.topic_decisions, ids=committed, worker=worker_env, settled=True
     )
     decided = sorted(json.loads(r.value)["transaction_id"] for r in records)
     assert decided == sorted(committed)  # each committed one once, no aborted one
@@ -658,16 +658,7 @@ async def test_transactional_producers_aborted_writes_are_not_decided_and_marker
 
     # what `status` and the fleet page report from the group's commits: no record left either,
     # although each partition's commit stops short of the marker after its last record
-    topics = [settings.topic_transactions, settings.topic_labels]
-    found = await topics_partitions(settings, topics)
-    tps = [tp for t in topics for tp in found[t] or []]
-    deadline = time.monotonic() + 30
-    while True:
-        _, lag = await consumer_group_state(settings, settings.consumer_group, tps)
-        if not any(lag.values()):
-            break
-        assert time.monotonic() < deadline, f"the group's lag stays at {lag}"
-        await asyncio.sleep(0.5)
+    await wait_until_committed(settings, timeout=30, worker=worker_env)
 
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
@@ -690,7 +681,7 @@ async def test_input_compressed_by_the_producer_is_decided(
         await producer.stop()
     worker_env.start_worker()
     records = await consume_until(
-        settings, settings.topic_decisions, ids=ids, timeout=60, worker=worker_env
+        settings, settings.topic_decisions, ids=ids, timeout=60, worker=worker_env, settled=True
     )
     assert sorted(json.loads(r.value)["transaction_id"] for r in records) == sorted(ids)
 
@@ -899,7 +890,8 @@ async def test_a_batch_whose_decisions_cannot_be_published_is_replayed_not_lost(
         await _set_topic_config(settings, topic, {"max.message.bytes": "1048588"})
 
     worker_env.start_worker()
-    decided = await consume_until(settings, topic, ids={"warm", "refused"}, worker=worker_env)
+    decided = await consume_until(settings, topic, ids={"warm", "refused"}, worker=worker_env,
+                                  settled=True)  # fmt: skip
     ids = [json.loads(r.value)["transaction_id"] for r in decided]
     assert ids.count("refused") == 1, ids
 
