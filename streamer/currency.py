@@ -128,5 +128,6 @@ def unconverted_reason(currency: str, base: str) -> Reason:
     return Reason(
         code=UNCONVERTED,
         description=f"the amount is in {currency}, which has no exchange rate to {base} "
-        f"(STREAMER_EXCHANGE_RATES): it was scored as if it were in {base}",
+        f"(STREAMER_EXCHANGE_RATES or `fraud-streamer rates`): it was scored without its "
+        f"amount, on the card's and the terminal's histories",
     )
