@@ -66,7 +66,10 @@ local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', horizon)
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', zkey, '-inf', horizon)
   for i = 1, #old do old[i] = string.sub(old[i], ID_AT) end
-  redis.call('HDEL', statskey, unpack(old))
+  -- Lua passes at most about 8,000 values to one call (unpack): a long quiet spell can trim more
+  for i = 1, #old, 1000 do
+    redis.call('HDEL', statskey, unpack(old, i, math.min(i + 999, #old)))
+  end
 end
 redis.call('EXPIRE', zkey, TTL)
 

@@ -10,6 +10,7 @@ place where a feature is defined.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -218,19 +219,36 @@ def in_event_time(
     events: Sequence[FeatureEvent], marks: Sequence[FraudMark], size: int
 ) -> Iterator[tuple[Sequence[FraudMark], Sequence[FeatureEvent]]]:
     """History as a store takes it: (labels, transactions) pairs, ``size`` transactions at a
-    time, each after the labels reported by its last transaction's time — a store knows a label
-    from its report time on. ``events`` are in event time, ``marks`` in report time (the
-    callers sort them); labels reported after the last transaction come last, on their own."""
+    time, each after the labels reported by its last transaction's time — a fraud mark counts
+    only from its report time on, so it may go before transactions that precede it. A
+    withdrawal may not (it removes the mark for every transaction): the chunk is split at its
+    report time, and the transactions before it still see the mark, as the worker's
+    :func:`~streamer.pipeline.in_label_order` keeps them. ``events`` are in event time,
+    ``marks`` in report time (the callers sort them); labels reported after the last
+    transaction come last, on their own."""
     applied = 0
     for start in range(0, len(events), size):
         chunk = events[start : start + size]
         end = applied
         while end < len(marks) and marks[end].reported_ms <= chunk[-1].ts_ms:
             end += 1
-        yield marks[applied:end], chunk
-        applied = end
+        due, applied = marks[applied:end], end
+        lo = 0  # where the chunk's transactions not given yet start
+        pending: list[FraudMark] = []  # the labels to give before them
+        for mark in due:
+            if not mark.is_fraud:
+                cut = bisect_left(chunk, mark.reported_ms, lo=lo, key=_event_ms)
+                if cut > lo:
+                    yield pending, chunk[lo:cut]
+                    lo, pending = cut, []
+            pending.append(mark)
+        yield pending, chunk[lo:]
     if applied < len(marks):
         yield marks[applied:], []
+
+
+def _event_ms(event: FeatureEvent) -> int:
+    return event.ts_ms
 
 
 def to_epoch_ms(ts: datetime) -> int:

@@ -8,14 +8,17 @@
 --
 -- A fraud label also records its transaction at the terminal (NX: a no-op when the worker saw
 -- it), so a label for a transaction never seen still marks the terminal at its event time.
--- is_fraud = 0 withdraws an earlier fraud mark.
+-- A fraud reported again keeps its earliest report time: the transactions between the two
+-- reports knew of it, whether the second came before or after them. is_fraud = 0 withdraws
+-- an earlier fraud mark.
 local txkey, fraudkey, repkey = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
 local ttl = TTL
 if ARGV[4] == '1' then
   redis.call('ZADD', txkey, 'NX', ARGV[2], id)
   redis.call('ZADD', fraudkey, ARGV[2], id)
-  redis.call('HSET', repkey, id, ARGV[3])
+  local known = tonumber(redis.call('HGET', repkey, id))
+  if not known or tonumber(ARGV[3]) < known then redis.call('HSET', repkey, id, ARGV[3]) end
   redis.call('EXPIRE', txkey, ttl)
   redis.call('EXPIRE', fraudkey, ttl)
   redis.call('EXPIRE', repkey, ttl)

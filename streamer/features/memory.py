@@ -252,7 +252,9 @@ class InMemoryFeatureStore(FeatureStore):
             term = self._terminal(m.terminal_id)
             if m.is_fraud:
                 term.add(m.tx_ts_ms, m.transaction_id)
-                term.frauds[m.transaction_id] = (m.tx_ts_ms, m.reported_ms)
+                known = term.frauds.get(m.transaction_id)  # reported again: the earliest holds
+                reported = m.reported_ms if known is None else min(known[1], m.reported_ms)
+                term.frauds[m.transaction_id] = (m.tx_ts_ms, reported)
             else:
                 term.frauds.pop(m.transaction_id, None)
 

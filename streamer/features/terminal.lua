@@ -27,6 +27,16 @@ local t = tonumber(ARGV[2])
 local retention, ttl, delay = RETENTION, TTL, DELAY
 local nwin = #WINDOWS
 
+-- Lua passes at most about 8,000 values to one call (unpack): a busy terminal's first
+-- transaction after a quiet spell can trim more, and its windows can hold more known frauds,
+-- so ids go to a command in slices
+local SLICE = 1000
+local function hdel(key, ids)
+  for i = 1, #ids, SLICE do
+    redis.call('HDEL', key, unpack(ids, i, math.min(i + SLICE - 1, #ids)))
+  end
+end
+
 local first = redis.call('HGET', statskey, id)
 if first and #first >= STATS_BYTES then return string.sub(first, 1, STATS_BYTES) end
 
@@ -36,12 +46,12 @@ local horizon = '(' .. string.format('%d', t - retention)
 local expired = redis.call('ZRANGEBYSCORE', txkey, '-inf', horizon)
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', txkey, '-inf', horizon)
-  redis.call('HDEL', statskey, unpack(expired))
+  hdel(statskey, expired)
 end
 local old = redis.call('ZRANGEBYSCORE', fraudkey, '-inf', horizon)
 if #old > 0 then
   redis.call('ZREMRANGEBYSCORE', fraudkey, '-inf', horizon)
-  redis.call('HDEL', repkey, unpack(old))
+  hdel(repkey, old)
 end
 redis.call('EXPIRE', txkey, ttl)
 
@@ -61,7 +71,11 @@ local run = 0
 if #frauds > 0 then
   local fids, known, nknown = {}, {}, 0
   for i = 1, #frauds, 2 do fids[#fids + 1] = frauds[i] end
-  local reported = redis.call('HMGET', repkey, unpack(fids))
+  local reported = {}
+  for i = 1, #fids, SLICE do
+    local part = redis.call('HMGET', repkey, unpack(fids, i, math.min(i + SLICE - 1, #fids)))
+    for j = 1, #part do reported[i + j - 1] = part[j] end
+  end
   for i = 1, #fids do
     local r = tonumber(reported[i])
     if r ~= nil and r <= t then

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import struct
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ from streamer.features.keys import (
     customer_member,
     customer_stats_key,
     customer_window_key,
+    terminal_keys,
     terminal_stats_key,
 )
 from streamer.features.memory import InMemoryFeatureStore
@@ -80,6 +82,14 @@ def history_events(seed: int) -> tuple[list[FeatureEvent], list[FraudMark]]:
         if e.transaction_id in compromised or rng.random() < 0.08
     ]
     marks.append(FraudMark("never-seen", "t3", T0 + DAY_MS, T0 + 8 * DAY_MS, True))
+    # frauds reported twice: again three days later, and again a day earlier than first
+    again = [m for m in marks if m.transaction_id in ("run05", "run08")]
+    marks += [
+        FraudMark(again[0].transaction_id, "t-run", again[0].tx_ts_ms,
+                  again[0].reported_ms + 3 * DAY_MS, True),
+        FraudMark(again[1].transaction_id, "t-run", again[1].tx_ts_ms,
+                  again[1].reported_ms - DAY_MS, True),
+    ]  # fmt: skip
     marks.sort(key=lambda m: m.reported_ms)
     return events, marks
 
@@ -111,12 +121,29 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: RedisCl
     run = np.vstack(got)[:, FEATURE_NAMES.index("TERMINAL_ID_FRAUD_RUN")]
     assert run.max() >= 9, "the history should exercise the compromised terminal's fraud run"
 
-    # replaying a stretch (as after a crash) changes nothing and counts nothing twice
+    # replaying a stretch (as after a crash) gets the first features back and changes nothing:
+    # every window holds each transaction once, and new transactions of every card and
+    # terminal see in Redis what the twin, never replayed, holds
     stretch = events[-300:]
     again = await online.enrich(stretch)
     np.testing.assert_allclose(again.features, np.vstack(got)[-300:], rtol=0, atol=1e-9)
-    c1 = sum(1 for e in events if e.customer_id == "c1")
-    assert await redis.zcard(customer_window_key("c1")) == c1
+    by_customer = Counter(e.customer_id for e in events)
+    # a fraud label records its transaction at the terminal too (one never seen: once more)
+    recorded = {(e.transaction_id, e.terminal_id) for e in events}
+    recorded |= {(m.transaction_id, m.terminal_id) for m in marks[:applied]}
+    by_terminal = Counter(terminal for _, terminal in recorded)
+    for customer, n in by_customer.items():
+        assert await redis.zcard(customer_window_key(customer)) == n, customer
+    for terminal, n in by_terminal.items():
+        assert await redis.zcard(terminal_keys(terminal)[0]) == n, terminal
+    end = events[-1].ts_ms
+    probes = [
+        FeatureEvent(f"probe-{c}", c, t, end + 1000, 25.0, False, False)
+        for c, t in zip(sorted(by_customer), sorted(by_terminal) * 3, strict=False)
+    ]
+    np.testing.assert_array_equal(
+        (await online.enrich(probes)).features, (await offline.enrich(probes)).features
+    )
 
 
 async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: RedisClient) -> None:
@@ -183,7 +210,6 @@ async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: Re
     scored = FeatureEvent("tx-b", "c1", "t2", T0 + 29 * DAY_MS, 7.0, False, False)
     # its retention horizon passes tx-a, which is inside tx-b's window
     later = FeatureEvent("tx-c", "c1", "t3", T0 + (RETENTION_DAYS + 1) * DAY_MS, 9.0, False, False)
-    customer = [i for i, name in enumerate(FEATURE_NAMES) if name.startswith("CUSTOMER_")]
     for store in (online, offline):
         await store.enrich([early])
         first = (await store.enrich([scored])).features
@@ -195,7 +221,9 @@ async def test_a_redelivered_transaction_gets_its_first_customer_stats(redis: Re
     # a transaction seen for the first time, a millisecond after tx-b, no longer sees tx-a
     fresh = FeatureEvent("tx-d", "c1", "t4", scored.ts_ms + 1, 7.0, False, False)
     counts = (await online.enrich([fresh])).features
-    assert counts[0, customer][0] != first[0, customer][0]
+    month = FEATURE_NAMES.index("CUSTOMER_ID_NB_TX_30DAY_WINDOW")
+    assert counts[0, month] == 2  # tx-b and tx-d; 3 had tx-a been kept
+    assert first[0, month] == 2  # tx-a and tx-b
 
 
 async def test_a_repeat_converted_at_another_rate_keeps_its_first_amount(
@@ -266,6 +294,38 @@ async def test_state_is_trimmed_and_expires(redis: RedisClient) -> None:
     assert 0 < await redis.ttl(stats) <= 44 * 86_400
 
 
+async def test_windows_of_more_members_than_lua_unpacks_at_once(redis: RedisClient) -> None:
+    """Redis's Lua hands at most about 8,000 values to one command (``unpack``): a busy
+    terminal's first transaction after a quiet spell trims more than that in one call, and a
+    terminal can hold more known frauds than that in its widest window. The scripts work in
+    slices: the calls succeed, count every one of them and trim every one."""
+    many = 9_000
+    card, (tx_key, fraud_key, rep_key) = customer_window_key("c-busy"), terminal_keys("t-busy")
+    ids = [f"old{i:05d}" for i in range(many)]
+    # a card and a terminal with `many` transactions on day 0, all of them known frauds; each
+    # with the stats a first delivery leaves
+    await redis.zadd(card, {customer_member(i, T0, 1.0): T0 for i in ids})
+    await redis.hset(customer_stats_key("c-busy"), mapping={i: b"x" for i in ids})
+    await redis.zadd(tx_key, dict.fromkeys(ids, T0))
+    await redis.zadd(fraud_key, dict.fromkeys(ids, T0))
+    await redis.hset(rep_key, mapping=dict.fromkeys(ids, T0 + 1))
+    await redis.hset(terminal_stats_key("t-busy"), mapping={i: b"x" for i in ids})
+    store = RedisFeatureStore(redis)
+    # one delay and a day later, the terminal's windows hold every one of those frauds
+    known = FeatureEvent("known", "c-other", "t-busy", T0 + 8 * DAY_MS, 1.0, False, False)
+    x = (await store.enrich([known])).features[0]
+    assert x[FEATURE_NAMES.index("TERMINAL_ID_NB_TX_30DAY_WINDOW")] == many
+    assert x[FEATURE_NAMES.index("TERMINAL_ID_RISK_30DAY_WINDOW")] == 1.0
+    # past the retention, the card's and the terminal's next transaction trims all of them
+    late = T0 + (RETENTION_DAYS + 1) * DAY_MS
+    await store.enrich([FeatureEvent("new", "c-busy", "t-busy", late, 1.0, False, False)])
+    assert await redis.zrange(card, 0, -1) == [customer_member("new", late, 1.0)]
+    assert await redis.hkeys(customer_stats_key("c-busy")) == [b"new"]
+    assert await redis.zrange(tx_key, 0, -1) == [b"known", b"new"]
+    assert await redis.zcard(fraud_key) == 0 and await redis.hlen(rep_key) == 0
+    assert sorted(await redis.hkeys(terminal_stats_key("t-busy"))) == [b"known", b"new"]
+
+
 async def test_store_recovers_when_redis_loses_its_scripts(redis: RedisClient) -> None:
     store = RedisFeatureStore(redis)
     first = FeatureEvent("a", "cy", "ty", T0, 5.0, False, False)
@@ -274,7 +334,9 @@ async def test_store_recovers_when_redis_loses_its_scripts(redis: RedisClient) -
     second = FeatureEvent("b", "cy", "ty", T0 + 1000, 7.0, False, False)
     x = (await store.enrich([second])).features[0]
     assert x[3] == 2  # both counted once: the failed call did nothing, the retry did it
+    await redis.script_flush()
     await store.apply_labels([FraudMark("a", "ty", T0, T0 + 1, True)])
+    assert await redis.zcard(terminal_keys("ty")[1]) == 1  # the label script was loaded again
 
 
 @pytest.mark.parametrize("where", ["server", "cluster"])

@@ -283,3 +283,53 @@ def test_history_in_event_time_gives_each_label_before_the_first_chunk_that_know
         ([], ["t4"]),
         (["m90"], []),  # reported after the last transaction: on its own, last
     ]
+
+
+def test_history_in_event_time_applies_a_withdrawal_after_the_transactions_before_it() -> None:
+    events = [FeatureEvent(f"t{i}", "c", "t", ts_ms=i * 10, amount=1.0, weekend=False,
+                           night=False) for i in range(5)]  # fmt: skip
+    marks = [
+        FraudMark("x", "t", tx_ts_ms=0, reported_ms=5, is_fraud=True),
+        FraudMark("x", "t", tx_ts_ms=0, reported_ms=25, is_fraud=False),
+        FraudMark("y", "t", tx_ts_ms=0, reported_ms=28, is_fraud=True),
+    ]
+    got = [([(m.transaction_id, m.is_fraud) for m in known], [e.transaction_id for e in chunk])
+           for known, chunk in in_event_time(events, marks, 5)]  # fmt: skip
+    assert got == [
+        ([("x", True)], ["t0", "t1", "t2"]),  # t1 and t2 still see x's mark
+        ([("x", False), ("y", True)], ["t3", "t4"]),
+    ]
+
+
+def test_a_withdrawal_counts_from_its_report_time_in_a_replayed_history() -> None:
+    """A fraud reported on day 8, a transaction on day 9 whose windows hold it, the fraud
+    withdrawn on day 10: replayed in one chunk (as training and ``rebuild-state`` do), the
+    day-9 transaction sees the fraud, as the worker saw it."""
+    fraud_at, later = T0 + DAY_MS, T0 + 9 * DAY_MS
+    events = [ev("x", fraud_at, customer="a"), ev("n", later, customer="b"),
+              ev("m", T0 + 11 * DAY_MS, customer="c")]  # fmt: skip
+    marks = [FraudMark("x", "t1", fraud_at, T0 + 8 * DAY_MS, True),
+             FraudMark("x", "t1", fraud_at, T0 + 10 * DAY_MS, False)]  # fmt: skip
+    store = InMemoryFeatureStore()
+    rows = []
+    for known, chunk in in_event_time(events, marks, 100):
+        store.apply_labels_sync(list(known))
+        rows.extend(store.enrich_sync(list(chunk)) if chunk else [])
+    risk = COL["TERMINAL_ID_RISK_30DAY_WINDOW"]
+    assert [row[risk] for row in rows] == [0.0, 1.0, 0.0]
+
+
+def test_a_fraud_reported_again_is_known_from_its_first_report() -> None:
+    """The worker applies a batch's fraud marks before its transactions (a mark counts from
+    its report time): a second report of the same fraud, later, must not hide it from the
+    transactions between the two reports."""
+    store = InMemoryFeatureStore()
+    store.enrich_sync([ev("x", T0, customer="a")])
+    store.apply_labels_sync([FraudMark("x", "t1", T0, T0 + 9 * DAY_MS, True),
+                             FraudMark("x", "t1", T0, T0 + 12 * DAY_MS, True)])  # fmt: skip
+    (row,) = store.enrich_sync([ev("n", T0 + 10 * DAY_MS, customer="b")])
+    assert row[COL["TERMINAL_ID_RISK_30DAY_WINDOW"]] == 1.0  # between the two reports
+    # reported again, before the first report's time: the earlier time holds from now on
+    store.apply_labels_sync([FraudMark("x", "t1", T0, T0 + 8 * DAY_MS, True)])
+    (row,) = store.enrich_sync([ev("m", T0 + 8 * DAY_MS + 1, customer="c")])
+    assert row[COL["TERMINAL_ID_RISK_30DAY_WINDOW"]] == 1.0
