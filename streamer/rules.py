@@ -52,13 +52,22 @@ def rule_hits(
             Reason(code="RULE_TERMINAL_BLOCKED", description="the terminal is on the blocklist")
         )
     if amount > policy.amount_limit:
+        base = policy.currencies.base
         hits.append(
             Reason(
                 code="RULE_AMOUNT_LIMIT",
-                description=f"amount {amount:.2f} is over the limit of {policy.amount_limit:.2f}",
+                description=f"amount {_money(amount, base)} is over the limit of "
+                f"{_money(policy.amount_limit, base)}",
             )
         )
     return hits
+
+
+def _money(amount: float, currency: str) -> str:
+    """An amount in a reason, in the model's currency (a converted one differs from the
+    decision's): in cents, or in six digits when cents would be too long (an amount of 1e308
+    is valid, and its 309 digits would not fit a reason)."""
+    return f"{amount:.2f} {currency}" if amount < 1e15 else f"{amount:.6g} {currency}"
 
 
 def outcome_for(

@@ -27,6 +27,9 @@ __all__ = ["FLAT_MAX_ROWS", "Contribution", "Scorer", "fitted_parts", "one_threa
 #: 1.5x slower at 200 rows).
 FLAT_MAX_ROWS = 200
 
+#: the largest magnitude a model is given (see :meth:`Scorer.model_inputs`)
+_LARGEST = float(np.finfo(np.float32).max)
+
 
 def fitted_parts(estimator: Any) -> Iterator[Any]:
     """The estimator and every fitted model it predicts with (pipeline steps, ensemble members).
@@ -103,11 +106,17 @@ class Scorer:
         the unknown amount neither raises nor lowers the score (nor is named in the reasons,
         whose neutralisation sets it to that same value): the transaction is scored on what is
         known, the card's and the terminal's histories, and reviewed at least.
+
+        A value beyond float32's range (an amount of 1e39 is valid on the wire; a card's sum
+        of two 1e308 ones is infinite) is given as the largest float32 of its sign:
+        scikit-learn's trees compare in float32 and refuse such a row with an error, which
+        would stop the worker at that transaction each time it is read again.
         """
         unknown = np.isnan(features)
-        if not unknown.any():
+        huge = np.abs(features) > _LARGEST
+        if not unknown.any() and not huge.any():
             return features
-        return np.where(unknown, self.baseline, features)
+        return np.clip(np.where(unknown, self.baseline, features), -_LARGEST, _LARGEST)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Fraud probability per row, of its :meth:`model_inputs` (a model given NaN would

@@ -95,6 +95,11 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
         records.append((name.encode(), value))
     records.append((b"c-blocked", _tx("blocked", customer_id="c-blocked")))
     records.append((b"c-good", _tx("huge", amount=1e9)))
+    # valid, but beyond what the model's float32 trees and a reason's length take, and a card's
+    # sum of the two is infinite
+    for name, at in (("enormous1", "12:00:00"), ("enormous2", "12:00:01")):
+        records.append((b"c-enormous", _tx(name, amount=1e308, customer_id="c-enormous",
+                                           timestamp=f"2018-05-01T{at}+02:00")))  # fmt: skip
     bad_label = json.dumps({"transaction_id": "g0", "is_fraud": "yes"}).encode()
     await produce(settings, settings.topic_transactions, records)  # type: ignore[arg-type]
     await produce(settings, settings.topic_labels, [(b"c-good", bad_label)])
@@ -103,7 +108,7 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     letters_raw = await consume_until(
         settings, settings.topic_dead_letters, count=len(POISON) + 1, worker=worker_env
     )
-    wanted = {*good_ids, "blocked", "huge"}
+    wanted = {*good_ids, "blocked", "huge", "enormous1", "enormous2"}
     decided = await consume_until(settings, settings.topic_decisions, ids=wanted, worker=worker_env)
 
     letters = {
@@ -128,6 +133,9 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     assert blocked.decision == "decline"
     assert blocked.reasons[0].code == "RULE_CUSTOMER_BLOCKED"
     assert huge.decision == "decline" and huge.reasons[0].code == "RULE_AMOUNT_LIMIT"
+    for name in ("enormous1", "enormous2"):
+        assert decisions[name].decision == "decline"
+        assert decisions[name].reasons[0].description.startswith("amount 1e+308 EUR is over")
     # the producer's offset is kept in the echo: same instant, calendar features at +02:00
     assert decisions["g0"].timestamp.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
     assert worker_env.processes[0].poll() is None, "the worker must carry on"

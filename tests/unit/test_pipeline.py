@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 from models.registry import LoadedModel, Manifest
@@ -16,17 +17,22 @@ from streamer.features.definitions import FEATURE_NAMES, FraudMark
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.pipeline import InputMessage, Pipeline, Received, in_label_order
 from streamer.rules import Policy
-from streamer.scoring import Scorer
+from streamer.scoring import FLAT_MAX_ROWS, Scorer
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _scorer(version: str = "unit-1", cut: float = 200.0) -> Scorer:
-    """A model whose fraud probability rises with the amount (feature 0), past ``cut``."""
+def _scorer(version: str = "unit-1", cut: float = 200.0, *, forest: bool = False) -> Scorer:
+    """A model whose fraud probability rises with the amount (feature 0), past ``cut``: a
+    logistic regression, or a small random forest (scikit-learn's trees work in float32)."""
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 400, size=(400, len(FEATURE_NAMES)))
     y = (X[:, 0] > cut).astype(int)
-    model = LogisticRegression(max_iter=1000).fit(X, y)
+    model = (
+        RandomForestClassifier(n_estimators=5, random_state=0)
+        if forest
+        else LogisticRegression(max_iter=1000)
+    ).fit(X, y)
     manifest = Manifest(
         version=version,
         created="2026-01-01T00:00:00Z",
@@ -387,3 +393,37 @@ def test_the_two_conversions_agree_to_the_bit() -> None:
     assert converted.tolist() == [c != "CHF" for c in codes]
     assert (column[codes == "EUR"] == amounts[codes == "EUR"]).all()
     assert (column[codes == "CHF"] == amounts[codes == "CHF"]).all()  # as written
+
+
+@pytest.mark.parametrize("forest", [False, True])
+async def test_amounts_too_large_for_the_model_are_declined_by_the_limit(forest: bool) -> None:
+    """The contract takes any finite amount. 1e39 does not fit scikit-learn's trees (float32),
+    a card's sum of two 1e308 ones is infinite, and 1e308 in cents would not fit a reason:
+    each is declined by the amount limit, with a reason an analyst reads, in a batch the model
+    scores through scikit-learn (over FLAT_MAX_ROWS rows), and the others are decided."""
+    scorer = _scorer(forest=forest)
+    pipeline = Pipeline(store=InMemoryFeatureStore(), scorer=lambda: scorer,
+                        policy=Policy(amount_limit=1000.0), max_bytes=4096,
+                        clock=lambda: NOW)  # fmt: skip
+
+    def tx(i: int, amount: float, customer: str) -> bytes:
+        at = f"2018-04-01T10:{i // 60:02d}:{i % 60:02d}Z"
+        return json.dumps({"transaction_id": f"tx{i}", "timestamp": at, "customer_id": customer,
+                           "terminal_id": "t1", "amount": amount}).encode()  # fmt: skip
+
+    values = [tx(i, 5.0 + i % 50, f"c{i}") for i in range(FLAT_MAX_ROWS + 50)]
+    values += [tx(900, 1e39, "big"), tx(901, 1e308, "huge"), tx(902, 1e308, "huge")]
+    out = await pipeline.transactions(_msgs(values))
+    decided = {d.transaction_id: d for d in (Decision.model_validate_json(v)
+                                             for _, v in out.decisions)}  # fmt: skip
+    assert len(decided) == len(values) and not out.dead_letters
+    for big in ("tx900", "tx901", "tx902"):
+        assert decided[big].decision == "decline"
+        assert decided[big].reasons[0].code == "RULE_AMOUNT_LIMIT"
+    assert decided["tx900"].reasons[0].description == (
+        "amount 1e+39 EUR is over the limit of 1000.00 EUR"
+    )
+    assert decided["tx902"].reasons[0].description == (
+        "amount 1e+308 EUR is over the limit of 1000.00 EUR"
+    )
+    assert decided["tx5"].decision == "approve"
