@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
@@ -21,7 +28,16 @@ __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 ENV_PREFIX = "STREAMER_"
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-Rate = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+def _not_a_flag(value: object) -> object:
+    """A rate is a number: JSON's ``true`` would otherwise pass for 1.0."""
+    if isinstance(value, bool):
+        raise ValueError("a rate is a number, not true or false")
+    return value
+
+
+Rate = Annotated[float, BeforeValidator(_not_a_flag), Field(gt=0, allow_inf_nan=False)]
 
 
 class Settings(BaseSettings):

@@ -26,9 +26,11 @@ def _parse(pairs: Iterable[tuple[str, object]], base: str, *, per_base: bool) ->
     for code, rate in pairs:
         try:
             checked = check_rate(code, rate, base)
+            # inverted, a rate can leave a float's range (1e-320 gives inf): checked again
+            rates[code] = check_rate(code, 1.0 / checked, base) if per_base else checked
         except ValueError as exc:
-            raise click.BadParameter(f"{code}={rate}: {exc}") from None
-        rates[code] = 1.0 / checked if per_base else checked
+            inverted = " (inverted: --per-base)" if per_base else ""
+            raise click.BadParameter(f"{code}={rate}{inverted}: {exc}") from None
     return rates
 
 

@@ -78,6 +78,10 @@ def test_the_rates_in_force_are_exported_and_a_withdrawn_one_disappears() -> Non
         (["--file", "{not json}"], "is not JSON"),
         (["--file", "{a list}"], 'must hold one JSON object, e.g. {"USD": 0.86}'),
         (["--file", "{bad rate}"], "CHF=0: the rate for CHF must be a positive, finite number"),
+        (["--file", "{a flag}"], "USD=True: the rate for USD must be a positive, finite number"),
+        (["--per-base", "USD=1e-320"],
+         "USD=1e-320 (inverted: --per-base): the rate for USD must be a positive, finite number "
+         "(got inf)"),
     ],
 )
 def test_rates_set_refuses_a_bad_rate_before_writing_any(
@@ -86,7 +90,7 @@ def test_rates_set_refuses_a_bad_rate_before_writing_any(
     """Every pair is checked before Redis is reached: none is written when one is wrong (the
     Redis URL here leads nowhere, so reaching it would fail differently)."""
     files = {"{missing}": None, "{not json}": "{USD: 0.86}", "{a list}": '[["USD", 0.86]]',
-             "{bad rate}": '{"USD": 0.86, "CHF": 0}'}  # fmt: skip
+             "{bad rate}": '{"USD": 0.86, "CHF": 0}', "{a flag}": '{"USD": true}'}  # fmt: skip
     for i, (name, text) in enumerate(files.items()):
         path = tmp_path / f"rates-{i}.json"
         if text is not None:

@@ -87,6 +87,7 @@ def test_exchange_rates_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
         ('{"USD": 0}', "STREAMER_EXCHANGE_RATES, USD: Input should be greater than 0"),
         ('{"USD": "inf"}', "STREAMER_EXCHANGE_RATES, USD: Input should be a finite number"),
         ('{"EUR": 2}', "gives the base currency EUR a rate of 2.0"),
+        ('{"USD": true}', "STREAMER_EXCHANGE_RATES, USD: Value error, a rate is a number"),
     ],
 )
 def test_a_bad_exchange_rate_is_named(
