@@ -28,7 +28,7 @@ class Transaction(WireModel):
         "EUR",
         description="ISO 4217 code, three upper-case letters; omit it rather than send null. "
         "The workers convert the amount to their model's currency with their configured rates; "
-        "one in a currency without a rate is sent to review.",
+        "one in a currency without a rate is scored without its amount and reviewed at least.",
     )
 
 

@@ -54,7 +54,8 @@ def severity_for(outcome: Outcome) -> Severity:
 
 
 class Reason(WireModel):
-    """One reason behind a score: a rule hit or a feature that drove the model."""
+    """One reason behind a decision: a rule hit, a currency without a rate, a feature that
+    drove the model, or the threshold crossed."""
 
     code: Id = Field(description="Stable machine-readable code, e.g. a rule or feature name.")
     description: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
@@ -74,7 +75,10 @@ class Decision(WireModel):
     score: Score = Field(description="The model's fraud probability after rules, in [0, 1].")
     decision: Outcome = Field(description="The outcome, from thresholds and rules.")
     reasons: list[Reason] = Field(
-        description="Why: rule hits and top features; at least one for review and decline."
+        description="Why, in this order: rule hits (RULE_*), a currency without an exchange "
+        "rate (CURRENCY_NOT_CONVERTED), the features that pushed the score up (by name); the "
+        "threshold crossed (MODEL_SCORE) when none of these explains it. At least one for "
+        "review and decline."
     )
     model_version: Id = Field(description="The model that scored the transaction.")
     decided_at: Timestamp = Field(description="Wall-clock time of the decision.")

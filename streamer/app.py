@@ -317,9 +317,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         for currency in sorted(currencies):
             unrated.add(currency)
             log.warning(
-                "transactions in %s are scored without their amount and sent to review: "
-                "STREAMER_EXCHANGE_RATES has no rate from %s to %s "
-                "(streamer_unconverted_transactions_total counts them)",
+                "transactions in %s are scored without their amount and reviewed at least: "
+                "there is no rate from %s to %s (STREAMER_EXCHANGE_RATES, or `fraud-streamer "
+                "rates set`; streamer_unconverted_transactions_total counts them)",
                 currency,
                 currency,
                 settings.base_currency,

@@ -77,7 +77,8 @@ class Metrics:
         self.unconverted = Counter(
             "streamer_unconverted_transactions",
             "Transactions in a currency without an exchange rate to the model's "
-            "(STREAMER_EXCHANGE_RATES): their amount unknown to the model, and reviewed at least",
+            "(STREAMER_EXCHANGE_RATES or `fraud-streamer rates set`): scored without their "
+            "amount, and reviewed at least",
             ["currency"],
             registry=r,
         )

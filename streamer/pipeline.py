@@ -71,7 +71,8 @@ class BatchOutput:
     #: the shadow's outcomes, and whether each is the one published
     shadow_outcomes: dict[tuple[str, bool], int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
-    #: transactions whose currency has no exchange rate, per currency (scored as written)
+    #: transactions whose currency had no exchange rate when its card's window first recorded
+    #: them, per currency (scored without their amount)
     unconverted: dict[str, int] = field(default_factory=dict)
     model_version: str | None = None
     #: the decided rows' features and the model's scores before rules (for drift)

@@ -74,8 +74,8 @@ def outcome_for(
     score: float, *, rule_hit: bool, policy: Policy, converted: bool = True
 ) -> Outcome:
     """Thresholds on the score; any rule hit declines. A transaction whose amount could not be
-    put in the model's currency (``converted`` false) was scored on a number the model does not
-    know the meaning of: it is reviewed at least, never approved on that score."""
+    put in the model's currency (``converted`` false) was scored without its amount (its
+    features at their typical values): it is reviewed at least, never approved on that score."""
     if rule_hit or score >= policy.decline_threshold:
         return "decline"
     if score >= policy.review_threshold or not converted:

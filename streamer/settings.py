@@ -166,8 +166,9 @@ class Settings(BaseSettings):
         "(longer: fewer commits, more re-deliveries after a crash)."
     )
     max_partition_skew_hours: float = Field(
-        24.0, gt=0, description="Partitions running further ahead in event time than this "
-        "are paused until the others catch up (must stay well under the 7-day label delay)."
+        24.0, gt=0, description="How far past the earliest event time still to come from a "
+        "partition records may be decided; later ones are held until it catches up (must stay "
+        "well under the 7-day label delay)."
     )
     partition_idle_s: float = Field(
         5.0, gt=0, description="A partition whose queue ran dry and that delivers nothing for "
