@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+from pydantic import TypeAdapter, ValidationError
 
 from models.files import write_text
 
@@ -67,9 +68,17 @@ class Manifest:
 
     @classmethod
     def from_json(cls, text: str) -> Manifest:
-        data = json.loads(text)
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Parse a manifest; a ValueError naming each problem when the text is not JSON, lacks
+        a required key or holds a value of the wrong kind (a truncated or hand-edited file), so
+        that no caller meets a half-valid Manifest. Unknown keys are ignored: a newer version's
+        manifest stays readable."""
+        try:
+            return _MANIFEST.validate_json(text)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ValueError(problems) from None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -100,6 +109,10 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: validates a manifest's JSON against the dataclass (pydantic reads stdlib dataclasses)
+_MANIFEST = TypeAdapter(Manifest)
 
 
 class ModelRegistry:
@@ -190,12 +203,26 @@ class ModelRegistry:
         path = self.root / PROMOTIONS
         if not path.exists():
             return [], None
+        # The shape is checked, not coerced: list("abc") would silently make a, b and c the
+        # promotion history, and workers would go looking for those versions.
+        fix = 'it must be {"history": [version, ...], "shadow": version}, shadow optional'
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-            shadow = state.get("shadow")
-            return list(state["history"]), None if shadow is None else str(shadow)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise RegistryError(f"{path} is corrupt: {exc}") from exc
+        except ValueError as exc:
+            raise RegistryError(f"{path} is corrupt: {exc}; {fix}") from exc
+        if not isinstance(state, dict) or "history" not in state:
+            raise RegistryError(f"{path} is corrupt: no history; {fix}")
+        history, shadow = state["history"], state.get("shadow")
+        if not isinstance(history, list) or not all(isinstance(v, str) for v in history):
+            raise RegistryError(
+                f"{path} is corrupt: history must be a list of version names, got "
+                f"{history!r:.60}; {fix}"
+            )
+        if shadow is not None and not isinstance(shadow, str):
+            raise RegistryError(
+                f"{path} is corrupt: shadow must be a version name, got {shadow!r:.60}; {fix}"
+            )
+        return history, shadow
 
     def history(self) -> list[str]:
         return self.promotions()[0]
@@ -244,7 +271,13 @@ class ModelRegistry:
                 f"unknown model version {version!r}: no manifest at {path} "
                 f"(see `fraud-streamer models list`)"
             )
-        return Manifest.from_json(path.read_text(encoding="utf-8"))
+        try:
+            return Manifest.from_json(path.read_text(encoding="utf-8"))
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise RegistryError(
+                f"{path} is not a manifest this version can read: {exc}; restore it, or "
+                f"remove {path.parent} to drop that version"
+            ) from exc
 
     def verify(self, version: str) -> Manifest:
         """Check the artifact against its manifest's SHA-256, without unpickling it."""

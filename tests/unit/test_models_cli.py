@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -108,3 +109,33 @@ def test_shadow_needs_a_version_or_off_and_refuses_the_live_one(
     result = _run("shadow", "v1")
     assert result.exit_code == 1 and "v1 is the live model" in result.output
     assert "Traceback" not in result.output
+
+
+def _one_line_error(result: Result, message: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and len(result.output.strip().splitlines()) == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_a_corrupt_manifest_is_a_one_line_error(two_versions: ModelRegistry,
+                                                tmp_path: Path) -> None:
+    two_versions.promote("v2")
+    path = two_versions.root / "v2" / "manifest.json"
+    for text, problem in [("{bad", "the file: Invalid JSON"),
+                          ('{"version": "v2"}', "created: Field required")]:
+        path.write_text(text)
+        for args in (("list",), ("show", "v2"), ("promote", "v2")):
+            _one_line_error(_run(*args), f"{path} is not a manifest this version can read: ")
+        transactions = tmp_path / "tx.csv"
+        transactions.write_text("transaction_id\n")
+        result = CliRunner().invoke(cli, ["score-batch", str(transactions),
+                                          "--out", str(tmp_path / "out.csv")])
+        _one_line_error(result, f"{path} is not a manifest this version can read: {problem}")
+
+
+def test_a_promotion_log_of_the_wrong_shape_is_a_one_line_error(
+        two_versions: ModelRegistry) -> None:
+    path = two_versions.root / "promotions.json"
+    path.write_text('{"history": "abc"}')
+    for args in (("list",), ("promote", "v1"), ("rollback",), ("shadow", "v1")):
+        _one_line_error(_run(*args), f"{path} is corrupt: history must be a list of version names")

@@ -163,3 +163,59 @@ def test_a_shadow_must_be_another_registered_intact_version(registry: ModelRegis
     with pytest.raises(RegistryError, match="does not match its manifest"):
         registry.set_shadow("v2")
     assert registry.shadow_version() is None
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("{bad", "the file: Invalid JSON"),  # not JSON
+    ("[]", "the file: Input should be an object"),
+    ('{"version": "v1"}', "created: Field required; algorithm: Field required; features: Field "
+     "required; sha256: Field required"),
+    ('{"version": "v1", "created": "x", "algorithm": "logreg", "features": "ab", "sha256": ""}',
+     "features: Input should be a valid array"),
+    ('{"version": "v1", "created": "x", "algorithm": "logreg", "features": [1], "sha256": ""}',
+     "features.0: Input should be a valid string"),
+    ('{"version": "v1", "created": "x", "algorithm": "logreg", "features": [], "sha256": "",'
+     ' "metrics": []}', "metrics: Input should be an object"),
+])  # fmt: skip
+def test_an_unreadable_manifest_is_a_registry_error(registry: ModelRegistry,
+                                                     estimator: LogisticRegression,
+                                                     text: str, problem: str) -> None:
+    _register(registry, estimator, "v1")
+    path = registry.root / "v1" / "manifest.json"
+    path.write_text(text)
+    for read in (lambda: registry.manifest("v1"), registry.versions, lambda: registry.load("v1")):
+        with pytest.raises(RegistryError) as caught:
+            read()
+        message = str(caught.value)
+        assert message.startswith(f"{path} is not a manifest this version can read: ")
+        assert problem in message
+
+
+def test_a_manifest_with_unknown_keys_is_still_read(registry: ModelRegistry,
+                                                    estimator: LogisticRegression) -> None:
+    _register(registry, estimator, "v1")
+    path = registry.root / "v1" / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "added_later": 1}))
+    assert registry.manifest("v1").features == FEATURES
+
+
+@pytest.mark.parametrize(("state", "problem"), [
+    ("{bad", "is corrupt: Expecting property name"),
+    ('{"history": "abc"}', "history must be a list of version names, got 'abc'"),
+    ('{"history": ["v1", 2]}', "history must be a list of version names"),
+    ('["v1"]', "no history"),
+    ("{}", "no history"),
+    ('{"history": ["v1"], "shadow": ["v2"]}', "shadow must be a version name"),
+])  # fmt: skip
+def test_a_promotion_log_of_the_wrong_shape_is_a_registry_error(
+        registry: ModelRegistry, estimator: LogisticRegression, state: str, problem: str) -> None:
+    _register(registry, estimator, "v1")
+    registry.promote("v1")
+    path = registry.root / "promotions.json"
+    path.write_text(state)
+    for read in (registry.promotions, registry.current_version, registry.load,
+                 lambda: registry.promote("v1")):
+        with pytest.raises(RegistryError) as caught:
+            read()
+        assert str(caught.value).startswith(f"{path} is corrupt: ")
+        assert problem in str(caught.value) and '{"history": [version, ...]' in str(caught.value)
