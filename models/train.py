@@ -173,13 +173,29 @@ def select(
     return trials
 
 
+#: days of features a training period needs before it, so that its 30-day windows are full
+WARM_UP_DAYS = 30
+#: the validation week of :func:`fit_best`
+VALID_DAYS = 7
+
+
+def history_days_needed(
+    train_days: int, *, delay_days: int = LABEL_DELAY_DAYS, valid_days: int = VALID_DAYS
+) -> int:
+    """The days of history :func:`fit_best` needs: the warm-up, the training days, a delay, the
+    validation week and a delay after it (its labels), and a day of margin (a small history
+    may have no transaction on its first or last day).
+    ``train`` checks it before simulating or building features, which take minutes."""
+    return train_days + 2 * delay_days + valid_days + WARM_UP_DAYS + 1
+
+
 def fit_best(
     features: FeatureSet,
     *,
     train_days: int = 14,
     candidates: Iterable[str] = tuple(CANDIDATES),
     delay_days: int = LABEL_DELAY_DAYS,
-    valid_days: int = 7,
+    valid_days: int = VALID_DAYS,
     thresholds: Iterable[float] = THRESHOLD_GRID,
     log: Callable[[str], object] = lambda _: None,
 ) -> TrainResult:
@@ -197,11 +213,11 @@ def fit_best(
     labelled_end = data_end - pd.Timedelta(days=delay_days)
     valid = Period(labelled_end - pd.Timedelta(days=valid_days), valid_days)
     train = Period(valid.start - pd.Timedelta(days=delay_days + train_days), train_days)
-    if train.start < ts.min().floor("D") + pd.Timedelta(days=30):
+    if train.start < ts.min().floor("D") + pd.Timedelta(days=WARM_UP_DAYS):
+        needed = history_days_needed(train_days, delay_days=delay_days, valid_days=valid_days)
         raise ValueError(
-            f"not enough history: training from {train.start:%Y-%m-%d} needs 30 days of "
-            f"features before it; simulate at least "
-            f"{train_days + 2 * delay_days + valid_days + 31} days"
+            f"not enough history: training from {train.start:%Y-%m-%d} needs {WARM_UP_DAYS} "
+            f"days of features before it; simulate at least {needed} days"
         )
     log(f"selecting on train {train.describe()} / validation {valid.describe()} (by AP)")
     trials = select(features, train=train, valid=valid, candidates=candidates, log=log)

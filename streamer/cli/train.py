@@ -23,14 +23,26 @@ if TYPE_CHECKING:
     help="History to train on (Parquet/CSV from `fraud-streamer simulate`). "
     "Default: simulate it now.",
 )
-@click.option("--customers", default=5000, show_default=True, help="Simulated customers.")
-@click.option("--terminals", default=10000, show_default=True, help="Simulated terminals.")
-@click.option("--days", default=100, show_default=True, help="Simulated days of history.")
-@click.option("--seed", default=0, show_default=True, help="Simulation seed.")
+@click.option(
+    "--customers", default=5000, show_default=True, type=click.IntRange(min=1),
+    help="Simulated customers.",
+)
+@click.option(
+    "--terminals", default=10000, show_default=True, type=click.IntRange(min=1),
+    help="Simulated terminals.",
+)
+@click.option(
+    "--days", default=100, show_default=True, type=click.IntRange(min=1),
+    help="Simulated days of history (enough for --train-days: checked before simulating).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Simulation seed."
+)
 @click.option(
     "--train-days",
     default=14,
     show_default=True,
+    type=click.IntRange(min=1),
     help="Days of history each candidate is fitted on.",
 )
 @click.option(
@@ -70,7 +82,7 @@ def train(
     from models.metrics import THRESHOLD_GRID
     from models.registry import ModelRegistry
     from models.simulate import SimulationConfig, read_dataset, simulate
-    from models.train import CANDIDATES, fit_best
+    from models.train import CANDIDATES, fit_best, history_days_needed
     from streamer.features.definitions import FEATURE_NAMES
 
     names = [c.strip() for c in candidates.split(",") if c.strip()]
@@ -80,15 +92,38 @@ def train(
             f"unknown candidate(s) {unknown}; choose from {', '.join(CANDIDATES)}",
             param_hint="--candidates",
         )
+    needed = history_days_needed(train_days)
     started = time.perf_counter()
     source: dict[str, Any]
     if data is not None:
-        frame = read_dataset(data)
+        try:
+            frame = read_dataset(data)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--data") from None
+        span = 0
+        if len(frame):
+            ts = frame["timestamp"]
+            span = (ts.max().floor("D") - ts.min().floor("D")).days + 1
+        if span < needed:  # checked before building features, which takes minutes
+            raise click.BadParameter(
+                f"{data} covers {span} days; --train-days {train_days} needs at least {needed} "
+                f"(give more history or lower --train-days)",
+                param_hint="--data",
+            )
         source = {"path": str(data)}
     else:
-        config = SimulationConfig(
-            n_customers=customers, n_terminals=terminals, n_days=days, seed=seed
-        )
+        if days < needed:
+            raise click.BadParameter(
+                f"{days} days is not enough history for --train-days {train_days}: simulate "
+                f"at least {needed} days (or lower --train-days)",
+                param_hint="--days",
+            )
+        try:
+            config = SimulationConfig(
+                n_customers=customers, n_terminals=terminals, n_days=days, seed=seed
+            )
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(
             f"simulating {customers} customers, {terminals} terminals, {days} days (seed {seed})",
             err=True,
@@ -111,13 +146,16 @@ def train(
     for name in ("review", "decline"):
         threshold = getattr(settings, f"{name}_threshold")
         configured.setdefault(threshold, []).append(f"STREAMER_{name.upper()}_THRESHOLD")
-    result = fit_best(
-        features,
-        train_days=train_days,
-        candidates=names,
-        thresholds=[*THRESHOLD_GRID, *configured],
-        log=lambda line: click.echo(line, err=True),
-    )
+    try:
+        result = fit_best(
+            features,
+            train_days=train_days,
+            candidates=names,
+            thresholds=[*THRESHOLD_GRID, *configured],
+            log=lambda line: click.echo(line, err=True),
+        )
+    except ValueError as exc:  # the history does not suit the protocol (e.g. days without
+        raise click.ClickException(str(exc)) from None  # transactions at either end)
     click.echo(_operating_table(result.operating_points, configured), err=True)
     registry = ModelRegistry(settings.model_registry)
     assert result.train_period is not None

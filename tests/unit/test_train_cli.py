@@ -1,0 +1,102 @@
+"""``fraud-streamer train`` refuses bad inputs up front, as one-line errors: a history too short
+for the protocol is caught before the minutes of simulating and building features."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner, Result
+
+import models.dataset
+import models.simulate
+import models.train
+from models.dataset import FeatureSet
+from models.registry import ModelRegistry
+from models.train import fit_best, history_days_needed
+from streamer.cli import cli
+
+TINY = ["--customers", "50", "--terminals", "100", "--candidates", "logreg"]
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["train", *args])
+
+
+def _must_not_run(*_: Any, **__: Any) -> Any:
+    raise AssertionError("train got past its input checks")
+
+
+@pytest.mark.parametrize("train_days", [1, 14, 28])
+def test_the_minimum_history_is_the_one_fit_best_asks_for(train_days: int) -> None:
+    days = pd.date_range("2018-04-01", periods=10, freq="D", tz="UTC")
+    features = FeatureSet(pd.DataFrame({"timestamp": days, "is_fraud": False}),
+                          np.zeros((len(days), 1)))
+    with pytest.raises(ValueError, match="not enough history") as caught:
+        fit_best(features, train_days=train_days)
+    asked = re.search(r"simulate at least (\d+) days", str(caught.value))
+    assert asked is not None and history_days_needed(train_days) == int(asked[1])
+    # 30 days of warm-up, the training days, a delay, a validation week, a delay, a margin
+    assert history_days_needed(train_days) == 30 + train_days + 7 + 7 + 7 + 1
+
+
+def test_too_short_a_history_is_refused_before_simulating(
+        registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.simulate, "simulate", _must_not_run)
+    cases = [((), history_days_needed(14)), (("--train-days", "7"), history_days_needed(7))]
+    for args, needed in cases:
+        result = _run(*TINY, "--days", str(needed - 1), *args)
+        assert result.exit_code == 2, result.output
+        assert f"simulate at least {needed} days (or lower --train-days)" in result.output
+        assert "Traceback" not in result.output
+
+
+def test_the_minimum_history_is_enough(registry: ModelRegistry) -> None:
+    result = _run(*TINY, "--days", str(history_days_needed(14)))
+    assert result.exit_code == 0, result.output
+    assert registry.current_version() is not None
+
+
+@pytest.mark.parametrize("option", ["--customers 0", "--terminals 0", "--days 0", "--seed -1",
+                                    "--train-days 0"])
+def test_out_of_range_options_are_usage_errors(registry: ModelRegistry, option: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(models.simulate, "simulate", _must_not_run)
+    result = _run(*option.split())
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{option.split()[0]}'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_data_that_is_not_a_dataset_or_too_short_is_refused_before_features(
+        registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        small_history: pd.DataFrame) -> None:
+    monkeypatch.setattr(models.dataset, "build_features", _must_not_run)
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    result = _run("--data", str(other))
+    assert result.exit_code == 2 and "is not a transaction dataset: missing" in result.output
+    short = tmp_path / "short.parquet"
+    end = small_history["timestamp"].min().floor("D") + pd.Timedelta(days=40)
+    models.simulate.write_dataset(small_history[small_history["timestamp"] < end], short)
+    result = _run("--data", str(short))
+    assert result.exit_code == 2, result.output
+    assert f"covers 40 days; --train-days 14 needs at least {history_days_needed(14)}" in (
+        result.output)
+    assert "Traceback" not in result.output
+
+
+def test_a_history_training_cannot_use_is_a_one_line_error(
+        registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    def one_class(*_: Any, **__: Any) -> Any:
+        raise ValueError("the training period holds one class only: give more customers")
+
+    monkeypatch.setattr(models.train, "select", one_class)
+    result = _run(*TINY, "--days", str(history_days_needed(14)))
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == (
+        "Error: the training period holds one class only: give more customers")
