@@ -123,9 +123,15 @@ def _times(frame: pd.DataFrame, path: Path, column: str) -> pd.Series:
     bad = ~text.str.fullmatch(_TIME).fillna(False)
     _fail(path, f"{column} must be an RFC 3339 time with an offset, e.g. 2018-04-01T00:00:31Z",
           bad.to_numpy(dtype=bool))
-    frame[column] = pd.to_datetime(text, utc=True, format="ISO8601")
+    # the pattern passes 2018-02-30 or 25:00 or +99:00: what pandas cannot read is named too
+    instants = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
     # The time as written, without its offset: the producer's wall time (vectorised string ops).
-    return pd.to_datetime(text.str.replace(_OFFSET + "$", "", regex=True), format="ISO8601")
+    wall = pd.to_datetime(text.str.replace(_OFFSET + "$", "", regex=True), format="ISO8601",
+                          errors="coerce")  # fmt: skip
+    _fail(path, f"{column} is not a time that exists (a day, hour or offset out of range)",
+          (instants.isna() | wall.isna()).to_numpy(dtype=bool))
+    frame[column] = instants
+    return wall
 
 
 def read_transactions(path: Path) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DATA_DIR", "replacing", "write_text"]
+__all__ = ["DATA_DIR", "check_writable", "replacing", "write_text"]
 
 #: where commands keep the datasets they generate, unless told otherwise (not tracked: the
 #: repository's top level holds the project, not its outputs)
@@ -37,6 +37,17 @@ def replacing(path: Path | str) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable(path: Path | str) -> None:
+    """Raise the OSError that writing ``path`` would meet (its directory cannot be made, or
+    nothing can be written there), before a command spends minutes or hours on what it would
+    write there. Tried as :func:`replacing` writes: a file beside it, removed at once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
+    os.close(fd)
+    os.unlink(name)
 
 
 def write_text(path: Path | str, text: str) -> None:

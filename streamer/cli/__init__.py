@@ -11,13 +11,14 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from streamer.settings import Settings, SettingsError, load_settings
 
-__all__ = ["main", "pass_settings", "with_redis"]
+__all__ = ["main", "pass_settings", "with_redis", "writable"]
 
 T = TypeVar("T")
 
@@ -130,6 +131,21 @@ def with_redis(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
             await client.aclose()
 
     return asyncio.run(run())
+
+
+def writable(path: Path) -> None:
+    """A CLI error naming why ``path`` cannot be written, before the command's work rather
+    than after it (:func:`models.files.check_writable`)."""
+    from models.files import check_writable
+
+    try:
+        check_writable(path)
+    except FileExistsError as exc:  # mkdir(exist_ok=True) raises it where a file is in the way
+        msg = f"cannot write {path}: {exc.filename} is not a directory"
+        raise click.ClickException(msg) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise click.ClickException(f"cannot write {path}: {where}{exc.strerror or exc}") from None
 
 
 def main() -> None:

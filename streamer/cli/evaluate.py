@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from models.files import DATA_DIR
+from streamer.cli import writable
 
 __all__ = ["evaluate"]
 
@@ -80,6 +81,8 @@ def evaluate(
     from models.simulate import SimulationConfig
 
     seed_list = _histories(seeds, "--seeds")
+    for name in ("evaluation.md", "evaluation.json"):  # before hours of work, not after
+        writable(out_dir / name)
     names = [c.strip() for c in candidates.split(",") if c.strip()]
     unknown = [c for c in names if c not in SEARCH]
     if unknown or not names:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from models.files import DATA_DIR
 from streamer.cli import pass_settings
 from streamer.settings import Settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @click.command()
@@ -22,13 +27,21 @@ from streamer.settings import Settings
 )
 @click.option(
     "--rate",
-    type=float,
+    # a positive rate: 0 or less would be taken for "no rate", i.e. as fast as possible
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Transactions per second (default: as fast as possible).",
 )
-@click.option("--start", help="First day to replay (YYYY-MM-DD, event time).")
-@click.option("--days", type=int, help="Number of days to replay from --start.")
-@click.option("--limit", type=int, help="Stop after this many transactions.")
+@click.option(
+    "--start",
+    # parsed here, so a bad date is a usage error before the dataset is read
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    metavar="YYYY-MM-DD",
+    help="First day to replay (YYYY-MM-DD, event time).",
+)
+# at least 1: 0 would select nothing, and a negative --limit would drop rows from the end
+@click.option("--days", type=click.IntRange(min=1), help="Number of days to replay from --start.")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many transactions.")
 @click.option(
     "--labels/--no-labels",
     default=True,
@@ -40,7 +53,7 @@ def produce(
     settings: Settings,
     data: Path,
     rate: float | None,
-    start: str | None,
+    start: datetime | None,
     days: int | None,
     limit: int | None,
     labels: bool,
@@ -54,7 +67,6 @@ def produce(
     import pandas as pd
     from tqdm import tqdm
 
-    from models.simulate import read_dataset
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
     from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 
@@ -62,16 +74,16 @@ def produce(
         raise click.ClickException(
             f"no dataset at {data}: create one with `fraud-streamer simulate --out {data}`"
         )
-    frame = read_dataset(data).sort_values(["timestamp", "transaction_id"], kind="stable")
-    if start:
+    frame = _read(data).sort_values(["timestamp", "transaction_id"], kind="stable")
+    if start is not None:
         first = pd.Timestamp(start, tz="UTC")
         frame = frame[frame["timestamp"] >= first]
-        if days:
+        if days is not None:
             frame = frame[frame["timestamp"] < first + pd.Timedelta(days=days)]
-    elif days:
+    elif days is not None:
         first = frame["timestamp"].min().floor("D")
         frame = frame[frame["timestamp"] < first + pd.Timedelta(days=days)]
-    if limit:
+    if limit is not None:
         frame = frame.head(limit)
     if frame.empty:
         raise click.ClickException("nothing to replay: the selection is empty")
@@ -95,3 +107,23 @@ def produce(
         f"sent {stats.transactions:,} transactions and {stats.labels:,} labels in "
         f"{stats.seconds:.1f} s ({stats.transactions / max(stats.seconds, 1e-9):,.0f} tx/s)"
     )
+
+
+def _read(data: Path) -> pd.DataFrame:
+    """The dataset at ``data``, or a one-line error naming the file and what is wrong with it.
+
+    A file that is not a dataset fails in pandas or pyarrow with a traceback that hides the
+    cause (an empty CSV, a ``.parquet`` that is not Parquet, missing columns, a bad value);
+    their parse errors all derive from ``ValueError``, and an unreadable file raises
+    ``OSError``.
+    """
+    from models.simulate import read_dataset
+
+    try:
+        return read_dataset(data)
+    except (OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise click.ClickException(
+            f"cannot read --data {data}: {reason} (expected a dataset written by "
+            "`fraud-streamer simulate`: Parquet, or CSV if the name ends in .csv)"
+        ) from None

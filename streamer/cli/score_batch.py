@@ -50,6 +50,7 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
         write_decisions,
     )
     from models.registry import ModelRegistry, RegistryError
+    from streamer.cli import writable
     from streamer.rules import Policy
     from streamer.scoring import Scorer
 
@@ -67,13 +68,17 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
     started = time.perf_counter()
     try:
         check_extension(out)
+        writable(out)
         scorer = Scorer(ModelRegistry(settings.model_registry).load())
         frame = read_transactions(transactions)
         label_frame = read_labels(labels) if labels is not None else None
         decisions = score_transactions(frame, scorer, Policy.from_settings(settings),
                                        labels=label_frame, progress=progress)
         progress("writing", 1)
-        write_decisions(decisions, out)
+        try:
+            write_decisions(decisions, out)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     except (BatchInputError, RegistryError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:

@@ -11,6 +11,7 @@ import click
 from models.files import DATA_DIR
 from models.simulate import SimulationConfig, progress_total, write_dataset
 from models.simulate import simulate as run_simulation
+from streamer.cli import writable
 
 __all__ = ["simulate"]
 
@@ -108,21 +109,26 @@ def simulate(
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from None
+    writable(out)  # before the simulation, not after it
     began = time.perf_counter()
     total, unit = progress_total(config)
     with tqdm(total=total, unit=unit, desc="simulating", leave=False) as bar:
         frame = run_simulation(config, progress=bar.update)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if frame.empty:
+        raise click.ClickException(
+            f"no transaction was simulated, so {out} was not written: usually no terminal lies "
+            f"within --radius {radius:g} of any customer (--customers {customers}, --terminals "
+            f"{terminals}, on a 100 x 100 map); raise --radius, --terminals or --customers (or "
+            "--days)"
+        )
     write_dataset(frame, out)
     elapsed = time.perf_counter() - began
 
     frauds = int(frame["is_fraud"].sum())
-    rate = 100 * frauds / len(frame) if len(frame) else 0.0
-    if len(frame):
-        span = f"{frame['timestamp'].iloc[0]:%Y-%m-%d} .. {frame['timestamp'].iloc[-1]:%Y-%m-%d}"
-    else:
-        span = "no dates"
+    rate = 100 * frauds / len(frame)
+    span = f"{frame['timestamp'].iloc[0]:%Y-%m-%d} .. {frame['timestamp'].iloc[-1]:%Y-%m-%d}"
     click.echo(
         f"{len(frame):,} transactions, {frauds:,} frauds ({rate:.2f} %), {span}, "
         f"{elapsed:.1f} s -> {out}"
     )
+

@@ -145,6 +145,15 @@ def test_bad_values_are_named_by_row(tmp_path: Path, history: pd.DataFrame) -> N
     text.to_csv(tmp_path / "naive.csv", index=False)
     with pytest.raises(ValueError, match="with an offset"):
         read_transactions(tmp_path / "naive.csv")
+    # well-formed, but no such time: a 30 February, a 25th hour, an offset of 99 hours
+    impossible = tx.assign(amount=1.0,
+                           timestamp=tx["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))  # fmt: skip
+    impossible.loc[[2, 5, 7], "timestamp"] = [
+        "2018-02-30T00:00:00Z", "2018-04-01T25:00:00Z", "2018-04-01T10:00:00+99:00"
+    ]
+    impossible.to_csv(tmp_path / "impossible.csv", index=False)
+    with pytest.raises(ValueError, match=r"timestamp is not a time that exists .* 3, 6, 8\)"):
+        read_transactions(tmp_path / "impossible.csv")
 
 
 def test_the_simulators_csv_is_accepted(history: pd.DataFrame, tmp_path: Path) -> None:

@@ -1,0 +1,111 @@
+"""`fraud-streamer produce` rejects a bad dataset or option in one line, before Kafka.
+
+Kafka is pointed at 127.0.0.1:1, where nothing listens: a test that got that far would see the
+Kafka error instead of the one it expects, so each also proves that nothing was sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner, Result
+
+from models.simulate import SimulationConfig, simulate, write_dataset
+from streamer.cli import cli
+
+
+@pytest.fixture
+def env(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    return clean_env
+
+
+@pytest.fixture
+def dataset(env: Path) -> Path:
+    """Three days of a small simulation (2018-04-01 .. 2018-04-03)."""
+    path = env / "tx.parquet"
+    write_dataset(simulate(SimulationConfig(n_customers=30, n_terminals=60, n_days=3)), path)
+    return path
+
+
+def _produce(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["produce", *args])
+
+
+def _one_line_error(result: Result, exit_code: int, *words: str) -> None:
+    assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # no traceback
+    assert "Traceback" not in result.output
+    assert "Kafka" not in result.output  # failed before reaching it
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1, result.output
+    for word in words:
+        assert word in error[0], result.output
+
+
+def test_a_file_that_is_not_a_dataset(env: Path) -> None:
+    (env / "other.csv").write_text("a,b\n1,2\n")
+    _one_line_error(_produce("--data", "other.csv"), 1, "other.csv", "missing transaction_id")
+
+
+def test_an_empty_csv(env: Path) -> None:
+    (env / "empty.csv").write_text("")
+    _one_line_error(_produce("--data", "empty.csv"), 1, "empty.csv", "No columns")
+
+
+def test_a_parquet_name_on_something_else(env: Path) -> None:
+    (env / "tx.parquet").write_text("transaction_id,timestamp\n")
+    _one_line_error(_produce("--data", "tx.parquet"), 1, "tx.parquet", "Parquet")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--start", "2018-13-45"),
+        ("--start", "yesterday"),
+        ("--limit", "0"),
+        ("--limit", "-5"),
+        ("--days", "0"),
+        ("--days", "-1"),
+        ("--rate", "0"),
+        ("--rate", "-10"),
+    ],
+)
+def test_options_that_would_replay_something_else(dataset: Path, option: str, value: str) -> None:
+    _one_line_error(_produce("--data", str(dataset), option, value), 2, option)
+
+
+def test_valid_options_select_what_they_say(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--start, --days and --limit pick the rows; --rate reaches the replay as given."""
+    import streamer.kafka
+    import streamer.replay
+
+    seen: dict[str, Any] = {}
+
+    async def no_topics(settings: object) -> None:
+        return None
+
+    async def record(settings: object, records: Any, *, rate: Any, progress: Any) -> Any:
+        seen["tx"] = [value for kind, _, value in records if kind == "transactions"]
+        seen["rate"] = rate
+        return streamer.replay.ReplayStats(transactions=len(seen["tx"]), seconds=1.0)
+
+    monkeypatch.setattr(streamer.kafka, "ensure_contract_topics", no_topics)
+    monkeypatch.setattr(streamer.replay, "replay", record)
+    frame = pd.read_parquet(dataset)
+    day2 = frame[frame["timestamp"].dt.strftime("%Y-%m-%d") == "2018-04-02"]
+
+    result = _produce("--data", str(dataset), "--start", "2018-04-02", "--days", "1")
+    assert result.exit_code == 0, result.output
+    assert len(seen["tx"]) == len(day2) > 0
+    assert seen["rate"] is None
+
+    result = _produce("--data", str(dataset), "--limit", "3", "--rate", "0.5")
+    assert result.exit_code == 0, result.output
+    assert len(seen["tx"]) == 3
+    assert seen["rate"] == 0.5

@@ -1,0 +1,54 @@
+"""`fraud-streamer simulate` writes a dataset or fails clearly: never an empty file, and a bad
+--out is named before the simulation runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import streamer.cli.simulate as command
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        ["--customers", "1", "--terminals", "1"],
+        ["--customers", "20", "--terminals", "20", "--radius", "0.001"],
+    ],
+)
+def test_no_transaction_is_an_error_and_no_file(tmp_path: Path, sizes: list[str]) -> None:
+    out = tmp_path / "tx.parquet"
+    result = CliRunner().invoke(command.simulate, [*sizes, "--days", "3", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Error: no transaction was simulated" in result.output
+    assert "--radius" in result.output
+    assert not out.exists()
+
+
+def test_an_unwritable_out_fails_before_simulating(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / "file" / "sub" / "tx.parquet"
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("simulated before checking --out")
+
+    monkeypatch.setattr(command, "run_simulation", must_not_run)
+    result = CliRunner().invoke(command.simulate, ["--days", "1", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert f"Error: cannot write {out}: " in result.output
+    assert "Traceback" not in result.output
+    assert not list(tmp_path.glob("**/.tx.parquet.*"))
+
+
+def test_out_whose_directory_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    out = tmp_path / "file" / "tx.parquet"
+    result = CliRunner().invoke(command.simulate, ["--days", "1", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"Error: cannot write {out}: {tmp_path / 'file'} is not a directory" in result.output
