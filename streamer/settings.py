@@ -252,6 +252,11 @@ def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment, turning validation errors into one clear message."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except UnicodeDecodeError as exc:  # read before any variable: only .env can be the cause
+        raise SettingsError(
+            f"invalid configuration: .env in {Path.cwd()} is not UTF-8 text ({exc.reason} at "
+            f"byte {exc.start}); save it as UTF-8 or remove it"
+        ) from None
     except SourceError as exc:
         # a mapping's value that is not JSON: pydantic-settings names the field, not the text
         field = re.search(r'field "(\w+)"', str(exc))

@@ -49,8 +49,9 @@ def dashboard(
     Each worker's own page (its STREAMER_WEB_PORT) shows only its partitions, and goes away
     with it; this one reads STREAMER_TOPIC_DECISIONS, STREAMER_TOPIC_ALERTS and
     STREAMER_TOPIC_DEAD_LETTERS — every worker's output — from --window-minutes ago on, and
-    asks Kafka every 5 s about the group STREAMER_CONSUMER_GROUP. It writes nothing and joins
-    no group: run it anywhere that reaches Kafka, as many as you like. JSON at /api/fleet;
+    asks Kafka every 5 s about the group STREAMER_CONSUMER_GROUP. It publishes nothing (it
+    creates the contract's topics if they are missing, as a worker would) and joins no group:
+    run it anywhere that reaches Kafka, as many as you like. JSON at /api/fleet;
     /healthz answers 503 while Kafka does not.
     """
     host, port = settings.web_host, port or settings.dashboard_port

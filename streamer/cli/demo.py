@@ -144,9 +144,12 @@ def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.option("--days", default=30, show_default=True, help="Days of simulated traffic.")
-@click.option("--customers", default=5000, show_default=True, help="Simulated customers.")
-@click.option("--terminals", default=10000, show_default=True, help="Simulated terminals.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(min=1),
+              help="Days of simulated traffic.")
+@click.option("--customers", default=5000, show_default=True, type=click.IntRange(min=1),
+              help="Simulated customers.")
+@click.option("--terminals", default=10000, show_default=True, type=click.IntRange(min=1),
+              help="Simulated terminals.")
 @click.option(
     "--seed",
     default=2026,
@@ -155,7 +158,7 @@ def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
 )
 @click.option(
     "--rate",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Transactions per second to replay (default: as fast as possible).",
 )
@@ -192,11 +195,14 @@ def demo(
     from streamer.cli.train import train
     from streamer.features.definitions import FEATURE_NAMES
     from streamer.kafka import contract_topics, make_producer
-    from streamer.stack import LocalStack
+    from streamer.stack import LocalStack, StackError
 
     click.echo("1/6 local stack", err=True)
-    for state in LocalStack(settings).up():
-        click.echo(f"    {state.describe()}", err=True)
+    try:
+        for state in LocalStack(settings).up():
+            click.echo(f"    {state.describe()}", err=True)
+    except StackError as exc:  # as `stack up` says it
+        raise click.ClickException(str(exc)) from None
 
     registry = ModelRegistry(settings.model_registry)
     if registry.current_for(FEATURE_NAMES) is None:

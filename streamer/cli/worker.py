@@ -36,8 +36,8 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
     """Consume transactions and labels; publish decisions, alerts and dead letters.
 
     Run several (same STREAMER_CONSUMER_GROUP) to share the partitions. The dashboard and the
-    Prometheus metrics are served on 127.0.0.1:STREAMER_WEB_PORT (/ and /metrics). A model must
-    be promoted in STREAMER_MODEL_REGISTRY first (`fraud-streamer train`).
+    Prometheus metrics are served on STREAMER_WEB_HOST:STREAMER_WEB_PORT (/ and /metrics). A
+    model must be promoted in STREAMER_MODEL_REGISTRY first (`fraud-streamer train`).
 
     \b
     Signals: TERM or INT  stop cleanly (exit anyway after STREAMER_SHUTDOWN_GRACE_S)
@@ -80,7 +80,7 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
     say(
         f"worker: model {version}, brokers {settings.kafka_bootstrap_servers}, "
         f"redis {settings.redis_url_redacted}{' (cluster)' if settings.redis_cluster else ''}, "
-        f"dashboard http://127.0.0.1:{settings.web_port}/"
+        f"dashboard http://{settings.web_host}:{settings.web_port}/"
     )
     (settings.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     app = create_app(settings)

@@ -124,3 +124,12 @@ def test_settings_are_frozen() -> None:
 def test_the_redis_password_is_masked_for_messages(url: str, shown: str) -> None:
     settings = Settings(_env_file=None, redis_url=url)  # type: ignore[call-arg]
     assert settings.redis_url_redacted == shown
+
+
+def test_a_dot_env_that_is_not_utf8_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".env").write_bytes(b"STREAMER_WEB_PORT=6066\n# caf\xe9\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SettingsError, match=r"\.env in .* is not UTF-8 text .* save it as UTF-8"):
+        load_settings()
