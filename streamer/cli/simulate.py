@@ -131,4 +131,3 @@ def simulate(
         f"{len(frame):,} transactions, {frauds:,} frauds ({rate:.2f} %), {span}, "
         f"{elapsed:.1f} s -> {out}"
     )
-
