@@ -20,6 +20,7 @@ comes later (a worker down for longer) is counted again.
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,8 +109,10 @@ class FleetView:
         alerts_kept: int = 50,
         letters_kept: int = 10,
         repeat_window_s: float = 600.0,
+        clock: Callable[[], float] = time.time,
     ):
         self.window_s = window_s
+        self._clock = clock
         self._counted = _Counted(repeat_window_s)
         self.repeats = 0  # records not counted: a worker published them again
         self._seconds: dict[int, _Second] = {}
@@ -207,7 +210,8 @@ class FleetView:
         if record is None:
             return None
         identity, at = _IDENTITY[model](record)
-        self._forget(int(at))
+        # a worker whose clock is ahead must not make the page forget the present
+        self._forget(int(min(at, self._clock())))
         if not self._counted.first(identity, at):
             self.repeats += 1
             return None

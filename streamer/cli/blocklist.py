@@ -35,6 +35,7 @@ def blocklist() -> None:
 @pass_settings
 def add(settings: Settings, kind: str, ids: tuple[str, ...]) -> None:
     """Add customer or terminal IDS to the blocklist."""
+    ids = tuple(dict.fromkeys(ids))  # Redis counts distinct members, and so does the message
     added = _run(settings, lambda store: store.blocklist_add(kind, list(ids)))
     click.echo(f"{added} {kind}(s) added ({len(ids) - added} already blocked)")
 
@@ -45,6 +46,7 @@ def add(settings: Settings, kind: str, ids: tuple[str, ...]) -> None:
 @pass_settings
 def remove(settings: Settings, kind: str, ids: tuple[str, ...]) -> None:
     """Remove customer or terminal IDS from the blocklist."""
+    ids = tuple(dict.fromkeys(ids))  # Redis counts distinct members, and so does the message
     removed = _run(settings, lambda store: store.blocklist_remove(kind, list(ids)))
     click.echo(f"{removed} {kind}(s) removed ({len(ids) - removed} were not blocked)")
 

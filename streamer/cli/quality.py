@@ -144,8 +144,10 @@ async def _read_all(settings: Settings, shadow: bool) -> tuple[Any, Any, Any]:
     """The decisions, the labels and (with ``shadow``) the shadow decisions."""
     import pandas as pd
 
+    from schemas import Label
+
     decisions = await _read_topic(settings, settings.topic_decisions, DECISION_FIELDS)
-    labels = await _read_topic(settings, settings.topic_labels, LABEL_FIELDS)
+    labels = await _read_topic(settings, settings.topic_labels, LABEL_FIELDS, Label)
     shadowed = (
         await _read_topic(settings, settings.topic_shadow_decisions, DECISION_FIELDS)
         if shadow
@@ -159,25 +161,42 @@ async def _read_all(settings: Settings, shadow: bool) -> tuple[Any, Any, Any]:
 
 
 async def _read_topic(
-    settings: Settings, topic: str, fields: tuple[str, ...]
+    settings: Settings, topic: str, fields: tuple[str, ...], model: Any = None
 ) -> list[tuple[Any, ...]]:
-    """``fields`` of every JSON record of ``topic``, from its beginning to its end as of now;
-    records that are not JSON objects with those fields are skipped (the worker only writes
-    valid ones; a label that failed validation went to the dead letters, not here)."""
+    """``fields`` of every JSON record of ``topic``, from its beginning to its end as of now.
+    A record that is not a JSON object with those fields, or (with ``model``) not a valid one,
+    is left out, and how many were is said on stderr. Labels need ``model``: the labels topic
+    is an input, so a label the workers refused is still on it (their dead letter is a copy),
+    and its ``"is_fraud": "false"`` would read as true."""
     from tqdm import tqdm
 
     from streamer.kafka import read_to_end
 
     rows: list[tuple[Any, ...]] = []
+    skipped = [0]
+
+    def keep(value: bytes | None) -> None:
+        got = _fields(value, fields, model)
+        rows.extend(got)
+        skipped[0] += not got
+
     with tqdm(unit="rec", desc=topic, leave=False, disable=None) as bar:
-        await read_to_end(
-            settings, topic, lambda r: rows.extend(_fields(r.value, fields)), progress=bar.update
+        await read_to_end(settings, topic, lambda r: keep(r.value), progress=bar.update)
+    if skipped[0]:
+        click.echo(
+            f"warning: {skipped[0]:,} record(s) of {topic} left out: not what the workers "
+            "accept there (see `fraud-streamer dead-letters`)",
+            err=True,
         )
     return rows
 
 
-def _fields(value: bytes | None, fields: tuple[str, ...]) -> list[tuple[Any, ...]]:
+def _fields(
+    value: bytes | None, fields: tuple[str, ...], model: Any = None
+) -> list[tuple[Any, ...]]:
     try:
+        if model is not None:
+            model.model_validate_json(value or b"")  # pydantic's ValidationError is a ValueError
         record = json.loads(value or b"")
         return [tuple(record[name] for name in fields)]
     except (ValueError, TypeError, KeyError):

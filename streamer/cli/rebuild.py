@@ -30,6 +30,7 @@ def rebuild_state(settings: Settings) -> None:
     rate first gets back those last set with `fraud-streamer rates` (recorded on
     STREAMER_TOPIC_RATES), and the history is converted at the rates then in force.
     """
+    from redis.exceptions import RedisClusterException, RedisError
     from tqdm import tqdm
 
     from streamer.kafka import KafkaUnusable
@@ -53,6 +54,11 @@ def rebuild_state(settings: Settings) -> None:
             done = asyncio.run(rebuild(settings, read.update, replayed.update))
         except (KafkaUnusable, NotARecord) as exc:
             raise click.ClickException(str(exc)) from None
+        except (RedisError, RedisClusterException, OSError) as exc:  # after the store's retries
+            raise click.ClickException(
+                f"Redis failed during the rebuild ({type(exc).__name__}: {exc}); every update "
+                "is idempotent per transaction: run `fraud-streamer rebuild-state` again"
+            ) from None
     if done.restored:
         listed = ", ".join(f"{code}={rate}" for code, rate in sorted(done.restored.items()))
         click.echo(f"exchange rates restored from {settings.topic_rates}: {listed}")

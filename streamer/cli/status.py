@@ -43,8 +43,14 @@ def render(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def _named(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
     """Kafka's check, and each contract topic's partitions (None: not created yet)."""
+    from aiokafka.errors import KafkaError
+
     from streamer.kafka import (
         connection_problem,
         contract_topic_names,
@@ -56,8 +62,12 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
     problem = await connection_problem(settings, timeout=TIMEOUT_S)
     if problem is not None:
         return Check("kafka", False, problem, data={"bootstrap_servers": servers}), {}
-    brokers = await fetch_broker_ids(settings, timeout=TIMEOUT_S)
-    topics = await topics_partitions(settings, contract_topic_names(settings))
+    try:
+        brokers = await fetch_broker_ids(settings, timeout=TIMEOUT_S)
+        topics = await topics_partitions(settings, contract_topic_names(settings))
+    except (KafkaError, OSError, TimeoutError) as exc:  # it answered, then did not
+        detail = f"{servers} answered, then failed: {_named(exc)}"
+        return Check("kafka", False, detail, data={"bootstrap_servers": servers}), {}
     counts = {t: None if tps is None else len(tps) for t, tps in topics.items()}
     shown = ", ".join(f"{t} {'–' if n is None else n}" for t, n in counts.items())
     missing = [t for t, n in counts.items() if n is None]
@@ -72,12 +82,18 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
 
 
 async def _workers(settings: Settings, topics: dict[str, Any]) -> Check:
+    from aiokafka.errors import KafkaError
+
     from streamer.kafka import consumer_group_state
 
     group = settings.consumer_group
     inputs = (settings.topic_transactions, settings.topic_labels)
     tps = [tp for t in inputs for tp in topics.get(t) or []]
-    members, lag = await consumer_group_state(settings, group, tps)
+    try:
+        members, lag = await consumer_group_state(settings, group, tps)
+    except (KafkaError, OSError, TimeoutError) as exc:  # e.g. no coordinator yet, or no right
+        return Check("workers", False, f"unknown: Kafka did not describe group {group!r}: "
+                     f"{_named(exc)}", data={"group": group})  # fmt: skip
     behind = ", ".join(f"{n:,} {t}" for t, n in lag.items()) or "–"
     detail = f"{members} in group {group!r}; not yet read: {behind}"
     data = {"group": group, "members": members, "not_yet_read": lag}
@@ -223,6 +239,8 @@ async def _held(settings: Settings, tps: list[Any]) -> int:
 
 async def gather(settings: Settings) -> list[Check]:
     """Every check; one that cannot run (Kafka down: the workers are unknown) says why."""
+    from aiokafka.errors import KafkaError
+
     kafka, topics = await _kafka(settings)
     if kafka.ok:
         workers = await _workers(settings, topics)
@@ -230,7 +248,10 @@ async def gather(settings: Settings) -> list[Check]:
         workers = Check("workers", False, "unknown: Kafka does not answer")
     redis = await _redis(settings)
     if kafka.ok and redis.data.get("keys") == 0 and redis.warning is None:
-        held = await _held(settings, topics.get(settings.topic_transactions) or [])
+        try:
+            held = await _held(settings, topics.get(settings.topic_transactions) or [])
+        except (KafkaError, OSError, TimeoutError):
+            held = 0  # only a hint: the Kafka check above has said what it could
         if held:  # state lost (or never built) while its history is still in Kafka
             redis.warning = (
                 f"Redis holds no feature state but {settings.topic_transactions} holds {held:,} "

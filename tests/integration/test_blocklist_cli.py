@@ -53,6 +53,13 @@ def test_add_list_remove(stack: Settings) -> None:
     assert run("blocklist", "list", "terminal").split() == ["t-1", "t-2"]
     assert "1 terminal(s) removed" in run("blocklist", "remove", "terminal", "t-1")
     assert run("blocklist", "list", "terminal").split() == ["t-2"]
+    # an id given twice is one id: Redis counts it once, and so does the message
+    assert "1 terminal(s) added (0 already blocked)" in run(
+        "blocklist", "add", "terminal", "t-3", "t-3"
+    )
+    assert "1 terminal(s) removed (0 were not blocked)" in run(
+        "blocklist", "remove", "terminal", "t-3", "t-3"
+    )
     run("blocklist", "remove", "terminal", "t-2")
 
 

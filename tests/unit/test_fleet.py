@@ -127,3 +127,18 @@ def test_the_ids_remembered_for_repeats_are_bounded_by_the_repeat_window() -> No
     for i in range(1_000):  # one decision a second, nobody looking
         view.add_decision(_decision(-999 + i))
     assert len(view._counted) <= 121
+
+
+def test_a_worker_with_its_clock_ahead_does_not_erase_the_present() -> None:
+    view = FleetView(window_s=600, clock=T0.timestamp)
+    for i in range(100):
+        view.add_decision(_decision(-30 + i * 0.3))
+    view.add_decision(_decision(3600))  # a worker an hour ahead
+    snap = view.snapshot(T0.timestamp())
+    assert snap["decisions"]["total"] == 100
+    assert snap["processing_ms"] == {"p50": 5.0, "p99": 5.0}
+    # and a repeat of one counted before it is still known as one
+    repeat = make_decision(transaction_id="tx-again", decided_at=T0 - timedelta(seconds=5))
+    view.add_decision(repeat.model_dump_json().encode())
+    view.add_decision(repeat.model_dump_json().encode())
+    assert view.repeats == 1

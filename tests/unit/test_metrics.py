@@ -152,3 +152,19 @@ def test_operating_points_count_what_each_threshold_flags() -> None:
     assert none.flagged_share == 0.0 and none.recall == 0.0 and math.isnan(none.precision)
     assert none.to_json() == {"threshold": 0.99, "flagged_share": 0.0, "precision": None,
                               "recall": 0.0}  # fmt: skip
+
+
+def test_quality_reads_only_labels_the_workers_accept() -> None:
+    """The labels topic is an input: a label the workers refused stays on it (the dead letter
+    is a copy). Read as JSON only, its ``"is_fraud": "false"`` would count as a fraud."""
+    from schemas import Label
+    from streamer.cli.quality import LABEL_FIELDS, _fields
+
+    good = (b'{"transaction_id": "t1", "customer_id": "c", "terminal_id": "t", '
+            b'"tx_timestamp": "2018-04-01T00:00:00Z", "is_fraud": false, '
+            b'"reported_at": "2018-04-08T00:00:00Z"}')  # fmt: skip
+    assert len(_fields(good, LABEL_FIELDS, Label)) == 1
+    for bad in (good.replace(b"false", b'"false"'),
+                good.replace(b'"2018-04-08T00:00:00Z"', b'"yesterday"')):  # fmt: skip
+        assert _fields(bad, LABEL_FIELDS) != []  # what was read before
+        assert _fields(bad, LABEL_FIELDS, Label) == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
 from streamer.cli.status import Check, render
 
 
@@ -15,3 +18,22 @@ def test_each_part_on_its_line_aligned_with_its_warning_under_it() -> None:
         "         warning  not created yet: alerts",
         "workers  PROBLEM  no worker in group 'g'",
     ]
+
+
+async def test_a_group_kafka_will_not_describe_is_a_problem_line_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a new cluster the group coordinator may not exist yet; with ACLs the group may be
+    refused. Kafka answered the connection check, so the workers' line says what it said."""
+    import streamer.kafka
+    from streamer.cli.status import _workers
+    from streamer.settings import Settings
+
+    async def refused(*_: object) -> None:
+        raise GroupCoordinatorNotAvailableError("coordinator loading")
+
+    monkeypatch.setattr(streamer.kafka, "consumer_group_state", refused)
+    check = await _workers(Settings(), {})
+    assert not check.ok
+    assert check.detail.startswith("unknown: Kafka did not describe group 'fraud-streamer': ")
+    assert "GroupCoordinatorNotAvailableError" in check.detail
