@@ -149,7 +149,10 @@ class FleetView:
             return
         letter, at, second = counted
         second.dead_letters += 1
-        _keep_latest(self._letters, at, letter.model_dump(mode="json", exclude={"raw"}))
+        where = (letter.source_topic, letter.partition, letter.offset)
+        if all((k["source_topic"], k["partition"], k["offset"]) != where
+               for _, k in self._letters):  # a late repeat  # fmt: skip
+            _keep_latest(self._letters, at, letter.model_dump(mode="json", exclude={"raw"}))
 
     # --- snapshot out -----------------------------------------------------------------------
 

@@ -142,3 +142,14 @@ def test_a_worker_with_its_clock_ahead_does_not_erase_the_present() -> None:
     view.add_decision(repeat.model_dump_json().encode())
     view.add_decision(repeat.model_dump_json().encode())
     assert view.repeats == 1
+
+
+def test_a_dead_letter_repeated_after_the_repeat_window_is_listed_once() -> None:
+    """Past the repeat window a repeat counts again (the page's stated limit), but the list of
+    the latest shows each record once, as it does alerts."""
+    view = FleetView(letters_kept=3, repeat_window_s=60, clock=T0.timestamp)
+    view.add_dead_letter(_letter(-300, 7))
+    view.add_dead_letter(_letter(-200, 8))
+    view.add_dead_letter(_letter(-100, 7))  # offset 7 again, 200 s later
+    latest = view.snapshot(T0.timestamp())["dead_letters"]["latest"]
+    assert [d["offset"] for d in latest] == [8, 7]
