@@ -229,7 +229,7 @@ def score_transactions(
     for start in range(0, len(ordered), CHUNK):
         rows = slice(start, start + CHUNK)
         inputs = scorer.model_inputs(X[rows])  # as the worker's model sees them
-        chunk_scores = scorer.score(inputs)
+        chunk_scores = scorer.score_inputs(inputs)
         amounts = X[rows, AMOUNT_COLUMN]  # as the worker's rules read it (NaN: not known)
         rules = [rule_hits(amount=float(a), customer_blocked=False, terminal_blocked=False,
                            policy=policy) for a in amounts]

@@ -266,8 +266,8 @@ class Pipeline:
         shadow = self._shadow()
         features = enriched.features  # NaN where an amount is not known (no exchange rate)
         inputs = scorer.model_inputs(features)
-        scores = scorer.score(inputs)
-        shadow_scores = None if shadow is None else shadow.score(shadow.model_inputs(features))
+        scores = scorer.score_inputs(inputs)
+        shadow_scores = None if shadow is None else shadow.score(features)
         policy = self._policy
 
         rules = [

@@ -121,13 +121,17 @@ class Scorer:
     def score(self, features: np.ndarray) -> np.ndarray:
         """Fraud probability per row, of its :meth:`model_inputs` (a model given NaN would
         either refuse it or, as scikit-learn's boosting does, read it as a value of its own)."""
-        if len(features) == 0:
+        return self.score_inputs(self.model_inputs(features))
+
+    def score_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """:meth:`score` of rows that are :meth:`model_inputs` already: for callers that
+        keep them (the feature log, the drift watch), so that they are not made twice."""
+        if len(inputs) == 0:
             return np.empty(0, dtype=np.float64)
-        features = self.model_inputs(features)
-        if self._flat is not None and len(features) <= FLAT_MAX_ROWS:
-            proba = self._flat(features)[:, 1]
+        if self._flat is not None and len(inputs) <= FLAT_MAX_ROWS:
+            proba = self._flat(inputs)[:, 1]
         else:
-            proba = self._estimator.predict_proba(features)[:, 1]
+            proba = self._estimator.predict_proba(inputs)[:, 1]
         return np.clip(np.asarray(proba, dtype=np.float64), 0.0, 1.0)
 
     def explain(
@@ -137,11 +141,12 @@ class Scorer:
         n, f = features.shape
         if n == 0:
             return []
-        # row r, feature j -> a copy of row r with feature j set to its baseline
-        probes = np.repeat(features, f, axis=0)
+        # row r, feature j -> a copy of row r with feature j set to its baseline: model inputs
+        # if the rows are (a baseline is one), so the n x f probes are not checked again
+        probes = np.repeat(self.model_inputs(features), f, axis=0)
         cols = np.tile(np.arange(f), n)
         probes[np.arange(n * f), cols] = self.baseline[cols]
-        drops = scores[:, None] - self.score(probes).reshape(n, f)
+        drops = scores[:, None] - self.score_inputs(probes).reshape(n, f)
         out: list[list[Contribution]] = []
         for r in range(n):
             order = np.argsort(-drops[r], kind="stable")[:top_k]
