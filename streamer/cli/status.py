@@ -21,13 +21,15 @@ TIMEOUT_S = 5.0
 
 @dataclass
 class Check:
-    """One part of the system: whether it is usable, a line saying how it is, and the figures
-    behind that line (for ``--json``). A warning does not make it unusable."""
+    """One part of the system: whether it is usable, a line saying how it is, what may go wrong
+    with it, and the figures behind that line (for ``--json``). A warning does not make it
+    unusable; a part can have several (one per Redis Cluster primary that may evict, and the
+    hint to rebuild an empty Redis)."""
 
     name: str
     ok: bool
     detail: str
-    warning: str | None = None
+    warnings: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -38,8 +40,7 @@ def render(checks: list[Check]) -> str:
     for check in checks:
         state = "ok" if check.ok else "PROBLEM"
         lines.append(f"{check.name.ljust(width)}  {state.ljust(7)}  {check.detail}")
-        if check.warning:
-            lines.append(f"{''.ljust(width)}  {'warning'.ljust(7)}  {check.warning}")
+        lines += [f"{''.ljust(width)}  {'warning'.ljust(7)}  {w}" for w in check.warnings]
     return "\n".join(lines)
 
 
@@ -72,13 +73,9 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
     shown = ", ".join(f"{t} {'–' if n is None else n}" for t, n in counts.items())
     missing = [t for t, n in counts.items() if n is None]
     detail = f"{servers}, {len(brokers)} broker(s); partitions: {shown}"
-    warning = (
-        f"not created yet: {', '.join(missing)} (a worker creates them when it starts)"
-        if missing
-        else None
-    )
+    warnings = [f"not created yet: {', '.join(missing)} (a worker creates them when it starts)"]
     data = {"bootstrap_servers": servers, "brokers": brokers, "partitions": counts}
-    return Check("kafka", True, detail, warning, data), topics
+    return Check("kafka", True, detail, warnings if missing else [], data), topics
 
 
 async def _workers(settings: Settings, topics: dict[str, Any]) -> Check:
@@ -144,7 +141,7 @@ async def _redis(settings: Settings) -> Check:
             "keys": keys}  # fmt: skip
     if primary is not None:
         data["primary"] = primary
-    return Check("redis", True, detail, warnings[0] if warnings else None, data)
+    return Check("redis", True, detail, warnings, data)
 
 
 async def _rates(settings: Settings) -> Check:
@@ -168,13 +165,13 @@ async def _rates(settings: Settings) -> Check:
     detail = currencies.describe()
     if in_force.from_redis:
         detail += f" ({len(in_force.from_redis)} set with `fraud-streamer rates`)"
-    warning = None
+    warnings = []
     if in_force.problems:
-        warning = "left out of fs:rates: " + "; ".join(
+        warnings.append("left out of fs:rates: " + "; ".join(
             f"{code}: {problem}" for code, problem in sorted(in_force.problems.items())
-        )
+        ))
     if lost:
-        warning = (
+        warnings.append(
             f"Redis holds none of the {len(lost)} rate(s) last set with `fraud-streamer rates` "
             f"(recorded on {settings.topic_rates}: {', '.join(sorted(lost))}): if it lost "
             f"them, run `fraud-streamer rates restore` (rebuild-state does it too)"
@@ -186,7 +183,7 @@ async def _rates(settings: Settings) -> Check:
         "left_out": dict(in_force.problems),
         "recorded_not_held": sorted(lost or ()),
     }
-    return Check("rates", True, detail, warning, data)
+    return Check("rates", True, detail, warnings, data)
 
 
 async def _recorded_rates(settings: Settings) -> dict[str, str] | None:
@@ -214,16 +211,16 @@ def _model(settings: Settings) -> Check:
     ap = manifest.validation("average_precision")
     quality = "" if ap is None else f", validation AP {ap:.3f}"
     detail = f"{version} promoted ({manifest.algorithm}, created {manifest.created}{quality})"
-    warning = None
+    warnings = []
     if shadow is not None:
         detail += f"; shadow {shadow} (decisions on {settings.topic_shadow_decisions})"
         try:
             registry.verify(shadow)
         except RegistryError as exc:  # the workers score without it
-            warning = f"the shadow is not scored: {exc}"
+            warnings.append(f"the shadow is not scored: {exc}")
     data = {"version": version, "algorithm": manifest.algorithm, "created": manifest.created,
             "validation_average_precision": ap, "shadow": shadow}  # fmt: skip
-    return Check("model", True, detail, warning, data)
+    return Check("model", True, detail, warnings, data)
 
 
 async def _held(settings: Settings, tps: list[Any]) -> int:
@@ -247,13 +244,13 @@ async def gather(settings: Settings) -> list[Check]:
     else:
         workers = Check("workers", False, "unknown: Kafka does not answer")
     redis = await _redis(settings)
-    if kafka.ok and redis.data.get("keys") == 0 and redis.warning is None:
+    if kafka.ok and redis.data.get("keys") == 0:
         try:
             held = await _held(settings, topics.get(settings.topic_transactions) or [])
         except (KafkaError, OSError, TimeoutError):
             held = 0  # only a hint: the Kafka check above has said what it could
         if held:  # state lost (or never built) while its history is still in Kafka
-            redis.warning = (
+            redis.warnings.append(
                 f"Redis holds no feature state but {settings.topic_transactions} holds {held:,} "
                 "records: if it lost its state, run `fraud-streamer rebuild-state`"
             )

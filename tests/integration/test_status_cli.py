@@ -54,6 +54,21 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     await produce(settings, settings.topic_transactions, [(b"c1", json.dumps(tx).encode())])
     code, out = _status(worker_env.env)
     assert code == 1 and "holds 1 records: if it lost its state, run" in out, out
+    # a Redis that may evict is warned of, and the hint to rebuild is still given beside it
+    redis = Redis.from_url(settings.redis_url)
+    before = await redis.config_get("maxmemory*")
+    try:  # far above what the tests use: nothing is evicted, even if this were left set
+        await redis.config_set("maxmemory", str(8 * 2**30))
+        await redis.config_set("maxmemory-policy", "volatile-lru")
+        code, report = _checks(worker_env.env)
+    finally:
+        await redis.config_set("maxmemory", before["maxmemory"])
+        await redis.config_set("maxmemory-policy", before["maxmemory-policy"])
+        await redis.aclose()
+    warnings = report["checks"]["redis"]["warnings"]
+    assert len(warnings) == 2, warnings
+    assert "evicts keys when it reaches its memory limit (maxmemory 8.00G" in warnings[0]
+    assert "holds 1 records: if it lost its state, run" in warnings[1]
 
     worker_env.start_worker()
 
@@ -70,9 +85,9 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     assert code == 0 and report["ok"], report
     rates = report["checks"]["rates"]
     assert rates["detail"] == "1 USD = 0.86 EUR (1 set with `fraud-streamer rates`)", rates
-    assert rates["warning"] == (
+    assert rates["warnings"] == [
         "left out of fs:rates: gbp: 'gbp' is not a currency code (three upper-case letters)"
-    ), rates
+    ], rates
     assert rates["data"]["rates"] == {"USD": 0.86} and rates["data"]["from_redis"] == ["USD"]
     # Redis loses them: the rates recorded in Kafka say what to set again
     client = Redis.from_url(settings.redis_url)
@@ -80,11 +95,11 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     await client.aclose()
     code, report = _checks(worker_env.env)
     rates = report["checks"]["rates"]
-    assert code == 0 and rates["warning"] == (
+    assert code == 0 and rates["warnings"] == [
         "Redis holds none of the 1 rate(s) last set with `fraud-streamer rates` (recorded on "
         f"{settings.topic_rates}: USD): if it lost them, run `fraud-streamer rates restore` "
         "(rebuild-state does it too)"
-    ), rates
+    ], rates
     assert rates["data"]["recorded_not_held"] == ["USD"]
 
     def all_read() -> bool:  # once the worker has committed past the waiting transaction
@@ -96,7 +111,7 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     assert checks["model"]["data"]["version"] == "test-model-a"
     wait_for(lambda: _checks(worker_env.env)[1]["checks"]["redis"]["data"]["keys"] > 0,
              timeout=60, what="the transaction's state in Redis", worker=worker_env)  # fmt: skip
-    assert _checks(worker_env.env)[1]["checks"]["redis"]["warning"] is None
+    assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == []
 
     # a tampered artifact is what a worker would refuse: so does status
     registry = tmp_path / "tampered"

@@ -61,7 +61,7 @@ def test_status_names_the_shadow_and_warns_when_it_cannot_be_scored(
     assert (
         check.ok and "v1 promoted" in check.detail and "; shadow v2 (decisions on" in check.detail
     )
-    assert check.warning is None and check.data["shadow"] == "v2"
+    assert check.warnings == [] and check.data["shadow"] == "v2"
     _tamper(registry, "v2")
     check = _model(Settings())
-    assert check.ok and "the shadow is not scored" in (check.warning or "")
+    assert check.ok and "the shadow is not scored" in check.warnings[0]
