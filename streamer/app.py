@@ -106,7 +106,8 @@ def _now_ms() -> int:
 
 def _messages(events: Iterable[Any]) -> list[InputMessage]:
     return [
-        InputMessage(m.topic, m.partition, m.offset, m.key, m.value)
+        # Faust gives the record's time in seconds
+        InputMessage(m.topic, m.partition, m.offset, m.key, m.value, round(m.timestamp * 1000))
         for m in (e.message for e in events)
     ]
 

@@ -11,22 +11,28 @@ from __future__ import annotations
 import base64
 import codecs
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from schemas import DeadLetter, ErrorDetail, RawEncoding
+from schemas import DeadLetter, ErrorDetail, Label, RawEncoding, Transaction
 
 __all__ = [
+    "EVENT_AFTER_RECORD",
     "RAW_KEPT_BYTES",
     "VALUE_TOO_LARGE",
     "dead_letter",
     "decode",
+    "decode_input",
     "error_details",
 ]
 
 M = TypeVar("M", bound=BaseModel)
+In = TypeVar("In", Transaction, Label)
+
+EVENT_AFTER_RECORD = "event_after_record"
+"""Error type of an input whose event time is too far after the time of its Kafka record."""
 
 VALUE_TOO_LARGE = "value_too_large"
 """Error type of a value over the size limit; its dead letter keeps only the start of it."""
@@ -58,6 +64,55 @@ def decode(model_cls: type[M], raw: bytes | None, *, max_bytes: int) -> M | list
         return model_cls.model_validate_json(raw)
     except ValidationError as exc:
         return _explain_encoding(raw) or error_details(exc)
+
+
+def decode_input(
+    model_cls: type[In],
+    raw: bytes | None,
+    record_ms: int | None,
+    *,
+    max_bytes: int,
+    max_ahead_ms: int | None,
+) -> In | list[ErrorDetail]:
+    """:func:`decode` a record of an input topic, and refuse it if its event time (a
+    transaction's ``timestamp``, a label's ``reported_at``) is more than ``max_ahead_ms`` after
+    ``record_ms``, the time Kafka holds for the record (its producer's send time, or the
+    broker's append time).
+
+    An event cannot happen after its record was sent. One stamped far ahead (a clock or time
+    zone set wrong, a year mistyped) would move its card's and terminal's windows forward at
+    once: their trims would drop the history that the next transactions, and re-deliveries of
+    earlier ones, are scored on. Kafka's time is fixed in the log, so a re-delivery and
+    ``rebuild-state`` judge a record as its first delivery was judged. A record without one
+    (-1, from a producer older than Kafka 0.10), or ``max_ahead_ms`` None, is not checked.
+    """
+    result = decode(model_cls, raw, max_bytes=max_bytes)
+    if isinstance(result, list) or record_ms is None or record_ms < 0 or max_ahead_ms is None:
+        return result
+    name, when = ("timestamp", result.timestamp) if isinstance(result, Transaction) else (
+        "reported_at", result.reported_at
+    )
+    sent = datetime.fromtimestamp(record_ms / 1000, UTC)
+    ahead = when - sent
+    if ahead <= timedelta(milliseconds=max_ahead_ms):
+        return result
+    return [
+        ErrorDetail(
+            loc=[name],
+            msg=f"{name} {when.isoformat()} is {_span(ahead)} after its Kafka record's time "
+            f"({sent.isoformat(timespec='milliseconds')}), more than the "
+            f"{_span(timedelta(milliseconds=max_ahead_ms))} STREAMER_MAX_EVENT_AHEAD_HOURS "
+            "allows: an event cannot happen after it was sent (check the producer's clock and "
+            "time zone)",
+            type=EVENT_AFTER_RECORD,
+        )
+    ]
+
+
+def _span(delta: timedelta) -> str:
+    """A duration as an operator reads it: ``26.5 h``, ``3.2 days``."""
+    hours = delta.total_seconds() / 3600
+    return f"{hours:,.1f} h" if hours < 48 else f"{hours / 24:,.1f} days"
 
 
 def error_details(exc: ValidationError) -> list[ErrorDetail]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from schemas import Alert, Decision, ErrorDetail, Label, Reason, Transaction
 from streamer.currency import Currencies, unconverted_reason
-from streamer.decode import dead_letter, decode
+from streamer.decode import dead_letter, decode_input
 from streamer.features.definitions import (
     AMOUNT_COLUMN,
     FEATURE_NAMES,
@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+In = TypeVar("In", Transaction, Label)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,9 @@ class InputMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    #: the time Kafka holds for the record (epoch ms; its producer's send time, or the broker's
+    #: append time), which an event time may not be far after; None: not known, not checked
+    timestamp_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -188,6 +192,7 @@ class Pipeline:
         shadow: Callable[[], Scorer | None] = lambda: None,
         policy: Policy,
         max_bytes: int,
+        max_ahead_ms: int | None = None,
         log_features: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -196,6 +201,7 @@ class Pipeline:
         self._shadow = shadow
         self._policy = policy
         self._max_bytes = max_bytes
+        self._max_ahead_ms = max_ahead_ms
         self._log_features = log_features
         self._clock = clock
 
@@ -207,11 +213,15 @@ class Pipeline:
         letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, errors, now)
         out.dead_letters.append((msg.key, letter.model_dump_json().encode()))
 
+    def _decode(self, model: type[In], msg: InputMessage) -> In | list[ErrorDetail]:
+        return decode_input(model, msg.value, msg.timestamp_ms, max_bytes=self._max_bytes,
+                            max_ahead_ms=self._max_ahead_ms)  # fmt: skip
+
     def receive(self, messages: Sequence[InputMessage], consumed_at: float) -> list[Received]:
         """Validate transaction records as they arrive (their event time is known from here)."""
         received = []
         for msg in messages:
-            result = decode(Transaction, msg.value, max_bytes=self._max_bytes)
+            result = self._decode(Transaction, msg)
             if isinstance(result, Transaction):
                 event = feature_event(result, self._policy.currencies)
                 received.append(Received(msg, consumed_at, result, event))
@@ -380,7 +390,7 @@ class Pipeline:
         """Validate label records as they arrive (their report time is known from here)."""
         received = []
         for msg in messages:
-            result = decode(Label, msg.value, max_bytes=self._max_bytes)
+            result = self._decode(Label, msg)
             if isinstance(result, Label):
                 mark = fraud_mark(result)
                 received.append(Received(msg, consumed_at, mark=mark, is_label=True))

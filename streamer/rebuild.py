@@ -28,7 +28,7 @@ from aiokafka import ConsumerRecord
 from schemas import Label, Transaction
 from streamer import rates
 from streamer.currency import Currencies
-from streamer.decode import decode
+from streamer.decode import decode_input
 from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.kafka import read_to_end
@@ -88,7 +88,9 @@ async def read_history(
     def collect(model: type[M], into: list[T], convert: Callable[[M], T]) -> Handler:
         def handle(record: ConsumerRecord[bytes, bytes]) -> None:
             nonlocal skipped
-            result = decode(model, record.value, max_bytes=settings.max_message_bytes)
+            result = decode_input(model, record.value, record.timestamp,
+                                  max_bytes=settings.max_message_bytes,
+                                  max_ahead_ms=settings.max_event_ahead_ms)  # fmt: skip
             if isinstance(result, model):
                 into.append(convert(result))
             else:

@@ -98,6 +98,7 @@ class Runtime:
                             Policy.from_settings(self.settings), currencies=self.currencies
                         ),
                         max_bytes=self.settings.max_message_bytes,
+                        max_ahead_ms=self.settings.max_event_ahead_ms,
                         log_features=bool(self.settings.topic_features),
                     )
         return self._pipeline

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         65536, ge=256, description="Input values larger than this are dead-lettered."
     )
+    max_event_ahead_hours: float = Field(
+        24.0, gt=0, description="Input records whose event time (a transaction's timestamp, a "
+        "label's reported_at) is more than this after the time Kafka holds for the record (its "
+        "producer's send time) are dead-lettered: an event cannot happen after it was sent, and "
+        "one stamped far ahead would trim its card's and terminal's windows early."
+    )
 
     # --- Redis -------------------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the features.")
@@ -238,6 +244,10 @@ class Settings(BaseSettings):
             masked = [(k, "***" if k == "sentinel_password" else v) for k, v in query]
             parts = parts._replace(query=urlencode(masked, safe="*"))
         return self.redis_url if parts == original else urlunsplit(parts)
+
+    @property
+    def max_event_ahead_ms(self) -> int:
+        return round(self.max_event_ahead_hours * 3_600_000)
 
     @property
     def bootstrap_servers(self) -> list[str]:

@@ -83,9 +83,10 @@ def create_naive_app(settings: Settings, runtime: Runtime | None = None) -> faus
     async def naive(stream: Any) -> None:
         async for event in stream.events():
             m = event.message
+            sent_ms = round(m.timestamp * 1000)  # Faust gives the record's time in seconds
             pipeline = await runtime.pipeline()
             out = await pipeline.transactions(
-                [InputMessage(m.topic, m.partition, m.offset, m.key, m.value)]
+                [InputMessage(m.topic, m.partition, m.offset, m.key, m.value, sent_ms)]
             )
             sends: tuple[tuple[Any, Sequence[tuple[bytes | None, bytes]]], ...] = (
                 (decisions, out.decisions),

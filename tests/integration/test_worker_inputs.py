@@ -77,6 +77,8 @@ POISON: dict[str, bytes | None] = {
     "binary garbage": b"\xff\xfe\x00\x01\x80garbage",
     "missing field": json.dumps({"transaction_id": "p9", "amount": 1}).encode(),
     "tombstone": None,
+    # valid, but stamped long after its record was sent: it would trim its card's windows
+    "from the future": _tx("p11", timestamp="2099-01-01T00:00:00Z"),
 }
 
 
@@ -101,12 +103,16 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
         records.append((b"c-enormous", _tx(name, amount=1e308, customer_id="c-enormous",
                                            timestamp=f"2018-05-01T{at}+02:00")))  # fmt: skip
     bad_label = json.dumps({"transaction_id": "g0", "is_fraud": "yes"}).encode()
+    future_label = json.dumps({"transaction_id": "g0", "customer_id": "c-good",
+                               "terminal_id": "t-good", "tx_timestamp": GOOD["timestamp"],
+                               "is_fraud": True, "reported_at": "2099-01-01T00:00:00Z"})
     await produce(settings, settings.topic_transactions, records)  # type: ignore[arg-type]
-    await produce(settings, settings.topic_labels, [(b"c-good", bad_label)])
+    await produce(settings, settings.topic_labels, [(b"c-good", bad_label),
+                                                    (b"label ahead", future_label.encode())])
     worker_env.start_worker()
 
     letters_raw = await consume_until(
-        settings, settings.topic_dead_letters, count=len(POISON) + 1, worker=worker_env
+        settings, settings.topic_dead_letters, count=len(POISON) + 2, worker=worker_env
     )
     wanted = {*good_ids, "blocked", "huge", "enormous1", "enormous2"}
     decided = await consume_until(settings, settings.topic_decisions, ids=wanted, worker=worker_env)
@@ -124,6 +130,11 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     assert len(letters["1 MB"].raw) <= 2048
     assert letters["no offset"].errors[0].loc == ["timestamp"]
     assert letters["c-good"].source_topic == settings.topic_labels  # the bad label
+    for name, field in (("from the future", "timestamp"), ("label ahead", "reported_at")):
+        (error,) = letters[name].errors
+        assert (error.type, error.loc) == ("event_after_record", [field]), error
+        assert re.match(rf"{field} 2099-01-01T00:00:00\+00:00 is [\d,.]+ days after its Kafka "
+                        r"record's time \(20\d\d-", error.msg), error.msg  # fmt: skip
 
     decisions = {
         d.transaction_id: d for d in (Decision.model_validate_json(r.value) for r in decided)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from schemas import DeadLetter, ErrorDetail, Label, Transaction
-from streamer.decode import RAW_KEPT_BYTES, dead_letter, decode
+from streamer.decode import EVENT_AFTER_RECORD, RAW_KEPT_BYTES, dead_letter, decode, decode_input
 
 LIMIT = 64 * 1024
 RECEIVED_AT = datetime(2018, 4, 1, 0, 0, 32, tzinfo=UTC)
@@ -187,3 +187,58 @@ def test_dead_letter_json_follows_the_contract() -> None:
     }
     assert len(body["errors"]) == 5  # a bad id and four missing fields
     assert DeadLetter.model_validate_json(json.dumps(body)) == letter(raw, errors(raw), b"\xff")
+
+
+SENT_MS = 1_522_540_832_000  # the record's Kafka time: 2018-04-01T00:00:32Z, after VALID's event
+HOUR_MS = 3_600_000
+
+
+def _at(timestamp: str) -> bytes:
+    return VALID.replace(b"2018-04-01T00:00:31Z", timestamp.encode())
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "record_ms", "accepted"),
+    [
+        ("2018-04-01T00:00:31Z", SENT_MS, True),  # before its record, as events are
+        ("2018-04-02T00:00:32Z", SENT_MS, True),  # exactly the 24 h allowed
+        ("2018-04-02T00:00:32.001Z", SENT_MS, False),  # 1 ms more
+        ("2018-04-02T02:00:32.001+02:00", SENT_MS, False),  # the same instant, in another zone
+        ("2099-01-01T00:00:00Z", None, True),  # Kafka's time not known: nothing to check against
+        ("2099-01-01T00:00:00Z", -1, True),  # a record from a pre-0.10 producer has none
+    ],
+)
+def test_an_event_far_after_its_records_time_is_refused(
+    timestamp: str, record_ms: int | None, accepted: bool
+) -> None:
+    result = decode_input(Transaction, _at(timestamp), record_ms, max_bytes=LIMIT,
+                          max_ahead_ms=24 * HOUR_MS)  # fmt: skip
+    assert isinstance(result, Transaction) is accepted, result
+    if not accepted:
+        assert isinstance(result, list)
+        (error,) = result
+        assert (error.loc, error.type) == (["timestamp"], EVENT_AFTER_RECORD)
+
+
+def test_the_refusal_says_how_far_ahead_against_what_and_what_to_check() -> None:
+    (error,) = decode_input(Transaction, _at("2099-01-01T00:00:00Z"), SENT_MS, max_bytes=LIMIT,
+                            max_ahead_ms=24 * HOUR_MS)  # type: ignore[misc]  # fmt: skip
+    assert error.msg == (
+        "timestamp 2099-01-01T00:00:00+00:00 is 29,495.0 days after its Kafka record's time "
+        "(2018-04-01T00:00:32.000+00:00), more than the 24.0 h STREAMER_MAX_EVENT_AHEAD_HOURS "
+        "allows: an event cannot happen after it was sent (check the producer's clock and time "
+        "zone)"
+    )
+
+
+def test_a_labels_report_time_is_its_event_time() -> None:
+    """A label counts from ``reported_at`` (and ``tx_timestamp`` is never after it)."""
+    label = {"transaction_id": "tx-1", "customer_id": "c-1", "terminal_id": "t-1",
+             "tx_timestamp": "2018-04-01T00:00:31Z", "is_fraud": True}  # fmt: skip
+    soon = json.dumps({**label, "reported_at": "2018-04-01T01:00:00Z"}).encode()
+    late = json.dumps({**label, "reported_at": "2018-04-02T12:00:32Z"}).encode()
+    ok = decode_input(Label, soon, SENT_MS, max_bytes=LIMIT, max_ahead_ms=24 * HOUR_MS)
+    assert isinstance(ok, Label)
+    refused = decode_input(Label, late, SENT_MS, max_bytes=LIMIT, max_ahead_ms=24 * HOUR_MS)
+    assert isinstance(refused, list) and refused[0].loc == ["reported_at"]
+    assert refused[0].msg.startswith("reported_at 2018-04-02T12:00:32+00:00 is 36.0 h after")

@@ -180,6 +180,36 @@ async def test_batches_prepared_ahead_of_settling_decide_as_one_after_the_other(
     assert logged["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 4, logged
 
 
+@pytest.mark.parametrize("checked", [True, False])
+async def test_a_transaction_stamped_far_after_its_record_leaves_its_card_alone(
+    checked: bool,
+) -> None:
+    """Accepted, a transaction dated 2099 would move its card's windows to 2099, trimming the
+    card's history: the next transaction would find it empty. Refused, it changes nothing."""
+    pipeline = Pipeline(
+        store=InMemoryFeatureStore(),
+        scorer=_scorer,
+        policy=Policy(review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0),
+        max_bytes=4096,
+        max_ahead_ms=3_600_000 if checked else None,
+        clock=lambda: NOW,
+        log_features=True,
+    )
+    sent_ms = 1_522_576_800_000  # 2018-04-01T10:00:00Z, the records' Kafka time
+    future = _tx(9, 10.0).replace(b"2018-04-01T10:00:09Z", b"2099-01-01T00:00:00Z")
+    values = [_tx(1, 10.0), _tx(2, 10.0), future, _tx(3, 10.0)]
+    messages = [InputMessage("transactions", 0, i, b"c1", v, sent_ms)
+                for i, v in enumerate(values)]  # fmt: skip
+    outs = [await pipeline.transactions([m]) for m in messages]
+    last = json.loads(outs[-1].features[0][1])["features"]
+    if checked:
+        (letter,) = (DeadLetter.model_validate_json(v) for _, v in outs[2].dead_letters)
+        assert letter.errors[0].type == "event_after_record"
+        assert last["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 3  # tx1, tx2 and itself
+    else:  # what the check prevents
+        assert outs[2].decisions and last["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 1
+
+
 async def test_bad_labels_are_dead_lettered(pipeline: Pipeline) -> None:
     good = json.dumps(
         {
