@@ -333,15 +333,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             settings.batch_max, within=settings.batch_within_ms / 1000
         ):
             consumed_at = time.perf_counter()
-            pipeline = await runtime.pipeline()
             now = _now_ms()
             generation = app.consumer_generation_id
             labels = [e for e in events if e.message.topic == label_topic]
             txs = [e for e in events if e.message.topic != label_topic]
-            validated = [
-                *pipeline.receive_labels(_messages(labels), consumed_at),
-                *pipeline.receive(_messages(txs), consumed_at),
-            ]
+            try:  # before the references below are taken, Faust would ack the batch
+                pipeline = await runtime.pipeline()  # the first loads the model
+                validated = [
+                    *pipeline.receive_labels(_messages(labels), consumed_at),
+                    *pipeline.receive(_messages(txs), consumed_at),
+                ]
+            except Exception:
+                fail("before it could be decided", len(events))
             for event, received in zip([*labels, *txs], validated, strict=True):
                 # take_events acks the batch when this step ends; the extra reference keeps
                 # the offset uncommitted until decide_released has published the decision

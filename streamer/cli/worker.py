@@ -60,10 +60,13 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
     from streamer.app import create_app
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
     from streamer.redis_client import eviction_risk, redis_problem
+    from streamer.scoring import check_features
     from streamer.shutdown import DeadlineWorker
 
     try:
-        version = ModelRegistry(settings.model_registry).verified_current().version
+        manifest = ModelRegistry(settings.model_registry).verified_current()
+        check_features(manifest)
+        version = manifest.version
     except RegistryError as exc:
         raise click.ClickException(str(exc)) from None
     try:

@@ -10,7 +10,9 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +34,12 @@ from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
 from streamer.kafka import (
     client_options,
+    consumer_group_state,
     make_consumer,
     make_producer,
     partitions,
     running,
+    topics_partitions,
 )
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
@@ -312,6 +316,72 @@ async def test_a_shadow_model_is_scored_beside_the_live_one_until_turned_off(
         written = sum((await consumer.end_offsets(tps)).values())
     assert written == len(first), "no shadow decision once the shadow is off"
     assert len(worker_env.processes) == 1 and worker_env.processes[0].poll() is None
+
+
+class _Unloadable:
+    """An estimator pickled under a module the worker cannot import (as after an upgrade that
+    removed a class): its artifact passes the hash check, and fails to load."""
+
+
+async def test_a_model_that_fails_to_load_stops_the_worker_with_nothing_committed(
+    worker_env: WorkerEnv, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """The start check reads the manifest (hash, features), not the pickle: the worker finds
+    out at its first batch. Faust acks a batch whose body raises, so the worker must exit
+    before it does; with a model that loads, the next worker decides every transaction."""
+    settings = worker_env.settings
+    private = private_registry(worker_env, registry, tmp_path / "registry")
+    gone = types.ModuleType("a_module_the_worker_lacks")
+    _Unloadable.__module__ = gone.__name__
+    gone._Unloadable = _Unloadable  # type: ignore[attr-defined]
+    sys.modules[gone.__name__] = gone
+    try:
+        private.register(
+            _Unloadable(), algorithm="gone", features=FEATURE_NAMES, version="test-model-gone"
+        )
+    finally:
+        del sys.modules[gone.__name__]
+        _Unloadable.__module__ = __name__
+    private.promote("test-model-gone")
+
+    records = [(b"c-good", _tx(f"u{i}", timestamp=f"2018-05-01T12:00:{i:02d}+02:00"))
+               for i in range(20)]  # fmt: skip
+    await produce(settings, settings.topic_transactions, records)  # type: ignore[arg-type]
+    first = worker_env.start_worker()
+    wait_for(lambda: first.poll() is not None, timeout=90, what="the worker to exit",
+             worker=worker_env)  # fmt: skip
+    log = worker_env.log()
+    assert first.returncode == 70, log
+    assert "failed before it could be decided; exiting so it is replayed" in log, log
+    assert "ModuleNotFoundError: No module named 'a_module_the_worker_lacks'" in log, log
+    topics = await topics_partitions(settings, [settings.topic_transactions])
+    _, lag = await consumer_group_state(
+        settings, settings.consumer_group, topics[settings.topic_transactions] or []
+    )
+    assert lag == {settings.topic_transactions: 20}, lag  # not one of them committed
+
+    private.rollback()  # test-model-a again
+    worker_env.start_worker()
+    decided = await consume_until(settings, settings.topic_decisions,
+                                  ids={f"u{i}" for i in range(20)}, worker=worker_env)  # fmt: skip
+    assert {json.loads(r.value)["model_version"] for r in decided} == {"test-model-a"}
+    await wait_until_committed(settings, timeout=60, worker=worker_env)
+
+
+def test_a_model_of_other_features_is_refused_before_the_worker_starts(
+    worker_env: WorkerEnv, registry: ModelRegistry, tmp_path: Path
+) -> None:
+    """A model trained before a feature was added (the README's upgrade note) cannot serve:
+    the worker says so and does not start, rather than fail at its first batch."""
+    root = private_registry(worker_env, registry, tmp_path / "registry").root
+    shutil.copytree(root / "test-model-a", root / "older")
+    manifest = json.loads((root / "older" / "manifest.json").read_text())
+    manifest["version"], manifest["features"] = "older", manifest["features"][:-1]
+    (root / "older" / "manifest.json").write_text(json.dumps(manifest))
+    (root / "promotions.json").write_text(json.dumps({"history": ["test-model-a", "older"]}))
+    reason, _ = refused_start(worker_env.env)
+    assert reason.startswith("Error: model older expects features ['"), reason
+    assert reason.endswith("retrain with `fraud-streamer train`"), reason
 
 
 async def test_a_tampered_promotion_is_refused_and_the_worker_keeps_serving(
