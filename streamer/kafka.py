@@ -443,7 +443,10 @@ async def _read_to_end(
     tps = await topic_partitions(settings, topic)
     if tps is None:
         return False
-    async with running(make_consumer(settings, group_id=None)) as consumer:
+    # what the workers read: never what a transactional producer aborted (nor, yet, what it
+    # has not committed)
+    reader = make_consumer(settings, group_id=None, isolation_level="read_committed")
+    async with running(reader) as consumer:
         consumer.assign(tps)
         ends = await consumer.end_offsets(tps)
         await consumer.seek_to_beginning(*tps)

@@ -749,6 +749,13 @@ async def test_transactional_producers_aborted_writes_are_not_decided_and_marker
     # although each partition's commit stops short of the marker after its last record
     await wait_until_committed(settings, timeout=30, worker=worker_env)
 
+    # a rebuild of the state replays what the worker decided: not the aborted writes
+    worker_env.stop_all()
+    async with Redis.from_url(settings.redis_url) as client:
+        await client.flushdb()
+    out = run_cli(worker_env, "rebuild-state")
+    assert "16 transactions and 1 labels replayed" in out, out
+
 
 @pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
 async def test_input_compressed_by_the_producer_is_decided(
