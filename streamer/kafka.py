@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
 from aiokafka.cluster import ClusterMetadata
 from aiokafka.conn import create_conn
@@ -33,6 +34,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 
+from streamer.features.definitions import RETENTION_DAYS
 from streamer.processes import parse_host_port
 from streamer.settings import Settings
 from streamer.tls_alert import tls_alert
@@ -52,6 +54,7 @@ __all__ = [
     "partitions",
     "read_to_end",
     "replication_factor",
+    "retention_warnings",
     "running",
     "topic_partitions",
 ]
@@ -60,6 +63,8 @@ __all__ = [
 PRODUCER_LINGER_MS = 5
 
 ENV = "STREAMER_KAFKA_"
+
+DAY_MS = 86_400_000
 
 
 class KafkaSettingsError(ValueError):
@@ -367,9 +372,47 @@ def replication_factor(settings: Settings, brokers: int) -> int:
 
 async def contract_topics(settings: Settings) -> list[str]:
     """Ensure the five contract topics exist, and the shadow decisions' topic (a worker may be
-    given a shadow model at any time); returns the names created."""
+    given a shadow model at any time); returns the names created. The input topics keep their
+    records for ``STREAMER_INPUT_RETENTION_DAYS``: they are what ``rebuild-state`` rebuilds
+    the feature state from (Kafka's default, 7 days, is less than the state holds)."""
+    inputs = (settings.topic_transactions, settings.topic_labels)
+    kept = {"retention.ms": str(round(settings.input_retention_days * DAY_MS))}
+    created = await ensure_topics(settings, inputs, configs=kept)
     names = (*contract_topic_names(settings), settings.topic_shadow_decisions)
-    return await ensure_topics(settings, names)
+    return created + await ensure_topics(settings, [n for n in names if n not in inputs])
+
+
+async def retention_warnings(settings: Settings) -> list[str]:
+    """Why the input topics may not hold the history the feature state needs: each one that
+    keeps records for less than the state's horizon (``retention.ms``; -1 keeps them for
+    ever), as an operator should read it. Advice only: topics that do not exist yet, or whose
+    configuration Kafka will not show (an ACL without DescribeConfigs), are left out."""
+    inputs = [settings.topic_transactions, settings.topic_labels]
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        asked = [ConfigResource(ConfigResourceType.TOPIC, t) for t in inputs if t in existing]
+        responses = await admin.describe_configs(asked) if asked else []
+    except (KafkaError, OSError):
+        return []
+    finally:
+        await admin.close()
+    warnings = []
+    for response in responses:
+        for error, _, _, topic, entries in response.resources:
+            kept = next((int(e[1]) for e in entries if e[0] == "retention.ms"), -1)
+            if error:
+                continue
+            if 0 <= kept < RETENTION_DAYS * DAY_MS:
+                warnings.append(
+                    f"{topic} keeps records for {kept / DAY_MS:g} days (retention.ms), less than "
+                    f"the {RETENTION_DAYS} days of history the feature windows hold: "
+                    f"`rebuild-state` can replay only what it keeps. Raise its retention.ms "
+                    f"(e.g. kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
+                    f"--add-config retention.ms={round(settings.input_retention_days * DAY_MS)})"
+                )
+    return warnings
 
 
 async def fetch_broker_ids(settings: Settings, timeout: float = 5.0) -> list[int]:

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         65536, ge=256, description="Input values larger than this are dead-lettered."
     )
+    input_retention_days: float = Field(
+        60.0, gt=0, description="How long the input topics the project creates (transactions, "
+        "labels) keep their records: `rebuild-state` replays them into Redis, and the feature "
+        "windows hold the last 44 days. A topic that exists is left as it is (`status` and "
+        "`rebuild-state` warn when it keeps less than 44 days)."
+    )
     max_event_ahead_hours: float = Field(
         24.0, gt=0, description="Input records whose event time (a transaction's timestamp, a "
         "label's reported_at) is more than this after the time Kafka holds for the record (its "

@@ -33,7 +33,7 @@ def rebuild_state(settings: Settings) -> None:
     from redis.exceptions import RedisClusterException, RedisError
     from tqdm import tqdm
 
-    from streamer.kafka import KafkaUnusable
+    from streamer.kafka import KafkaUnusable, retention_warnings
     from streamer.rates import NotARecord
     from streamer.rebuild import rebuild
     from streamer.redis_client import redis_problem
@@ -69,7 +69,7 @@ def rebuild_state(settings: Settings) -> None:
         f"{time.monotonic() - started:.0f} s; exchange rates: "
         f"{done.rates.currencies.describe()}"
     )
-    for line in rate_warnings(done):
+    for line in [*rate_warnings(done), *asyncio.run(retention_warnings(settings))]:
         click.echo(f"warning: {line}")
 
 

@@ -56,6 +56,7 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
         connection_problem,
         contract_topic_names,
         fetch_broker_ids,
+        retention_warnings,
         topics_partitions,
     )
 
@@ -73,9 +74,12 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
     shown = ", ".join(f"{t} {'–' if n is None else n}" for t, n in counts.items())
     missing = [t for t, n in counts.items() if n is None]
     detail = f"{servers}, {len(brokers)} broker(s); partitions: {shown}"
-    warnings = [f"not created yet: {', '.join(missing)} (a worker creates them when it starts)"]
+    warnings = await retention_warnings(settings)
+    if missing:
+        warnings.insert(0, f"not created yet: {', '.join(missing)} (a worker creates them when "
+                        "it starts)")  # fmt: skip
     data = {"bootstrap_servers": servers, "brokers": brokers, "partitions": counts}
-    return Check("kafka", True, detail, warnings if missing else [], data), topics
+    return Check("kafka", True, detail, warnings, data), topics
 
 
 async def _workers(settings: Settings, topics: dict[str, Any]) -> Check:

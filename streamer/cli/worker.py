@@ -58,7 +58,7 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
         say, warn = log.info, log.warning
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
-    from streamer.kafka import KafkaUnusable, ensure_contract_topics
+    from streamer.kafka import KafkaUnusable, ensure_contract_topics, retention_warnings
     from streamer.redis_client import eviction_risk, redis_problem
     from streamer.scoring import check_features
     from streamer.shutdown import DeadlineWorker
@@ -71,8 +71,11 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
         raise click.ClickException(str(exc)) from None
     try:
         asyncio.run(ensure_contract_topics(settings))
+        short = asyncio.run(retention_warnings(settings))
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
+    for short_kept in short:
+        warn(short_kept)
     redis = (settings.redis_url, settings.redis_url_redacted)
     problem = asyncio.run(redis_problem(*redis, cluster=settings.redis_cluster))
     if problem:

@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from redis.asyncio import Redis
 
 from streamer.bench.infra import free_port
+from streamer.kafka import client_options
 from tests.integration.harness import WorkerEnv, produce, run_cli, wait_for
 
 
@@ -112,6 +115,26 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     wait_for(lambda: _checks(worker_env.env)[1]["checks"]["redis"]["data"]["keys"] > 0,
              timeout=60, what="the transaction's state in Redis", worker=worker_env)  # fmt: skip
     assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == []
+
+    # the input topics the worker made keep 60 days; one kept for Kafka's default 7 days
+    # cannot give `rebuild-state` the 44 days the windows hold: status and the rebuild say so
+    assert _checks(worker_env.env)[1]["checks"]["kafka"]["warnings"] == []
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        week = {"retention.ms": str(7 * 86_400_000)}
+        topic = ConfigResource(ConfigResourceType.TOPIC, settings.topic_labels, week)
+        await admin.alter_configs([topic])
+    finally:
+        await admin.close()
+    short = (
+        f"{settings.topic_labels} keeps records for 7 days (retention.ms), less than the 44 "
+        "days of history the feature windows hold: `rebuild-state` can replay only what it "
+        "keeps. Raise its retention.ms (e.g. kafka-configs.sh --alter --entity-type topics "
+        f"--entity-name {settings.topic_labels} --add-config retention.ms=5184000000)"
+    )
+    assert _checks(worker_env.env)[1]["checks"]["kafka"]["warnings"] == [short]
+    assert f"warning: {short}" in run_cli(worker_env, "rebuild-state").splitlines()
 
     # a tampered artifact is what a worker would refuse: so does status
     registry = tmp_path / "tampered"
