@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 from models.dataset import build_features
 from models.registry import ModelRegistry
-from schemas import DeadLetter, Decision
+from schemas import Alert, DeadLetter, Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
@@ -124,6 +124,9 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     letters = {
         (d.key or ""): d for d in (DeadLetter.model_validate_json(r.value) for r in letters_raw)
     }
+    # a dead letter keeps its input's Kafka key (the tombstone had one too), as the contract says
+    for r in letters_raw:
+        assert r.key == (json.loads(r.value)["key"] or "").encode(), r
     for name in POISON:
         letter = letters[name]
         assert letter.source_topic == settings.topic_transactions
@@ -144,6 +147,18 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
         d.transaction_id: d for d in (Decision.model_validate_json(r.value) for r in decided)
     }
     assert set(decisions) == wanted
+    for r in decided:  # keyed by card, so a card's decisions keep their order
+        assert r.key == json.loads(r.value)["customer_id"].encode(), r
+    # one alert for each review or decline, keyed by card too, and none for an approval
+    flagged = {t for t, d in decisions.items() if d.decision != "approve"}
+    assert {"blocked", "huge", "enormous1", "enormous2"} <= flagged
+    raised = await consume_until(settings, settings.topic_alerts, ids=flagged, worker=worker_env,
+                                 settled=True)  # fmt: skip
+    alerts = [Alert.model_validate_json(r.value) for r in raised]
+    assert sorted(a.transaction_id for a in alerts) == sorted(flagged)
+    for r, alert in zip(raised, alerts, strict=True):
+        assert r.key == alert.customer_id.encode(), r
+        assert alert.decision == decisions[alert.transaction_id].decision
     blocked, huge = decisions["blocked"], decisions["huge"]
     assert blocked.decision == "decline"
     assert blocked.reasons[0].code == "RULE_CUSTOMER_BLOCKED"
