@@ -23,6 +23,16 @@ __all__ = ["DATA_DIR", "check_writable", "replacing", "write_text"]
 DATA_DIR = Path("models/data")
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+#: the process's umask, read once (reading it sets it, which threads must not see mid-way)
+_UMASK = _umask()
+
+
 @contextmanager
 def replacing(path: Path | str) -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to; it becomes ``path`` when the block
@@ -34,6 +44,9 @@ def replacing(path: Path | str) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes the file its owner's only (0600); written in place it would have had
+        # the umask's mode, which another user (a worker's container) may need to read it
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -45,7 +58,10 @@ def check_writable(path: Path | str) -> None:
     write there. Tried as :func:`replacing` writes: a file beside it, removed at once."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".check")
+    except OSError as exc:  # named for the file asked for, not the probe beside it
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     os.close(fd)
     os.unlink(name)
 

@@ -28,6 +28,18 @@ __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 ENV_PREFIX = "STREAMER_"
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+#: what Kafka takes as a topic name (an empty one would only fail later, at the broker)
+Topic = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+
+
+def _not_empty(value: object) -> object:
+    # an empty variable is a mistake, not a request for the default (a path of "" is ".")
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be empty (unset it to take the default)")
+    return value
+
+
+Given = BeforeValidator(_not_empty)
 
 
 def _not_a_flag(value: object) -> object:
@@ -51,7 +63,7 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka -------------------------------------------------------------------------------
-    kafka_bootstrap_servers: str = Field(
+    kafka_bootstrap_servers: Annotated[str, Given] = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -65,7 +77,7 @@ class Settings(BaseSettings):
     kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers.")
     kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
     kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
-    consumer_group: str = Field(
+    consumer_group: Annotated[str, Given] = Field(
         "fraud-streamer", description="Consumer group (the Faust app id) of the workers."
     )
     kafka_session_timeout_s: float = Field(
@@ -79,21 +91,21 @@ class Settings(BaseSettings):
     )
 
     # --- topics (defaults from the wire contract) ---------------------------------------------
-    topic_transactions: str = Field("transactions", description="Input: transactions.")
-    topic_labels: str = Field("labels", description="Input: fraud labels.")
-    topic_decisions: str = Field("decisions", description="Output: one decision per transaction.")
-    topic_alerts: str = Field("alerts", description="Output: review and decline alerts.")
-    topic_dead_letters: str = Field("dead-letters", description="Output: rejected input.")
-    topic_features: str = Field(
+    topic_transactions: Topic = Field("transactions", description="Input: transactions.")
+    topic_labels: Topic = Field("labels", description="Input: fraud labels.")
+    topic_decisions: Topic = Field("decisions", description="Output: one decision per transaction.")
+    topic_alerts: Topic = Field("alerts", description="Output: review and decline alerts.")
+    topic_dead_letters: Topic = Field("dead-letters", description="Output: rejected input.")
+    topic_features: Topic | Literal[""] = Field(
         "", description="Optional output: the feature vector each decision was scored on "
         "(audit of training/serving skew); empty = off."
     )
-    topic_shadow_decisions: str = Field(
+    topic_shadow_decisions: Topic = Field(
         "decisions-shadow", description="Output: what the shadow model (`fraud-streamer models "
         "shadow`) would have decided, one record per decision, as the Decision schema; nothing "
         "while no shadow is set."
     )
-    topic_rates: str = Field(
+    topic_rates: Topic = Field(
         "exchange-rates",
         description="Internal: the exchange rates set with `fraud-streamer rates`, the whole "
         "set after each change (one partition, compacted), from which `rebuild-state` and "
@@ -121,7 +133,9 @@ class Settings(BaseSettings):
     )
 
     # --- Redis -------------------------------------------------------------------------------
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis holding the features.")
+    redis_url: Annotated[str, Given] = Field(
+        "redis://127.0.0.1:6379/0", description="Redis holding the features."
+    )
     redis_cluster: bool = Field(
         False, description="STREAMER_REDIS_URL names one node of a Redis Cluster: the worker "
         "discovers the others and spreads the state over them by hash slot."
@@ -161,7 +175,7 @@ class Settings(BaseSettings):
     )
 
     # --- model -------------------------------------------------------------------------------
-    model_registry: Path = Field(
+    model_registry: Annotated[Path, Given] = Field(
         Path("models/registry"), description="Directory of the model registry."
     )
     model_poll_seconds: float = Field(
@@ -215,7 +229,9 @@ class Settings(BaseSettings):
         6070, ge=1, le=65535, description="Port of `fraud-streamer dashboard`, the page for "
         "all workers (it binds to STREAMER_WEB_HOST)."
     )
-    data_dir: Path = Field(Path(".stack"), description="Local state: stack data, worker data.")
+    data_dir: Annotated[Path, Given] = Field(
+        Path(".stack"), description="Local state: stack data, worker data."
+    )
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:
@@ -289,5 +305,8 @@ def load_settings(**overrides: object) -> Settings:
                 name += f", key {rest[0]!r}"
             elif rest:  # an entry of a mapping
                 name += f", {'.'.join(str(p) for p in rest)}"
-            lines.append(f"  {name}: {err['msg']} (got {err.get('input')!r})")
+            # a check across settings gets all of them as its input, passwords included: its
+            # message names the values it compared, and the input is not shown
+            got = "" if not head else f" (got {err.get('input')!r})"
+            lines.append(f"  {name}: {err['msg']}{got}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

@@ -77,8 +77,10 @@ def _importable(name: str) -> bool:
 def cli(ctx: click.Context) -> None:
     """fraud-streamer: real-time card fraud scoring on Kafka and Redis.
 
-    Every option can also be set by an environment variable STREAMER_<NAME> (see the README's
-    configuration table). Typical local session:
+    The system's settings (Kafka, Redis, topics, thresholds, the model registry, ...) come
+    from environment variables STREAMER_<NAME> or a .env file in the current directory (see
+    the README's configuration table); a command's own options are given as flags. Typical
+    local session:
 
     \b
       fraud-streamer stack up        # Kafka + Redis on 127.0.0.1

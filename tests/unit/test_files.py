@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from models.files import replacing, write_text
+from models.files import check_writable, replacing, write_text
 from models.simulate import SimulationConfig, read_dataset, simulate, write_dataset
 
 
@@ -17,6 +18,23 @@ def test_a_finished_write_replaces_the_file_and_leaves_nothing_beside(tmp_path: 
     write_text(target, "second")
     assert target.read_text() == "second"
     assert sorted(p.name for p in target.parent.iterdir()) == ["report.md"]
+
+
+def test_a_written_file_has_the_mode_a_plain_write_would_give(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: a worker running as another user reads the registry's manifests."""
+    beside = tmp_path / "plain.txt"
+    beside.write_text("x")  # open() with the process's umask
+    target = tmp_path / "manifest.json"
+    write_text(target, "{}")
+    assert stat.S_IMODE(target.stat().st_mode) == stat.S_IMODE(beside.stat().st_mode)
+    assert stat.S_IMODE(target.stat().st_mode) & stat.S_IROTH  # under the usual umask, 022
+
+
+def test_a_directory_that_cannot_be_written_is_named_not_the_probe() -> None:
+    # /proc takes no new files, even from root (a mode would not stop root)
+    with pytest.raises(OSError) as info:
+        check_writable("/proc/out.csv")
+    assert info.value.filename == "/proc/out.csv"
 
 
 def test_a_write_that_fails_leaves_the_previous_file(tmp_path: Path) -> None:

@@ -66,10 +66,15 @@ def test_every_invalid_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
 def test_review_above_decline_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMER_REVIEW_THRESHOLD", "0.95")
     monkeypatch.setenv("STREAMER_DECLINE_THRESHOLD", "0.9")
+    # a check across settings is given all of them: its message must not show the passwords
+    monkeypatch.setenv("STREAMER_KAFKA_SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("STREAMER_REDIS_URL", "redis://u:s3cret@127.0.0.1:6379/0")
     with pytest.raises(SettingsError) as info:
         load_settings()
-    assert "STREAMER_REVIEW_THRESHOLD" in str(info.value)
-    assert "STREAMER_DECLINE_THRESHOLD" in str(info.value)
+    assert str(info.value) == (
+        "invalid configuration:\n  settings: Value error, STREAMER_REVIEW_THRESHOLD (0.95) must "
+        "not exceed STREAMER_DECLINE_THRESHOLD (0.9)"
+    )
 
 
 def test_exchange_rates_are_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,3 +138,34 @@ def test_a_dot_env_that_is_not_utf8_is_named(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SettingsError, match=r"\.env in .* is not UTF-8 text .* save it as UTF-8"):
         load_settings()
+
+
+EMPTY = "must not be empty (unset it to take the default)"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "", EMPTY),
+        ("STREAMER_MODEL_REGISTRY", " ", EMPTY),
+        ("STREAMER_CONSUMER_GROUP", "", EMPTY),
+        ("STREAMER_TOPIC_DECISIONS", "", "String should match pattern"),
+        ("STREAMER_TOPIC_ALERTS", "my alerts", "String should match pattern"),
+    ],
+)
+def test_an_empty_or_impossible_name_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    """An empty variable would otherwise be taken as it is: Kafka at no address ("Unable to
+    bootstrap from []"), a registry in the current directory, a topic the broker refuses."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert f"{variable}: " in str(info.value) and message in str(info.value), info.value
+
+
+def test_the_feature_log_topic_may_be_empty_which_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STREAMER_TOPIC_FEATURES", "")
+    assert load_settings().topic_features == ""
