@@ -34,7 +34,7 @@ from models.protocol import WARMUP_DAYS
 from models.simulate import SimulationConfig, progress_total, simulate
 from streamer.features.definitions import FEATURE_NAMES
 
-__all__ = ["FRAME_COLUMNS", "HistorySpan", "cache_path", "load_history"]
+__all__ = ["FRAME_COLUMNS", "HistorySpan", "cache_path", "check_span", "load_history"]
 
 #: The transaction columns kept beside the features.
 FRAME_COLUMNS = (
@@ -87,7 +87,9 @@ def cache_path(config: SimulationConfig, span: HistorySpan, cache_dir: Path) -> 
     return Path(cache_dir) / name
 
 
-def _check_span(config: SimulationConfig, span: HistorySpan) -> None:
+def check_span(config: SimulationConfig, span: HistorySpan) -> None:
+    """Raise ValueError, saying what was asked and what there is, when ``span`` needs days the
+    simulation does not have."""
     start = pd.Timestamp(config.start_date, tz="UTC")
     end = start + pd.Timedelta(days=config.n_days)
     if span.replay_start < start or span.end > end:
@@ -108,7 +110,7 @@ def load_history(
 
     ``progress(description, total)`` returns an update callback (``tqdm(...).update`` fits).
     """
-    _check_span(config, span)
+    check_span(config, span)
     path = None
     if cache_dir is not None:
         path = cache_path(config, span, cache_dir)

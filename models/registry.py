@@ -239,6 +239,14 @@ class ModelRegistry:
         :class:`RegistryError` saying what to do when none is promoted or the check fails."""
         version = self.current_version()
         if version is None:
+            registered = self.versions()
+            if registered:  # trained with --no-promote, or every promotion rolled back
+                raise RegistryError(
+                    f"no model promoted in {self.root}, which holds {len(registered)} "
+                    f"version(s): promote one with `fraud-streamer models promote VERSION` "
+                    f"(the latest is {registered[-1].version}; `fraud-streamer models list` "
+                    "shows them all)"
+                )
             raise RegistryError(
                 f"no model promoted in {self.root}: run `fraud-streamer train` first (it "
                 "simulates data, trains, registers and promotes a model)"

@@ -95,9 +95,16 @@ class SimulationConfig:
         if self.streams == "book" and self.seed != 0:
             raise ValueError("the book's streams have fixed seeds: seed must be 0 with them")
         try:
-            np.datetime64(self.start_date, "D")
+            first = np.datetime64(self.start_date, "D")
         except ValueError:
             raise ValueError(f"start_date must be YYYY-MM-DD, got {self.start_date!r}") from None
+        last = first + np.timedelta64(self.n_days + self.label_delay_days, "D")
+        if not np.datetime64("1678-01-01") <= first or last > np.datetime64("2262-04-10"):
+            raise ValueError(
+                f"start_date {self.start_date} with {self.n_days} days (and "
+                f"{self.label_delay_days} more for the labels) leaves 1678..2262, the years "
+                "pandas' timestamps hold"
+            )
 
     @property
     def name(self) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     SecretStr,
@@ -40,6 +41,12 @@ def _not_empty(value: object) -> object:
 
 
 Given = BeforeValidator(_not_empty)
+
+
+def _not_a_file(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path} is a file; name the registry's directory")
+    return path
 
 
 def _not_a_flag(value: object) -> object:
@@ -175,7 +182,7 @@ class Settings(BaseSettings):
     )
 
     # --- model -------------------------------------------------------------------------------
-    model_registry: Annotated[Path, Given] = Field(
+    model_registry: Annotated[Path, Given, AfterValidator(_not_a_file)] = Field(
         Path("models/registry"), description="Directory of the model registry."
     )
     model_poll_seconds: float = Field(

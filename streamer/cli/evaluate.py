@@ -77,6 +77,7 @@ def evaluate(
 
     from models.evaluate import SEARCH, EvaluationPlan, evaluate_seed
     from models.files import write_text
+    from models.history import check_span
     from models.report import console_table, render_markdown, report_json
     from models.simulate import SimulationConfig
 
@@ -108,13 +109,18 @@ def evaluate(
     bars: list[tqdm] = []
     started = time.perf_counter()
     results = []
-    plan = EvaluationPlan()
-    for seed in seed_list:
-        simulation = SimulationConfig(streams="book") if seed == "book" \
-            else SimulationConfig(seed=int(seed))
-        plan = EvaluationPlan(simulation=simulation, validation_folds=folds,
-                              prequential_weeks=weeks, prequential_all=prequential_all,
-                              candidates=tuple(names))
+    plans = [
+        EvaluationPlan(simulation=SimulationConfig(streams="book") if seed == "book"
+                       else SimulationConfig(seed=int(seed)),
+                       validation_folds=folds, prequential_weeks=weeks,
+                       prequential_all=prequential_all, candidates=tuple(names))
+        for seed in seed_list
+    ]  # fmt: skip
+    try:  # every history's days are there, before hours of work
+        check_span(plans[0].simulation, plans[0].span())
+    except ValueError as exc:
+        raise click.UsageError(f"{exc}: lower --weeks or --folds") from None
+    for seed, plan in zip(seed_list, plans, strict=True):
         results.append(evaluate_seed(plan, cache_dir=cache_dir if cache else None,
                                      progress=progress, log=log))
         log(f"history {seed} done ({time.perf_counter() - started:.0f} s so far)")

@@ -121,7 +121,10 @@ def simulate(
             f"{terminals}, on a 100 x 100 map); raise --radius, --terminals or --customers (or "
             "--days)"
         )
-    write_dataset(frame, out)
+    try:
+        write_dataset(frame, out)
+    except OSError as exc:  # a full disk, a file size limit: the previous file is left as it was
+        raise click.ClickException(f"cannot write {out}: {exc.strerror or exc}") from None
     elapsed = time.perf_counter() - began
 
     frauds = int(frame["is_fraud"].sum())

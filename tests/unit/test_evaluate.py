@@ -319,3 +319,19 @@ def test_the_auc_split_is_undefined_without_frauds_of_a_kind() -> None:
     parts = auc_by_detectability(fraud, fraud, np.array([0.9, 0.1, 0.2]))
     assert parts["auc_roc_detectable"] == 1.0
     assert np.isnan(parts["auc_roc_undetectable"])
+
+
+def test_more_test_weeks_than_the_history_holds_is_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from streamer.cli.evaluate import evaluate
+
+    args = ["--seeds", "0", "--weeks", "8", "--out", str(tmp_path)]
+    result = CliRunner().invoke(evaluate, args)
+    assert result.exit_code == 2, result.output
+    assert "falls outside the simulated 2018-04-01..2018-09-30: lower --weeks or --folds" in (
+        result.output
+    )
+    assert "Traceback" not in result.output

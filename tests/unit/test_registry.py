@@ -78,6 +78,22 @@ def test_unknown_and_invalid_versions_are_refused(registry: ModelRegistry) -> No
         registry.load()
 
 
+def test_with_versions_but_none_promoted_the_advice_is_to_promote(
+    registry: ModelRegistry, estimator: LogisticRegression
+) -> None:
+    with pytest.raises(RegistryError, match=r"run `fraud-streamer train` first"):
+        registry.verified_current()
+    _register(registry, estimator, "v1")
+    _register(registry, estimator, "v2")
+    with pytest.raises(RegistryError) as info:
+        registry.verified_current()
+    assert str(info.value) == (
+        f"no model promoted in {registry.root}, which holds 2 version(s): promote one with "
+        "`fraud-streamer models promote VERSION` (the latest is v2; `fraud-streamer models "
+        "list` shows them all)"
+    )
+
+
 def test_a_missing_artifact_is_refused(registry: ModelRegistry,
                                        estimator: LogisticRegression) -> None:
     _register(registry, estimator, "v1")

@@ -169,3 +169,16 @@ def test_the_feature_log_topic_may_be_empty_which_turns_it_off(
 ) -> None:
     monkeypatch.setenv("STREAMER_TOPIC_FEATURES", "")
     assert load_settings().topic_features == ""
+
+
+def test_a_registry_that_is_a_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    data = tmp_path / "transactions.csv"
+    data.write_text("transaction_id\n")
+    monkeypatch.setenv("STREAMER_MODEL_REGISTRY", str(data))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert f"STREAMER_MODEL_REGISTRY: Value error, {data} is a file; name the registry's " in str(
+        info.value
+    )

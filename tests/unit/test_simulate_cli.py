@@ -52,3 +52,28 @@ def test_out_whose_directory_is_a_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(command.simulate, ["--days", "1", "--out", str(out)])
     assert result.exit_code == 1, result.output
     assert f"Error: cannot write {out}: {tmp_path / 'file'} is not a directory" in result.output
+
+
+def test_a_failed_write_is_an_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "tx.csv"
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(command, "write_dataset", full_disk)
+    sizes = ["--customers", "20", "--terminals", "40", "--days", "2"]
+    result = CliRunner().invoke(command.simulate, [*sizes, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert result.output.endswith(f"Error: cannot write {out}: File too large\n"), result.output
+
+
+def test_a_start_beyond_what_timestamps_hold_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "tx.csv"
+    args = ["--start", "9999-12-30", "--days", "5", "--out", str(out)]
+    result = CliRunner().invoke(command.simulate, args)
+    assert result.exit_code == 2, result.output
+    assert "start_date 9999-12-30 with 5 days (and 7 more for the labels) leaves 1678..2262" in (
+        result.output
+    )
