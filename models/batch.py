@@ -241,7 +241,7 @@ def score_transactions(
         chunk_outcomes = [outcome_for(float(s), rule_hit=bool(r), policy=policy,
                                       converted=u is None)
                           for s, r, u in zip(chunk_scores, rules, unconverted, strict=True)]
-        reasons += _reasons(scorer, inputs, chunk_scores, rules, unconverted, chunk_outcomes,
+        reasons += _reasons(scorer, X[rows], chunk_scores, rules, unconverted, chunk_outcomes,
                             policy)
         outcomes += chunk_outcomes
         scores[rows] = np.where([bool(r) for r in rules], 1.0, chunk_scores)

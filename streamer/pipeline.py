@@ -302,7 +302,7 @@ class Pipeline:
             for i, (s, r) in enumerate(zip(scores, rules, strict=True))
         ]
         flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
-        explanations = scorer.explain(inputs[flagged], scores[flagged], policy.reasons_top_k)
+        explanations = scorer.explain(features[flagged], scores[flagged], policy.reasons_top_k)
         reasons: dict[int, list[Reason]] = {}
         for i, contributions in zip(flagged, explanations, strict=True):
             reasons[i] = flagged_reasons(

@@ -79,9 +79,15 @@ class Contribution:
         """The reason in words an analyst reads."""
         feature = FEATURES[self.index]
         return (
-            f"{feature.description}: {feature.unit.format(self.value)} "
-            f"(typical {feature.unit.format(self.baseline)}; +{self.delta:.2f} to the score)"
+            f"{feature.description}: {_number(feature.unit, self.value)} "
+            f"(typical {_number(feature.unit, self.baseline)}; +{self.delta:.2f} to the score)"
         )
+
+
+def _number(unit: str, value: float) -> str:
+    """A value in its unit, in six digits when its decimals would be too long (an amount of
+    1e308 is valid, and a reason has room for 256 characters), as the amount rule writes it."""
+    return unit.format(value) if abs(value) < 1e15 else unit.replace(".2f", ".6g").format(value)
 
 
 def check_features(manifest: Manifest) -> None:
@@ -150,13 +156,19 @@ class Scorer:
     def explain(
         self, features: np.ndarray, scores: np.ndarray, top_k: int
     ) -> list[list[Contribution]]:
-        """For each row, up to ``top_k`` features whose neutralisation lowers its score."""
+        """For each row, up to ``top_k`` features whose neutralisation lowers its score.
+
+        ``features`` are the rows as computed (NaN where not known): a reason shows a value as
+        it is, however large, and an unknown one as the typical value the model was given.
+        """
         n, f = features.shape
         if n == 0:
             return []
+        inputs = self.model_inputs(features)
+        shown = np.where(np.isnan(features), inputs, features)
         # row r, feature j -> a copy of row r with feature j set to its baseline: model inputs
         # if the rows are (a baseline is one), so the n x f probes are not checked again
-        probes = np.repeat(self.model_inputs(features), f, axis=0)
+        probes = np.repeat(inputs, f, axis=0)
         cols = np.tile(np.arange(f), n)
         probes[np.arange(n * f), cols] = self.baseline[cols]
         drops = scores[:, None] - self.score_inputs(probes).reshape(n, f)
@@ -166,7 +178,7 @@ class Scorer:
             out.append(
                 [
                     Contribution(
-                        int(j), float(features[r, j]), float(self.baseline[j]), float(drops[r, j])
+                        int(j), float(shown[r, j]), float(self.baseline[j]), float(drops[r, j])
                     )
                     for j in order
                     if drops[r, j] > 1e-6

@@ -456,4 +456,9 @@ async def test_amounts_too_large_for_the_model_are_declined_by_the_limit(forest:
     assert decided["tx902"].reasons[0].description == (
         "amount 1e+308 EUR is over the limit of 1000.00 EUR"
     )
+    # the model's reasons show the amount as it is, not float32's largest that the model read
+    assert not any("340282" in r.description for r in decided["tx901"].reasons)
+    if forest:  # the regression's score stays at 1 with any one feature at its typical value
+        (amount_reason,) = (r for r in decided["tx901"].reasons if r.code == "TX_AMOUNT")
+        assert amount_reason.description.startswith("transaction amount: 1e+308 (typical ")
     assert decided["tx5"].decision == "approve"
