@@ -189,6 +189,20 @@ def history_days_needed(
     return train_days + 2 * delay_days + valid_days + WARM_UP_DAYS + 1
 
 
+def _check_both_classes(features: FeatureSet, period: Period, role: str) -> None:
+    """Raise ValueError when ``period`` lacks frauds or genuine transactions: no model can be
+    fitted on one class, and Average Precision is not defined without a fraud."""
+    labels = features.frame.loc[period_mask(features.frame, period), "is_fraud"].astype(bool)
+    frauds = int(labels.sum())
+    if frauds == 0 or frauds == len(labels):
+        missing = "no fraud" if frauds == 0 else "no genuine transaction"
+        raise ValueError(
+            f"the {role} period {period.describe()} holds {missing} among its {len(labels):,} "
+            "transactions: a model needs both; give a history with frauds in every period "
+            "(more days or customers)"
+        )
+
+
 def fit_best(
     features: FeatureSet,
     *,
@@ -219,13 +233,16 @@ def fit_best(
             f"not enough history: training from {train.start:%Y-%m-%d} needs {WARM_UP_DAYS} "
             f"days of features before it; simulate at least {needed} days"
         )
+    final = Period(labelled_end - pd.Timedelta(days=train_days), train_days)
+    for period, role in ((train, "selection's training"), (valid, "validation"),
+                         (final, "final training")):  # fmt: skip
+        _check_both_classes(features, period, role)
     log(f"selecting on train {train.describe()} / validation {valid.describe()} (by AP)")
     trials = select(features, train=train, valid=valid, candidates=candidates, log=log)
     best = max(trials, key=lambda t: np.nan_to_num(t.metrics["average_precision"]))
     is_fraud = features.frame.loc[period_mask(features.frame, valid), "is_fraud"].to_numpy()
     assert best.scores is not None
     points = operating_points(is_fraud, best.scores, thresholds)
-    final = Period(labelled_end - pd.Timedelta(days=train_days), train_days)
     log(f"refitting {best.candidate} {best.params} on {final.describe()}")
     mask = period_mask(features.frame, final)
     y = features.frame["is_fraud"].astype(int).to_numpy()

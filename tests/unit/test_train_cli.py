@@ -100,3 +100,18 @@ def test_a_history_training_cannot_use_is_a_one_line_error(
     assert result.exit_code == 1, result.output
     assert result.output.splitlines()[-1] == (
         "Error: the training period holds one class only: give more customers")
+
+
+def test_a_history_without_fraud_in_a_period_is_refused_naming_it() -> None:
+    """No model is fitted on one class (random forest's predict_proba has one column then), and
+    a validation week without fraud has no Average Precision to pick by."""
+    days = pd.date_range("2018-04-01", periods=history_days_needed(14), freq="D", tz="UTC")
+    features = FeatureSet(pd.DataFrame({"timestamp": days, "is_fraud": False}),
+                          np.zeros((len(days), 1)))  # fmt: skip
+    with pytest.raises(ValueError) as caught:
+        fit_best(features, candidates=["random_forest"])
+    assert str(caught.value) == (
+        "the selection's training period 2018-05-02..2018-05-15 holds no fraud among its 14 "
+        "transactions: a model needs both; give a history with frauds in every period (more "
+        "days or customers)"
+    )
