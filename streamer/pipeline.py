@@ -105,6 +105,9 @@ class Received:
     errors: list[ErrorDetail] | None = None
     mark: FraudMark | None = None
     is_label: bool = False  # read from the labels topic (``mark`` is None if refused)
+    #: wall clock when a refused record was read: its dead letter's ``received_at`` (the
+    #: event-time merge may hold it a while behind the records before it)
+    read_at: datetime | None = None
 
     @property
     def ts_ms(self) -> int | None:
@@ -220,13 +223,14 @@ class Pipeline:
     def receive(self, messages: Sequence[InputMessage], consumed_at: float) -> list[Received]:
         """Validate transaction records as they arrive (their event time is known from here)."""
         received = []
+        read_at = self._clock()
         for msg in messages:
             result = self._decode(Transaction, msg)
             if isinstance(result, Transaction):
                 event = feature_event(result, self._policy.currencies)
                 received.append(Received(msg, consumed_at, result, event))
             else:
-                received.append(Received(msg, consumed_at, errors=result))
+                received.append(Received(msg, consumed_at, errors=result, read_at=read_at))
         return received
 
     async def transactions(
@@ -258,7 +262,7 @@ class Pipeline:
             if item.transaction is not None:
                 accepted.append(item)
             else:
-                self._reject(out, item.message, item.errors or [], now)
+                self._reject(out, item.message, item.errors or [], item.read_at or now)
         if not accepted:
             return Prepared(out, accepted, None)
         events = [item.event for item in accepted if item.event is not None]
@@ -389,13 +393,16 @@ class Pipeline:
     ) -> list[Received]:
         """Validate label records as they arrive (their report time is known from here)."""
         received = []
+        read_at = self._clock()
         for msg in messages:
             result = self._decode(Label, msg)
             if isinstance(result, Label):
                 mark = fraud_mark(result)
                 received.append(Received(msg, consumed_at, mark=mark, is_label=True))
             else:
-                received.append(Received(msg, consumed_at, errors=result, is_label=True))
+                received.append(
+                    Received(msg, consumed_at, errors=result, is_label=True, read_at=read_at)
+                )
         return received
 
     async def apply_labels(self, received: Sequence[Received]) -> BatchOutput:
@@ -404,6 +411,6 @@ class Pipeline:
         now = self._clock()
         for item in received:
             if item.mark is None:
-                self._reject(out, item.message, item.errors or [], now)
+                self._reject(out, item.message, item.errors or [], item.read_at or now)
         await self._store.apply_labels([item.mark for item in received if item.mark is not None])
         return out

@@ -462,3 +462,17 @@ async def test_amounts_too_large_for_the_model_are_declined_by_the_limit(forest:
         (amount_reason,) = (r for r in decided["tx901"].reasons if r.code == "TX_AMOUNT")
         assert amount_reason.description.startswith("transaction amount: 1e+308 (typical ")
     assert decided["tx5"].decision == "approve"
+
+
+async def test_a_dead_letter_says_when_its_record_was_read_not_when_it_was_released() -> None:
+    """The event-time merge may hold a refused record behind earlier ones for a while; its
+    dead letter's received_at is when the worker read it (the contract's words)."""
+    times = iter([datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 0, 9,
+                                                                      tzinfo=UTC)])  # fmt: skip
+    scorer = _scorer()
+    pipeline = Pipeline(store=InMemoryFeatureStore(), scorer=lambda: scorer,
+                        policy=Policy(), max_bytes=4096, clock=lambda: next(times))  # fmt: skip
+    received = pipeline.receive(_msgs([b"{oops"]), consumed_at=0.0)  # read at 12:00:00
+    out = await pipeline.decide(received)  # released and refused at 12:00:09
+    (letter,) = (DeadLetter.model_validate_json(v) for _, v in out.dead_letters)
+    assert letter.received_at == datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
