@@ -376,7 +376,7 @@ async def contract_topics(settings: Settings) -> list[str]:
     records for ``STREAMER_INPUT_RETENTION_DAYS``: they are what ``rebuild-state`` rebuilds
     the feature state from (Kafka's default, 7 days, is less than the state holds)."""
     inputs = (settings.topic_transactions, settings.topic_labels)
-    kept = {"retention.ms": str(round(settings.input_retention_days * DAY_MS))}
+    kept = {"retention.ms": str(settings.input_retention_ms)}
     created = await ensure_topics(settings, inputs, configs=kept)
     names = (*contract_topic_names(settings), settings.topic_shadow_decisions)
     return created + await ensure_topics(settings, [n for n in names if n not in inputs])
@@ -401,16 +401,16 @@ async def retention_warnings(settings: Settings) -> list[str]:
     warnings = []
     for response in responses:
         for error, _, _, topic, entries in response.resources:
-            kept = next((int(e[1]) for e in entries if e[0] == "retention.ms"), -1)
             if error:
                 continue
+            kept = next((int(e[1]) for e in entries if e[0] == "retention.ms"), -1)
             if 0 <= kept < RETENTION_DAYS * DAY_MS:
                 warnings.append(
                     f"{topic} keeps records for {kept / DAY_MS:g} days (retention.ms), less than "
                     f"the {RETENTION_DAYS} days of history the feature windows hold: "
                     f"`rebuild-state` can replay only what it keeps. Raise its retention.ms "
                     f"(e.g. kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
-                    f"--add-config retention.ms={round(settings.input_retention_days * DAY_MS)})"
+                    f"--add-config retention.ms={settings.input_retention_ms})"
                 )
     return warnings
 

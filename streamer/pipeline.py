@@ -18,7 +18,7 @@ import numpy as np
 
 from schemas import Alert, Decision, ErrorDetail, Label, Reason, Transaction
 from streamer.currency import Currencies, unconverted_reason
-from streamer.decode import dead_letter, decode_input
+from streamer.decode import In, dead_letter, decode_input
 from streamer.features.definitions import (
     AMOUNT_COLUMN,
     FEATURE_NAMES,
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-In = TypeVar("In", Transaction, Label)
 
 
 @dataclass(frozen=True, slots=True)

@@ -275,6 +275,10 @@ class Settings(BaseSettings):
         return self.redis_url if parts == original else urlunsplit(parts)
 
     @property
+    def input_retention_ms(self) -> int:
+        return round(self.input_retention_days * 86_400_000)
+
+    @property
     def max_event_ahead_ms(self) -> int:
         return round(self.max_event_ahead_hours * 3_600_000)
 

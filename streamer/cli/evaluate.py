@@ -116,7 +116,7 @@ def evaluate(
                        prequential_all=prequential_all, candidates=tuple(names))
         for seed in seed_list
     ]  # fmt: skip
-    try:  # every history's days are there, before hours of work
+    try:  # the days are there (every history has the same), before hours of work
         check_span(plans[0].simulation, plans[0].span())
     except ValueError as exc:
         raise click.UsageError(f"{exc}: lower --weeks or --folds") from None
