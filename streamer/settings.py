@@ -8,10 +8,13 @@ Every value can be set by an environment variable named ``STREAMER_<FIELD>`` (fo
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from dotenv import dotenv_values
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -289,6 +292,30 @@ class Settings(BaseSettings):
 
 class SettingsError(Exception):
     """Invalid configuration, with every offending variable named."""
+
+
+#: variables of this prefix that are not settings: the test suite's own
+_NOT_SETTINGS = ("STREAMER_TEST_", "STREAMER_REQUIRE_STACK")
+
+
+def unknown_variables(environ: Mapping[str, str], env_file: Path = Path(".env")) -> list[str]:
+    """A warning for each ``STREAMER_*`` name, in the environment or in ``env_file``, that is
+    no setting: a misspelt one is otherwise ignored without a word, and the command runs on
+    the default (a worker believed to be pointed elsewhere reaches the local stack)."""
+    names = {n: "the environment" for n in environ}
+    if env_file.is_file():
+        for name in dotenv_values(env_file):
+            names.setdefault(name, str(env_file))
+    known = [f"{ENV_PREFIX}{f.upper()}" for f in Settings.model_fields]
+    out = []
+    for name, where in sorted(names.items()):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known or upper.startswith(_NOT_SETTINGS):
+            continue
+        close = get_close_matches(upper, known, n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else " (see the README's configuration)"
+        out.append(f"{name} in {where} is not a setting and is ignored{hint}")
+    return out
 
 
 def load_settings(**overrides: object) -> Settings:

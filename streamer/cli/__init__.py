@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
-from streamer.settings import Settings, SettingsError, load_settings
+from streamer.settings import Settings, SettingsError, load_settings, unknown_variables
 
 __all__ = ["main", "pass_settings", "with_redis", "writable"]
 
@@ -99,6 +100,8 @@ def get_settings(ctx: click.Context) -> Settings:
             obj["settings"] = load_settings()
         except SettingsError as exc:
             raise click.ClickException(str(exc)) from None
+        for problem in unknown_variables(os.environ):
+            click.echo(f"warning: {problem}", err=True)
     settings = obj["settings"]
     assert isinstance(settings, Settings)
     return settings

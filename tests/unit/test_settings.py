@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streamer.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from streamer.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    load_settings,
+    unknown_variables,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -182,3 +188,23 @@ def test_a_registry_that_is_a_file_is_refused(
     assert f"STREAMER_MODEL_REGISTRY: Value error, {data} is a file; name the registry's " in str(
         info.value
     )
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_may_mean(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("STREAMER_REVIEW_TRESHOLD=0.3\nSTREAMER_DECLINE_THRESHOLD=0.95\n")
+    environ = {
+        "STREAMER_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+        "STREAMER_REDIS_URL": "redis://127.0.0.1:1/0",  # a setting
+        "STREAMER_TEST_PROMTOOL": "/bin/promtool",  # the tests' own
+        "STREAMER_WHATEVER": "x",
+        "PATH": "/bin",
+    }
+    assert unknown_variables(environ, env_file) == [
+        "STREAMER_KAFKA_BOOTSTRAP in the environment is not a setting and is ignored (did you "
+        "mean STREAMER_KAFKA_BOOTSTRAP_SERVERS?)",
+        f"STREAMER_REVIEW_TRESHOLD in {env_file} is not a setting and is ignored (did you mean "
+        "STREAMER_REVIEW_THRESHOLD?)",
+        "STREAMER_WHATEVER in the environment is not a setting and is ignored (see the README's "
+        "configuration)",
+    ]
