@@ -65,6 +65,9 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
         bars.append(bar)
         return bar.update
 
+    for given, what in ((transactions, "TRANSACTIONS"), (labels, "--labels")):
+        if given is not None and given.resolve() == out.resolve():
+            raise click.UsageError(f"--out {out} is {what} itself, which it would overwrite")
     started = time.perf_counter()
     try:
         check_extension(out)
@@ -84,6 +87,15 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
     finally:
         for bar in bars:
             bar.close()
+    repeated = frame["transaction_id"][frame["transaction_id"].duplicated()].unique()
+    if len(repeated):  # the worker takes a second record of an id as a re-delivery
+        click.echo(f"warning: {len(repeated):,} transaction id(s) occur more than once in "
+                   f"{transactions} (the first: {repeated[0]}); each later row is scored as a "
+                   "re-delivery of the first", err=True)  # fmt: skip
+    if label_frame is not None:
+        known = int(label_frame["transaction_id"].isin(frame["transaction_id"]).sum())
+        click.echo(f"{len(label_frame):,} labels read, {known:,} of them for transactions in "
+                   f"{transactions} (the others still mark their terminals)", err=True)
     counts = decisions["decision"].value_counts()
     mix = ", ".join(f"{counts.get(o, 0):,} {o}" for o in ("approve", "review", "decline"))
     click.echo(f"{len(decisions):,} decisions by model {scorer.version} ({mix}) in "

@@ -359,3 +359,34 @@ def test_amounts_in_other_currencies_score_as_the_worker_does(
         timestamp=yen["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))), rates)
     np.testing.assert_array_equal(decisions["score"],
                                   worker[decisions["transaction_id"]].to_numpy())  # fmt: skip
+
+
+def test_doubtful_input_is_said_or_refused(
+    promoted: ModelRegistry, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    """An --out that is an input is refused; an id that occurs twice, and labels for
+    transactions not in the file, are said: the worker takes them, and so does this."""
+    tx = history[list(TRANSACTION_COLUMNS)].head(300)
+    source = _write(tx, tmp_path / "tx.csv")
+    result = _run(str(source), "--out", str(source))
+    assert result.exit_code == 2 and f"--out {source} is TRANSACTIONS itself" in result.output
+
+    twice = pd.concat([tx, tx.iloc[[10]]], ignore_index=True)  # a re-delivery, at the end
+    labels = labels_from_simulation(history)  # the whole history's: most not in the file
+    label_file = _write(labels, tmp_path / "labels.csv")
+    out = tmp_path / "decisions.csv"
+    result = _run(str(_write(twice, tmp_path / "twice.csv")), "--labels", str(label_file),
+                  "--out", str(out))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    first = tx["transaction_id"].iloc[10]
+    assert (f"warning: 1 transaction id(s) occur more than once in {tmp_path / 'twice.csv'} "
+            f"(the first: {first}); each later row is scored as a re-delivery of the first"
+            ) in result.output  # fmt: skip
+    inside = int(labels["transaction_id"].isin(tx["transaction_id"]).sum())
+    assert inside < len(labels)
+    assert f"{len(labels):,} labels read, {inside:,} of them for transactions in " in (
+        result.output
+    )
+    decisions = pd.read_csv(out)
+    repeats = decisions[decisions["transaction_id"] == first]
+    assert len(repeats) == 2 and repeats["score"].nunique() == 1  # as the worker repeats it
