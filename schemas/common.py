@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
@@ -54,21 +55,22 @@ _time_parts = re.compile(
 _is_offset = re.compile(r"Z|[+-][0-9]{2}:[0-9]{2}").fullmatch
 
 
-def _time_error(value: str) -> PydanticCustomError:
-    """Say what a producer must change, rather than what the parser tripped over."""
+def _time_error(value: str, name: str) -> PydanticCustomError:
+    """Say what a producer must change in the field ``name``, rather than what the parser
+    tripped over."""
     parts = _time_parts(value)
     if parts is None:
         return PydanticCustomError(
             "datetime_format",
-            "timestamp must be an RFC 3339 time such as {example}",
-            {"example": _EXAMPLE},
+            "{field} must be an RFC 3339 time such as {example}",
+            {"field": name, "example": _EXAMPLE},
         )
     if parts["sep"] is None:
         return PydanticCustomError(
             "datetime_format",
-            "timestamp must be a date and a time with a UTC offset, not a date only, "
+            "{field} must be a date and a time with a UTC offset, not a date only, "
             "e.g. {example}",
-            {"example": _EXAMPLE},
+            {"field": name, "example": _EXAMPLE},
         )
     problems = []
     if parts["sep"] != "T":
@@ -82,8 +84,8 @@ def _time_error(value: str) -> PydanticCustomError:
     if problems == ["include a UTC offset"]:
         return PydanticCustomError(
             "timezone_aware",
-            "timestamp must include a UTC offset, e.g. {example}",
-            {"example": _EXAMPLE},
+            "{field} must include a UTC offset, e.g. {example}",
+            {"field": name, "example": _EXAMPLE},
         )
     if not problems:  # e.g. a comma before the fraction of a second
         problems.append("be an RFC 3339 time")
@@ -92,29 +94,30 @@ def _time_error(value: str) -> PydanticCustomError:
     )
     return PydanticCustomError(
         "datetime_format",
-        "timestamp must {problems}, e.g. {example}",
-        {"problems": wanted, "example": _EXAMPLE},
+        "{field} must {problems}, e.g. {example}",
+        {"field": name, "problems": wanted, "example": _EXAMPLE},
     )
 
 
-def _check_time(value: object) -> object:
+def _check_time(value: object, info: ValidationInfo) -> object:
     """Admit only contract-shaped strings (JSON) or aware datetimes (Python) to the parser."""
+    name = info.field_name or "timestamp"
     if isinstance(value, str):
         if _is_rfc3339(value) is None:
-            raise _time_error(value)
+            raise _time_error(value, name)
         return value
     if isinstance(value, datetime):
         if value.utcoffset() is None:
             raise PydanticCustomError(
                 "timezone_aware",
-                "timestamp must include a UTC offset, e.g. {example}",
-                {"example": _EXAMPLE},
+                "{field} must include a UTC offset, e.g. {example}",
+                {"field": name, "example": _EXAMPLE},
             )
         return value
     raise PydanticCustomError(
         "datetime_type",
-        "timestamp must be a string holding an RFC 3339 time, e.g. {example}",
-        {"example": _EXAMPLE},
+        "{field} must be a string holding an RFC 3339 time, e.g. {example}",
+        {"field": name, "example": _EXAMPLE},
     )
 
 

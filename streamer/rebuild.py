@@ -26,10 +26,11 @@ from typing import TypeVar
 from aiokafka import ConsumerRecord
 
 from schemas import Label, Transaction
-from streamer import rates
+from streamer import blocklists, rates
 from streamer.currency import Currencies
 from streamer.decode import decode_input
 from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
+from streamer.features.keys import BlocklistKind
 from streamer.features.store import FeatureStore, RedisFeatureStore
 from streamer.kafka import read_to_end
 from streamer.pipeline import feature_event, fraud_mark
@@ -58,6 +59,8 @@ class Rebuilt:
     unconverted: Mapping[str, int]
     #: the rates set again from Kafka first (Redis held none); None if none were
     restored: Mapping[str, str] | None = None
+    #: the blocked ids of each kind set again from Kafka first (Redis held none); None if none
+    blocklists: Mapping[BlocklistKind, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,14 +121,15 @@ async def rebuild(
     # no timer per reply: the store puts one deadline on each batch
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=None)
     try:
-        # a Redis that lost its state lost the rates set with `fraud-streamer rates` too
-        restored = await rates.restore(settings, client)
-        # the state holds amounts as the workers convert them: at the rates in force now
-        in_force = await rates.effective(settings, client)
-        history = await read_history(settings, in_force.currencies, read)
         store = RedisFeatureStore(
             client, retry_s=settings.redis_retry_s, timeout_s=settings.redis_timeout_s
         )
+        # a Redis that lost its state lost the rates and blocklists set with the CLI too
+        restored = await rates.restore(settings, client)
+        blocked = await blocklists.restore(settings, store)
+        # the state holds amounts as the workers convert them: at the rates in force now
+        in_force = await rates.effective(settings, client)
+        history = await read_history(settings, in_force.currencies, read)
         await replay_into(store, history.events, history.marks, replayed)
     finally:
         await client.aclose()
@@ -136,6 +140,7 @@ async def rebuild(
         in_force,
         history.unconverted,
         restored,
+        blocked,
     )
 
 

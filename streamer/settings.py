@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         "set after each change (one partition, compacted), from which `rebuild-state` and "
         "`rates restore` set them again in a Redis that lost them.",
     )
+    topic_blocklists: Topic = Field(
+        "blocklists",
+        description="Internal: each change made with `fraud-streamer blocklist`, a record per id "
+        "(one partition, compacted), from which `rebuild-state` and `blocklist restore` set the "
+        "lists again in a Redis that lost them.",
+    )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the topics we create.")
     topic_replication_factor: int | None = Field(
         None, ge=1, le=32, description="Replicas of each partition of the topics we create; "

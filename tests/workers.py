@@ -71,6 +71,7 @@ async def worker_env(
         "STREAMER_TOPIC_DEAD_LETTERS": f"dead-{suffix}",
         "STREAMER_TOPIC_SHADOW_DECISIONS": f"shadow-{suffix}",
         "STREAMER_TOPIC_RATES": f"rates-{suffix}",
+        "STREAMER_TOPIC_BLOCKLISTS": f"blocklists-{suffix}",
         "STREAMER_CONSUMER_GROUP": f"worker-{suffix}",
         "STREAMER_REDIS_URL": f"{base_url}/{db}",
         "STREAMER_MODEL_REGISTRY": str(registry.root),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,13 +20,36 @@ def _run(settings: Settings, action: Callable[[Any], Awaitable[Any]]) -> Any:
     return with_redis(settings, lambda client: action(RedisFeatureStore(client)))
 
 
+def _record(settings: Settings, kind: str, ids: tuple[str, ...], *, blocked: bool) -> None:
+    """Record the change in Kafka, from where a Redis that loses the lists gets them back
+    (``blocklist restore``, ``rebuild-state``)."""
+    from streamer import blocklists
+    from streamer.kafka import connection_problem
+
+    async def run() -> None:
+        try:
+            await blocklists.record(settings, kind, ids, blocked=blocked)  # type: ignore[arg-type]
+        except Exception as exc:
+            problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
+            raise click.ClickException(
+                f"the blocklist is changed in Redis, and the workers apply it, but the change "
+                f"could not be recorded on {settings.topic_blocklists} at "
+                f"{settings.kafka_bootstrap_servers} ({problem}): run the command again once "
+                "Kafka answers, or a Redis that loses the lists will not get this change back"
+            ) from None
+
+    asyncio.run(run())
+
+
 @click.group()
 def blocklist() -> None:
     """Block cards or terminals: their transactions are declined by rule.
 
     Workers read the lists on every batch, so a change applies within milliseconds, with no
     restart. Blocked transactions carry RULE_CUSTOMER_BLOCKED or RULE_TERMINAL_BLOCKED in their
-    reasons.
+    reasons. The lists are kept in Redis, and each change is also recorded in Kafka
+    (STREAMER_TOPIC_BLOCKLISTS), from where `blocklist restore` and `rebuild-state` set them
+    again in a Redis that lost them.
     """
 
 
@@ -37,6 +61,7 @@ def add(settings: Settings, kind: str, ids: tuple[str, ...]) -> None:
     """Add customer or terminal IDS to the blocklist."""
     ids = tuple(dict.fromkeys(ids))  # Redis counts distinct members, and so does the message
     added = _run(settings, lambda store: store.blocklist_add(kind, list(ids)))
+    _record(settings, kind, ids, blocked=True)
     click.echo(f"{added} {kind}(s) added ({len(ids) - added} already blocked)")
 
 
@@ -48,6 +73,7 @@ def remove(settings: Settings, kind: str, ids: tuple[str, ...]) -> None:
     """Remove customer or terminal IDS from the blocklist."""
     ids = tuple(dict.fromkeys(ids))  # Redis counts distinct members, and so does the message
     removed = _run(settings, lambda store: store.blocklist_remove(kind, list(ids)))
+    _record(settings, kind, ids, blocked=False)
     click.echo(f"{removed} {kind}(s) removed ({len(ids) - removed} were not blocked)")
 
 
@@ -58,3 +84,23 @@ def list_(settings: Settings, kind: str) -> None:
     """List the blocked customers or terminals, one per line."""
     for member in _run(settings, lambda store: store.blocklist_members(kind)):
         click.echo(member)
+
+
+@blocklist.command("restore")
+@pass_settings
+def restore(settings: Settings) -> None:
+    """Set again the lists recorded in Kafka, in a Redis that lost them (a restart without
+    persistence, a new server). `rebuild-state` does this first by itself; a Redis that holds
+    any blocked id is left as it is."""
+    from streamer import blocklists
+    from streamer.kafka import KafkaUnusable
+
+    try:
+        restored = _run(settings, lambda store: blocklists.restore(settings, store))
+    except KafkaUnusable as exc:
+        raise click.ClickException(str(exc)) from None
+    if restored is None:
+        click.echo("nothing restored: Redis holds blocked ids already, or none were recorded on "
+                   f"{settings.topic_blocklists}")
+    else:
+        click.echo(f"restored from {settings.topic_blocklists}: {blocklists.describe(restored)}")

@@ -28,11 +28,13 @@ def rebuild_state(settings: Settings) -> None:
     decision again. Workers may keep running: every update is idempotent per transaction id.
     The topics' retention should cover the state's 44 days. A Redis that holds no exchange
     rate first gets back those last set with `fraud-streamer rates` (recorded on
-    STREAMER_TOPIC_RATES), and the history is converted at the rates then in force.
+    STREAMER_TOPIC_RATES), and the history is converted at the rates then in force; one that
+    holds no blocked id gets back the blocklists (recorded on STREAMER_TOPIC_BLOCKLISTS).
     """
     from redis.exceptions import RedisClusterException, RedisError
     from tqdm import tqdm
 
+    from streamer import blocklists
     from streamer.kafka import KafkaUnusable, retention_warnings
     from streamer.rates import NotARecord
     from streamer.rebuild import rebuild
@@ -62,6 +64,9 @@ def rebuild_state(settings: Settings) -> None:
     if done.restored:
         listed = ", ".join(f"{code}={rate}" for code, rate in sorted(done.restored.items()))
         click.echo(f"exchange rates restored from {settings.topic_rates}: {listed}")
+    if done.blocklists:
+        shown = blocklists.describe(dict(done.blocklists))
+        click.echo(f"blocklists restored from {settings.topic_blocklists}: {shown}")
     click.echo(
         f"rebuilt {settings.redis_url_redacted} from {settings.topic_transactions} and "
         f"{settings.topic_labels}: {done.transactions:,} transactions and {done.labels:,} "

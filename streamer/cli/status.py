@@ -190,6 +190,35 @@ async def _rates(settings: Settings) -> Check:
     return Check("rates", True, detail, warnings, data)
 
 
+async def _blocklists_lost(settings: Settings) -> list[str]:
+    """A warning when Redis holds no blocked id while Kafka records some: a Redis that lost
+    its state approves every card it held on its score again, without an error."""
+    from redis.exceptions import RedisClusterException, RedisError
+
+    from streamer import blocklists
+    from streamer.features.store import RedisFeatureStore
+    from streamer.kafka import KafkaUnusable
+    from streamer.redis_client import connect
+
+    client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=TIMEOUT_S)
+    try:
+        store = RedisFeatureStore(client)
+        if any([await store.blocklist_members(kind) for kind in blocklists.KINDS]):
+            return []
+        lists = await asyncio.wait_for(blocklists.recorded(settings), TIMEOUT_S)
+    except (RedisClusterException, RedisError, OSError, KafkaUnusable, TimeoutError):
+        return []  # only a hint: the lines above say what does not answer
+    finally:
+        await client.aclose()
+    count = sum(len(ids) for ids in lists.values())
+    if not count:
+        return []
+    return [
+        f"Redis holds no blocked id, but {settings.topic_blocklists} records {count:,}: if it "
+        "lost them, run `fraud-streamer blocklist restore` (rebuild-state does it too)"
+    ]
+
+
 async def _recorded_rates(settings: Settings) -> dict[str, str] | None:
     """The rates last recorded in Kafka, or None when there are none or Kafka cannot tell
     (the kafka line says why)."""
@@ -258,6 +287,8 @@ async def gather(settings: Settings) -> list[Check]:
                 f"Redis holds no feature state but {settings.topic_transactions} holds {held:,} "
                 "records: if it lost its state, run `fraud-streamer rebuild-state`"
             )
+    if kafka.ok and redis.ok:
+        redis.warnings += await _blocklists_lost(settings)
     rates = await _rates(settings) if redis.ok else Check(
         "rates", False, "unknown: Redis does not answer"
     )
@@ -275,9 +306,10 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Exits 0 when all are usable, 1 when any is not (Kafka or Redis does not answer, no worker
     is in the group, no model is promoted or its artifact fails its hash). Warnings (topics
-    not created yet, a Redis that may evict state, an empty Redis while the transactions topic
-    holds records: see `rebuild-state`; a rate in Redis the workers cannot use) do not change
-    the exit status.
+    not created yet or kept for less than the state's 44 days, a Redis that may evict state,
+    an empty Redis while the transactions topic holds records: see `rebuild-state`; a Redis
+    without the blocklists Kafka records: see `blocklist restore`; a rate in Redis the
+    workers cannot use) do not change the exit status.
     """
     checks = asyncio.run(gather(settings))
     ok = all(c.ok for c in checks)

@@ -63,6 +63,43 @@ def test_add_list_remove(stack: Settings) -> None:
     run("blocklist", "remove", "terminal", "t-2")
 
 
+def test_the_lists_are_recorded_in_kafka_and_restored_in_a_redis_that_lost_them(
+    stack: Settings,
+) -> None:
+    """A Redis restarted without persistence would otherwise unblock every card, silently."""
+    url = stack.redis_url.rsplit("/", 1)[0] + "/14"
+    env = {"STREAMER_REDIS_URL": url, "STREAMER_TOPIC_BLOCKLISTS": f"bl-{uuid.uuid4().hex[:8]}"}
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(cli, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    topic = env["STREAMER_TOPIC_BLOCKLISTS"]
+    assert run("blocklist", "restore") == (
+        f"nothing restored: Redis holds blocked ids already, or none were recorded on {topic}\n"
+    )
+    run("blocklist", "add", "customer", "c-1", "c-2", "c-3")
+    run("blocklist", "add", "terminal", "t-1")
+    run("blocklist", "remove", "customer", "c-2")
+    admin = redis.Redis.from_url(url)
+    try:
+        admin.flushdb()
+        assert run("blocklist", "restore") == (
+            f"restored from {topic}: 2 customer(s), 1 terminal(s)\n"
+        )
+        assert run("blocklist", "list", "customer").split() == ["c-1", "c-3"]
+        assert run("blocklist", "list", "terminal").split() == ["t-1"]
+        # a Redis that holds any blocked id is left as it is
+        run("blocklist", "remove", "customer", "c-1", "c-3")
+        assert run("blocklist", "restore").startswith("nothing restored")
+        assert run("blocklist", "list", "customer").split() == []
+    finally:
+        admin.flushdb()
+        admin.close()
+
+
 def test_unreachable_redis_is_a_clear_error() -> None:
     result = CliRunner().invoke(
         cli, ["blocklist", "list", "customer"], env={"STREAMER_REDIS_URL": "redis://127.0.0.1:1/0"}

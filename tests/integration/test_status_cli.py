@@ -116,6 +116,18 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
              timeout=60, what="the transaction's state in Redis", worker=worker_env)  # fmt: skip
     assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == []
 
+    # a blocklist lost by Redis (recorded in Kafka): status points at the restore
+    run_cli(worker_env, "blocklist", "add", "customer", "c-stolen")
+    assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == []
+    async with Redis.from_url(settings.redis_url) as client:
+        await client.delete("fs:blocklist:customer")
+    assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == [
+        f"Redis holds no blocked id, but {settings.topic_blocklists} records 1: if it lost "
+        "them, run `fraud-streamer blocklist restore` (rebuild-state does it too)"
+    ]
+    run_cli(worker_env, "blocklist", "restore")
+    assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == []
+
     # the input topics the worker made keep 60 days; one kept for Kafka's default 7 days
     # cannot give `rebuild-state` the 44 days the windows hold: status and the rebuild say so
     assert _checks(worker_env.env)[1]["checks"]["kafka"]["warnings"] == []

@@ -470,6 +470,7 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     async with Redis.from_url(settings.redis_url) as early:
         await early.hset(RATES_KEY, "JPY", "-1")  # written by other means: left out
     run_cli(worker_env, "rates", "set", "GBP=2")  # recorded in Kafka with the JPY entry
+    run_cli(worker_env, "blocklist", "add", "terminal", "t-stolen")  # and so is a blocklist
     await _start_with_labels(worker_env, replay_slice)
     currency = np.array(["EUR", "USD", "GBP"])[np.arange(len(replay_slice)) % 3]
     per_unit = pd.Series(currency).map({"EUR": 1.0, "USD": 2.0, "GBP": 0.5}).to_numpy()
@@ -498,6 +499,8 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
     assert "(1 invalid records skipped)" in out, out
     assert f"exchange rates restored from {settings.topic_rates}: GBP=2.0, JPY=-1" in out, out
     assert "exchange rates: 1 GBP = 2 EUR, 1 USD = 0.5 EUR" in out, out
+    assert f"blocklists restored from {settings.topic_blocklists}: 0 customer(s), 1 " in out
+    assert run_cli(worker_env, "blocklist", "list", "terminal").split() == ["t-stolen"]
     assert "warning: the rate for JPY in fs:rates was left out: " in out, out
     assert "warning: 1 transaction(s) in JPY, which has no rate to EUR" in out, out
     assert member[:8] == struct.pack("<d", -6000.0)  # the window knows it cannot read it

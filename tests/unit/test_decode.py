@@ -242,3 +242,15 @@ def test_a_labels_report_time_is_its_event_time() -> None:
     refused = decode_input(Label, late, SENT_MS, max_bytes=LIMIT, max_ahead_ms=24 * HOUR_MS)
     assert isinstance(refused, list) and refused[0].loc == ["reported_at"]
     assert refused[0].msg.startswith("reported_at 2018-04-02T12:00:32+00:00 is 36.0 h after")
+
+
+def test_a_labels_bad_times_are_named_by_their_field() -> None:
+    raw = json.dumps({"transaction_id": "tx-1", "customer_id": "c-1", "terminal_id": "t-1",
+                      "tx_timestamp": "2018-04-01 00:00:31", "is_fraud": True,
+                      "reported_at": "2018-04-08"}).encode()  # fmt: skip
+    found = decode(Label, raw, max_bytes=LIMIT)
+    assert isinstance(found, list)
+    assert [(e.loc, e.msg.split(" must ")[0]) for e in found] == [
+        (["tx_timestamp"], "tx_timestamp"),
+        (["reported_at"], "reported_at"),
+    ]

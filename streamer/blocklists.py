@@ -1,0 +1,95 @@
+"""The blocklists' record in Kafka, from which a Redis that lost them gets them back.
+
+The workers read the blocklists from Redis (``fs:blocklist:customer``, ``fs:blocklist:terminal``)
+on every batch. Redis is not the source of truth: a restart without persistence, a new server or
+a flushed database loses what it holds, and an emptied blocklist fails open — every card it held
+is approved on its score again, without an error. So ``fraud-streamer blocklist`` records each
+change in a compacted topic (``STREAMER_TOPIC_BLOCKLISTS``), one record per id, keyed
+``kind:id``: ``{"blocked": true}`` when added, a tombstone when removed. Compaction keeps the
+last record of each id, so the topic stays the size of the lists however often they change,
+and ``rebuild-state`` (or ``blocklist restore``) sets them again in a Redis that holds none.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+
+from streamer.features.keys import BlocklistKind
+from streamer.features.store import RedisFeatureStore
+from streamer.kafka import (
+    KafkaUnusable,
+    ensure_topics,
+    make_producer,
+    read_to_end,
+    running,
+    topic_partitions,
+)
+from streamer.settings import Settings
+
+__all__ = ["KINDS", "describe", "record", "recorded", "restore"]
+
+KINDS: tuple[BlocklistKind, ...] = ("customer", "terminal")
+
+_BLOCKED = json.dumps({"blocked": True}).encode()
+
+
+async def record(settings: Settings, kind: BlocklistKind, ids: Sequence[str], *,
+                 blocked: bool) -> None:  # fmt: skip
+    """Record in Kafka that ``ids`` of ``kind`` are now blocked (or no longer are), creating
+    the topic the first time; returns once the broker has every record."""
+    await ensure_topics(settings, [settings.topic_blocklists], partitions=1,
+                        configs={"cleanup.policy": "compact"})  # fmt: skip
+    value = _BLOCKED if blocked else None  # a tombstone: compaction forgets the id
+    async with running(make_producer(settings)) as producer:
+        topic = settings.topic_blocklists
+        sent = [await producer.send(topic, value, key=f"{kind}:{m}".encode()) for m in ids]
+        for delivery in sent:
+            await delivery
+
+
+async def recorded(settings: Settings) -> dict[BlocklistKind, set[str]]:
+    """The ids each list held after its last recorded change (empty when nothing was ever
+    recorded). Raises :class:`~streamer.kafka.KafkaUnusable` when Kafka cannot be read."""
+    lists: dict[BlocklistKind, set[str]] = {kind: set() for kind in KINDS}
+    try:
+        found = await topic_partitions(settings, settings.topic_blocklists)
+    except (KafkaError, OSError) as exc:
+        raise KafkaUnusable(
+            f"cannot read {settings.topic_blocklists} from Kafka at "
+            f"{settings.kafka_bootstrap_servers}: {exc}"
+        ) from exc
+    if found is None:  # nothing ever recorded
+        return lists
+
+    def keep(message: ConsumerRecord[bytes, bytes]) -> None:
+        kind, _, member = (message.key or b"").decode(errors="replace").partition(":")
+        if kind not in lists:  # not one of ours: ignored
+            return
+        if message.value is None:
+            lists[kind].discard(member)
+        else:
+            lists[kind].add(member)
+
+    await read_to_end(settings, settings.topic_blocklists, keep)
+    return lists
+
+
+async def restore(settings: Settings, store: RedisFeatureStore) -> dict[BlocklistKind, int] | None:
+    """Set the recorded lists again in a Redis that holds neither (it lost them); how many ids
+    of each kind were set, or None when Redis holds some or Kafka has none to give."""
+    for kind in KINDS:
+        if await store.blocklist_members(kind):
+            return None
+    lists = await recorded(settings)
+    if not any(lists.values()):
+        return None
+    return {kind: await store.blocklist_add(kind, sorted(ids)) for kind, ids in lists.items()}
+
+
+def describe(counts: dict[BlocklistKind, int]) -> str:
+    """``3 customer(s), 1 terminal(s)``: what :func:`restore` set."""
+    return ", ".join(f"{n:,} {kind}(s)" for kind, n in counts.items())
