@@ -86,8 +86,8 @@ class SimulationConfig:
         for name in ("n_customers", "n_terminals", "n_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.radius <= 0:
-            raise ValueError(f"radius must be positive, got {self.radius}")
+        if not 0 < self.radius < float("inf"):  # nan too
+            raise ValueError(f"radius must be a positive number, got {self.radius}")
         if self.seed < 0 or self.label_delay_days < 0:
             raise ValueError("seed and label_delay_days must not be negative")
         if self.streams not in STREAMS:

@@ -11,7 +11,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -136,6 +136,23 @@ def with_redis(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
             await client.aclose()
 
     return asyncio.run(run())
+
+
+def chosen(given: str, known: Iterable[str], option: str) -> list[str]:
+    """The names in a comma-separated option, each one of ``known``; a usage error naming
+    what is wrong otherwise (an unknown name, or none at all)."""
+    known = list(known)
+    names = [name.strip() for name in given.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown: {', '.join(unknown)}; choose from {', '.join(known)}", param_hint=option
+        )
+    if not names:
+        raise click.BadParameter(
+            f"name at least one of {', '.join(known)}", param_hint=option
+        )
+    return names
 
 
 def writable(path: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from models.files import DATA_DIR
-from streamer.cli import writable
+from streamer.cli import chosen, writable
 
 __all__ = ["evaluate"]
 
@@ -84,11 +84,7 @@ def evaluate(
     seed_list = _histories(seeds, "--seeds")
     for name in ("evaluation.md", "evaluation.json"):  # before hours of work, not after
         writable(out_dir / name)
-    names = [c.strip() for c in candidates.split(",") if c.strip()]
-    unknown = [c for c in names if c not in SEARCH]
-    if unknown or not names:
-        raise click.BadParameter(f"unknown candidate(s) {unknown}; choose from "
-                                 f"{', '.join(SEARCH)}", param_hint="--candidates")
+    names = chosen(candidates, SEARCH, "--candidates")
 
     def progress(description: str, total: int) -> Callable[[int], object]:
         close()

@@ -109,6 +109,10 @@ def simulate(
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from None
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):  # what the readers tell apart
+        raise click.BadParameter(
+            f"unknown extension {out.suffix!r}; use .parquet, .pq or .csv", param_hint="--out"
+        )
     writable(out)  # before the simulation, not after it
     began = time.perf_counter()
     total, unit = progress_total(config)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from streamer.cli import pass_settings
+from streamer.cli import chosen, pass_settings
 from streamer.settings import Settings
 
 if TYPE_CHECKING:
@@ -85,13 +85,7 @@ def train(
     from models.train import CANDIDATES, fit_best, history_days_needed
     from streamer.features.definitions import FEATURE_NAMES
 
-    names = [c.strip() for c in candidates.split(",") if c.strip()]
-    unknown = [c for c in names if c not in CANDIDATES]
-    if unknown or not names:
-        raise click.BadParameter(
-            f"unknown candidate(s) {unknown}; choose from {', '.join(CANDIDATES)}",
-            param_hint="--candidates",
-        )
+    names = chosen(candidates, CANDIDATES, "--candidates")
     needed = history_days_needed(train_days)
     started = time.perf_counter()
     source: dict[str, Any]

@@ -77,3 +77,19 @@ def test_a_start_beyond_what_timestamps_hold_is_refused(tmp_path: Path) -> None:
     assert "start_date 9999-12-30 with 5 days (and 7 more for the labels) leaves 1678..2262" in (
         result.output
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--out", "tx.txt"], "unknown extension '.txt'; use .parquet, .pq or .csv"),
+        (["--radius", "nan", "--out", "tx.csv"], "radius must be a positive number, got nan"),
+    ],
+)
+def test_what_cannot_make_a_dataset_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(command.simulate, args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -115,3 +115,15 @@ def test_a_history_without_fraud_in_a_period_is_refused_naming_it() -> None:
         "transactions: a model needs both; give a history with frauds in every period (more "
         "days or customers)"
     )
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [("", "name at least one of logreg"), ("logreg,xgb", "unknown: xgb; choose from logreg")],
+)
+def test_candidates_are_named_or_the_error_says_which(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, given: str, message: str
+) -> None:
+    monkeypatch.setattr(models.simulate, "simulate", _must_not_run)
+    result = _run("--candidates", given)
+    assert result.exit_code == 2 and message in result.output, result.output
