@@ -84,11 +84,15 @@ def _read(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
             frame = pd.read_parquet(path, engine="pyarrow")
     except Exception as exc:  # a parser's own message is the most precise one
         raise BatchInputError(f"{path}: cannot read as {kind}: {exc}") from exc
+    _require(frame, path, required, what)
+    return frame
+
+
+def _require(frame: pd.DataFrame, path: Path, required: Sequence[str], what: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
         raise BatchInputError(f"{path} is not a {what} file: missing column(s) "
                               f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
-    return frame
 
 
 def _fail(path: Path, problem: str, bad: np.ndarray) -> None:
@@ -162,17 +166,29 @@ _FALSE = {"false", "0", "no"}
 
 
 def read_labels(path: Path) -> pd.DataFrame:
-    """Labels (the Label fields as columns) from CSV or Parquet, checked."""
-    frame = _read(path, LABEL_COLUMNS, "labels")[list(LABEL_COLUMNS)].copy()
-    _ids(frame, path, _IDS)
-    _times(frame, path, "tx_timestamp")
-    _times(frame, path, "reported_at")
+    """Labels (the Label fields as columns) from CSV or Parquet, checked.
+
+    A dataset of ``fraud-streamer simulate`` is taken too (its ``timestamp`` for
+    ``tx_timestamp``): its frauds are its labels, each known from its ``reported_at``, as
+    ``fraud-streamer produce`` sends them.
+    """
+    frame = _read(path, (), "labels")
+    simulated = "tx_timestamp" not in frame.columns and "timestamp" in frame.columns
+    if simulated:
+        frame = frame.rename(columns={"timestamp": "tx_timestamp"})
+    _require(frame, path, LABEL_COLUMNS, "labels")
+    frame = frame[list(LABEL_COLUMNS)].copy()
     flag = frame["is_fraud"]
     if not pd.api.types.is_bool_dtype(flag):
         text = flag.astype("string").str.strip().str.lower()
         _fail(path, "is_fraud must be true or false", ~text.isin(_TRUE | _FALSE).to_numpy())
         flag = text.isin(_TRUE)
     frame["is_fraud"] = flag.astype(bool)
+    if simulated:  # the genuine transactions are never reported (no reported_at)
+        frame = frame[frame["is_fraud"]].reset_index(drop=True)
+    _ids(frame, path, _IDS)
+    _times(frame, path, "tx_timestamp")
+    _times(frame, path, "reported_at")
     _fail(path, "reported_at must not be earlier than tx_timestamp",
           (frame["reported_at"] < frame["tx_timestamp"]).to_numpy())
     return frame

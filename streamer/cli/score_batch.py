@@ -21,7 +21,8 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
 @click.argument("transactions", type=_FILE)
 @click.option("--labels", type=_FILE,
               help="Fraud labels (transaction_id, customer_id, terminal_id, tx_timestamp, "
-              "is_fraud, reported_at); each counts from its reported_at on.")
+              "is_fraud, reported_at); each counts from its reported_at on. A dataset of "
+              "`fraud-streamer simulate` is taken too: its frauds are its labels.")
 @click.option("--out", required=True, type=_FILE,
               help="Decisions file, CSV or Parquet by its extension (.csv, .parquet).")
 @pass_settings

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 
-from models.batch import DECISION_COLUMNS, TRANSACTION_COLUMNS, read_transactions
+import models.simulate
+from models.batch import DECISION_COLUMNS, TRANSACTION_COLUMNS, read_labels, read_transactions
 from models.dataset import build_features, feature_events, labels_from_simulation
 from models.registry import Manifest, ModelRegistry
 from schemas import Reason, Transaction
@@ -162,6 +163,22 @@ def test_the_simulators_csv_is_accepted(history: pd.DataFrame, tmp_path: Path) -
     history.head(20).to_csv(path, index=False)
     frame = read_transactions(path)
     assert (frame["timestamp"] == history["timestamp"].head(20)).all()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_simulators_dataset_is_taken_as_labels_its_frauds(
+    history: pd.DataFrame, tmp_path: Path, suffix: str
+) -> None:
+    """The simulator writes what a labels file says in its own columns (``timestamp``,
+    ``is_fraud``, ``reported_at``): its frauds are the labels `produce` would send."""
+    path = tmp_path / f"sim{suffix}"
+    models.simulate.write_dataset(history, path)
+    labels = read_labels(path)
+    expected = labels_from_simulation(history).reset_index(drop=True)
+    assert list(labels.columns) == list(expected.columns) and len(labels) == len(expected) > 0
+    assert list(labels["transaction_id"]) == list(expected["transaction_id"])
+    assert (labels["reported_at"] == expected["reported_at"]).all()
+    assert (labels["tx_timestamp"] == expected["tx_timestamp"]).all()
 
 
 def test_no_promoted_model_is_a_clear_error(clean_env: Path, monkeypatch: pytest.MonkeyPatch,
