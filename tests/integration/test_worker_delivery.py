@@ -283,6 +283,42 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     await _assert_state_is_the_training_one(settings, offline)
 
 
+async def test_a_redis_that_stays_silent_past_the_retries_stops_the_worker_losing_nothing(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """Redis holds every command (``CLIENT PAUSE``) for longer than the worker retries a
+    batch (STREAMER_REDIS_RETRY_S): the worker exits 70 with the batch uncommitted, and the
+    next one, once Redis answers, decides every transaction, each window counting it once."""
+    worker_env.env["STREAMER_REDIS_RETRY_S"] = "1"
+    worker_env.env["STREAMER_REDIS_TIMEOUT_S"] = "0.3"
+    settings = worker_env.settings
+    frame = replay_slice.head(3000)
+    first, second = frame.iloc[:1500], frame.iloc[1500:]
+    worker_env.start_worker()
+    await _produce_transactions(worker_env, first)
+    await _decisions(worker_env, set(first["transaction_id"]))
+
+    pause = Redis.from_url(settings.redis_url)
+    try:
+        await pause.execute_command("CLIENT", "PAUSE", 8000, "ALL")
+        resumes = time.monotonic() + 8.5
+        await _produce_transactions(worker_env, second)
+        stopped = worker_env.processes[0]
+        wait_for(lambda: stopped.poll() is not None, timeout=30, what="the worker to give up",
+                 worker=worker_env)  # fmt: skip
+    finally:
+        await pause.aclose()
+    log = worker_env.log()
+    assert stopped.returncode == 70, log
+    assert "failed in the feature store; exiting so it is replayed" in log, log
+
+    await asyncio.sleep(max(0.0, resumes - time.monotonic()))  # Redis answers again
+    worker_env.start_worker()
+    wanted = set(frame["transaction_id"])
+    _one_decision_each(await _decisions(worker_env, wanted), wanted)
+    await _assert_stored_once(settings, frame)
+
+
 async def test_a_worker_killed_and_replaced_at_other_exchange_rates_repeats_its_decisions(
     worker_env: WorkerEnv, replay_slice: pd.DataFrame
 ) -> None:
