@@ -345,19 +345,58 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     if path.suffix.lower() == ".csv":
         header = pd.read_csv(path, nrows=0).columns
         _check_columns(path, header)
-        plain = {k: v for k, v in COLUMNS.items() if k not in _TIMESTAMPS}
-        frame = pd.read_csv(path, dtype=plain)
+        frame = pd.read_csv(path, dtype={k: "str" for k in COLUMNS})
     else:
         frame = pd.read_parquet(path, engine="pyarrow")
         _check_columns(path, frame.columns)
-    for name in _TIMESTAMPS:
-        column = frame[name]
-        if not pd.api.types.is_datetime64_any_dtype(column):
-            column = pd.to_datetime(column, utc=True, format="ISO8601")
-        frame[name] = pd.to_datetime(column, utc=True).dt.as_unit("s")
-    frame = frame.astype(COLUMNS)
+    for name, dtype in COLUMNS.items():
+        frame[name] = _column(path, frame[name], name, dtype)
     extra = [c for c in frame.columns if c not in COLUMNS]
     return frame[[*COLUMNS, *extra]]
+
+
+def _column(path: Path, column: pd.Series, name: str, dtype: str) -> pd.Series:
+    """``column`` as ``dtype``, or a ValueError naming the file, the column and the first row
+    that is not one (a parser's own message names neither). Times must carry their offset:
+    a time without one would be read as UTC, which its writer may not have meant."""
+    if name in _TIMESTAMPS:
+        if pd.api.types.is_datetime64_any_dtype(column):
+            if getattr(column.dt, "tz", None) is None:
+                raise ValueError(f"{path}: {name} has no time zone; store it with its zone")
+            return column.dt.tz_convert("UTC").dt.as_unit("s")
+        text = column.astype("string")
+        parsed = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+        naive = ~text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", na=False)
+        bad = (parsed.isna() & text.notna()) | (naive & text.notna())
+        if name == "timestamp":
+            bad |= text.isna()  # every transaction has one; a genuine one has no report time
+        _first_bad(path, name, bad, text, "an ISO 8601 time with its offset, e.g. "
+                   "2018-04-01T00:00:31Z")  # fmt: skip
+        return parsed.dt.as_unit("s")
+    if dtype == "bool" and not pd.api.types.is_bool_dtype(column):  # "False" is a true str
+        text = column.astype("string").str.strip().str.lower()
+        good = text.isin(["true", "false", "1", "0"])
+        _first_bad(path, name, ~good.fillna(False), column.astype("string"), "true or false")
+        return text.isin(["true", "1"]).astype(bool)
+    try:
+        return column.astype(dtype)
+    except (TypeError, ValueError):
+        text = column.astype("string").str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        kind = "a whole number" if dtype.startswith("int") else "a number"
+        _first_bad(path, name, numbers.isna() | (numbers % 1 != 0 if "int" in dtype else False),
+                   text, kind)  # fmt: skip
+        return numbers.astype(dtype)
+
+
+def _first_bad(path: Path, name: str, bad: pd.Series, text: pd.Series, wanted: str) -> None:
+    rows = np.flatnonzero(bad.to_numpy(dtype=bool))
+    if len(rows):
+        row = int(rows[0])
+        raise ValueError(
+            f"{path}: {name} must be {wanted}; data row {row + 1} holds {text.iloc[row]!r}"
+            + (f" ({len(rows) - 1:,} more rows like it)" if len(rows) > 1 else "")
+        )
 
 
 def _check_columns(path: Path, columns: pd.Index) -> None:

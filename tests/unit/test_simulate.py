@@ -195,3 +195,28 @@ def test_daily_counts_follow_the_poisson_means() -> None:
     assert abs(z.mean()) < 0.1 and 0.9 < z.std() < 1.1
     # Per customer-day: variance equals the mean, as for a Poisson count.
     assert 0.97 < ((counts - rate) ** 2).sum() / expected_total < 1.03
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("amount", "abc", "amount must be a number; data row 2 holds 'abc'"),
+        ("is_fraud", "maybe", "is_fraud must be true or false; data row 2 holds 'maybe'"),
+        ("timestamp", "yesterday", "timestamp must be an ISO 8601 time with its offset, e.g. "
+                                   "2018-04-01T00:00:31Z; data row 2 holds 'yesterday'"),
+        ("timestamp", "2018-04-01 10:00:00", "timestamp must be an ISO 8601 time with its "
+                                             "offset"),  # not taken as UTC without a word
+        ("fraud_scenario", "1.5", "fraud_scenario must be a whole number; data row 2 holds"),
+    ],
+)
+def test_a_dataset_value_that_is_not_one_is_named_with_its_row(
+    frame: pd.DataFrame, tmp_path: Path, column: str, value: str, message: str
+) -> None:
+    path = tmp_path / "tx.csv"
+    write_dataset(frame.head(5), path)
+    edited = pd.read_csv(path, dtype=str, keep_default_na=False)
+    edited.loc[1, column] = value
+    edited.to_csv(path, index=False)
+    with pytest.raises(ValueError) as caught:
+        read_dataset(path)
+    assert str(caught.value).startswith(f"{path}: {message}"), caught.value
