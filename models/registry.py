@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -101,6 +102,15 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+
+def _unreadable(path: Path) -> RegistryError:
+    """A registry file this process may not read: written by another user (a container's),
+    with a mode that keeps it to its owner."""
+    return RegistryError(
+        f"{path} cannot be read by this user (uid {os.getuid()}): give it read access, e.g. "
+        f"chmod -R a+rX {path.parent if path.name == PROMOTIONS else path.parent.parent}"
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -210,6 +220,8 @@ class ModelRegistry:
             state = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise RegistryError(f"{path} is corrupt: {exc}; {fix}") from exc
+        except PermissionError as exc:
+            raise _unreadable(path) from exc
         if not isinstance(state, dict) or "history" not in state:
             raise RegistryError(f"{path} is corrupt: no history; {fix}")
         history, shadow = state["history"], state.get("shadow")
@@ -286,6 +298,8 @@ class ModelRegistry:
                 f"{path} is not a manifest this version can read: {exc}; restore it, or "
                 f"remove {path.parent} to drop that version"
             ) from exc
+        except PermissionError as exc:
+            raise _unreadable(path) from exc
 
     def verify(self, version: str) -> Manifest:
         """Check the artifact against its manifest's SHA-256, without unpickling it."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from streamer.cli import chosen, pass_settings
+from streamer.cli import chosen, pass_settings, writable
 from streamer.settings import Settings
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ def train(
     from streamer.features.definitions import FEATURE_NAMES
 
     names = chosen(candidates, CANDIDATES, "--candidates")
+    writable(settings.model_registry / "promotions.json")  # before minutes of work, not after
     needed = history_days_needed(train_days)
     started = time.perf_counter()
     source: dict[str, Any]

@@ -235,3 +235,21 @@ def test_a_promotion_log_of_the_wrong_shape_is_a_registry_error(
             read()
         assert str(caught.value).startswith(f"{path} is corrupt: ")
         assert problem in str(caught.value) and '{"history": [version, ...]' in str(caught.value)
+
+
+def test_a_registry_file_it_may_not_read_says_how_to_let_it(
+    registry: ModelRegistry, estimator: LogisticRegression, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written by another user with a mode kept to its owner (a container's uid, a umask of
+    077): a RegistryError naming the file and the chmod, not a traceback."""
+    _register(registry, estimator, "v1")
+    registry.promote("v1")
+
+    def refused(self: Path, *args: object, **kwargs: object) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    with pytest.raises(RegistryError) as info:
+        registry.verified_current()
+    assert str(info.value).startswith(f"{registry.root / 'promotions.json'} cannot be read by ")
+    assert str(info.value).endswith(f"chmod -R a+rX {registry.root}")

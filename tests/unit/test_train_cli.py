@@ -127,3 +127,15 @@ def test_candidates_are_named_or_the_error_says_which(
     monkeypatch.setattr(models.simulate, "simulate", _must_not_run)
     result = _run("--candidates", given)
     assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_registry_it_cannot_write_is_named_before_any_work(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a container's user finds a host directory it may not write: said at once, not after
+    minutes of training (/proc takes no new directory, even from root)."""
+    monkeypatch.setattr(models.simulate, "simulate", _must_not_run)
+    monkeypatch.setenv("STREAMER_MODEL_REGISTRY", "/proc/registry")
+    result = _run(*TINY)
+    assert result.exit_code == 1, result.output
+    assert "cannot write /proc/registry/promotions.json" in result.output
