@@ -22,7 +22,9 @@ TEST_DIRS := $(wildcard tests/unit tests/integration tests/e2e)
 help:
 	@echo "make test          lint + type check + local stack + all tests (what CI runs)"
 	@echo "make demo          start the local stack and run the system demo"
+	@echo "make install       the venv (.venv) with the pinned dependencies, and the package"
 	@echo "make lint          ruff and mypy"
+	@echo "make test-tools    promtool and Chromium for the ops pages' and alerts' tests"
 	@echo "make stack-up      start Kafka and Redis on 127.0.0.1 (stack-down, stack-status)"
 	@echo "make compose-check validate docker-compose.yml (needs docker compose)"
 	@echo "make constraints   re-resolve $(CONSTRAINTS) from pyproject.toml"

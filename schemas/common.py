@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -142,8 +143,11 @@ value is not converted to UTC. Fractions beyond microseconds are truncated.
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
 """An identifier: a JSON string of 1 to 64 characters; numbers are not coerced to text."""
 
-Amount = Annotated[float, Field(strict=True, ge=0, allow_inf_nan=False)]
-"""A finite amount ≥ 0 (zero-amount authorisations are scored: card testing uses them).
+Amount = Annotated[
+    float, Field(strict=True, ge=0, allow_inf_nan=False), AfterValidator(lambda v: v + 0.0)
+]
+"""A finite amount ≥ 0 (zero-amount authorisations are scored: card testing uses them); -0.0
+is 0.0 (it would be echoed as ``-0.0``).
 
 Strict: a JSON number only. ``"12.5"`` and ``true`` are rejected rather than coerced, because a
 producer that sends strings has a bug we want it to see, and ``NaN``/``Infinity`` (which the JSON

@@ -387,3 +387,11 @@ def test_package_exports_everything_it_names() -> None:
     for name in schemas.__all__:
         assert getattr(schemas, name) is not None
     assert {"Outcome", "Severity", "Reason", "ErrorDetail", "alert_id_for"} <= set(schemas.__all__)
+
+
+def test_a_negative_zero_amount_is_zero() -> None:
+    """-0.0 passes ``ge=0``; echoed as it came it would read ``-0.0`` in the decision."""
+    raw = (b'{"transaction_id": "z", "timestamp": "2018-04-01T00:00:00Z", "customer_id": "c", '
+           b'"terminal_id": "t", "amount": -0.0}')  # fmt: skip
+    tx = Transaction.model_validate_json(raw)
+    assert str(tx.amount) == "0.0" and '"amount":0.0' in tx.model_dump_json()
