@@ -16,17 +16,15 @@ import json
 from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
-from aiokafka.errors import KafkaError
 
 from streamer.features.keys import BlocklistKind
 from streamer.features.store import RedisFeatureStore
 from streamer.kafka import (
-    KafkaUnusable,
     ensure_topics,
     make_producer,
+    partitions_to_read,
     read_to_end,
     running,
-    topic_partitions,
 )
 from streamer.settings import Settings
 
@@ -55,13 +53,7 @@ async def recorded(settings: Settings) -> dict[BlocklistKind, set[str]]:
     """The ids each list held after its last recorded change (empty when nothing was ever
     recorded). Raises :class:`~streamer.kafka.KafkaUnusable` when Kafka cannot be read."""
     lists: dict[BlocklistKind, set[str]] = {kind: set() for kind in KINDS}
-    try:
-        found = await topic_partitions(settings, settings.topic_blocklists)
-    except (KafkaError, OSError) as exc:
-        raise KafkaUnusable(
-            f"cannot read {settings.topic_blocklists} from Kafka at "
-            f"{settings.kafka_bootstrap_servers}: {exc}"
-        ) from exc
+    found = await partitions_to_read(settings, settings.topic_blocklists)
     if found is None:  # nothing ever recorded
         return lists
 

@@ -52,6 +52,7 @@ __all__ = [
     "make_consumer",
     "make_producer",
     "partitions",
+    "partitions_to_read",
     "read_to_end",
     "replication_factor",
     "retention_warnings",
@@ -433,6 +434,17 @@ async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartitio
     """The partitions ``topic`` has on the cluster, whatever it was created with; None when
     there is no such topic."""
     return (await topics_partitions(settings, [topic]))[topic]
+
+
+async def partitions_to_read(settings: Settings, topic: str) -> list[TopicPartition] | None:
+    """:func:`topic_partitions`, with a failure to ask as :class:`KafkaUnusable` naming the
+    topic (for the commands that read a record of theirs back)."""
+    try:
+        return await topic_partitions(settings, topic)
+    except (KafkaError, OSError) as exc:
+        raise KafkaUnusable(
+            f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}: {exc}"
+        ) from exc
 
 
 async def topics_partitions(

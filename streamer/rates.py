@@ -24,17 +24,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aiokafka import ConsumerRecord
-from aiokafka.errors import KafkaError
 
 from streamer.currency import Currencies, check_rate
 from streamer.features.keys import RATES_KEY
 from streamer.kafka import (
-    KafkaUnusable,
     ensure_topics,
     make_producer,
+    partitions_to_read,
     read_to_end,
     running,
-    topic_partitions,
 )
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings
@@ -136,13 +134,7 @@ async def recorded(settings: Settings) -> dict[str, str] | None:
     """The entries last recorded in Kafka; None when nothing was ever recorded (no topic, or
     an empty one). Raises :class:`~streamer.kafka.KafkaUnusable` when Kafka cannot be read,
     :class:`NotARecord` when the last record is not one of ours."""
-    try:
-        found = await topic_partitions(settings, settings.topic_rates)
-    except (KafkaError, OSError) as exc:
-        raise KafkaUnusable(
-            f"cannot read {settings.topic_rates} from Kafka at "
-            f"{settings.kafka_bootstrap_servers}: {exc}"
-        ) from exc
+    found = await partitions_to_read(settings, settings.topic_rates)
     if found is None:
         return None
     last: list[dict[str, str]] = []

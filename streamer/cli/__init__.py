@@ -138,6 +138,35 @@ def with_redis(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(run())
 
 
+def record_in_kafka(
+    settings: Settings,
+    write: Callable[[], Awaitable[object]],
+    topic: str,
+    *,
+    done: str,
+    what: str,
+    lost: str,
+) -> None:
+    """Run ``write``, which records in Kafka (``topic``) a change already made in Redis; if
+    Kafka does not take it, a CLI error saying what was ``done``, that ``what`` was not
+    recorded, and what a Redis that loses its state would then miss (``lost``). The change
+    stands: the workers read Redis."""
+    from streamer.kafka import connection_problem
+
+    async def run() -> None:
+        try:
+            await write()
+        except Exception as exc:
+            problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
+            raise click.ClickException(
+                f"{done}, but {what} could not be recorded on {topic} at "
+                f"{settings.kafka_bootstrap_servers} ({problem}): run the command again once "
+                f"Kafka answers, or a Redis that loses {lost}"
+            ) from None
+
+    asyncio.run(run())
+
+
 def chosen(given: str, known: Iterable[str], option: str) -> list[str]:
     """The names in a comma-separated option, each one of ``known``; a usage error naming
     what is wrong otherwise (an unknown name, or none at all)."""

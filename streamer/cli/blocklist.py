@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 
-from streamer.cli import pass_settings, with_redis
+from streamer.cli import pass_settings, record_in_kafka, with_redis
 from streamer.settings import Settings
 
 KIND = click.Choice(["customer", "terminal"])
@@ -24,21 +23,14 @@ def _record(settings: Settings, kind: str, ids: tuple[str, ...], *, blocked: boo
     """Record the change in Kafka, from where a Redis that loses the lists gets them back
     (``blocklist restore``, ``rebuild-state``)."""
     from streamer import blocklists
-    from streamer.kafka import connection_problem
 
-    async def run() -> None:
-        try:
-            await blocklists.record(settings, kind, ids, blocked=blocked)  # type: ignore[arg-type]
-        except Exception as exc:
-            problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
-            raise click.ClickException(
-                f"the blocklist is changed in Redis, and the workers apply it, but the change "
-                f"could not be recorded on {settings.topic_blocklists} at "
-                f"{settings.kafka_bootstrap_servers} ({problem}): run the command again once "
-                "Kafka answers, or a Redis that loses the lists will not get this change back"
-            ) from None
-
-    asyncio.run(run())
+    record_in_kafka(
+        settings,
+        lambda: blocklists.record(settings, kind, ids, blocked=blocked),  # type: ignore[arg-type]
+        settings.topic_blocklists,
+        done="the blocklist is changed in Redis, and the workers apply it", what="the change",
+        lost="the lists will not get this change back",
+    )  # fmt: skip
 
 
 @click.group()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streamer.cli import pass_settings, with_redis
+from streamer.cli import pass_settings, record_in_kafka, with_redis
 from streamer.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,21 +63,12 @@ def _record(settings: Settings, entries: Mapping[str, str]) -> None:
     """Record the rates now in Redis in Kafka, from where a Redis that loses them gets them
     back (``rates restore``, ``rebuild-state``)."""
     from streamer import rates as stored
-    from streamer.kafka import connection_problem
 
-    async def run() -> None:
-        try:
-            await stored.record(settings, entries)
-        except Exception as exc:
-            problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
-            raise click.ClickException(
-                f"the rates are set in Redis, and the workers take them up, but they could not "
-                f"be recorded on {settings.topic_rates} at {settings.kafka_bootstrap_servers} "
-                f"({problem}): run the command again once Kafka answers, or a Redis that loses "
-                f"them will not get them back"
-            ) from None
-
-    asyncio.run(run())
+    record_in_kafka(
+        settings, lambda: stored.record(settings, entries), settings.topic_rates,
+        done="the rates are set in Redis, and the workers take them up", what="they",
+        lost="them will not get them back",
+    )  # fmt: skip
 
 
 @click.group()

@@ -140,3 +140,23 @@ def test_a_worker_that_cannot_use_redis_says_so_at_start(
         )
         assert named in last, stderr
         assert password not in stderr
+
+
+def test_a_change_kafka_does_not_take_is_made_and_said_so(stack: Settings) -> None:
+    """Redis first (the workers apply it at once), then Kafka: when Kafka does not answer, the
+    command fails saying what was done and what was not."""
+    url = stack.redis_url.rsplit("/", 1)[0] + "/14"
+    env = {"STREAMER_REDIS_URL": url, "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = CliRunner().invoke(cli, ["blocklist", "add", "customer", "c-9"], env=env)
+    admin = redis.Redis.from_url(url)
+    try:
+        assert result.exit_code == 1, result.output
+        said = (
+            "the blocklist is changed in Redis, and the workers apply it, but the change could "
+            "not be recorded on blocklists at 127.0.0.1:1 (nothing listens at 127.0.0.1:1"
+        )
+        assert said in " ".join(result.output.split()), result.output
+        assert admin.smembers("fs:blocklist:customer") == {b"c-9"}
+    finally:
+        admin.flushdb()
+        admin.close()
