@@ -19,7 +19,7 @@ import click
 
 from streamer.settings import Settings, SettingsError, load_settings, unknown_variables
 
-__all__ = ["main", "pass_settings", "with_redis", "writable"]
+__all__ = ["chosen", "main", "pass_settings", "record_in_kafka", "with_redis", "writable"]
 
 T = TypeVar("T")
 
