@@ -34,7 +34,7 @@ from aiokafka.errors import (
 )
 from aiokafka.helpers import create_ssl_context
 
-from streamer.features.definitions import RETENTION_DAYS
+from streamer.features.definitions import DAY_MS, RETENTION_DAYS
 from streamer.processes import parse_host_port
 from streamer.settings import Settings
 from streamer.tls_alert import tls_alert
@@ -64,8 +64,6 @@ __all__ = [
 PRODUCER_LINGER_MS = 5
 
 ENV = "STREAMER_KAFKA_"
-
-DAY_MS = 86_400_000
 
 
 class KafkaSettingsError(ValueError):

@@ -109,7 +109,9 @@ def simulate(
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):  # what the readers tell apart
+    from models.batch import EXTENSIONS
+
+    if out.suffix.lower() not in EXTENSIONS:  # what the readers tell apart
         raise click.BadParameter(
             f"unknown extension {out.suffix!r}; use .parquet, .pq or .csv", param_hint="--out"
         )
