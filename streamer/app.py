@@ -30,6 +30,7 @@ from faust.types import TP
 
 from models.drift import PSI_ACT, PSI_WATCH
 from streamer.alignment import EventTimeMerger, RebalanceGate
+from streamer.input_keys import KeyReport
 from streamer.kafka import client_options
 from streamer.metrics import Metrics
 from streamer.pipeline import (
@@ -198,6 +199,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
     stall_watch = StallWatch(settings.stall_warn_s)
     in_flight = [0]  # records released by the merge and not yet acked
     unrated: set[str] = set()  # currencies without a rate, warned of once
+    miskeyed = KeyReport()
     source: list[Any] = []  # the input stream, once the agent runs: acks go through it
     # released batches past Redis, in release order, for settle_released: at most one waits
     # while one is settled, so the store works at most two batches ahead of publishing
@@ -299,8 +301,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
             seconds = time.perf_counter() - released.started
             if step.labelled is not None:
                 metrics.observe_batch("labels", step.labelled, seconds, step.labels)
+                miskeyed.add(step.labelled.key_mismatches, step.labelled.key_mismatch)
             if out is not None:
                 metrics.observe_batch("transactions", out, seconds, len(step.txs))
+                miskeyed.add(out.key_mismatches, out.key_mismatch)
                 warn_unrated(out.unconverted.keys() - unrated)
                 runtime.observe_drift(out)
                 metrics.observe_decided(held.received.ts_ms for held in step.txs)

@@ -74,6 +74,13 @@ class Metrics:
         self.dead_letters = Counter(
             "streamer_dead_letters", "Input records dead-lettered", ["topic"], registry=r
         )
+        self.key_mismatches = Counter(
+            "streamer_input_key_mismatches",
+            "Accepted input records whose Kafka key is not their customer_id (the contract's "
+            "key): decided, but maybe out of order with their card's others",
+            ["topic"],
+            registry=r,
+        )
         self.unconverted = Counter(
             "streamer_unconverted_transactions",
             "Transactions in a currency without an exchange rate to the model's "
@@ -191,6 +198,8 @@ class Metrics:
         self.batch_seconds.labels(topic).observe(seconds)
         if out.dead_letters:
             self.dead_letters.labels(topic).inc(len(out.dead_letters))
+        if out.key_mismatches:
+            self.key_mismatches.labels(topic).inc(out.key_mismatches)
         for outcome, n in out.outcomes.items():
             self.decisions.labels(outcome).inc(n)
         for currency, n in out.unconverted.items():

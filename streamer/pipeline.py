@@ -27,11 +27,14 @@ from streamer.features.definitions import (
     calendar_flags,
     to_epoch_ms,
 )
+from streamer.features.keys import fingerprint
 from streamer.features.store import Enriched, FeatureStore
+from streamer.input_keys import KeyMismatch, keyed_by_card
 from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
 from streamer.scoring import Scorer
 
 __all__ = [
+    "TRANSACTION_ID_REUSED",
     "BatchOutput",
     "InputMessage",
     "Pipeline",
@@ -43,6 +46,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+TRANSACTION_ID_REUSED = "transaction_id_reused"
+"""Error type of a transaction sent under an id that already stands for another one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,9 @@ class BatchOutput:
     #: them, per currency (scored without their amount)
     unconverted: dict[str, int] = field(default_factory=dict)
     model_version: str | None = None
+    #: accepted records not keyed by their customer_id, and the first of them
+    key_mismatches: int = 0
+    key_mismatch: KeyMismatch | None = None
     #: the decided rows' features and the model's scores before rules (for drift)
     matrix: np.ndarray | None = None
     model_scores: np.ndarray | None = None
@@ -107,6 +116,8 @@ class Received:
     #: wall clock when a refused record was read: its dead letter's ``received_at`` (the
     #: event-time merge may hold it a while behind the records before it)
     read_at: datetime | None = None
+    #: an accepted record keyed by another id than its customer_id (the contract's key)
+    miskeyed: str | None = None
 
     @property
     def ts_ms(self) -> int | None:
@@ -119,18 +130,31 @@ class Received:
 
 def feature_event(tx: Transaction, currencies: Currencies) -> FeatureEvent:
     """What the feature store needs of a transaction: its amount in the model's currency (as
-    written, and marked so, when its currency has no rate)."""
+    written, and marked so, when its currency has no rate), and its fingerprint."""
     weekend, night = calendar_flags(tx.timestamp)
     amount, converted = currencies.to_base(float(tx.amount), tx.currency)
+    ts_ms = to_epoch_ms(tx.timestamp)
     return FeatureEvent(
         transaction_id=tx.transaction_id,
         customer_id=tx.customer_id,
         terminal_id=tx.terminal_id,
-        ts_ms=to_epoch_ms(tx.timestamp),
+        ts_ms=ts_ms,
         amount=amount,
         weekend=weekend,
         night=night,
         converted=converted,
+        fingerprint=fingerprint(ts_ms, tx.customer_id, tx.terminal_id, tx.amount, tx.currency),
+    )
+
+
+def reused_error(event: FeatureEvent) -> ErrorDetail:
+    """Why a transaction whose id already stands for another one is refused."""
+    return ErrorDetail(
+        loc=["transaction_id"],
+        msg=f"transaction_id {event.transaction_id!r} was already used by another transaction "
+        "of this card or terminal (a different timestamp, customer_id, terminal_id, amount or "
+        "currency): ids must be unique per transaction; send this one under an id of its own",
+        type=TRANSACTION_ID_REUSED,
     )
 
 
@@ -211,6 +235,16 @@ class Pipeline:
         """Convert the transactions received from now on at these rates."""
         self._policy = replace(self._policy, currencies=currencies)
 
+    @staticmethod
+    def _count_keys(out: BatchOutput, accepted: Sequence[Received]) -> None:
+        for item in accepted:
+            if item.miskeyed is not None:
+                out.key_mismatches += 1
+                if out.key_mismatch is None:
+                    m = item.message
+                    out.key_mismatch = KeyMismatch(m.topic, m.partition, m.offset, m.key,
+                                                   item.miskeyed)  # fmt: skip
+
     def _reject(self, out: BatchOutput, msg: InputMessage, errors: list, now: datetime) -> None:
         letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value, errors, now)
         out.dead_letters.append((msg.key, letter.model_dump_json().encode()))
@@ -227,7 +261,9 @@ class Pipeline:
             result = self._decode(Transaction, msg)
             if isinstance(result, Transaction):
                 event = feature_event(result, self._policy.currencies)
-                received.append(Received(msg, consumed_at, result, event))
+                card = result.customer_id
+                miskeyed = None if keyed_by_card(msg.key, card) else card
+                received.append(Received(msg, consumed_at, result, event, miskeyed=miskeyed))
             else:
                 received.append(Received(msg, consumed_at, errors=result, read_at=read_at))
         return received
@@ -264,8 +300,17 @@ class Pipeline:
                 self._reject(out, item.message, item.errors or [], item.read_at or now)
         if not accepted:
             return Prepared(out, accepted, None)
+        self._count_keys(out, accepted)
         events = [item.event for item in accepted if item.event is not None]
-        return Prepared(out, accepted, await self._store.enrich(events))
+        enriched = await self._store.enrich(events)
+        if any(enriched.reused):
+            keep = [i for i, reused in enumerate(enriched.reused) if not reused]
+            for i in sorted(set(range(len(accepted))) - set(keep)):
+                self._reject(out, accepted[i].message, [reused_error(events[i])], now)
+            if not keep:
+                return Prepared(out, [], None)
+            accepted, enriched = [accepted[i] for i in keep], enriched.rows(keep)
+        return Prepared(out, accepted, enriched)
 
     def settle(self, prepared: Prepared) -> BatchOutput:
         """The rest of deciding, without I/O: score, apply the rules and thresholds, explain the
@@ -397,7 +442,11 @@ class Pipeline:
             result = self._decode(Label, msg)
             if isinstance(result, Label):
                 mark = fraud_mark(result)
-                received.append(Received(msg, consumed_at, mark=mark, is_label=True))
+                card = result.customer_id
+                miskeyed = None if keyed_by_card(msg.key, card) else card
+                received.append(
+                    Received(msg, consumed_at, mark=mark, is_label=True, miskeyed=miskeyed)
+                )
             else:
                 received.append(
                     Received(msg, consumed_at, errors=result, is_label=True, read_at=read_at)
@@ -411,5 +460,6 @@ class Pipeline:
         for item in received:
             if item.mark is None:
                 self._reject(out, item.message, item.errors or [], item.read_at or now)
+        self._count_keys(out, received)
         await self._store.apply_labels([item.mark for item in received if item.mark is not None])
         return out

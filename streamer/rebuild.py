@@ -156,6 +156,6 @@ async def replay_into(
     for known, chunk in in_event_time(events, marks, BATCH):
         await store.apply_labels(known)
         if chunk:
-            await store.raw_stats(chunk)
+            await store.record(chunk)
             if replayed is not None:
                 replayed(len(chunk))

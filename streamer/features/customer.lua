@@ -4,16 +4,18 @@
 -- KEYS[1]  zset  member -> event time (epoch ms); a member is the transaction's amount and event
 --                time as two little-endian doubles, then its id (keys.customer_member); an
 --                amount its currency had no rate for is negated there
--- KEYS[2]  hash  transaction id -> the stats first computed for it, packed as below
+-- KEYS[2]  hash  transaction id -> the stats first computed for it, packed as below, then
+--                its fingerprint
 -- ARGV     tx_id, ts_ms, member, converted (1 if the amount is in the model's currency, 0 if
---          its currency had no rate)
+--          its currency had no rate), fingerprint (keys.fingerprint; empty: not checked)
 -- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS, HIGH_FACTOR,
 -- ID_AT (where a member's id starts, 1-based) and STATS_BYTES (the answer's length) as constants.
 -- returns  {count_w, sum_w ...per window, gap_ms, median, high, amount, converted} packed as
 --          little-endian doubles in one string: median is that of the other transactions' amounts
 --          in the widest window (0 if none), high how many of those in the last HIGH_MS were
 --          above HIGH_FACTOR x median, amount and converted this transaction's own as the window
---          first recorded them
+--          first recorded them; or 'reused' when the id's first transaction had another
+--          fingerprint (nothing is recorded then)
 --
 -- A window holds the transactions in (t - w, t) and this one. Other transactions at exactly t are
 -- left out: whether they were already seen depends on arrival order, and a replayed transaction
@@ -35,6 +37,12 @@
 -- a newer worker are longer, its fields appended to these: this version's part is answered,
 -- and they are kept as they are.
 --
+-- A transaction id stands for one transaction (the contract): the stats are stored followed by
+-- the transaction's fingerprint (its time, card, terminal, amount and currency, hashed), and a
+-- different transaction under an id already here is answered 'reused' and recorded nowhere,
+-- rather than given the first one's stats. Stats no longer than STATS_BYTES were stored by a
+-- worker from before fingerprints, and are answered unchecked.
+--
 -- This runs once per event on the hot path and its cost grows with the card's history, so that
 -- history is read in one range query whose members carry the amount and time in binary: one
 -- struct.unpack per member, where a separate amounts hash, scores sent as text and numbers
@@ -42,7 +50,7 @@
 -- Each transaction's windows are settled at the first (narrowest) window that holds it.
 local tonumber, format, unpackd = tonumber, string.format, struct.unpack
 local zkey, statskey = KEYS[1], KEYS[2]
-local id, member = ARGV[1], ARGV[3]
+local id, member, fp = ARGV[1], ARGV[3], ARGV[5]
 local t, converted = tonumber(ARGV[2]), tonumber(ARGV[4])
 local nwin = #WINDOWS
 
@@ -52,6 +60,7 @@ local own = math.abs(unpackd('<d', member))
 
 local first = redis.call('HGET', statskey, id)
 if first then
+  if #fp > 0 and #first > STATS_BYTES and string.sub(first, -#fp) ~= fp then return 'reused' end
   if #first >= STATS_BYTES then return string.sub(first, 1, STATS_BYTES) end
   if #first == STATS_BYTES - 16 then first = first .. struct.pack('<d', own) end
   first = first .. struct.pack('<d', converted)
@@ -143,6 +152,6 @@ out[2 * nwin + 3] = high
 out[2 * nwin + 4] = own
 out[2 * nwin + 5] = converted
 local packed = struct.pack('<' .. string.rep('d', #out), unpack(out))
-redis.call('HSET', statskey, id, packed)
+redis.call('HSET', statskey, id, packed .. fp)
 redis.call('EXPIRE', statskey, TTL)
 return packed

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -202,6 +202,10 @@ class FeatureEvent:
     weekend: bool
     night: bool
     converted: bool = True
+    #: :func:`streamer.features.keys.fingerprint`, which tells a re-delivery from another
+    #: transaction under the same id; empty: not checked (training sets, whose ids are unique).
+    #: Not compared: two events are equal when they give the same features
+    fingerprint: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,17 +7,22 @@ script touches a single hash slot and the store can move to Redis Cluster unchan
 key                             type    content
 ==============================  ======  =============================================
 ``fs:{c:<customer>}:win``       zset    :func:`customer_member` -> event time (epoch ms)
-``fs:{c:<customer>}:stats``     hash    transaction id -> its window stats, as first computed
+``fs:{c:<customer>}:stats``     hash    transaction id -> its window stats, as first computed,
+                                        then its :func:`fingerprint`
 ``fs:{t:<terminal>}:tx``        zset    transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:fraud``     zset    fraud transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:rep``       hash    fraud transaction id -> reported time (epoch ms)
-``fs:{t:<terminal>}:stats``     hash    transaction id -> its window counts, as first computed
+``fs:{t:<terminal>}:stats``     hash    transaction id -> its window counts, as first computed,
+                                        then its :func:`fingerprint`
 ``fs:blocklist:customer``       set     blocked customer ids
 ``fs:blocklist:terminal``       set     blocked terminal ids
 ``fs:rates``                    hash    currency -> exchange rate, as text (:mod:`streamer.rates`)
 ==============================  ======  =============================================
 
-The stats are stored as the scripts answer them: little-endian doubles, packed.
+The stats are stored as the scripts answer them, little-endian doubles, packed, followed by the
+transaction's 8-byte fingerprint. A value no longer than the stats was stored by a worker from
+before fingerprints, and is answered unchecked; a later version that answers more stats must
+keep the fingerprint last.
 
 Workers from before this layout kept a card's windows in ``:tx`` (ids), ``:amt`` (amounts) and
 ``:first`` (stats as text), and a terminal's first counts in ``:first``. This version neither
@@ -28,9 +33,11 @@ fills the new ones from Kafka (README, Features).
 from __future__ import annotations
 
 import struct
+from hashlib import blake2b
 from typing import Literal
 
 __all__ = [
+    "FINGERPRINT_BYTES",
     "MEMBER_ID_OFFSET",
     "RATES_KEY",
     "BlocklistKind",
@@ -38,6 +45,7 @@ __all__ = [
     "customer_member",
     "customer_stats_key",
     "customer_window_key",
+    "fingerprint",
     "member_amount",
     "terminal_keys",
     "terminal_stats_key",
@@ -76,6 +84,26 @@ def customer_member(
 def member_amount(amount: float, converted: bool) -> float:
     """The amount as a :func:`customer_member` holds it: negated if it could not be converted."""
     return amount if converted or amount == 0 else -amount
+
+
+FINGERPRINT_BYTES = 8
+
+
+def fingerprint(
+    ts_ms: int, customer_id: str, terminal_id: str, amount: float, currency: str
+) -> bytes:
+    """What a transaction's id stands for, in :data:`FINGERPRINT_BYTES` bytes: its event time,
+    card, terminal, and amount and currency as written (not converted: an exchange rate that
+    changes between two deliveries must not make a repeat look like another transaction).
+
+    The scripts keep it beside a transaction's first stats. A re-delivery brings the same
+    fingerprint and gets those stats back; another transaction sent under the same id (a
+    producer's bug: ids are unique by contract) brings another, and is refused rather than
+    given the first one's features. Eight bytes of BLAKE2b: two different transactions under
+    one id go unnoticed once in 2^64.
+    """
+    text = f"{ts_ms}\x1f{customer_id}\x1f{terminal_id}\x1f{float(amount)!r}\x1f{currency}"
+    return blake2b(text.encode(), digest_size=FINGERPRINT_BYTES).digest()
 
 
 def customer_stats_key(customer_id: str) -> str:

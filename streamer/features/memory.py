@@ -18,10 +18,11 @@ from operator import add
 import numpy as np
 
 from streamer.features.definitions import (
+    CUSTOMER_STATS_LEN,
     DAY_MS,
+    TERMINAL_STATS_LEN,
     FeatureEvent,
     FraudMark,
-    StatsRows,
     build_matrix,
 )
 from streamer.features.keys import (
@@ -30,7 +31,7 @@ from streamer.features.keys import (
     customer_member,
     member_amount,
 )
-from streamer.features.store import FeatureStore, StoreConfig
+from streamer.features.store import FeatureStore, RawStats, StoreConfig
 
 __all__ = ["InMemoryFeatureStore"]
 
@@ -43,6 +44,7 @@ class _Customer:
     values: list[float] = field(default_factory=list)
     amounts: dict[str, float] = field(default_factory=dict)  # id -> its value
     first: dict[str, list[float]] = field(default_factory=dict)  # id -> stats first computed
+    prints: dict[str, bytes] = field(default_factory=dict)  # id -> its fingerprint
     unread: int = 0  # how many of values are negated: while none is, the windows are plain sums
 
     def add(self, ts: int, tx_id: str, amount: float, converted: bool) -> None:
@@ -67,8 +69,22 @@ class _Customer:
                 tx_id = member[MEMBER_ID_OFFSET:].decode()
                 self.unread -= self.amounts.pop(tx_id) < 0
                 self.first.pop(tx_id, None)
+                self.prints.pop(tx_id, None)
             del self.keys[:cut]
             del self.values[:cut]
+
+    def forget(self, ts: int, tx_id: str, fingerprint: bytes) -> None:
+        """forget.lua: take back a transaction held with this fingerprint."""
+        if not fingerprint or self.prints.get(tx_id) != fingerprint:
+            return
+        lo, hi = bisect_left(self.keys, (ts, b"")), bisect_left(self.keys, (ts + 1, b""))
+        for i in range(lo, hi):
+            if self.keys[i][1][MEMBER_ID_OFFSET:] == tx_id.encode():
+                del self.keys[i]
+                del self.values[i]
+                break
+        self.unread -= self.amounts.pop(tx_id) < 0
+        del self.first[tx_id], self.prints[tx_id]
 
 
 def _window_sum(values: Sequence[float], own: float) -> float:
@@ -91,6 +107,7 @@ class _Terminal:
     seen: set[str] = field(default_factory=set)
     frauds: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (ts, reported)
     first: dict[str, list[float]] = field(default_factory=dict)  # id -> counts first computed
+    prints: dict[str, bytes] = field(default_factory=dict)  # id -> its fingerprint
 
     def add(self, ts: int, tx_id: str) -> None:
         if tx_id in self.seen:
@@ -126,9 +143,26 @@ class _Terminal:
             for _, tx_id in self.times[:cut]:
                 self.seen.discard(tx_id)
                 self.first.pop(tx_id, None)
+                self.prints.pop(tx_id, None)
             del self.times[:cut]
             for tx_id in [k for k, (ts, _) in self.frauds.items() if ts < horizon]:
                 del self.frauds[tx_id]
+
+
+    def forget(self, ts: int, tx_id: str, fingerprint: bytes) -> None:
+        """forget.lua: take back a transaction held with this fingerprint."""
+        if not fingerprint or self.prints.get(tx_id) != fingerprint:
+            return
+        self.times.remove((ts, tx_id))
+        self.seen.discard(tx_id)
+        del self.first[tx_id], self.prints[tx_id]
+
+
+def _reused(prints: dict[str, bytes], tx_id: str, fingerprint: bytes) -> bool:
+    """As the scripts judge it: the id is held with another fingerprint (either one empty: not
+    checked)."""
+    held = prints.get(tx_id)
+    return bool(fingerprint) and bool(held) and held != fingerprint
 
 
 def _median(values: Sequence[float]) -> float:
@@ -155,11 +189,14 @@ class InMemoryFeatureStore(FeatureStore):
             term = self._terminals[terminal_id] = _Terminal()
         return term
 
-    def customer_stats(self, e: FeatureEvent) -> list[float]:
+    def customer_stats(self, e: FeatureEvent) -> list[float] | None:
+        """The card's stats for ``e`` (customer.lua); None if its id stands for another."""
         cfg = self._config
         cust = self._customers.get(e.customer_id)
         if cust is None:
             cust = self._customers[e.customer_id] = _Customer()
+        if _reused(cust.prints, e.transaction_id, e.fingerprint):
+            return None
         first = cust.first.get(e.transaction_id)
         if first is not None:  # a re-delivery: the stats it was first decided on (customer.lua)
             return list(first)
@@ -198,11 +235,15 @@ class InMemoryFeatureStore(FeatureStore):
         out.append(own)
         out.append(1.0 if e.converted else 0.0)
         cust.first[e.transaction_id] = out
+        cust.prints[e.transaction_id] = e.fingerprint
         return list(out)
 
-    def terminal_stats(self, e: FeatureEvent) -> list[float]:
+    def terminal_stats(self, e: FeatureEvent) -> list[float] | None:
+        """The terminal's counts for ``e`` (terminal.lua); None if its id stands for another."""
         cfg = self._config
         term = self._terminal(e.terminal_id)
+        if _reused(term.prints, e.transaction_id, e.fingerprint):
+            return None
         first = term.first.get(e.transaction_id)
         if first is not None:  # a re-delivery: the counts it was first decided on (terminal.lua)
             return list(first)
@@ -218,31 +259,44 @@ class InMemoryFeatureStore(FeatureStore):
             out.append(float(sum(1 for ts in frauds if ts > lo)))
         out.append(float(term.fraud_run(hi - cfg.windows_ms[-1], hi, t)))
         term.first[e.transaction_id] = out
+        term.prints[e.transaction_id] = e.fingerprint
         return list(out)
 
-    async def raw_stats(
-        self, events: Sequence[FeatureEvent]
-    ) -> tuple[StatsRows, StatsRows, list[bool], list[bool]]:
+    async def raw_stats(self, events: Sequence[FeatureEvent]) -> RawStats:
         return self.raw_stats_sync(events)
 
-    def raw_stats_sync(
-        self, events: Sequence[FeatureEvent]
-    ) -> tuple[list[list[float]], list[list[float]], list[bool], list[bool]]:
+    def raw_stats_sync(self, events: Sequence[FeatureEvent]) -> RawStats:
         """The synchronous core, used directly when building training sets."""
-        cust = [self.customer_stats(e) for e in events]
-        term = [self.terminal_stats(e) for e in events]
+        cust: list[list[float]] = []
+        term: list[list[float]] = []
+        reused: list[bool] = []
+        # in the pipeline's order: each event's card, then its terminal
+        for e in events:
+            c, t = self.customer_stats(e), self.terminal_stats(e)
+            reused.append(c is None or t is None)
+            cust.append([math.nan] * CUSTOMER_STATS_LEN if c is None or t is None else c)
+            term.append([math.nan] * TERMINAL_STATS_LEN if c is None or t is None else t)
         bc, bt = self._blocked["customer"], self._blocked["terminal"]
-        return (
+        return RawStats(
             cust,
             term,
             [e.customer_id in bc for e in events],
             [e.terminal_id in bt for e in events],
+            reused,
         )
 
+    async def forget(self, events: Sequence[FeatureEvent]) -> None:
+        for e in events:
+            cust = self._customers.get(e.customer_id)
+            if cust is not None:
+                cust.forget(e.ts_ms, e.transaction_id, e.fingerprint)
+            self._terminal(e.terminal_id).forget(e.ts_ms, e.transaction_id, e.fingerprint)
+
     def enrich_sync(self, events: Sequence[FeatureEvent]) -> np.ndarray:
-        """Record events and return their feature rows, without an event loop."""
-        cust, term, _, _ = self.raw_stats_sync(events)
-        return build_matrix(events, cust, term)
+        """Record events and return their feature rows, without an event loop (training sets:
+        ids unchecked, so none is refused)."""
+        raw = self.raw_stats_sync(events)
+        return build_matrix(events, raw.customer, raw.terminal)
 
     async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
         self.apply_labels_sync(marks)

@@ -4,6 +4,10 @@ A batch of transactions is enriched in ONE Redis round trip: a pipeline holding,
 transaction, one script call for its customer and one for its terminal (each updating and
 reading that entity's windows atomically), plus the two blocklist look-ups. Updates are
 idempotent per transaction id, so a batch replayed after a crash counts nothing twice.
+
+A transaction under an id that already stands for another (by its fingerprint) is refused by
+the scripts and marked ``reused``; when only one of its two entities knew the id, the other has
+recorded it, and a second round trip, in that rare batch only, takes it back (``forget.lua``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from redis import exceptions
@@ -50,7 +54,15 @@ from streamer.features.keys import (
 )
 from streamer.redis_client import RedisClient
 
-__all__ = ["BATCH_TIMEOUT_S", "Enriched", "FeatureStore", "RedisFeatureStore", "StoreConfig"]
+__all__ = [
+    "BATCH_TIMEOUT_S",
+    "REUSED",
+    "Enriched",
+    "FeatureStore",
+    "RawStats",
+    "RedisFeatureStore",
+    "StoreConfig",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,25 +103,58 @@ class StoreConfig:
         return [d * DAY_MS for d in self.windows_days]
 
 
+#: what customer.lua and terminal.lua answer for a transaction under an id that stands for
+#: another one (a different fingerprint)
+REUSED = b"reused"
+
+
+class RawStats(NamedTuple):
+    """What a store answers for a batch, row for row with its events: the card's and the
+    terminal's window stats (NaN on a reused row), the blocklist hits, and whether each event's
+    id already stood for another transaction (then it was recorded nowhere)."""
+
+    customer: StatsRows
+    terminal: StatsRows
+    customer_blocked: list[bool]
+    terminal_blocked: list[bool]
+    reused: list[bool]
+
+
 @dataclass(frozen=True, slots=True)
 class Enriched:
-    """A batch's feature matrix, its blocklist hits, and whether each amount was in the
-    model's currency when first recorded, row for row with the events."""
+    """A batch's feature matrix, its blocklist hits, whether each amount was in the model's
+    currency when first recorded, and whether each id was refused as reused (its features are
+    NaN), row for row with the events."""
 
     features: np.ndarray
     customer_blocked: list[bool]
     terminal_blocked: list[bool]
     converted: np.ndarray
+    reused: list[bool]
+
+    def rows(self, keep: Sequence[int]) -> Enriched:
+        """These rows only, in this order."""
+        return Enriched(
+            self.features[keep],
+            [self.customer_blocked[i] for i in keep],
+            [self.terminal_blocked[i] for i in keep],
+            self.converted[keep],
+            [self.reused[i] for i in keep],
+        )
 
 
 class FeatureStore(abc.ABC):
     """Event-time window state per customer and terminal, plus the rule blocklists."""
 
     @abc.abstractmethod
-    async def raw_stats(
-        self, events: Sequence[FeatureEvent]
-    ) -> tuple[StatsRows, StatsRows, list[bool], list[bool]]:
-        """Record the events and return (customer stats, terminal stats, blocked c, blocked t)."""
+    async def raw_stats(self, events: Sequence[FeatureEvent]) -> RawStats:
+        """Record the events and return their stats; a reused id is recorded by neither of
+        its entities that knew it (see :meth:`record`)."""
+
+    @abc.abstractmethod
+    async def forget(self, events: Sequence[FeatureEvent]) -> None:
+        """Take back what an entity recorded of these events (each refused as reused by the
+        other), where it holds them with their own fingerprint."""
 
     @abc.abstractmethod
     async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
@@ -124,11 +169,33 @@ class FeatureStore(abc.ABC):
     @abc.abstractmethod
     async def blocklist_members(self, kind: BlocklistKind) -> list[str]: ...
 
+    async def record(self, events: Sequence[FeatureEvent]) -> RawStats:
+        """Record a batch and return its stats: :meth:`raw_stats`, then :meth:`forget` of the
+        reused ids, so that a refused transaction counts in no window. Two different
+        transactions under one id are only told apart at an entity that has seen the id: one
+        that reuses it at another card and another terminal is recorded as new."""
+        raw = await self.raw_stats(events)
+        if any(raw.reused):
+            await self.forget([e for e, r in zip(events, raw.reused, strict=True) if r])
+        return raw
+
     async def enrich(self, events: Sequence[FeatureEvent]) -> Enriched:
         """Record a batch and return its features (the same code for every store)."""
-        cust, term, cblocked, tblocked = await self.raw_stats(events)
-        features = build_matrix(events, cust, term)
-        return Enriched(features, cblocked, tblocked, first_converted(cust))
+        raw = await self.record(events)
+        features = build_matrix(events, raw.customer, raw.terminal)
+        return Enriched(
+            features,
+            raw.customer_blocked,
+            raw.terminal_blocked,
+            first_converted(raw.customer),
+            raw.reused,
+        )
+
+
+_CUSTOMER_BYTES, _TERMINAL_BYTES = 8 * CUSTOMER_STATS_LEN, 8 * TERMINAL_STATS_LEN
+#: a reused row's stats: unknown
+_CUSTOMER_NAN = np.full(CUSTOMER_STATS_LEN, np.nan, dtype="<f8").tobytes()
+_TERMINAL_NAN = np.full(TERMINAL_STATS_LEN, np.nan, dtype="<f8").tobytes()
 
 
 def _script(name: str, **constants: int | list[int]) -> str:
@@ -170,7 +237,7 @@ class RedisFeatureStore(FeatureStore):
                 HIGH_MS=cfg.high_amount_days * DAY_MS,
                 HIGH_FACTOR=cfg.high_amount_factor,
                 ID_AT=MEMBER_ID_OFFSET + 1,  # Lua strings count from 1
-                STATS_BYTES=8 * CUSTOMER_STATS_LEN,
+                STATS_BYTES=_CUSTOMER_BYTES,
             )
         )
         self._terminal = client.register_script(
@@ -180,10 +247,11 @@ class RedisFeatureStore(FeatureStore):
                 TTL=cfg.ttl_seconds,
                 DELAY=cfg.delay_days * DAY_MS,
                 WINDOWS=cfg.windows_ms,
-                STATS_BYTES=8 * TERMINAL_STATS_LEN,
+                STATS_BYTES=_TERMINAL_BYTES,
             )
         )
         self._label = client.register_script(_script("label.lua", TTL=cfg.ttl_seconds))
+        self._forget = client.register_script(_script("forget.lua"))
         self._scripts_loaded = False
         #: on a cluster, the node that holds a key's slot, as the client last learnt it
         self._route: Callable[[str], Any] | None = (
@@ -251,7 +319,7 @@ class RedisFeatureStore(FeatureStore):
         """
         for attempt in range(2):
             if not self._scripts_loaded:
-                for script in (self._customer, self._terminal, self._label):
+                for script in (self._customer, self._terminal, self._label, self._forget):
                     await self._redis.script_load(script.script)
                 self._scripts_loaded = True
             pipe = self._redis.pipeline(transaction=False)
@@ -271,11 +339,9 @@ class RedisFeatureStore(FeatureStore):
                 self._scripts_loaded = False
         raise AssertionError("unreachable")
 
-    async def raw_stats(
-        self, events: Sequence[FeatureEvent]
-    ) -> tuple[StatsRows, StatsRows, list[bool], list[bool]]:
+    async def raw_stats(self, events: Sequence[FeatureEvent]) -> RawStats:
         if not events:
-            return [], [], [], []
+            return RawStats([], [], [], [], [])
         csha, tsha = self._customer.sha, self._terminal.sha
 
         def fill(pipe: Pipeline) -> None:
@@ -292,6 +358,7 @@ class RedisFeatureStore(FeatureStore):
                     e.ts_ms,
                     customer_member(e.transaction_id, e.ts_ms, e.amount, e.converted),
                     1 if e.converted else 0,
+                    e.fingerprint,
                     **to(ckey),
                 )
                 command(
@@ -302,22 +369,50 @@ class RedisFeatureStore(FeatureStore):
                     terminal_stats_key(e.terminal_id),
                     e.transaction_id,
                     e.ts_ms,
+                    e.fingerprint,
                     **to(tkeys[0]),
                 )
             pipe.smismember(blocklist_key("customer"), [e.customer_id for e in events])
             pipe.smismember(blocklist_key("terminal"), [e.terminal_id for e in events])
 
         replies = await self._execute(fill)
-        # each script answers its stats as packed little-endian doubles: one pass per batch
         n = len(events)
-        cust = np.frombuffer(b"".join(replies[0 : 2 * n : 2]), dtype="<f8")
-        term = np.frombuffer(b"".join(replies[1 : 2 * n : 2]), dtype="<f8")
-        return (
-            cust.reshape(n, CUSTOMER_STATS_LEN),
-            term.reshape(n, TERMINAL_STATS_LEN),
+        cust_replies, term_replies = replies[0 : 2 * n : 2], replies[1 : 2 * n : 2]
+        reused = [False] * n
+        cust_bytes, term_bytes = b"".join(cust_replies), b"".join(term_replies)
+        if len(cust_bytes) != n * _CUSTOMER_BYTES or len(term_bytes) != n * _TERMINAL_BYTES:
+            # some id was refused as reused: its rows become NaN (a rare batch, a slower path)
+            pairs = list(zip(cust_replies, term_replies, strict=True))
+            reused = [REUSED in pair for pair in pairs]
+            cust_bytes = b"".join(_CUSTOMER_NAN if REUSED in p else p[0] for p in pairs)
+            term_bytes = b"".join(_TERMINAL_NAN if REUSED in p else p[1] for p in pairs)
+        # each script answers its stats as packed little-endian doubles: one pass per batch
+        return RawStats(
+            np.frombuffer(cust_bytes, dtype="<f8").reshape(n, CUSTOMER_STATS_LEN),
+            np.frombuffer(term_bytes, dtype="<f8").reshape(n, TERMINAL_STATS_LEN),
             [bool(b) for b in replies[-2]],
             [bool(b) for b in replies[-1]],
+            reused,
         )
+
+    async def forget(self, events: Sequence[FeatureEvent]) -> None:
+        if not events:
+            return
+        sha = self._forget.sha
+
+        def fill(pipe: Pipeline) -> None:
+            command, to = pipe.execute_command, self._to
+            for e in events:
+                card = customer_window_key(e.customer_id)
+                terminal = terminal_keys(e.terminal_id)[0]
+                command("EVALSHA", sha, 2, card, customer_stats_key(e.customer_id),
+                        e.transaction_id, e.ts_ms, e.fingerprint, _CUSTOMER_BYTES,
+                        MEMBER_ID_OFFSET + 1, **to(card))  # fmt: skip
+                command("EVALSHA", sha, 2, terminal, terminal_stats_key(e.terminal_id),
+                        e.transaction_id, e.ts_ms, e.fingerprint, _TERMINAL_BYTES, 1,
+                        **to(terminal))  # fmt: skip
+
+        await self._execute(fill)
 
     async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
         if not marks:

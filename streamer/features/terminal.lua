@@ -4,14 +4,16 @@
 -- KEYS[1]  zset  transaction id -> event time (ms)       every transaction seen at the terminal
 -- KEYS[2]  zset  transaction id -> event time (ms)       transactions labelled fraud
 -- KEYS[3]  hash  transaction id -> reported time (ms)    when each fraud became known
--- KEYS[4]  hash  transaction id -> the counts first computed for it, packed as below
--- ARGV     tx_id, ts_ms
+-- KEYS[4]  hash  transaction id -> the counts first computed for it, packed as below, then
+--                its fingerprint
+-- ARGV     tx_id, ts_ms, fingerprint (keys.fingerprint; empty: not checked)
 -- The store prepends RETENTION (ms), TTL (s), DELAY (ms), WINDOWS (ms, ascending) and
 -- STATS_BYTES (the length of an answer) as constants.
 -- returns  {transactions_w, frauds_w ...per window, run} packed as little-endian doubles in one
 --          string, as customer.lua answers: the store reads a batch's answers in one pass. run is
 --          how many of the terminal's latest transactions in the widest window are known frauds
---          in a row, counted back from the latest (in the zset's order: time, then id)
+--          in a row, counted back from the latest (in the zset's order: time, then id); or
+--          'reused' when the id's first transaction had another fingerprint (as customer.lua)
 --
 -- A window is (t - delay - w, t - delay]. A fraud counts only when it was reported at or before
 -- t, so replaying history gives the same answer whenever its labels arrived.
@@ -22,7 +24,7 @@
 -- upgrade needs no migration of this hash. Longer ones were stored by a newer worker, whose
 -- counts only append to these: this version's part of them is answered, and they are kept.
 local txkey, fraudkey, repkey, statskey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local id = ARGV[1]
+local id, fp = ARGV[1], ARGV[3]
 local t = tonumber(ARGV[2])
 local retention, ttl, delay = RETENTION, TTL, DELAY
 local nwin = #WINDOWS
@@ -38,6 +40,9 @@ local function hdel(key, ids)
 end
 
 local first = redis.call('HGET', statskey, id)
+if first and #fp > 0 and #first > STATS_BYTES and string.sub(first, -#fp) ~= fp then
+  return 'reused'
+end
 if first and #first >= STATS_BYTES then return string.sub(first, 1, STATS_BYTES) end
 
 redis.call('ZADD', txkey, 'NX', t, id)
@@ -98,6 +103,6 @@ if #frauds > 0 then
 end
 out[2 * nwin + 1] = run
 local packed = struct.pack('<' .. string.rep('d', #out), unpack(out))
-redis.call('HSET', statskey, id, packed)
+redis.call('HSET', statskey, id, packed .. fp)
 redis.call('EXPIRE', statskey, ttl)
 return packed

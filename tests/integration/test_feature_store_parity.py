@@ -7,6 +7,7 @@ import logging
 import random
 import struct
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,10 +23,12 @@ from streamer.features.definitions import (
     FraudMark,
 )
 from streamer.features.keys import (
+    FINGERPRINT_BYTES,
     MEMBER_ID_OFFSET,
     customer_member,
     customer_stats_key,
     customer_window_key,
+    fingerprint,
     terminal_keys,
     terminal_stats_key,
 )
@@ -252,6 +255,83 @@ async def test_a_repeat_converted_at_another_rate_keeps_its_first_amount(
         np.testing.assert_array_equal(later.features, without.features)
         assert later.converted.tolist() == [False]
     assert await redis.zcard(customer_window_key("c1")) == 3
+
+
+def _printed(e: FeatureEvent, currency: str = "EUR") -> FeatureEvent:
+    """``e`` with its fingerprint, as the worker sends it."""
+    return replace(e, fingerprint=fingerprint(e.ts_ms, e.customer_id, e.terminal_id, e.amount,
+                                              currency))  # fmt: skip
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one by one", "one batch"])
+async def test_an_id_reused_for_another_transaction_is_refused_alike(
+    redis: RedisClient, batched: bool
+) -> None:
+    """Another transaction under an id a card or terminal already holds is refused by both
+    stores, one at a time or within one batch; what the entity that had not seen the id
+    recorded of it is taken back; a re-delivery is still answered its first stats; and a
+    reuse at another card and another terminal (which no entity can see) is recorded."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    first = FeatureEvent("tx-1", "c1", "t1", T0, 40.0, False, False)
+    cases = [
+        first,
+        replace(first, amount=41.0),  # at the same card and terminal: refused by both
+        replace(first, ts_ms=T0 + 1000, terminal_id="t2"),  # refused by c1, taken back at t2
+        replace(first, customer_id="c2"),  # refused by t1, taken back at c2
+        first,  # a re-delivery
+        replace(first, customer_id="c3", terminal_id="t3"),  # seen by neither: recorded
+        replace(first, amount=40.0 + 1e-12),  # close is not the same
+    ]
+    printed = [_printed(e) for e in cases]
+    probes = [
+        FeatureEvent(f"p-{card}-{term}", card, term, T0 + 8 * DAY_MS, 1.0, False, False)
+        for card, term in (("c1", "t9"), ("c2", "t8"), ("c7", "t1"), ("c6", "t2"), ("c3", "t3"))
+    ]
+    answers = []
+    for store in (online, offline):
+        if batched:
+            got = await store.enrich(printed)
+            features, reused = got.features, got.reused
+        else:
+            one = [await store.enrich([e]) for e in printed]
+            features = np.vstack([g.features for g in one])
+            reused = [r for g in one for r in g.reused]
+        assert reused == [False, True, True, True, False, False, True]
+        month = FEATURE_NAMES.index("CUSTOMER_ID_NB_TX_30DAY_WINDOW")
+        terminal_month = FEATURE_NAMES.index("TERMINAL_ID_NB_TX_30DAY_WINDOW")
+        assert np.isnan(features[[1, 2, 3, 6]][:, [month, terminal_month]]).all()  # unknown
+        np.testing.assert_array_equal(features[4], features[0])
+        probed = (await store.enrich(probes)).features
+        answers.append((features, probed))
+        # c1 and t1 hold the first; c2 and t2 nothing; c3 and t3 the unseen reuse
+        assert probed[:, month].tolist() == [2, 1, 1, 1, 2]
+        assert probed[:, terminal_month].tolist() == [0, 0, 1, 0, 1]
+    np.testing.assert_array_equal(answers[0][0], answers[1][0])
+    np.testing.assert_array_equal(answers[0][1], answers[1][1])
+    assert await redis.hkeys(customer_stats_key("c2")) == [b"p-c2-t8"]
+    assert await redis.zcard(terminal_keys("t2")[0]) == 1  # the probe
+    assert await redis.hkeys(terminal_stats_key("t2")) == [b"p-c6-t2"]
+
+
+async def test_stats_stored_without_a_fingerprint_are_answered_unchecked(
+    redis: RedisClient,
+) -> None:
+    """A transaction a worker from before fingerprints recorded (or one recorded without, as
+    training sets are) cannot be told from another under its id: its stats are answered to
+    both, as before; one recorded with a fingerprint is checked only against another."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    bare = FeatureEvent("tx-bare", "c4", "t4", T0, 10.0, False, False)
+    printed = FeatureEvent("tx-printed", "c4", "t4", T0 + 1000, 10.0, False, False)
+    for store in (online, offline):
+        first = await store.enrich([bare, _printed(printed)])
+        again = await store.enrich([_printed(replace(bare, amount=11.0)),
+                                    replace(printed, amount=11.0)])  # fmt: skip
+        assert first.reused == again.reused == [False, False]
+        np.testing.assert_array_equal(again.features, first.features)
+    assert len(await redis.hget(customer_stats_key("c4"), "tx-bare")) == 8 * CUSTOMER_STATS_LEN
+    assert len(await redis.hget(terminal_stats_key("t4"), "tx-printed")) == (
+        8 * TERMINAL_STATS_LEN + FINGERPRINT_BYTES
+    )
 
 
 async def test_customer_stats_an_older_worker_stored_get_the_amount_of_the_repeat(

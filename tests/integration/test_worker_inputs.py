@@ -101,6 +101,7 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
         records.append((name.encode(), value))
     records.append((b"c-blocked", _tx("blocked", customer_id="c-blocked")))
     records.append((b"c-good", _tx("huge", amount=1e9)))
+    records.append((b"not the card", _tx("miskeyed")))  # decided, and reported
     # valid, but beyond what the model's float32 trees and a reason's length take, and a card's
     # sum of the two is infinite
     for name, at in (("enormous1", "12:00:00"), ("enormous2", "12:00:01")):
@@ -118,7 +119,7 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     letters_raw = await consume_until(
         settings, settings.topic_dead_letters, count=len(POISON) + 2, worker=worker_env
     )
-    wanted = {*good_ids, "blocked", "huge", "enormous1", "enormous2"}
+    wanted = {*good_ids, "blocked", "huge", "enormous1", "enormous2", "miskeyed"}
     decided = await consume_until(settings, settings.topic_decisions, ids=wanted, worker=worker_env)
 
     letters = {
@@ -169,6 +170,14 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     # the producer's offset is kept in the echo: same instant, calendar features at +02:00
     assert decisions["g0"].timestamp.utcoffset().total_seconds() == 7200  # type: ignore[union-attr]
     assert worker_env.processes[0].poll() is None, "the worker must carry on"
+    # the record keyed other than by its card; not the label keyed "label ahead", refused for
+    # its time: only accepted records are counted
+    mismatches = ("streamer_input_key_mismatches_total", (("topic", "transactions"),))
+    wait_for(lambda: worker_env.metrics().get(mismatches) == 1, timeout=30,
+             what="one record counted as keyed wrongly", worker=worker_env)  # fmt: skip
+    assert re.search(r"1 input record\(s\) not keyed by their customer_id \(e\.g\. "
+                     rf"{settings.topic_transactions}\[\d+\]@\d+ has key 'not the card', "
+                     r"customer_id 'c-good'\)", worker_env.log()), worker_env.log()  # fmt: skip
 
     # what an operator reads: each letter on a line, where from and why, and a tally
     shown = run_cli(worker_env, "dead-letters", "--last", "50").splitlines()
@@ -181,6 +190,20 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
     assert shown[-1].startswith(f"{len(letters)} dead letters; problems: ")
     assert "value_too_large ×1" in shown[-1] and "json_invalid" in shown[-1], shown[-1]
     assert len(run_cli(worker_env, "dead-letters", "--last", "3", "--json").splitlines()) == 3
+
+    # valid, but under the id of g0, decided above (its card and terminal, another amount)
+    await produce(settings, settings.topic_transactions,
+                  [(b"c-good", _tx("g0", amount=99.0)), (b"c-good", _tx("g-last"))])  # fmt: skip
+    more = await consume_until(settings, settings.topic_dead_letters, count=len(letters) + 1,
+                               worker=worker_env)  # fmt: skip
+    (reused,) = (d for d in (DeadLetter.model_validate_json(r.value) for r in more)
+                 if '"amount": 99.0' in d.raw)  # fmt: skip
+    (error,) = reused.errors
+    assert (error.type, error.loc) == ("transaction_id_reused", ["transaction_id"]), error
+    again = await consume_until(settings, settings.topic_decisions, ids={"g-last"},
+                                worker=worker_env, settled=True)  # fmt: skip
+    g0 = [Decision.model_validate_json(r.value) for r in again if b'"g0"' in r.value]
+    assert [d.amount for d in g0] == [42.5], g0  # the first, once
 
 
 async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv) -> None:

@@ -383,6 +383,53 @@ async def test_a_currency_without_a_rate_is_reviewed_on_what_is_known() -> None:
     assert shadow[0].reasons[0].code == UNCONVERTED
 
 
+async def test_an_id_used_for_another_transaction_is_refused_and_counts_nowhere() -> None:
+    """Ids are unique by contract. A producer that sends another transaction under an id already
+    decided has it dead-lettered, not decided on the first one's features; a re-delivery of the
+    first is still decided as before; and the refused one counts in no window, also at a card
+    that had not seen the id (its terminal had)."""
+    pipeline = Pipeline(
+        store=InMemoryFeatureStore(),
+        scorer=_scorer,
+        policy=Policy(review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0),
+        max_bytes=4096,
+        clock=lambda: NOW,
+        log_features=True,
+    )
+    first = _tx(1, 10.0)
+    out = await pipeline.transactions(_msgs([first, _tx(1, 20.0), first, _tx(1, 10.0, "c2")]))
+    assert [_stable(v) for _, v in out.decisions] == [_stable(out.decisions[0][1])] * 2
+    letters = [DeadLetter.model_validate_json(v) for _, v in out.dead_letters]
+    assert [d.offset for d in letters] == [1, 3]
+    for letter in letters:
+        (error,) = letter.errors
+        assert (error.type, error.loc) == ("transaction_id_reused", ["transaction_id"])
+        assert "'tx1' was already used by another transaction" in error.msg
+    after = await pipeline.transactions(_msgs([_tx(2, 10.0, "c2")]))
+    (logged,) = (json.loads(v)["features"] for _, v in after.features)
+    assert logged["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 1  # itself only: c2's tx1 taken back
+
+
+async def test_records_keyed_other_than_by_their_card_are_decided_and_counted(
+    pipeline: Pipeline,
+) -> None:
+    """The contract keys input by customer_id (a card's records in one partition, in order);
+    a record under another key, or none, is still decided, and counted with an example."""
+    messages = [InputMessage("transactions", 3, i, key, _tx(i, 10.0))
+                for i, key in enumerate([b"c1", b"k1", None])]  # fmt: skip
+    out = await pipeline.transactions(messages)
+    assert len(out.decisions) == 3
+    assert out.key_mismatches == 2
+    assert out.key_mismatch is not None
+    assert out.key_mismatch.describe() == "transactions[3]@1 has key 'k1', customer_id 'c1'"
+    label = json.dumps({"transaction_id": "tx1", "customer_id": "c1", "terminal_id": "t1",
+                        "tx_timestamp": "2018-04-01T10:00:01Z", "is_fraud": True,
+                        "reported_at": "2018-04-02T10:00:00Z"}).encode()  # fmt: skip
+    labels = [InputMessage("labels", 0, i, key, label) for i, key in enumerate([b"c1", b"x"])]
+    applied = await pipeline.apply_labels(pipeline.receive_labels(labels, consumed_at=0.0))
+    assert applied.key_mismatches == 1 and not applied.dead_letters
+
+
 async def test_a_repeat_after_a_rate_change_is_the_same_decision() -> None:
     """Workers restarted one at a time with a new rate re-deliver what the old ones published
     but had not committed: the repeat keeps the amount its card's window first recorded, and
