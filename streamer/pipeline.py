@@ -116,7 +116,8 @@ class Received:
     #: wall clock when a refused record was read: its dead letter's ``received_at`` (the
     #: event-time merge may hold it a while behind the records before it)
     read_at: datetime | None = None
-    #: an accepted record keyed by another id than its customer_id (the contract's key)
+    #: the customer_id of an accepted record whose Kafka key is another (None: keyed by it, as
+    #: the contract asks)
     miskeyed: str | None = None
 
     @property
@@ -304,9 +305,12 @@ class Pipeline:
         events = [item.event for item in accepted if item.event is not None]
         enriched = await self._store.enrich(events)
         if any(enriched.reused):
-            keep = [i for i, reused in enumerate(enriched.reused) if not reused]
-            for i in sorted(set(range(len(accepted))) - set(keep)):
-                self._reject(out, accepted[i].message, [reused_error(events[i])], now)
+            keep = []
+            for i, reused in enumerate(enriched.reused):
+                if reused:
+                    self._reject(out, accepted[i].message, [reused_error(events[i])], now)
+                else:
+                    keep.append(i)
             if not keep:
                 return Prepared(out, [], None)
             accepted, enriched = [accepted[i] for i in keep], enriched.rows(keep)

@@ -20,14 +20,23 @@ from streamer.settings import Settings
     show_default=True,
     help="How many of the latest dead letters to show (by when the worker read them).",
 )
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="TYPE",
+    help="Only dead letters with a problem of this type (as the tally names them, e.g. "
+    "json_invalid, transaction_id_reused, event_after_record); may be given more than once.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print them as JSON lines, as stored.")
 @pass_settings
-def dead_letters(settings: Settings, last: int, as_json: bool) -> None:
+def dead_letters(settings: Settings, last: int, types: tuple[str, ...], as_json: bool) -> None:
     """Show the latest dead letters: the input records the workers rejected, where each came
     from (topic, partition, offset, key) and every problem found in it.
 
     Reads the last --last records of each partition of STREAMER_TOPIC_DEAD_LETTERS and shows
-    the latest --last of them, oldest first, with a count of the kinds of problem. To put a
+    the latest --last of them, oldest first, with a count of the kinds of problem. With --type
+    the whole topic is read, and the latest --last of that type are shown. To put a
     corrected record back, produce it again to its source topic: the worker decides it then.
     """
     import asyncio
@@ -43,12 +52,16 @@ def dead_letters(settings: Settings, last: int, as_json: bool) -> None:
     def keep(record: Any) -> None:
         nonlocal unreadable
         try:
-            letters.append(DeadLetter.model_validate_json(record.value or b""))
+            letter = DeadLetter.model_validate_json(record.value or b"")
         except ValidationError:  # not written by a worker
             unreadable += 1
+            return
+        if not types or any(error.type in types for error in letter.errors):
+            letters.append(letter)
 
     try:
-        asyncio.run(read_to_end(settings, settings.topic_dead_letters, keep, tail=last))
+        tail = None if types else last  # a type may be rare among the latest
+        asyncio.run(read_to_end(settings, settings.topic_dead_letters, keep, tail=tail))
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
     letters = sorted(letters, key=lambda d: d.received_at)[-last:]
@@ -59,7 +72,8 @@ def dead_letters(settings: Settings, last: int, as_json: bool) -> None:
             click.echo(letter.model_dump_json())
         return
     if not letters:
-        click.echo(f"no dead letters on {settings.topic_dead_letters}")
+        kind = f" with a problem of type {', '.join(types)}" if types else ""
+        click.echo(f"no dead letters{kind} on {settings.topic_dead_letters}")
         return
     for letter in letters:
         click.echo(_describe(letter))

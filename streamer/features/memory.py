@@ -235,7 +235,8 @@ class InMemoryFeatureStore(FeatureStore):
         out.append(own)
         out.append(1.0 if e.converted else 0.0)
         cust.first[e.transaction_id] = out
-        cust.prints[e.transaction_id] = e.fingerprint
+        if e.fingerprint:  # none in training sets: nothing to keep
+            cust.prints[e.transaction_id] = e.fingerprint
         return list(out)
 
     def terminal_stats(self, e: FeatureEvent) -> list[float] | None:
@@ -259,7 +260,8 @@ class InMemoryFeatureStore(FeatureStore):
             out.append(float(sum(1 for ts in frauds if ts > lo)))
         out.append(float(term.fraud_run(hi - cfg.windows_ms[-1], hi, t)))
         term.first[e.transaction_id] = out
-        term.prints[e.transaction_id] = e.fingerprint
+        if e.fingerprint:  # none in training sets: nothing to keep
+            term.prints[e.transaction_id] = e.fingerprint
         return list(out)
 
     async def raw_stats(self, events: Sequence[FeatureEvent]) -> RawStats:

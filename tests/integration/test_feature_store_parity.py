@@ -313,6 +313,24 @@ async def test_an_id_reused_for_another_transaction_is_refused_alike(
     assert await redis.hkeys(terminal_stats_key("t2")) == [b"p-c6-t2"]
 
 
+async def test_a_reuse_recorded_by_a_worker_that_died_before_taking_it_back_is_taken_back(
+    redis: RedisClient,
+) -> None:
+    """A worker that dies between the round trip that refused a reuse and the one that takes
+    it back leaves it in the windows of the entity that had not seen the id; its re-delivery
+    is refused again and taken back then."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    first = _printed(FeatureEvent("tx-1", "c1", "t1", T0, 40.0, False, False))
+    reuse = _printed(replace(first, customer_id="c2"))
+    probe = FeatureEvent("p-c2", "c2", "t9", T0 + DAY_MS, 1.0, False, False)
+    month = FEATURE_NAMES.index("CUSTOMER_ID_NB_TX_30DAY_WINDOW")
+    for store in (online, offline):
+        await store.enrich([first])
+        assert (await store.raw_stats([reuse])).reused == [True]  # then the worker dies
+        assert (await store.enrich([reuse])).reused == [True]  # the re-delivery
+        assert (await store.enrich([probe])).features[0, month] == 1  # itself only
+
+
 async def test_stats_stored_without_a_fingerprint_are_answered_unchecked(
     redis: RedisClient,
 ) -> None:

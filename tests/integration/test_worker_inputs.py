@@ -200,6 +200,13 @@ async def test_poison_messages_are_dead_lettered_and_good_ones_decided(
                  if '"amount": 99.0' in d.raw)  # fmt: skip
     (error,) = reused.errors
     assert (error.type, error.loc) == ("transaction_id_reused", ["transaction_id"]), error
+    shown = run_cli(worker_env, "dead-letters", "--last", "1", "--type", "transaction_id_reused",
+                    "--type", "not_a_type").splitlines()  # fmt: skip
+    assert len(shown) == 2 and "'g0' was already used" in shown[0], shown
+    assert shown[1] == "1 dead letters; problems: transaction_id_reused ×1", shown
+    assert run_cli(worker_env, "dead-letters", "--type", "not_a_type").strip() == (
+        f"no dead letters with a problem of type not_a_type on {settings.topic_dead_letters}"
+    )
     again = await consume_until(settings, settings.topic_decisions, ids={"g-last"},
                                 worker=worker_env, settled=True)  # fmt: skip
     g0 = [Decision.model_validate_json(r.value) for r in again if b'"g0"' in r.value]
