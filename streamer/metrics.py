@@ -81,6 +81,11 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        # at 0 from the start: a series that appears with its first count has no increase()
+        # for the alerts to see, and a producer's one bad burst would go unnoticed
+        for topic in ("transactions", "labels"):
+            self.dead_letters.labels(topic)
+            self.key_mismatches.labels(topic)
         self.unconverted = Counter(
             "streamer_unconverted_transactions",
             "Transactions in a currency without an exchange rate to the model's "

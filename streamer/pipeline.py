@@ -301,7 +301,6 @@ class Pipeline:
                 self._reject(out, item.message, item.errors or [], item.read_at or now)
         if not accepted:
             return Prepared(out, accepted, None)
-        self._count_keys(out, accepted)
         events = [item.event for item in accepted if item.event is not None]
         enriched = await self._store.enrich(events)
         if any(enriched.reused):
@@ -314,6 +313,7 @@ class Pipeline:
             if not keep:
                 return Prepared(out, [], None)
             accepted, enriched = [accepted[i] for i in keep], enriched.rows(keep)
+        self._count_keys(out, accepted)
         return Prepared(out, accepted, enriched)
 
     def settle(self, prepared: Prepared) -> BatchOutput:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 from collections import Counter
 from typing import Any
@@ -46,7 +48,10 @@ def dead_letters(settings: Settings, last: int, types: tuple[str, ...], as_json:
     from schemas import DeadLetter
     from streamer.kafka import KafkaUnusable, read_to_end
 
-    letters: list[DeadLetter] = []
+    # the latest --last by when they were read, in a bounded heap: with --type the whole topic
+    # is read, and a common type may match most of it
+    latest: list[tuple[Any, int, DeadLetter]] = []
+    order = itertools.count()
     unreadable = 0
 
     def keep(record: Any) -> None:
@@ -57,14 +62,18 @@ def dead_letters(settings: Settings, last: int, types: tuple[str, ...], as_json:
             unreadable += 1
             return
         if not types or any(error.type in types for error in letter.errors):
-            letters.append(letter)
+            entry = (letter.received_at, next(order), letter)
+            if len(latest) < last:
+                heapq.heappush(latest, entry)
+            else:
+                heapq.heappushpop(latest, entry)
 
     try:
         tail = None if types else last  # a type may be rare among the latest
         asyncio.run(read_to_end(settings, settings.topic_dead_letters, keep, tail=tail))
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
-    letters = sorted(letters, key=lambda d: d.received_at)[-last:]
+    letters = [letter for *_, letter in sorted(latest)]
     if unreadable:
         click.echo(f"warning: {unreadable} records on the topic are not dead letters", err=True)
     if as_json:

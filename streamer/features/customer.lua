@@ -40,8 +40,9 @@
 -- A transaction id stands for one transaction (the contract): the stats are stored followed by
 -- the transaction's fingerprint (its time, card, terminal, amount and currency, hashed), and a
 -- different transaction under an id already here is answered 'reused' and recorded nowhere,
--- rather than given the first one's stats. Stats no longer than STATS_BYTES were stored by a
--- worker from before fingerprints, and are answered unchecked.
+-- rather than given the first one's stats. A fingerprint is a tag byte and 8 bytes, so a stored
+-- value ends with one exactly when its length is one more than a multiple of 8; stats stored
+-- without (by a worker from before fingerprints, or upgraded below) are answered unchecked.
 --
 -- This runs once per event on the hot path and its cost grows with the card's history, so that
 -- history is read in one range query whose members carry the amount and time in binary: one
@@ -60,7 +61,7 @@ local own = math.abs(unpackd('<d', member))
 
 local first = redis.call('HGET', statskey, id)
 if first then
-  if #fp > 0 and #first > STATS_BYTES and string.sub(first, -#fp) ~= fp then return 'reused' end
+  if #fp > 0 and #first % 8 == 1 and string.sub(first, -#fp) ~= fp then return 'reused' end
   if #first >= STATS_BYTES then return string.sub(first, 1, STATS_BYTES) end
   if #first == STATS_BYTES - 16 then first = first .. struct.pack('<d', own) end
   first = first .. struct.pack('<d', converted)

@@ -20,9 +20,11 @@ key                             type    content
 ==============================  ======  =============================================
 
 The stats are stored as the scripts answer them, little-endian doubles, packed, followed by the
-transaction's 8-byte fingerprint. A value no longer than the stats was stored by a worker from
-before fingerprints, and is answered unchecked; a later version that answers more stats must
-keep the fingerprint last.
+transaction's :func:`fingerprint`: a tag byte and 8 bytes. Stats are whole doubles, so a value
+whose length is one more than a multiple of 8 ends with a fingerprint, however many stats a
+version answers; one of a multiple of 8 was stored by a worker from before fingerprints (or
+recomputed over such a value, or recorded without one) and is answered unchecked. A later
+version that answers more stats must keep the fingerprint last.
 
 Workers from before this layout kept a card's windows in ``:tx`` (ids), ``:amt`` (amounts) and
 ``:first`` (stats as text), and a terminal's first counts in ``:first``. This version neither
@@ -86,24 +88,28 @@ def member_amount(amount: float, converted: bool) -> float:
     return amount if converted or amount == 0 else -amount
 
 
-FINGERPRINT_BYTES = 8
+#: a :func:`fingerprint`'s length: the tag, then 8 bytes of hash
+FINGERPRINT_BYTES = 9
+_FINGERPRINT_TAG = b"#"
 
 
 def fingerprint(
     ts_ms: int, customer_id: str, terminal_id: str, amount: float, currency: str
 ) -> bytes:
-    """What a transaction's id stands for, in :data:`FINGERPRINT_BYTES` bytes: its event time,
-    card, terminal, and amount and currency as written (not converted: an exchange rate that
-    changes between two deliveries must not make a repeat look like another transaction).
+    """What a transaction's id stands for, in :data:`FINGERPRINT_BYTES` bytes: its event time
+    (to the millisecond, as the windows keep it), card, terminal, and amount and currency as
+    written (not converted: an exchange rate that changes between two deliveries must not make
+    a repeat look like another transaction).
 
     The scripts keep it beside a transaction's first stats. A re-delivery brings the same
     fingerprint and gets those stats back; another transaction sent under the same id (a
     producer's bug: ids are unique by contract) brings another, and is refused rather than
     given the first one's features. Eight bytes of BLAKE2b: two different transactions under
-    one id go unnoticed once in 2^64.
+    one id go unnoticed once in 2^64. The tag byte in front makes a stored value's length tell
+    whether it ends with one (see the module's docstring).
     """
     text = f"{ts_ms}\x1f{customer_id}\x1f{terminal_id}\x1f{float(amount)!r}\x1f{currency}"
-    return blake2b(text.encode(), digest_size=FINGERPRINT_BYTES).digest()
+    return _FINGERPRINT_TAG + blake2b(text.encode(), digest_size=8).digest()
 
 
 def customer_stats_key(customer_id: str) -> str:

@@ -153,8 +153,11 @@ class _Terminal:
         """forget.lua: take back a transaction held with this fingerprint."""
         if not fingerprint or self.prints.get(tx_id) != fingerprint:
             return
-        self.times.remove((ts, tx_id))
-        self.seen.discard(tx_id)
+        i = bisect_left(self.times, (ts, tx_id))
+        if i < len(self.times) and self.times[i] == (ts, tx_id):
+            del self.times[i]
+            self.seen.discard(tx_id)
+        # else a fraud label recorded the id at its own time first, and it stays there
         del self.first[tx_id], self.prints[tx_id]
 
 

@@ -171,7 +171,9 @@ class FeatureStore(abc.ABC):
 
     async def record(self, events: Sequence[FeatureEvent]) -> RawStats:
         """Record a batch and return its stats: :meth:`raw_stats`, then :meth:`forget` of the
-        reused ids, so that a refused transaction counts in no window. Two different
+        reused ids, so that a refused transaction stays in no window. Until then it is there:
+        the same entity's later transactions in this batch (and any another worker decides
+        meanwhile) count it, and keep that count as their first stats. Two different
         transactions under one id are only told apart at an entity that has seen the id: one
         that reuses it at another card and another terminal is recorded as new."""
         raw = await self.raw_stats(events)
@@ -406,11 +408,10 @@ class RedisFeatureStore(FeatureStore):
                 card = customer_window_key(e.customer_id)
                 terminal = terminal_keys(e.terminal_id)[0]
                 command("EVALSHA", sha, 2, card, customer_stats_key(e.customer_id),
-                        e.transaction_id, e.ts_ms, e.fingerprint, _CUSTOMER_BYTES,
-                        MEMBER_ID_OFFSET + 1, **to(card))  # fmt: skip
+                        e.transaction_id, e.ts_ms, e.fingerprint, MEMBER_ID_OFFSET + 1,
+                        **to(card))  # fmt: skip
                 command("EVALSHA", sha, 2, terminal, terminal_stats_key(e.terminal_id),
-                        e.transaction_id, e.ts_ms, e.fingerprint, _TERMINAL_BYTES, 1,
-                        **to(terminal))  # fmt: skip
+                        e.transaction_id, e.ts_ms, e.fingerprint, 1, **to(terminal))  # fmt: skip
 
         await self._execute(fill)
 

@@ -331,6 +331,45 @@ async def test_a_reuse_recorded_by_a_worker_that_died_before_taking_it_back_is_t
         assert (await store.enrich([probe])).features[0, month] == 1  # itself only
 
 
+async def test_a_reuse_at_a_terminal_that_knew_the_id_from_a_fraud_label_alike(
+    redis: RedisClient,
+) -> None:
+    """A fraud label records its transaction at its terminal, at the label's time; a reuse of
+    that id there, refused by its card, is taken back from the terminal's stats, and the
+    label's record stays, in both stores."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    label = FraudMark("tx-x", "t2", T0 - DAY_MS, T0, True)
+    first = _printed(FeatureEvent("tx-x", "c1", "t1", T0, 40.0, False, False))
+    reuse = _printed(replace(first, ts_ms=T0 + 1000, terminal_id="t2"))
+    probe = FeatureEvent("p-t2", "c5", "t2", T0 + 8 * DAY_MS, 1.0, False, False)
+    answers = []
+    for store in (online, offline):
+        await store.apply_labels([label])
+        await store.enrich([first])
+        assert (await store.enrich([reuse])).reused == [True]
+        answers.append((await store.enrich([probe])).features)
+    np.testing.assert_array_equal(answers[0], answers[1])
+    assert answers[0][0, FEATURE_NAMES.index("TERMINAL_ID_NB_TX_30DAY_WINDOW")] == 1  # the label's
+    assert await redis.hkeys(terminal_stats_key("t2")) == [b"p-t2"]
+
+
+async def test_terminal_counts_recomputed_over_an_older_workers_keep_no_fingerprint(
+    redis: RedisClient,
+) -> None:
+    """Counts an older worker stored shorter are computed again by whichever delivery comes
+    first; if that is another transaction under the id (unseen by its card), its fingerprint
+    must not be kept, or the id's own transaction would be refused when it is re-delivered."""
+    online = RedisFeatureStore(redis)
+    first = _printed(FeatureEvent("tx-y", "c1", "t5", T0, 40.0, False, False))
+    await online.enrich([first])
+    key = terminal_stats_key("t5")
+    await redis.hset(key, "tx-y", (await redis.hget(key, "tx-y"))[: 8 * (TERMINAL_STATS_LEN - 1)])
+    other = _printed(replace(first, customer_id="c9", amount=50.0))  # unseen by c9, and by t5 now
+    assert (await online.enrich([other])).reused == [False]
+    assert len(await redis.hget(key, "tx-y")) == 8 * TERMINAL_STATS_LEN  # no fingerprint kept
+    assert (await online.enrich([first])).reused == [False]  # its own re-delivery
+
+
 async def test_stats_stored_without_a_fingerprint_are_answered_unchecked(
     redis: RedisClient,
 ) -> None:
