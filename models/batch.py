@@ -37,6 +37,7 @@ __all__ = [
     "check_extension",
     "read_labels",
     "read_transactions",
+    "repeated_ids",
     "score_transactions",
     "write_decisions",
 ]
@@ -159,6 +160,23 @@ def read_transactions(path: Path) -> pd.DataFrame:
           ~currency.str.fullmatch(r"[A-Z]{3}").to_numpy(dtype=bool))
     frame["currency"] = currency.astype(str)
     return frame.reset_index(drop=True)
+
+
+def repeated_ids(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The ids of a :func:`read_transactions` frame that occur more than once, and those of
+    them whose rows differ in another field (time, card, terminal, amount, currency): a
+    re-delivery is the same transaction again, the others are ids used for two transactions,
+    which the worker refuses (``transaction_id_reused``) where the first one's card or
+    terminal saw it. Each in the order of their first row."""
+    ids = frame["transaction_id"]
+    repeated = ids[ids.duplicated()].unique().tolist()
+    if not repeated:
+        return [], []
+    fields = ["timestamp", "customer_id", "terminal_id", "amount", "currency"]
+    rows = frame[ids.isin(repeated)]
+    differ = rows.groupby("transaction_id", sort=False)[fields].nunique(dropna=False).gt(1)
+    reused = set(differ.index[differ.any(axis=1)])
+    return repeated, [i for i in repeated if i in reused]
 
 
 _TRUE = {"true", "1", "yes"}

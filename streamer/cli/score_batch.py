@@ -47,6 +47,7 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
         check_extension,
         read_labels,
         read_transactions,
+        repeated_ids,
         score_transactions,
         write_decisions,
     )
@@ -88,11 +89,16 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
     finally:
         for bar in bars:
             bar.close()
-    repeated = frame["transaction_id"][frame["transaction_id"].duplicated()].unique()
-    if len(repeated):  # the worker takes a second record of an id as a re-delivery
+    repeated, reused = repeated_ids(frame)
+    if repeated:  # the worker takes a second record of an id as a re-delivery
         click.echo(f"warning: {len(repeated):,} transaction id(s) occur more than once in "
                    f"{transactions} (the first: {repeated[0]}); each later row is scored as a "
                    "re-delivery of the first", err=True)  # fmt: skip
+    if reused:  # ... unless it is another transaction: refused, where its card or terminal knew
+        click.echo(f"warning: {len(reused):,} of them stand for rows that differ in another "
+                   f"field (the first: {reused[0]}); the worker refuses such a later row "
+                   "(transaction_id_reused) where its card or terminal saw the first, and "
+                   "decides it as new elsewhere", err=True)  # fmt: skip
     if label_frame is not None:
         known = int(label_frame["transaction_id"].isin(frame["transaction_id"]).sum())
         click.echo(f"{len(label_frame):,} labels read, {known:,} of them for transactions in "

@@ -388,7 +388,8 @@ def test_doubtful_input_is_said_or_refused(
     result = _run(str(source), "--out", str(source))
     assert result.exit_code == 2 and f"--out {source} is TRANSACTIONS itself" in result.output
 
-    twice = pd.concat([tx, tx.iloc[[10]]], ignore_index=True)  # a re-delivery, at the end
+    # a re-delivery, and another transaction under an id, at the end
+    twice = pd.concat([tx, tx.iloc[[10]], tx.iloc[[20]].assign(amount=1.0)], ignore_index=True)
     labels = labels_from_simulation(history)  # the whole history's: most not in the file
     label_file = _write(labels, tmp_path / "labels.csv")
     out = tmp_path / "decisions.csv"
@@ -396,8 +397,12 @@ def test_doubtful_input_is_said_or_refused(
                   "--out", str(out))  # fmt: skip
     assert result.exit_code == 0, result.output
     first = tx["transaction_id"].iloc[10]
-    assert (f"warning: 1 transaction id(s) occur more than once in {tmp_path / 'twice.csv'} "
+    assert (f"warning: 2 transaction id(s) occur more than once in {tmp_path / 'twice.csv'} "
             f"(the first: {first}); each later row is scored as a re-delivery of the first"
+            ) in result.output  # fmt: skip
+    other = tx["transaction_id"].iloc[20]
+    assert (f"warning: 1 of them stand for rows that differ in another field (the first: "
+            f"{other}); the worker refuses such a later row (transaction_id_reused)"
             ) in result.output  # fmt: skip
     inside = int(labels["transaction_id"].isin(tx["transaction_id"]).sum())
     assert inside < len(labels)
