@@ -469,21 +469,26 @@ async def read_to_end(
     *,
     tail: int | None = None,
     progress: Callable[[int], object] | None = None,
-) -> None:
+    start: Mapping[int, int] | None = None,
+) -> dict[int, int]:
     """Hand every record of ``topic`` to ``handle``, partition by partition in offset order,
     up to its end as of the call (what is written meanwhile is not waited for); with ``tail``,
-    only each partition's last ``tail`` records. ``progress`` gets each fetch's count. Raises
-    :class:`KafkaUnusable`, naming why, when there is no such topic or Kafka cannot be read."""
+    only each partition's last ``tail`` records; with ``start``, from that offset on in each
+    partition it names (a partition it does not name from its beginning). ``progress`` gets
+    each fetch's count. Returns each partition's end, as read to (a ``start`` for the next
+    call). Raises :class:`KafkaUnusable`, naming why, when there is no such topic or Kafka
+    cannot be read."""
     try:
-        found = await _read_to_end(settings, topic, handle, tail, progress)
+        found = await _read_to_end(settings, topic, handle, tail, progress, start or {})
     except (KafkaError, OSError) as exc:
         named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
         problem = await connection_problem(settings) or named
         raise KafkaUnusable(
             f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}: {problem}"
         ) from exc
-    if not found:
+    if found is None:
         raise KafkaUnusable(f"no topic {topic!r} on Kafka at {settings.kafka_bootstrap_servers}")
+    return found
 
 
 async def _read_to_end(
@@ -492,10 +497,11 @@ async def _read_to_end(
     handle: Callable[[ConsumerRecord[bytes, bytes]], object],
     tail: int | None,
     progress: Callable[[int], object] | None,
-) -> bool:
+    start: Mapping[int, int],
+) -> dict[int, int] | None:
     tps = await topic_partitions(settings, topic)
     if tps is None:
-        return False
+        return None
     # what the workers read: never what a transactional producer aborted (nor, yet, what it
     # has not committed)
     reader = make_consumer(settings, group_id=None, isolation_level="read_committed")
@@ -507,9 +513,11 @@ async def _read_to_end(
             first = await consumer.position(tp)
             if tail is not None and ends[tp] - tail > first:
                 consumer.seek(tp, ends[tp] - tail)
+            if start.get(tp.partition, first) > first:
+                consumer.seek(tp, start[tp.partition])
         pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         await _read_until(consumer, {tp: ends[tp] for tp in pending}, handle, progress)
-    return True
+    return {tp.partition: ends[tp] for tp in tps}
 
 
 async def _read_until(

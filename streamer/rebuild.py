@@ -15,6 +15,9 @@ Workers may run meanwhile: every update is idempotent per transaction id, so wha
 decide during the rebuild is counted once, and the state afterwards is the same as with the
 workers stopped (both are tested). What they decide on the emptied windows until it is done
 stays as decided; the scripts remember those first answers, so a repeat repeats the decision.
+The labels they apply meanwhile are applied again after the replay
+(:func:`apply_late_labels`), which could otherwise undo them with older labels of the same
+transactions.
 """
 
 from __future__ import annotations
@@ -37,7 +40,16 @@ from streamer.pipeline import feature_event, fraud_mark
 from streamer.redis_client import connect
 from streamer.settings import Settings
 
-__all__ = ["BATCH", "History", "Rebuilt", "read_history", "rebuild", "replay_into"]
+__all__ = [
+    "BATCH",
+    "LATE_ROUNDS",
+    "History",
+    "Rebuilt",
+    "apply_late_labels",
+    "read_history",
+    "rebuild",
+    "replay_into",
+]
 
 M = TypeVar("M", Transaction, Label)
 T = TypeVar("T")
@@ -45,6 +57,9 @@ Handler = Callable[[ConsumerRecord[bytes, bytes]], None]
 
 #: transactions per round of script calls (one pipeline round trip each)
 BATCH = 1_000
+
+#: how many times, at most, the labels written during a rebuild are read and applied again
+LATE_ROUNDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +76,8 @@ class Rebuilt:
     restored: Mapping[str, str] | None = None
     #: the blocked ids of each kind set again from Kafka first (Redis held none); None if none
     blocklists: Mapping[BlocklistKind, int] | None = None
+    #: labels written while the rebuild ran, applied again after the replay
+    late_labels: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +88,7 @@ class History:
     marks: list[FraudMark]  # the valid labels, in report time
     skipped: int  # records that were not valid
     unconverted: dict[str, int]  # transactions per currency that had no rate
+    label_ends: dict[int, int]  # where each partition of the labels topic was read to
 
 
 async def read_history(
@@ -88,27 +106,66 @@ async def read_history(
             unrated[tx.currency] = unrated.get(tx.currency, 0) + 1
         return out
 
-    def collect(model: type[M], into: list[T], convert: Callable[[M], T]) -> Handler:
-        def handle(record: ConsumerRecord[bytes, bytes]) -> None:
-            nonlocal skipped
-            result = decode_input(model, record.value, record.timestamp,
-                                  max_bytes=settings.max_message_bytes,
-                                  max_ahead_ms=settings.max_event_ahead_ms)  # fmt: skip
-            if isinstance(result, model):
-                into.append(convert(result))
-            else:
-                skipped += 1
+    def refused() -> None:
+        nonlocal skipped
+        skipped += 1
 
-        return handle
-
-    transaction = collect(Transaction, events, event)
-    label = collect(Label, marks, fraud_mark)
+    transaction = _collect(settings, Transaction, events, event, refused)
+    label = _collect(settings, Label, marks, fraud_mark, refused)
 
     await read_to_end(settings, settings.topic_transactions, transaction, progress=progress)
-    await read_to_end(settings, settings.topic_labels, label, progress=progress)
+    ends = await read_to_end(settings, settings.topic_labels, label, progress=progress)
     events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
     marks.sort(key=lambda m: m.reported_ms)
-    return History(events, marks, skipped, unrated)
+    return History(events, marks, skipped, unrated, ends)
+
+
+def _collect(
+    settings: Settings,
+    model: type[M],
+    into: list[T],
+    convert: Callable[[M], T],
+    refused: Callable[[], object],
+) -> Handler:
+    """A record handler that keeps what the workers accept of ``model``, converted, and calls
+    ``refused`` for the rest (the workers dead-lettered it)."""
+
+    def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+        result = decode_input(model, record.value, record.timestamp,
+                              max_bytes=settings.max_message_bytes,
+                              max_ahead_ms=settings.max_event_ahead_ms)  # fmt: skip
+        if isinstance(result, model):
+            into.append(convert(result))
+        else:
+            refused()
+
+    return handle
+
+
+async def apply_late_labels(
+    settings: Settings, store: FeatureStore, ends: Mapping[int, int]
+) -> int:
+    """Apply again the labels written to the labels topic after ``ends`` (where the history
+    was read to), until a round finds none (at most :data:`LATE_ROUNDS`); returns how many.
+
+    Running workers apply those labels as they come, before the replay has reached the older
+    labels of the same transactions: the replay would then bring back a fraud mark a later
+    withdrawal (``is_fraud: false``) removed, or withdraw one a later label set again.
+    Applying a label is idempotent, so applying the late ones again, in report order, after
+    the replay leaves the marks as the stream left them.
+    """
+    applied = 0
+    for _ in range(LATE_ROUNDS):
+        marks: list[FraudMark] = []
+        ends = await read_to_end(settings, settings.topic_labels,
+                                 _collect(settings, Label, marks, fraud_mark, lambda: None),
+                                 start=ends)  # fmt: skip
+        if not marks:
+            break
+        marks.sort(key=lambda m: m.reported_ms)
+        await store.apply_labels(marks)
+        applied += len(marks)
+    return applied
 
 
 async def rebuild(
@@ -131,6 +188,7 @@ async def rebuild(
         in_force = await rates.effective(settings, client)
         history = await read_history(settings, in_force.currencies, read)
         await replay_into(store, history.events, history.marks, replayed)
+        late = await apply_late_labels(settings, store, history.label_ends)
     finally:
         await client.aclose()
     return Rebuilt(
@@ -141,6 +199,7 @@ async def rebuild(
         history.unconverted,
         restored,
         blocked,
+        late,
     )
 
 

@@ -74,6 +74,10 @@ def rebuild_state(settings: Settings) -> None:
         f"{time.monotonic() - started:.0f} s; exchange rates: "
         f"{done.rates.currencies.describe()}"
     )
+    if done.late_labels:
+        click.echo(f"{done.late_labels:,} labels written while it ran applied again after the "
+                   "replay (the workers had applied them; the replay's older ones could undo "
+                   "them)")  # fmt: skip
     for line in [*rate_warnings(done), *asyncio.run(retention_warnings(settings))]:
         click.echo(f"warning: {line}")
 

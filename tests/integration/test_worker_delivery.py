@@ -604,6 +604,45 @@ async def test_rebuild_state_beside_a_running_worker_gives_the_stream_s_state(
     await _assert_stored_once(settings, replay_slice)
 
 
+async def test_labels_a_worker_applies_while_the_state_is_rebuilt_are_not_undone(
+    worker_env: WorkerEnv,
+) -> None:
+    """While `rebuild-state` replays, a running worker applies a withdrawal written after the
+    rebuild read the labels; the replay then applies the fraud label it withdrew, and the mark
+    is back. The rebuild reads the labels written since and applies them again: withdrawn.
+    The steps are the ones :func:`rebuild` takes, with the worker's part in between."""
+    from streamer.currency import Currencies
+    from streamer.rebuild import apply_late_labels, read_history, replay_into
+
+    settings = worker_env.settings
+
+    def label(is_fraud: bool, reported: str) -> bytes:
+        return json.dumps({"transaction_id": "w1", "customer_id": "c1", "terminal_id": "t1",
+                           "tx_timestamp": "2018-05-01T10:00:00Z", "is_fraud": is_fraud,
+                           "reported_at": reported}).encode()  # fmt: skip
+
+    await produce(settings, settings.topic_labels, [(b"c1", label(True, "2018-05-02T10:00:00Z"))])
+    client = connect(settings.redis_url)
+    try:
+        store = RedisFeatureStore(client)
+        history = await read_history(settings, Currencies.from_settings(settings))
+        assert len(history.marks) == 1
+        # the worker: the fraud label, then the withdrawal written meanwhile
+        withdrawal = label(False, "2018-05-03T10:00:00Z")
+        await produce(settings, settings.topic_labels, [(b"c1", withdrawal)])
+        worker_marks = await read_history(settings, Currencies.from_settings(settings))
+        await store.apply_labels(worker_marks.marks)
+        fraud = terminal_keys("t1")[1]
+        assert await client.zscore(fraud, "w1") is None
+        await replay_into(store, history.events, history.marks)
+        assert await client.zscore(fraud, "w1") is not None  # undone by the replay
+        assert await apply_late_labels(settings, store, history.label_ends) == 1
+        assert await client.zscore(fraud, "w1") is None
+        assert await apply_late_labels(settings, store, worker_marks.label_ends) == 0
+    finally:
+        await client.aclose()
+
+
 async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[Any, int]:
     """Each partition's end offset on ``topics``."""
     from streamer.kafka import make_consumer, partitions, running
