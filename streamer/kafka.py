@@ -511,10 +511,11 @@ async def _read_to_end(
         await consumer.seek_to_beginning(*tps)
         for tp in tps:
             first = await consumer.position(tp)
-            if tail is not None and ends[tp] - tail > first:
-                consumer.seek(tp, ends[tp] - tail)
-            if start.get(tp.partition, first) > first:
-                consumer.seek(tp, start[tp.partition])
+            # from the beginning, the start given, or the tail's first, whichever is latest
+            at = max(first, start.get(tp.partition, first),
+                     first if tail is None else ends[tp] - tail)  # fmt: skip
+            if at > first:
+                consumer.seek(tp, at)
         pending = {tp for tp in tps if await consumer.position(tp) < ends[tp]}
         await _read_until(consumer, {tp: ends[tp] for tp in pending}, handle, progress)
     return {tp.partition: ends[tp] for tp in tps}
