@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner, Result
 
 from models.registry import ModelRegistry
 from streamer.kafka import (
@@ -140,6 +141,17 @@ class WorkerEnv:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def cli_without_kafka(stack: Settings, *args: str) -> tuple[Result, str]:
+    """Run ``fraud-streamer ARGS`` on database 14 of the stack's Redis with a Kafka nobody
+    listens on (127.0.0.1:1), as a change Kafka does not take; returns its result and that
+    database's URL (the caller empties it)."""
+    from streamer.cli import cli
+
+    url = stack.redis_url.rsplit("/", 1)[0] + "/14"
+    env = {"STREAMER_REDIS_URL": url, "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    return CliRunner().invoke(cli, list(args), env=env), url
 
 
 async def produce(

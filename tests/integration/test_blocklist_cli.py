@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from models.registry import ModelRegistry
 from streamer.cli import cli
 from streamer.settings import Settings
-from tests.integration.harness import refused_start
+from tests.integration.harness import cli_without_kafka, refused_start
 
 
 @pytest.fixture
@@ -145,9 +145,7 @@ def test_a_worker_that_cannot_use_redis_says_so_at_start(
 def test_a_change_kafka_does_not_take_is_made_and_said_so(stack: Settings) -> None:
     """Redis first (the workers apply it at once), then Kafka: when Kafka does not answer, the
     command fails saying what was done and what was not."""
-    url = stack.redis_url.rsplit("/", 1)[0] + "/14"
-    env = {"STREAMER_REDIS_URL": url, "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    result = CliRunner().invoke(cli, ["blocklist", "add", "customer", "c-9"], env=env)
+    result, url = cli_without_kafka(stack, "blocklist", "add", "customer", "c-9")
     admin = redis.Redis.from_url(url)
     try:
         assert result.exit_code == 1, result.output

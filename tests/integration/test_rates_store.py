@@ -7,14 +7,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from click.testing import CliRunner
 from redis import Redis as SyncRedis
 
 from streamer import rates
-from streamer.cli import cli
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings, load_settings
-from tests.integration.harness import produce
+from tests.integration.harness import cli_without_kafka, produce
 
 
 async def test_rates_are_set_replaced_and_withdrawn(redis: RedisClient) -> None:
@@ -67,9 +65,7 @@ async def test_rates_are_recorded_in_kafka_and_restored_to_a_redis_that_lost_the
 def test_a_change_kafka_does_not_take_is_set_and_said_so(stack: Settings) -> None:
     """`rates set` writes Redis first (the workers take the rate up), then records it in
     Kafka; when Kafka does not answer, the command fails with what was done and what was not."""
-    url = stack.redis_url.rsplit("/", 1)[0] + "/14"
-    env = {"STREAMER_REDIS_URL": url, "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    result = CliRunner().invoke(cli, ["rates", "set", "USD=0.9"], env=env)
+    result, url = cli_without_kafka(stack, "rates", "set", "USD=0.9")
     try:
         assert result.exit_code == 1, result.output
         said = (
