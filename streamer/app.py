@@ -296,7 +296,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 await publish(step.labelled)
             out = None
             if step.prepared is not None:
-                out = released.pipeline.settle(step.prepared)
+                out = await released.pipeline.settle(step.prepared)
                 await publish(out)
             seconds = time.perf_counter() - released.started
             if step.labelled is not None:

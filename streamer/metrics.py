@@ -81,11 +81,21 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.repeats = Counter(
+            "streamer_repeated_decisions",
+            "Transactions decided before (re-deliveries, or sent again) whose first verdict was "
+            "published again, by whether deciding them now would have given another "
+            "(changed: a promotion, a blocklist or a threshold changed in between)",
+            ["changed"],
+            registry=r,
+        )
         # at 0 from the start: a series that appears with its first count has no increase()
         # for the alerts to see, and a producer's one bad burst would go unnoticed
         for topic in ("transactions", "labels"):
             self.dead_letters.labels(topic)
             self.key_mismatches.labels(topic)
+        for changed in ("true", "false"):
+            self.repeats.labels(changed)
         self.unconverted = Counter(
             "streamer_unconverted_transactions",
             "Transactions in a currency without an exchange rate to the model's "
@@ -209,6 +219,8 @@ class Metrics:
             self.decisions.labels(outcome).inc(n)
         for currency, n in out.unconverted.items():
             self.unconverted.labels(currency).inc(n)
+        for changed, n in out.repeats.items():
+            self.repeats.labels("true" if changed else "false").inc(n)
         for (outcome, agrees), n in out.shadow_outcomes.items():
             self.shadow_decisions.labels(outcome, "true" if agrees else "false").inc(n)
         if out.alerts:

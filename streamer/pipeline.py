@@ -1,13 +1,15 @@
 """The worker's batch steps as plain code, testable without Kafka.
 
 validate → enrich (one Redis round trip) → score (one ``predict_proba``) → rules and thresholds
-→ decisions, alerts and dead letters, ready to publish. The Faust agents in
+→ pin each verdict (a second round trip: a repeat keeps its first verdict) → decisions, alerts
+and dead letters, ready to publish. The Faust agents in
 :mod:`streamer.app` only turn Kafka events into :class:`InputMessage` and send what comes back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -32,6 +34,7 @@ from streamer.features.store import Enriched, FeatureStore
 from streamer.input_keys import KeyMismatch, keyed_by_card
 from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
 from streamer.scoring import Scorer
+from streamer.verdicts import Verdict
 
 __all__ = [
     "TRANSACTION_ID_REUSED",
@@ -46,6 +49,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 TRANSACTION_ID_REUSED = "transaction_id_reused"
 """Error type of a transaction sent under an id that already stands for another one."""
@@ -79,6 +83,9 @@ class BatchOutput:
     outcomes: dict[str, int] = field(default_factory=dict)
     #: the shadow's outcomes, and whether each is the one published
     shadow_outcomes: dict[tuple[str, bool], int] = field(default_factory=dict)
+    #: decisions published as first pinned (repeats), by whether that differs from what would
+    #: be decided now
+    repeats: dict[bool, int] = field(default_factory=dict)
     scores: list[float] = field(default_factory=list)
     #: transactions whose currency had no exchange rate when its card's window first recorded
     #: them, per currency (scored without their amount)
@@ -282,7 +289,7 @@ class Pipeline:
 
     async def decide(self, received: Sequence[Received]) -> BatchOutput:
         """Decide received records, in the order given; the rejected ones become dead letters."""
-        return self.settle(await self.prepare(received))
+        return await self.settle(await self.prepare(received))
 
     async def prepare(self, received: Sequence[Received]) -> Prepared:
         """The part of deciding that waits on I/O: record the accepted transactions in the
@@ -316,9 +323,10 @@ class Pipeline:
         self._count_keys(out, accepted)
         return Prepared(out, accepted, enriched)
 
-    def settle(self, prepared: Prepared) -> BatchOutput:
-        """The rest of deciding, without I/O: score, apply the rules and thresholds, explain the
-        flagged rows, and serialise the decisions and alerts."""
+    async def settle(self, prepared: Prepared) -> BatchOutput:
+        """The rest of deciding: score, apply the rules and thresholds, explain the flagged
+        rows, pin the verdicts (one round trip; a transaction decided before keeps its first
+        verdict), and serialise the decisions and alerts."""
         out, accepted, enriched = prepared
         if enriched is None:
             return out
@@ -365,11 +373,24 @@ class Pipeline:
                 unconverted=unconverted.get(i),
                 model=[Reason(code=c.code, description=c.describe()) for c in contributions],
             )
+        verdicts = await self._pin(
+            out,
+            [item.event for item in accepted if item.event is not None],
+            [
+                Verdict(
+                    1.0 if rules[i] else float(scores[i]),
+                    outcomes[i],
+                    scorer.version,
+                    reasons.get(i, []),
+                )
+                for i in range(len(txs))
+            ],
+        )
 
         decided_at = self._clock()
         for i, tx in enumerate(txs):
-            outcome = outcomes[i]
-            score = 1.0 if rules[i] else float(scores[i])
+            verdict = verdicts[i]
+            outcome = verdict.decision
             decision = Decision.model_construct(
                 transaction_id=tx.transaction_id,
                 customer_id=tx.customer_id,
@@ -377,10 +398,10 @@ class Pipeline:
                 amount=tx.amount,
                 currency=tx.currency,
                 timestamp=tx.timestamp,
-                score=score,
+                score=verdict.score,
                 decision=outcome,
-                reasons=reasons.get(i, []),
-                model_version=scorer.version,
+                reasons=verdict.reasons,
+                model_version=verdict.model_version,
                 decided_at=decided_at,
                 processing_ms=round((time.perf_counter() - accepted[i].consumed_at) * 1000, 3),
             )
@@ -393,7 +414,8 @@ class Pipeline:
             out.outcomes[outcome] = out.outcomes.get(outcome, 0) + 1
             if i in unconverted:
                 out.unconverted[tx.currency] = out.unconverted.get(tx.currency, 0) + 1
-            if self._log_features:
+            if self._log_features and verdict.model_version == scorer.version:
+                # a repeat first decided by another model was logged with that model's inputs
                 out.features.append((key, feature_record(tx, scorer.version, inputs[i])))
             if shadow is not None and shadow_scores is not None:
                 seen = self._shadow_decision(
@@ -402,10 +424,31 @@ class Pipeline:
                 out.shadow_decisions.append((key, seen.model_dump_json().encode()))
                 agrees = (seen.decision, seen.decision == outcome)
                 out.shadow_outcomes[agrees] = out.shadow_outcomes.get(agrees, 0) + 1
-        out.scores = np.asarray(scores, dtype=float).tolist()
+        out.scores = [verdict.score for verdict in verdicts]
         out.model_version = scorer.version
         out.matrix, out.model_scores = inputs, scores
         return out
+
+    async def _pin(
+        self, out: BatchOutput, events: Sequence[FeatureEvent], verdicts: list[Verdict]
+    ) -> list[Verdict]:
+        """The verdicts to publish: these, pinned at their cards, except where a transaction
+        already has one pinned (a repeat), which is published again as it was."""
+        held = await self._store.pin(events, [verdict.encode() for verdict in verdicts])
+        published = list(verdicts)
+        for i, raw in enumerate(held):
+            if raw is None:
+                continue
+            try:
+                first = Verdict.decode(raw)
+            except ValueError as exc:
+                log.error("transaction %r is decided anew: its pinned verdict is unreadable: %s",
+                          events[i].transaction_id, exc)  # fmt: skip
+                continue
+            published[i] = first
+            changed = first != verdicts[i]
+            out.repeats[changed] = out.repeats.get(changed, 0) + 1
+        return published
 
     def _shadow_decision(
         self,

@@ -74,7 +74,9 @@ class Warmed(NamedTuple):
     bytes_per_db: int
 
 
-async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) -> Warmed:
+async def warm_state(
+    url: str, dbs: list[int], history: pd.DataFrame, model_version: str, log: Log
+) -> Warmed:
     """Fill the variants' Redis databases with the windows the history leaves.
 
     In production each script call finds its card's and its terminal's last weeks in Redis
@@ -85,6 +87,12 @@ async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) 
     labels from their report time as ``rebuild-state`` does, into the first database, whose
     keys are then copied (``COPY``) into the others. What one copy takes is what a worker in
     service needs of Redis for that traffic, reported beside the rates.
+
+    A worker in service has also pinned each transaction's verdict (``pin.lua``), and so are
+    these: an approval with a full-precision score for each, and for the history's frauds a
+    decline with as many feature reasons as the worker gives by default (the bench's model is
+    not run on the history, so which ones it would flag is not known; frauds are about as
+    many as the reviews and declines of a worker at its default thresholds).
     """
     import pandas as pd
 
@@ -103,7 +111,11 @@ async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) 
     before = await redis_used_bytes(url)
     source = connect(with_db(url, dbs[0]))
     try:
-        await replay_into(RedisFeatureStore(source), events, marks)
+        store = RedisFeatureStore(source)
+        await replay_into(store, events, marks)
+        verdicts = _typical_verdicts(recent["is_fraud"].astype(bool).tolist(), model_version)
+        for start in range(0, len(events), 10_000):
+            await store.pin(events[start : start + 10_000], verdicts[start : start + 10_000])
         keys = [key async for key in source.scan_iter(count=1_000)]
         for db in dbs[1:]:
             for start in range(0, len(keys), 1_000):
@@ -115,6 +127,25 @@ async def warm_state(url: str, dbs: list[int], history: pd.DataFrame, log: Log) 
         await source.aclose()
     grown = await redis_used_bytes(url) - before
     return Warmed(len(events), max(grown, 0) // len(dbs))
+
+
+def _typical_verdicts(frauds: list[bool], model_version: str) -> list[bytes]:
+    """Pinned verdicts of :func:`warm_state`'s size: an approval, or a decline explained by
+    the worker's default number of features, in the worker's words."""
+    from schemas import Reason
+    from streamer.features.definitions import FEATURES
+    from streamer.rules import Policy
+    from streamer.verdicts import Verdict
+
+    reasons = [
+        Reason(
+            code=f.name, description=f"{f.description}: 1234.56 (typical 56.78; +0.12 to the score)"
+        )
+        for f in FEATURES[: Policy().reasons_top_k]
+    ]
+    approval = Verdict(0.0031853745390200615, "approve", model_version, []).encode()
+    decline = Verdict(0.9654213878062437, "decline", model_version, reasons).encode()
+    return [decline if fraud else approval for fraud in frauds]
 
 
 def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) -> dict[str, str]:

@@ -91,7 +91,7 @@ def _memory_lines(results: dict[str, Any]) -> list[str]:
     if load.get("warm_transactions") and load.get("warm_redis_bytes"):
         size, n = load["warm_redis_bytes"], load["warm_transactions"]
         lines.append(
-            f"Redis: one worker's windows for those {n:,} transactions take "
+            f"Redis: one worker's windows and pinned verdicts for those {n:,} transactions take "
             f"{size / 2**20:,.1f} MiB ({size / n:,.0f} bytes per transaction)"
         )
     return lines

@@ -82,7 +82,8 @@ async def run_bench(
         created = await ensure_topics(settings, run.topics())
         claimed = await claim_redis_dbs(settings.redis_url, 2)
         run.redis_dbs = {"naive": claimed[0], "worker": claimed[1]}
-        warmed = await warm_state(settings.redis_url, claimed, load.history, log)
+        warmed = await warm_state(settings.redis_url, claimed, load.history,
+                                  run.model["version"], log)  # fmt: skip
         log(f"producing {config.events:,} transactions to {run.inputs[0]}")
         await produce(settings, run.inputs[0], load.backlog)
 

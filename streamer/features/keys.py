@@ -9,6 +9,8 @@ key                             type    content
 ``fs:{c:<customer>}:win``       zset    :func:`customer_member` -> event time (epoch ms)
 ``fs:{c:<customer>}:stats``     hash    transaction id -> its window stats, as first computed,
                                         then its :func:`fingerprint`
+``fs:{c:<customer>}:pin``       hash    transaction id -> the verdict first published for it
+                                        (:mod:`streamer.verdicts`)
 ``fs:{t:<terminal>}:tx``        zset    transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:fraud``     zset    fraud transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:rep``       hash    fraud transaction id -> reported time (epoch ms)
@@ -45,6 +47,7 @@ __all__ = [
     "BlocklistKind",
     "blocklist_key",
     "customer_member",
+    "customer_pins_key",
     "customer_stats_key",
     "customer_window_key",
     "fingerprint",
@@ -121,6 +124,20 @@ def customer_stats_key(customer_id: str) -> str:
     reached. The repeat gets these back, as the terminal's do (:func:`terminal_stats_key`).
     """
     return f"{PREFIX}:{{c:{customer_id}}}:stats"
+
+
+def customer_pins_key(customer_id: str) -> str:
+    """The verdict (score, decision, reasons, model version) first published for each of a
+    customer's transactions.
+
+    The pinned stats give a repeat the features it was first decided on, but not the model,
+    blocklists, thresholds or code that decided it: any of them can change between a delivery
+    and its repeat (a promotion, a card blocked, a worker restarted with new settings). The
+    contract asks for the same decision, so the worker pins what it decided before publishing
+    it, and a repeat publishes the pinned verdict (``pin.lua``). The card's window trims these
+    with its stats.
+    """
+    return f"{PREFIX}:{{c:{customer_id}}}:pin"
 
 
 def terminal_keys(terminal_id: str) -> tuple[str, str, str]:

@@ -45,6 +45,7 @@ class _Customer:
     amounts: dict[str, float] = field(default_factory=dict)  # id -> its value
     first: dict[str, list[float]] = field(default_factory=dict)  # id -> stats first computed
     prints: dict[str, bytes] = field(default_factory=dict)  # id -> its fingerprint
+    pins: dict[str, bytes] = field(default_factory=dict)  # id -> its verdict (pin.lua)
     unread: int = 0  # how many of values are negated: while none is, the windows are plain sums
 
     def add(self, ts: int, tx_id: str, amount: float, converted: bool) -> None:
@@ -70,6 +71,7 @@ class _Customer:
                 self.unread -= self.amounts.pop(tx_id) < 0
                 self.first.pop(tx_id, None)
                 self.prints.pop(tx_id, None)
+                self.pins.pop(tx_id, None)
             del self.keys[:cut]
             del self.values[:cut]
 
@@ -296,6 +298,20 @@ class InMemoryFeatureStore(FeatureStore):
             if cust is not None:
                 cust.forget(e.ts_ms, e.transaction_id, e.fingerprint)
             self._terminal(e.terminal_id).forget(e.ts_ms, e.transaction_id, e.fingerprint)
+
+    async def pin(
+        self, events: Sequence[FeatureEvent], verdicts: Sequence[bytes]
+    ) -> list[bytes | None]:
+        held: list[bytes | None] = []
+        for e, verdict in zip(events, verdicts, strict=True):
+            cust = self._customers.get(e.customer_id)
+            if cust is None:
+                cust = self._customers[e.customer_id] = _Customer()
+            before = cust.pins.get(e.transaction_id)
+            if before is None:
+                cust.pins[e.transaction_id] = verdict
+            held.append(before)
+        return held
 
     def enrich_sync(self, events: Sequence[FeatureEvent]) -> np.ndarray:
         """Record events and return their feature rows, without an event loop (training sets:

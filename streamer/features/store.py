@@ -8,6 +8,9 @@ idempotent per transaction id, so a batch replayed after a crash counts nothing 
 A transaction under an id that already stands for another (by its fingerprint) is refused by
 the scripts and marked ``reused``; when only one of its two entities knew the id, the other has
 recorded it, and a second round trip, in that rare batch only, takes it back (``forget.lua``).
+
+Once a batch is decided, one more round trip pins each verdict before it is published
+(``pin.lua``): a repeat is published as first decided, whatever decides transactions now.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from streamer.features.keys import (
     BlocklistKind,
     blocklist_key,
     customer_member,
+    customer_pins_key,
     customer_stats_key,
     customer_window_key,
     terminal_keys,
@@ -161,6 +165,13 @@ class FeatureStore(abc.ABC):
         """Record (or withdraw) fraud marks on their terminals."""
 
     @abc.abstractmethod
+    async def pin(
+        self, events: Sequence[FeatureEvent], verdicts: Sequence[bytes]
+    ) -> list[bytes | None]:
+        """Keep each event's verdict at its card unless one is kept already; row for row,
+        None where this one is now kept, or the one kept before (to publish instead)."""
+
+    @abc.abstractmethod
     async def blocklist_add(self, kind: BlocklistKind, ids: Sequence[str]) -> int: ...
 
     @abc.abstractmethod
@@ -254,6 +265,7 @@ class RedisFeatureStore(FeatureStore):
         )
         self._label = client.register_script(_script("label.lua", TTL=cfg.ttl_seconds))
         self._forget = client.register_script(_script("forget.lua"))
+        self._pin = client.register_script(_script("pin.lua", TTL=cfg.ttl_seconds))
         self._scripts_loaded = False
         #: on a cluster, the node that holds a key's slot, as the client last learnt it
         self._route: Callable[[str], Any] | None = (
@@ -321,7 +333,8 @@ class RedisFeatureStore(FeatureStore):
         """
         for attempt in range(2):
             if not self._scripts_loaded:
-                for script in (self._customer, self._terminal, self._label, self._forget):
+                scripts = (self._customer, self._terminal, self._label, self._forget, self._pin)
+                for script in scripts:
                     await self._redis.script_load(script.script)
                 self._scripts_loaded = True
             pipe = self._redis.pipeline(transaction=False)
@@ -353,9 +366,10 @@ class RedisFeatureStore(FeatureStore):
                 command(
                     "EVALSHA",
                     csha,
-                    2,
+                    3,
                     ckey,
                     customer_stats_key(e.customer_id),
+                    customer_pins_key(e.customer_id),
                     e.transaction_id,
                     e.ts_ms,
                     customer_member(e.transaction_id, e.ts_ms, e.amount, e.converted),
@@ -414,6 +428,21 @@ class RedisFeatureStore(FeatureStore):
                         e.transaction_id, e.ts_ms, e.fingerprint, 1, **to(terminal))  # fmt: skip
 
         await self._execute(fill)
+
+    async def pin(
+        self, events: Sequence[FeatureEvent], verdicts: Sequence[bytes]
+    ) -> list[bytes | None]:
+        if not events:
+            return []
+        sha = self._pin.sha
+
+        def fill(pipe: Pipeline) -> None:
+            command, to = pipe.execute_command, self._to
+            for e, verdict in zip(events, verdicts, strict=True):
+                key = customer_pins_key(e.customer_id)
+                command("EVALSHA", sha, 1, key, e.transaction_id, verdict, **to(key))
+
+        return list(await self._execute(fill))
 
     async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
         if not marks:

@@ -278,6 +278,26 @@ async def test_promotion_reaches_a_running_worker_without_losing_events(
     )
     await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in second])
     await consume_until(settings, settings.topic_decisions, ids=ids(second), worker=worker_env)
+    # transactions decided by model a, sent again (a producer's retry, as a re-delivery
+    # after a crash would bring them): published again as model a decided them
+    again = first[:500]
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in again])
+    repeated = await consume_until(settings, settings.topic_decisions, ids=ids(again),
+                                   worker=worker_env, settled=True)  # fmt: skip
+    copies: dict[str, list[dict[str, object]]] = {}
+    for r in repeated:
+        d = json.loads(r.value)
+        if d["transaction_id"] in ids(again):
+            del d["decided_at"], d["processing_ms"]
+            copies.setdefault(d["transaction_id"], []).append(d)
+    assert {len(c) for c in copies.values()} == {2} and len(copies) == len(again)
+    assert all(c[0] == c[1] for c in copies.values())
+    assert {c[1]["model_version"] for c in copies.values()} == {"test-model-a"}
+    changed = worker_env.metrics().get(("streamer_repeated_decisions_total",
+                                        (("changed", "true"),)), 0)  # fmt: skip
+    unchanged = worker_env.metrics().get(("streamer_repeated_decisions_total",
+                                          (("changed", "false"),)), 0)  # fmt: skip
+    assert changed + unchanged == len(again) and changed > 0  # model b scores otherwise
 
     private.rollback()
     wait_for(

@@ -158,9 +158,9 @@ async def test_batches_prepared_ahead_of_settling_decide_as_one_after_the_other(
     first, second = _msgs([_tx(i, 40.0 * i) for i in (1, 2, 3)]), _msgs([_tx(4, 90.0), b"{"])
     ahead = make()
     prepared = [await ahead.prepare(ahead.receive(batch, 0.0)) for batch in (first, second)]
-    settled = [ahead.settle(prepared[0])]
+    settled = [await ahead.settle(prepared[0])]
     serving["model"] = _scorer("v2")  # a promotion lands between the two batches
-    settled.append(ahead.settle(prepared[1]))
+    settled.append(await ahead.settle(prepared[1]))
 
     serving["model"] = _scorer("v1")
     serial = make()
@@ -523,3 +523,71 @@ async def test_a_dead_letter_says_when_its_record_was_read_not_when_it_was_relea
     out = await pipeline.decide(received)  # released and refused at 12:00:09
     (letter,) = (DeadLetter.model_validate_json(v) for _, v in out.dead_letters)
     assert letter.received_at == datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def _policy() -> Policy:
+    return Policy(review_threshold=0.5, decline_threshold=0.9, amount_limit=1000.0)
+
+
+async def test_a_repeat_is_published_as_first_decided_after_a_promotion_and_a_block() -> None:
+    """The contract: a transaction decided twice gets the same decision both times. Between two
+    deliveries a model that flags what the first approved is promoted, and a card is blocked;
+    the repeats still publish their first verdicts, while a new transaction is decided by the
+    model and blocklist in force."""
+    live = [_scorer("unit-1")]
+    store = InMemoryFeatureStore()
+    pipeline = Pipeline(store=store, scorer=lambda: live[0], policy=_policy(), max_bytes=4096,
+                        clock=lambda: NOW)  # fmt: skip
+    batch = _msgs([_tx(1, 150.0), _tx(2, 390.0, customer="c2")])
+    first = await pipeline.transactions(batch)
+    assert [json.loads(v)["decision"] for _, v in first.decisions] == ["approve", "decline"]
+    live[0] = _scorer("unit-2", cut=100.0)
+    await store.blocklist_add("customer", ["c2"])
+
+    again = await pipeline.transactions(batch)
+    assert [_stable(v) for _, v in again.decisions] == [_stable(v) for _, v in first.decisions]
+    assert again.alerts == first.alerts  # the same clock: byte for byte
+    assert again.repeats == {True: 2}  # both would be decided otherwise now
+    assert again.outcomes == {"approve": 1, "decline": 1} and again.scores == first.scores
+
+    fresh = await pipeline.transactions(_msgs([_tx(3, 150.0), _tx(4, 5.0, customer="c2")]))
+    now = [Decision.model_validate_json(v) for _, v in fresh.decisions]
+    assert [d.model_version for d in now] == ["unit-2", "unit-2"]
+    assert now[0].decision != "approve"
+    assert now[1].reasons[0].code == "RULE_CUSTOMER_BLOCKED"
+
+
+async def test_two_workers_deciding_one_transaction_at_once_publish_one_verdict() -> None:
+    """Both read the features before either pinned (one of them about to lose the partition):
+    the second to pin publishes the first one's verdict, not its own model's."""
+    store = InMemoryFeatureStore()
+    old, new = _scorer("unit-1"), _scorer("unit-2", cut=100.0)
+    leaving, joining = (
+        Pipeline(
+            store=store, scorer=lambda s=s: s, policy=_policy(), max_bytes=4096, clock=lambda: NOW
+        )
+        for s in (old, new)
+    )
+    batch = _msgs([_tx(1, 150.0)])
+    ahead = await joining.prepare(joining.receive(batch, 0.0))
+    first = await leaving.transactions(batch)
+    second = await joining.settle(ahead)
+    assert [_stable(v) for _, v in second.decisions] == [_stable(v) for _, v in first.decisions]
+    assert json.loads(second.decisions[0][1])["model_version"] == "unit-1"
+    assert second.repeats == {True: 1}
+
+
+async def test_an_unreadable_pinned_verdict_is_logged_and_the_transaction_decided_anew(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = InMemoryFeatureStore()
+    pipeline = Pipeline(store=store, scorer=_scorer, policy=_policy(), max_bytes=4096,
+                        clock=lambda: NOW)  # fmt: skip
+    batch = _msgs([_tx(1, 390.0)])
+    first = await pipeline.transactions(batch)
+    store._customers["c1"].pins["tx1"] = b"{not a verdict"
+    with caplog.at_level("ERROR", logger="streamer.pipeline"):
+        again = await pipeline.transactions(batch)
+    assert [_stable(v) for _, v in again.decisions] == [_stable(v) for _, v in first.decisions]
+    assert again.repeats == {}
+    assert "transaction 'tx1' is decided anew: its pinned verdict is unreadable" in caplog.text
