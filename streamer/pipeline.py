@@ -436,11 +436,11 @@ class Pipeline:
         already has one pinned (a repeat), which is published again as it was."""
         held = await self._store.pin(events, [verdict.encode() for verdict in verdicts])
         published = list(verdicts)
-        for i, raw in enumerate(held):
-            if raw is None:
+        for i, pinned in enumerate(held):
+            if pinned is None:
                 continue
             try:
-                first = Verdict.decode(raw)
+                first = Verdict.decode(*pinned)
             except ValueError as exc:
                 log.error("transaction %r is decided anew: its pinned verdict is unreadable: %s",
                           events[i].transaction_id, exc)  # fmt: skip

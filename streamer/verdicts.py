@@ -6,16 +6,29 @@ producer sending it again) gets the same decision, byte for byte apart from ``de
 ``processing_ms``. The features alone do not give that: the model, the blocklists, the
 thresholds or the reasons' wording may have changed between the two deliveries. So the first
 verdict is kept, and a repeat publishes it again whatever decides transactions now.
+
+A verdict is kept in two parts, because a worker keeps one for every transaction of the last
+44 days: the part every verdict has, in binary (the score as a little-endian double, a byte for
+the outcome, then the model version: 32 bytes for the usual versions), and the reasons, as JSON,
+only for the reviews and declines that have them. Apart, the first parts of a card stay small
+enough for Redis's compact hash encoding (values of up to 64 bytes, by default): about 50 bytes
+per transaction, where whole verdicts as JSON took about 115 (measured on a card mix like the
+book's, with 1 % of them flagged).
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from typing import NamedTuple
 
 from schemas import Reason
 
 __all__ = ["Verdict"]
+
+_HEAD = struct.Struct("<dc")
+_CODES = {"approve": b"a", "review": b"r", "decline": b"d"}
+_OUTCOMES = {code: outcome for outcome, code in _CODES.items()}
 
 
 class Verdict(NamedTuple):
@@ -26,25 +39,39 @@ class Verdict(NamedTuple):
     model_version: str
     reasons: list[Reason]
 
-    def encode(self) -> bytes:
-        """Compact JSON: ``[score, decision, model_version, [[code, description], ...]]``, about
-        50 bytes for an approval. JSON floats round-trip exactly, so the score a repeat
-        publishes is the first one's to the last bit."""
+    def encode(self) -> tuple[bytes, bytes]:
+        """(the score, outcome and model version in binary; the reasons as JSON, or empty when
+        there are none). A double holds the score to the last bit, so a repeat publishes the
+        first one's score exactly."""
+        head = _HEAD.pack(self.score, _CODES[self.decision]) + self.model_version.encode()
+        if not self.reasons:
+            return head, b""
         reasons = [[r.code, r.description] for r in self.reasons]
-        record = [self.score, self.decision, self.model_version, reasons]
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        return head, json.dumps(reasons, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
-    def decode(cls, raw: bytes) -> Verdict:
-        """A pinned verdict; fields a later version appends are ignored. Raises ValueError on
-        anything else."""
+    def decode(cls, head: bytes, reasons: bytes) -> Verdict:
+        """A pinned verdict from its two parts; raises ValueError if they are not one."""
         try:
-            score, decision, version, reasons = json.loads(raw)[:4]
-            return cls(
-                float(score),
-                str(decision),
-                str(version),
-                [Reason(code=c, description=d) for c, d in reasons],
+            score, code = _HEAD.unpack_from(head)
+            version = head[_HEAD.size :].decode()
+            listed = json.loads(reasons) if reasons else []
+            verdict = cls(
+                score,
+                _OUTCOMES[code],
+                version,
+                [Reason(code=c, description=d) for c, d in listed],
             )
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"not a pinned verdict: {raw[:80]!r} ({exc})") from None
+            # what a decision must be (the contract), so that a pin that is not one is refused
+            # here, not published
+            if not version:
+                raise ValueError("no model version")
+            if not 0.0 <= score <= 1.0:
+                raise ValueError(f"a score of {score!r}")
+            if verdict.decision != "approve" and not verdict.reasons:
+                raise ValueError(f"a {verdict.decision} without reasons")
+            return verdict
+        except (struct.error, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"not a pinned verdict: {head[:80]!r}, {reasons[:80]!r} ({exc!r})"
+            ) from None

@@ -129,7 +129,7 @@ async def warm_state(
     return Warmed(len(events), max(grown, 0) // len(dbs))
 
 
-def _typical_verdicts(frauds: list[bool], model_version: str) -> list[bytes]:
+def _typical_verdicts(frauds: list[bool], model_version: str) -> list[tuple[bytes, bytes]]:
     """Pinned verdicts of :func:`warm_state`'s size: an approval, or a decline explained by
     the worker's default number of features, in the worker's words."""
     from schemas import Reason

@@ -6,8 +6,8 @@
 --                amount its currency had no rate for is negated there
 -- KEYS[2]  hash  transaction id -> the stats first computed for it, packed as below, then
 --                its fingerprint
--- KEYS[3]  hash  transaction id -> the verdict first published for it (pin.lua): trimmed here
---                with the stats, not read
+-- KEYS[3], KEYS[4]  hashes  transaction id -> the verdict first published for it, and its
+--                reasons (pin.lua): trimmed here with the stats, not read
 -- ARGV     tx_id, ts_ms, member, converted (1 if the amount is in the model's currency, 0 if
 --          its currency had no rate), fingerprint (keys.fingerprint; empty: not checked)
 -- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS, HIGH_FACTOR,
@@ -52,7 +52,7 @@
 -- parsed from text cost more than twice as much in Redis (measured with the book's history).
 -- Each transaction's windows are settled at the first (narrowest) window that holds it.
 local tonumber, format, unpackd = tonumber, string.format, struct.unpack
-local zkey, statskey, pinkey = KEYS[1], KEYS[2], KEYS[3]
+local zkey, statskey, pinkey, whykey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, member, fp = ARGV[1], ARGV[3], ARGV[5]
 local t, converted = tonumber(ARGV[2]), tonumber(ARGV[4])
 local nwin = #WINDOWS
@@ -82,6 +82,7 @@ if #old > 0 then
   for i = 1, #old, 1000 do
     redis.call('HDEL', statskey, unpack(old, i, math.min(i + 999, #old)))
     redis.call('HDEL', pinkey, unpack(old, i, math.min(i + 999, #old)))
+    redis.call('HDEL', whykey, unpack(old, i, math.min(i + 999, #old)))
   end
 end
 redis.call('EXPIRE', zkey, TTL)

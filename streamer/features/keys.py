@@ -9,8 +9,9 @@ key                             type    content
 ``fs:{c:<customer>}:win``       zset    :func:`customer_member` -> event time (epoch ms)
 ``fs:{c:<customer>}:stats``     hash    transaction id -> its window stats, as first computed,
                                         then its :func:`fingerprint`
-``fs:{c:<customer>}:pin``       hash    transaction id -> the verdict first published for it
-                                        (:mod:`streamer.verdicts`)
+``fs:{c:<customer>}:pin``       hash    transaction id -> the verdict first published for it:
+                                        score, outcome and model version (:mod:`streamer.verdicts`)
+``fs:{c:<customer>}:why``       hash    transaction id -> that verdict's reasons, if it has any
 ``fs:{t:<terminal>}:tx``        zset    transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:fraud``     zset    fraud transaction id -> event time (epoch ms)
 ``fs:{t:<terminal>}:rep``       hash    fraud transaction id -> reported time (epoch ms)
@@ -47,7 +48,7 @@ __all__ = [
     "BlocklistKind",
     "blocklist_key",
     "customer_member",
-    "customer_pins_key",
+    "customer_pins_keys",
     "customer_stats_key",
     "customer_window_key",
     "fingerprint",
@@ -126,18 +127,20 @@ def customer_stats_key(customer_id: str) -> str:
     return f"{PREFIX}:{{c:{customer_id}}}:stats"
 
 
-def customer_pins_key(customer_id: str) -> str:
-    """The verdict (score, decision, reasons, model version) first published for each of a
-    customer's transactions.
+def customer_pins_keys(customer_id: str) -> tuple[str, str]:
+    """The verdict first published for each of a customer's transactions: (its score, outcome
+    and model version; its reasons, for the verdicts that have any).
 
     The pinned stats give a repeat the features it was first decided on, but not the model,
     blocklists, thresholds or code that decided it: any of them can change between a delivery
     and its repeat (a promotion, a card blocked, a worker restarted with new settings). The
     contract asks for the same decision, so the worker pins what it decided before publishing
     it, and a repeat publishes the pinned verdict (``pin.lua``). The card's window trims these
-    with its stats.
+    with its stats. The reasons are kept apart, for the few verdicts that have any, so that the
+    first hash stays in Redis's compact encoding (:mod:`streamer.verdicts`).
     """
-    return f"{PREFIX}:{{c:{customer_id}}}:pin"
+    tag = f"{PREFIX}:{{c:{customer_id}}}"
+    return f"{tag}:pin", f"{tag}:why"
 
 
 def terminal_keys(terminal_id: str) -> tuple[str, str, str]:

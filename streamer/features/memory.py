@@ -31,7 +31,7 @@ from streamer.features.keys import (
     customer_member,
     member_amount,
 )
-from streamer.features.store import FeatureStore, RawStats, StoreConfig
+from streamer.features.store import FeatureStore, Pinned, RawStats, StoreConfig
 
 __all__ = ["InMemoryFeatureStore"]
 
@@ -45,7 +45,7 @@ class _Customer:
     amounts: dict[str, float] = field(default_factory=dict)  # id -> its value
     first: dict[str, list[float]] = field(default_factory=dict)  # id -> stats first computed
     prints: dict[str, bytes] = field(default_factory=dict)  # id -> its fingerprint
-    pins: dict[str, bytes] = field(default_factory=dict)  # id -> its verdict (pin.lua)
+    pins: dict[str, Pinned] = field(default_factory=dict)  # id -> its verdict (pin.lua)
     unread: int = 0  # how many of values are negated: while none is, the windows are plain sums
 
     def add(self, ts: int, tx_id: str, amount: float, converted: bool) -> None:
@@ -300,9 +300,9 @@ class InMemoryFeatureStore(FeatureStore):
             self._terminal(e.terminal_id).forget(e.ts_ms, e.transaction_id, e.fingerprint)
 
     async def pin(
-        self, events: Sequence[FeatureEvent], verdicts: Sequence[bytes]
-    ) -> list[bytes | None]:
-        held: list[bytes | None] = []
+        self, events: Sequence[FeatureEvent], verdicts: Sequence[Pinned]
+    ) -> list[Pinned | None]:
+        held: list[Pinned | None] = []
         for e, verdict in zip(events, verdicts, strict=True):
             cust = self._customers.get(e.customer_id)
             if cust is None:

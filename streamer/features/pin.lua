@@ -3,17 +3,27 @@
 -- the first time (the model, the blocklists, the thresholds, the code) can have changed since.
 -- Touches one card's pins (one hash slot).
 --
--- KEYS[1]  hash  transaction id -> the verdict first pinned for it (streamer/verdicts.py)
--- ARGV     tx_id, verdict
--- returns  nil when this verdict is now the transaction's, or the one pinned before it (then
---          the worker publishes that one instead)
+-- KEYS[1]  hash  transaction id -> its verdict's score, outcome and model version, first
+--                pinned (streamer/verdicts.py)
+-- KEYS[2]  hash  transaction id -> that verdict's reasons, when it has any
+-- ARGV     tx_id, the verdict's two parts (its reasons empty when it has none)
+-- returns  nil when this verdict is now the transaction's, or the two parts of the one pinned
+--          before it (then the worker publishes that one instead)
 --
 -- The worker pins before it publishes, so whatever it published is pinned. Two workers
 -- deciding the same transaction at once (one of them about to lose its partition) each pin
 -- and read in one step here: the second publishes the first one's verdict. The card's window
--- trims its pins with its stats (customer.lua).
+-- trims its pins with its stats (customer.lua). Sent again after a lost reply (the store
+-- retries a failed round trip), a call answers the verdict it pinned: the same one.
 -- The store prepends TTL (s) as a constant.
-local held = redis.call('HGET', KEYS[1], ARGV[1])
-if not held then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local id = ARGV[1]
+local held = redis.call('HGET', KEYS[1], id)
+if held then
+  held = {held, redis.call('HGET', KEYS[2], id) or ''}
+else
+  redis.call('HSET', KEYS[1], id, ARGV[2])
+  if #ARGV[3] > 0 then redis.call('HSET', KEYS[2], id, ARGV[3]) end
+end
 redis.call('EXPIRE', KEYS[1], TTL)
+redis.call('EXPIRE', KEYS[2], TTL)
 return held

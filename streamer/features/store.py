@@ -50,7 +50,7 @@ from streamer.features.keys import (
     BlocklistKind,
     blocklist_key,
     customer_member,
-    customer_pins_key,
+    customer_pins_keys,
     customer_stats_key,
     customer_window_key,
     terminal_keys,
@@ -63,6 +63,7 @@ __all__ = [
     "REUSED",
     "Enriched",
     "FeatureStore",
+    "Pinned",
     "RawStats",
     "RedisFeatureStore",
     "StoreConfig",
@@ -106,6 +107,10 @@ class StoreConfig:
     def windows_ms(self) -> list[int]:
         return [d * DAY_MS for d in self.windows_days]
 
+
+#: a verdict as the store keeps it: its score, outcome and model version, and its reasons
+#: (:meth:`streamer.verdicts.Verdict.encode`)
+Pinned = tuple[bytes, bytes]
 
 #: what customer.lua and terminal.lua answer for a transaction under an id that stands for
 #: another one (a different fingerprint)
@@ -166,10 +171,11 @@ class FeatureStore(abc.ABC):
 
     @abc.abstractmethod
     async def pin(
-        self, events: Sequence[FeatureEvent], verdicts: Sequence[bytes]
-    ) -> list[bytes | None]:
-        """Keep each event's verdict at its card unless one is kept already; row for row,
-        None where this one is now kept, or the one kept before (to publish instead)."""
+        self, events: Sequence[FeatureEvent], verdicts: Sequence[Pinned]
+    ) -> list[Pinned | None]:
+        """Keep each event's verdict (its two parts: :mod:`streamer.verdicts`) at its card
+        unless one is kept already; row for row, None where this one is now kept, or the one
+        kept before (to publish instead)."""
 
     @abc.abstractmethod
     async def blocklist_add(self, kind: BlocklistKind, ids: Sequence[str]) -> int: ...
@@ -366,10 +372,10 @@ class RedisFeatureStore(FeatureStore):
                 command(
                     "EVALSHA",
                     csha,
-                    3,
+                    4,
                     ckey,
                     customer_stats_key(e.customer_id),
-                    customer_pins_key(e.customer_id),
+                    *customer_pins_keys(e.customer_id),
                     e.transaction_id,
                     e.ts_ms,
                     customer_member(e.transaction_id, e.ts_ms, e.amount, e.converted),
@@ -430,19 +436,21 @@ class RedisFeatureStore(FeatureStore):
         await self._execute(fill)
 
     async def pin(
-        self, events: Sequence[FeatureEvent], verdicts: Sequence[bytes]
-    ) -> list[bytes | None]:
+        self, events: Sequence[FeatureEvent], verdicts: Sequence[Pinned]
+    ) -> list[Pinned | None]:
         if not events:
             return []
         sha = self._pin.sha
 
         def fill(pipe: Pipeline) -> None:
             command, to = pipe.execute_command, self._to
-            for e, verdict in zip(events, verdicts, strict=True):
-                key = customer_pins_key(e.customer_id)
-                command("EVALSHA", sha, 1, key, e.transaction_id, verdict, **to(key))
+            for e, (head, reasons) in zip(events, verdicts, strict=True):
+                keys = customer_pins_keys(e.customer_id)
+                command("EVALSHA", sha, 2, *keys, e.transaction_id, head, reasons,
+                        **to(keys[0]))  # fmt: skip
 
-        return list(await self._execute(fill))
+        replies = await self._execute(fill)
+        return [None if held is None else (held[0], held[1]) for held in replies]
 
     async def apply_labels(self, marks: Sequence[FraudMark]) -> None:
         if not marks:

@@ -26,7 +26,7 @@ from streamer.features.keys import (
     FINGERPRINT_BYTES,
     MEMBER_ID_OFFSET,
     customer_member,
-    customer_pins_key,
+    customer_pins_keys,
     customer_stats_key,
     customer_window_key,
     fingerprint,
@@ -434,27 +434,30 @@ async def test_state_is_trimmed_and_expires(redis: RedisClient) -> None:
 
 async def test_the_first_verdict_pinned_for_a_transaction_stays_alike(redis: RedisClient) -> None:
     """pin.lua and the twin: the first verdict pinned for an id is kept and answered to every
-    later pin of it (a repeat, or a second worker deciding it at once), per card; pins expire
-    with the card's keys and are trimmed with its windows."""
+    later pin of it (a repeat, or a second worker deciding it at once), per card, with its
+    reasons; pins expire with the card's keys and are trimmed with its windows."""
     online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
     a = FeatureEvent("tx-1", "c1", "t1", T0, 40.0, False, False)
     b = replace(a, transaction_id="tx-2")
     elsewhere = replace(a, customer_id="c2")  # another card's pins are its own
+    first_a, first_b = (b"head a", b""), (b"head b", b"reasons b")
     for store in (online, offline):
         await store.enrich([a, b, elsewhere])
-        assert await store.pin([a, b], [b"first a", b"first b"]) == [None, None]
-        assert await store.pin([a, a, elsewhere], [b"again", b"and again", b"c2's"]) == [
-            b"first a", b"first a", None
-        ]
-        assert await store.pin([b], [b"later b"]) == [b"first b"]
-    assert await redis.hgetall(customer_pins_key("c1")) == {b"tx-1": b"first a",
-                                                           b"tx-2": b"first b"}  # fmt: skip
-    assert 0 < await redis.ttl(customer_pins_key("c1")) <= 44 * 86_400
+        assert await store.pin([a, b], [first_a, first_b]) == [None, None]
+        again = [(b"again", b"why"), (b"and again", b""), (b"c2's", b"")]
+        assert await store.pin([a, a, elsewhere], again) == [first_a, first_a, None]
+        assert await store.pin([b], [(b"later b", b"")]) == [first_b]
+    pins, why = customer_pins_keys("c1")
+    assert await redis.hgetall(pins) == {b"tx-1": b"head a", b"tx-2": b"head b"}
+    assert await redis.hgetall(why) == {b"tx-2": b"reasons b"}  # none kept for no reasons
+    assert 0 < await redis.ttl(pins) <= 44 * 86_400
+    assert 0 < await redis.ttl(why) <= 44 * 86_400
     # past the retention, the card's next transaction trims the ids and their pins
     late = replace(a, transaction_id="tx-3", ts_ms=T0 + (RETENTION_DAYS + 1) * DAY_MS)
     await online.enrich([late])
-    await online.pin([late], [b"late"])
-    assert await redis.hgetall(customer_pins_key("c1")) == {b"tx-3": b"late"}
+    await online.pin([late], [(b"late", b"")])
+    assert await redis.hgetall(pins) == {b"tx-3": b"late"}
+    assert await redis.exists(why) == 0
 
 
 async def test_windows_of_more_members_than_lua_unpacks_at_once(redis: RedisClient) -> None:
@@ -469,7 +472,8 @@ async def test_windows_of_more_members_than_lua_unpacks_at_once(redis: RedisClie
     # with the stats a first delivery leaves
     await redis.zadd(card, {customer_member(i, T0, 1.0): T0 for i in ids})
     await redis.hset(customer_stats_key("c-busy"), mapping={i: b"x" for i in ids})
-    await redis.hset(customer_pins_key("c-busy"), mapping={i: b"x" for i in ids})
+    for key in customer_pins_keys("c-busy"):
+        await redis.hset(key, mapping={i: b"x" for i in ids})
     await redis.zadd(tx_key, dict.fromkeys(ids, T0))
     await redis.zadd(fraud_key, dict.fromkeys(ids, T0))
     await redis.hset(rep_key, mapping=dict.fromkeys(ids, T0 + 1))
@@ -485,7 +489,8 @@ async def test_windows_of_more_members_than_lua_unpacks_at_once(redis: RedisClie
     await store.enrich([FeatureEvent("new", "c-busy", "t-busy", late, 1.0, False, False)])
     assert await redis.zrange(card, 0, -1) == [customer_member("new", late, 1.0)]
     assert await redis.hkeys(customer_stats_key("c-busy")) == [b"new"]
-    assert await redis.hlen(customer_pins_key("c-busy")) == 0  # "new" is not decided here
+    for key in customer_pins_keys("c-busy"):
+        assert await redis.hlen(key) == 0  # "new" is not decided here
     assert await redis.zrange(tx_key, 0, -1) == [b"known", b"new"]
     assert await redis.zcard(fraud_key) == 0 and await redis.hlen(rep_key) == 0
     assert sorted(await redis.hkeys(terminal_stats_key("t-busy"))) == [b"known", b"new"]

@@ -17,7 +17,7 @@ from streamer.features.keys import (
     RATES_KEY,
     blocklist_key,
     customer_member,
-    customer_pins_key,
+    customer_pins_keys,
     customer_stats_key,
     customer_window_key,
     terminal_keys,
@@ -39,7 +39,7 @@ def test_key_scheme_is_pinned() -> None:
     # Changing these strands every feature already in Redis: a migration, not a refactor.
     assert customer_window_key("c-1") == "fs:{c:c-1}:win"
     assert customer_stats_key("c-1") == "fs:{c:c-1}:stats"
-    assert customer_pins_key("c-1") == "fs:{c:c-1}:pin"
+    assert customer_pins_keys("c-1") == ("fs:{c:c-1}:pin", "fs:{c:c-1}:why")
     assert terminal_keys("t-9") == ("fs:{t:t-9}:tx", "fs:{t:t-9}:fraud", "fs:{t:t-9}:rep")
     assert terminal_stats_key("t-9") == "fs:{t:t-9}:stats"
     assert blocklist_key("customer") == "fs:blocklist:customer"

@@ -585,7 +585,7 @@ async def test_an_unreadable_pinned_verdict_is_logged_and_the_transaction_decide
                         clock=lambda: NOW)  # fmt: skip
     batch = _msgs([_tx(1, 390.0)])
     first = await pipeline.transactions(batch)
-    store._customers["c1"].pins["tx1"] = b"{not a verdict"
+    store._customers["c1"].pins["tx1"] = (b"not a verdict", b"")
     with caplog.at_level("ERROR", logger="streamer.pipeline"):
         again = await pipeline.transactions(batch)
     assert [_stable(v) for _, v in again.decisions] == [_stable(v) for _, v in first.decisions]
