@@ -3,9 +3,11 @@
 Run against the local stack (`fraud-streamer stack up`); it uses Redis database 13 and empties
 it. It simulates a population (the handbook's size by default), writes its history through
 ``RedisFeatureStore`` — the worker's own scripts, with each day's fraud labels applied as they
-are reported — and prints the memory Redis reports for it once the state has reached its steady
-size (longer than the retention, past which old entries are trimmed), per customer and per
-terminal. The state grows with the population and its traffic, not with time.
+are reported, and each transaction's verdict pinned as the worker pins it (at the usual size:
+``streamer.verdicts.sizing_verdicts``) — and prints the memory Redis reports for it once the
+state has reached its steady size (longer than the retention, past which old entries are
+trimmed), per customer and per terminal. The state grows with the population and its
+traffic, not with time.
 
     python scripts/redis_memory.py [--days 50] [--customers 5000] [--terminals 10000]
 """
@@ -24,8 +26,10 @@ from models.simulate import SimulationConfig, simulate
 from streamer.features.definitions import RETENTION_DAYS
 from streamer.features.store import RedisFeatureStore
 from streamer.redis_client import connect
+from streamer.verdicts import sizing_verdicts
 
 BATCH = 500
+VERSION = "20261203-161658-hist_gb"  # a model version of the usual length
 
 
 async def _memory_by_kind(client: Redis, sample: int = 400) -> dict[str, tuple[int, int]]:
@@ -61,8 +65,10 @@ async def main() -> None:
         with tqdm(total=len(frame), unit="tx", desc="writing history") as bar:
             for day, rows in frame.groupby(days, sort=True):
                 events = feature_events(rows)
+                verdicts = sizing_verdicts(rows["is_fraud"].astype(bool).tolist(), VERSION)
                 for start in range(0, len(events), BATCH):
                     await store.enrich(events[start : start + BATCH])
+                    await store.pin(events[start : start + BATCH], verdicts[start : start + BATCH])
                 await store.apply_labels(fraud_marks(labels[reported == day]))
                 bar.update(len(rows))
         after = (await client.info("memory"))["used_memory"]

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from schemas import Reason
 
-__all__ = ["Verdict"]
+__all__ = ["Verdict", "sizing_verdicts"]
 
 _HEAD = struct.Struct("<dc")
 _CODES = {"approve": b"a", "review": b"r", "decline": b"d"}
@@ -75,3 +75,23 @@ class Verdict(NamedTuple):
             raise ValueError(
                 f"not a pinned verdict: {head[:80]!r}, {reasons[:80]!r} ({exc!r})"
             ) from None
+
+
+def sizing_verdicts(frauds: list[bool], model_version: str) -> list[tuple[bytes, bytes]]:
+    """Encoded verdicts of the usual size, to pin beside a replayed history when measuring what
+    Redis needs (``fraud-streamer bench``, ``scripts/redis_memory.py``): an approval with a
+    full-precision score for each transaction, and for the frauds a decline explained by the
+    worker's default number of features, in the worker's words. Which ones a model would flag
+    is not known without running it; frauds are about as many as the reviews and declines a
+    worker gives at its default thresholds."""
+    from streamer.features.definitions import FEATURES
+    from streamer.rules import Policy
+
+    words = "1234.56 (typical 56.78; +0.12 to the score)"
+    reasons = [
+        Reason(code=f.name, description=f"{f.description}: {words}")
+        for f in FEATURES[: Policy().reasons_top_k]
+    ]
+    approval = Verdict(0.0031853745390200615, "approve", model_version, []).encode()
+    decline = Verdict(0.9654213878062437, "decline", model_version, reasons).encode()
+    return [decline if fraud else approval for fraud in frauds]

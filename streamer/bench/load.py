@@ -89,10 +89,7 @@ async def warm_state(
     service needs of Redis for that traffic, reported beside the rates.
 
     A worker in service has also pinned each transaction's verdict (``pin.lua``), and so are
-    these: an approval with a full-precision score for each, and for the history's frauds a
-    decline with as many feature reasons as the worker gives by default (the bench's model is
-    not run on the history, so which ones it would flag is not known; frauds are about as
-    many as the reviews and declines of a worker at its default thresholds).
+    these, at their usual size (:func:`streamer.verdicts.sizing_verdicts`).
     """
     import pandas as pd
 
@@ -102,6 +99,7 @@ async def warm_state(
     from streamer.features.store import RedisFeatureStore
     from streamer.rebuild import replay_into
     from streamer.redis_client import connect
+    from streamer.verdicts import sizing_verdicts
 
     since = history["timestamp"].max() - pd.Timedelta(days=RETENTION_DAYS)
     recent = history[history["timestamp"] >= since]
@@ -113,7 +111,7 @@ async def warm_state(
     try:
         store = RedisFeatureStore(source)
         await replay_into(store, events, marks)
-        verdicts = _typical_verdicts(recent["is_fraud"].astype(bool).tolist(), model_version)
+        verdicts = sizing_verdicts(recent["is_fraud"].astype(bool).tolist(), model_version)
         for start in range(0, len(events), 10_000):
             await store.pin(events[start : start + 10_000], verdicts[start : start + 10_000])
         keys = [key async for key in source.scan_iter(count=1_000)]
@@ -127,25 +125,6 @@ async def warm_state(
         await source.aclose()
     grown = await redis_used_bytes(url) - before
     return Warmed(len(events), max(grown, 0) // len(dbs))
-
-
-def _typical_verdicts(frauds: list[bool], model_version: str) -> list[tuple[bytes, bytes]]:
-    """Pinned verdicts of :func:`warm_state`'s size: an approval, or a decline explained by
-    the worker's default number of features, in the worker's words."""
-    from schemas import Reason
-    from streamer.features.definitions import FEATURES
-    from streamer.rules import Policy
-    from streamer.verdicts import Verdict
-
-    reasons = [
-        Reason(
-            code=f.name, description=f"{f.description}: 1234.56 (typical 56.78; +0.12 to the score)"
-        )
-        for f in FEATURES[: Policy().reasons_top_k]
-    ]
-    approval = Verdict(0.0031853745390200615, "approve", model_version, []).encode()
-    decline = Verdict(0.9654213878062437, "decline", model_version, reasons).encode()
-    return [decline if fraud else approval for fraud in frauds]
 
 
 def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) -> dict[str, str]:
