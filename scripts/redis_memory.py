@@ -24,7 +24,7 @@ from tqdm import tqdm
 from models.dataset import feature_events, fraud_marks, labels_from_simulation
 from models.simulate import SimulationConfig, simulate
 from streamer.features.definitions import RETENTION_DAYS
-from streamer.features.store import RedisFeatureStore
+from streamer.features.store import RedisFeatureStore, pin_keys
 from streamer.redis_client import connect
 from streamer.verdicts import sizing_verdicts
 
@@ -67,8 +67,9 @@ async def main() -> None:
                 events = feature_events(rows)
                 verdicts = sizing_verdicts(rows["is_fraud"].astype(bool).tolist(), VERSION)
                 for start in range(0, len(events), BATCH):
-                    await store.enrich(events[start : start + BATCH])
-                    await store.pin(events[start : start + BATCH], verdicts[start : start + BATCH])
+                    chunk = slice(start, start + BATCH)
+                    await store.enrich(events[chunk])
+                    await store.pin(pin_keys(events[chunk]), verdicts[chunk])
                 await store.apply_labels(fraud_marks(labels[reported == day]))
                 bar.update(len(rows))
         after = (await client.info("memory"))["used_memory"]

@@ -30,7 +30,7 @@ from streamer.features.definitions import (
     to_epoch_ms,
 )
 from streamer.features.keys import fingerprint
-from streamer.features.store import Enriched, FeatureStore
+from streamer.features.store import Enriched, FeatureStore, pin_keys
 from streamer.input_keys import KeyMismatch, keyed_by_card
 from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
 from streamer.scoring import Scorer
@@ -434,7 +434,7 @@ class Pipeline:
     ) -> list[Verdict]:
         """The verdicts to publish: these, pinned at their cards, except where a transaction
         already has one pinned (a repeat), which is published again as it was."""
-        held = await self._store.pin(events, [verdict.encode() for verdict in verdicts])
+        held = await self._store.pin(pin_keys(events), [v.encode() for v in verdicts])
         published = list(verdicts)
         for i, pinned in enumerate(held):
             if pinned is None:

@@ -18,6 +18,10 @@ stays as decided; the scripts remember those first answers, so a repeat repeats 
 The labels they apply meanwhile are applied again after the replay
 (:func:`apply_late_labels`), which could otherwise undo them with older labels of the same
 transactions.
+
+The verdicts the workers pinned (so that a repeat is published as first decided) were lost
+with the rest; the ``decisions`` topic holds what was published, so they are pinned again from
+it (:func:`restore_pins`), for the transactions the rebuilt windows hold.
 """
 
 from __future__ import annotations
@@ -27,18 +31,20 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from aiokafka import ConsumerRecord
+from pydantic import ValidationError
 
-from schemas import Label, Transaction
+from schemas import Decision, Label, Transaction
 from streamer import blocklists, rates
 from streamer.currency import Currencies
 from streamer.decode import decode_input
 from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
 from streamer.features.keys import BlocklistKind
-from streamer.features.store import FeatureStore, RedisFeatureStore
+from streamer.features.store import FeatureStore, PinKey, Pinned, RedisFeatureStore
 from streamer.kafka import read_to_end
 from streamer.pipeline import feature_event, fraud_mark
 from streamer.redis_client import connect
 from streamer.settings import Settings
+from streamer.verdicts import Verdict
 
 __all__ = [
     "BATCH",
@@ -49,6 +55,7 @@ __all__ = [
     "read_history",
     "rebuild",
     "replay_into",
+    "restore_pins",
 ]
 
 M = TypeVar("M", Transaction, Label)
@@ -78,6 +85,9 @@ class Rebuilt:
     blocklists: Mapping[BlocklistKind, int] | None = None
     #: labels written while the rebuild ran, applied again after the replay
     late_labels: int = 0
+    #: decisions read to pin their verdicts again, and records there that were not decisions
+    decisions: int = 0
+    not_decisions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +199,7 @@ async def rebuild(
         history = await read_history(settings, in_force.currencies, read)
         await replay_into(store, history.events, history.marks, replayed)
         late = await apply_late_labels(settings, store, history.label_ends)
+        decisions, not_decisions = await restore_pins(settings, store, read)
     finally:
         await client.aclose()
     return Rebuilt(
@@ -200,7 +211,44 @@ async def rebuild(
         restored,
         blocked,
         late,
+        decisions,
+        not_decisions,
     )
+
+
+async def restore_pins(
+    settings: Settings, store: FeatureStore, progress: Callable[[int], object] | None = None
+) -> tuple[int, int]:
+    """Pin again the verdicts the decisions topic holds, each at its card (the first of a
+    transaction's, in its partition's order, as the workers pinned it before publishing), for
+    the transactions the card's window holds; returns (decisions read, records that were not
+    decisions: skipped).
+
+    Only transactions still in a window: the window trims a transaction's pin with it, and a
+    pin restored for one it no longer holds would stay for good. A verdict a worker pinned
+    since the loss stays (the first pin wins): a repeat it decided anew on the emptied windows
+    was published so. The topic keeps what its retention keeps (Kafka's default is 7 days);
+    a transaction whose decision it no longer holds is decided anew if it comes again.
+    """
+    keys: list[PinKey] = []
+    verdicts: list[Pinned] = []
+    skipped = 0
+
+    def handle(record: ConsumerRecord[bytes, bytes]) -> None:
+        nonlocal skipped
+        try:
+            d = Decision.model_validate_json(record.value or b"")
+        except ValidationError:
+            skipped += 1
+            return
+        keys.append((d.customer_id, d.transaction_id))
+        verdicts.append(Verdict(d.score, d.decision, d.model_version, d.reasons).encode())
+
+    await read_to_end(settings, settings.topic_decisions, handle, progress=progress)
+    for start in range(0, len(keys), BATCH):
+        chunk = slice(start, start + BATCH)
+        await store.pin(keys[chunk], verdicts[chunk], held_only=True)
+    return len(keys), skipped
 
 
 async def replay_into(

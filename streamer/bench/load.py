@@ -96,7 +96,7 @@ async def warm_state(
     from models.dataset import feature_events, fraud_marks, labels_from_simulation
     from streamer.bench.infra import redis_used_bytes, with_db
     from streamer.features.definitions import RETENTION_DAYS
-    from streamer.features.store import RedisFeatureStore
+    from streamer.features.store import RedisFeatureStore, pin_keys
     from streamer.rebuild import replay_into
     from streamer.redis_client import connect
     from streamer.verdicts import sizing_verdicts
@@ -113,7 +113,8 @@ async def warm_state(
         await replay_into(store, events, marks)
         verdicts = sizing_verdicts(recent["is_fraud"].astype(bool).tolist(), model_version)
         for start in range(0, len(events), 10_000):
-            await store.pin(events[start : start + 10_000], verdicts[start : start + 10_000])
+            chunk = slice(start, start + 10_000)
+            await store.pin(pin_keys(events[chunk]), verdicts[chunk])
         keys = [key async for key in source.scan_iter(count=1_000)]
         for db in dbs[1:]:
             for start in range(0, len(keys), 1_000):

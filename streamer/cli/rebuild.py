@@ -30,6 +30,8 @@ def rebuild_state(settings: Settings) -> None:
     rate first gets back those last set with `fraud-streamer rates` (recorded on
     STREAMER_TOPIC_RATES), and the history is converted at the rates then in force; one that
     holds no blocked id gets back the blocklists (recorded on STREAMER_TOPIC_BLOCKLISTS).
+    Then the verdicts published on STREAMER_TOPIC_DECISIONS are pinned again, for the
+    transactions the windows hold, so that one delivered again is published as first decided.
     """
     from redis.exceptions import RedisClusterException, RedisError
     from tqdm import tqdm
@@ -74,6 +76,12 @@ def rebuild_state(settings: Settings) -> None:
         f"{time.monotonic() - started:.0f} s; exchange rates: "
         f"{done.rates.currencies.describe()}"
     )
+    click.echo(
+        f"verdicts pinned again from {settings.topic_decisions}'s {done.decisions:,} decisions, "
+        "for the transactions the windows hold"
+        + (f" ({done.not_decisions:,} record(s) there were not decisions)"
+           if done.not_decisions else "")
+    )  # fmt: skip
     if done.late_labels:
         click.echo(f"{done.late_labels:,} labels written while it ran applied again after the "
                    "replay (the workers had applied them; the replay's older ones could undo "

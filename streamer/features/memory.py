@@ -31,7 +31,7 @@ from streamer.features.keys import (
     customer_member,
     member_amount,
 )
-from streamer.features.store import FeatureStore, Pinned, RawStats, StoreConfig
+from streamer.features.store import FeatureStore, PinKey, Pinned, RawStats, StoreConfig
 
 __all__ = ["InMemoryFeatureStore"]
 
@@ -300,16 +300,16 @@ class InMemoryFeatureStore(FeatureStore):
             self._terminal(e.terminal_id).forget(e.ts_ms, e.transaction_id, e.fingerprint)
 
     async def pin(
-        self, events: Sequence[FeatureEvent], verdicts: Sequence[Pinned]
+        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, held_only: bool = False
     ) -> list[Pinned | None]:
         held: list[Pinned | None] = []
-        for e, verdict in zip(events, verdicts, strict=True):
-            cust = self._customers.get(e.customer_id)
+        for (card, tx_id), verdict in zip(keys, verdicts, strict=True):
+            cust = self._customers.get(card)
             if cust is None:
-                cust = self._customers[e.customer_id] = _Customer()
-            before = cust.pins.get(e.transaction_id)
-            if before is None:
-                cust.pins[e.transaction_id] = verdict
+                cust = self._customers[card] = _Customer()
+            before = cust.pins.get(tx_id)
+            if before is None and (not held_only or tx_id in cust.first):
+                cust.pins[tx_id] = verdict
             held.append(before)
         return held
 

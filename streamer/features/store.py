@@ -63,10 +63,12 @@ __all__ = [
     "REUSED",
     "Enriched",
     "FeatureStore",
+    "PinKey",
     "Pinned",
     "RawStats",
     "RedisFeatureStore",
     "StoreConfig",
+    "pin_keys",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +113,13 @@ class StoreConfig:
 #: a verdict as the store keeps it: its score, outcome and model version, and its reasons
 #: (:meth:`streamer.verdicts.Verdict.encode`)
 Pinned = tuple[bytes, bytes]
+#: whose verdict: (customer_id, transaction_id)
+PinKey = tuple[str, str]
+
+
+def pin_keys(events: Sequence[FeatureEvent]) -> list[PinKey]:
+    """Where each event's verdict is pinned."""
+    return [(e.customer_id, e.transaction_id) for e in events]
 
 #: what customer.lua and terminal.lua answer for a transaction under an id that stands for
 #: another one (a different fingerprint)
@@ -171,11 +180,12 @@ class FeatureStore(abc.ABC):
 
     @abc.abstractmethod
     async def pin(
-        self, events: Sequence[FeatureEvent], verdicts: Sequence[Pinned]
+        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, held_only: bool = False
     ) -> list[Pinned | None]:
-        """Keep each event's verdict (its two parts: :mod:`streamer.verdicts`) at its card
+        """Keep each transaction's verdict (its two parts: :mod:`streamer.verdicts`) at its card
         unless one is kept already; row for row, None where this one is now kept, or the one
-        kept before (to publish instead)."""
+        kept before (to publish instead). With ``held_only``, a transaction its card's window
+        does not hold (any more) is left unpinned (answered None)."""
 
     @abc.abstractmethod
     async def blocklist_add(self, kind: BlocklistKind, ids: Sequence[str]) -> int: ...
@@ -436,18 +446,18 @@ class RedisFeatureStore(FeatureStore):
         await self._execute(fill)
 
     async def pin(
-        self, events: Sequence[FeatureEvent], verdicts: Sequence[Pinned]
+        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, held_only: bool = False
     ) -> list[Pinned | None]:
-        if not events:
+        if not keys:
             return []
-        sha = self._pin.sha
+        sha, flag = self._pin.sha, 1 if held_only else 0
 
         def fill(pipe: Pipeline) -> None:
             command, to = pipe.execute_command, self._to
-            for e, (head, reasons) in zip(events, verdicts, strict=True):
-                keys = customer_pins_keys(e.customer_id)
-                command("EVALSHA", sha, 2, *keys, e.transaction_id, head, reasons,
-                        **to(keys[0]))  # fmt: skip
+            for (card, tx_id), (head, reasons) in zip(keys, verdicts, strict=True):
+                pins, why = customer_pins_keys(card)
+                command("EVALSHA", sha, 3, pins, why, customer_stats_key(card), tx_id, head,
+                        reasons, flag, **to(pins))  # fmt: skip
 
         replies = await self._execute(fill)
         return [None if held is None else (held[0], held[1]) for held in replies]

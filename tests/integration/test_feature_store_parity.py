@@ -34,7 +34,7 @@ from streamer.features.keys import (
     terminal_stats_key,
 )
 from streamer.features.memory import InMemoryFeatureStore
-from streamer.features.store import RedisFeatureStore
+from streamer.features.store import RedisFeatureStore, pin_keys
 from streamer.redis_client import RedisClient, connect
 from streamer.settings import Settings
 
@@ -443,19 +443,26 @@ async def test_the_first_verdict_pinned_for_a_transaction_stays_alike(redis: Red
     first_a, first_b = (b"head a", b""), (b"head b", b"reasons b")
     for store in (online, offline):
         await store.enrich([a, b, elsewhere])
-        assert await store.pin([a, b], [first_a, first_b]) == [None, None]
+        assert await store.pin(pin_keys([a, b]), [first_a, first_b]) == [None, None]
         again = [(b"again", b"why"), (b"and again", b""), (b"c2's", b"")]
-        assert await store.pin([a, a, elsewhere], again) == [first_a, first_a, None]
-        assert await store.pin([b], [(b"later b", b"")]) == [first_b]
+        assert await store.pin(pin_keys([a, a, elsewhere]), again) == [first_a, first_a, None]
+        assert await store.pin(pin_keys([b]), [(b"later b", b"")]) == [first_b]
     pins, why = customer_pins_keys("c1")
     assert await redis.hgetall(pins) == {b"tx-1": b"head a", b"tx-2": b"head b"}
     assert await redis.hgetall(why) == {b"tx-2": b"reasons b"}  # none kept for no reasons
     assert 0 < await redis.ttl(pins) <= 44 * 86_400
     assert 0 < await redis.ttl(why) <= 44 * 86_400
+    # as rebuild-state restores them: only for a transaction the card's window holds
+    restored = [("c1", "tx-1"), ("c1", "never seen"), ("c9", "tx-9")]
+    for store in (online, offline):
+        held = await store.pin(restored, [(b"x", b"")] * 3, held_only=True)
+        assert held == [first_a, None, None]
+    assert sorted(await redis.hkeys(pins)) == [b"tx-1", b"tx-2"]
+    assert await redis.exists(customer_pins_keys("c9")[0]) == 0
     # past the retention, the card's next transaction trims the ids and their pins
     late = replace(a, transaction_id="tx-3", ts_ms=T0 + (RETENTION_DAYS + 1) * DAY_MS)
     await online.enrich([late])
-    await online.pin([late], [(b"late", b"")])
+    await online.pin(pin_keys([late]), [(b"late", b"")])
     assert await redis.hgetall(pins) == {b"tx-3": b"late"}
     assert await redis.exists(why) == 0
 

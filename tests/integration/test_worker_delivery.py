@@ -490,6 +490,13 @@ async def _ride_out_a_failover(
         assert node.dbsize() > 100, "the promoted replica should hold the lost primary's state"
 
 
+async def _pins(redis: Redis) -> dict[bytes, dict[bytes, bytes]]:
+    """Every card's pinned verdicts (both hashes), by key."""
+    keys = [key async for key in redis.scan_iter(match="fs:{c:*}:pin", count=1_000)]
+    keys += [key async for key in redis.scan_iter(match="fs:{c:*}:why", count=1_000)]
+    return {key: await redis.hgetall(key) for key in keys}
+
+
 async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothing(
     worker_env: WorkerEnv, replay_slice: pd.DataFrame
 ) -> None:
@@ -520,16 +527,23 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
                   [(b"bad", b"not json"), (b"c-yen", json.dumps(yen).encode())])  # fmt: skip
     await _decisions(worker_env, {*replay_slice["transaction_id"], "yen-1"})
     worker_env.stop_all()
+    await produce(settings, settings.topic_decisions, [(b"c-1", b"not a decision")])
     outputs = (settings.topic_decisions, settings.topic_alerts, settings.topic_dead_letters)
     published = await _end_offsets(settings, outputs)
 
     redis = Redis.from_url(settings.redis_url)
     try:
+        pinned = await _pins(redis)
         await redis.flushdb()
         out = run_cli(worker_env, "rebuild-state")
         (member,) = await redis.zrange(customer_window_key("c-yen"), 0, -1)
+        # the verdicts the worker pinned, pinned again from the decisions it published, to
+        # the byte: a transaction delivered again is published as first decided
+        assert len(pinned) > 100 and await _pins(redis) == pinned
     finally:
         await redis.aclose()
+    assert f"from {settings.topic_decisions}'s {n + 1:,} decisions" in out, out
+    assert "(1 record(s) there were not decisions)" in out, out
     labels = len(encode_labels(replay_slice))
     assert f"{n + 1:,} transactions and {labels:,} labels replayed" in out, out
     assert "(1 invalid records skipped)" in out, out
