@@ -424,7 +424,7 @@ class Pipeline:
                 out.shadow_decisions.append((key, seen.model_dump_json().encode()))
                 agrees = (seen.decision, seen.decision == outcome)
                 out.shadow_outcomes[agrees] = out.shadow_outcomes.get(agrees, 0) + 1
-        out.scores = [verdict.score for verdict in verdicts]
+        out.scores = np.asarray(scores, dtype=float).tolist()  # the model's, for drift
         out.model_version = scorer.version
         out.matrix, out.model_scores = inputs, scores
         return out
@@ -433,21 +433,28 @@ class Pipeline:
         self, out: BatchOutput, events: Sequence[FeatureEvent], verdicts: list[Verdict]
     ) -> list[Verdict]:
         """The verdicts to publish: these, pinned at their cards, except where a transaction
-        already has one pinned (a repeat), which is published again as it was."""
-        held = await self._store.pin(pin_keys(events), [v.encode() for v in verdicts])
-        published = list(verdicts)
+        already has one pinned (a repeat), which is published again as it was. A pinned one
+        that cannot be read is replaced by this one (a second round trip, in such a batch
+        only), so that what is published is pinned."""
+        keys, encoded = pin_keys(events), [v.encode() for v in verdicts]
+        held = await self._store.pin(keys, encoded)
+        published, unreadable = list(verdicts), []
         for i, pinned in enumerate(held):
             if pinned is None:
                 continue
             try:
                 first = Verdict.decode(*pinned)
             except ValueError as exc:
-                log.error("transaction %r is decided anew: its pinned verdict is unreadable: %s",
-                          events[i].transaction_id, exc)  # fmt: skip
+                log.error("transaction %r is decided anew: its pinned verdict is unreadable "
+                          "and is replaced: %s", events[i].transaction_id, exc)  # fmt: skip
+                unreadable.append(i)
                 continue
             published[i] = first
             changed = first != verdicts[i]
             out.repeats[changed] = out.repeats.get(changed, 0) + 1
+        if unreadable:
+            await self._store.pin([keys[i] for i in unreadable],
+                                  [encoded[i] for i in unreadable], replace=True)  # fmt: skip
         return published
 
     def _shadow_decision(

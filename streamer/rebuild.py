@@ -199,21 +199,14 @@ async def rebuild(
         history = await read_history(settings, in_force.currencies, read)
         await replay_into(store, history.events, history.marks, replayed)
         late = await apply_late_labels(settings, store, history.label_ends)
+        counts = (len(history.events), len(history.marks), history.skipped)
+        unconverted = history.unconverted
+        del history  # the decisions' verdicts take its place in memory
         decisions, not_decisions = await restore_pins(settings, store, read)
     finally:
         await client.aclose()
-    return Rebuilt(
-        len(history.events),
-        len(history.marks),
-        history.skipped,
-        in_force,
-        history.unconverted,
-        restored,
-        blocked,
-        late,
-        decisions,
-        not_decisions,
-    )
+    return Rebuilt(*counts, in_force, unconverted, restored, blocked, late, decisions,
+                   not_decisions)  # fmt: skip
 
 
 async def restore_pins(
@@ -225,10 +218,14 @@ async def restore_pins(
     decisions: skipped).
 
     Only transactions still in a window: the window trims a transaction's pin with it, and a
-    pin restored for one it no longer holds would stay for good. A verdict a worker pinned
-    since the loss stays (the first pin wins): a repeat it decided anew on the emptied windows
-    was published so. The topic keeps what its retention keeps (Kafka's default is 7 days);
-    a transaction whose decision it no longer holds is decided anew if it comes again.
+    pin restored for one it no longer holds would stay for good (``pin.lua`` pins none). A
+    verdict a worker pinned since the loss stays (the first pin wins): a repeat it decided anew
+    on the emptied windows was published so. "First" is in the order of the card's partition
+    of the decisions topic, where the workers publish a card's decisions (keyed by its id); a
+    partition added to that topic since would move some cards, and a transaction with two
+    different decisions there (from workers from before pins) could get the later one. The
+    topic keeps what its retention keeps (Kafka's default is 7 days); a transaction whose
+    decision it no longer holds is decided anew if it comes again.
     """
     keys: list[PinKey] = []
     verdicts: list[Pinned] = []
@@ -247,7 +244,7 @@ async def restore_pins(
     await read_to_end(settings, settings.topic_decisions, handle, progress=progress)
     for start in range(0, len(keys), BATCH):
         chunk = slice(start, start + BATCH)
-        await store.pin(keys[chunk], verdicts[chunk], held_only=True)
+        await store.pin(keys[chunk], verdicts[chunk])
     return len(keys), skipped
 
 

@@ -300,17 +300,18 @@ class InMemoryFeatureStore(FeatureStore):
             self._terminal(e.terminal_id).forget(e.ts_ms, e.transaction_id, e.fingerprint)
 
     async def pin(
-        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, held_only: bool = False
+        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, replace: bool = False
     ) -> list[Pinned | None]:
         held: list[Pinned | None] = []
         for (card, tx_id), verdict in zip(keys, verdicts, strict=True):
             cust = self._customers.get(card)
-            if cust is None:
-                cust = self._customers[card] = _Customer()
-            before = cust.pins.get(tx_id)
-            if before is None and (not held_only or tx_id in cust.first):
+            before = None if cust is None else cust.pins.get(tx_id)
+            if before is not None and not replace:
+                held.append(before)
+                continue
+            if cust is not None and tx_id in cust.first:  # what the window holds (pin.lua)
                 cust.pins[tx_id] = verdict
-            held.append(before)
+            held.append(None)
         return held
 
     def enrich_sync(self, events: Sequence[FeatureEvent]) -> np.ndarray:

@@ -180,12 +180,12 @@ class FeatureStore(abc.ABC):
 
     @abc.abstractmethod
     async def pin(
-        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, held_only: bool = False
+        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, replace: bool = False
     ) -> list[Pinned | None]:
         """Keep each transaction's verdict (its two parts: :mod:`streamer.verdicts`) at its card
-        unless one is kept already; row for row, None where this one is now kept, or the one
-        kept before (to publish instead). With ``held_only``, a transaction its card's window
-        does not hold (any more) is left unpinned (answered None)."""
+        unless one is kept already (or, with ``replace``, in its place); row for row, the one
+        kept before (to publish instead), or None: this one is now kept, or the card's window
+        does not hold the transaction (trimmed, or never recorded) and nothing is kept."""
 
     @abc.abstractmethod
     async def blocklist_add(self, kind: BlocklistKind, ids: Sequence[str]) -> int: ...
@@ -309,7 +309,8 @@ class RedisFeatureStore(FeatureStore):
         to ``retry_s`` (then the error is raised).
 
         Sending a pipeline again is safe even when part of it was carried out: every call is
-        idempotent per transaction id, and a call repeated answers what it answered first.
+        idempotent per transaction id, and a call repeated answers what it answered first, but
+        a pin: it answers the verdict it pinned (the same one, counted as a repeat).
         What a lost primary had not yet passed to its replica is lost with it (Redis
         replicates asynchronously): the next features miss those transactions until the
         state is rebuilt (``fraud-streamer rebuild-state``).
@@ -446,11 +447,11 @@ class RedisFeatureStore(FeatureStore):
         await self._execute(fill)
 
     async def pin(
-        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, held_only: bool = False
+        self, keys: Sequence[PinKey], verdicts: Sequence[Pinned], *, replace: bool = False
     ) -> list[Pinned | None]:
         if not keys:
             return []
-        sha, flag = self._pin.sha, 1 if held_only else 0
+        sha, flag = self._pin.sha, 1 if replace else 0
 
         def fill(pipe: Pipeline) -> None:
             command, to = pipe.execute_command, self._to

@@ -435,7 +435,8 @@ async def test_state_is_trimmed_and_expires(redis: RedisClient) -> None:
 async def test_the_first_verdict_pinned_for_a_transaction_stays_alike(redis: RedisClient) -> None:
     """pin.lua and the twin: the first verdict pinned for an id is kept and answered to every
     later pin of it (a repeat, or a second worker deciding it at once), per card, with its
-    reasons; pins expire with the card's keys and are trimmed with its windows."""
+    reasons, and only for a transaction the card's window holds. On Redis, pins expire with
+    the card's keys and are trimmed with its window."""
     online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
     a = FeatureEvent("tx-1", "c1", "t1", T0, 40.0, False, False)
     b = replace(a, transaction_id="tx-2")
@@ -452,12 +453,15 @@ async def test_the_first_verdict_pinned_for_a_transaction_stays_alike(redis: Red
     assert await redis.hgetall(why) == {b"tx-2": b"reasons b"}  # none kept for no reasons
     assert 0 < await redis.ttl(pins) <= 44 * 86_400
     assert 0 < await redis.ttl(why) <= 44 * 86_400
-    # as rebuild-state restores them: only for a transaction the card's window holds
-    restored = [("c1", "tx-1"), ("c1", "never seen"), ("c9", "tx-9")]
+    # only a transaction the card's window holds is pinned (none of a card it never saw);
+    # an unreadable pin is replaced on request, its reasons with it
+    unknown = [("c1", "never seen"), ("c9", "tx-9")]
     for store in (online, offline):
-        held = await store.pin(restored, [(b"x", b"")] * 3, held_only=True)
-        assert held == [first_a, None, None]
+        assert await store.pin(unknown, [(b"x", b"")] * 2) == [None, None]
+        assert await store.pin(pin_keys([b]), [(b"new b", b"")], replace=True) == [None]
+        assert await store.pin(pin_keys([b]), [(b"later", b"")]) == [(b"new b", b"")]
     assert sorted(await redis.hkeys(pins)) == [b"tx-1", b"tx-2"]
+    assert await redis.hgetall(why) == {}  # b's reasons went with it, and the hash
     assert await redis.exists(customer_pins_keys("c9")[0]) == 0
     # past the retention, the card's next transaction trims the ids and their pins
     late = replace(a, transaction_id="tx-3", ts_ms=T0 + (RETENTION_DAYS + 1) * DAY_MS)

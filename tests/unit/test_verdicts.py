@@ -48,6 +48,9 @@ def test_an_approval_is_small_enough_for_redis_s_compact_hashes() -> None:
         (struct.pack("<dc", 0.5, b"r") + b"v2", b"{oops"),
         (struct.pack("<dc", 0.5, b"r") + b"v2", b'[["only a code"]]'),
         (struct.pack("<dc", 0.5, b"r") + b"v2", b'[["", "an empty code"]]'),
+        (struct.pack("<dc", 0.5, b"r") + b"v2", b'["ab"]'),  # two letters are not a pair
+        (struct.pack("<dc", 0.5, b"r") + b"v2", b'{"xy": 1}'),
+        (struct.pack("<dc", 0.5, b"a") + b"v" * 65, b""),  # longer than a model version may be
     ],
 )
 def test_anything_else_is_refused_with_what_it_was(head: bytes, reasons: bytes) -> None:
