@@ -2,8 +2,8 @@
 
 validate → enrich (one Redis round trip) → score (one ``predict_proba``) → rules and thresholds
 → pin each verdict (a second round trip: a repeat keeps its first verdict) → decisions, alerts
-and dead letters, ready to publish. The Faust agents in
-:mod:`streamer.app` only turn Kafka events into :class:`InputMessage` and send what comes back.
+and dead letters, ready to publish. The Faust agents in :mod:`streamer.app` only turn Kafka
+events into :class:`InputMessage` and send what comes back.
 """
 
 from __future__ import annotations

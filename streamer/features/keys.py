@@ -137,7 +137,7 @@ def customer_pins_keys(customer_id: str) -> tuple[str, str]:
     contract asks for the same decision, so the worker pins what it decided before publishing
     it, and a repeat publishes the pinned verdict (``pin.lua``). The card's window trims these
     with its stats. The reasons are kept apart, for the few verdicts that have any, so that the
-    first hash stays in Redis's compact encoding (:mod:`streamer.verdicts`).
+    first hash's values stay small enough for Redis's compact encoding (:mod:`streamer.verdicts`).
     """
     tag = f"{PREFIX}:{{c:{customer_id}}}"
     return f"{tag}:pin", f"{tag}:why"

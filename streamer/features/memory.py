@@ -309,7 +309,9 @@ class InMemoryFeatureStore(FeatureStore):
             if before is not None and not replace:
                 held.append(before)
                 continue
-            if cust is not None and tx_id in cust.first:  # what the window holds (pin.lua)
+            # what the window holds, as pin.lua asks; the twin trims lazily, so a transaction
+            # more than 44 days older than its card's latest may still be pinned here
+            if cust is not None and tx_id in cust.first:
                 cust.pins[tx_id] = verdict
             held.append(None)
         return held
