@@ -381,17 +381,20 @@ async def contract_topics(settings: Settings) -> list[str]:
     return created + await ensure_topics(settings, [n for n in names if n not in inputs])
 
 
-async def retention_warnings(settings: Settings) -> list[str]:
+async def retention_warnings(settings: Settings, *, decisions: bool = False) -> list[str]:
     """Why the input topics may not hold the history the feature state needs: each one that
     keeps records for less than the state's horizon (``retention.ms``; -1 keeps them for
-    ever), as an operator should read it. Advice only: topics that do not exist yet, or whose
-    configuration Kafka will not show (an ACL without DescribeConfigs), are left out."""
+    ever), as an operator should read it; with ``decisions``, the decisions topic too, from
+    which ``rebuild-state`` pins the verdicts again. Advice only: topics that do not exist
+    yet, or whose configuration Kafka will not show (an ACL without DescribeConfigs), are left
+    out."""
     inputs = [settings.topic_transactions, settings.topic_labels]
+    topics = [*inputs, settings.topic_decisions] if decisions else inputs
     admin = AIOKafkaAdminClient(**client_options(settings))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
-        asked = [ConfigResource(ConfigResourceType.TOPIC, t) for t in inputs if t in existing]
+        asked = [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics if t in existing]
         responses = await admin.describe_configs(asked) if asked else []
     except (KafkaError, OSError):
         return []
@@ -404,12 +407,18 @@ async def retention_warnings(settings: Settings) -> list[str]:
                 continue
             kept = next((int(e[1]) for e in entries if e[0] == "retention.ms"), -1)
             if 0 <= kept < RETENTION_DAYS * DAY_MS:
+                what = (
+                    "`rebuild-state` can replay only what it keeps"
+                    if topic in inputs
+                    else "`rebuild-state` pins again only the verdicts it keeps (a transaction "
+                    "decided before and delivered again is decided anew)"
+                )
                 warnings.append(
                     f"{topic} keeps records for {kept / DAY_MS:g} days (retention.ms), less than "
-                    f"the {RETENTION_DAYS} days of history the feature windows hold: "
-                    f"`rebuild-state` can replay only what it keeps. Raise its retention.ms "
-                    f"(e.g. kafka-configs.sh --alter --entity-type topics --entity-name {topic} "
-                    f"--add-config retention.ms={settings.input_retention_ms})"
+                    f"the {RETENTION_DAYS} days of history the feature windows hold: {what}. "
+                    f"Raise its retention.ms (e.g. kafka-configs.sh --alter --entity-type "
+                    f"topics --entity-name {topic} --add-config "
+                    f"retention.ms={settings.input_retention_ms})"
                 )
     return warnings
 

@@ -86,7 +86,8 @@ def rebuild_state(settings: Settings) -> None:
         click.echo(f"{done.late_labels:,} labels written while it ran applied again after the "
                    "replay (the workers had applied them; the replay's older ones could undo "
                    "them)")  # fmt: skip
-    for line in [*rate_warnings(done), *asyncio.run(retention_warnings(settings))]:
+    retention = asyncio.run(retention_warnings(settings, decisions=True))
+    for line in [*rate_warnings(done), *retention]:
         click.echo(f"warning: {line}")
 
 

@@ -135,8 +135,10 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     await admin.start()
     try:
         week = {"retention.ms": str(7 * 86_400_000)}
-        topic = ConfigResource(ConfigResourceType.TOPIC, settings.topic_labels, week)
-        await admin.alter_configs([topic])
+        await admin.alter_configs([
+            ConfigResource(ConfigResourceType.TOPIC, name, week)
+            for name in (settings.topic_labels, settings.topic_decisions)
+        ])  # fmt: skip
     finally:
         await admin.close()
     short = (
@@ -146,7 +148,15 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
         f"--entity-name {settings.topic_labels} --add-config retention.ms=5184000000)"
     )
     assert _checks(worker_env.env)[1]["checks"]["kafka"]["warnings"] == [short]
-    assert f"warning: {short}" in run_cli(worker_env, "rebuild-state").splitlines()
+    rebuilt = run_cli(worker_env, "rebuild-state").splitlines()
+    assert f"warning: {short}" in rebuilt
+    # the decisions topic matters to the rebuild only: it pins the verdicts again from there
+    assert (
+        f"warning: {settings.topic_decisions} keeps records for 7 days (retention.ms), less "
+        "than the 44 days of history the feature windows hold: `rebuild-state` pins again only "
+        "the verdicts it keeps (a transaction decided before and delivered again is decided "
+        "anew). Raise its retention.ms"
+    ) in "\n".join(rebuilt)
 
     # a tampered artifact is what a worker would refuse: so does status
     registry = tmp_path / "tampered"
