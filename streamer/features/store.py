@@ -309,8 +309,8 @@ class RedisFeatureStore(FeatureStore):
         to ``retry_s`` (then the error is raised).
 
         Sending a pipeline again is safe even when part of it was carried out: every call is
-        idempotent per transaction id, and a call repeated answers what it answered first, but
-        a pin: it answers the verdict it pinned (the same one, counted as a repeat).
+        idempotent per transaction id, and a call repeated answers what it answered first,
+        except a pin, which answers the verdict it pinned (the same one, counted as a repeat).
         What a lost primary had not yet passed to its replica is lost with it (Redis
         replicates asynchronously): the next features miss those transactions until the
         state is rebuilt (``fraud-streamer rebuild-state``).
