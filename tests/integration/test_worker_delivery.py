@@ -480,7 +480,13 @@ async def _ride_out_a_failover(
     _one_decision_each(decisions, wanted)
     assert len(worker.processes) == 1 and worker.processes[0].poll() is None, worker.log()
     log = worker.log()
-    assert "Redis failed" in log and "Redis answered again after" in log, log
+    # Who sent the calls again depends on how long the failover took: redis-py retries a
+    # failed pipeline itself a few times, a short outage never reaches the store's loop. When
+    # it did, the store said so and said when Redis answered again. Either way the windows
+    # hold every transaction once (below): those decided after the kill on the lost slots
+    # were written to the promoted replica.
+    if "Redis failed" in log:
+        assert "Redis answered again after" in log, log
     # the promoted replica holds the state: a new run_id there is not a loss to report
     assert "the window state was lost" not in log, log
     offline = build_features(frame)
