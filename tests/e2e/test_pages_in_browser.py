@@ -94,7 +94,7 @@ async def test_the_ops_pages_in_a_browser(
         await expect(_card(page, "dead letters")).to_have_text("2")
         await expect(page.locator("#lag")).to_have_text("0")
         # from the second summary on: how busy the agent was between the two
-        await expect(page.locator("#busy")).to_have_text(re.compile(r"^\d{1,3}%$"))
+        await expect(page.locator("#busy")).to_have_text(re.compile(r"^\d{1,3}%$"), timeout=WAIT_MS)
         rows = page.locator("#alerts tbody tr")
         await expect(rows).to_have_count(len(flagged))
         # a producer's markup is shown as the text it is, never run

@@ -71,7 +71,7 @@ class WorkerEnv:
         """The dashboard summary of the worker on ``port`` (default: the first worker's)."""
         url = f"http://127.0.0.1:{port or self.settings.web_port}/api/summary"
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=5) as response:
                 return json.loads(response.read())  # type: ignore[no-any-return]
         except OSError:
             return None
@@ -80,7 +80,7 @@ class WorkerEnv:
         """The first worker's ``/healthz`` answer (status, body); None when it does not answer."""
         url = f"http://127.0.0.1:{self.settings.web_port}/healthz"
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=5) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:  # 503: its body says why
             return error.code, json.loads(error.read())
@@ -92,7 +92,7 @@ class WorkerEnv:
         (name, sorted labels); {} when down."""
         url = f"http://127.0.0.1:{port or self.settings.web_port}/metrics"
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            with urllib.request.urlopen(url, timeout=5) as response:
                 text = response.read().decode()
         except OSError:
             return {}

@@ -33,7 +33,7 @@ async def _topics_with_prefix(settings: Settings, prefix: str) -> list[str]:
         await admin.close()
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)
 async def test_bench_reports_every_figure_and_cleans_up(
     stack: Settings, registry: ModelRegistry, tmp_path: Path
 ) -> None:
@@ -45,7 +45,7 @@ async def test_bench_reports_every_figure_and_cleans_up(
         *("--out", str(out)),
     ]
     done = await asyncio.to_thread(
-        subprocess.run, command, env=env, capture_output=True, text=True, timeout=220
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=450
     )
     assert done.returncode == 0, done.stderr[-4000:]
     results = json.loads(out.read_text())

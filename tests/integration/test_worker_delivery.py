@@ -300,8 +300,9 @@ async def test_a_redis_that_stays_silent_past_the_retries_stops_the_worker_losin
 
     pause = Redis.from_url(settings.redis_url)
     try:
-        await pause.execute_command("CLIENT", "PAUSE", 8000, "ALL")
-        resumes = time.monotonic() + 8.5
+        # long enough for a slow machine to produce and fetch the second half, and then give up
+        await pause.execute_command("CLIENT", "PAUSE", 15_000, "ALL")
+        resumes = time.monotonic() + 15.5
         await _produce_transactions(worker_env, second)
         stopped = worker_env.processes[0]
         wait_for(lambda: stopped.poll() is not None, timeout=30, what="the worker to give up",
@@ -595,8 +596,16 @@ async def test_rebuild_state_beside_a_running_worker_gives_the_stream_s_state(
         return run_cli(worker_env, "rebuild-state"), started, time.time() * 1000
 
     rebuilding = asyncio.create_task(asyncio.to_thread(rebuild))
-    # paced, so that the worker decides while the rebuild runs
-    await replay(settings, merged_records(encode_transactions(during), []), rate=300)
+    # paced, so that the worker decides while the rebuild runs; the last 800 trickle in, ten at
+    # a time, for as long as the rebuild lasts (up to 40 s more), however slow it is
+    bulk, trickle = during.iloc[:-800], during.iloc[-800:]
+    await replay(settings, merged_records(encode_transactions(bulk), []), rate=300)
+    for i in range(0, len(trickle), 10):
+        if rebuilding.done():
+            await replay(settings, merged_records(encode_transactions(trickle.iloc[i:]), []))
+            break
+        chunk = trickle.iloc[i : i + 10]
+        await replay(settings, merged_records(encode_transactions(chunk), []), rate=20)
     out, started_ms, ended_ms = await rebuilding
     assert "transactions and" in out, out
     decided = await consume_until(settings, settings.topic_decisions,
@@ -755,15 +764,16 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
     event-time merge each time, and still every transaction is decided, a repeated decision is
     the same decision, and Redis holds each transaction once.
 
-    Half the transactions are a backlog; the rest follow at a steady pace, so that the first
-    worker leaves with work still to come however fast it drains."""
+    Half the transactions are a backlog; most of the rest follow at a steady pace, and the last
+    2,000 only once the first worker has left, so that it leaves with work still to come
+    however fast the machine is."""
     worker_env.env["STREAMER_COMMIT_INTERVAL_S"] = "5"  # so that handed-over work is replayed
     settings = worker_env.settings
     await _start_with_labels(worker_env, replay_slice)
     txs = encode_transactions(replay_slice)
-    n, half = len(txs), len(txs) // 2
+    n, half, tail = len(txs), len(txs) // 2, len(txs) - 2_000
     await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in txs[:half]])
-    paced = asyncio.create_task(replay(settings, merged_records(txs[half:], []), rate=600))
+    paced = asyncio.create_task(replay(settings, merged_records(txs[half:tail], []), rate=600))
     first = worker_env.processes[0]
 
     def consumed(port: int | None = None) -> int | None:
@@ -790,10 +800,10 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
         what="the first worker's count", worker=worker_env,
     )  # fmt: skip
     before_leaving = counts[-1]
-    still_producing = not paced.done()
     first.send_signal(signal.SIGTERM)
     await asyncio.to_thread(first.wait, timeout=60)
     await paced
+    await produce(settings, settings.topic_transactions, [(k, v) for _, k, v in txs[tail:]])
 
     wanted = set(replay_slice["transaction_id"])
     decisions = await _decisions(worker_env, wanted)
@@ -802,8 +812,7 @@ async def test_scaling_out_and_in_mid_stream_loses_nothing_and_counts_nothing_tw
         f"{n} transactions, {len(decisions)} decisions, {repeated} repeated; the first worker "
         f"consumed {before_leaving} before leaving, the second {consumed(port)}"
     )
-    assert still_producing, "the paced half ended before the first worker left: slow it down"
-    assert before_leaving is not None and before_leaving < n  # it did leave work to the second
+    assert before_leaving is not None
     await _assert_stored_once(settings, replay_slice)
 
 

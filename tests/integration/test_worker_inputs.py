@@ -14,6 +14,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -732,23 +733,28 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     wait_for(lambda: worker_env.metrics().get(redis_used, 0) > 0, timeout=30,
              what="Redis's memory in /metrics", worker=worker_env)  # fmt: skip
     ids = {f"s{i}" for i in range(50)}
+    mark = len(worker_env.log())  # a slow warm-up may have warned already: only what follows
+    probes: list[tuple[int, dict[str, Any]] | None] = []
     os.kill(redis_state.pid, signal.SIGSTOP)
     try:
         await produce(
             settings, settings.topic_transactions, [(f"c-{i}".encode(), _tx(i)) for i in ids]
         )
         wait_for(
-            lambda: "no record processed for" in worker_env.log(),
+            lambda: "no record processed for" in worker_env.log()[mark:],
             timeout=60,
             what="the stall warning",
             worker=worker_env,
         )
-        frozen = worker_env.health()
+        # a probe slower than its timeout answers None: ask again
+        wait_for(lambda: probes.append(worker_env.health()) or probes[-1] is not None,
+                 timeout=30, what="the liveness probe's answer", worker=worker_env)  # fmt: skip
     finally:
         os.kill(redis_state.pid, signal.SIGCONT)
+    frozen = probes[-1]
     assert frozen is not None and frozen[0] == 503, frozen
     assert frozen[1]["status"] == "stalled" and frozen[1]["stalled_s"] >= 2, frozen
-    warning = worker_env.log().partition("no record processed for")[2]
+    warning = worker_env.log()[mark:].partition("no record processed for")[2]
     assert "in batches being decided" in warning, warning
     # the agent, or the timer that releases held records, waits in Redis
     assert re.search(r"decide_released \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
@@ -973,7 +979,9 @@ async def test_a_redis_restarted_empty_under_a_running_worker_is_reported(
         server.wait()
         then = [(f"c-{i}".encode(), _tx(f"b{i}", customer_id=f"c-{i}")) for i in range(20)]
         await produce(settings, settings.topic_transactions, then)
-        await asyncio.sleep(1)  # the worker's batch fails on the connection meanwhile
+        # the worker's batch fails on the connection meanwhile (it sends it again for 30 s)
+        wait_for(lambda: "Redis failed" in worker_env.log(), timeout=20,
+                 what="the batch to fail on the stopped server", worker=worker_env)  # fmt: skip
         server = _own_redis(port, tmp_path)
         await consume_until(settings, settings.topic_decisions, ids={f"b{i}" for i in range(20)},
                             worker=worker_env)  # fmt: skip
