@@ -82,11 +82,11 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
         "PLAIN", description="SASL mechanism, used with the SASL_* protocols."
     )
-    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
-    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
-    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle to verify the brokers.")
-    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
-    kafka_ssl_keyfile: Path | None = Field(None, description="Client private key (mutual TLS).")
+    kafka_sasl_username: Annotated[str | None, Given] = Field(None, description="SASL user name.")
+    kafka_sasl_password: Annotated[SecretStr | None, Given] = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Annotated[Path | None, Given] = Field(None, description="CA bundle to verify the brokers.")
+    kafka_ssl_certfile: Annotated[Path | None, Given] = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Annotated[Path | None, Given] = Field(None, description="Client private key (mutual TLS).")
     consumer_group: Annotated[str, Given] = Field(
         "fraud-streamer", description="Consumer group (the Faust app id) of the workers."
     )
@@ -234,7 +234,7 @@ class Settings(BaseSettings):
         "text", description="The worker's log lines: `text` for people, or `json`, one object "
         "per line (time, level, logger, message; a traceback in `exc_info`) for a log shipper."
     )
-    web_host: str = Field(
+    web_host: Annotated[str, Given] = Field(
         "127.0.0.1", description="Address the dashboard and /metrics bind to (0.0.0.0 in a "
         "container)."
     )

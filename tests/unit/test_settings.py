@@ -155,6 +155,12 @@ EMPTY = "must not be empty (unset it to take the default)"
         ("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "", EMPTY),
         ("STREAMER_MODEL_REGISTRY", " ", EMPTY),
         ("STREAMER_CONSUMER_GROUP", "", EMPTY),
+        ("STREAMER_WEB_HOST", "", EMPTY),  # would bind every address
+        ("STREAMER_KAFKA_SASL_USERNAME", "", EMPTY),
+        ("STREAMER_KAFKA_SASL_PASSWORD", "", EMPTY),
+        ("STREAMER_KAFKA_SSL_CAFILE", "", EMPTY),  # would be "."
+        ("STREAMER_KAFKA_SSL_CERTFILE", " ", EMPTY),
+        ("STREAMER_KAFKA_SSL_KEYFILE", "", EMPTY),
         ("STREAMER_TOPIC_DECISIONS", "", "String should match pattern"),
         ("STREAMER_TOPIC_ALERTS", "my alerts", "String should match pattern"),
     ],
