@@ -83,10 +83,18 @@ class Settings(BaseSettings):
         "PLAIN", description="SASL mechanism, used with the SASL_* protocols."
     )
     kafka_sasl_username: Annotated[str | None, Given] = Field(None, description="SASL user name.")
-    kafka_sasl_password: Annotated[SecretStr | None, Given] = Field(None, description="SASL password.")
-    kafka_ssl_cafile: Annotated[Path | None, Given] = Field(None, description="CA bundle to verify the brokers.")
-    kafka_ssl_certfile: Annotated[Path | None, Given] = Field(None, description="Client certificate (mutual TLS).")
-    kafka_ssl_keyfile: Annotated[Path | None, Given] = Field(None, description="Client private key (mutual TLS).")
+    kafka_sasl_password: Annotated[SecretStr | None, Given] = Field(
+        None, description="SASL password."
+    )
+    kafka_ssl_cafile: Annotated[Path | None, Given] = Field(
+        None, description="CA bundle to verify the brokers."
+    )
+    kafka_ssl_certfile: Annotated[Path | None, Given] = Field(
+        None, description="Client certificate (mutual TLS)."
+    )
+    kafka_ssl_keyfile: Annotated[Path | None, Given] = Field(
+        None, description="Client private key (mutual TLS)."
+    )
     consumer_group: Annotated[str, Given] = Field(
         "fraud-streamer", description="Consumer group (the Faust app id) of the workers."
     )
