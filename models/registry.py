@@ -74,12 +74,35 @@ class Manifest:
         that no caller meets a half-valid Manifest. Unknown keys are ignored: a newer version's
         manifest stays readable."""
         try:
-            return _MANIFEST.validate_json(text)
+            manifest = _MANIFEST.validate_json(text)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, e['loc'])) or 'the file'}: {e['msg']}" for e in exc.errors()
             )
             raise ValueError(problems) from None
+        manifest._check_parts()
+        return manifest
+
+    def _check_parts(self) -> None:
+        """What the types cannot say: one baseline value per feature (the reasons index it by
+        feature), and operating points that ``models list`` can read."""
+        if self.baseline and len(self.baseline) != len(self.features):
+            raise ValueError(
+                f"baseline: {len(self.baseline)} values for {len(self.features)} features"
+            )
+        points = self.metrics.get("operating_points")
+        if points is not None and not (
+            isinstance(points, list)
+            and all(
+                isinstance(p, dict)
+                and _is_number(p.get("threshold"))
+                and (p.get("flagged_share") is None or _is_number(p.get("flagged_share")))
+                for p in points
+            )
+        ):
+            raise ValueError(
+                "metrics.operating_points: must be a list of {threshold, flagged_share} numbers"
+            )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -123,6 +146,10 @@ def _sha256(path: Path) -> str:
 
 #: validates a manifest's JSON against the dataclass (pydantic reads stdlib dataclasses)
 _MANIFEST = TypeAdapter(Manifest)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class ModelRegistry:
@@ -292,7 +319,12 @@ class ModelRegistry:
                 f"(see `fraud-streamer models list`)"
             )
         try:
-            return Manifest.from_json(path.read_text(encoding="utf-8"))
+            manifest = Manifest.from_json(path.read_text(encoding="utf-8"))
+            if manifest.version != version:
+                # the artifact checked is the directory's: a manifest naming another version
+                # would have another one loaded, unchecked
+                raise ValueError(f"it names version {manifest.version!r}, not {version!r}")
+            return manifest
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise RegistryError(
                 f"{path} is not a manifest this version can read: {exc}; restore it, or "
@@ -319,5 +351,5 @@ class ModelRegistry:
     def load(self, version: str | None = None) -> LoadedModel:
         """Load a verified version (default: the promoted one)."""
         manifest = self.verify(version) if version else self.verified_current()
-        estimator = joblib.load(self.root / manifest.version / ARTIFACT)
+        estimator = joblib.load(self.root / manifest.version / ARTIFACT)  # the one verified
         return LoadedModel(estimator, manifest)

@@ -4,6 +4,7 @@ promotion history that workers follow."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,39 @@ def test_a_tampered_artifact_is_refused(registry: ModelRegistry,
         registry.load("v1")
     with pytest.raises(RegistryError, match="does not match"):
         registry.promote("v1")  # nor can it be made live
+
+
+def test_a_manifest_naming_another_version_is_refused_before_any_unpickling(
+    registry: ModelRegistry, estimator: LogisticRegression
+) -> None:
+    """The hash checked is that of the directory's artifact; a manifest edited to name another
+    version (``../elsewhere``, or another registered one) would have that one's pickle loaded
+    unchecked."""
+    _register(registry, estimator, "v1")
+    elsewhere = registry.root.parent / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "model.joblib").write_bytes(b"not checked by anyone")
+    path = registry.root / "v1" / "manifest.json"
+    for named in ("../elsewhere", "v2"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "version": named}))
+        with pytest.raises(RegistryError, match=rf"names version '{re.escape(named)}', not 'v1'"):
+            registry.load("v1")
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    ({"baseline": [0.5]}, "baseline: 1 values for 2 features"),
+    ({"metrics": {"operating_points": 5}}, "metrics.operating_points: must be a list"),
+    ({"metrics": {"operating_points": [{"threshold": 0.5, "flagged_share": "x"}]}},
+     "metrics.operating_points"),
+])  # fmt: skip
+def test_a_hand_edited_manifest_part_is_named(
+    registry: ModelRegistry, estimator: LogisticRegression, edit: dict[str, object], problem: str
+) -> None:
+    _register(registry, estimator, "v1")
+    path = registry.root / "v1" / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    with pytest.raises(RegistryError, match=re.escape(problem)):
+        registry.versions()
 
 
 def test_an_artifact_without_manifest_is_refused(registry: ModelRegistry,
