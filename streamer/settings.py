@@ -70,6 +70,7 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         frozen=True,
+        allow_inf_nan=False,  # "inf" seconds or days would only fail (or hang) far from here
     )
 
     # --- Kafka -------------------------------------------------------------------------------
@@ -256,6 +257,28 @@ class Settings(BaseSettings):
     data_dir: Annotated[Path, Given] = Field(
         Path(".stack"), description="Local state: stack data, worker data."
     )
+
+    @model_validator(mode="after")
+    def _brokers_addressable(self) -> Settings:
+        # aiokafka would fail on these only when a client starts, with a bare int() error
+        for server in self.bootstrap_servers:
+            host, colon, port = server.rpartition(":")
+            if colon and host and not (port.isdigit() and 0 < int(port) < 65_536):
+                raise ValueError(
+                    f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS: {server!r} has no port number "
+                    "(1-65535) after its colon; give host:port, comma-separated"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _sasl_credentials_given(self) -> Settings:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and (self.kafka_sasl_username is None or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD"
+            )
+        return self
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> Settings:

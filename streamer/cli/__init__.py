@@ -201,4 +201,14 @@ def writable(path: Path) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    sys.exit(cli.main(prog_name="fraud-streamer", standalone_mode=True))
+    try:
+        sys.exit(cli.main(prog_name="fraud-streamer", standalone_mode=True))
+    except Exception as exc:
+        # TLS files that cannot be used are found only when a command's first Kafka client is
+        # made, deep in whichever command it is: the message names the variables, not a frame
+        from streamer.kafka import KafkaSettingsError
+
+        if not isinstance(exc, KafkaSettingsError):
+            raise
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from importlib.metadata import version
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -20,3 +24,24 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     listed = {line.split()[0] for line in result.output.split("Commands:")[1].splitlines() if line}
     assert listed == set(COMMANDS)
+
+
+def test_unusable_tls_files_end_a_command_with_one_line_naming_them(tmp_path: Path) -> None:
+    """Found only when the command's first Kafka client is made (no broker is reached):
+    one line, no traceback, exit status 1."""
+    missing = tmp_path / "ca.pem"
+    env = {
+        **os.environ,
+        "STREAMER_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "STREAMER_KAFKA_SSL_CAFILE": str(missing),
+        "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer", "dead-letters"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"Error: cannot set up TLS from STREAMER_KAFKA_SSL_CAFILE={missing}: "
+        "[Errno 2] No such file or directory\n"
+    )

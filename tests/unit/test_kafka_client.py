@@ -59,8 +59,12 @@ def test_ssl_options_build_a_context(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_unusable_tls_files_are_named(tmp_path: Path) -> None:
     missing = tmp_path / "missing-ca.pem"
+    sasl = settings(
+        kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=missing,
+        kafka_sasl_username="scorer", kafka_sasl_password="s3cret",
+    )  # fmt: skip
     with pytest.raises(KafkaSettingsError, match=f"STREAMER_KAFKA_SSL_CAFILE={missing}"):
-        client_options(settings(kafka_security_protocol="SASL_SSL", kafka_ssl_cafile=missing))
+        client_options(sasl)
     not_pem = tmp_path / "ca.pem"
     not_pem.write_text("not a certificate")
     with pytest.raises(KafkaSettingsError, match="cannot set up TLS"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,36 @@ def test_an_empty_or_impossible_name_is_refused_at_start(
     with pytest.raises(SettingsError) as info:
         load_settings()
     assert f"{variable}: " in str(info.value) and message in str(info.value), info.value
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:abc"}, "'127.0.0.1:abc' has no port"),
+        ({"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "a:9092,b:99999"}, "'b:99999' has no port"),
+        ({"STREAMER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
+         "SASL_PLAINTEXT needs STREAMER_KAFKA_SASL_USERNAME and STREAMER_KAFKA_SASL_PASSWORD"),
+        ({"STREAMER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STREAMER_KAFKA_SASL_USERNAME": "u"},
+         "SASL_SSL needs"),
+        ({"STREAMER_INPUT_RETENTION_DAYS": "inf"},
+         "STREAMER_INPUT_RETENTION_DAYS: Input should be a finite number"),
+        ({"STREAMER_REDIS_TIMEOUT_S": "nan"}, "STREAMER_REDIS_TIMEOUT_S: Input should be a finite"),
+    ],
+)  # fmt: skip
+def test_what_would_fail_only_in_a_client_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], message: str
+) -> None:
+    """A port that is no number, SASL without credentials, an infinite time: aiokafka or the
+    topic set-up would fail on them later, with a bare ``int()`` or overflow error."""
+    for variable, value in variables.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        load_settings()
+
+
+def test_brokers_without_a_port_or_on_ipv6_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "localhost, [::1]:9092")
+    assert load_settings().bootstrap_servers == ["localhost", "[::1]:9092"]
 
 
 def test_the_feature_log_topic_may_be_empty_which_turns_it_off(
