@@ -443,6 +443,7 @@ def test_a_model_of_other_features_is_refused_before_the_worker_starts(
     shutil.copytree(root / "test-model-a", root / "older")
     manifest = json.loads((root / "older" / "manifest.json").read_text())
     manifest["version"], manifest["features"] = "older", manifest["features"][:-1]
+    manifest["baseline"] = manifest["baseline"][:-1]  # one value per feature, as registered
     (root / "older" / "manifest.json").write_text(json.dumps(manifest))
     (root / "promotions.json").write_text(json.dumps({"history": ["test-model-a", "older"]}))
     reason, _ = refused_start(worker_env.env)
