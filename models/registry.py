@@ -232,7 +232,13 @@ class ModelRegistry:
         state: dict[str, Any] = {"history": history}
         if shadow is not None:
             state["shadow"] = shadow
-        write_text(self.root / PROMOTIONS, json.dumps(state, indent=2) + "\n")
+        path = self.root / PROMOTIONS
+        try:
+            write_text(path, json.dumps(state, indent=2) + "\n")
+        except OSError as exc:  # a read-only mount, another user's registry
+            raise RegistryError(
+                f"cannot write {path}: {exc.strerror or exc}; nothing was changed"
+            ) from None
 
     # --- reading -----------------------------------------------------------------------------
     def promotions(self) -> tuple[list[str], str | None]:

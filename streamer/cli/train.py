@@ -80,13 +80,19 @@ def train(
 
     from models.dataset import build_features
     from models.metrics import THRESHOLD_GRID
-    from models.registry import ModelRegistry
+    from models.registry import ModelRegistry, RegistryError
     from models.simulate import SimulationConfig, read_dataset, simulate
     from models.train import CANDIDATES, fit_best, history_days_needed
     from streamer.features.definitions import FEATURE_NAMES
 
     names = chosen(candidates, CANDIDATES, "--candidates")
     writable(settings.model_registry / "promotions.json")  # before minutes of work, not after
+    registry = ModelRegistry(settings.model_registry)
+    if promote:
+        try:
+            registry.promotions()  # a corrupt log would refuse the promotion after the work
+        except RegistryError as exc:
+            raise click.ClickException(str(exc)) from None
     needed = history_days_needed(train_days)
     started = time.perf_counter()
     source: dict[str, Any]
@@ -152,7 +158,6 @@ def train(
     except ValueError as exc:  # the history does not suit the protocol (e.g. days without
         raise click.ClickException(str(exc)) from None  # transactions at either end)
     click.echo(_operating_table(result.operating_points, configured), err=True)
-    registry = ModelRegistry(settings.model_registry)
     assert result.train_period is not None
     manifest = registry.register(
         result.estimator,
@@ -181,7 +186,11 @@ def train(
         f"{time.perf_counter() - started:.0f} s)"
     )
     if promote:
-        registry.promote(manifest.version)
+        try:
+            registry.promote(manifest.version)
+        except RegistryError as exc:  # changed since the check above
+            msg = f"{manifest.version} is registered, not promoted: {exc}"
+            raise click.ClickException(msg) from None
         click.echo(
             f"promoted {manifest.version}: running workers switch to it within "
             f"{settings.model_poll_seconds:g} s"

@@ -287,3 +287,18 @@ def test_a_registry_file_it_may_not_read_says_how_to_let_it(
         registry.verified_current()
     assert str(info.value).startswith(f"{registry.root / 'promotions.json'} cannot be read by ")
     assert str(info.value).endswith(f"chmod -R a+rX {registry.root}")
+
+
+def test_a_promotion_log_it_cannot_write_is_a_registry_error(
+    registry: ModelRegistry, estimator: LogisticRegression, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only mount (as root, no file mode stops the write: the failure is simulated)."""
+    _register(registry, estimator, "v1")
+
+    def refused(path: Path, text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("models.registry.write_text", refused)
+    with pytest.raises(RegistryError, match=r"cannot write .*promotions\.json: Permission denied"):
+        registry.promote("v1")
+    assert registry.current_version() is None

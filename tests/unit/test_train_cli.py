@@ -139,3 +139,16 @@ def test_a_registry_it_cannot_write_is_named_before_any_work(
     result = _run(*TINY)
     assert result.exit_code == 1, result.output
     assert "cannot write /proc/registry/promotions.json" in result.output
+
+
+def test_a_corrupt_promotion_log_is_named_before_any_work(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training would register a version and only then fail to promote it; without
+    --no-promote the log is read first."""
+    monkeypatch.setattr(models.simulate, "simulate", _must_not_run)
+    registry.root.mkdir(parents=True)
+    (registry.root / "promotions.json").write_text("{bad")
+    result = _run(*TINY)
+    assert result.exit_code == 1, result.output
+    assert "promotions.json is corrupt" in result.output and "Traceback" not in result.output
