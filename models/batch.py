@@ -197,7 +197,7 @@ def read_labels(path: Path) -> pd.DataFrame:
     _require(frame, path, LABEL_COLUMNS, "labels")
     frame = frame[list(LABEL_COLUMNS)].copy()
     flag = frame["is_fraud"]
-    if not pd.api.types.is_bool_dtype(flag):
+    if not pd.api.types.is_bool_dtype(flag) or flag.isna().any():  # Parquet's may hold nulls
         text = flag.astype("string").str.strip().str.lower()
         _fail(path, "is_fraud must be true or false", ~text.isin(_TRUE | _FALSE).to_numpy())
         flag = text.isin(_TRUE)

@@ -412,3 +412,15 @@ def test_doubtful_input_is_said_or_refused(
     decisions = pd.read_csv(out)
     repeats = decisions[decisions["transaction_id"] == first]
     assert len(repeats) == 2 and repeats["score"].nunique() == 1  # as the worker repeats it
+
+
+def test_a_parquet_label_without_its_verdict_is_named(
+    history: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A nullable boolean column with a null: neither fraud nor genuine, refused by its row."""
+    labels = labels_from_simulation(history).head(3).reset_index(drop=True)
+    labels["is_fraud"] = pd.array([True, None, True], dtype="boolean")
+    path = tmp_path / "labels.parquet"
+    labels.to_parquet(path)
+    with pytest.raises(ValueError, match=r"is_fraud must be true or false \(data row\(s\) 2\)"):
+        read_labels(path)
