@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable
@@ -182,6 +183,17 @@ def chosen(given: str, known: Iterable[str], option: str) -> list[str]:
             f"name at least one of {', '.join(known)}", param_hint=option
         )
     return names
+
+
+class Finite(click.FloatRange):
+    """``click.FloatRange`` without nan and inf, which it lets through (nan fails no comparison
+    with a bound, inf passes a lower one), to fail later as a traceback or run for ever."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def writable(path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from models.files import write_text
-from streamer.cli import pass_settings
+from streamer.cli import Finite, pass_settings
 from streamer.settings import Settings
 
 
@@ -35,14 +35,14 @@ from streamer.settings import Settings
     "--latency-rate",
     default=1_000.0,
     show_default=True,
-    type=click.FloatRange(min=1),
+    type=Finite(min=1),
     help="Transactions per second sent during the latency phase.",
 )
 @click.option(
     "--latency-seconds",
     default=20.0,
     show_default=True,
-    type=click.FloatRange(min=0.1),
+    type=Finite(min=0.1),
     help="Length of the latency phase.",
 )
 @click.option(

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from models.files import DATA_DIR
-from streamer.cli import pass_settings
+from streamer.cli import Finite, pass_settings
 from streamer.settings import Settings
 from streamer.stalls import StallWatch
 
@@ -158,7 +158,7 @@ def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
 )
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=None,
     help="Transactions per second to replay (default: as fast as possible).",
 )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from models.files import DATA_DIR
-from streamer.cli import pass_settings
+from streamer.cli import Finite, pass_settings
 from streamer.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 @click.option(
     "--rate",
     # a positive rate: 0 or less would be taken for "no rate", i.e. as fast as possible
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=None,
     help="Transactions per second (default: as fast as possible).",
 )

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from streamer.cli import pass_settings
+from streamer.cli import Finite, pass_settings
 from streamer.features.definitions import LABEL_DELAY_DAYS
 from streamer.settings import Settings
 
@@ -21,7 +21,7 @@ LABEL_FIELDS = ("transaction_id", "is_fraud", "reported_at")
 @click.command()
 @click.option(
     "--delay-days",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0, max=3650),
     default=float(LABEL_DELAY_DAYS),
     show_default=True,
     help="How long after a transaction its label may still come: transactions newer than "

@@ -11,7 +11,7 @@ import click
 from models.files import DATA_DIR
 from models.simulate import SimulationConfig, progress_total, write_dataset
 from models.simulate import simulate as run_simulation
-from streamer.cli import writable
+from streamer.cli import Finite, writable
 
 __all__ = ["simulate"]
 
@@ -57,7 +57,7 @@ _BOOK = SimulationConfig()
 )
 @click.option(
     "--radius",
-    type=click.FloatRange(min=0, min_open=True),
+    type=Finite(min=0, min_open=True),
     default=_BOOK.radius,
     show_default=True,
     help="A customer uses the terminals closer than this (5 gives about 75 each at book size).",

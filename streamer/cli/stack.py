@@ -6,7 +6,7 @@ import click
 from redis.connection import parse_url
 
 from streamer import redis_tls
-from streamer.cli import pass_settings
+from streamer.cli import Finite, pass_settings
 from streamer.settings import Settings
 from streamer.stack import LocalStack, StackError
 
@@ -88,7 +88,7 @@ def stack() -> None:
 @stack.command()
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=1),
+    type=Finite(min=1),
     default=90.0,
     show_default=True,
     help="Seconds to wait for both services to answer.",
@@ -117,7 +117,7 @@ def up(settings: Settings, timeout: float) -> None:
 @stack.command()
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
+    type=Finite(min=0),
     default=30.0,
     show_default=True,
     help="Seconds to wait after SIGTERM before a service is killed.",

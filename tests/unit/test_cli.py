@@ -8,6 +8,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from streamer.cli import COMMANDS, cli
@@ -45,3 +46,21 @@ def test_unusable_tls_files_end_a_command_with_one_line_naming_them(tmp_path: Pa
         f"Error: cannot set up TLS from STREAMER_KAFKA_SSL_CAFILE={missing}: "
         "[Errno 2] No such file or directory\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["produce", "--rate", "nan"],
+        ["produce", "--rate", "inf"],
+        ["quality", "--delay-days", "nan"],
+        ["stack", "up", "--timeout", "nan"],
+        ["simulate", "--radius", "inf"],
+        ["bench", "--latency-rate", "nan"],
+    ],
+)
+def test_a_number_option_refuses_nan_and_inf(args: list[str]) -> None:
+    """click's FloatRange lets both through, to fail later or run unpaced for ever."""
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "is not a finite number" in result.output
