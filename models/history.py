@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -35,6 +36,8 @@ from models.simulate import SimulationConfig, progress_total, simulate
 from streamer.features.definitions import FEATURE_NAMES
 
 __all__ = ["FRAME_COLUMNS", "HistorySpan", "cache_path", "check_span", "load_history"]
+
+log = logging.getLogger(__name__)
 
 #: The transaction columns kept beside the features.
 FRAME_COLUMNS = (
@@ -138,8 +141,14 @@ def _write(path: Path, features: FeatureSet) -> None:
 
 
 def _read(path: Path) -> FeatureSet | None:
+    """The cached features, or None when there are none to use: a cache file that cannot be
+    read (cut short, or not this layout) is only a miss, built again and replaced."""
     if not path.is_file():
         return None
-    table = pd.read_parquet(path, engine="pyarrow")
-    X = np.ascontiguousarray(table[list(FEATURE_NAMES)].to_numpy(dtype=np.float64))
+    try:
+        table = pd.read_parquet(path, engine="pyarrow")
+        X = np.ascontiguousarray(table[list(FEATURE_NAMES)].to_numpy(dtype=np.float64))
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        log.warning("cannot read the cached features %s (%s); building them again", path, exc)
+        return None
     return FeatureSet(table[list(FRAME_COLUMNS)].reset_index(drop=True), X)

@@ -84,6 +84,8 @@ def evaluate(
     seed_list = _histories(seeds, "--seeds")
     for name in ("evaluation.md", "evaluation.json"):  # before hours of work, not after
         writable(out_dir / name)
+    if cache:  # its features are written after minutes of building them
+        writable(cache_dir / "features.parquet")
     names = chosen(candidates, SEARCH, "--candidates")
 
     def progress(description: str, total: int) -> Callable[[int], object]:

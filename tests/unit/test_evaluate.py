@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from models.dataset import build_features
@@ -25,6 +26,7 @@ from models.history import HistorySpan, load_history
 from models.protocol import BOOK_TEST_START, known_compromised, protocol_mask, split_before
 from models.report import GOAL, console_table, render_markdown, report_json
 from models.simulate import SimulationConfig, simulate
+from streamer.cli import cli
 from streamer.features.definitions import FEATURE_NAMES
 
 
@@ -128,6 +130,11 @@ def test_replaying_from_the_warm_up_gives_the_full_replays_features(tmp_path: Pa
     assert cache_file.name.startswith("seed4_2018-04-14..2018-06-19_")
     np.testing.assert_array_equal(cached.X, part.X)
     assert list(cached.frame["transaction_id"]) == list(part.frame["transaction_id"])
+    # a cache file cut short is a miss: built again, and replaced
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    again = load_history(TINY, span, cache_dir=tmp_path)
+    np.testing.assert_array_equal(again.X, part.X)
+    np.testing.assert_array_equal(load_history(TINY, span, cache_dir=tmp_path).X, part.X)
 
 
 def test_a_span_outside_the_simulation_is_refused() -> None:
@@ -335,3 +342,14 @@ def test_more_test_weeks_than_the_history_holds_is_refused_before_any_work(
         result.output
     )
     assert "Traceback" not in result.output
+
+
+def test_a_cache_dir_it_cannot_write_is_named_before_any_work(tmp_path: Path) -> None:
+    """Its features are written after minutes of building them: said at once instead."""
+    (tmp_path / "file").write_text("not a directory")
+    cache = tmp_path / "file" / "cache"
+    result = CliRunner().invoke(
+        cli, ["evaluate", "--out", str(tmp_path / "out"), "--cache-dir", str(cache)]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"Error: cannot write {cache / 'features.parquet'}: " in result.output
