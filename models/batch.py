@@ -92,8 +92,10 @@ def _read(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
 def _require(frame: pd.DataFrame, path: Path, required: Sequence[str], what: str) -> None:
     missing = [c for c in required if c not in frame.columns]
     if missing:
+        # quoted: a column named "amount " is not "amount", and unquoted nobody could tell
+        has = ", ".join(repr(str(c)) for c in frame.columns)
         raise BatchInputError(f"{path} is not a {what} file: missing column(s) "
-                              f"{', '.join(missing)} (it has {', '.join(map(str, frame.columns))})")
+                              f"{', '.join(map(repr, missing))} (it has {has})")
 
 
 def _fail(path: Path, problem: str, bad: np.ndarray) -> None:
@@ -135,6 +137,10 @@ def _times(frame: pd.DataFrame, path: Path, column: str) -> pd.Series:
                           errors="coerce")  # fmt: skip
     _fail(path, f"{column} is not a time that exists (a day, hour or offset out of range)",
           (instants.isna() | wall.isna()).to_numpy(dtype=bool))
+    # 0001-01-01T00:00+14:00 is in year 0 in UTC, which no RFC 3339 time can say
+    year = instants.dt.year
+    _fail(path, f"{column} must fall within the years 1 to 9999 in UTC",
+          ((year < 1) | (year > 9999)).to_numpy(dtype=bool))
     frame[column] = instants
     return wall
 
@@ -150,6 +156,8 @@ def read_transactions(path: Path) -> pd.DataFrame:
     frame = frame[keep].copy()
     _ids(frame, path, _IDS)
     frame[WALL_TIME] = _times(frame, path, "timestamp")
+    if pd.api.types.is_bool_dtype(frame["amount"]):  # True would pass for 1.0
+        _fail(path, "amount must be a number, not true or false", np.ones(len(frame), bool))
     amount = pd.to_numeric(frame["amount"], errors="coerce").astype(float)
     _fail(path, "amount must be a finite number ≥ 0",
           ~(np.isfinite(amount.to_numpy()) & (amount.to_numpy() >= 0)))

@@ -133,7 +133,7 @@ def test_errors_say_what_is_wrong(promoted: ModelRegistry, history: pd.DataFrame
                     tmp_path / "broken.parquet")
     result = _run(str(broken), "--out", str(tmp_path / "o.csv"))
     assert result.exit_code != 0
-    assert "missing column(s) terminal_id, amount" in result.output
+    assert "missing column(s) 'terminal_id', 'amount'" in result.output
     assert "Traceback" not in result.output
 
 
@@ -155,6 +155,16 @@ def test_bad_values_are_named_by_row(tmp_path: Path, history: pd.DataFrame) -> N
     impossible.to_csv(tmp_path / "impossible.csv", index=False)
     with pytest.raises(ValueError, match=r"timestamp is not a time that exists .* 3, 6, 8\)"):
         read_transactions(tmp_path / "impossible.csv")
+    # times that exist, but in UTC fall in year 0 or 10000: no RFC 3339 time says them
+    edges = impossible.assign(timestamp="2018-04-01T00:00:00Z")
+    edges.loc[[1, 4], "timestamp"] = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"]
+    edges.to_csv(tmp_path / "edges.csv", index=False)
+    with pytest.raises(ValueError, match=r"the years 1 to 9999 in UTC \(data row\(s\) 2, 5\)"):
+        read_transactions(tmp_path / "edges.csv")
+    # a Parquet column of true and false is not one of amounts
+    flags = tx.assign(amount=tx["amount"] > 50)
+    with pytest.raises(ValueError, match="amount must be a number, not true or false"):
+        read_transactions(_write(flags, tmp_path / "flags.parquet"))
 
 
 def test_the_simulators_csv_is_accepted(history: pd.DataFrame, tmp_path: Path) -> None:
