@@ -351,6 +351,9 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
         _check_columns(path, frame.columns)
     for name, dtype in COLUMNS.items():
         frame[name] = _column(path, frame[name], name, dtype)
+    amount = frame["amount"]
+    _first_bad(path, "amount", ~(np.isfinite(amount) & (amount >= 0)), amount.astype("string"),
+               "a finite number ≥ 0")  # fmt: skip
     extra = [c for c in frame.columns if c not in COLUMNS]
     return frame[[*COLUMNS, *extra]]
 
@@ -373,6 +376,11 @@ def _column(path: Path, column: pd.Series, name: str, dtype: str) -> pd.Series:
         _first_bad(path, name, bad, text, "an ISO 8601 time with its offset, e.g. "
                    "2018-04-01T00:00:31Z")  # fmt: skip
         return parsed.dt.as_unit("s")
+    if dtype == "str":  # ids, as the wire contract takes them (an empty one is read as NaN)
+        text = column.astype("string")
+        length = text.str.len().fillna(0)
+        _first_bad(path, name, (length < 1) | (length > 64), text, "1 to 64 characters")
+        return text.astype(str)
     if dtype == "bool" and not pd.api.types.is_bool_dtype(column):  # "False" is a true str
         text = column.astype("string").str.strip().str.lower()
         good = text.isin(["true", "false", "1", "0"])

@@ -207,6 +207,10 @@ def test_daily_counts_follow_the_poisson_means() -> None:
         ("timestamp", "2018-04-01 10:00:00", "timestamp must be an ISO 8601 time with its "
                                              "offset"),  # not taken as UTC without a word
         ("fraud_scenario", "1.5", "fraud_scenario must be a whole number; data row 2 holds"),
+        ("amount", "-3", "amount must be a finite number ≥ 0; data row 2 holds '-3.0'"),
+        ("amount", "inf", "amount must be a finite number ≥ 0; data row 2 holds 'inf'"),
+        ("customer_id", "", "customer_id must be 1 to 64 characters; data row 2 holds <NA>"),
+        ("terminal_id", "t" * 65, "terminal_id must be 1 to 64 characters; data row 2 holds"),
     ],
 )
 def test_a_dataset_value_that_is_not_one_is_named_with_its_row(
