@@ -83,7 +83,7 @@ def test_a_start_beyond_what_timestamps_hold_is_refused(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["--out", "tx.txt"], "unknown extension '.txt'; use .parquet, .pq or .csv"),
-        (["--radius", "nan", "--out", "tx.csv"], "radius must be a positive number, got nan"),
+        (["--radius", "nan", "--out", "tx.csv"], "'nan' is not a finite number"),
     ],
 )
 def test_what_cannot_make_a_dataset_is_a_usage_error(
