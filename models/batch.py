@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from models.dataset import WALL_TIME, build_features
-from models.files import replacing
+from models.files import EXTENSIONS, replacing
 from schemas import Reason
 from streamer.currency import unconverted_reason
 from streamer.features.definitions import AMOUNT_COLUMN
@@ -51,7 +51,6 @@ DECISION_COLUMNS = (
     "decision", "reasons", "model_version",
 )
 DEFAULT_CURRENCY = "EUR"
-EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 CHUNK = 50_000
 _IDS = ("transaction_id", "customer_id", "terminal_id")
 _SHOWN = 5  # bad rows named in an error

@@ -16,11 +16,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DATA_DIR", "check_writable", "replacing", "write_text"]
+__all__ = ["DATA_DIR", "EXTENSIONS", "check_writable", "replacing", "write_text"]
 
 #: where commands keep the datasets they generate, unless told otherwise (not tracked: the
 #: repository's top level holds the project, not its outputs)
 DATA_DIR = Path("models/data")
+
+#: the tables the commands read and write, told apart by their name's extension
+EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
 def _umask() -> int:

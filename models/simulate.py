@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.files import replacing
+from models.files import EXTENSIONS, replacing
 
 __all__ = [
     "COLUMNS",
@@ -342,6 +342,10 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
     columns are kept, after the known ones.
     """
     path = Path(path)
+    if path.suffix.lower() not in EXTENSIONS:  # not read as Parquet to fail on its bytes
+        raise ValueError(
+            f"{path}: unknown extension {path.suffix!r}; use {', '.join(EXTENSIONS)}"
+        )
     if path.suffix.lower() == ".csv":
         header = pd.read_csv(path, nrows=0).columns
         _check_columns(path, header)

@@ -109,7 +109,7 @@ def simulate(
         )
     except ValueError as err:
         raise click.UsageError(str(err)) from None
-    from models.batch import EXTENSIONS
+    from models.files import EXTENSIONS
 
     if out.suffix.lower() not in EXTENSIONS:  # what the readers tell apart
         raise click.BadParameter(

@@ -224,3 +224,13 @@ def test_a_dataset_value_that_is_not_one_is_named_with_its_row(
     with pytest.raises(ValueError) as caught:
         read_dataset(path)
     assert str(caught.value).startswith(f"{path}: {message}"), caught.value
+
+
+def test_a_dataset_of_an_unknown_extension_is_named_not_read_as_parquet(
+    frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    path = tmp_path / "tx.txt"
+    write_dataset(frame.head(5), tmp_path / "tx.csv")
+    (tmp_path / "tx.csv").rename(path)
+    with pytest.raises(ValueError, match=r"tx\.txt: unknown extension '\.txt'; use \.csv, "):
+        read_dataset(path)
