@@ -148,7 +148,8 @@ def _read(path: Path) -> FeatureSet | None:
     try:
         table = pd.read_parquet(path, engine="pyarrow")
         X = np.ascontiguousarray(table[list(FEATURE_NAMES)].to_numpy(dtype=np.float64))
+        frame = table[list(FRAME_COLUMNS)].reset_index(drop=True)
     except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         log.warning("cannot read the cached features %s (%s); building them again", path, exc)
         return None
-    return FeatureSet(table[list(FRAME_COLUMNS)].reset_index(drop=True), X)
+    return FeatureSet(frame, X)
