@@ -262,6 +262,8 @@ class Settings(BaseSettings):
     def _brokers_addressable(self) -> Settings:
         # aiokafka would fail on these only when a client starts, with a bare int() error
         for server in self.bootstrap_servers:
+            if server.endswith("]"):  # [::1]: an IPv6 address without a port
+                continue
             host, colon, port = server.rpartition(":")
             if colon and host and not (port.isdigit() and 0 < int(port) < 65_536):
                 raise ValueError(

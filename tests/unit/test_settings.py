@@ -203,8 +203,8 @@ def test_what_would_fail_only_in_a_client_is_refused_at_start(
 
 
 def test_brokers_without_a_port_or_on_ipv6_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "localhost, [::1]:9092")
-    assert load_settings().bootstrap_servers == ["localhost", "[::1]:9092"]
+    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", "localhost, [::1]:9092,[::1]")
+    assert load_settings().bootstrap_servers == ["localhost", "[::1]:9092", "[::1]"]
 
 
 def test_the_feature_log_topic_may_be_empty_which_turns_it_off(
