@@ -89,6 +89,14 @@ def list_versions(settings: Settings) -> None:
         for m in versions
     ]
     click.echo(_table(rows))
+    registered = {m.version for m in versions}
+    for role, named in (("live", live), ("shadow", shadow)):
+        if named is not None and named not in registered:  # workers would refuse to start
+            click.echo(
+                f"warning: the promotion log names {named!r} as the {role} version, which is "
+                f"not registered in {registry.root}: promote or set a registered one",
+                err=True,
+            )
 
 
 @models.command("show")

@@ -42,6 +42,19 @@ def test_list_shows_versions_and_the_live_one(two_versions: ModelRegistry) -> No
     assert v2.endswith("0.71 %") and v1.endswith("–")
 
 
+def test_list_warns_of_a_promotion_log_naming_an_unregistered_version(
+    two_versions: ModelRegistry,
+) -> None:
+    """A log edited by hand, or a version's directory removed: no * in the table, so say why."""
+    (two_versions.root / "promotions.json").write_text('{"history": ["v1", "ghost"]}')
+    result = _run("list")
+    assert result.exit_code == 0, result.output
+    assert "promotion log names 'ghost' as the live version, which is not registered" in (
+        result.output
+    )
+    assert not any(line.startswith("*") for line in result.output.splitlines())
+
+
 def test_list_of_an_empty_registry(registry: ModelRegistry) -> None:
     result = _run("list")
     assert result.exit_code == 0
