@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 
 from models.dataset import WALL_TIME, build_features
-from models.files import EXTENSIONS, replacing
+from models.files import EXTENSIONS, id_text, replacing
 from schemas import Reason
+from schemas.common import ID_MAX_LENGTH
 from streamer.currency import unconverted_reason
 from streamer.features.definitions import AMOUNT_COLUMN
 from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
@@ -107,10 +108,8 @@ def _fail(path: Path, problem: str, bad: np.ndarray) -> None:
 
 def _ids(frame: pd.DataFrame, path: Path, columns: Sequence[str]) -> None:
     for column in columns:
-        values = frame[column]
-        text = values.astype("string")
-        bad = values.isna() | (text.str.len() < 1) | (text.str.len() > 64)
-        _fail(path, f"{column} must be 1 to 64 characters", bad.to_numpy(dtype=bool))
+        text, bad = id_text(frame[column])
+        _fail(path, f"{column} must be 1 to {ID_MAX_LENGTH} characters", bad.to_numpy())
         frame[column] = text.astype(str)
 
 

@@ -16,7 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["DATA_DIR", "EXTENSIONS", "check_writable", "replacing", "write_text"]
+import pandas as pd
+
+from schemas.common import ID_MAX_LENGTH
+
+__all__ = ["DATA_DIR", "EXTENSIONS", "check_writable", "id_text", "replacing", "write_text"]
 
 #: where commands keep the datasets they generate, unless told otherwise (not tracked: the
 #: repository's top level holds the project, not its outputs)
@@ -24,6 +28,15 @@ DATA_DIR = Path("models/data")
 
 #: the tables the commands read and write, told apart by their name's extension
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def id_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """An id column as text, and which rows break the contract's rule for ids (1 to
+    :data:`~schemas.common.ID_MAX_LENGTH` characters; a missing one is empty): a file the
+    commands read holds its ids to what the topics would take."""
+    text = values.astype("string")
+    length = text.str.len().fillna(0)
+    return text, ((length < 1) | (length > ID_MAX_LENGTH)).astype(bool)
 
 
 def _umask() -> int:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.files import EXTENSIONS, replacing
+from models.files import EXTENSIONS, id_text, replacing
+from schemas.common import ID_MAX_LENGTH
 
 __all__ = [
     "COLUMNS",
@@ -381,9 +382,8 @@ def _column(path: Path, column: pd.Series, name: str, dtype: str) -> pd.Series:
                    "2018-04-01T00:00:31Z")  # fmt: skip
         return parsed.dt.as_unit("s")
     if dtype == "str":  # ids, as the wire contract takes them (an empty one is read as NaN)
-        text = column.astype("string")
-        length = text.str.len().fillna(0)
-        _first_bad(path, name, (length < 1) | (length > 64), text, "1 to 64 characters")
+        text, bad = id_text(column)
+        _first_bad(path, name, bad, text, f"1 to {ID_MAX_LENGTH} characters")
         return text.astype(str)
     if dtype == "bool" and not pd.api.types.is_bool_dtype(column):  # "False" is a true str
         text = column.astype("string").str.strip().str.lower()

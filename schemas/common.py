@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "ID_MAX_LENGTH",
     "RFC3339_PATTERN",
     "Amount",
     "Currency",
@@ -140,7 +141,10 @@ Calendar features read the wall time at that offset (``value.hour``, ``value.wee
 value is not converted to UTC. Fractions beyond microseconds are truncated.
 """
 
-Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+ID_MAX_LENGTH = 64
+"""The longest identifier the contract takes, in characters (files are held to it too)."""
+
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=ID_MAX_LENGTH)]
 """An identifier: a JSON string of 1 to 64 characters; numbers are not coerced to text."""
 
 Amount = Annotated[
