@@ -48,6 +48,7 @@ __all__ = [
     "contract_topics",
     "ensure_contract_topics",
     "ensure_topics",
+    "failure_reason",
     "fetch_broker_ids",
     "make_consumer",
     "make_producer",
@@ -115,15 +116,14 @@ def client_options(settings: Settings) -> dict[str, Any]:
 async def ensure_contract_topics(settings: Settings) -> None:
     """:func:`contract_topics`, failing with :func:`connection_problem`'s reason when Kafka
     cannot be used (the check only runs after a failure: no extra connection otherwise)."""
+    started = time.monotonic()
     try:
         await contract_topics(settings)
     except Exception as exc:
-        # a broker's refusal already reads "[Error N] Name: what" (see ensure_topics)
-        named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
-        problem = await connection_problem(settings) or named
+        problem = await failure_reason(settings, exc, started)
         _quiet_failed_connections(asyncio.get_running_loop())
         raise KafkaUnusable(
-            f"cannot create the topics on Kafka at {settings.kafka_bootstrap_servers}: {problem}"
+            f"cannot create the topics on Kafka at {settings.kafka_bootstrap_servers}{problem}"
         ) from exc
 
 
@@ -148,6 +148,19 @@ def _quiet_failed_connections(loop: asyncio.AbstractEventLoop) -> None:
             previous(loop, context)
 
     loop.set_exception_handler(handler)
+
+
+async def failure_reason(settings: Settings, exc: BaseException, started: float) -> str:
+    """Why a Kafka call begun at ``started`` (``time.monotonic()``) failed with ``exc``, for
+    the end of a sentence: ": <reason>" from :func:`connection_problem` (the exception's own
+    words if a connection works), preceded by " after N s" when that took long enough to be
+    worth saying. The client's own timeouts (40 s for a request) come before the check's, so
+    a broker that accepts connections and never answers is given up on after both."""
+    # a broker's refusal already reads "[Error N] Name: what" (see ensure_topics)
+    named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
+    problem = await connection_problem(settings) or named
+    waited = time.monotonic() - started
+    return f"{f' after {waited:.0f} s' if waited >= 2 else ''}: {problem}"
 
 
 async def connection_problem(settings: Settings, timeout: float = 10.0) -> str | None:
@@ -487,13 +500,13 @@ async def read_to_end(
     each fetch's count. Returns each partition's end, as read to (a ``start`` for the next
     call). Raises :class:`KafkaUnusable`, naming why, when there is no such topic or Kafka
     cannot be read."""
+    started = time.monotonic()
     try:
         found = await _read_to_end(settings, topic, handle, tail, progress, start or {})
     except (KafkaError, OSError) as exc:
-        named = str(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
-        problem = await connection_problem(settings) or named
+        problem = await failure_reason(settings, exc, started)
         raise KafkaUnusable(
-            f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}: {problem}"
+            f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}{problem}"
         ) from exc
     if found is None:
         raise KafkaUnusable(f"no topic {topic!r} on Kafka at {settings.kafka_bootstrap_servers}")

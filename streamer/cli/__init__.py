@@ -12,6 +12,7 @@ import importlib.util
 import math
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -152,16 +153,17 @@ def record_in_kafka(
     Kafka does not take it, a CLI error saying what was ``done``, that ``what`` was not
     recorded, and what a Redis that loses its state would then miss (``lost``). The change
     stands: the workers read Redis."""
-    from streamer.kafka import connection_problem
+    from streamer.kafka import failure_reason
 
     async def run() -> None:
+        started = time.monotonic()
         try:
             await write()
         except Exception as exc:
-            problem = await connection_problem(settings) or f"{type(exc).__name__}: {exc}"
+            problem = await failure_reason(settings, exc, started)
             raise click.ClickException(
                 f"{done}, but {what} could not be recorded on {topic} at "
-                f"{settings.kafka_bootstrap_servers} ({problem}): run the command again once "
+                f"{settings.kafka_bootstrap_servers}{problem}; run the command again once "
                 f"Kafka answers, or a Redis that loses {lost}"
             ) from None
 
