@@ -233,10 +233,12 @@ async def _recorded_rates(settings: Settings) -> dict[str, str] | None:
 
 def _model(settings: Settings) -> Check:
     from models.registry import ModelRegistry, RegistryError
+    from streamer.scoring import check_features
 
     registry = ModelRegistry(settings.model_registry)
-    try:  # the hash a worker checks before loading
+    try:  # what a worker checks before loading: the hash, and the features it computes
         manifest = registry.verified_current()
+        check_features(manifest)
         shadow = registry.shadow_version()
     except RegistryError as exc:
         return Check("model", False, str(exc), data={"registry": str(settings.model_registry)})
@@ -248,7 +250,7 @@ def _model(settings: Settings) -> Check:
     if shadow is not None:
         detail += f"; shadow {shadow} (decisions on {settings.topic_shadow_decisions})"
         try:
-            registry.verify(shadow)
+            check_features(registry.verify(shadow))
         except RegistryError as exc:  # the workers score without it
             warnings.append(f"the shadow is not scored: {exc}")
     data = {"version": version, "algorithm": manifest.algorithm, "created": manifest.created,

@@ -75,8 +75,8 @@ def add_version(registry: ModelRegistry, small_model: LoadedModel) -> Callable[.
 
     def add(version: str, **extra: Any) -> Manifest:
         m = small_model.manifest
-        return registry.register(small_model.estimator, algorithm=m.algorithm,
-                                 features=m.features, baseline=m.baseline, version=version,
-                                 **{"metrics": m.metrics, **extra})
+        parts = {"features": m.features, "baseline": m.baseline, "metrics": m.metrics, **extra}
+        return registry.register(small_model.estimator, algorithm=m.algorithm, version=version,
+                                 **parts)
 
     return add

@@ -9,6 +9,7 @@ import pytest
 
 from models.registry import Manifest, ModelRegistry
 from streamer.cli.status import _model
+from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.memory import InMemoryFeatureStore
 from streamer.runtime import Runtime
 from streamer.settings import Settings
@@ -65,3 +66,19 @@ def test_status_names_the_shadow_and_warns_when_it_cannot_be_scored(
     _tamper(registry, "v2")
     check = _model(Settings())
     assert check.ok and "the shadow is not scored" in check.warnings[0]
+    # one trained on other features than the workers compute is not scored either
+    add_version("v3", features=[*FEATURE_NAMES[:-1], "AN_OLD_FEATURE"])
+    registry.set_shadow("v3")
+    check = _model(Settings())
+    assert check.ok and "model v3 expects features" in check.warnings[0], check.warnings
+
+
+def test_status_refuses_a_promoted_model_the_workers_would_refuse(
+    registry: ModelRegistry, add_version: Callable[..., Manifest]
+) -> None:
+    """Hash intact, features not the workers': no worker would start, so it is a problem."""
+    add_version("old", features=[*FEATURE_NAMES[:-1], "AN_OLD_FEATURE"])
+    registry.promote("old")
+    check = _model(Settings())
+    assert not check.ok and "model old expects features" in check.detail
+    assert "retrain with `fraud-streamer train`" in check.detail
