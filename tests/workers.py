@@ -56,14 +56,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory, history: pd.DataFrame) ->
     return registry
 
 
-@pytest.fixture
-async def worker_env(
-    stack: Settings, registry: ModelRegistry, tmp_path: Path
-) -> AsyncIterator[WorkerEnv]:
+def private_env(stack: Settings, registry: ModelRegistry, data_dir: Path) -> dict[str, str]:
+    """``STREAMER_*`` values that give workers their own topics, consumer group, Redis
+    database (not flushed here), web port, registry and data directory on the shared stack:
+    what one test's workers read and write is neither another test's nor a user's demo."""
     suffix = uuid.uuid4().hex[:8]
     db = next(_db_numbers) % 16 or 1
     base_url = stack.redis_url.rsplit("/", 1)[0]
-    overrides = {
+    return {
         "STREAMER_TOPIC_TRANSACTIONS": f"tx-{suffix}",
         "STREAMER_TOPIC_LABELS": f"labels-{suffix}",
         "STREAMER_TOPIC_DECISIONS": f"decisions-{suffix}",
@@ -76,9 +76,16 @@ async def worker_env(
         "STREAMER_REDIS_URL": f"{base_url}/{db}",
         "STREAMER_MODEL_REGISTRY": str(registry.root),
         "STREAMER_WEB_PORT": str(next(_ports)),
-        "STREAMER_DATA_DIR": str(tmp_path / "data"),
+        "STREAMER_DATA_DIR": str(data_dir),
         "STREAMER_PARTITIONS": "4",
     }
+
+
+@pytest.fixture
+async def worker_env(
+    stack: Settings, registry: ModelRegistry, tmp_path: Path
+) -> AsyncIterator[WorkerEnv]:
+    overrides = private_env(stack, registry, tmp_path / "data")
     env = {**os.environ, **overrides}
     settings = Settings(
         **{k.removeprefix("STREAMER_").lower(): v for k, v in overrides.items()},

@@ -13,11 +13,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from redis import Redis
 
 from models.registry import ModelRegistry
 from streamer.settings import Settings
 from tests.integration.harness import produce
 from tests.prometheus import samples
+from tests.workers import private_env
 
 
 def _get(url: str) -> tuple[str, str]:
@@ -35,15 +37,12 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
     registry.register(model, algorithm="dummy", features=FEATURE_NAMES, version="dash-1")
     registry.promote("dash-1")
     suffix = uuid.uuid4().hex[:8]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-        "STREAMER_MODEL_REGISTRY": str(registry.root),
-        "STREAMER_DATA_DIR": str(tmp_path / "state"),
-        "STREAMER_WEB_PORT": "16301",
-        "STREAMER_CONSUMER_GROUP": f"dash-{suffix}",
-        "STREAMER_TOPIC_TRANSACTIONS": f"tx-{suffix}",
-    }
+    # its own topics, group, Redis database and port: it reads and writes nothing of others'
+    overrides = private_env(stack, registry, tmp_path / "state")
+    settings = Settings(**{k.removeprefix("STREAMER_").lower(): v for k, v in overrides.items()},
+                        kafka_bootstrap_servers=stack.kafka_bootstrap_servers)  # fmt: skip
+    web = f"http://127.0.0.1:{settings.web_port}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **overrides}
     started = time.monotonic()
     worker = subprocess.Popen(
         [sys.executable, "-m", "streamer", "worker", "-l", "warn"],
@@ -55,7 +54,7 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
-                kind, body = _get("http://127.0.0.1:16301/api/summary")
+                kind, body = _get(f"{web}/api/summary")
                 summary = json.loads(body)
                 if summary["model_version"] == "dash-1":
                     break
@@ -64,13 +63,12 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
             if time.monotonic() > deadline:
                 pytest.fail("the worker's web server did not come up with the model loaded")
             time.sleep(0.5)
-        kind, page = _get("http://127.0.0.1:16301/")
+        kind, page = _get(f"{web}/")
         assert "text/html" in kind and "fraud-streamer" in page and "/api/summary" in page
         assert 'id="lag"' in page and "lag_records" in summary
         assert 'id="alerts"' in page and "/api/alerts" in page
-        assert json.loads(_get("http://127.0.0.1:16301/api/alerts")[1]) == []
+        assert json.loads(_get(f"{web}/api/alerts")[1]) == []
         # a transaction over the amount limit is declined by rule: its alert is listed
-        settings = stack.model_copy(update={"topic_transactions": f"tx-{suffix}"})
         tx = {
             "transaction_id": f"big-{suffix}",
             "timestamp": "2018-05-01T12:00:00Z",
@@ -82,7 +80,7 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
             produce(settings, settings.topic_transactions, [(b"c-1", json.dumps(tx).encode())])
         )
         deadline = time.monotonic() + 60
-        while not (alerts := json.loads(_get("http://127.0.0.1:16301/api/alerts")[1])):
+        while not (alerts := json.loads(_get(f"{web}/api/alerts")[1])):
             if time.monotonic() > deadline:
                 pytest.fail("no alert reached the dashboard's API")
             time.sleep(0.5)
@@ -92,11 +90,11 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
         assert alert["reasons"][0]["code"] == "RULE_AMOUNT_LIMIT"
         # the record it read is no longer lag
         deadline = time.monotonic() + 60
-        while json.loads(_get("http://127.0.0.1:16301/api/summary")[1])["lag_records"] != 0:
+        while json.loads(_get(f"{web}/api/summary")[1])["lag_records"] != 0:
             if time.monotonic() > deadline:
                 pytest.fail("the worker's lag did not fall to 0 once it had decided")
             time.sleep(0.5)
-        kind, metrics = _get("http://127.0.0.1:16301/metrics")
+        kind, metrics = _get(f"{web}/metrics")
         assert "text/plain" in kind
         assert 'streamer_model_info{version="dash-1"} 1.0' in metrics
         assert "streamer_partition_skew_seconds" in metrics
@@ -106,3 +104,4 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        Redis.from_url(settings.redis_url).flushdb()  # leave the shared Redis as found

@@ -112,7 +112,7 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: RedisCl
         await online.blocklist_add("terminal", [batch[0].terminal_id])
         await offline.blocklist_add("terminal", [batch[0].terminal_id])
         a, b = await online.enrich(batch), await offline.enrich(batch)
-        assert a.terminal_blocked == b.terminal_blocked
+        assert a.terminal_blocked == b.terminal_blocked and a.terminal_blocked[0]
         assert a.customer_blocked == b.customer_blocked
         assert a.converted.tolist() == b.converted.tolist() == [e.converted for e in batch]
         got.append(a.features)

@@ -270,6 +270,10 @@ async def test_blocklists() -> None:
     enriched = await store.enrich([ev("a", T0, customer="c1"), ev("b", T0, customer="c3")])
     assert enriched.customer_blocked == [True, False]
     assert enriched.terminal_blocked == [False, False]
+    assert await store.blocklist_add("terminal", ["t9"]) == 1
+    enriched = await store.enrich([ev("c", T0, customer="c3", terminal="t9"), ev("d", T0)])
+    assert enriched.terminal_blocked == [True, False]
+    assert enriched.customer_blocked == [False, True]
 
 
 def test_history_in_event_time_gives_each_label_before_the_first_chunk_that_knows_it() -> None:

@@ -98,7 +98,10 @@ def test_consumer_commits_only_when_told(monkeypatch: pytest.MonkeyPatch) -> Non
     assert consumer.options["auto_offset_reset"] == "earliest"
 
 
-async def test_aiokafka_accepts_the_options_without_connecting() -> None:
+async def test_aiokafka_takes_the_options() -> None:
+    """The constructors refuse an option they do not know (TypeError) or a value they cannot
+    use (ValueError): what the other tests check as plain dicts, aiokafka itself takes. They
+    do no I/O, so nothing needs to listen at the address."""
     producer = make_producer(settings(kafka_bootstrap_servers="127.0.0.1:1"))
     consumer = make_consumer(settings(kafka_bootstrap_servers="127.0.0.1:1"), "t", group_id="g")
     await producer.stop()

@@ -53,6 +53,11 @@ def test_list_warns_of_a_promotion_log_naming_an_unregistered_version(
         result.output
     )
     assert not any(line.startswith("*") for line in result.output.splitlines())
+    (two_versions.root / "promotions.json").write_text('{"history": ["v1"], "shadow": "ghost"}')
+    result = _run("list")
+    assert result.exit_code == 0, result.output
+    assert "names 'ghost' as the shadow version, which is not registered" in result.output
+    assert "as the live version" not in result.output
 
 
 def test_list_of_an_empty_registry(registry: ModelRegistry) -> None:

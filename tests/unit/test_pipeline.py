@@ -44,13 +44,15 @@ def _scorer(version: str = "unit-1", cut: float = 200.0, *, forest: bool = False
     return Scorer(LoadedModel(model, manifest))
 
 
-def _tx(i: int, amount: float, customer: str = "c1", currency: str | None = None) -> bytes:
+def _tx(
+    i: int, amount: float, customer: str = "c1", currency: str | None = None, terminal: str = "t1"
+) -> bytes:
     return json.dumps(
         {
             "transaction_id": f"tx{i}",
             "timestamp": f"2018-04-01T10:00:{i:02d}Z",
             "customer_id": customer,
-            "terminal_id": "t1",
+            "terminal_id": terminal,
             "amount": amount,
             **({"currency": currency} if currency else {}),
         }
@@ -96,7 +98,8 @@ async def test_every_valid_transaction_gets_one_decision_and_bad_ones_a_dead_let
 
 def test_records_are_validated_on_arrival_with_their_event_time(pipeline: Pipeline) -> None:
     received = pipeline.receive(_msgs([_tx(1, 10.0), b"{oops"]), consumed_at=1.0)
-    assert received[0].transaction is not None and received[0].ts_ms is not None
+    assert received[0].transaction is not None
+    assert received[0].ts_ms == 1_522_576_801_000  # 2018-04-01T10:00:01Z, in epoch ms
     assert received[1].transaction is None and received[1].ts_ms is None
     assert received[1].errors and received[1].errors[0].type == "json_invalid"
 
@@ -123,6 +126,21 @@ async def test_rules_decline_and_come_first_in_reasons(pipeline: Pipeline) -> No
     assert first.decision == "decline" and first.reasons[0].code == "RULE_CUSTOMER_BLOCKED"
     assert first.score == 1.0
     assert second.decision == "decline" and second.reasons[0].code == "RULE_AMOUNT_LIMIT"
+
+
+async def test_a_blocked_terminal_declines_whatever_the_card(pipeline: Pipeline) -> None:
+    store = pipeline._store
+    await store.blocklist_add("terminal", ["skimmer"])
+    await store.blocklist_add("customer", ["bad"])
+    out = await pipeline.transactions(_msgs([
+        _tx(1, 5.0, terminal="skimmer"), _tx(2, 5.0, customer="bad", terminal="skimmer"),
+        _tx(3, 5.0, customer="c3"),
+    ]))  # fmt: skip
+    at_skimmer, both, elsewhere = (Decision.model_validate_json(v) for _, v in out.decisions)
+    assert at_skimmer.decision == "decline" and at_skimmer.score == 1.0
+    assert [r.code for r in at_skimmer.reasons][:1] == ["RULE_TERMINAL_BLOCKED"]
+    assert [r.code for r in both.reasons][:2] == ["RULE_CUSTOMER_BLOCKED", "RULE_TERMINAL_BLOCKED"]
+    assert elsewhere.decision == "approve"
 
 
 async def test_reasons_name_the_feature_that_drove_the_score(pipeline: Pipeline) -> None:

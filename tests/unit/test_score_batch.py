@@ -162,13 +162,14 @@ def test_bad_values_are_named_by_row(tmp_path: Path, history: pd.DataFrame) -> N
     with pytest.raises(ValueError, match=r"the years 1 to 9999 in UTC \(data row\(s\) 2, 5\)"):
         read_transactions(tmp_path / "edges.csv")
     # ids as the topics take them: an empty one and one over 64 characters are named
-    ids = tx.assign(amount=1.0)
-    ids.loc[1, "customer_id"] = ""
-    ids.loc[6, "customer_id"] = "c" * 65
-    ids.loc[2, "terminal_id"] = "t" * 64  # the longest that is taken
-    with pytest.raises(ValueError, match=r"customer_id must be 1 to 64 characters "
-                                         r"\(data row\(s\) 2, 7\)"):
-        read_transactions(_write(ids, tmp_path / "ids.csv"))
+    for column in ("transaction_id", "customer_id", "terminal_id"):
+        ids = tx.assign(amount=1.0)
+        ids.loc[1, column] = ""
+        ids.loc[6, column] = "x" * 65
+        ids.loc[2, column] = "y" * 64  # the longest that is taken
+        with pytest.raises(ValueError, match=rf"{column} must be 1 to 64 characters "
+                                             r"\(data row\(s\) 2, 7\)"):
+            read_transactions(_write(ids, tmp_path / "ids.csv"))
     # a Parquet column of true and false is not one of amounts
     flags = tx.assign(amount=tx["amount"] > 50)
     with pytest.raises(ValueError, match="amount must be a number, not true or false"):
