@@ -459,11 +459,13 @@ async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartitio
 async def partitions_to_read(settings: Settings, topic: str) -> list[TopicPartition] | None:
     """:func:`topic_partitions`, with a failure to ask as :class:`KafkaUnusable` naming the
     topic (for the commands that read a record of theirs back)."""
+    started = time.monotonic()
     try:
         return await topic_partitions(settings, topic)
     except (KafkaError, OSError) as exc:
+        problem = await failure_reason(settings, exc, started)
         raise KafkaUnusable(
-            f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}: {exc}"
+            f"cannot read {topic} from Kafka at {settings.kafka_bootstrap_servers}{problem}"
         ) from exc
 
 

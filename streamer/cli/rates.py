@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
@@ -14,6 +14,8 @@ from streamer.settings import Settings
 
 if TYPE_CHECKING:
     from streamer.redis_client import RedisClient
+
+T = TypeVar("T")
 
 
 def _parse(pairs: Iterable[tuple[str, object]], base: str, *, per_base: bool) -> dict[str, float]:
@@ -69,6 +71,31 @@ def _record(settings: Settings, entries: Mapping[str, str]) -> None:
         done="the rates are set in Redis, and the workers take them up", what="they",
         lost="them will not get them back",
     )  # fmt: skip
+
+
+async def _restore_first(settings: Settings, client: RedisClient) -> None:
+    """Before a change to rates that Redis holds none of, set the last ones recorded in Kafka
+    again (as ``rates restore`` would). Each change is recorded as the whole hash after it,
+    and the topic is compacted to its last record: a change made to a Redis that lost its
+    rates would record only itself, and compaction would then erase every other rate from
+    Kafka too. Kafka that cannot be read stops the change before anything is written."""
+    from streamer import rates as stored
+
+    restored = await stored.restore(settings, client)
+    if restored:
+        listed = ", ".join(f"{code}={rate}" for code, rate in sorted(restored.items()))
+        click.echo(f"Redis held no rates: first restored {listed} from {settings.topic_rates}")
+
+
+def _with_rates(settings: Settings, action: Callable[[RedisClient], Awaitable[T]]) -> T:
+    """:func:`with_redis`, with Kafka's record that cannot be read as a CLI error."""
+    from streamer import rates as stored
+    from streamer.kafka import KafkaUnusable
+
+    try:
+        return with_redis(settings, action)
+    except (KafkaUnusable, stored.NotARecord) as exc:
+        raise click.ClickException(f"{exc}; nothing was changed") from None
 
 
 @click.group()
@@ -135,10 +162,12 @@ def set_(
     wanted = _parse(given, settings.base_currency, per_base=per_base)
 
     async def change(client: RedisClient) -> dict[str, str]:
+        if not replace:  # --replace gives the whole set: nothing before it counts
+            await _restore_first(settings, client)
         await stored.write(client, wanted, replace=replace)
         return await stored.read(client)
 
-    _record(settings, with_redis(settings, change))
+    _record(settings, _with_rates(settings, change))
     listed = ", ".join(rate_text(c, r, settings.base_currency) for c, r in wanted.items())
     done = f"set {listed}" if wanted else "no rates given"
     if replace:
@@ -155,9 +184,10 @@ def unset(settings: Settings, codes: tuple[str, ...]) -> None:
     from streamer import rates as stored
 
     async def change(client: RedisClient) -> tuple[int, dict[str, str]]:
+        await _restore_first(settings, client)
         return await stored.remove(client, codes), await stored.read(client)
 
-    removed, entries = with_redis(settings, change)
+    removed, entries = _with_rates(settings, change)
     _record(settings, entries)
     click.echo(f"{removed} rate(s) withdrawn ({len(codes) - removed} not set here)")
 
@@ -169,16 +199,12 @@ def restore(settings: Settings) -> None:
     persistence, a new server). `rebuild-state` does this first by itself; a Redis that holds
     any rate is left as it is."""
     from streamer import rates as stored
-    from streamer.kafka import KafkaUnusable
 
     async def put_back(client: RedisClient) -> tuple[dict[str, str], dict[str, str] | None]:
         held = await stored.read(client)
         return held, None if held else await stored.restore(settings, client)
 
-    try:
-        held, restored = with_redis(settings, put_back)
-    except (KafkaUnusable, stored.NotARecord) as exc:
-        raise click.ClickException(str(exc)) from None
+    held, restored = _with_rates(settings, put_back)
     if held:
         click.echo(f"Redis holds {len(held)} rate entry(ies) already: left as they are")
     elif restored is None:

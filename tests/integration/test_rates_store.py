@@ -4,12 +4,15 @@ and restored from there to a Redis that lost them."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
+from click.testing import CliRunner
 from redis import Redis as SyncRedis
 
 from streamer import rates
+from streamer.cli import cli
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings, load_settings
 from tests.integration.harness import cli_without_kafka, produce
@@ -64,15 +67,60 @@ async def test_rates_are_recorded_in_kafka_and_restored_to_a_redis_that_lost_the
 
 def test_a_change_kafka_does_not_take_is_set_and_said_so(stack: Settings) -> None:
     """`rates set` writes Redis first (the workers take the rate up), then records it in
-    Kafka; when Kafka does not answer, the command fails with what was done and what was not."""
-    result, url = cli_without_kafka(stack, "rates", "set", "USD=0.9")
+    Kafka; when Kafka does not answer, the command fails with what was done and what was not.
+    A Redis that holds no rate may have lost them: then nothing is changed without Kafka."""
+    url = stack.redis_url.rsplit("/", 1)[0] + "/14"
+    SyncRedis.from_url(url).delete("fs:rates")
     try:
+        result, _ = cli_without_kafka(stack, "rates", "set", "USD=0.9")
+        assert result.exit_code == 1, result.output
+        assert "nothing listens at 127.0.0.1:1" in result.output, result.output
+        assert result.output.rstrip().endswith("nothing was changed"), result.output
+        assert SyncRedis.from_url(url).hgetall("fs:rates") == {}
+
+        SyncRedis.from_url(url).hset("fs:rates", "GBP", "1.1")
+        result, _ = cli_without_kafka(stack, "rates", "set", "USD=0.9")
         assert result.exit_code == 1, result.output
         said = (
             "the rates are set in Redis, and the workers take them up, but they could not be "
-            "recorded on exchange-rates at 127.0.0.1:1 (nothing listens at 127.0.0.1:1"
+            "recorded on exchange-rates at 127.0.0.1:1: nothing listens at 127.0.0.1:1"
         )
         assert said in " ".join(result.output.split()), result.output
-        assert SyncRedis.from_url(url).hgetall("fs:rates") == {b"USD": b"0.9"}
+        assert SyncRedis.from_url(url).hgetall("fs:rates") == {b"GBP": b"1.1", b"USD": b"0.9"}
     finally:
         SyncRedis.from_url(url).delete("fs:rates")
+
+
+def test_a_change_after_redis_lost_its_rates_keeps_the_recorded_ones(stack: Settings) -> None:
+    """Each change records the whole hash, and the topic is compacted to its last record: a
+    change made to a Redis that lost its rates must not record only itself, or every other
+    rate would be gone from Kafka too. The recorded ones are restored first."""
+    topic = f"rates-{uuid.uuid4().hex[:8]}"
+    url = stack.redis_url.rsplit("/", 1)[0] + "/13"
+    env = {"STREAMER_REDIS_URL": url, "STREAMER_TOPIC_RATES": topic,
+           "STREAMER_KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers}  # fmt: skip
+    settings = stack.model_copy(update={"topic_rates": topic})
+    redis = SyncRedis.from_url(url)
+    redis.delete("fs:rates")
+    try:
+        result = CliRunner().invoke(cli, ["rates", "set", "USD=0.9", "GBP=1.1"], env=env)
+        assert result.exit_code == 0, result.output
+        redis.delete("fs:rates")  # Redis loses its state
+        result = CliRunner().invoke(cli, ["rates", "set", "JPY=0.006"], env=env)
+        assert result.exit_code == 0, result.output
+        assert "Redis held no rates: first restored GBP=1.1, USD=0.9 from" in result.output
+        want = {"USD": "0.9", "GBP": "1.1", "JPY": "0.006"}
+        assert {k.decode(): v.decode() for k, v in redis.hgetall("fs:rates").items()} == want
+        assert asyncio.run(rates.recorded(settings)) == want
+
+        redis.delete("fs:rates")  # lost again: a withdrawal keeps the others too
+        result = CliRunner().invoke(cli, ["rates", "unset", "GBP"], env=env)
+        assert result.exit_code == 0, result.output
+        assert asyncio.run(rates.recorded(settings)) == {"USD": "0.9", "JPY": "0.006"}
+        # a day's feed gives the whole set: nothing is restored before it
+        redis.delete("fs:rates")
+        result = CliRunner().invoke(cli, ["rates", "set", "--replace", "USD=0.8"], env=env)
+        assert result.exit_code == 0 and "restored" not in result.output, result.output
+        assert asyncio.run(rates.recorded(settings)) == {"USD": "0.8"}
+    finally:
+        redis.delete("fs:rates")
