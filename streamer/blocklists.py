@@ -7,7 +7,7 @@ is approved on its score again, without an error. So ``fraud-streamer blocklist`
 change in a compacted topic (``STREAMER_TOPIC_BLOCKLISTS``), one record per id, keyed
 ``kind:id``: ``{"blocked": true}`` when added, a tombstone when removed. Compaction keeps the
 last record of each id, so the topic stays the size of the lists however often they change,
-and ``rebuild-state`` (or ``blocklist restore``) sets them again in a Redis that holds none.
+and ``rebuild-state`` (or ``blocklist restore``) blocks again every recorded id that Redis lacks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from streamer.kafka import (
 )
 from streamer.settings import Settings
 
-__all__ = ["KINDS", "describe", "record", "recorded", "restore"]
+__all__ = ["KINDS", "describe", "missing", "record", "recorded", "restore"]
 
 KINDS: tuple[BlocklistKind, ...] = ("customer", "terminal")
 
@@ -71,15 +71,25 @@ async def recorded(settings: Settings) -> dict[BlocklistKind, set[str]]:
 
 
 async def restore(settings: Settings, store: RedisFeatureStore) -> dict[BlocklistKind, int] | None:
-    """Set the recorded lists again in a Redis that holds neither (it lost them); how many ids
-    of each kind were set, or None when Redis holds some or Kafka has none to give."""
-    for kind in KINDS:
-        if await store.blocklist_members(kind):
-            return None
+    """Block again every recorded id that Redis does not hold; how many of each kind it
+    lacked, or None when it lacked none.
+
+    Not only in a Redis that holds no list: one refilled in part after a loss (an id blocked
+    since, or a restore stopped half-way) holds some ids and lacks the others, and each of
+    those cards or terminals would be approved on its score again. Every change is recorded,
+    so the record is the lists; an id removed from Redis whose removal Kafka did not take
+    (the command said so) is blocked again, which fails safe."""
     lists = await recorded(settings)
-    if not any(lists.values()):
-        return None
-    return {kind: await store.blocklist_add(kind, sorted(ids)) for kind, ids in lists.items()}
+    counts = {kind: await store.blocklist_add(kind, sorted(ids)) if ids else 0
+              for kind, ids in lists.items()}  # fmt: skip
+    return counts if any(counts.values()) else None
+
+
+async def missing(settings: Settings, store: RedisFeatureStore) -> dict[BlocklistKind, int]:
+    """How many recorded ids of each kind Redis does not hold (what :func:`restore` would set)."""
+    lists = await recorded(settings)
+    return {kind: len(ids - set(await store.blocklist_members(kind)))
+            for kind, ids in lists.items()}  # fmt: skip
 
 
 def describe(counts: dict[BlocklistKind, int]) -> str:

@@ -81,9 +81,9 @@ def list_(settings: Settings, kind: str) -> None:
 @blocklist.command("restore")
 @pass_settings
 def restore(settings: Settings) -> None:
-    """Set again the lists recorded in Kafka, in a Redis that lost them (a restart without
-    persistence, a new server). `rebuild-state` does this first by itself; a Redis that holds
-    any blocked id is left as it is."""
+    """Block again every id recorded in Kafka that Redis lacks (it lost all or part of the
+    lists: a restart without persistence, a new server). `rebuild-state` does this first by
+    itself. An id removed while Kafka did not take the removal is blocked again."""
     from streamer import blocklists
     from streamer.kafka import KafkaUnusable
 
@@ -92,7 +92,7 @@ def restore(settings: Settings) -> None:
     except KafkaUnusable as exc:
         raise click.ClickException(str(exc)) from None
     if restored is None:
-        click.echo("nothing restored: Redis holds blocked ids already, or none were recorded on "
-                   f"{settings.topic_blocklists}")
+        click.echo(f"nothing restored: Redis holds every id {settings.topic_blocklists} records")
     else:
-        click.echo(f"restored from {settings.topic_blocklists}: {blocklists.describe(restored)}")
+        shown = blocklists.describe(restored)
+        click.echo(f"restored from {settings.topic_blocklists}: {shown} Redis lacked")

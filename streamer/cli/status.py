@@ -191,8 +191,8 @@ async def _rates(settings: Settings) -> Check:
 
 
 async def _blocklists_lost(settings: Settings) -> list[str]:
-    """A warning when Redis holds no blocked id while Kafka records some: a Redis that lost
-    its state approves every card it held on its score again, without an error."""
+    """A warning when Redis lacks blocked ids that Kafka records: a Redis that lost its state,
+    all or part, approves every card it lost on its score again, without an error."""
     from redis.exceptions import RedisClusterException, RedisError
 
     from streamer import blocklists
@@ -203,19 +203,17 @@ async def _blocklists_lost(settings: Settings) -> list[str]:
     client = connect(settings.redis_url, cluster=settings.redis_cluster, socket_timeout=TIMEOUT_S)
     try:
         store = RedisFeatureStore(client)
-        if any([await store.blocklist_members(kind) for kind in blocklists.KINDS]):
-            return []
-        lists = await asyncio.wait_for(blocklists.recorded(settings), TIMEOUT_S)
+        lacked = await asyncio.wait_for(blocklists.missing(settings, store), TIMEOUT_S)
     except (RedisClusterException, RedisError, OSError, KafkaUnusable, TimeoutError):
         return []  # only a hint: the lines above say what does not answer
     finally:
         await client.aclose()
-    count = sum(len(ids) for ids in lists.values())
-    if not count:
+    if not any(lacked.values()):
         return []
     return [
-        f"Redis holds no blocked id, but {settings.topic_blocklists} records {count:,}: if it "
-        "lost them, run `fraud-streamer blocklist restore` (rebuild-state does it too)"
+        f"Redis lacks {blocklists.describe(lacked)} of the blocked ids {settings.topic_blocklists} "
+        "records: if it lost them, run `fraud-streamer blocklist restore` (rebuild-state does "
+        "it too)"
     ]
 
 

@@ -122,8 +122,9 @@ async def test_status_of_a_running_system_and_of_each_broken_part(
     async with Redis.from_url(settings.redis_url) as client:
         await client.delete("fs:blocklist:customer")
     assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == [
-        f"Redis holds no blocked id, but {settings.topic_blocklists} records 1: if it lost "
-        "them, run `fraud-streamer blocklist restore` (rebuild-state does it too)"
+        f"Redis lacks 1 customer(s), 0 terminal(s) of the blocked ids {settings.topic_blocklists}"
+        " records: if it lost them, run `fraud-streamer blocklist restore` (rebuild-state does "
+        "it too)"
     ]
     run_cli(worker_env, "blocklist", "restore")
     assert _checks(worker_env.env)[1]["checks"]["redis"]["warnings"] == []
