@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 
 from models.dataset import FeatureSet, build_features, feature_events
 from models.registry import ModelRegistry
-from schemas import Decision
+from schemas import Alert, Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import RATES_KEY, customer_window_key, terminal_keys
@@ -84,6 +84,25 @@ def _one_decision_each(decisions: list[dict[str, Any]], wanted: set[str]) -> int
             assert _stable(previous) == _stable(d), d["transaction_id"]
     assert set(by_id) == wanted
     return repeated
+
+
+async def _assert_one_alert_each(worker: WorkerEnv, decisions: list[dict[str, Any]]) -> None:
+    """Every review or decline has its alert, saying what its decision says, and nothing else
+    has one; an alert published again is the same alert but for when it was raised."""
+    first = {d["transaction_id"]: d for d in reversed(decisions)}  # the first of each id
+    flagged = {t for t, d in first.items() if d["decision"] != "approve"}
+    assert flagged, "the history should have flagged some transactions"
+    records = await consume_until(worker.settings, worker.settings.topic_alerts, ids=flagged,
+                                  timeout=60, worker=worker, settled=True)  # fmt: skip
+    by_id: dict[str, dict[str, Any]] = {}
+    for alert in map(json.loads, (r.value for r in records)):
+        Alert.model_validate(alert)
+        previous = by_id.setdefault(alert["transaction_id"], alert)
+        assert {**previous, "created_at": None} == {**alert, "created_at": None}
+        decision = first[alert["transaction_id"]]
+        for field in ("decision", "score", "reasons", "model_version", "amount", "customer_id"):
+            assert alert[field] == decision[field], (field, alert, decision)
+    assert set(by_id) == flagged
 
 
 async def _assert_stored_once(settings: Settings, frame: pd.DataFrame) -> None:
@@ -273,6 +292,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     repeated = _one_decision_each(decisions, wanted)
     assert repeated > 0, "the kill should have forced re-deliveries"
     print(f"{n} transactions, {len(decisions)} decisions, {repeated} re-deliveries")
+    await _assert_one_alert_each(worker_env, decisions)
 
     # parity: the features the worker computed from Redis at decision time — first deliveries
     # and re-deliveries alike — are the training features, and so are its scores
