@@ -158,6 +158,14 @@ class ModelRegistry:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
+    def where(self) -> str:
+        """The registry's directory for a message about finding nothing there: a relative one
+        is read from the current directory, and run from another it finds nothing."""
+        if self.root.is_absolute():
+            return str(self.root)
+        return (f"{self.root} (in {Path.cwd()}; run from the project's directory, or set "
+                "STREAMER_MODEL_REGISTRY)")  # fmt: skip
+
     # --- writing -----------------------------------------------------------------------------
     def register(
         self,
@@ -221,8 +229,12 @@ class ModelRegistry:
     def rollback(self) -> str:
         """Return to the version live before the current one; returns it."""
         history, shadow = self.promotions()
-        if len(history) < 2:
-            raise RegistryError("nothing to roll back to: fewer than two promotions recorded")
+        if len(history) < 2:  # each rollback takes the version it leaves off the history
+            now = f"only {history[-1]} is left" if history else "nothing is"
+            raise RegistryError(
+                f"nothing to roll back to: {now} in the promotion history; promote a "
+                "registered version with `fraud-streamer models promote VERSION`"
+            )
         previous = history[-2]
         self.verify(previous)
         self._write_promotions(history[:-1], None if shadow == previous else shadow)
@@ -293,7 +305,7 @@ class ModelRegistry:
                     "shows them all)"
                 )
             raise RegistryError(
-                f"no model promoted in {self.root}: run `fraud-streamer train` first (it "
+                f"no model promoted in {self.where()}: run `fraud-streamer train` first (it "
                 "simulates data, trains, registers and promotes a model)"
             )
         return self.verify(version)

@@ -52,7 +52,8 @@ from streamer.settings import Settings
     help="Results as JSON; its folder also gets the variants' logs and the bench's registry. "
     "[default: bench/bench.json in STREAMER_DATA_DIR, .stack/bench/bench.json locally]",
 )
-@click.option("--seed", default=0, show_default=True, help="Simulation seed of the load.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Simulation seed of the load.")
 @pass_settings
 def bench(
     settings: Settings,

@@ -154,6 +154,7 @@ def _status_line(tally: RunTally, summary: dict[str, Any]) -> str:
     "--seed",
     default=2026,
     show_default=True,
+    type=click.IntRange(min=0),
     help="Seed of the replayed month (the model is trained on seed 0).",
 )
 @click.option(

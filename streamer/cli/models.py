@@ -73,7 +73,7 @@ def list_versions(settings: Settings) -> None:
         history, shadow = registry.promotions()  # one read of the promotion log
         live = history[-1] if history else None
     if not versions:
-        click.echo(f"no model in {registry.root}: run `fraud-streamer train`")
+        click.echo(f"no model in {registry.where()}: run `fraud-streamer train`")
         return
     review = settings.review_threshold
     rows = [("", "version", "created", "algorithm", "validation AP", f"flagged at {review:g}")]

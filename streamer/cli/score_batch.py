@@ -63,7 +63,7 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
             bar.close()
         bars.clear()
         bar = tqdm(total=total, desc=description, unit="tx", unit_scale=True, leave=False,
-                   file=sys.stderr)
+                   file=sys.stderr, disable=None)  # no bar in a log file: frames, not lines
         bars.append(bar)
         return bar.update
 

@@ -118,7 +118,7 @@ def simulate(
     writable(out)  # before the simulation, not after it
     began = time.perf_counter()
     total, unit = progress_total(config)
-    with tqdm(total=total, unit=unit, desc="simulating", leave=False) as bar:
+    with tqdm(total=total, unit=unit, desc="simulating", leave=False, disable=None) as bar:
         frame = run_simulation(config, progress=bar.update)
     if frame.empty:
         raise click.ClickException(

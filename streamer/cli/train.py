@@ -129,7 +129,7 @@ def train(
             f"simulating {customers} customers, {terminals} terminals, {days} days (seed {seed})",
             err=True,
         )
-        with tqdm(total=days, unit="day", desc="simulate", leave=False) as bar:
+        with tqdm(total=days, unit="day", desc="simulate", leave=False, disable=None) as bar:
             frame = simulate(config, progress=bar.update)
         source = {
             "simulated": {
@@ -140,7 +140,8 @@ def train(
             }
         }
     click.echo(f"building features for {len(frame):,} transactions", err=True)
-    with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False) as bar:
+    with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False,
+              disable=None) as bar:
         features = build_features(frame, progress=bar.update)
     click.echo("comparing candidates:", err=True)
     configured: dict[float, list[str]] = {}
@@ -187,13 +188,20 @@ def train(
     )
     if promote:
         try:
+            was = registry.current_version()
             registry.promote(manifest.version)
         except RegistryError as exc:  # changed since the check above
             msg = f"{manifest.version} is registered, not promoted: {exc}"
             raise click.ClickException(msg) from None
         click.echo(
-            f"promoted {manifest.version}: running workers switch to it within "
-            f"{settings.model_poll_seconds:g} s"
+            f"promoted {manifest.version} (was {was or 'none'}): running workers switch to it "
+            f"within {settings.model_poll_seconds:g} s; `fraud-streamer models rollback` "
+            "goes back"
+        )
+    else:
+        click.echo(
+            f"not promoted: `fraud-streamer models promote {manifest.version}` makes it live, "
+            f"`fraud-streamer models shadow {manifest.version}` scores it beside the live one"
         )
 
 

@@ -66,6 +66,19 @@ def test_list_of_an_empty_registry(registry: ModelRegistry) -> None:
     assert "no model in" in result.output and "fraud-streamer train" in result.output
 
 
+def test_a_relative_registry_found_empty_says_where_it_looked(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from another directory, the default models/registry is not the project's: the
+    message names the directory it was read from, and the variable that points elsewhere."""
+    monkeypatch.setenv("STREAMER_MODEL_REGISTRY", "models/registry")
+    result = _run("list")
+    assert f"no model in models/registry (in {clean_env}; run from the project's" in (
+        result.output
+    )
+    assert "STREAMER_MODEL_REGISTRY" in result.output
+
+
 def test_promote_then_rollback(two_versions: ModelRegistry) -> None:
     result = _run("promote", "v1")
     assert result.exit_code == 0, result.output

@@ -154,11 +154,11 @@ def test_promote_and_rollback_keep_the_history(registry: ModelRegistry,
 
 def test_rollback_needs_two_promotions(registry: ModelRegistry,
                                        estimator: LogisticRegression) -> None:
-    with pytest.raises(RegistryError, match="fewer than two promotions"):
+    with pytest.raises(RegistryError, match="nothing is in the promotion history"):
         registry.rollback()
     _register(registry, estimator, "v1")
     registry.promote("v1")
-    with pytest.raises(RegistryError, match="nothing to roll back to"):
+    with pytest.raises(RegistryError, match="only v1 is left in the promotion history; promote"):
         registry.rollback()
     assert registry.history() == ["v1"]
 
