@@ -47,13 +47,15 @@ def live_quality(
     transactions from ``since`` to the cutoff: the latest report time minus ``delay_days``
     (None, and nothing measured, before any label). ``by`` is one of :data:`GROUPINGS`.
 
-    ``decisions``: transaction_id, customer_id, timestamp, score, model_version — one row per
-    transaction (its first decision). ``labels``: transaction_id, is_fraud, reported_at.
+    ``decisions``: transaction_id, customer_id, timestamp, score, model_version, as published
+    (in topic order): a transaction decided again (a re-delivery) counts once, by its first
+    decision. ``labels``: transaction_id, is_fraud, reported_at.
     """
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     if labels.empty:
         return None, []
+    decisions = decisions.drop_duplicates("transaction_id", keep="first")
     reported = pd.to_datetime(labels["reported_at"], utc=True)
     cutoff = reported.max() - pd.Timedelta(days=delay_days)
     latest = labels.assign(reported_at=reported).sort_values("reported_at", kind="stable")

@@ -90,10 +90,10 @@ def quality(
         raise click.ClickException(
             f"no labels on {settings.topic_labels}: nothing to measure the decisions against"
         )
-    decisions = decisions.drop_duplicates("transaction_id", keep="first")  # re-deliveries
+    # re-deliveries: once each in the count printed (live_quality keeps the first of each too)
+    decisions = decisions.drop_duplicates("transaction_id", keep="first")
     start = None if since is None else pd.Timestamp(since, tz="UTC")
     if shadow:  # the same transactions, scored by each
-        shadowed = shadowed.drop_duplicates("transaction_id", keep="first")
         decisions = decisions[decisions["transaction_id"].isin(shadowed["transaction_id"])]
         cutoff, live = live_quality(decisions, labels, delay_days=delay_days, since=start, by=by)
         _, other = live_quality(shadowed, labels, delay_days=delay_days, since=start, by=by)

@@ -137,6 +137,13 @@ def test_live_quality_takes_each_transactions_latest_label_up_to_a_delay_before_
     assert weeks == [("all", 5, 2), ("week of 2018-03-26", 2, 1), ("week of 2018-04-02", 3, 1)]
     with pytest.raises(ValueError, match="by must be one of version, week"):
         live_quality(decisions, labels, delay_days=7, by="day")
+    # a transaction decided again (a re-delivery, by a newer model here) counts once, as first
+    again = pd.concat([decisions, decisions.iloc[[3]].assign(score=0.99, model_version="m3")])
+    _, report = live_quality(again, labels, delay_days=7)
+    assert [(r.group, r.transactions, r.frauds) for r in report] == [
+        ("all", 5, 2), ("m1", 2, 1), ("m2", 3, 1)
+    ]  # fmt: skip
+    assert report[0].metrics["auc_roc"] == pytest.approx(0.5)
 
 
 def test_operating_points_count_what_each_threshold_flags() -> None:
