@@ -25,9 +25,13 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
               "`fraud-streamer simulate` is taken too: its frauds are its labels.")
 @click.option("--out", required=True, type=_FILE,
               help="Decisions file, CSV or Parquet by its extension (.csv, .parquet).")
+@click.option("--model", "version", metavar="VERSION",
+              help="A registered version to score with instead of the promoted one (its hash "
+              "checked): a candidate trained with `train --no-promote`, before it goes live.")
 @pass_settings
-def score_batch(settings: Settings, transactions: Path, labels: Path | None, out: Path) -> None:
-    """Score TRANSACTIONS (CSV or Parquet) offline with the promoted model.
+def score_batch(settings: Settings, transactions: Path, labels: Path | None, out: Path,
+                version: str | None) -> None:  # fmt: skip
+    """Score TRANSACTIONS (CSV or Parquet) offline with the promoted model (or --model).
 
     Columns: transaction_id, timestamp (RFC 3339 with an offset), customer_id, terminal_id,
     amount, and optionally currency (default EUR). The transactions are replayed in event time
@@ -74,7 +78,7 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
     try:
         check_extension(out)
         writable(out)
-        scorer = Scorer(ModelRegistry(settings.model_registry).load())
+        scorer = Scorer(ModelRegistry(settings.model_registry).load(version))
         frame = read_transactions(transactions)
         label_frame = read_labels(labels) if labels is not None else None
         decisions = score_transactions(frame, scorer, Policy.from_settings(settings),

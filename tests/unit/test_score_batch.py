@@ -208,6 +208,21 @@ def test_no_promoted_model_is_a_clear_error(clean_env: Path, monkeypatch: pytest
     assert result.exit_code == 1 and "no model promoted" in result.output
 
 
+def test_a_registered_version_scores_before_it_is_promoted(
+    registry: ModelRegistry, add_version: Callable[..., Manifest], history: pd.DataFrame,
+    clean_env: Path,
+) -> None:
+    add_version("candidate")  # registered, never promoted
+    source = _write(history[list(TRANSACTION_COLUMNS)].head(50), clean_env / "tx.csv")
+    out = clean_env / "o.csv"
+    result = _run(str(source), "--out", str(out), "--model", "candidate")
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(out)["model_version"]) == {"candidate"}
+    assert "decisions by model candidate" in result.output
+    result = _run(str(source), "--out", str(out), "--model", "ghost")
+    assert result.exit_code == 1 and "unknown model version 'ghost'" in result.output
+
+
 def test_help_says_blocklists_are_not_applied() -> None:
     result = CliRunner().invoke(cli, ["score-batch", "--help"])
     assert result.exit_code == 0
