@@ -28,8 +28,8 @@ def rebuild_state(settings: Settings) -> None:
     decision again. Workers may keep running: every update is idempotent per transaction id.
     The topics' retention should cover the state's 44 days. A Redis that holds no exchange
     rate first gets back those last set with `fraud-streamer rates` (recorded on
-    STREAMER_TOPIC_RATES), and the history is converted at the rates then in force; one that
-    holds no blocked id gets back the blocklists (recorded on STREAMER_TOPIC_BLOCKLISTS).
+    STREAMER_TOPIC_RATES), and the history is converted at the rates then in force; every
+    blocked id recorded on STREAMER_TOPIC_BLOCKLISTS that Redis lacks is blocked again.
     Then the verdicts published on STREAMER_TOPIC_DECISIONS are pinned again, for the
     transactions the windows hold, so that one delivered again is published as first decided.
     """
