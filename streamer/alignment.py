@@ -29,6 +29,12 @@ transaction at or after its report time, so no item may pass one that a strict p
 still deliver at or before it — no skew is allowed there, and a strict item wins a tie.
 Items of strict partitions must arrive in event-time order within their partition (labels are
 written as they are reported).
+
+Some items are *exact* (a label that withdraws a fraud mark): not even the skew allowed past a
+partition may take one ahead of an item that partition may still deliver at or before it. A
+fraud mark may be applied early, since a terminal counts it only from its report time on; a
+withdrawal takes the mark back for every transaction, so a transaction decided after it,
+though earlier in event time, would miss a mark it counted when processed in order.
 """
 
 from __future__ import annotations
@@ -64,8 +70,9 @@ class EventTimeMerger(Generic[K, E]):
     max_skew_ms: int
     idle_ms: int = 5_000
     queue_max: int = 1_000
-    #: which partitions are strict (see the module's docstring)
+    #: which partitions are strict, and which items exact (see the module's docstring)
     strict: Callable[[K], bool] = field(default_factory=lambda: _never)
+    exact: Callable[[E], bool] = field(default_factory=lambda: _never)
     queues: dict[K, deque[tuple[int | None, E]]] = field(default_factory=dict)
     #: per partition: the offset after the last one received, the latest event time received,
     #: and when (wall clock) it last delivered something or ran dry
@@ -168,13 +175,15 @@ class EventTimeMerger(Generic[K, E]):
         The merge always takes the earliest queue head, so a partition with items queued never
         holds it back; one whose queue is empty but has records to come does, by ``max_skew``.
         """
-        waiting = []
+        waiting, to_come = [], []
         for tp in self.next_offset:
             if not self.queues.get(tp):
                 ts = self._to_come(tp, highwater, now_ms)
                 if ts is not None:
                     waiting.append(self._latest_release(tp, ts))
+                    to_come.append(ts - 1)  # no skew for an exact item
         bound = min(waiting, default=None)
+        exact_bound = min(to_come, default=None)
         heads = [
             (self._head_ts(q), not self.strict(tp), i, tp)  # strict first on a tie
             for i, (tp, q) in enumerate(self.queues.items())
@@ -186,8 +195,10 @@ class EventTimeMerger(Generic[K, E]):
             ts, rank, i, tp = heads[0]
             if bound is not None and ts > bound:
                 break
-            heapq.heappop(heads)
             queue = self.queues[tp]
+            if exact_bound is not None and ts > exact_bound and self.exact(queue[0][1]):
+                break  # what comes after it in the merge waits for it
+            heapq.heappop(heads)
             out.append(queue.popleft()[1])
             if queue:
                 heapq.heappush(heads, (self._head_ts(queue), rank, i, tp))
@@ -199,6 +210,8 @@ class EventTimeMerger(Generic[K, E]):
                 if ts_next is not None:
                     latest = self._latest_release(tp, ts_next)
                     bound = latest if bound is None else min(bound, latest)
+                    exact_bound = (ts_next - 1 if exact_bound is None
+                                   else min(exact_bound, ts_next - 1))  # fmt: skip
         return out
 
     @staticmethod

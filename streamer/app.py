@@ -193,6 +193,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
         idle_ms=int(settings.partition_idle_s * 1000),
         queue_max=settings.batch_max * 2,
         strict=lambda tp: tp.topic == label_topic,
+        exact=lambda held: held.received.mark is not None and not held.received.mark.is_fraud,
     )
     gate: RebalanceGate[TP] = RebalanceGate()  # records read before a rebalance stay out
     merging = asyncio.Lock()

@@ -261,3 +261,37 @@ def test_records_read_before_a_revocation_stay_out_until_the_next_assignment() -
     assert gate.admits("p4", 1, 1)  # a partition not revoked
     assert gate.admits("p3", 2, 2)  # assigned again in generation 2: read afresh
     assert not gate.admits("p3", 1, 2)
+
+
+def test_a_withdrawal_waits_for_every_transaction_partition_to_pass_it() -> None:
+    """A fraud mark may go ahead of transactions by the skew (a terminal counts it only from
+    its report time on); a withdrawal may not: it takes the mark back for every transaction,
+    so one decided after it, though earlier, would miss the mark it had in order."""
+    m = EventTimeMerger[str, str](max_skew_ms=DAY, strict=lambda tp: tp == "labels",
+                                  exact=lambda item: item.startswith("withdraw"))  # fmt: skip
+    m.add("tx", 0, 0, "tx0", NOW)
+    highwater = {"tx": 10, "labels": 2}.get  # tx has more to come, from time 0 on
+    assert m.release(highwater, NOW) == ["tx0"]
+    m.add("labels", 0, 2 * HOUR, "mark2h", NOW)
+    assert m.release(highwater, NOW) == ["mark2h"]  # within the skew: applied early
+    m.add("labels", 1, 3 * HOUR, "withdraw3h", NOW)
+    assert m.release(highwater, NOW) == []  # a transaction before 3h may still come
+    m.add("tx", 1, 3 * HOUR - 1, "tx3h-", NOW)
+    m.add("tx", 2, 3 * HOUR, "tx3h", NOW)
+    # the transaction before it goes first; at its time, the label wins the tie
+    assert m.release(highwater, NOW) == ["tx3h-", "withdraw3h", "tx3h"]
+
+
+def test_a_withdrawal_is_not_held_by_a_partition_read_to_its_end_or_stuck() -> None:
+    m = EventTimeMerger[str, str](max_skew_ms=DAY, idle_ms=5_000,
+                                  strict=lambda tp: tp == "labels",
+                                  exact=lambda item: item.startswith("withdraw"))  # fmt: skip
+    m.add("tx", 0, 0, "tx0", NOW)
+    m.add("labels", 0, HOUR, "withdraw1h", NOW)
+    assert m.release({"tx": 1, "labels": 1}.get, NOW) == ["tx0", "withdraw1h"]  # tx drained
+    m.add("tx", 1, 0, "tx0'", NOW)
+    m.add("labels", 1, 2 * HOUR, "withdraw2h", NOW)
+    stuck = {"tx": 10, "labels": 2}.get
+    assert m.release(stuck, NOW) == ["tx0'"]
+    assert m.release(stuck, NOW + 5_000) == []
+    assert m.release(stuck, NOW + 5_001) == ["withdraw2h"]  # tx stuck for idle_ms: not waited for
