@@ -140,3 +140,5 @@ def simulate(
         f"{len(frame):,} transactions, {frauds:,} frauds ({rate:.2f} %), {span}, "
         f"{elapsed:.1f} s -> {out}"
     )
+    click.echo(f"next: `fraud-streamer train --data {out}` trains on it, `fraud-streamer "
+               f"produce --data {out}` sends it to Kafka", err=True)  # fmt: skip
