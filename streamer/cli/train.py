@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 )
 @click.option(
     "--days", default=100, show_default=True, type=click.IntRange(min=1),
-    help="Simulated days of history (enough for --train-days: checked before simulating).",
+    help="Simulated days of history: at least --train-days + 52 (a month of warm-up for the "
+    "windows, then validation weeks and label delays; checked before simulating).",
 )
 @click.option(
     "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Simulation seed."
@@ -106,9 +107,10 @@ def train(
             ts = frame["timestamp"]
             span = (ts.max().floor("D") - ts.min().floor("D")).days + 1
         if span < needed:  # checked before building features, which takes minutes
+            lower = " or lower --train-days" if train_days > 1 else ""
             raise click.BadParameter(
                 f"{data} covers {span} days; --train-days {train_days} needs at least {needed} "
-                f"(give more history or lower --train-days)",
+                f"(give more history{lower})",
                 param_hint="--data",
             )
         source = {"path": str(data)}
@@ -116,7 +118,7 @@ def train(
         if days < needed:
             raise click.BadParameter(
                 f"{days} days is not enough history for --train-days {train_days}: simulate "
-                f"at least {needed} days (or lower --train-days)",
+                f"at least {needed} days" + (" (or lower --train-days)" if train_days > 1 else ""),
                 param_hint="--days",
             )
         try:

@@ -53,6 +53,14 @@ def test_too_short_a_history_is_refused_before_simulating(
         assert result.exit_code == 2, result.output
         assert f"simulate at least {needed} days (or lower --train-days)" in result.output
         assert "Traceback" not in result.output
+    # at the lowest --train-days, lowering it is no way out
+    result = _run(*TINY, "--days", str(history_days_needed(1) - 1), "--train-days", "1")
+    assert result.exit_code == 2 and "lower --train-days" not in result.output, result.output
+
+
+def test_the_help_says_how_much_history_is_needed() -> None:
+    result = CliRunner().invoke(cli, ["train", "--help"], terminal_width=200)
+    assert f"at least --train-days + {history_days_needed(0)}" in " ".join(result.output.split())
 
 
 def test_the_minimum_history_is_enough(registry: ModelRegistry) -> None:
