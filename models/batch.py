@@ -55,6 +55,8 @@ DEFAULT_CURRENCY = "EUR"
 CHUNK = 50_000
 _IDS = ("transaction_id", "customer_id", "terminal_id")
 _SHOWN = 5  # bad rows named in an error
+#: a label column under its name in a simulated dataset, where it differs
+_SIMULATED = {"tx_timestamp": "timestamp"}
 _OFFSET = r"(?:Z|[+-]\d{2}:\d{2})"
 #: RFC 3339, or the same with a space for the "T" (how pandas writes times to CSV, e.g. the
 #: simulator's CSV files); the offset is required, as on the wire.
@@ -198,9 +200,11 @@ def read_labels(path: Path) -> pd.DataFrame:
     """
     frame = _read(path, (), "labels")
     simulated = "tx_timestamp" not in frame.columns and "timestamp" in frame.columns
+    # checked under the file's own names: a missing column is named as the file would have it
+    _require(frame, path, [_SIMULATED.get(c, c) if simulated else c for c in LABEL_COLUMNS],
+             "labels")  # fmt: skip
     if simulated:
-        frame = frame.rename(columns={"timestamp": "tx_timestamp"})
-    _require(frame, path, LABEL_COLUMNS, "labels")
+        frame = frame.rename(columns={v: k for k, v in _SIMULATED.items()})
     frame = frame[list(LABEL_COLUMNS)].copy()
     flag = frame["is_fraud"]
     if not pd.api.types.is_bool_dtype(flag) or flag.isna().any():  # Parquet's may hold nulls

@@ -135,6 +135,13 @@ def test_errors_say_what_is_wrong(promoted: ModelRegistry, history: pd.DataFrame
     assert result.exit_code != 0
     assert "missing column(s) 'terminal_id', 'amount'" in result.output
     assert "Traceback" not in result.output
+    # a decisions file given as labels: what it lacks, under the names it would have
+    result = _run(str(good), "--labels", str(good), "--out", str(tmp_path / "o.csv"))
+    assert result.exit_code == 1
+    assert "is not a labels file: missing column(s) 'is_fraud', 'reported_at' (it has" in (
+        result.output
+    )
+    assert "tx_timestamp" not in result.output
 
 
 def test_bad_values_are_named_by_row(tmp_path: Path, history: pd.DataFrame) -> None:
