@@ -452,6 +452,13 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> faust.App:
                 "Replay and rebuilding Redis)",
                 loss.describe(key_watch.db),
             )
+        for restart in key_watch.restarted:
+            log.warning(
+                "%s: writes it had not saved before it stopped are lost unless its persistence "
+                "writes every command through (appendfsync always); if not, run `fraud-streamer "
+                "rebuild-state` (README: Replay and rebuilding Redis)",
+                restart.describe(key_watch.db),
+            )
         evicted = metrics.set_redis(info)
         if evicted:
             log.warning(

@@ -994,13 +994,55 @@ async def test_a_redis_restarted_empty_under_a_running_worker_is_reported(
     log = worker_env.log()
     assert re.search(
         r"\[ERROR\] The Redis server restarted \(its run_id changed\) and holds \d+ keys in db "
-        r"0, down from [\d,]+: the window state was lost, .*run `fraud-streamer rebuild-state`",
+        r"0 \([\d,]+ before\): the window state was lost, .*run `fraud-streamer rebuild-state`",
         log,
     ), log
     assert log.count("the window state was lost") == 1, log
     assert "Redis answered again after" in log, log  # the batch caught by the restart
     assert worker_env.metrics().get(losses) == 1
     assert worker_env.processes[0].poll() is None, "the worker rode the restart out"
+
+
+async def test_a_redis_restarted_from_an_older_snapshot_is_warned_of(
+    worker_env: WorkerEnv, tmp_path: Path
+) -> None:
+    """A Redis that restarts from a snapshot comes back with most of its keys, and without the
+    writes since: not a loss by count, but the worker warns that unsaved writes are lost and
+    names `rebuild-state`."""
+    port = free_port()
+    server = _own_redis(port, tmp_path)
+    worker_env.env["STREAMER_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    settings = worker_env.settings
+    try:
+        worker_env.start_worker()
+        first = [(f"c-{i}".encode(), _tx(f"a{i}", customer_id=f"c-{i}")) for i in range(300)]
+        await produce(settings, settings.topic_transactions, first)
+        await consume_until(settings, settings.topic_decisions, ids={f"a{i}" for i in range(300)},
+                            worker=worker_env)  # fmt: skip
+        with redis.Redis(port=port) as client:
+            client.save()  # the snapshot it will come back from
+        then = [(f"c-{i}".encode(), _tx(f"b{i}", customer_id=f"c-{i}")) for i in range(20)]
+        await produce(settings, settings.topic_transactions, then)
+        await consume_until(settings, settings.topic_decisions, ids={f"b{i}" for i in range(20)},
+                            worker=worker_env)  # fmt: skip
+        wait_for(lambda: worker_env.metrics().get(("streamer_redis_keys", ()), 0) >= 300,
+                 timeout=60, what="the Redis key gauge", worker=worker_env)  # fmt: skip
+        server.kill()
+        server.wait()
+        server = _own_redis(port, tmp_path)  # loads the snapshot: the b's are not in it
+        wait_for(lambda: "writes it had not saved" in worker_env.log(), timeout=60,
+                 what="the restart warning", worker=worker_env)  # fmt: skip
+    finally:
+        server.kill()
+        server.wait()
+    log = worker_env.log()
+    assert re.search(
+        r"\[WARNING\] The Redis server restarted \(its run_id changed\) and holds [\d,]+ keys in "
+        r"db 0 \([\d,]+ before\): writes it had not saved .*run `fraud-streamer rebuild-state`",
+        log,
+    ), log
+    assert "the window state was lost" not in log, log
+    assert worker_env.metrics().get(("streamer_redis_state_losses_total", ())) == 0
 
 
 async def test_the_worker_reports_drift_against_its_model_s_profile(

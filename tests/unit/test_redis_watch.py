@@ -24,10 +24,17 @@ def test_a_restart_that_lost_the_keys_is_a_loss_once() -> None:
     assert loss.describe(3).startswith("The Redis server restarted (its run_id changed) and holds")
 
 
-def test_a_restart_that_kept_the_keys_is_not_a_loss() -> None:
+def test_a_restart_that_kept_the_keys_is_not_a_loss_but_is_noted() -> None:
     watch = KeyWatch(db=3)
     watch.observe({"": _info(5_000)})
+    assert watch.restarted == []
     assert watch.observe({"": _info(4_990, run_id="b")}) == []  # persistence reloaded them
+    # what it had not saved is lost all the same: the worker warns of it
+    assert watch.restarted == [StateLoss(5_000, 4_990, node="")]
+    assert watch.observe({"": _info(4_995, run_id="b")}) == [] and watch.restarted == []
+    # a restart that is a loss is not noted twice
+    watch.observe({"": _info(10, run_id="c")})
+    assert watch.restarted == []
 
 
 def test_a_flush_without_a_restart_is_a_loss_of_the_store() -> None:
