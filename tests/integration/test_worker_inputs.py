@@ -253,6 +253,45 @@ def _register_model_b(registry: ModelRegistry, history: pd.DataFrame) -> Pipelin
     return model
 
 
+async def test_a_promotion_mid_stream_loses_nothing_and_switches_each_card_once(
+    worker_env: WorkerEnv, registry: ModelRegistry, history: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Promoted while a paced stream is being decided: every transaction is decided once, by
+    one model or the other, and no card goes back to the old model after the new one decided
+    one of its transactions (the switch is between two batches, in order)."""
+    settings = worker_env.settings
+    private = private_registry(worker_env, registry, tmp_path / "registry")
+    _register_model_b(private, history)
+    frame = history[
+        history["timestamp"] >= history["timestamp"].min() + pd.Timedelta(days=40)
+    ].sort_values(["timestamp", "transaction_id"]).head(6000)  # fmt: skip
+    worker_env.start_worker()
+    records = iter([("transactions", k, v) for _, k, v in encode_transactions(frame)])
+    sending = asyncio.create_task(replay(settings, records, rate=500))
+    deadline = time.monotonic() + 60
+    while (worker_env.summary() or {}).get("totals", {}).get("consumed_transactions", 0) < 1500:
+        if time.monotonic() > deadline:  # the replay goes on while this waits (no wait_for)
+            pytest.fail(f"a quarter of the stream was not consumed\n{worker_env.stalled()}")
+        await asyncio.sleep(0.1)
+    assert not sending.done(), "the stream should still be coming"
+    private.promote("test-model-b")
+    await sending
+    wanted = set(frame["transaction_id"])
+    records_out = await consume_until(settings, settings.topic_decisions, ids=wanted,
+                                      worker=worker_env, settled=True)  # fmt: skip
+    decisions = [json.loads(r.value) for r in records_out]
+    assert {d["transaction_id"] for d in decisions} == wanted
+    assert len(decisions) == len(wanted)  # nothing was re-delivered: each decided once
+    versions = [d["model_version"] for d in decisions]
+    assert set(versions) == {"test-model-a", "test-model-b"}, set(versions)
+    by_card: dict[str, list[str]] = {}
+    for d in decisions:  # in topic order: a card's partition keeps its decisions in order
+        by_card.setdefault(d["customer_id"], []).append(d["model_version"])
+    for card, seen in by_card.items():
+        switched = seen.index("test-model-b") if "test-model-b" in seen else len(seen)
+        assert set(seen[switched:]) <= {"test-model-b"}, (card, seen)
+
+
 async def test_promotion_reaches_a_running_worker_without_losing_events(
     worker_env: WorkerEnv, registry: ModelRegistry, history: pd.DataFrame, tmp_path: Path
 ) -> None:
