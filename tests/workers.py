@@ -81,16 +81,20 @@ def private_env(stack: Settings, registry: ModelRegistry, data_dir: Path) -> dic
     }
 
 
+def settings_of(stack: Settings, overrides: dict[str, str]) -> Settings:
+    """The settings a worker started with :func:`private_env`'s values has, as the test sees
+    them (the stack's brokers)."""
+    return Settings(**{k.removeprefix("STREAMER_").lower(): v for k, v in overrides.items()},
+                    kafka_bootstrap_servers=stack.kafka_bootstrap_servers)  # fmt: skip
+
+
 @pytest.fixture
 async def worker_env(
     stack: Settings, registry: ModelRegistry, tmp_path: Path
 ) -> AsyncIterator[WorkerEnv]:
     overrides = private_env(stack, registry, tmp_path / "data")
     env = {**os.environ, **overrides}
-    settings = Settings(
-        **{k.removeprefix("STREAMER_").lower(): v for k, v in overrides.items()},
-        kafka_bootstrap_servers=stack.kafka_bootstrap_servers,
-    )
+    settings = settings_of(stack, overrides)
     redis = Redis.from_url(settings.redis_url)
     await redis.flushdb()
     await redis.aclose()

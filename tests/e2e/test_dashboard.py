@@ -19,7 +19,7 @@ from models.registry import ModelRegistry
 from streamer.settings import Settings
 from tests.integration.harness import produce
 from tests.prometheus import samples
-from tests.workers import private_env
+from tests.workers import private_env, settings_of
 
 
 def _get(url: str) -> tuple[str, str]:
@@ -39,8 +39,7 @@ def test_dashboard_and_metrics(stack: Settings, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     # its own topics, group, Redis database and port: it reads and writes nothing of others'
     overrides = private_env(stack, registry, tmp_path / "state")
-    settings = Settings(**{k.removeprefix("STREAMER_").lower(): v for k, v in overrides.items()},
-                        kafka_bootstrap_servers=stack.kafka_bootstrap_servers)  # fmt: skip
+    settings = settings_of(stack, overrides)
     web = f"http://127.0.0.1:{settings.web_port}"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **overrides}
     started = time.monotonic()
