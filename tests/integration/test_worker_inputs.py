@@ -991,6 +991,33 @@ def _own_redis(port: int, root: Path) -> subprocess.Popen[bytes]:
                 time.sleep(0.1)
 
 
+async def _deciding_on_own_redis(
+    worker: WorkerEnv, port: int, root: Path
+) -> subprocess.Popen[bytes]:
+    """Start a Redis of the test's own on ``port`` (it kills and restarts it), a worker on it,
+    and have the worker decide 300 transactions (a0 … a299, a card each); returns the server."""
+    server = _own_redis(port, root)
+    try:
+        worker.env["STREAMER_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        settings = worker.settings
+        worker.start_worker()
+        first = [(f"c-{i}".encode(), _tx(f"a{i}", customer_id=f"c-{i}")) for i in range(300)]
+        await produce(settings, settings.topic_transactions, first)
+        await consume_until(settings, settings.topic_decisions,
+                            ids={f"a{i}" for i in range(300)}, worker=worker)  # fmt: skip
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server
+
+
+def _wait_for_the_key_gauge(worker: WorkerEnv) -> None:
+    """Until the worker has read the state's size at least once (what a restart is told by)."""
+    wait_for(lambda: worker.metrics().get(("streamer_redis_keys", ()), 0) >= 300,
+             timeout=60, what="the Redis key gauge", worker=worker)  # fmt: skip
+
+
 async def test_a_redis_restarted_empty_under_a_running_worker_is_reported(
     worker_env: WorkerEnv, stack: Settings, tmp_path: Path
 ) -> None:
@@ -999,20 +1026,12 @@ async def test_a_redis_restarted_empty_under_a_running_worker_is_reported(
     started again on its port: the worker rides out the restart (its batch's calls are sent
     again), decides what comes next, and says — once, in its log and /metrics — that the
     state was lost, naming the node and `rebuild-state`."""
-    port = free_port()
-    server = _own_redis(port, tmp_path)
-    worker_env.env["STREAMER_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    port, server = free_port(), None
     settings = worker_env.settings
     losses = ("streamer_redis_state_losses_total", ())
     try:
-        worker_env.start_worker()
-        first = [(f"c-{i}".encode(), _tx(f"a{i}", customer_id=f"c-{i}")) for i in range(300)]
-        await produce(settings, settings.topic_transactions, first)
-        await consume_until(settings, settings.topic_decisions, ids={f"a{i}" for i in range(300)},
-                            worker=worker_env)  # fmt: skip
-        # the worker has read the state's size at least once
-        wait_for(lambda: worker_env.metrics().get(("streamer_redis_keys", ()), 0) >= 300,
-                 timeout=60, what="the Redis key gauge", worker=worker_env)  # fmt: skip
+        server = await _deciding_on_own_redis(worker_env, port, tmp_path)
+        _wait_for_the_key_gauge(worker_env)
         assert worker_env.metrics().get(losses) == 0
 
         server.kill()
@@ -1028,8 +1047,9 @@ async def test_a_redis_restarted_empty_under_a_running_worker_is_reported(
         wait_for(lambda: "the window state was lost" in worker_env.log(), timeout=60,
                  what="the state-loss error", worker=worker_env)  # fmt: skip
     finally:
-        server.kill()
-        server.wait()
+        if server is not None:
+            server.kill()
+            server.wait()
     log = worker_env.log()
     assert re.search(
         r"\[ERROR\] The Redis server restarted \(its run_id changed\) and holds \d+ keys in db "
@@ -1048,32 +1068,26 @@ async def test_a_redis_restarted_from_an_older_snapshot_is_warned_of(
     """A Redis that restarts from a snapshot comes back with most of its keys, and without the
     writes since: not a loss by count, but the worker warns that unsaved writes are lost and
     names `rebuild-state`."""
-    port = free_port()
-    server = _own_redis(port, tmp_path)
-    worker_env.env["STREAMER_REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    port, server = free_port(), None
     settings = worker_env.settings
     try:
-        worker_env.start_worker()
-        first = [(f"c-{i}".encode(), _tx(f"a{i}", customer_id=f"c-{i}")) for i in range(300)]
-        await produce(settings, settings.topic_transactions, first)
-        await consume_until(settings, settings.topic_decisions, ids={f"a{i}" for i in range(300)},
-                            worker=worker_env)  # fmt: skip
+        server = await _deciding_on_own_redis(worker_env, port, tmp_path)
         with redis.Redis(port=port) as client:
             client.save()  # the snapshot it will come back from
         then = [(f"c-{i}".encode(), _tx(f"b{i}", customer_id=f"c-{i}")) for i in range(20)]
         await produce(settings, settings.topic_transactions, then)
         await consume_until(settings, settings.topic_decisions, ids={f"b{i}" for i in range(20)},
                             worker=worker_env)  # fmt: skip
-        wait_for(lambda: worker_env.metrics().get(("streamer_redis_keys", ()), 0) >= 300,
-                 timeout=60, what="the Redis key gauge", worker=worker_env)  # fmt: skip
+        _wait_for_the_key_gauge(worker_env)
         server.kill()
         server.wait()
         server = _own_redis(port, tmp_path)  # loads the snapshot: the b's are not in it
         wait_for(lambda: "writes it had not saved" in worker_env.log(), timeout=60,
                  what="the restart warning", worker=worker_env)  # fmt: skip
     finally:
-        server.kill()
-        server.wait()
+        if server is not None:
+            server.kill()
+            server.wait()
     log = worker_env.log()
     assert re.search(
         r"\[WARNING\] The Redis server restarted \(its run_id changed\) and holds [\d,]+ keys in "
