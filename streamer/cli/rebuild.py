@@ -88,7 +88,7 @@ def rebuild_state(settings: Settings) -> None:
                    "them)")  # fmt: skip
     retention = asyncio.run(retention_warnings(settings, decisions=True))
     for line in [*rate_warnings(done), *retention]:
-        click.echo(f"warning: {line}")
+        click.echo(f"warning: {line}", err=True)
 
 
 def rate_warnings(done: Rebuilt) -> list[str]:

@@ -248,6 +248,12 @@ def private_registry(worker: WorkerEnv, registry: ModelRegistry, root: Path) -> 
 def run_cli(worker: WorkerEnv, *args: str) -> str:
     """The output of a ``fraud-streamer`` command run with the worker's settings; it must
     succeed."""
+    return run_cli_streams(worker, *args)[0]
+
+
+def run_cli_streams(worker: WorkerEnv, *args: str) -> tuple[str, str]:
+    """What a ``fraud-streamer`` command run with the worker's settings wrote to stdout and to
+    stderr (where warnings go); it must succeed."""
     result = subprocess.run(
         [sys.executable, "-m", "streamer", *args],
         env=worker.env,
@@ -256,7 +262,7 @@ def run_cli(worker: WorkerEnv, *args: str) -> str:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    return result.stdout
+    return result.stdout, result.stderr
 
 
 def refused_start(env: dict[str, str]) -> tuple[str, str]:
