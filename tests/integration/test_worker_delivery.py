@@ -14,6 +14,8 @@ import math
 import os
 import signal
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -634,6 +636,40 @@ async def test_redis_lost_after_a_stream_is_rebuilt_from_kafka_publishing_nothin
 
     await _assert_state_is_the_training_one(settings, build_features(replay_slice))
     assert await _end_offsets(settings, outputs) == published
+
+
+async def test_a_rebuild_killed_midway_completes_when_run_again(
+    worker_env: WorkerEnv, replay_slice: pd.DataFrame
+) -> None:
+    """`rebuild-state` is killed (SIGKILL) in the middle of its replay, leaving Redis half
+    rebuilt and no verdict pinned again; run again, it gives the state the stream built, each
+    transaction stored once, and the verdicts the worker had pinned: every step of a rebuild is
+    idempotent, so running it again completes what a kill left."""
+    settings = worker_env.settings
+    await _start_with_labels(worker_env, replay_slice)
+    await _produce_transactions(worker_env, replay_slice)
+    await _decisions(worker_env, set(replay_slice["transaction_id"]))
+    worker_env.stop_all()
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        pinned = await _pins(redis)
+        windows = len([key async for key in redis.scan_iter(match="fs:*", count=1_000)])
+        await redis.flushdb()
+        rebuilding = subprocess.Popen([sys.executable, "-m", "streamer", "rebuild-state"],
+                                      env=worker_env.env, stdout=subprocess.DEVNULL)  # fmt: skip
+        try:  # killed once its replay has written a tenth of the keys
+            while await redis.dbsize() < windows // 10 and rebuilding.poll() is None:
+                await asyncio.sleep(0.005)
+        finally:
+            rebuilding.kill()
+        assert rebuilding.wait(timeout=10) == -signal.SIGKILL, "it ended before it was killed"
+        assert not await _pins(redis), "killed after the replay: the test proves less"
+        out = run_cli(worker_env, "rebuild-state")
+        assert await _pins(redis) == pinned
+    finally:
+        await redis.aclose()
+    assert f"{len(replay_slice):,} transactions and" in out, out
+    await _assert_state_is_the_training_one(settings, build_features(replay_slice))
 
 
 async def test_rebuild_state_beside_a_running_worker_gives_the_stream_s_state(
