@@ -120,8 +120,8 @@ class Received:
     errors: list[ErrorDetail] | None = None
     mark: FraudMark | None = None
     is_label: bool = False  # read from the labels topic (``mark`` is None if refused)
-    #: wall clock when a refused record was read: its dead letter's ``received_at`` (the
-    #: event-time merge may hold it a while behind the records before it)
+    #: wall clock when the record was read: the ``received_at`` of its dead letter, if it gets
+    #: one (the event-time merge may hold it a while behind the records before it)
     read_at: datetime | None = None
     #: the customer_id of an accepted record whose Kafka key is another (None: keyed by it, as
     #: the contract asks)
@@ -271,7 +271,8 @@ class Pipeline:
                 event = feature_event(result, self._policy.currencies)
                 card = result.customer_id
                 miskeyed = None if keyed_by_card(msg.key, card) else card
-                received.append(Received(msg, consumed_at, result, event, miskeyed=miskeyed))
+                received.append(Received(msg, consumed_at, result, event, miskeyed=miskeyed,
+                                         read_at=read_at))  # fmt: skip
             else:
                 received.append(Received(msg, consumed_at, errors=result, read_at=read_at))
         return received
@@ -314,7 +315,8 @@ class Pipeline:
             keep = []
             for i, reused in enumerate(enriched.reused):
                 if reused:
-                    self._reject(out, accepted[i].message, [reused_error(events[i])], now)
+                    item = accepted[i]
+                    self._reject(out, item.message, [reused_error(events[i])], item.read_at or now)
                 else:
                     keep.append(i)
             if not keep:

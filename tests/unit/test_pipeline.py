@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -541,6 +541,22 @@ async def test_a_dead_letter_says_when_its_record_was_read_not_when_it_was_relea
     out = await pipeline.decide(received)  # released and refused at 12:00:09
     (letter,) = (DeadLetter.model_validate_json(v) for _, v in out.dead_letters)
     assert letter.received_at == datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+async def test_a_reused_id_s_dead_letter_says_when_its_record_was_read() -> None:
+    """A transaction refused for its reused id is found out only once the merge released it
+    and the store looked at it; its dead letter's received_at is still when it was read."""
+    read = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    now = [read]
+    pipeline = Pipeline(store=InMemoryFeatureStore(), scorer=_scorer, policy=Policy(),
+                        max_bytes=4096, clock=lambda: now[0])  # fmt: skip
+    await pipeline.decide(pipeline.receive(_msgs([_tx(1, 10.0)]), consumed_at=0.0))
+    received = pipeline.receive(_msgs([_tx(1, 20.0)]), consumed_at=0.0)
+    now[0] = read + timedelta(seconds=9)
+    out = await pipeline.decide(received)  # released and refused 9 s after it was read
+    (letter,) = (DeadLetter.model_validate_json(v) for _, v in out.dead_letters)
+    assert letter.errors[0].type == "transaction_id_reused"
+    assert letter.received_at == read
 
 
 def _policy() -> Policy:
