@@ -44,7 +44,7 @@ from streamer.pipeline import (
 from streamer.redis_client import combined_info, database
 from streamer.redis_watch import KeyWatch
 from streamer.runtime import Runtime
-from streamer.settings import Settings
+from streamer.settings import PRODUCER_MAX_REQUEST_BYTES, Settings
 from streamer.stalls import StallWatch, format_partitions, format_tasks
 from streamer.transport import Consumer, WorkerApp
 
@@ -124,6 +124,7 @@ def app_options(settings: Settings, *, data_subdir: str = "worker") -> dict[str,
         "topic_allow_declare": False,  # `fraud-streamer worker` creates the contract topics
         "topic_disable_leader": True,
         "producer_acks": -1,
+        "producer_max_request_size": PRODUCER_MAX_REQUEST_BYTES,
         "producer_linger": 0.002,
         "consumer_auto_offset_reset": "earliest",
         "broker_commit_interval": settings.commit_interval_s,

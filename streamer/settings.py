@@ -27,9 +27,25 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings", "unknown_variables"]
+__all__ = [
+    "ENV_PREFIX",
+    "MAX_MESSAGE_BYTES_CEILING",
+    "PRODUCER_MAX_REQUEST_BYTES",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "unknown_variables",
+]
 
 ENV_PREFIX = "STREAMER_"
+
+#: the most a Kafka request from the worker may hold (Faust's default, set explicitly)
+PRODUCER_MAX_REQUEST_BYTES = 1_000_000
+#: the largest STREAMER_MAX_MESSAGE_BYTES: a value under the limit that is not valid goes to
+#: the dead letters whole, and JSON escapes each byte to at most six (``\u0001``), so its dead
+#: letter must still fit in one producer request, or the worker could not publish it and would
+#: stop on that record each time it read it
+MAX_MESSAGE_BYTES_CEILING = 131_072
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 #: what Kafka takes as a topic name (an empty one would only fail later, at the broker)
@@ -142,7 +158,10 @@ class Settings(BaseSettings):
         "unset: as many as there are brokers, at most 3."
     )
     max_message_bytes: int = Field(
-        65536, ge=256, description="Input values larger than this are dead-lettered."
+        65536, ge=256, le=MAX_MESSAGE_BYTES_CEILING,
+        description="Input values larger than this are dead-lettered (at most 131072: a "
+        "value under it that is not valid is dead-lettered whole, and its dead letter, "
+        "escaped as JSON, must fit in one of the worker's Kafka requests).",
     )
     input_retention_days: float = Field(
         60.0, gt=0, description="How long the input topics the project creates (transactions, "

@@ -10,6 +10,7 @@ import pytest
 
 from schemas import DeadLetter, ErrorDetail, Label, Transaction
 from streamer.decode import EVENT_AFTER_RECORD, RAW_KEPT_BYTES, dead_letter, decode, decode_input
+from streamer.settings import MAX_MESSAGE_BYTES_CEILING, PRODUCER_MAX_REQUEST_BYTES
 
 LIMIT = 64 * 1024
 RECEIVED_AT = datetime(2018, 4, 1, 0, 0, 32, tzinfo=UTC)
@@ -142,6 +143,21 @@ def test_non_utf8_key_becomes_null() -> None:
 def test_missing_value_is_kept_as_empty_text() -> None:
     result = letter(None, errors(None))
     assert (result.raw, result.raw_encoding) == ("", "utf-8")
+
+
+@pytest.mark.parametrize("byte", [b"\x01", b'"', b"\\", b"\xff"])
+def test_the_largest_value_the_limit_allows_has_a_dead_letter_the_worker_can_send(
+    byte: bytes,
+) -> None:
+    """A value under the size limit that is not valid is dead-lettered whole, and JSON (or
+    base64) makes it longer; at the highest limit a setting may give, the worst such value's
+    dead letter, with the longest key, still fits in one of the worker's producer requests
+    (else the worker would stop on it at each start)."""
+    value = byte * MAX_MESSAGE_BYTES_CEILING
+    refused = decode(Transaction, value, max_bytes=MAX_MESSAGE_BYTES_CEILING)
+    assert isinstance(refused, list) and refused[0].type != "value_too_large"
+    out = letter(value, refused, key=b"\x01" * 64).model_dump_json().encode()
+    assert len(out) + 64 * 6 < PRODUCER_MAX_REQUEST_BYTES - 1_000  # the batch's own headers
 
 
 def test_oversized_value_keeps_only_its_start() -> None:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from streamer.settings import (
     ENV_PREFIX,
+    MAX_MESSAGE_BYTES_CEILING,
     Settings,
     SettingsError,
     load_settings,
@@ -68,6 +69,18 @@ def test_every_invalid_variable_is_reported(monkeypatch: pytest.MonkeyPatch) -> 
         load_settings()
     assert "STREAMER_PARTITIONS" in str(info.value)
     assert "STREAMER_KAFKA_SECURITY_PROTOCOL" in str(info.value)
+
+
+def test_a_size_limit_above_what_a_dead_letter_can_carry_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STREAMER_MAX_MESSAGE_BYTES", str(MAX_MESSAGE_BYTES_CEILING + 1))
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "STREAMER_MAX_MESSAGE_BYTES" in str(info.value)
+    assert f"less than or equal to {MAX_MESSAGE_BYTES_CEILING}" in str(info.value)
+    monkeypatch.setenv("STREAMER_MAX_MESSAGE_BYTES", str(MAX_MESSAGE_BYTES_CEILING))
+    assert load_settings().max_message_bytes == MAX_MESSAGE_BYTES_CEILING
 
 
 def test_review_above_decline_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
