@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -76,14 +77,26 @@ def _worker_scores(
     return got[rule_free], expected[rule_free]
 
 
-def _stable(decision: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in decision.items() if k not in VOLATILE}
+class _Published(dict[str, Any]):
+    """A decision read back, parsed, with the bytes it was published as."""
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(json.loads(raw))
+        self.raw = raw
 
 
-def _one_decision_each(decisions: list[dict[str, Any]], wanted: set[str]) -> int:
+def _stable(decision: _Published) -> bytes:
+    """The bytes of a published decision without the values of the fields a re-delivery may
+    change (the contract: repeats are byte-identical apart from those)."""
+    assert set(decision) >= VOLATILE
+    fields = "|".join(VOLATILE)
+    return re.sub(rf'("(?:{fields})":)("[^"]*"|[-+.eE0-9]+)'.encode(), rb"\1", decision.raw)
+
+
+def _one_decision_each(decisions: list[_Published], wanted: set[str]) -> int:
     """Check every wanted transaction was decided and a repeat is the same decision; returns
     how many repeats there were."""
-    by_id: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, _Published] = {}
     repeated = 0
     for d in decisions:
         Decision.model_validate(d)
@@ -248,14 +261,14 @@ async def _killed_a_third_in(worker: WorkerEnv, frame: pd.DataFrame) -> int:
     return n
 
 
-async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[dict[str, Any]]:
+async def _decisions(worker: WorkerEnv, ids: set[str]) -> list[_Published]:
     """Every decision on the topic once each of ``ids`` has one and the group has committed
     all its input (a late repeat included)."""
     settings = worker.settings
     records = await consume_until(
         settings, settings.topic_decisions, ids=ids, timeout=240, worker=worker, settled=True
     )
-    return [json.loads(r.value) for r in records]
+    return [_Published(r.value) for r in records]
 
 
 async def _assert_training_parity(
