@@ -38,8 +38,11 @@ LABEL_LEAD_MS = 3_600_000
 
 
 def _rfc3339(series: pd.Series) -> list[str]:
+    """Times as the contract writes them, in UTC, to the microsecond where they have one."""
     ts = pd.to_datetime(series, utc=True)
-    return list(ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    whole = ts.dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    fraction = ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return list(whole.where(ts.dt.microsecond == 0, fraction))
 
 
 def encode_transactions(frame: pd.DataFrame) -> list[tuple[int, bytes, bytes]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -255,9 +255,16 @@ def _event_ms(event: FeatureEvent) -> int:
     return event.ts_ms
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def to_epoch_ms(ts: datetime) -> int:
-    """Event time as integer epoch milliseconds (the score of every window member)."""
-    return round(ts.timestamp() * 1000)
+    """Event time as integer epoch milliseconds (the score of every window member): the
+    millisecond it falls in, as training and ``score-batch`` cut it (pandas'
+    ``datetime64[ms]``), in integers (a float of the seconds would round some microseconds
+    into the next millisecond)."""
+    return (ts - _EPOCH) // _MS
 
 
 #: Saturday (5) and Sunday (6), as ``datetime.weekday()`` numbers them; night is 00:00–06:59

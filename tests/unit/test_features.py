@@ -339,3 +339,41 @@ def test_a_fraud_reported_again_is_known_from_its_first_report() -> None:
     store.apply_labels_sync([FraudMark("x", "t1", T0, T0 + 8 * DAY_MS, True)])
     (row,) = store.enrich_sync([ev("m", T0 + 8 * DAY_MS + 1, customer="c")])
     assert row[COL["TERMINAL_ID_RISK_30DAY_WINDOW"]] == 1.0
+
+
+SUB_MS_TIMES = [
+    "2018-04-01T00:00:31.9999Z",
+    "2018-04-01T00:00:31.0005+02:00",
+    "2018-04-01T00:00:31.999999-05:30",
+    "2018-04-01T00:00:31.5Z",
+    "2018-04-01T00:00:31Z",
+]
+
+
+def test_every_path_puts_an_event_time_in_the_same_millisecond() -> None:
+    """The worker (a Transaction's time), training and ``score-batch`` (a frame's column) and
+    ``produce`` (the JSON it writes, read back by the worker) agree on each transaction's
+    millisecond, also for times with microseconds: the windows' edges and the ids' fingerprints
+    are in milliseconds, so one path rounding where another cuts would give other features."""
+    import pandas as pd
+
+    from models.dataset import feature_events
+    from schemas import Transaction
+    from streamer.features.definitions import to_epoch_ms
+    from streamer.replay import encode_transactions
+
+    frame = pd.DataFrame({
+        "transaction_id": [f"tx{i}" for i in range(len(SUB_MS_TIMES))],
+        "timestamp": pd.to_datetime(SUB_MS_TIMES, utc=True, format="ISO8601"),
+        "customer_id": "c1", "terminal_id": "t1", "amount": 1.0,
+    })  # fmt: skip
+    training = [event.ts_ms for event in feature_events(frame)]
+    worker = [to_epoch_ms(Transaction.model_validate({
+        "transaction_id": "tx", "timestamp": t, "customer_id": "c1", "terminal_id": "t1",
+        "amount": 1.0}).timestamp) for t in SUB_MS_TIMES]  # fmt: skip
+    produced = encode_transactions(frame)
+    read_back = [to_epoch_ms(Transaction.model_validate_json(v).timestamp) for _, _, v in produced]
+    assert training == worker == read_back == [ms for ms, _, _ in produced]
+    assert worker[0] % 1000 == 999  # .9999 s is in the second's last millisecond, not the next
+    sent = [Transaction.model_validate_json(v).timestamp for _, _, v in produced]
+    assert sent == list(frame["timestamp"])  # produce keeps the microseconds
