@@ -36,11 +36,12 @@ from models.history import HistorySpan, Progress, cache_path, load_history
 from models.metrics import card_precision_at_k, quality
 from models.protocol import BOOK_TEST_START, WEEK_DAYS, Split, protocol_mask, split_before
 from models.simulate import TERMINAL_DAYS, TERMINALS_PER_DAY, SimulationConfig
-from models.train import BOOSTING, CANDIDATES, Period, period_mask
+from models.train import CANDIDATES, Period, period_mask
+from streamer.features.definitions import LABEL_DELAY_DAYS
 
 __all__ = [
     "METRICS",
-    "SEARCH",
+    "WINDOWS",
     "Calibration",
     "EvaluationPlan",
     "Recipe",
@@ -86,23 +87,14 @@ class Recipe:
                 "train_days": self.train_days, "calibration_days": self.calibration_days}
 
 
-#: Per family: the hyper-parameter sets and training windows compared on validation. The
-#: builders (and their fixed settings) are those of :data:`models.train.CANDIDATES`. The grids
-#: were narrowed on seed 0's validation weeks (never a test week) to what a run can afford.
-SEARCH: dict[str, tuple[Sequence[dict[str, Any]], Sequence[int]]] = {
-    "logreg": ([{"C": 0.1}, {"C": 1.0}], (7, 14)),
-    # Shallow forests rank best (AUC) at the same AP. Deeper trees (15, unlimited with leaves of
-    # 5-10) lost AUC; balanced class weights lost 0.05 AP; subsampling rows lost AUC; 14 days
-    # gave no better AP than 7 at twice the cost.
-    "random_forest": ([{"max_depth": 8}, {"max_depth": 10}], (7,)),
-    # Smaller or more regularised boosters (7 leaves, depth 4, rate 0.03, half the features)
-    # all validated lower; a rate of 0.1 with 31 leaves overfits (AP -0.05).
-    "hist_gb": ([dict(BOOSTING)], (7, 14)),
-    # Soft vote of forest, booster and extra trees. On two validation folds of the book's
-    # history and seed 0 (17 features then) it matched the forest's AP (0.724) and ranked the
-    # detectable frauds better (AUC among them 0.993 against 0.988); 7 days validated lower, and
-    # 300 extra trees instead of 100 changed nothing.
-    "ensemble": ([{"forest_depth": 10, "extra_trees_depth": 12}], (14,)),
+#: Per family, the training windows (days) compared on validation; the hyper-parameter sets
+#: are each family's grid in :data:`models.train.CANDIDATES`. For the forest 14 days gave no
+#: better AP than 7 at twice the cost; for the ensemble 7 days validated lower.
+WINDOWS: dict[str, Sequence[int]] = {
+    "logreg": (7, 14),
+    "random_forest": (7,),
+    "hist_gb": (7, 14),
+    "ensemble": (14,),
 }
 
 
@@ -116,8 +108,8 @@ class EvaluationPlan:
     prequential_weeks: int = 4
     #: refit every family for each prequential week, not only the selected one (slower)
     prequential_all: bool = False
-    candidates: Sequence[str] = tuple(SEARCH)
-    delay_days: int = 7
+    candidates: Sequence[str] = tuple(WINDOWS)
+    delay_days: int = LABEL_DELAY_DAYS
 
     def validation_splits(self, train_days: int) -> list[Split]:
         """Fold k: the book's split moved back by ``2 × delay + 7k`` days (its training data
@@ -138,7 +130,7 @@ class EvaluationPlan:
 
     def span(self) -> HistorySpan:
         """The days whose features are needed (before warm-up)."""
-        longest = max(max(days) for name, (_, days) in SEARCH.items() if name in self.candidates)
+        longest = max(max(days) for name, days in WINDOWS.items() if name in self.candidates)
         first = min(s.train.start for s in self.validation_splits(longest))
         end = self.test_splits(longest)[-1].test.end
         return HistorySpan(first, end)
@@ -188,7 +180,7 @@ def run_split(
 
 def _recipes(candidates: Sequence[str]) -> Iterator[Recipe]:
     for name in candidates:
-        grid, windows = SEARCH[name]
+        grid, windows = CANDIDATES[name].grid, WINDOWS[name]
         for days in windows:
             for params in grid:
                 yield Recipe(name, params, days)
@@ -373,7 +365,7 @@ def auc_by_chance(
     per_day: int = TERMINALS_PER_DAY,
     replicates: int = 1000,
     seed: int = 0,
-    delay_days: int = 7,
+    delay_days: int = LABEL_DELAY_DAYS,
     episode_days: int = TERMINAL_DAYS,
 ) -> np.ndarray:
     """The AUC ROC a model would have had on each test week had other terminals been
@@ -458,7 +450,9 @@ def auc_by_chance(
         return (found_sums + hidden_sums) / (found_counts + hidden_counts)
 
 
-def detectable(frame: pd.DataFrame, *, delay_days: int = 7, episode_days: int = 28) -> np.ndarray:
+def detectable(
+    frame: pd.DataFrame, *, delay_days: int = LABEL_DELAY_DAYS, episode_days: int = TERMINAL_DAYS
+) -> np.ndarray:
     """Per row: a fraud that some feature could reveal at its time, given delayed labels.
 
     A compromised terminal (scenario 2) changes nothing in its transactions; only its labels,

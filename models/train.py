@@ -85,15 +85,20 @@ def _ensemble(*, forest_depth: int = 10, extra_trees_depth: int = 12) -> Any:
     )
 
 
+#: Each family and the hyper-parameter sets compared on validation, by `train` and `evaluate`
+#: alike. The grids were narrowed on seed 0's validation weeks (never a test week) to what a
+#: run can afford.
 CANDIDATES: dict[str, Candidate] = {
     "logreg": Candidate("logreg", _logreg, [{"C": 0.1}, {"C": 1.0}]),
-    # depths as `evaluate` selected them on validation weeks (deeper forests ranked worse)
+    # Shallow forests rank best (AUC) at the same AP. Deeper trees (15, unlimited with leaves
+    # of 5-10) lost AUC; balanced class weights lost 0.05 AP; subsampling rows lost AUC.
     "random_forest": Candidate("random_forest", _forest, [{"max_depth": 8}, {"max_depth": 10}]),
-    "hist_gb": Candidate(
-        "hist_gb",
-        _hgb,
-        [dict(BOOSTING), {"learning_rate": 0.1, "max_iter": 200, "max_leaf_nodes": 31}],
-    ),
+    # Smaller or more regularised boosters (7 leaves, depth 4, rate 0.03, half the features)
+    # all validated lower; a rate of 0.1 with 31 leaves overfits (AP -0.05).
+    "hist_gb": Candidate("hist_gb", _hgb, [dict(BOOSTING)]),
+    # On two validation folds of the book's history and seed 0 (17 features then) it matched
+    # the forest's AP (0.724) and ranked the detectable frauds better (AUC among them 0.993
+    # against 0.988); 300 extra trees instead of 100 changed nothing.
     "ensemble": Candidate("ensemble", _ensemble, [{"forest_depth": 10, "extra_trees_depth": 12}]),
 }
 

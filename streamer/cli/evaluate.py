@@ -78,7 +78,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from models.evaluate import SEARCH, EvaluationPlan, evaluate_seed
+    from models.evaluate import WINDOWS, EvaluationPlan, evaluate_seed
     from models.files import write_text
     from models.history import check_span
     from models.report import console_table, render_markdown, report_json
@@ -89,7 +89,7 @@ def evaluate(
         writable(out_dir / name)
     if cache:  # its features are written after minutes of building them
         writable(cache_dir / "features.parquet")
-    names = chosen(candidates, SEARCH, "--candidates")
+    names = chosen(candidates, WINDOWS, "--candidates")
 
     def progress(description: str, total: int) -> Callable[[int], object]:
         close()
