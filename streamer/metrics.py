@@ -120,7 +120,7 @@ class Metrics:
             registry=r,
         )
         self.scores = Histogram(
-            "streamer_score", "Model scores (drift watch)", buckets=SCORE_BUCKETS, registry=r
+            "streamer_score", "The model's scores, before rules", buckets=SCORE_BUCKETS, registry=r
         )
         self.model_info = Gauge(
             "streamer_model_info", "The model version in use", ["version"], registry=r
@@ -225,8 +225,9 @@ class Metrics:
             self.shadow_decisions.labels(outcome, "true" if agrees else "false").inc(n)
         if out.alerts:
             self.alerts.inc(len(out.alerts))
-        for s in out.scores:
-            self.scores.observe(s)
+        if out.model_scores is not None:
+            for s in out.model_scores.tolist():
+                self.scores.observe(s)
         for key, n in (
             (f"consumed_{topic}", consumed),
             ("dead_letters", len(out.dead_letters)),

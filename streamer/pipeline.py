@@ -86,7 +86,6 @@ class BatchOutput:
     #: decisions published as first pinned (repeats), by whether that differs from what would
     #: be decided now
     repeats: dict[bool, int] = field(default_factory=dict)
-    scores: list[float] = field(default_factory=list)
     #: transactions whose currency had no exchange rate when its card's window first recorded
     #: them, per currency (scored without their amount)
     unconverted: dict[str, int] = field(default_factory=dict)
@@ -94,7 +93,8 @@ class BatchOutput:
     #: accepted records not keyed by their customer_id, and the first of them
     key_mismatches: int = 0
     key_mismatch: KeyMismatch | None = None
-    #: the decided rows' features and the model's scores before rules (for drift)
+    #: the decided rows' features and the model's scores before rules (for drift and the
+    #: score histogram)
     matrix: np.ndarray | None = None
     model_scores: np.ndarray | None = None
 
@@ -426,7 +426,6 @@ class Pipeline:
                 out.shadow_decisions.append((key, seen.model_dump_json().encode()))
                 agrees = (seen.decision, seen.decision == outcome)
                 out.shadow_outcomes[agrees] = out.shadow_outcomes.get(agrees, 0) + 1
-        out.scores = np.asarray(scores, dtype=float).tolist()  # the model's, for drift
         out.model_version = scorer.version
         out.matrix, out.model_scores = inputs, scores
         return out

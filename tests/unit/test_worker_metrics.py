@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from streamer.metrics import RECENT_ALERTS, Metrics
 from streamer.pipeline import BatchOutput
 from tests.prometheus import Samples, samples
@@ -83,3 +85,12 @@ def test_event_times_say_how_far_decisions_run_ahead_of_what_is_still_to_come() 
     assert samples[("streamer_decided_event_time_seconds", ())] == 9.0
     assert samples[("streamer_pending_event_time_seconds", (("input", "transactions"),))] == 4.0
     assert samples[("streamer_pending_event_time_seconds", (("input", "labels"),))] == math.inf
+
+
+def test_the_score_histogram_counts_each_decided_row_s_model_score() -> None:
+    metrics = Metrics()
+    metrics.observe_batch("tx", BatchOutput(model_scores=np.array([0.01, 0.02, 0.97])), 0.1, 3)
+    metrics.observe_batch("tx", BatchOutput(), 0.1, 1)  # only dead letters: no score
+    samples = _samples(metrics)
+    assert samples[("streamer_score_count", ())] == 3
+    assert abs(samples[("streamer_score_sum", ())] - 1.0) < 1e-9
