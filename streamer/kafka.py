@@ -302,7 +302,9 @@ async def running(client: Client) -> AsyncIterator[Client]:
 
 
 def partitions(topic: str, count: int) -> list[TopicPartition]:
-    """The topic's partitions, as created by :func:`ensure_topics` with ``count`` partitions."""
+    """The partitions of a topic the caller created itself with ``count`` partitions (the
+    benchmark's own topics); for any other, ask the cluster (:func:`topic_partitions`):
+    :func:`ensure_topics` leaves a topic that exists as it is."""
     return [TopicPartition(topic, p) for p in range(count)]
 
 

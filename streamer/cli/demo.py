@@ -93,11 +93,14 @@ class RunTally:
             )
 
     async def _consume(self) -> None:
-        from streamer.kafka import make_consumer, partitions, running
+        from streamer.kafka import make_consumer, partitions_to_read, running
 
         settings = self._settings
+        # the topic's own partitions: one made before may have more than STREAMER_PARTITIONS
+        tps = await partitions_to_read(settings, settings.topic_decisions)
+        if not tps:
+            raise RuntimeError(f"there is no topic {settings.topic_decisions}")
         async with running(make_consumer(settings, group_id=None)) as consumer:
-            tps = partitions(settings.topic_decisions, settings.partitions)
             consumer.assign(tps)
             for tp, end in (await consumer.end_offsets(tps)).items():
                 consumer.seek(tp, end)
