@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from models.dataset import WALL_TIME, build_features
-from models.files import EXTENSIONS, id_text, replacing
+from models.files import EXTENSIONS, id_text, read_table, replacing
 from schemas import Reason
 from schemas.common import ID_MAX_LENGTH
 from streamer.currency import unconverted_reason
@@ -81,12 +81,9 @@ def _read(path: Path, required: Sequence[str], what: str) -> pd.DataFrame:
     if not path.is_file():
         raise BatchInputError(f"{path}: no such file")
     try:
-        if kind == "csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        else:
-            frame = pd.read_parquet(path, engine="pyarrow")
-    except Exception as exc:  # a parser's own message is the most precise one
-        raise BatchInputError(f"{path}: cannot read as {kind}: {exc}") from exc
+        frame = read_table(path, kind, dtype=str, keep_default_na=False, na_values=[""])
+    except ValueError as exc:
+        raise BatchInputError(str(exc)) from None
     _require(frame, path, required, what)
     return frame
 

@@ -1,4 +1,5 @@
-"""Output files that are either whole or not there: written beside, then renamed over.
+"""Input tables read with a precise error, and output files that are either whole or not there
+(written beside, then renamed over).
 
 A command stopped while it writes (Ctrl-C, a full disk, a kill) must not leave a truncated
 file where a whole one is expected: a CSV cut short reads back as fewer transactions without
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,15 @@ import pandas as pd
 
 from schemas.common import ID_MAX_LENGTH
 
-__all__ = ["DATA_DIR", "EXTENSIONS", "check_writable", "id_text", "replacing", "write_text"]
+__all__ = [
+    "DATA_DIR",
+    "EXTENSIONS",
+    "check_writable",
+    "id_text",
+    "read_table",
+    "replacing",
+    "write_text",
+]
 
 #: where commands keep the datasets they generate, unless told otherwise (not tracked: the
 #: repository's top level holds the project, not its outputs)
@@ -28,6 +38,29 @@ DATA_DIR = Path("models/data")
 
 #: the tables the commands read and write, told apart by their name's extension
 EXTENSIONS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def read_table(path: Path, kind: str, **csv_options: object) -> pd.DataFrame:
+    """The table at ``path`` (``kind`` "csv" or "parquet"), or a ValueError that names the file
+    and says what is wrong (pandas' and pyarrow's messages name neither).
+
+    A CSV row with more fields than the header is refused: pandas would otherwise take the
+    extra field of the first data row for an index and shift every column by one, and the
+    error would then be about a value in the wrong column.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            if kind == "csv":
+                return pd.read_csv(path, index_col=False, **csv_options)
+            return pd.read_parquet(path, engine="pyarrow")
+    except pd.errors.ParserWarning:
+        raise ValueError(f"{path}: a row has more fields than the header") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: the file is empty (not even a header)") from None
+    except (OSError, ValueError) as exc:  # parse errors (pyarrow's too) are ValueErrors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: cannot read as {kind}: {reason}") from None
 
 
 def id_text(values: pd.Series) -> tuple[pd.Series, pd.Series]:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.files import EXTENSIONS, id_text, replacing
+from models.files import EXTENSIONS, id_text, read_table, replacing
 from schemas.common import ID_MAX_LENGTH
 
 __all__ = [
@@ -348,11 +348,11 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
             f"{path}: unknown extension {path.suffix!r}; use {', '.join(EXTENSIONS)}"
         )
     if path.suffix.lower() == ".csv":
-        header = pd.read_csv(path, nrows=0).columns
+        header = read_table(path, "csv", nrows=0).columns
         _check_columns(path, header)
-        frame = pd.read_csv(path, dtype={k: "str" for k in COLUMNS})
+        frame = read_table(path, "csv", dtype={k: "str" for k in COLUMNS})
     else:
-        frame = pd.read_parquet(path, engine="pyarrow")
+        frame = read_table(path, "parquet")
         _check_columns(path, frame.columns)
     for name, dtype in COLUMNS.items():
         frame[name] = _column(path, frame[name], name, dtype)

@@ -124,6 +124,6 @@ def _read(data: Path) -> pd.DataFrame:
     except (OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise click.ClickException(
-            f"cannot read --data {data}: {reason} (expected a dataset written by "
+            f"cannot read --data: {reason} (expected a dataset written by "
             "`fraud-streamer simulate`: Parquet, or CSV if the name ends in .csv)"
         ) from None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from models.files import check_writable, replacing, write_text
+from models.files import check_writable, read_table, replacing, write_text
 from models.simulate import SimulationConfig, read_dataset, simulate, write_dataset
 
 
@@ -67,3 +67,31 @@ def test_a_dataset_interrupted_while_written_is_not_left_half_written(
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
     monkeypatch.undo()
     assert list(read_dataset(target)["transaction_id"]) == list(frame["transaction_id"])
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"a,b\n1,2,3\n4,5\n", "a row has more fields than the header"),
+        (b"", "the file is empty (not even a header)"),
+        (b"\xff\xfe,a\n", "cannot read as csv: 'utf-8' codec can't decode"),
+        (b'a,b\n"1,2\n', "cannot read as csv: Error tokenizing data"),
+    ],
+)
+def test_a_table_that_cannot_be_read_is_refused_naming_the_file(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    """Read by `train --data`, `produce` and `score-batch`: the parser's message, with the file."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        read_table(path, "csv")
+    assert str(info.value).startswith(f"{path}: {problem}"), info.value
+
+
+def test_a_parquet_name_on_another_file_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    path.write_text("a,b\n")
+    with pytest.raises(ValueError, match="cannot read as parquet") as info:
+        read_table(path, "parquet")
+    assert str(info.value).startswith(f"{path}: "), info.value

@@ -53,7 +53,16 @@ def test_a_file_that_is_not_a_dataset(env: Path) -> None:
 
 def test_an_empty_csv(env: Path) -> None:
     (env / "empty.csv").write_text("")
-    _one_line_error(_produce("--data", "empty.csv"), 1, "empty.csv", "No columns")
+    _one_line_error(_produce("--data", "empty.csv"), 1, "empty.csv", "the file is empty")
+
+
+def test_a_row_with_more_fields_than_the_header(env: Path, dataset: Path) -> None:
+    """pandas would take the first row's extra field for an index and shift every column."""
+    text = pd.read_parquet(dataset).to_csv(index=False).splitlines()
+    text[1] += ",surplus"
+    (env / "ragged.csv").write_text("\n".join(text) + "\n")
+    _one_line_error(_produce("--data", "ragged.csv"), 1, "ragged.csv",
+                    "a row has more fields than the header")  # fmt: skip
 
 
 def test_a_parquet_name_on_something_else(env: Path) -> None:
