@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     help="First day to replay (YYYY-MM-DD, event time).",
 )
 # at least 1: 0 would select nothing, and a negative --limit would drop rows from the end
-@click.option("--days", type=click.IntRange(min=1), help="Number of days to replay from --start.")
+@click.option("--days", type=click.IntRange(min=1),
+              help="Number of days to replay, from --start (or from the dataset's first day).")
 @click.option("--limit", type=click.IntRange(min=1), help="Stop after this many transactions.")
 @click.option(
     "--labels/--no-labels",
@@ -75,6 +76,9 @@ def produce(
             f"no dataset at {data}: create one with `fraud-streamer simulate --out {data}`"
         )
     frame = _read(data).sort_values(["timestamp", "transaction_id"], kind="stable")
+    if frame.empty:
+        raise click.ClickException(f"nothing to replay: {data} holds no transaction")
+    covers = f"{frame['timestamp'].min():%Y-%m-%d} .. {frame['timestamp'].max():%Y-%m-%d}"
     if start is not None:
         first = pd.Timestamp(start, tz="UTC")
         frame = frame[frame["timestamp"] >= first]
@@ -86,7 +90,10 @@ def produce(
     if limit is not None:
         frame = frame.head(limit)
     if frame.empty:
-        raise click.ClickException("nothing to replay: the selection is empty")
+        raise click.ClickException(
+            f"nothing to replay: --start and --days select none of {data}'s transactions "
+            f"(it covers {covers})"
+        )
     txs = encode_transactions(frame)
     lbls = encode_labels(frame) if labels and "reported_at" in frame.columns else []
     try:

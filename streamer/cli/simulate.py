@@ -118,8 +118,15 @@ def simulate(
     writable(out)  # before the simulation, not after it
     began = time.perf_counter()
     total, unit = progress_total(config)
-    with tqdm(total=total, unit=unit, desc="simulating", leave=False, disable=None) as bar:
-        frame = run_simulation(config, progress=bar.update)
+    try:
+        with tqdm(total=total, unit=unit, desc="simulating", leave=False, disable=None) as bar:
+            frame = run_simulation(config, progress=bar.update)
+    except MemoryError:
+        raise click.ClickException(
+            f"not enough memory to simulate {customers:,} customers and {terminals:,} "
+            f"terminals over {days:,} days: lower --customers, --terminals or --days (the "
+            "book's size takes about 0.5 GB)"
+        ) from None
     if frame.empty:
         raise click.ClickException(
             f"no transaction was simulated, so {out} was not written: usually no terminal lies "

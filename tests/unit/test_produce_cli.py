@@ -118,3 +118,13 @@ def test_valid_options_select_what_they_say(
     assert result.exit_code == 0, result.output
     assert len(seen["tx"]) == 3
     assert seen["rate"] == 0.5
+
+
+def test_a_selection_of_nothing_says_what_the_dataset_covers(dataset: Path) -> None:
+    result = _produce("--data", str(dataset), "--start", "2030-01-01")
+    _one_line_error(result, 1, "--start and --days select none of", "(it covers 2018-04-01 .. ")
+
+
+def test_a_dataset_without_rows_says_so(env: Path, dataset: Path) -> None:
+    pd.read_parquet(dataset).head(0).to_parquet(env / "none.parquet")
+    _one_line_error(_produce("--data", "none.parquet"), 1, "none.parquet holds no transaction")

@@ -93,3 +93,16 @@ def test_what_cannot_make_a_dataset_is_a_usage_error(
     result = CliRunner().invoke(command.simulate, args)
     assert result.exit_code == 2 and message in result.output, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_size_beyond_memory_is_an_error_naming_the_options(tmp_path: Path) -> None:
+    """10^11 customers need terabytes: numpy refuses at once, and the command says which
+    options to lower instead of a traceback."""
+    out = tmp_path / "tx.parquet"
+    sizes = ["--customers", str(10**11), "--terminals", "5", "--days", "1"]
+    result = CliRunner().invoke(command.simulate, [*sizes, "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Error: not enough memory to simulate 100,000,000,000 customers" in result.output
+    assert "lower --customers, --terminals or --days" in result.output
+    assert not out.exists()
