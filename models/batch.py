@@ -23,11 +23,8 @@ import pandas as pd
 
 from models.dataset import WALL_TIME, build_features
 from models.files import EXTENSIONS, id_text, read_table, replacing
-from schemas import Reason
 from schemas.common import ID_MAX_LENGTH
-from streamer.currency import unconverted_reason
-from streamer.features.definitions import AMOUNT_COLUMN
-from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
+from streamer.rules import Policy, judge
 from streamer.scoring import Scorer
 
 __all__ = [
@@ -219,23 +216,6 @@ def read_labels(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _reasons(
-    scorer: Scorer, X: np.ndarray, scores: np.ndarray, rules: Sequence[list[Reason]],
-    unconverted: Sequence[Reason | None], outcomes: Sequence[str], policy: Policy,
-) -> list[str]:
-    """The worker's reasons as JSON strings: rule hits, then the model's (explained together)."""
-    out = ["[]"] * len(outcomes)
-    flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
-    explained = scorer.explain(X[flagged], scores[flagged], policy.reasons_top_k)
-    for i, contributions in zip(flagged, explained, strict=True):
-        reasons = flagged_reasons(
-            float(scores[i]), outcomes[i], policy, rules=rules[i], unconverted=unconverted[i],
-            model=[Reason(code=c.code, description=c.describe()) for c in contributions],
-        )
-        out[i] = json.dumps([r.model_dump() for r in reasons], ensure_ascii=False)
-    return out
-
-
 def score_transactions(
     transactions: pd.DataFrame,
     scorer: Scorer,
@@ -271,23 +251,17 @@ def score_transactions(
         rows = slice(start, start + CHUNK)
         inputs = scorer.model_inputs(X[rows])  # as the worker's model sees them
         chunk_scores = scorer.score_inputs(inputs)
-        amounts = X[rows, AMOUNT_COLUMN]  # as the worker's rules read it (NaN: not known)
-        rules = [rule_hits(amount=float(a), customer_blocked=False, terminal_blocked=False,
-                           policy=policy) for a in amounts]
-        unconverted = [
-            None if ok else unconverted_reason(str(currency), currencies.base)
-            for ok, currency in zip(ordered["converted"].to_numpy()[rows],
-                                    ordered["currency"].to_numpy()[rows], strict=True)
-        ]
-        chunk_outcomes = [outcome_for(float(s), rule_hit=bool(r), policy=policy,
-                                      converted=u is None)
-                          for s, r, u in zip(chunk_scores, rules, unconverted, strict=True)]
-        reasons += _reasons(scorer, X[rows], chunk_scores, rules, unconverted, chunk_outcomes,
-                            policy)
-        outcomes += chunk_outcomes
-        scores[rows] = np.where([bool(r) for r in rules], 1.0, chunk_scores)
+        judged = judge(  # no blocklists here: they are kept in Redis
+            scorer, X[rows], chunk_scores, policy,
+            currencies=ordered["currency"].to_numpy()[rows].astype(str).tolist(),
+            converted=ordered["converted"].to_numpy()[rows].astype(bool).tolist(),
+        )  # fmt: skip
+        scores[rows] = [v.score for v in judged.verdicts]
+        outcomes += [v.decision for v in judged.verdicts]
+        reasons += [json.dumps([r.model_dump() for r in v.reasons], ensure_ascii=False)
+                    for v in judged.verdicts]  # fmt: skip
         if step is not None:
-            step(len(amounts))
+            step(len(judged.verdicts))
     decisions = ordered.assign(amount=ordered["_written"], score=scores, decision=outcomes,
                                reasons=reasons, model_version=scorer.version)
     decisions = decisions.sort_values("_row", kind="stable").reset_index(drop=True)

@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from schemas import Alert, Decision, ErrorDetail, Label, Reason, Transaction
-from streamer.currency import Currencies, unconverted_reason
+from schemas import Alert, Decision, ErrorDetail, Label, Transaction
+from streamer.currency import Currencies
 from streamer.decode import In, dead_letter, decode_input
 from streamer.features.definitions import (
-    AMOUNT_COLUMN,
     FEATURE_NAMES,
     FeatureEvent,
     FraudMark,
@@ -32,7 +32,7 @@ from streamer.features.definitions import (
 from streamer.features.keys import fingerprint
 from streamer.features.store import Enriched, FeatureStore, pin_keys
 from streamer.input_keys import KeyMismatch, keyed_by_card
-from streamer.rules import Policy, flagged_reasons, outcome_for, rule_hits
+from streamer.rules import Policy, judge
 from streamer.scoring import Scorer
 from streamer.verdicts import Verdict
 
@@ -340,53 +340,21 @@ class Pipeline:
         inputs = scorer.model_inputs(features)
         scores = scorer.score_inputs(inputs)
         shadow_scores = None if shadow is None else shadow.score(features)
-        policy = self._policy
-
-        rules = [
-            rule_hits(amount=amount, customer_blocked=cb, terminal_blocked=tb, policy=policy)
-            for amount, cb, tb in zip(
-                features[:, AMOUNT_COLUMN].tolist(),
-                enriched.customer_blocked,
-                enriched.terminal_blocked,
-                strict=True,
-            )
-        ]
-        # as the card's window first recorded it: a repeat is reviewed for want of a rate
-        # exactly when its first delivery was, whatever the rates are now
-        base = policy.currencies.base
-        unconverted = {
-            i: unconverted_reason(tx.currency, base)
-            for i, (tx, ok) in enumerate(zip(txs, enriched.converted.tolist(), strict=True))
-            if not ok
-        }
-        outcomes = [
-            outcome_for(float(s), rule_hit=bool(r), policy=policy, converted=i not in unconverted)
-            for i, (s, r) in enumerate(zip(scores, rules, strict=True))
-        ]
-        flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
-        explanations = scorer.explain(features[flagged], scores[flagged], policy.reasons_top_k)
-        reasons: dict[int, list[Reason]] = {}
-        for i, contributions in zip(flagged, explanations, strict=True):
-            reasons[i] = flagged_reasons(
-                float(scores[i]),
-                outcomes[i],
-                policy,
-                rules=rules[i],
-                unconverted=unconverted.get(i),
-                model=[Reason(code=c.code, description=c.describe()) for c in contributions],
-            )
+        # each row as its card's window first recorded it: a repeat is reviewed for want of
+        # a rate exactly when its first delivery was, whatever the rates are now
+        judging = partial(
+            judge, features=features, policy=self._policy,
+            currencies=[tx.currency for tx in txs], converted=enriched.converted.tolist(),
+            customer_blocked=enriched.customer_blocked,
+            terminal_blocked=enriched.terminal_blocked,
+        )  # fmt: skip
+        judged = judging(scorer, scores=scores)
+        unconverted = judged.unconverted
+        shadowed = None if shadow is None or shadow_scores is None else judging(
+            shadow, scores=shadow_scores, explain=False
+        )  # fmt: skip
         verdicts = await self._pin(
-            out,
-            [item.event for item in accepted if item.event is not None],
-            [
-                Verdict(
-                    1.0 if rules[i] else float(scores[i]),
-                    outcomes[i],
-                    scorer.version,
-                    reasons.get(i, []),
-                )
-                for i in range(len(txs))
-            ],
+            out, [item.event for item in accepted if item.event is not None], judged.verdicts
         )
 
         decided_at = self._clock()
@@ -419,10 +387,12 @@ class Pipeline:
             if self._log_features and verdict.model_version == scorer.version:
                 # a repeat first decided by another model was logged with that model's inputs
                 out.features.append((key, feature_record(tx, scorer.version, inputs[i])))
-            if shadow is not None and shadow_scores is not None:
-                seen = self._shadow_decision(
-                    decision, float(shadow_scores[i]), rules[i], unconverted.get(i), shadow
-                )
+            if shadowed is not None:
+                would = shadowed.verdicts[i]
+                seen = decision.model_copy(update={
+                    "score": would.score, "decision": would.decision, "reasons": would.reasons,
+                    "model_version": would.model_version,
+                })  # fmt: skip
                 out.shadow_decisions.append((key, seen.model_dump_json().encode()))
                 agrees = (seen.decision, seen.decision == outcome)
                 out.shadow_outcomes[agrees] = out.shadow_outcomes.get(agrees, 0) + 1
@@ -457,35 +427,6 @@ class Pipeline:
             await self._store.pin([keys[i] for i in unreadable],
                                   [encoded[i] for i in unreadable], replace=True)  # fmt: skip
         return published
-
-    def _shadow_decision(
-        self,
-        decision: Decision,
-        score: float,
-        rules: list[Reason],
-        unconverted: Reason | None,
-        shadow: Scorer,
-    ) -> Decision:
-        """What ``shadow`` would have decided in ``decision``'s place: the same rules and
-        thresholds on its score; its reasons are the rule hits and an unconverted currency, or
-        the threshold crossed (no feature explanations: they would cost a second model call per
-        flagged row)."""
-        outcome = outcome_for(
-            score, rule_hit=bool(rules), policy=self._policy, converted=unconverted is None
-        )
-        reasons = []
-        if outcome != "approve":
-            reasons = flagged_reasons(
-                score, outcome, self._policy, rules=rules, unconverted=unconverted, model=[]
-            )
-        return decision.model_copy(
-            update={
-                "score": 1.0 if rules else score,
-                "decision": outcome,
-                "reasons": reasons,
-                "model_version": shadow.version,
-            }
-        )
 
     def receive_labels(
         self, messages: Sequence[InputMessage], consumed_at: float

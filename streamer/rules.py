@@ -6,13 +6,30 @@ declines the transaction whatever the model says, and shows first in its reasons
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from schemas import Outcome, Reason
-from streamer.currency import Currencies
+from streamer.currency import Currencies, unconverted_reason
+from streamer.features.definitions import AMOUNT_COLUMN
 from streamer.settings import Settings
+from streamer.verdicts import Verdict
 
-__all__ = ["Policy", "flagged_reasons", "outcome_for", "rule_hits", "threshold_reason"]
+if TYPE_CHECKING:
+    from streamer.scoring import Scorer
+
+__all__ = [
+    "Judged",
+    "Policy",
+    "flagged_reasons",
+    "judge",
+    "outcome_for",
+    "rule_hits",
+    "threshold_reason",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +124,72 @@ def flagged_reasons(
     when none of those explains it."""
     reasons = [*rules, *([unconverted] if unconverted is not None else []), *model]
     return reasons or [threshold_reason(score, outcome, policy)]
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A batch's verdicts, and what went into them that the worker reports on."""
+
+    verdicts: list[Verdict]
+    rules: list[list[Reason]]  # each row's rule hits
+    unconverted: dict[int, Reason]  # the rows whose currency had no rate, and the reason
+
+
+def judge(
+    scorer: Scorer,
+    features: np.ndarray,
+    scores: np.ndarray,
+    policy: Policy,
+    *,
+    currencies: Sequence[str],
+    converted: Sequence[bool],
+    customer_blocked: Sequence[bool] | None = None,
+    terminal_blocked: Sequence[bool] | None = None,
+    explain: bool = True,
+) -> Judged:
+    """The verdict on each row of ``features`` (NaN where not known) that ``scorer`` scored
+    ``scores``: the rules, the thresholds and the reasons, in one place for the worker and
+    ``score-batch`` (which has no blocklists: None is none blocked).
+
+    A rule hit declines with a score of 1.0; a row whose currency had no rate (``converted``
+    false) is reviewed at least. ``explain`` false leaves the model's reasons out (the shadow
+    model: a second explanation per flagged row would cost a model call each).
+    """
+    n = len(scores)
+    nobody = [False] * n
+    rules = [
+        rule_hits(amount=amount, customer_blocked=cb, terminal_blocked=tb, policy=policy)
+        for amount, cb, tb in zip(
+            features[:, AMOUNT_COLUMN].tolist(),
+            nobody if customer_blocked is None else customer_blocked,
+            nobody if terminal_blocked is None else terminal_blocked,
+            strict=True,
+        )
+    ]
+    base = policy.currencies.base
+    unconverted = {
+        i: unconverted_reason(currency, base)
+        for i, (currency, ok) in enumerate(zip(currencies, converted, strict=True))
+        if not ok
+    }
+    values = [float(s) for s in scores]
+    outcomes = [
+        outcome_for(s, rule_hit=bool(r), policy=policy, converted=i not in unconverted)
+        for i, (s, r) in enumerate(zip(values, rules, strict=True))
+    ]
+    flagged = [i for i, o in enumerate(outcomes) if o != "approve"]
+    explanations = (
+        scorer.explain(features[flagged], scores[flagged], policy.reasons_top_k)
+        if explain else [[] for _ in flagged]
+    )  # fmt: skip
+    reasons: dict[int, list[Reason]] = {}
+    for i, contributions in zip(flagged, explanations, strict=True):
+        reasons[i] = flagged_reasons(
+            values[i], outcomes[i], policy, rules=rules[i], unconverted=unconverted.get(i),
+            model=[Reason(code=c.code, description=c.describe()) for c in contributions],
+        )  # fmt: skip
+    verdicts = [
+        Verdict(1.0 if rules[i] else values[i], outcomes[i], scorer.version, reasons.get(i, []))
+        for i in range(n)
+    ]
+    return Judged(verdicts, rules, unconverted)
