@@ -1,8 +1,10 @@
 """The project's Kafka clients, built in one place from the ``Settings``.
 
-The worker, the CLI and the tests all get their producers, consumers and topics from here, so
-connection and security options are translated once and the delivery guarantees the design
-relies on (idempotent ``acks="all"`` producers, manual commits) cannot drift between callers.
+The CLI, the benchmark and the tests get their producers, consumers and topics from here, and
+every client's connection and security options (the worker's too, through
+:func:`client_options`) are translated once. The worker's own consumer and producer are
+Faust's, set in :func:`streamer.app.app_options` and :mod:`streamer.transport` to the same
+delivery guarantees (idempotent ``acks="all"`` producers, manual commits).
 
 aiokafka's constructors bind to the running event loop, so ``make_producer`` and
 ``make_consumer`` must be called from a coroutine. They do no network I/O: the caller starts the
@@ -61,7 +63,8 @@ __all__ = [
     "topic_partitions",
 ]
 
-# Long enough to batch the sends of one scored batch, short enough not to show in latency.
+# How long the CLI's producers wait to fill a batch: long enough to batch a command's sends,
+# short enough not to show (the worker's producer lingers 2 ms, see app.app_options).
 PRODUCER_LINGER_MS = 5
 
 ENV = "STREAMER_KAFKA_"
@@ -272,11 +275,14 @@ def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 def make_consumer(
     settings: Settings, *topics: str, group_id: str | None, **overrides: Any
 ) -> AIOKafkaConsumer:
-    """A group consumer that commits only when told to (not started).
+    """A consumer (not started), of ``group_id`` if one is given, that commits only when told
+    to; the CLI's readers pass None and assign partitions themselves.
 
     Auto-commit would acknowledge input whose outputs may not be written yet; offsets are
     committed after the batch is published instead. A new group starts from the earliest
-    offset so that nothing produced before the first start is missed.
+    offset so that nothing produced before the first start is missed. Records of aborted Kafka
+    transactions are read too unless ``isolation_level="read_committed"`` is passed (the
+    readers of input topics pass it; the worker does not publish in transactions).
     """
     options: dict[str, Any] = {
         **client_options(settings),
