@@ -37,10 +37,11 @@ class Policy:
     """Decision thresholds and rule parameters (from :class:`~streamer.settings.Settings`),
     and the exchange rates that put every amount in the model's currency."""
 
-    review_threshold: float = 0.5
-    decline_threshold: float = 0.9
-    amount_limit: float = 10_000.0
-    reasons_top_k: int = 3
+    # the settings' defaults (one place for them): a Policy() decides as an unconfigured worker
+    review_threshold: float = Settings.model_fields["review_threshold"].default
+    decline_threshold: float = Settings.model_fields["decline_threshold"].default
+    amount_limit: float = Settings.model_fields["amount_limit"].default
+    reasons_top_k: int = Settings.model_fields["reasons_top_k"].default
     currencies: Currencies = field(default_factory=Currencies)
 
     @classmethod
