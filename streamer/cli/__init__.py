@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import logging
 import math
 import os
 import sys
@@ -92,6 +93,14 @@ def cli(ctx: click.Context) -> None:
       fraud-streamer produce         # replay simulated transactions and labels
     """
     ctx.ensure_object(dict)
+    if ctx.invoked_subcommand not in _LOGGING:
+        # a command turns each Kafka failure into one error line that names it; aiokafka's own
+        # line for each failed connection (printed bare: nothing else is set up) came first
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+#: the commands that run a service and log as one (their logging is set up where they start)
+_LOGGING = frozenset({"worker", "dashboard"})
 
 
 def get_settings(ctx: click.Context) -> Settings:

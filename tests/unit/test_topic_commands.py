@@ -4,7 +4,11 @@ tried when that was long (no service needed: nothing listens on the port they ar
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -26,6 +30,19 @@ def test_a_topic_command_names_an_unreachable_kafka(command: str, topic: str) ->
         f"Error: cannot read {topic} from Kafka at 127.0.0.1:9: nothing listens at 127.0.0.1:9 "
         "(is Kafka running? `fraud-streamer stack up`)"
     ), result.output
+
+
+def test_a_command_s_kafka_error_is_its_only_line(clean_env: Path) -> None:
+    """aiokafka logs each failed connection; with nothing set up to format it, the line came
+    bare before the command's own error, which says the same and what to do."""
+    env = {**os.environ, "STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    result = subprocess.run([sys.executable, "-m", "streamer", "dead-letters"], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "Error: cannot read dead-letters from Kafka at 127.0.0.1:9: nothing listens at "
+        "127.0.0.1:9 (is Kafka running? `fraud-streamer stack up`)"
+    ]
 
 
 def test_the_dashboard_names_an_unreachable_kafka() -> None:
