@@ -4,7 +4,7 @@ Each rule of the contract is written once here, as an ``Annotated`` type, so the
 the output models and the generated JSON Schema files cannot drift apart. Transactions are
 validated once per event, so the validators are chosen to be cheap: strictness comes from
 pydantic-core's own checks, and the only Python code on the hot path is one precompiled regex
-match per time.
+match per time (and the call around its parse that explains a time out of range).
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -123,9 +126,46 @@ def _check_time(value: object, info: ValidationInfo) -> object:
     )
 
 
+_OFFSET = re.compile(r"([+-])([0-9]{2}):([0-9]{2})$").search
+
+
+def _out_of_range(value: str) -> str | None:
+    """What is out of range in a contract-shaped time that is no time, in words (pydantic
+    says "unexpected extra characters" of an offset of +24:00)."""
+    offset = _OFFSET(value)
+    if offset is not None and (int(offset[2]) > 23 or int(offset[3]) > 59):
+        return "its UTC offset must be between -23:59 and +23:59"
+    if value[17:19] == "60":
+        return "its second must be 00 to 59 (a leap second is not taken)"
+    try:
+        datetime.fromisoformat(value)
+    except ValueError as exc:
+        return f"its {exc}"  # "month must be in 1..12", "day is out of range for month"
+    return None
+
+
+def _explain_time(
+    value: object, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+) -> object:
+    """The time, or for a contract-shaped one that is no time, what is out of range. Runs
+    around the parse, so a valid time costs nothing more."""
+    try:
+        return handler(value)
+    except ValidationError:
+        problem = _out_of_range(value) if isinstance(value, str) and _is_rfc3339(value) else None
+        if problem is None:
+            raise
+        raise PydanticCustomError(
+            "datetime_from_date_parsing",
+            "{field} is not a time: {problem}, e.g. {example}",
+            {"field": info.field_name or "timestamp", "problem": problem, "example": _EXAMPLE},
+        ) from None
+
+
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_check_time),
+    WrapValidator(_explain_time),
     WithJsonSchema(
         {
             "type": "string",

@@ -177,7 +177,12 @@ def test_non_finite_amounts_are_rejected(literal: str) -> None:
         ("01/04/2018 00:00:31", "datetime_format", "RFC 3339"),
         ("", "datetime_format", "RFC 3339"),
         ("2018-04-01T00:00:31Z\n", "datetime_format", "±hh:mm"),
-        ("2018-13-01T00:00:31Z", "datetime_from_date_parsing", "month"),
+        ("2018-13-01T00:00:31Z", "datetime_from_date_parsing", "month must be in 1..12"),
+        ("2018-02-30T00:00:31Z", "datetime_from_date_parsing", "day is out of range for month"),
+        ("2018-04-01T24:00:00Z", "datetime_from_date_parsing", "hour must be in 0..23"),
+        ("2018-04-01T00:00:31+24:00", "datetime_from_date_parsing", "between -23:59 and +23:59"),
+        ("2018-04-01T00:00:31+23:60", "datetime_from_date_parsing", "between -23:59 and +23:59"),
+        ("2016-12-31T23:59:60Z", "datetime_from_date_parsing", "a leap second is not taken"),
     ],
 )
 def test_bad_times_are_rejected_with_an_actionable_message(
