@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from schemas.common import Amount, Currency, Id, Timestamp, WireModel
 
@@ -65,6 +65,12 @@ class Reason(WireModel):
 
 class Decision(WireModel):
     """The outcome for one transaction (topic decisions): exactly one per valid transaction."""
+
+    # the rule of ``_explained`` below, for the JSON Schema file's readers
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"decision": {"enum": ["review", "decline"]}}},
+        "then": {"properties": {"reasons": {"minItems": 1}}},
+    })  # fmt: skip
 
     transaction_id: Id = Field(description="As on the transaction.")
     customer_id: Id = Field(description="As on the transaction.")
