@@ -225,7 +225,9 @@ def test_ids_must_be_strings(value: object) -> None:
     assert (err["loc"], err["type"]) == (("customer_id",), "string_type")
 
 
-@pytest.mark.parametrize("field", ["transaction_id", "timestamp", "customer_id", "amount"])
+@pytest.mark.parametrize(
+    "field", ["transaction_id", "timestamp", "customer_id", "terminal_id", "amount"]
+)
 def test_missing_required_field_is_rejected(field: str) -> None:
     err = only_error(Transaction, tx_json(**{field: ...}))
     assert (err["loc"], err["type"]) == ((field,), "missing")
@@ -286,6 +288,26 @@ def test_label_is_fraud_must_be_a_boolean(value: object) -> None:
 def test_label_times_follow_the_time_rules() -> None:
     raw = json.dumps({**LABEL, "tx_timestamp": "2018-04-01T00:00:31"})
     assert errors_of(Label, raw) == [(("tx_timestamp",), "timezone_aware")]
+
+
+@pytest.mark.parametrize("field", list(LABEL))
+def test_a_label_missing_a_field_is_rejected(field: str) -> None:
+    raw = json.dumps({k: v for k, v in LABEL.items() if k != field})
+    assert errors_of(Label, raw) == [((field,), "missing")]
+
+
+@pytest.mark.parametrize("field", ["transaction_id", "customer_id", "terminal_id"])
+@pytest.mark.parametrize(
+    ("value", "error_type"), [("x" * 65, "string_too_long"), ("", "string_too_short")]
+)
+def test_a_label_s_ids_must_be_1_to_64_characters(field: str, value: str, error_type: str) -> None:
+    err = only_error(Label, json.dumps({**LABEL, field: value}))
+    assert (err["loc"], err["type"]) == ((field,), error_type)
+
+
+def test_a_label_ignores_fields_it_does_not_know() -> None:
+    label = Label.model_validate_json(json.dumps({**LABEL, "source": "chargeback"}))
+    assert label == Label.model_validate_json(json.dumps(LABEL))
 
 
 # --- outputs ----------------------------------------------------------------------------------
