@@ -9,7 +9,10 @@ Layout under the registry root::
                                        the shadow version workers also score with, if any
 
 Loading recomputes the artifact's SHA-256 and refuses any mismatch, and refuses any artifact
-that has no manifest: unpickling an unknown file would run whatever code it holds. Workers poll
+that has no manifest: unpickling an unknown file would run whatever code it holds. The bytes
+hashed are the bytes unpickled (read once), so a file swapped in between is never loaded.
+Registering claims its version's directory with one ``mkdir`` (it fails if the name is taken),
+so two registrations never share a version. Workers poll
 ``promotions.json``; promoting or rolling back is one atomic file replace, so it reaches every
 running worker without a restart.
 """
@@ -17,9 +20,11 @@ running worker without a restart.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +47,8 @@ ARTIFACT = "model.joblib"
 MANIFEST = "manifest.json"
 PROMOTIONS = "promotions.json"
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: how many suffixed names (-2, -3, ...) registering tries after a generated one is taken
+_SUFFIXES = 100
 
 
 class RegistryError(Exception):
@@ -136,6 +143,16 @@ def _unreadable(path: Path) -> RegistryError:
     )
 
 
+def _unreadable_as(path: Path, exc: OSError, what: str) -> RegistryError:
+    """A registry file that cannot be read for another reason than its mode (a directory
+    where a file belongs, an I/O error)."""
+    if isinstance(exc, PermissionError):
+        return _unreadable(path)
+    directory = isinstance(exc, IsADirectoryError)
+    problem = "it is a directory, not a file" if directory else exc.strerror or exc
+    return RegistryError(f"{what} {path} cannot be read: {problem}")
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
@@ -180,31 +197,73 @@ class ModelRegistry:
         profile: dict[str, Any] | None = None,
         version: str | None = None,
     ) -> Manifest:
-        """Store a fitted estimator as a new version (not yet promoted)."""
+        """Store a fitted estimator as a new version (not yet promoted).
+
+        Without ``version`` the name is the time and the algorithm; when another registration
+        took it (two in the same second, or at once), the next free one with a suffix (-2,
+        -3, ...). A ``version`` given that exists is an error. The version's directory is
+        claimed with one ``mkdir``, so no two registrations share it, and its manifest is
+        written last: a version is listed only once whole. A registration that fails leaves
+        nothing behind."""
         created = datetime.now(UTC)
-        version = version or f"{created:%Y%m%d-%H%M%S}-{algorithm}"
-        if not _VERSION_RE.match(version):
-            raise RegistryError(f"invalid version name {version!r}: use letters, digits, ._-")
-        directory = self.root / version
-        if directory.exists():
-            raise RegistryError(f"version {version} already exists in {self.root}")
-        directory.mkdir(parents=True)
-        artifact = directory / ARTIFACT
-        joblib.dump(estimator, artifact)
-        manifest = Manifest(
-            version=version,
-            created=created.isoformat().replace("+00:00", "Z"),
-            algorithm=algorithm,
-            features=list(features),
-            sha256=_sha256(artifact),
-            training_data=training_data or {},
-            metrics=metrics or {},
-            thresholds=thresholds or {},
-            baseline=[float(v) for v in (baseline or [])],
-            profile=profile or {},
-        )
-        write_text(directory / MANIFEST, manifest.to_json())
+        names = [version] if version else [
+            f"{created:%Y%m%d-%H%M%S}-{algorithm}" + (f"-{n}" if n > 1 else "")
+            for n in range(1, _SUFFIXES + 2)
+        ]
+        for name in names:
+            if not _VERSION_RE.match(name):
+                raise RegistryError(f"invalid version name {name!r}: use letters, digits, ._-")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._check_root()
+            raise RegistryError(f"cannot create {self.root}: {exc.strerror or exc}") from None
+        directory = self._claim(names)
+        try:
+            artifact = directory / ARTIFACT
+            joblib.dump(estimator, artifact)
+            manifest = Manifest(
+                version=directory.name,
+                created=created.isoformat().replace("+00:00", "Z"),
+                algorithm=algorithm,
+                features=list(features),
+                sha256=_sha256(artifact),
+                training_data=training_data or {},
+                metrics=metrics or {},
+                thresholds=thresholds or {},
+                baseline=[float(v) for v in (baseline or [])],
+                profile=profile or {},
+            )
+            write_text(directory / MANIFEST, manifest.to_json())
+        except OSError as exc:  # a full disk, the registry removed or made read-only meanwhile
+            shutil.rmtree(directory, ignore_errors=True)
+            raise RegistryError(
+                f"cannot store version {directory.name} in {self.root}: {exc.strerror or exc}; "
+                "nothing was registered"
+            ) from None
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
         return manifest
+
+    def _claim(self, names: Sequence[str]) -> Path:
+        """The directory of the first of ``names`` that no one else has: made here, so that a
+        concurrent registration cannot take it too (``mkdir`` fails on an existing name)."""
+        for name in names:
+            directory = self.root / name
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise RegistryError(f"cannot create {directory}: {exc.strerror or exc}") from None
+            return directory
+        if len(names) == 1:
+            raise RegistryError(f"version {names[0]} already exists in {self.root}")
+        raise RegistryError(
+            f"versions {names[0]} to {names[-1]} all exist in {self.root}: register again in "
+            "a second"
+        )
 
     def promote(self, version: str) -> None:
         """Make ``version`` live for every worker reading this registry (a shadow promoted
@@ -236,7 +295,7 @@ class ModelRegistry:
                 "registered version with `fraud-streamer models promote VERSION`"
             )
         previous = history[-2]
-        self.verify(previous)
+        self._logged(previous, f"the version live before {history[-1]}")
         self._write_promotions(history[:-1], None if shadow == previous else shadow)
         return previous
 
@@ -253,10 +312,42 @@ class ModelRegistry:
             ) from None
 
     # --- reading -----------------------------------------------------------------------------
+    def _check_root(self) -> None:
+        """A :class:`RegistryError` when the root cannot be a directory because it, or a
+        directory above it, is a file (STREAMER_MODEL_REGISTRY=data.csv/registry): said as
+        such, not as an empty registry. Asked only once something was not found."""
+        for path in (self.root, *self.root.parents):
+            if path.is_dir():
+                return
+            if path.exists():  # there, and not a directory
+                problem = (
+                    "is a file, not a directory" if path == self.root
+                    else f"cannot be a directory: {path} is a file"
+                )
+                raise RegistryError(
+                    f"the model registry {self.root} {problem}; point STREAMER_MODEL_REGISTRY "
+                    "at a directory"
+                )
+
+    def _logged(self, version: str, role: str, *, keep: bool = False) -> tuple[Manifest, bytes]:
+        """:meth:`_verified` for a version the promotion log names as ``role``: when no such
+        version is registered, the error says the name came from the log (not from the
+        command line), which is what to fix."""
+        if not _VERSION_RE.match(version) or not (self.root / version / MANIFEST).is_file():
+            try:
+                self.manifest(version)  # the error for an invalid or unknown name
+            except RegistryError as exc:
+                raise RegistryError(
+                    f"the promotion log {self.root / PROMOTIONS} names {version!r} as {role}: "
+                    f"{exc}"
+                ) from None
+        return self._verified(version, keep=keep)
+
     def promotions(self) -> tuple[list[str], str | None]:
         """The promotion history, oldest first, and the shadow version (if any)."""
         path = self.root / PROMOTIONS
         if not path.exists():
+            self._check_root()
             return [], None
         # The shape is checked, not coerced: list("abc") would silently make a, b and c the
         # promotion history, and workers would go looking for those versions.
@@ -265,8 +356,8 @@ class ModelRegistry:
             state = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise RegistryError(f"{path} is corrupt: {exc}; {fix}") from exc
-        except PermissionError as exc:
-            raise _unreadable(path) from exc
+        except OSError as exc:  # a directory of that name, a mode kept to another user
+            raise _unreadable_as(path, exc, "the promotion log") from None
         if not isinstance(state, dict) or "history" not in state:
             raise RegistryError(f"{path} is corrupt: no history; {fix}")
         history, shadow = state["history"], state.get("shadow")
@@ -294,6 +385,11 @@ class ModelRegistry:
     def verified_current(self) -> Manifest:
         """The promoted version's manifest, its artifact checked against its hash; a
         :class:`RegistryError` saying what to do when none is promoted or the check fails."""
+        return self._logged(self._promoted(), "the live version")[0]
+
+    def _promoted(self) -> str:
+        """The promoted version's name; a :class:`RegistryError` saying what to do when none
+        is."""
         version = self.current_version()
         if version is None:
             registered = self.versions()
@@ -308,7 +404,7 @@ class ModelRegistry:
                 f"no model promoted in {self.where()}: run `fraud-streamer train` first (it "
                 "simulates data, trains, registers and promotes a model)"
             )
-        return self.verify(version)
+        return version
 
     def current_for(self, features: Sequence[str]) -> str | None:
         """The promoted version if it was trained on ``features`` (in that order), else None:
@@ -319,19 +415,39 @@ class ModelRegistry:
         return version
 
     def versions(self) -> list[Manifest]:
-        if not self.root.exists():
-            return []
-        found = []
-        for directory in sorted(self.root.iterdir()):
+        """The registered versions, oldest first (see :meth:`scan`)."""
+        return self.scan()[0]
+
+    def scan(self) -> tuple[list[Manifest], list[Path]]:
+        """The registered versions, oldest first, and the strays: directories that hold a
+        manifest under a name no version can have (``my copy``, a copy made by hand). A stray
+        cannot be loaded, promoted or shadowed, so it is left out rather than hiding every
+        version behind an error; the caller says which (``models list`` warns of each). A
+        version whose manifest cannot be read is an error naming that file."""
+        if not self.root.is_dir():
+            self._check_root()
+            return [], []
+        found, strays = [], []
+        try:
+            directories = sorted(self.root.iterdir())
+        except OSError as exc:  # a mode kept to another user
+            raise RegistryError(
+                f"the model registry {self.root} cannot be listed: {exc.strerror or exc}"
+            ) from None
+        for directory in directories:
             if (directory / MANIFEST).is_file():
-                found.append(self.manifest(directory.name))
-        return sorted(found, key=lambda m: m.created)
+                if _VERSION_RE.match(directory.name):
+                    found.append(self.manifest(directory.name))
+                else:
+                    strays.append(directory)
+        return sorted(found, key=lambda m: m.created), strays
 
     def manifest(self, version: str) -> Manifest:
         if not _VERSION_RE.match(version):
             raise RegistryError(f"invalid version name {version!r}")
         path = self.root / version / MANIFEST
         if not path.is_file():
+            self._check_root()
             raise RegistryError(
                 f"unknown model version {version!r}: no manifest at {path} "
                 f"(see `fraud-streamer models list`)"
@@ -348,26 +464,54 @@ class ModelRegistry:
                 f"{path} is not a manifest this version can read: {exc}; restore it, or "
                 f"remove {path.parent} to drop that version"
             ) from exc
-        except PermissionError as exc:
-            raise _unreadable(path) from exc
+        except OSError as exc:
+            raise _unreadable_as(path, exc, "the manifest") from None
 
     def verify(self, version: str) -> Manifest:
         """Check the artifact against its manifest's SHA-256, without unpickling it."""
+        return self._verified(version, keep=False)[0]
+
+    def _verified(self, version: str, *, keep: bool) -> tuple[Manifest, bytes]:
+        """The manifest, and (``keep``) the artifact's bytes that were checked against it:
+        what is unpickled must be those bytes, not the file read again (it may have been
+        replaced in between). Without ``keep`` the file is hashed as it streams, and b""."""
         manifest = self.manifest(version)
         artifact = self.root / version / ARTIFACT
         if not artifact.is_file():
             raise RegistryError(f"model {version}: artifact {artifact} is missing")
-        actual = _sha256(artifact)
+        data = b""
+        try:
+            if keep:
+                data = artifact.read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
+            else:
+                actual = _sha256(artifact)
+        except OSError as exc:
+            raise _unreadable_as(artifact, exc, f"model {version}: artifact") from None
         if actual != manifest.sha256:
             raise RegistryError(
                 f"model {version}: artifact {artifact} does not match its manifest "
                 f"(sha256 {actual[:12]}… != {manifest.sha256[:12]}…); refusing to load a "
                 f"tampered or foreign pickle"
             )
-        return manifest
+        return manifest, data
 
     def load(self, version: str | None = None) -> LoadedModel:
-        """Load a verified version (default: the promoted one)."""
-        manifest = self.verify(version) if version else self.verified_current()
-        estimator = joblib.load(self.root / manifest.version / ARTIFACT)  # the one verified
+        """Load a verified version (default: the promoted one). The bytes unpickled are the
+        ones hashed; an artifact that matches its hash but cannot be unpickled (corrupt when
+        stored, or of a library version that cannot read it) is a :class:`RegistryError`."""
+        if version is None:
+            version = self._promoted()
+            manifest, data = self._logged(version, "the live version", keep=True)
+        else:
+            manifest, data = self._verified(version, keep=True)
+        try:
+            estimator = joblib.load(io.BytesIO(data))
+        except Exception as exc:  # a pickle can raise anything: EOFError, ModuleNotFoundError...
+            problem = " ".join(str(exc).split()) or "no detail"
+            raise RegistryError(
+                f"model {version}: artifact {self.root / version / ARTIFACT} matches its "
+                f"manifest but cannot be unpickled ({type(exc).__name__}: {problem}); "
+                "register the model again"
+            ) from None
         return LoadedModel(estimator, manifest)

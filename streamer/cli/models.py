@@ -66,12 +66,21 @@ def list_versions(settings: Settings) -> None:
     "flagged at" is the share of its validation week that the version scored at or above
     STREAMER_REVIEW_THRESHOLD, as `train` measured it (– if it did not measure that threshold):
     about how much of the traffic it would send to review.
+
+    A directory holding a manifest under a name no version can have (a copy made by hand,
+    "my copy") is not listed: a warning names it, and the versions are shown.
     """
     registry = _registry(settings)
     with _clear_errors():
-        versions = registry.versions()
+        versions, strays = registry.scan()
         history, shadow = registry.promotions()  # one read of the promotion log
         live = history[-1] if history else None
+    for stray in strays:  # a version cannot be named so: it could not be promoted or loaded
+        click.echo(
+            f"warning: {stray} is not a model version, skipped: {stray.name!r} is not a valid "
+            "version name (letters, digits, ._-, at most 64); rename or remove it",
+            err=True,
+        )
     if not versions:
         click.echo(f"no model in {registry.where()}: run `fraud-streamer train`")
         return
@@ -141,7 +150,9 @@ def shadow(settings: Settings, version: str | None, off: bool) -> None:
     off. Workers follow within STREAMER_MODEL_POLL_SECONDS; the shadow costs one more
     model call per batch.
     """
-    if (version is None) == (not off):
+    if version is not None and off:
+        raise click.UsageError(f"VERSION ({version}) and --off exclude each other: give one")
+    if version is None and not off:
         raise click.UsageError("give a VERSION to shadow, or --off")
     registry = _registry(settings)
     with _clear_errors():

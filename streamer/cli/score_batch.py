@@ -71,6 +71,11 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
         bars.append(bar)
         return bar.update
 
+    if version is not None and not version.strip():  # not the promoted one, silently
+        raise click.BadParameter(
+            "is empty: name a registered version, or leave --model out to score with the "
+            "promoted one", param_hint="--model"
+        )
     for given, what in ((transactions, "TRANSACTIONS"), (labels, "--labels")):
         if given is not None and given.resolve() == out.resolve():
             raise click.UsageError(f"--out {out} is {what} itself, which it would overwrite")

@@ -162,27 +162,33 @@ def train(
         raise click.ClickException(str(exc)) from None  # transactions at either end)
     click.echo(_operating_table(result.operating_points, configured), err=True)
     assert result.train_period is not None
-    manifest = registry.register(
-        result.estimator,
-        algorithm=result.candidate,
-        features=FEATURE_NAMES,
-        training_data={
-            **source,
-            "rows": len(frame),
-            "train_period": result.train_period.describe(),
-        },
-        metrics={
-            "validation": result.validation,
-            "params": result.params,
-            "trials": [
-                {"candidate": t.candidate, "params": t.params, **t.metrics} for t in result.trials
-            ],
-            "operating_points": [p.to_json() for p in result.operating_points],
-        },
-        thresholds={"review": settings.review_threshold, "decline": settings.decline_threshold},
-        baseline=result.baseline,
-        profile=result.profile,
-    )
+    try:  # the version's name is free even if another run registers in the same second
+        manifest = registry.register(
+            result.estimator,
+            algorithm=result.candidate,
+            features=FEATURE_NAMES,
+            training_data={
+                **source,
+                "rows": len(frame),
+                "train_period": result.train_period.describe(),
+            },
+            metrics={
+                "validation": result.validation,
+                "params": result.params,
+                "trials": [
+                    {"candidate": t.candidate, "params": t.params, **t.metrics}
+                    for t in result.trials
+                ],
+                "operating_points": [p.to_json() for p in result.operating_points],
+            },
+            thresholds={
+                "review": settings.review_threshold, "decline": settings.decline_threshold
+            },
+            baseline=result.baseline,
+            profile=result.profile,
+        )
+    except RegistryError as exc:  # the registry changed under the training (a full disk, ...)
+        raise click.ClickException(f"the model was trained but not registered: {exc}") from None
     click.echo(
         f"registered {manifest.version} in {settings.model_registry} "
         f"(validation AP {result.validation['average_precision']:.3f}, "

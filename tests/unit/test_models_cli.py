@@ -134,9 +134,13 @@ def test_shadow_needs_a_version_or_off_and_refuses_the_live_one(
     two_versions: ModelRegistry,
 ) -> None:
     two_versions.promote("v1")
-    for args in ((), ("v2", "--off")):
-        result = _run("shadow", *args)
-        assert result.exit_code == 2 and "give a VERSION to shadow, or --off" in result.output
+    result = _run("shadow")
+    assert result.exit_code == 2 and "give a VERSION to shadow, or --off" in result.output
+    # both given: not "give a VERSION" (one was), but that they exclude each other
+    result = _run("shadow", "v2", "--off")
+    assert result.exit_code == 2, result.output
+    assert "Error: VERSION (v2) and --off exclude each other: give one" in result.output
+    assert two_versions.shadow_version() is None
     result = _run("shadow", "v1")
     assert result.exit_code == 1 and "v1 is the live model" in result.output
     assert "Traceback" not in result.output
@@ -170,3 +174,57 @@ def test_a_promotion_log_of_the_wrong_shape_is_a_one_line_error(
     path.write_text('{"history": "abc"}')
     for args in (("list",), ("promote", "v1"), ("rollback",), ("shadow", "v1")):
         _one_line_error(_run(*args), f"{path} is corrupt: history must be a list of version names")
+
+
+def test_a_promotion_log_that_is_a_directory_is_a_one_line_error(two_versions: ModelRegistry,
+                                                                 tmp_path: Path) -> None:
+    """It was an IsADirectoryError traceback from every command that reads the log."""
+    path = two_versions.root / "promotions.json"
+    path.mkdir()
+    message = f"the promotion log {path} cannot be read: it is a directory, not a file"
+    for args in (("list",), ("promote", "v1"), ("rollback",), ("shadow", "v1")):
+        _one_line_error(_run(*args), message)
+    transactions = tmp_path / "tx.csv"
+    transactions.write_text("transaction_id\n")
+    result = CliRunner().invoke(cli, ["score-batch", str(transactions),
+                                      "--out", str(tmp_path / "out.csv")])
+    _one_line_error(result, message)
+
+
+def test_list_shows_the_versions_and_names_a_stray_directory(two_versions: ModelRegistry) -> None:
+    """One folder copied by hand ("my copy") made `list` fail with "invalid version name 'my
+    copy'", hiding every version and not saying where the name came from."""
+    stray = two_versions.root / "my copy"
+    stray.mkdir()
+    (stray / "manifest.json").write_text((two_versions.root / "v1" / "manifest.json").read_text())
+    result = _run("list")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(" v1 " in f" {line} " for line in lines)
+    assert any(" v2 " in f" {line} " for line in lines)
+    assert f"warning: {stray} is not a model version, skipped: 'my copy' is not a valid " in (
+        result.output)
+    assert "rename or remove it" in result.output
+
+
+def test_a_registry_below_a_file_is_named(clean_env: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not "no model in x.csv/registry: run `fraud-streamer train`", which would not help."""
+    (clean_env / "x.csv").write_text("a\n1\n")
+    monkeypatch.setenv("STREAMER_MODEL_REGISTRY", str(clean_env / "x.csv" / "registry"))
+    message = (f"the model registry {clean_env / 'x.csv' / 'registry'} cannot be a directory: "
+               f"{clean_env / 'x.csv'} is a file; point STREAMER_MODEL_REGISTRY at a directory")
+    for args in (("list",), ("promote", "v1"), ("show", "v1"), ("rollback",)):
+        _one_line_error(_run(*args), message)
+        assert "run `fraud-streamer train`" not in _run(*args).output
+
+
+def test_rollback_names_the_promotion_log_for_a_version_only_it_names(
+    two_versions: ModelRegistry,
+) -> None:
+    """The version to roll back to comes from the log, not from the command line: say so."""
+    path = two_versions.root / "promotions.json"
+    path.write_text('{"history": ["x", "v1"]}')
+    _one_line_error(_run("rollback"), f"Error: the promotion log {path} names 'x' as the version "
+                    "live before v1: unknown model version 'x'")
+    assert two_versions.history() == ["x", "v1"]

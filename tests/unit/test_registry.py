@@ -3,14 +3,20 @@ promotion history that workers follow."""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import joblib
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+import models.registry
 from models.registry import ModelRegistry, RegistryError
 
 FEATURES = ["a", "b"]
@@ -302,3 +308,187 @@ def test_a_promotion_log_it_cannot_write_is_a_registry_error(
     with pytest.raises(RegistryError, match=r"cannot write .*promotions\.json: Permission denied"):
         registry.promote("v1")
     assert registry.current_version() is None
+
+
+class _OneSecond(datetime):
+    """A clock stopped at one second: every registration falls in it."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return datetime(2026, 12, 4, 3, 0, 16, 500, tzinfo=UTC)
+
+
+def test_registrations_in_the_same_second_take_the_next_free_name(
+    registry: ModelRegistry, estimator: LogisticRegression, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `train` runs in one second (or at once) would both name their version by that second:
+    the second got "already exists" as a traceback. The name is claimed with one mkdir, and a
+    taken one gives the next suffix; a directory another run has just made (still without its
+    manifest) is taken too, and left alone."""
+    monkeypatch.setattr(models.registry, "datetime", _OneSecond)
+    first = registry.register(estimator, algorithm="logreg", features=FEATURES)
+    assert first.version == "20261204-030016-logreg"
+    assert registry.register(estimator, algorithm="logreg", features=FEATURES).version == (
+        "20261204-030016-logreg-2")
+    (registry.root / "20261204-030016-logreg-3").mkdir()  # claimed by a concurrent run
+    third = registry.register(estimator, algorithm="logreg", features=FEATURES)
+    assert third.version == "20261204-030016-logreg-4"
+    assert list((registry.root / "20261204-030016-logreg-3").iterdir()) == []
+    assert [m.version for m in registry.versions()] == [
+        "20261204-030016-logreg", "20261204-030016-logreg-2", "20261204-030016-logreg-4"]
+    assert registry.load("20261204-030016-logreg-4").version == "20261204-030016-logreg-4"
+
+
+def test_a_registration_that_cannot_store_leaves_nothing_behind(
+    registry: ModelRegistry, estimator: LogisticRegression, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while the artifact is written: a RegistryError saying so, not an OSError, and
+    no half-written version directory holding its name."""
+
+    def full(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(models.registry.joblib, "dump", full)
+    with pytest.raises(RegistryError, match=r"cannot store version v1 in .*: No space left on "
+                       r"device; nothing was registered"):
+        _register(registry, estimator, "v1")
+    assert list(registry.root.iterdir()) == []
+
+
+def test_load_unpickles_the_bytes_it_hashed(
+    registry: ModelRegistry, estimator: LogisticRegression, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file swapped in between the hash check and the unpickling must not be unpickled (a
+    pickle is code): the bytes loaded are the bytes hashed, read once."""
+    _register(registry, estimator, "v1")
+    artifact = registry.root / "v1" / "model.joblib"
+    swapped = registry.root.parent / "swapped.joblib"
+    joblib.dump({"swapped": True}, swapped)
+    real = hashlib.sha256
+
+    class SwapAfterHashing:
+        def __init__(self, *args: Any) -> None:
+            self.digest = real(*args)
+
+        def update(self, data: bytes) -> None:
+            self.digest.update(data)
+
+        def hexdigest(self) -> str:
+            artifact.write_bytes(swapped.read_bytes())  # swapped in once the hash is taken
+            return self.digest.hexdigest()
+
+    monkeypatch.setattr(models.registry.hashlib, "sha256", SwapAfterHashing)
+    loaded = registry.load("v1")
+    assert isinstance(loaded.estimator, LogisticRegression)
+
+
+@pytest.mark.parametrize("corrupt", [
+    lambda data: b"not a pickle at all",
+    lambda data: data[: len(data) // 2],  # cut short
+])  # fmt: skip
+def test_an_artifact_that_matches_its_hash_but_cannot_be_unpickled_is_a_registry_error(
+    registry: ModelRegistry, estimator: LogisticRegression, corrupt: Any
+) -> None:
+    """Corrupt when stored, its hash taken of the corrupt bytes: the unpickler's own exception
+    (UnpicklingError, EOFError, ValueError, ...) became a traceback; it is named instead."""
+    _register(registry, estimator, "v1")
+    artifact = registry.root / "v1" / "model.joblib"
+    artifact.write_bytes(corrupt(artifact.read_bytes()))
+    path = registry.root / "v1" / "manifest.json"
+    sha256 = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    path.write_text(json.dumps({**json.loads(path.read_text()), "sha256": sha256}))
+    registry.promote("v1")  # the hash matches: promoting does not unpickle
+    for load in (lambda: registry.load("v1"), registry.load):
+        with pytest.raises(RegistryError) as caught:
+            load()
+        assert str(caught.value).startswith(
+            f"model v1: artifact {artifact} matches its manifest but cannot be unpickled (")
+        assert "\n" not in str(caught.value)
+
+
+def test_a_promotion_log_that_is_a_directory_is_named(registry: ModelRegistry,
+                                                      estimator: LogisticRegression) -> None:
+    _register(registry, estimator, "v1")
+    path = registry.root / "promotions.json"
+    path.mkdir()
+    for read in (registry.promotions, registry.load, lambda: registry.promote("v1"),
+                 registry.rollback, lambda: registry.set_shadow("v1")):
+        with pytest.raises(RegistryError) as caught:
+            read()
+        assert str(caught.value) == (
+            f"the promotion log {path} cannot be read: it is a directory, not a file")
+
+
+def test_a_promotion_log_with_an_io_error_is_named(
+    registry: ModelRegistry, estimator: LogisticRegression, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any other OSError reading it (a failing disk, a stale network mount) names the file."""
+    _register(registry, estimator, "v1")
+    registry.promote("v1")
+
+    def failing(self: Path, *args: object, **kwargs: object) -> str:
+        raise OSError(errno.EIO, "Input/output error", str(self))
+
+    monkeypatch.setattr(Path, "read_text", failing)
+    with pytest.raises(RegistryError, match=re.escape(
+            f"the promotion log {registry.root / 'promotions.json'} cannot be read: "
+            "Input/output error")):
+        registry.promotions()
+
+
+def test_a_directory_no_version_can_be_named_is_a_stray_not_an_error(
+    registry: ModelRegistry, estimator: LogisticRegression
+) -> None:
+    """A copy made by hand ("my copy") hid every version behind "invalid version name 'my
+    copy'", without saying where that name came from: it is left out and reported instead."""
+    _register(registry, estimator, "v1")
+    stray = registry.root / "my copy"
+    stray.mkdir()
+    (stray / "manifest.json").write_text((registry.root / "v1" / "manifest.json").read_text())
+    versions, strays = registry.scan()
+    assert [m.version for m in versions] == ["v1"] and strays == [stray]
+    assert [m.version for m in registry.versions()] == ["v1"]
+
+
+@pytest.mark.parametrize("below", ["data.csv/registry", "data.csv/deeper/registry", "data.csv"])
+def test_a_registry_at_or_below_a_file_says_so(tmp_path: Path, estimator: LogisticRegression,
+                                               below: str) -> None:
+    """STREAMER_MODEL_REGISTRY pointing below a regular file read as an empty registry ("no
+    model ...: run train"), which training again would not fix."""
+    (tmp_path / "data.csv").write_text("a\n1\n")
+    registry = ModelRegistry(tmp_path / below)
+    problem = ("is a file, not a directory" if below == "data.csv"
+               else f"cannot be a directory: {tmp_path / 'data.csv'} is a file")
+    for read in (registry.promotions, registry.versions, registry.load,
+                 lambda: registry.manifest("v1"), lambda: registry.promote("v1"),
+                 lambda: _register(registry, estimator, "v1")):
+        with pytest.raises(RegistryError) as caught:
+            read()
+        assert str(caught.value) == (
+            f"the model registry {registry.root} {problem}; point STREAMER_MODEL_REGISTRY at a "
+            "directory")
+
+
+def test_a_version_only_the_promotion_log_names_is_said_to_come_from_it(
+    registry: ModelRegistry, estimator: LogisticRegression
+) -> None:
+    """"unknown model version 'x' (see models list)" sent one to look for a version no one had
+    asked for: the promotion log named it, and that is what to fix."""
+    _register(registry, estimator, "v1")
+    log = registry.root / "promotions.json"
+    log.write_text('{"history": ["x", "v1"]}')
+    with pytest.raises(RegistryError) as caught:
+        registry.rollback()
+    assert str(caught.value).startswith(
+        f"the promotion log {log} names 'x' as the version live before v1: unknown model "
+        "version 'x': no manifest at")
+    assert registry.history() == ["x", "v1"]  # nothing changed
+    log.write_text('{"history": ["v1", "gone"]}')
+    for read in (registry.load, registry.verified_current):
+        with pytest.raises(RegistryError, match=re.escape(
+                f"the promotion log {log} names 'gone' as the live version: unknown model "
+                "version 'gone'")):
+            read()
+    with pytest.raises(RegistryError) as caught:  # given on the command line: no log named it
+        registry.load("gone")
+    assert str(caught.value).startswith("unknown model version 'gone'")

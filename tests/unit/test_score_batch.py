@@ -230,6 +230,20 @@ def test_a_registered_version_scores_before_it_is_promoted(
     assert result.exit_code == 1 and "unknown model version 'ghost'" in result.output
 
 
+def test_an_empty_model_is_a_usage_error(promoted: ModelRegistry, history: pd.DataFrame,
+                                         clean_env: Path) -> None:
+    """`--model ''` (an unset shell variable) scored with the promoted model without a word:
+    a version was asked for, and none named."""
+    source = _write(history[list(TRANSACTION_COLUMNS)].head(10), clean_env / "tx.csv")
+    out = clean_env / "o.csv"
+    for empty in ("", " "):
+        result = _run(str(source), "--out", str(out), "--model", empty)
+        assert result.exit_code == 2, result.output
+        assert ("Invalid value for --model: is empty: name a registered version, or leave "
+                "--model out to score with the promoted one") in result.output
+        assert not out.exists()
+
+
 def test_help_says_blocklists_are_not_applied() -> None:
     result = CliRunner().invoke(cli, ["score-batch", "--help"])
     assert result.exit_code == 0

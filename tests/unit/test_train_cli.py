@@ -3,7 +3,9 @@ for the protocol is caught before the minutes of simulating and building feature
 
 from __future__ import annotations
 
+import errno
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import models.dataset
+import models.registry
 import models.simulate
 import models.train
 from models.dataset import FeatureSet
@@ -160,3 +163,56 @@ def test_a_corrupt_promotion_log_is_named_before_any_work(
     result = _run(*TINY)
     assert result.exit_code == 1, result.output
     assert "promotions.json is corrupt" in result.output and "Traceback" not in result.output
+
+
+class _OneSecond(datetime):
+    """A clock stopped at one second: both runs register in it."""
+
+    @classmethod
+    def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+        return datetime(2026, 12, 4, 3, 0, 16, tzinfo=UTC)
+
+
+def test_two_runs_in_the_same_second_register_two_versions(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second run's version was named like the first's, and registering it failed with a
+    RegistryError traceback after all the work: it takes the next free name instead."""
+    monkeypatch.setattr(models.registry, "datetime", _OneSecond)
+    days = ("--days", str(history_days_needed(14)))
+    first, second = _run(*TINY, *days), _run(*TINY, *days)
+    assert first.exit_code == 0, first.output
+    assert second.exit_code == 0, second.output
+    assert "registered 20261204-030016-logreg in" in first.output
+    assert "registered 20261204-030016-logreg-2 in" in second.output
+    assert registry.history() == ["20261204-030016-logreg", "20261204-030016-logreg-2"]
+
+
+def test_a_registration_that_fails_is_a_one_line_error(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any RegistryError from registering (here a full disk) is a CLI error, not a traceback."""
+
+    def full(*_: Any, **__: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(models.registry.joblib, "dump", full)
+    result = _run(*TINY, "--days", str(history_days_needed(14)))
+    assert result.exit_code == 1, result.output
+    last = result.output.splitlines()[-1]
+    assert last.startswith("Error: the model was trained but not registered: cannot store "
+                           "version ") and last.endswith("No space left on device; nothing was "
+                                                         "registered"), last
+    assert "Traceback" not in result.output and registry.versions() == []
+
+
+def test_a_promotion_log_that_is_a_directory_is_named_before_any_work(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(models.simulate, "simulate", _must_not_run)
+    (registry.root / "promotions.json").mkdir(parents=True)
+    result = _run(*TINY)
+    assert result.exit_code == 1, result.output
+    assert result.output.splitlines()[-1] == (
+        f"Error: the promotion log {registry.root / 'promotions.json'} cannot be read: it is a "
+        "directory, not a file")
