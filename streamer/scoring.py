@@ -34,8 +34,9 @@ __all__ = [
 #: 1.5x slower at 200 rows).
 FLAT_MAX_ROWS = 200
 
-#: the largest magnitude a model is given (see :meth:`Scorer.model_inputs`)
-_LARGEST = float(np.finfo(np.float32).max)
+#: the largest magnitude a model is given (see :meth:`Scorer.model_inputs`): scikit-learn's
+#: trees work in float32, and a feature beyond it reaches them as infinite
+MODEL_INPUT_MAX = float(np.finfo(np.float32).max)
 
 
 def fitted_parts(estimator: Any) -> Iterator[Any]:
@@ -132,10 +133,11 @@ class Scorer:
         would stop the worker at that transaction each time it is read again.
         """
         unknown = np.isnan(features)
-        huge = np.abs(features) > _LARGEST
+        huge = np.abs(features) > MODEL_INPUT_MAX
         if not unknown.any() and not huge.any():
             return features
-        return np.clip(np.where(unknown, self.baseline, features), -_LARGEST, _LARGEST)
+        known = np.where(unknown, self.baseline, features)
+        return np.clip(known, -MODEL_INPUT_MAX, MODEL_INPUT_MAX)
 
     def score(self, features: np.ndarray) -> np.ndarray:
         """Fraud probability per row, of its :meth:`model_inputs` (a model given NaN would

@@ -71,9 +71,10 @@ def produce(
     from streamer.kafka import KafkaUnusable, ensure_contract_topics
     from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 
-    if not data.exists():
-        raise click.ClickException(
-            f"no dataset at {data}: create one with `fraud-streamer simulate --out {data}`"
+    if not data.exists():  # a bad argument, as everywhere: status 2
+        raise click.BadParameter(
+            f"no dataset at {data}: create one with `fraud-streamer simulate --out {data}`",
+            param_hint="--data",
         )
     frame = _read(data).sort_values(["timestamp", "transaction_id"], kind="stable")
     if frame.empty:

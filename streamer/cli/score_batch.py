@@ -77,6 +77,8 @@ def score_batch(settings: Settings, transactions: Path, labels: Path | None, out
             "promoted one", param_hint="--model"
         )
     for given, what in ((transactions, "TRANSACTIONS"), (labels, "--labels")):
+        if given is not None and not given.is_file():  # a bad argument, as everywhere: status 2
+            raise click.BadParameter(f"{given}: no such file", param_hint=what)
         if given is not None and given.resolve() == out.resolve():
             raise click.UsageError(f"--out {out} is {what} itself, which it would overwrite")
     started = time.perf_counter()

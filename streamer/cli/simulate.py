@@ -18,6 +18,15 @@ __all__ = ["simulate"]
 _BOOK = SimulationConfig()
 
 
+def too_big(config: SimulationConfig) -> click.ClickException:
+    """The error of a simulation (or its features) that does not fit in memory."""
+    return click.ClickException(
+        f"not enough memory for {config.n_customers:,} customers and {config.n_terminals:,} "
+        f"terminals over {config.n_days:,} days: lower --customers, --terminals or --days (the "
+        "book's size takes about 0.5 GB to simulate)"
+    )
+
+
 @click.command()
 @click.option(
     "--customers",
@@ -122,11 +131,7 @@ def simulate(
         with tqdm(total=total, unit=unit, desc="simulating", leave=False, disable=None) as bar:
             frame = run_simulation(config, progress=bar.update)
     except MemoryError:
-        raise click.ClickException(
-            f"not enough memory to simulate {customers:,} customers and {terminals:,} "
-            f"terminals over {days:,} days: lower --customers, --terminals or --days (the "
-            "book's size takes about 0.5 GB)"
-        ) from None
+        raise too_big(config) from None
     if frame.empty:
         raise click.ClickException(
             f"no transaction was simulated, so {out} was not written: usually no terminal lies "

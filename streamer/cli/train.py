@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
+from models.simulate import SimulationConfig
 from streamer.cli import chosen, pass_settings, writable
 from streamer.settings import Settings
 
@@ -24,20 +26,22 @@ if TYPE_CHECKING:
     "Default: simulate it now.",
 )
 @click.option(
-    "--customers", default=5000, show_default=True, type=click.IntRange(min=1),
-    help="Simulated customers.",
+    "--customers", default=SimulationConfig().n_customers, show_default=True,
+    type=click.IntRange(min=1), help="Simulated customers (not with --data).",
 )
 @click.option(
-    "--terminals", default=10000, show_default=True, type=click.IntRange(min=1),
-    help="Simulated terminals.",
+    "--terminals", default=SimulationConfig().n_terminals, show_default=True,
+    type=click.IntRange(min=1), help="Simulated terminals (not with --data).",
 )
 @click.option(
     "--days", default=100, show_default=True, type=click.IntRange(min=1),
     help="Simulated days of history: at least --train-days + 52 (a month of warm-up for the "
-    "windows, then validation weeks and label delays; checked before simulating).",
+    "windows, then validation weeks and label delays; checked before simulating; not with "
+    "--data).",
 )
 @click.option(
-    "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Simulation seed."
+    "--seed", default=0, show_default=True, type=click.IntRange(min=0),
+    help="Simulation seed (not with --data)."
 )
 @click.option(
     "--train-days",
@@ -77,14 +81,17 @@ def train(
     whose labels are known, refit the winner, store it in the registry
     (STREAMER_MODEL_REGISTRY) and promote it.
     """
+    import numpy as np
     from tqdm import tqdm
 
     from models.dataset import build_features
     from models.metrics import THRESHOLD_GRID
     from models.registry import ModelRegistry, RegistryError
-    from models.simulate import SimulationConfig, read_dataset, simulate
+    from models.simulate import read_dataset, simulate
     from models.train import CANDIDATES, fit_best, history_days_needed
+    from streamer.cli.simulate import too_big
     from streamer.features.definitions import FEATURE_NAMES
+    from streamer.scoring import MODEL_INPUT_MAX
 
     names = chosen(candidates, CANDIDATES, "--candidates")
     writable(settings.model_registry / "promotions.json")  # before minutes of work, not after
@@ -98,6 +105,14 @@ def train(
     started = time.perf_counter()
     source: dict[str, Any]
     if data is not None:
+        ctx = click.get_current_context()
+        simulated = [f"--{name}" for name in ("customers", "terminals", "days", "seed")
+                     if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]  # fmt: skip
+        if simulated:
+            raise click.UsageError(
+                f"{', '.join(simulated)} describe(s) a history to simulate; --data gives the "
+                "history: leave them out"
+            )
         try:
             frame = read_dataset(data)
         except ValueError as exc:
@@ -131,8 +146,11 @@ def train(
             f"simulating {customers} customers, {terminals} terminals, {days} days (seed {seed})",
             err=True,
         )
-        with tqdm(total=days, unit="day", desc="simulate", leave=False, disable=None) as bar:
-            frame = simulate(config, progress=bar.update)
+        try:
+            with tqdm(total=days, unit="day", desc="simulate", leave=False, disable=None) as bar:
+                frame = simulate(config, progress=bar.update)
+        except MemoryError:
+            raise too_big(config) from None
         source = {
             "simulated": {
                 "customers": customers,
@@ -145,6 +163,14 @@ def train(
     with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False,
               disable=None) as bar:
         features = build_features(frame, progress=bar.update)
+    unusable = ~(np.abs(features.X) <= MODEL_INPUT_MAX).all(axis=1)  # NaN is not <=
+    if unusable.any():  # scikit-learn's message (of infinity, or imputers) would only puzzle
+        first = features.frame.iloc[int(np.flatnonzero(unusable)[0])]
+        raise click.ClickException(
+            f"the features of {int(unusable.sum()):,} transaction(s) are beyond what a model "
+            f"takes (±{MODEL_INPUT_MAX:.3g}), the first {first['transaction_id']} (amount "
+            f"{first['amount']:g}): leave amounts this large out of the history"
+        )
     click.echo("comparing candidates:", err=True)
     configured: dict[float, list[str]] = {}
     for name in ("review", "decline"):

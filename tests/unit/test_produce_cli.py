@@ -128,3 +128,9 @@ def test_a_selection_of_nothing_says_what_the_dataset_covers(dataset: Path) -> N
 def test_a_dataset_without_rows_says_so(env: Path, dataset: Path) -> None:
     pd.read_parquet(dataset).head(0).to_parquet(env / "none.parquet")
     _one_line_error(_produce("--data", "none.parquet"), 1, "none.parquet holds no transaction")
+
+
+def test_a_missing_dataset_is_a_bad_argument(env: Path) -> None:
+    """Status 2, as for every missing input file (click's usage errors)."""
+    _one_line_error(_produce("--data", "none.parquet"), 2, "--data", "no dataset at none.parquet",
+                    "fraud-streamer simulate --out none.parquet")  # fmt: skip

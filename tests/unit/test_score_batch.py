@@ -121,8 +121,12 @@ def test_labels_count_from_their_report_time(
 def test_errors_say_what_is_wrong(promoted: ModelRegistry, history: pd.DataFrame,
                                   tmp_path: Path) -> None:
     good = _write(history[list(TRANSACTION_COLUMNS)].head(100), tmp_path / "tx.csv")
-    result = _run(str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o.csv"))
-    assert result.exit_code == 1 and "missing.csv: no such file" in result.output
+    out = tmp_path / "o.csv"
+    result = _run(str(tmp_path / "missing.csv"), "--out", str(out))
+    assert result.exit_code == 2 and "missing.csv: no such file" in result.output
+    result = _run(str(good), "--labels", str(tmp_path / "none.csv"), "--out", str(out))
+    assert result.exit_code == 2 and "--labels" in result.output, result.output
+    assert "none.csv: no such file" in result.output
     result = _run(str(good), "--out", str(tmp_path / "o.txt"))
     assert result.exit_code != 0 and "unknown extension '.txt'" in result.output
     odd = tmp_path / "tx.json"

@@ -103,6 +103,6 @@ def test_a_size_beyond_memory_is_an_error_naming_the_options(tmp_path: Path) -> 
     result = CliRunner().invoke(command.simulate, [*sizes, "--out", str(out)])
     assert result.exit_code == 1, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Error: not enough memory to simulate 100,000,000,000 customers" in result.output
+    assert "Error: not enough memory for 100,000,000,000 customers" in result.output
     assert "lower --customers, --terminals or --days" in result.output
     assert not out.exists()

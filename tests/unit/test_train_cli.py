@@ -216,3 +216,31 @@ def test_a_promotion_log_that_is_a_directory_is_named_before_any_work(
     assert result.output.splitlines()[-1] == (
         f"Error: the promotion log {registry.root / 'promotions.json'} cannot be read: it is a "
         "directory, not a file")
+
+
+def test_simulation_options_with_data_are_a_usage_error(
+        registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        small_history: pd.DataFrame) -> None:
+    """They would be ignored without a word: --data is the history."""
+    monkeypatch.setattr(models.simulate, "read_dataset", _must_not_run)
+    path = tmp_path / "h.parquet"
+    path.write_bytes(b"")
+    result = _run("--data", str(path), "--days", "1", "--seed", "3")
+    assert result.exit_code == 2, result.output
+    assert "--days, --seed describe(s) a history to simulate" in result.output
+
+
+def test_amounts_beyond_what_a_model_takes_are_named(
+        registry: ModelRegistry, tmp_path: Path, small_history: pd.DataFrame) -> None:
+    """A finite amount can be beyond what a model takes (scikit-learn would then speak of
+    infinity, or of imputers); the command names the transaction instead."""
+    history = small_history.copy()
+    row = len(history) // 2
+    history.loc[history.index[row], "amount"] = 1e308
+    path = tmp_path / "h.parquet"
+    models.simulate.write_dataset(history, path)
+    result = _run("--data", str(path), "--candidates", "logreg")
+    assert result.exit_code == 1, result.output
+    assert "are beyond what a model takes (±3.4e+38), the first " in result.output
+    assert f"{history['transaction_id'].iloc[row]} (amount 1e+308)" in result.output
+    assert "Traceback" not in result.output and registry.current_version() is None
