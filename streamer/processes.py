@@ -9,14 +9,15 @@ given to another process is not mistaken for ours (nor stopped).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 __all__ = [
     "Endpoint",
@@ -183,19 +184,41 @@ class Endpoint:
 
 
 def parse_host_port(text: str, default_port: int | None = None) -> Endpoint:
-    """Parse ``host:port`` (IPv6 as ``[::1]:port``); raises ``ValueError`` when malformed."""
-    parts = urlsplit(f"//{text.strip()}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"bad port in {text!r}") from exc
-    host = parts.hostname
+    """Parse ``host:port`` (IPv6 as ``[::1]:port``; ``:port`` may be left out when there is a
+    ``default_port``); raises ``ValueError`` saying what is wrong with ``text``.
+
+    Stricter than ``urlsplit``, which lets through what aiokafka and redis-py fail on later
+    (an unclosed ``[``, a second colon, an empty port) or read otherwise (a path or a user).
+    """
+    given = text.strip()
+    if given.startswith("["):
+        host, closed, rest = given[1:].partition("]")
+        if not closed:
+            raise ValueError(f"no ']' closes the IPv6 address in {text!r}")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"only :port may follow the ']' in {text!r}")
+        colon, port_text = rest[:1], rest[1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} in brackets in {text!r} is not an IPv6 address") from None
+    else:
+        host, colon, port_text = given.partition(":")
+        if ":" in port_text:
+            raise ValueError(
+                f"more than one ':' in {text!r} (an IPv6 address goes in brackets: [::1]:port)"
+            )
+        if re.search(r"[\s\[\]/?#@,]", host):  # a URL's user, path or query; a list's comma
+            raise ValueError(f"{host!r} in {text!r} is not a host name or address")
     if not host:
         raise ValueError(f"no host in {text!r}")
+    if colon and not port_text:
+        raise ValueError(f"no port after the ':' in {text!r}")
+    if colon and not re.fullmatch(r"[0-9]+", port_text):  # isdigit() takes "²", int() not
+        raise ValueError(f"bad port in {text!r}: {port_text!r} is not a number")
+    port = int(port_text) if colon else default_port
     if port is None:
-        if default_port is None:
-            raise ValueError(f"no port in {text!r}")
-        port = default_port
-    if port == 0:
-        raise ValueError(f"port 0 in {text!r}")
-    return Endpoint(host, port)
+        raise ValueError(f"no port in {text!r}")
+    if not 0 < port < 65_536:
+        raise ValueError(f"bad port in {text!r}: {port} is not 1-65535")
+    return Endpoint(host.lower(), port)

@@ -41,6 +41,7 @@ from redis.asyncio.sentinel import (
 )
 from redis.exceptions import (
     AuthenticationError,
+    AuthenticationWrongNumberOfArgsError,
     DataError,
     RedisClusterException,
     RedisError,
@@ -277,8 +278,15 @@ async def redis_problem(
     except ResponseError as exc:
         if "cluster mode" in str(exc):  # SELECT <db> on a cluster node
             return _cluster_mismatch(shown, node_is_cluster=True)
-        # NOAUTH: a password is required and none was given
-        return f"Redis at {shown} refused PING: {exc} (does {VARIABLE} need a password?)"
+        if "DB index is out of range" in str(exc):  # SELECT <db> past the server's databases
+            return (
+                f"Redis at {shown} has no database {database(url)}: the database number in "
+                f"{VARIABLE} is beyond the server's `databases` (it has 0 to databases - 1; "
+                "16 unless configured)"
+            )
+        if isinstance(exc, AuthenticationWrongNumberOfArgsError):  # AUTH itself refused
+            return f"Redis at {shown} refused PING: {exc} (does {VARIABLE} need a password?)"
+        return f"Redis at {shown} refused PING: {exc}"
     except (RedisTimeoutError, RedisConnectionError) as exc:
         if is_sentinel_url(url):
             return f"the primary the Sentinels name for {shown} does not answer: {exc}"

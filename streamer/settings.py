@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -26,6 +27,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
+
+from streamer.processes import parse_host_port
+from streamer.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 __all__ = [
     "ENV_PREFIX",
@@ -50,6 +54,20 @@ MAX_MESSAGE_BYTES_CEILING = 131_072
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 #: what Kafka takes as a topic name (an empty one would only fail later, at the broker)
 Topic = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+
+
+def _topic_or_off(value: str) -> str:
+    # one message, not pydantic's for each member of a union (a pattern and a literal '')
+    if value and (value in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value)):
+        raise ValueError(
+            "a topic name is 1 to 249 letters, digits, '.', '_' and '-' (not '.' or '..'); "
+            "or empty to turn it off"
+        )
+    return value
+
+
+#: a topic, or "" for an output that is off
+OptionalTopic = Annotated[str, AfterValidator(_topic_or_off)]
 
 
 def _not_empty(value: object) -> object:
@@ -78,6 +96,109 @@ def _not_a_flag(value: object) -> object:
 Rate = Annotated[float, BeforeValidator(_not_a_flag), Field(gt=0, allow_inf_nan=False)]
 
 
+def _servers(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _brokers_addressable(text: str) -> str:
+    """The bootstrap servers, read by the rule of the connection check (``streamer.kafka``):
+    aiokafka would fail on an unreadable one only when a client starts, with a traceback."""
+    servers = _servers(text)
+    if not servers:
+        raise ValueError("names no server; give host:port, comma-separated")
+    problems = []
+    for server in servers:
+        try:
+            parse_host_port(server, default_port=9092)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError(
+            f"{'; '.join(problems)}; give host:port (IPv6 as [::1]:9092), comma-separated"
+        )
+    return text
+
+
+#: the URL forms a Redis client is made from: redis-py's and ``streamer.redis_sentinel``'s
+_REDIS_FORMS = (
+    "redis://host:port/db, rediss://host:port/db, unix:///path/to/socket?db=N, or "
+    "redis+sentinel://host[:port],host2[:port2]/service[/db] (rediss+sentinel:// with TLS)"
+)
+
+
+def _user_cut_short(parts: SplitResult) -> bool:
+    """A '/', '?' or '#' left as it is in the URL's user name or password ends its host part
+    early, and the '@' turns up after it (the host error would then show the password)."""
+    if "@" in parts.netloc:
+        return False
+    names = (field.partition("=")[0] for field in parts.query.split("&"))
+    return "@" in parts.path or "@" in parts.fragment or any("@" in name for name in names)
+
+
+def _redis_url(url: str) -> str:
+    """A URL that redis-py (or ``streamer.redis_sentinel``) can make a client of, and reads as
+    it is written: it would fail on a bad host or port only at the first command, and reads
+    ``/notanumber`` as database 0 and ``/1/2`` as database 12."""
+    from redis.asyncio.connection import parse_url  # what the clients are made with
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL": a '[' without its ']'
+        raise ValueError(
+            f"cannot be read as a URL ({exc}): is a '[' of an IPv6 address left without its "
+            "']'? (e.g. redis://[::1]:6379/0)"
+        ) from None
+    scheme = parts.scheme.lower()
+    if scheme != "unix" and _user_cut_short(parts):
+        raise ValueError(
+            "its user name or password holds a '/', '?' or '#', which ends the host part: "
+            "percent-encode them (%2F, %3F, %23)"
+        )
+    options_url, path_db = url, None
+    if is_sentinel_url(url):
+        try:
+            spec = parse_sentinel_url(url)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        path = [unquote(p) for p in parts.path.split("/") if p]
+        if len(path) == 2:
+            if not re.fullmatch(r"[0-9]+", path[1]):
+                raise ValueError(f"the database in a Sentinel URL is a number, not {path[1]!r}")
+            path_db = spec.db
+        options_url = spec.primary_url
+    elif scheme in ("redis", "rediss"):
+        host = parts.netloc.rpartition("@")[2]
+        if not host:
+            raise ValueError(f"names no host, e.g. {scheme}://127.0.0.1:6379/0")
+        try:
+            parse_host_port(host, default_port=6379)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (the URL's host and port)") from None
+        path = [unquote(p) for p in parts.path.split("/") if p]
+        if len(path) > 1 or (path and not re.fullmatch(r"[0-9]+", path[0])):
+            raise ValueError(f"its path is the database number (/0, /1, …), not {parts.path!r}")
+        path_db = int(path[0]) if path else None
+    elif scheme == "unix":
+        if not parts.path:
+            raise ValueError("a unix:// URL names its socket, e.g. unix:///run/redis.sock?db=0")
+    else:
+        begins = f"begins with {parts.scheme + ':'!r}, no" if parts.scheme else "has no"
+        raise ValueError(f"{begins} Redis URL scheme; give {_REDIS_FORMS}")
+    query_db = parse_qs(parts.query).get("db", [None])[0]  # as redis-py reads it
+    if query_db is not None:
+        if not re.fullmatch(r"[0-9]+", query_db):
+            raise ValueError(f"db= in its query is a database number, not {query_db!r}")
+        if path_db is not None and int(query_db) != path_db:
+            raise ValueError(
+                f"it names database {path_db} in its path and {query_db} in db=: give one"
+            )
+    try:
+        parse_url(options_url)
+    except ValueError as exc:  # an option it cannot read, e.g. socket_timeout=soon
+        raise ValueError(str(exc)) from None
+    return url
+
+
 class Settings(BaseSettings):
     """The worker's and the CLI's configuration; defaults work against the local stack."""
 
@@ -90,7 +211,7 @@ class Settings(BaseSettings):
     )
 
     # --- Kafka -------------------------------------------------------------------------------
-    kafka_bootstrap_servers: Annotated[str, Given] = Field(
+    kafka_bootstrap_servers: Annotated[str, Given, AfterValidator(_brokers_addressable)] = Field(
         "127.0.0.1:9092", description="Comma-separated host:port list of Kafka brokers."
     )
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -131,7 +252,7 @@ class Settings(BaseSettings):
     topic_decisions: Topic = Field("decisions", description="Output: one decision per transaction.")
     topic_alerts: Topic = Field("alerts", description="Output: review and decline alerts.")
     topic_dead_letters: Topic = Field("dead-letters", description="Output: rejected input.")
-    topic_features: Topic | Literal[""] = Field(
+    topic_features: OptionalTopic = Field(
         "", description="Optional output: the feature vector each decision was scored on "
         "(audit of training/serving skew); empty = off."
     )
@@ -177,7 +298,7 @@ class Settings(BaseSettings):
     )
 
     # --- Redis -------------------------------------------------------------------------------
-    redis_url: Annotated[str, Given] = Field(
+    redis_url: Annotated[str, Given, AfterValidator(_redis_url)] = Field(
         "redis://127.0.0.1:6379/0", description="Redis holding the features."
     )
     redis_cluster: bool = Field(
@@ -278,20 +399,6 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _brokers_addressable(self) -> Settings:
-        # aiokafka would fail on these only when a client starts, with a bare int() error
-        for server in self.bootstrap_servers:
-            if server.endswith("]"):  # [::1]: an IPv6 address without a port
-                continue
-            host, colon, port = server.rpartition(":")
-            if colon and host and not (port.isdigit() and 0 < int(port) < 65_536):
-                raise ValueError(
-                    f"{ENV_PREFIX}KAFKA_BOOTSTRAP_SERVERS: {server!r} has no port number "
-                    "(1-65535) after its colon; give host:port, comma-separated"
-                )
-        return self
-
-    @model_validator(mode="after")
     def _sasl_credentials_given(self) -> Settings:
         sasl = self.kafka_security_protocol.startswith("SASL_")
         if sasl and (self.kafka_sasl_username is None or self.kafka_sasl_password is None):
@@ -345,7 +452,7 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> list[str]:
-        return [s.strip() for s in self.kafka_bootstrap_servers.split(",") if s.strip()]
+        return _servers(self.kafka_bootstrap_servers)
 
 
 class SettingsError(Exception):
@@ -376,9 +483,38 @@ def unknown_variables(environ: Mapping[str, str], env_file: Path = Path(".env"))
     return out
 
 
+#: settings whose value may hold a password: their errors do not show it
+_SECRET = ("redis_url", "kafka_sasl_password")
+
+
+def _dotenv_problem(env_file: object) -> str | None:
+    """Where python-dotenv cannot parse ``env_file`` (a quote left open, a space in a name).
+
+    It would skip that statement with no more than a logged warning, and the command would run
+    on the defaults of the settings it held; the line is named, its value (perhaps a password)
+    is not.
+    """
+    if not isinstance(env_file, str | Path) or not Path(env_file).is_file():
+        return None
+    with Path(env_file).open(encoding="utf-8") as stream:  # not UTF-8: load_settings says so
+        for binding in parse_stream(stream):
+            if binding.error:
+                text = binding.original.string  # from the end of the statement before
+                line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
+                name = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.]*)", text)
+                return (
+                    f"{env_file} in {Path.cwd()}, line {line}{f' ({name[1]})' if name else ''}: "
+                    "python-dotenv cannot parse it (a quote left open?); correct or remove it"
+                )
+    return None
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment, turning validation errors into one clear message."""
     try:
+        problem = _dotenv_problem(overrides.get("_env_file", Settings.model_config.get("env_file")))
+        if problem is not None:
+            raise SettingsError(f"invalid configuration: {problem}")
         return Settings(**overrides)  # type: ignore[arg-type]
     except UnicodeDecodeError as exc:  # read before any variable: only .env can be the cause
         raise SettingsError(
@@ -403,6 +539,6 @@ def load_settings(**overrides: object) -> Settings:
                 name += f", {'.'.join(str(p) for p in rest)}"
             # a check across settings gets all of them as its input, passwords included: its
             # message names the values it compared, and the input is not shown
-            got = "" if not head else f" (got {err.get('input')!r})"
+            got = "" if not head or head in _SECRET else f" (got {err.get('input')!r})"
             lines.append(f"  {name}: {err['msg']}{got}")
         raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

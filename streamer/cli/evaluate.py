@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +20,8 @@ __all__ = ["evaluate"]
 def _histories(text: str, param: str) -> list[str]:
     """``book`` and non-negative integers, comma-separated, in the order given."""
     values = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in values if v != "book" and not v.isdigit()]
+    # ASCII digits: isdigit() also takes "²", which int() refuses
+    bad = [v for v in values if v != "book" and not re.fullmatch(r"[0-9]+", v)]
     if bad or not values:
         raise click.BadParameter(
             f"expected 'book' and/or non-negative integer seeds, comma-separated, got {text!r}",

@@ -64,3 +64,16 @@ def test_a_number_option_refuses_nan_and_inf(args: list[str]) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
     assert "is not a finite number" in result.output
+
+
+@pytest.mark.parametrize("seeds", ["\u00b2", "1,\u00b3", "-1", "book,x"])
+def test_evaluate_refuses_a_seed_int_cannot_read(
+    seeds: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """str.isdigit() takes '²', and int() then failed with a traceback after the imports."""
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", "--seeds", seeds, "--out", str(tmp_path / "reports"), "--no-cache"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --seeds: expected 'book'" in result.output
+    assert f"non-negative integer seeds, comma-separated, got {seeds!r}" in result.output

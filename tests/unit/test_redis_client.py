@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 
@@ -12,6 +14,7 @@ from streamer.redis_client import (
     combined_info,
     connect,
     eviction_warning,
+    redis_problem,
 )
 
 COMMANDS = [
@@ -121,3 +124,30 @@ def test_a_redis_that_may_evict_the_state_is_named(memory: dict[str, object], wa
         assert "redis://h:6379/0" in warning and "maxmemory 1.00G" in warning
         assert f"maxmemory-policy {memory['maxmemory_policy']}" in warning
         assert "noeviction" in warning
+
+
+async def _refusing_select(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A Redis configured with fewer databases than the URL's number: SELECT is refused with
+    the server's own error, anything else (CLIENT SETINFO, PING) answered +OK."""
+    while (line := await reader.readline()).startswith(b"*"):
+        words = []
+        for _ in range(int(line[1:])):
+            await reader.readline()  # $<length>
+            words.append((await reader.readline()).strip().upper())
+        refused = words[0] == b"SELECT"
+        writer.write(b"-ERR DB index is out of range\r\n" if refused else b"+OK\r\n")
+        await writer.drain()
+    writer.close()
+
+
+async def test_a_database_beyond_the_server_s_is_named_not_taken_for_a_password() -> None:
+    server = await asyncio.start_server(_refusing_select, "127.0.0.1", 0)  # a free port
+    url = f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/16"
+    try:
+        problem = await redis_problem(url, "R", timeout=5)
+    finally:
+        server.close()
+    assert problem == (
+        "Redis at R has no database 16: the database number in STREAMER_REDIS_URL is beyond "
+        "the server's `databases` (it has 0 to databases - 1; 16 unless configured)"
+    )

@@ -160,6 +160,29 @@ def test_a_dot_env_that_is_not_utf8_is_named(
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("text", "line", "name"),
+    [
+        ('STREAMER_PARTITIONS="3\n', 1, "STREAMER_PARTITIONS"),  # a quote left open
+        ("STREAMER_WEB_PORT=6067\n\n  export STREAMER_KAFKA_SASL_PASSWORD='s3cret\n", 3,
+         "STREAMER_KAFKA_SASL_PASSWORD"),
+        ("STREAMER_WEB_PORT=6067\nSTREAMER WEB_HOST=0.0.0.0\n", 2, "STREAMER"),
+    ],
+)  # fmt: skip
+def test_a_dot_env_line_python_dotenv_cannot_parse_is_named(
+    tmp_path: Path, text: str, line: int, name: str
+) -> None:
+    """python-dotenv would skip it with a logged warning, and the command would run on the
+    defaults of what it held (and exit 0)."""
+    (tmp_path / ".env").write_text(text)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == (
+        f"invalid configuration: .env in {tmp_path}, line {line} ({name}): python-dotenv "
+        "cannot parse it (a quote left open?); correct or remove it"
+    )
+
+
 EMPTY = "must not be empty (unset it to take the default)"
 
 
@@ -193,8 +216,10 @@ def test_an_empty_or_impossible_name_is_refused_at_start(
 @pytest.mark.parametrize(
     ("variables", "message"),
     [
-        ({"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:abc"}, "'127.0.0.1:abc' has no port"),
-        ({"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "a:9092,b:99999"}, "'b:99999' has no port"),
+        ({"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:abc"},
+         "bad port in '127.0.0.1:abc': 'abc' is not a number"),
+        ({"STREAMER_KAFKA_BOOTSTRAP_SERVERS": "a:9092,b:99999"},
+         "bad port in 'b:99999': 99999 is not 1-65535"),
         ({"STREAMER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
          "SASL_PLAINTEXT needs STREAMER_KAFKA_SASL_USERNAME and STREAMER_KAFKA_SASL_PASSWORD"),
         ({"STREAMER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "STREAMER_KAFKA_SASL_USERNAME": "u"},
@@ -220,11 +245,139 @@ def test_brokers_without_a_port_or_on_ipv6_are_taken(monkeypatch: pytest.MonkeyP
     assert load_settings().bootstrap_servers == ["localhost", "[::1]:9092", "[::1]"]
 
 
+@pytest.mark.parametrize(
+    ("servers", "message"),
+    [
+        ("[::1", "no ']' closes the IPv6 address in '[::1'"),  # aiokafka: a ValueError traceback
+        ("::1:9092", "more than one ':' in '::1:9092' (an IPv6 address goes in brackets"),
+        ("a:9092, :9092", "no host in ':9092'"),
+        ("host:\u00b2", "bad port in 'host:\u00b2': '\u00b2' is not a number"),  # not isdigit()
+        ("host:", "no port after the ':' in 'host:'"),
+        ("kafka:9092/x", "bad port in 'kafka:9092/x'"),
+        (",", "names no server"),
+        (" , ", "names no server"),
+    ],
+)
+def test_brokers_are_read_by_the_connection_check_s_rule(
+    monkeypatch: pytest.MonkeyPatch, servers: str, message: str
+) -> None:
+    """The settings and the Kafka connection check read a server by one rule
+    (``parse_host_port``): what one refuses, the other never sees."""
+    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", servers)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith(
+        "invalid configuration:\n  STREAMER_KAFKA_BOOTSTRAP_SERVERS: Value error, "
+    ), info.value
+    assert message in str(info.value), info.value
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://h",  # database 0
+        "redis://h:6379/",
+        "REDIS://Cache.Example.com:6379/15",
+        "redis://[::1]/0",
+        "redis://:p@ss@h:6379/2",  # an '@' in the password: the host is after the last one
+        "rediss://u:p@h:6380/3?ssl_ca_certs=/etc/ca.pem&socket_timeout=2",
+        "redis://h:6379/4?db=4",
+        "unix:///run/redis.sock?db=2",
+        "redis+sentinel://s1/main",
+        "rediss+sentinel://:pw@s1,s2:26380,[::1]:26381/main/2?sentinel_password=a@b",
+    ],
+)
+def test_every_redis_url_form_the_clients_take_is_taken(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("STREAMER_REDIS_URL", url)
+    settings = load_settings()
+    assert settings.redis_url == url
+    assert "p@ss" not in settings.redis_url_redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # each would load, then fail at the first command (urlsplit's "Invalid IPv6 URL"
+        # traceback, a bad port) or be read otherwise than written (/x as db 0, /1/2 as 12)
+        ("redis://[::1", "cannot be read as a URL (Invalid IPv6 URL)"),
+        ("redis://h:6379/notanumber", "its path is the database number (/0, /1, …), not "
+         "'/notanumber'"),
+        ("redis://h/1/2", "its path is the database number (/0, /1, …), not '/1/2'"),
+        ("redis://h/-1", "not '/-1'"),
+        ("redis://h/\u00b2", "not '/\u00b2'"),
+        ("redis://h:0/0", "bad port in 'h:0': 0 is not 1-65535 (the URL's host and port)"),
+        ("redis://h:70000/0", "bad port in 'h:70000'"),
+        ("redis://::1:6379/0", "more than one ':' in '::1:6379'"),
+        ("redis:///0", "names no host, e.g. redis://127.0.0.1:6379/0"),
+        ("redis://h/0?db=2", "it names database 0 in its path and 2 in db=: give one"),
+        ("redis://h?db=-1", "db= in its query is a database number, not '-1'"),
+        ("redis://h/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
+        ("localhost:6379", "begins with 'localhost:', no Redis URL scheme; give redis://"),
+        ("127.0.0.1:6379", "has no Redis URL scheme"),
+        ("unix://", "a unix:// URL names its socket"),
+        ("redis+sentinel://s1/main/-1", "the database in a Sentinel URL is a number, not '-1'"),
+        ("redis+sentinel://s1/main/0/extra", "is /<service>[/<db>]"),
+        ("redis+sentinel://s1:port/main", "Sentinel 's1:port'"),
+        ("redis+sentinel://[::1/main", "cannot be read as a URL"),
+        ("redis+sentinel://s1/main/1?db=2", "database 1 in its path and 2 in db="),
+    ],
+)  # fmt: skip
+def test_a_redis_url_the_clients_cannot_use_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, url: str, message: str
+) -> None:
+    monkeypatch.setenv("STREAMER_REDIS_URL", url)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith(
+        "invalid configuration:\n  STREAMER_REDIS_URL: Value error, "
+    ), info.value
+    assert message in str(info.value), info.value
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cret@h:6379/x",
+        "rediss+sentinel://:s3cret@s1/main/x?sentinel_password=s3cret",
+        "redis://:s3/cret@h:6379/0",  # a '/' in the password ends the host part: never shown
+    ],
+)
+def test_a_refused_redis_url_s_password_is_not_shown(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("STREAMER_REDIS_URL", url)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert "STREAMER_REDIS_URL" in str(info.value)
+    assert "s3" not in str(info.value) and "cret" not in str(info.value), info.value
+
+
 def test_the_feature_log_topic_may_be_empty_which_turns_it_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STREAMER_TOPIC_FEATURES", "")
     assert load_settings().topic_features == ""
+    monkeypatch.setenv("STREAMER_TOPIC_FEATURES", "features.v-1_a")
+    assert load_settings().topic_features == "features.v-1_a"
+
+
+@pytest.mark.parametrize("value", [" ", "my features", "..", "x" * 250])
+def test_a_feature_log_topic_that_is_no_name_gets_one_plain_message(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """Not pydantic's line for each member of a union ("constrained-str: …", "literal['']:
+    …")."""
+    monkeypatch.setenv("STREAMER_TOPIC_FEATURES", value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value) == (
+        "invalid configuration:\n  STREAMER_TOPIC_FEATURES: Value error, a topic name is 1 to "
+        "249 letters, digits, '.', '_' and '-' (not '.' or '..'); or empty to turn it off "
+        f"(got {value!r})"
+    )
 
 
 def test_a_registry_that_is_a_file_is_refused(
