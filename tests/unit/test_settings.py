@@ -245,6 +245,17 @@ def test_brokers_without_a_port_or_on_ipv6_are_taken(monkeypatch: pytest.MonkeyP
     assert load_settings().bootstrap_servers == ["localhost", "[::1]:9092", "[::1]"]
 
 
+def _refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> str:
+    """The message refusing ``value`` for the variable ``name``, which must be the only one
+    named; the problem as a value error of that variable."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    message = str(info.value)
+    assert message.startswith(f"invalid configuration:\n  {name}: Value error, "), message
+    return message
+
+
 @pytest.mark.parametrize(
     ("servers", "message"),
     [
@@ -263,13 +274,7 @@ def test_brokers_are_read_by_the_connection_check_s_rule(
 ) -> None:
     """The settings and the Kafka connection check read a server by one rule
     (``parse_host_port``): what one refuses, the other never sees."""
-    monkeypatch.setenv("STREAMER_KAFKA_BOOTSTRAP_SERVERS", servers)
-    with pytest.raises(SettingsError) as info:
-        load_settings()
-    assert str(info.value).startswith(
-        "invalid configuration:\n  STREAMER_KAFKA_BOOTSTRAP_SERVERS: Value error, "
-    ), info.value
-    assert message in str(info.value), info.value
+    assert message in _refused(monkeypatch, "STREAMER_KAFKA_BOOTSTRAP_SERVERS", servers)
 
 
 @pytest.mark.parametrize(
@@ -328,13 +333,7 @@ def test_every_redis_url_form_the_clients_take_is_taken(
 def test_a_redis_url_the_clients_cannot_use_is_refused_at_start(
     monkeypatch: pytest.MonkeyPatch, url: str, message: str
 ) -> None:
-    monkeypatch.setenv("STREAMER_REDIS_URL", url)
-    with pytest.raises(SettingsError) as info:
-        load_settings()
-    assert str(info.value).startswith(
-        "invalid configuration:\n  STREAMER_REDIS_URL: Value error, "
-    ), info.value
-    assert message in str(info.value), info.value
+    assert message in _refused(monkeypatch, "STREAMER_REDIS_URL", url)
 
 
 @pytest.mark.parametrize(
