@@ -37,3 +37,14 @@ def test_every_family_learns_and_scores_on_one_thread(name: str,
     assert ((scores >= 0) & (scores <= 1)).all()
     # on days it never saw, it ranks frauds far above their share
     assert average_precision_score(y[later], scores) > 3 * y[later].mean()
+
+
+def test_the_commands_compare_every_family_by_default() -> None:
+    """`train` and `evaluate` name the families in their --candidates default (importing
+    scikit-learn for --help would be slow): the names must be the registry of families'."""
+    from streamer.cli.evaluate import evaluate
+    from streamer.cli.train import train
+
+    for command in (train, evaluate):
+        (option,) = [p for p in command.params if p.name == "candidates"]
+        assert option.default == ",".join(CANDIDATES), command.name
