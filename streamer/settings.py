@@ -52,20 +52,26 @@ PRODUCER_MAX_REQUEST_BYTES = 1_000_000
 MAX_MESSAGE_BYTES_CEILING = 131_072
 
 CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-#: what Kafka takes as a topic name (an empty one would only fail later, at the broker)
-Topic = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,249}$")]
+_TOPIC_RULE = "a topic name is 1 to 249 letters, digits, '.', '_' and '-' (not '.' or '..')"
 
 
-def _topic_or_off(value: str) -> str:
-    # one message, not pydantic's for each member of a union (a pattern and a literal '')
-    if value and (value in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value)):
-        raise ValueError(
-            "a topic name is 1 to 249 letters, digits, '.', '_' and '-' (not '.' or '..'); "
-            "or empty to turn it off"
-        )
+def _topic_name(value: str) -> str:
+    # what Kafka takes as a topic name: an empty one, or a space, would only fail later
+    if value in (".", "..") or not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
+        raise ValueError(_TOPIC_RULE)
     return value
 
 
+def _topic_or_off(value: str) -> str:
+    if value:
+        try:
+            return _topic_name(value)
+        except ValueError:
+            raise ValueError(f"{_TOPIC_RULE}; or empty to turn it off") from None
+    return value
+
+
+Topic = Annotated[str, AfterValidator(_topic_name)]
 #: a topic, or "" for an output that is off
 OptionalTopic = Annotated[str, AfterValidator(_topic_or_off)]
 

@@ -198,8 +198,9 @@ EMPTY = "must not be empty (unset it to take the default)"
         ("STREAMER_KAFKA_SSL_CAFILE", "", EMPTY),  # would be "."
         ("STREAMER_KAFKA_SSL_CERTFILE", " ", EMPTY),
         ("STREAMER_KAFKA_SSL_KEYFILE", "", EMPTY),
-        ("STREAMER_TOPIC_DECISIONS", "", "String should match pattern"),
-        ("STREAMER_TOPIC_ALERTS", "my alerts", "String should match pattern"),
+        ("STREAMER_TOPIC_DECISIONS", "", "a topic name is 1 to 249 letters, digits"),
+        ("STREAMER_TOPIC_ALERTS", "my alerts", "a topic name is 1 to 249 letters, digits"),
+        ("STREAMER_TOPIC_RATES", "..", "(not '.' or '..')"),
     ],
 )
 def test_an_empty_or_impossible_name_is_refused_at_start(
