@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -97,6 +98,27 @@ def produce(
         )
     txs = encode_transactions(frame)
     lbls = encode_labels(frame) if labels and "reported_at" in frame.columns else []
+    # Kafka stamps each record with its send time, and the workers dead-letter an event dated
+    # more than STREAMER_MAX_EVENT_AHEAD_HOURS after it (event_after_record)
+    latest_ms = time.time() * 1000 + settings.max_event_ahead_ms
+    ahead = sum(1 for ms, _, _ in txs if ms > latest_ms)
+    if ahead:
+        raise click.ClickException(
+            f"{ahead:,} of the {len(txs):,} transactions are dated more than "
+            f"{settings.max_event_ahead_hours:g} h from now (the dataset covers {covers}): the "
+            "workers would dead-letter them (event_after_record, "
+            "STREAMER_MAX_EVENT_AHEAD_HOURS); replay days before, or simulate with an earlier "
+            "--start"
+        )
+    unreported = [label for label in lbls if label[0] > latest_ms]
+    if unreported:
+        lbls = [label for label in lbls if label[0] <= latest_ms]
+        click.echo(
+            f"warning: {len(unreported):,} label(s) are reported more than "
+            f"{settings.max_event_ahead_hours:g} h from now: not sent (the workers would "
+            "dead-letter them, event_after_record)",
+            err=True,
+        )
     try:
         asyncio.run(ensure_contract_topics(settings))
     except KafkaUnusable as exc:

@@ -134,3 +134,27 @@ def test_a_missing_dataset_is_a_bad_argument(env: Path) -> None:
     """Status 2, as for every missing input file (click's usage errors)."""
     _one_line_error(_produce("--data", "none.parquet"), 2, "--data", "no dataset at none.parquet",
                     "fraud-streamer simulate --out none.parquet")  # fmt: skip
+
+
+def _simulated_from(env: Path, start: pd.Timestamp) -> Path:
+    path = env / "recent.parquet"
+    config = SimulationConfig(n_customers=30, n_terminals=60, n_days=3,
+                              start_date=f"{start:%Y-%m-%d}")  # fmt: skip
+    write_dataset(simulate(config), path)
+    return path
+
+
+def test_transactions_dated_after_now_are_refused_before_kafka(env: Path) -> None:
+    """Kafka stamps a record with its send time: the workers would dead-letter every one of
+    them (event_after_record)."""
+    path = _simulated_from(env, pd.Timestamp.now(tz="UTC") + pd.Timedelta(days=5))
+    _one_line_error(_produce("--data", str(path)), 1, "transactions are dated more than 24 h "
+                    "from now", "event_after_record", "an earlier --start")  # fmt: skip
+
+
+def test_labels_reported_after_now_are_left_out_and_said_so(env: Path) -> None:
+    """A history that ends today has labels reported next week: they are not reported yet."""
+    path = _simulated_from(env, pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=4))
+    result = _produce("--data", str(path))
+    assert "label(s) are reported more than 24 h from now: not sent" in result.output
+    assert "Error: cannot" in result.output and "127.0.0.1:1" in result.output  # then Kafka
