@@ -37,7 +37,7 @@ from aiokafka.errors import (
 from aiokafka.helpers import create_ssl_context
 
 from streamer.features.definitions import DAY_MS, RETENTION_DAYS
-from streamer.processes import parse_host_port
+from streamer.processes import KAFKA_PORT, parse_host_port
 from streamer.settings import Settings
 from streamer.tls_alert import tls_alert
 
@@ -183,7 +183,7 @@ async def connection_problem(settings: Settings, timeout: float = 10.0) -> str |
     problems = []
     for server in servers:
         try:
-            endpoint = parse_host_port(server, default_port=9092)
+            endpoint = parse_host_port(server, default_port=KAFKA_PORT)
         except ValueError as exc:
             problems.append(f"{ENV}BOOTSTRAP_SERVERS: {exc}")
             continue

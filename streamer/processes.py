@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "KAFKA_PORT",
+    "REDIS_PORT",
     "Endpoint",
     "alive",
     "listening_pid",
@@ -33,6 +35,10 @@ __all__ = [
     "succeeds",
     "write_pid",
 ]
+
+#: the ports an address without one means, as the Kafka and Redis clients read it
+KAFKA_PORT = 9092
+REDIS_PORT = 6379
 
 
 def start_ticks(pid: int) -> str | None:

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
-from streamer.processes import parse_host_port
+from streamer.processes import KAFKA_PORT, REDIS_PORT, parse_host_port
 from streamer.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
 __all__ = [
@@ -115,7 +115,7 @@ def _brokers_addressable(text: str) -> str:
     problems = []
     for server in servers:
         try:
-            parse_host_port(server, default_port=9092)
+            parse_host_port(server, default_port=KAFKA_PORT)
         except ValueError as exc:
             problems.append(str(exc))
     if problems:
@@ -177,7 +177,7 @@ def _redis_url(url: str) -> str:
         if not host:
             raise ValueError(f"names no host, e.g. {scheme}://127.0.0.1:6379/0")
         try:
-            parse_host_port(host, default_port=6379)
+            parse_host_port(host, default_port=REDIS_PORT)
         except ValueError as exc:
             raise ValueError(f"{exc} (the URL's host and port)") from None
         path = [unquote(p) for p in parts.path.split("/") if p]

@@ -50,6 +50,7 @@ from streamer.broker_config import (
     secure_endpoint,
 )
 from streamer.processes import (
+    REDIS_PORT,
     Endpoint,
     listening_pid,
     parse_host_port,
@@ -129,7 +130,7 @@ def redis_endpoint(settings: Settings) -> Endpoint:
             "port; `stack up` prints the rediss:// URL of its TLS port, the plain one + 1)."
         )
     try:
-        endpoint = parse_host_port(parts.netloc.rpartition("@")[2], default_port=6379)
+        endpoint = parse_host_port(parts.netloc.rpartition("@")[2], default_port=REDIS_PORT)
     except ValueError as exc:
         raise StackError(f"{variable}: {exc}") from None
     return Endpoint(_bind_host(endpoint.host, variable), endpoint.port)
