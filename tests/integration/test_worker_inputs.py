@@ -234,7 +234,7 @@ async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv
     ), dump
     # the chain goes through Faust's actor into the agent and on to where it waits: for input
     # (Stream.take_events) or, if a producer acknowledgement is still on its way, in publish
-    assert re.search(r"_execute_actor .* -> .*merge_inputs \(app\.py:\d+\) -> \S+", dump), dump
+    assert re.search(r"_execute_actor .* -> EventFlow\.take \(event_flow\.py:\d+\) -> \S+", dump), dump
     # faulthandler's, from whichever thread the kernel gave the signal to ("Current thread"
     # only when that one runs Python)
     assert re.search(r"Thread 0x[0-9a-f]+ \(most recent call first\):\n  File ", dump), dump
@@ -797,7 +797,9 @@ async def test_a_redis_that_stops_answering_is_reported_and_ridden_out(
     warning = worker_env.log()[mark:].partition("no record processed for")[2]
     assert "in batches being decided" in warning, warning
     # the agent, or the timer that releases held records, waits in Redis
-    assert re.search(r"decide_released \(app\.py:\d+\) -> .*RedisFeatureStore", warning), warning
+    assert re.search(
+        r"EventFlow\.decide_released \(event_flow\.py:\d+\) -> .*RedisFeatureStore", warning
+    ), warning
     assert "the partitions owned, each:" in warning, warning
     decided = await consume_until(
         settings, settings.topic_decisions, ids={"warm", *ids}, worker=worker_env, settled=True
