@@ -234,7 +234,8 @@ async def test_a_running_worker_says_what_it_is_waiting_on(worker_env: WorkerEnv
     ), dump
     # the chain goes through Faust's actor into the agent and on to where it waits: for input
     # (Stream.take_events) or, if a producer acknowledgement is still on its way, in publish
-    assert re.search(r"_execute_actor .* -> EventFlow\.take \(event_flow\.py:\d+\) -> \S+", dump), dump
+    chain = r"_execute_actor .* -> EventFlow\.take \(event_flow\.py:\d+\) -> \S+"
+    assert re.search(chain, dump), dump
     # faulthandler's, from whichever thread the kernel gave the signal to ("Current thread"
     # only when that one runs Python)
     assert re.search(r"Thread 0x[0-9a-f]+ \(most recent call first\):\n  File ", dump), dump
