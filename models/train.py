@@ -28,6 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from models.dataset import FeatureSet
 from models.drift import make_profile
 from models.metrics import THRESHOLD_GRID, OperatingPoint, operating_points, quality
+from models.registry import Manifest, ModelRegistry
 from streamer.features.definitions import FEATURE_NAMES, LABEL_DELAY_DAYS
 
 __all__ = [
@@ -149,6 +150,38 @@ class TrainResult:
     #: where the features and the winner's scores fell on the days after its training window
     #: (their labels not yet known): the reference for drift (models/drift.py); {} if none
     profile: dict[str, Any] = field(default_factory=dict)
+
+    def register(
+        self,
+        registry: ModelRegistry,
+        *,
+        training_data: dict[str, Any],
+        thresholds: dict[str, float] | None = None,
+    ) -> Manifest:
+        """Store the winner as a new version (not promoted), its manifest recording the
+        training period, what selection saw (every trial, the validation metrics, the
+        operating points) and the drift profile; ``training_data`` says where the history
+        came from. One place for what a manifest keeps of a training: ``train`` and the
+        bench's own model both register here."""
+        period = {"train_period": self.train_period.describe()} if self.train_period else {}
+        return registry.register(
+            self.estimator,
+            algorithm=self.candidate,
+            features=FEATURE_NAMES,
+            training_data={**training_data, **period},
+            metrics={
+                "validation": self.validation,
+                "params": self.params,
+                "trials": [
+                    {"candidate": t.candidate, "params": t.params, **t.metrics}
+                    for t in self.trials
+                ],
+                "operating_points": [p.to_json() for p in self.operating_points],
+            },
+            thresholds=thresholds,
+            baseline=self.baseline,
+            profile=self.profile,
+        )
 
 
 def select(

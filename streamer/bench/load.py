@@ -152,14 +152,9 @@ def ensure_model(settings: Settings, config: BenchConfig, load: Load, log: Log) 
     features = build_features(load.history)
     result = fit_best(features, train_days=TRAIN_DAYS, candidates=["hist_gb"], log=log)
     registry = ModelRegistry(own)
-    manifest = registry.register(
-        result.estimator,
-        algorithm=result.candidate,
-        features=FEATURE_NAMES,
+    manifest = result.register(
+        registry,
         training_data={"purpose": "bench", "rows": len(load.history), "seed": config.seed},
-        metrics={"validation": result.validation, "params": result.params},
-        baseline=result.baseline,
-        profile=result.profile,
     )
     registry.promote(manifest.version)
     return {"registry": str(own.resolve()), "version": manifest.version, "source": "bench"}

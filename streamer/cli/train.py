@@ -90,7 +90,6 @@ def train(
     from models.simulate import read_dataset, simulate
     from models.train import CANDIDATES, fit_best, history_days_needed
     from streamer.cli.simulate import too_big
-    from streamer.features.definitions import FEATURE_NAMES
     from streamer.scoring import MODEL_INPUT_MAX
 
     names = chosen(candidates, CANDIDATES, "--candidates")
@@ -187,31 +186,13 @@ def train(
     except ValueError as exc:  # the history does not suit the protocol (e.g. days without
         raise click.ClickException(str(exc)) from None  # transactions at either end)
     click.echo(_operating_table(result.operating_points, configured), err=True)
-    assert result.train_period is not None
     try:  # the version's name is free even if another run registers in the same second
-        manifest = registry.register(
-            result.estimator,
-            algorithm=result.candidate,
-            features=FEATURE_NAMES,
-            training_data={
-                **source,
-                "rows": len(frame),
-                "train_period": result.train_period.describe(),
-            },
-            metrics={
-                "validation": result.validation,
-                "params": result.params,
-                "trials": [
-                    {"candidate": t.candidate, "params": t.params, **t.metrics}
-                    for t in result.trials
-                ],
-                "operating_points": [p.to_json() for p in result.operating_points],
-            },
+        manifest = result.register(
+            registry,
+            training_data={**source, "rows": len(frame)},
             thresholds={
                 "review": settings.review_threshold, "decline": settings.decline_threshold
             },
-            baseline=result.baseline,
-            profile=result.profile,
         )
     except RegistryError as exc:  # the registry changed under the training (a full disk, ...)
         raise click.ClickException(f"the model was trained but not registered: {exc}") from None

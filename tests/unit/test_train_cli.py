@@ -19,9 +19,11 @@ import models.registry
 import models.simulate
 import models.train
 from models.dataset import FeatureSet
+from models.metrics import THRESHOLD_GRID
 from models.registry import ModelRegistry
 from models.train import fit_best, history_days_needed
 from streamer.cli import cli
+from streamer.settings import Settings
 
 TINY = ["--customers", "50", "--terminals", "100", "--candidates", "logreg"]
 
@@ -69,7 +71,18 @@ def test_the_help_says_how_much_history_is_needed() -> None:
 def test_the_minimum_history_is_enough(registry: ModelRegistry) -> None:
     result = _run(*TINY, "--days", str(history_days_needed(14)))
     assert result.exit_code == 0, result.output
-    assert registry.current_version() is not None
+    version = registry.current_version()
+    assert version is not None
+    # the manifest keeps what selection saw, and where the history came from
+    manifest = registry.manifest(version)
+    assert manifest.training_data["simulated"]["days"] == history_days_needed(14)
+    assert manifest.training_data["train_period"].count("..") == 1
+    assert {t["candidate"] for t in manifest.metrics["trials"]} == {"logreg"}
+    assert len(manifest.metrics["operating_points"]) >= len(THRESHOLD_GRID)
+    settings = Settings()
+    assert manifest.thresholds == {
+        "review": settings.review_threshold, "decline": settings.decline_threshold
+    }
 
 
 @pytest.mark.parametrize("option", ["--customers 0", "--terminals 0", "--days 0", "--seed -1",
