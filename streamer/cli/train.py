@@ -15,6 +15,9 @@ from streamer.cli import chosen, pass_settings, writable
 from streamer.settings import Settings
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from models.dataset import FeatureSet
     from models.metrics import OperatingPoint
 
 
@@ -81,16 +84,9 @@ def train(
     whose labels are known, refit the winner, store it in the registry
     (STREAMER_MODEL_REGISTRY) and promote it.
     """
-    import numpy as np
-    from tqdm import tqdm
-
-    from models.dataset import build_features
     from models.metrics import THRESHOLD_GRID
     from models.registry import ModelRegistry, RegistryError
-    from models.simulate import read_dataset, simulate
-    from models.train import CANDIDATES, fit_best, history_days_needed
-    from streamer.cli.simulate import too_big
-    from streamer.scoring import MODEL_INPUT_MAX
+    from models.train import CANDIDATES, fit_best
 
     names = chosen(candidates, CANDIDATES, "--candidates")
     writable(settings.model_registry / "promotions.json")  # before minutes of work, not after
@@ -100,76 +96,12 @@ def train(
             registry.promotions()  # a corrupt log would refuse the promotion after the work
         except RegistryError as exc:
             raise click.ClickException(str(exc)) from None
-    needed = history_days_needed(train_days)
     started = time.perf_counter()
-    source: dict[str, Any]
     if data is not None:
-        ctx = click.get_current_context()
-        simulated = [f"--{name}" for name in ("customers", "terminals", "days", "seed")
-                     if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]  # fmt: skip
-        if simulated:
-            raise click.UsageError(
-                f"{', '.join(simulated)} describe(s) a history to simulate; --data gives the "
-                "history: leave them out"
-            )
-        try:
-            frame = read_dataset(data)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--data") from None
-        span = 0
-        if len(frame):
-            ts = frame["timestamp"]
-            span = (ts.max().floor("D") - ts.min().floor("D")).days + 1
-        if span < needed:  # checked before building features, which takes minutes
-            lower = " or lower --train-days" if train_days > 1 else ""
-            raise click.BadParameter(
-                f"{data} covers {span} days; --train-days {train_days} needs at least {needed} "
-                f"(give more history{lower})",
-                param_hint="--data",
-            )
-        source = {"path": str(data)}
+        frame, source = _recorded_history(data, train_days)
     else:
-        if days < needed:
-            raise click.BadParameter(
-                f"{days} days is not enough history for --train-days {train_days}: simulate "
-                f"at least {needed} days" + (" (or lower --train-days)" if train_days > 1 else ""),
-                param_hint="--days",
-            )
-        try:
-            config = SimulationConfig(
-                n_customers=customers, n_terminals=terminals, n_days=days, seed=seed
-            )
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(
-            f"simulating {customers} customers, {terminals} terminals, {days} days (seed {seed})",
-            err=True,
-        )
-        try:
-            with tqdm(total=days, unit="day", desc="simulate", leave=False, disable=None) as bar:
-                frame = simulate(config, progress=bar.update)
-        except MemoryError:
-            raise too_big(config) from None
-        source = {
-            "simulated": {
-                "customers": customers,
-                "terminals": terminals,
-                "days": days,
-                "seed": seed,
-            }
-        }
-    click.echo(f"building features for {len(frame):,} transactions", err=True)
-    with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False,
-              disable=None) as bar:
-        features = build_features(frame, progress=bar.update)
-    unusable = ~(np.abs(features.X) <= MODEL_INPUT_MAX).all(axis=1)  # NaN is not <=
-    if unusable.any():  # scikit-learn's message (of infinity, or imputers) would only puzzle
-        first = features.frame.iloc[int(np.flatnonzero(unusable)[0])]
-        raise click.ClickException(
-            f"the features of {int(unusable.sum()):,} transaction(s) are beyond what a model "
-            f"takes (±{MODEL_INPUT_MAX:.3g}), the first {first['transaction_id']} (amount "
-            f"{first['amount']:g}): leave amounts this large out of the history"
-        )
+        frame, source = _simulated_history(customers, terminals, days, seed, train_days)
+    features = _model_inputs(frame)
     click.echo("comparing candidates:", err=True)
     configured: dict[float, list[str]] = {}
     for name in ("review", "decline"):
@@ -218,6 +150,100 @@ def train(
             f"not promoted: `fraud-streamer models promote {manifest.version}` makes it live, "
             f"`fraud-streamer models shadow {manifest.version}` scores it beside the live one"
         )
+
+
+def _recorded_history(data: Path, train_days: int) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The history in ``data`` and how the manifest names it; refused (status 2) if the
+    simulation's options came with it, or if it is too short for ``train_days``."""
+    from models.simulate import read_dataset
+    from models.train import history_days_needed
+
+    ctx = click.get_current_context()
+    simulated = [f"--{name}" for name in ("customers", "terminals", "days", "seed")
+                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]  # fmt: skip
+    if simulated:
+        raise click.UsageError(
+            f"{', '.join(simulated)} describe(s) a history to simulate; --data gives the "
+            "history: leave them out"
+        )
+    try:
+        frame = read_dataset(data)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--data") from None
+    needed = history_days_needed(train_days)
+    span = 0
+    if len(frame):
+        ts = frame["timestamp"]
+        span = (ts.max().floor("D") - ts.min().floor("D")).days + 1
+    if span < needed:  # checked before building features, which takes minutes
+        lower = " or lower --train-days" if train_days > 1 else ""
+        raise click.BadParameter(
+            f"{data} covers {span} days; --train-days {train_days} needs at least {needed} "
+            f"(give more history{lower})",
+            param_hint="--data",
+        )
+    return frame, {"path": str(data)}
+
+
+def _simulated_history(
+    customers: int, terminals: int, days: int, seed: int, train_days: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A history simulated now, with a progress bar, and how the manifest names it; too few
+    ``days`` for ``train_days`` is refused before simulating."""
+    from tqdm import tqdm
+
+    from models.simulate import simulate
+    from models.train import history_days_needed
+    from streamer.cli.simulate import too_big
+
+    needed = history_days_needed(train_days)
+    if days < needed:
+        raise click.BadParameter(
+            f"{days} days is not enough history for --train-days {train_days}: simulate "
+            f"at least {needed} days" + (" (or lower --train-days)" if train_days > 1 else ""),
+            param_hint="--days",
+        )
+    try:
+        config = SimulationConfig(
+            n_customers=customers, n_terminals=terminals, n_days=days, seed=seed
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"simulating {customers} customers, {terminals} terminals, {days} days (seed {seed})",
+        err=True,
+    )
+    try:
+        with tqdm(total=days, unit="day", desc="simulate", leave=False, disable=None) as bar:
+            frame = simulate(config, progress=bar.update)
+    except MemoryError:
+        raise too_big(config) from None
+    simulated = {"customers": customers, "terminals": terminals, "days": days, "seed": seed}
+    return frame, {"simulated": simulated}
+
+
+def _model_inputs(frame: pd.DataFrame) -> FeatureSet:
+    """The history's features, built with the worker's own code (progress bar); refused,
+    naming the first transaction, when some are beyond what a model takes."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from models.dataset import build_features
+    from streamer.scoring import MODEL_INPUT_MAX
+
+    click.echo(f"building features for {len(frame):,} transactions", err=True)
+    with tqdm(total=len(frame), unit="tx", unit_scale=True, desc="features", leave=False,
+              disable=None) as bar:  # fmt: skip
+        features = build_features(frame, progress=bar.update)
+    unusable = ~(np.abs(features.X) <= MODEL_INPUT_MAX).all(axis=1)  # NaN is not <=
+    if unusable.any():  # scikit-learn's message (of infinity, or imputers) would only puzzle
+        first = features.frame.iloc[int(np.flatnonzero(unusable)[0])]
+        raise click.ClickException(
+            f"the features of {int(unusable.sum()):,} transaction(s) are beyond what a model "
+            f"takes (±{MODEL_INPUT_MAX:.3g}), the first {first['transaction_id']} (amount "
+            f"{first['amount']:g}): leave amounts this large out of the history"
+        )
+    return features
 
 
 def _operating_table(points: list[OperatingPoint], configured: dict[float, list[str]]) -> str:
