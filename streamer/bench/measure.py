@@ -302,6 +302,33 @@ async def latency(
             f"no outputs for the latency phase of {variant}:\n"
             f"{run.processes.tail(process or variant)}"
         )
+    busy_share = (
+        round((busy_after - busy_before) / elapsed, 3)
+        if busy_before is not None and busy_after is not None
+        else None
+    )
+    return {
+        "rate": config.latency_rate,
+        "sent": len(sent),
+        "achieved_rate": round(len(sent) / send_seconds, 1),
+        **latency_summary(matched, sent, received, acked),
+        # cpu_share ~1.0: the process used a whole core and could not have gone faster;
+        # runqueue_wait_share: how long it was ready to run but had no CPU (other processes)
+        "process": cpu,
+        # how much of the phase the worker's agent was busy: near 1, bursts queue before it
+        "agent_busy_share": busy_share,
+    }
+
+
+def latency_summary(
+    matched: list[str],
+    sent: dict[str, float],
+    received: dict[str, tuple[float, float, float]],
+    acked: dict[str, float],
+) -> dict[str, Any]:
+    """The latency phase's figures for the outputs ``matched`` (in send order): when each was
+    sent, ``received`` (consumed here, the output's Kafka timestamp, its processing_ms or NaN)
+    and ``acked`` by the broker, all in seconds since the epoch."""
     sent_at = np.array([sent[t] for t in matched])
     got_at, stamped, pipeline = np.array([received[t] for t in matched]).T
     latencies = (got_at - sent_at) * 1000
@@ -319,10 +346,7 @@ async def latency(
     timeline = [round(float(np.median(latencies[second == s])), 1) for s in seconds]
     ack_timeline = [round(float(np.nanmedian(ack_ms[second == s])), 1) for s in seconds]
     return {
-        "rate": config.latency_rate,
-        "sent": len(sent),
         "received": len(latencies),
-        "achieved_rate": round(len(sent) / send_seconds, 1),
         "p50_ms": round(float(p50), 2),
         "p95_ms": round(float(p95), 2),
         "p99_ms": round(float(p99), 2),
@@ -334,15 +358,6 @@ async def latency(
         }
         if split
         else None,
-        # cpu_share ~1.0: the process used a whole core and could not have gone faster;
-        # runqueue_wait_share: how long it was ready to run but had no CPU (other processes)
-        "process": cpu,
-        # how much of the phase the worker's agent was busy: near 1, bursts queue before it
-        "agent_busy_share": (
-            round((busy_after - busy_before) / elapsed, 3)
-            if busy_before is not None and busy_after is not None
-            else None
-        ),
         "p50_ms_per_second": timeline,
         # sent -> acknowledged by the broker (acks=all): the load's own producer and the broker
         "producer_ack_ms": {

@@ -9,12 +9,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from click.testing import CliRunner
 
 from models.registry import Manifest, ModelRegistry
 from streamer.bench import render
 from streamer.bench.infra import memory, usage_between, with_db
-from streamer.bench.measure import memory_figures, throughput
+from streamer.bench.measure import latency_summary, memory_figures, throughput
 from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
 from streamer.cli import cli
@@ -171,3 +172,26 @@ def test_help_says_what_is_measured() -> None:
         "peak resident",
     ):
         assert words in result.output
+
+
+def test_the_latency_figures_split_each_output_into_its_stages() -> None:
+    """Sent at t, stamped by the worker's producer at t + 8 ms after 5 ms of pipeline, read
+    here at t + 10 ms: 3 ms to be consumed and batched, 5 in the pipeline, 2 to publish and
+    deliver; the per-second line has one median per second of sending."""
+    ids = [f"t{i}" for i in range(4)]
+    sent = {tid: 1_000.0 + i * 0.6 for i, tid in enumerate(ids)}  # seconds 0, 0, 1, 1
+    received = {tid: (sent[tid] + 0.010 * (1 + i), sent[tid] + 0.008, 5.0)
+                for i, tid in enumerate(ids)}  # fmt: skip
+    acked = {tid: sent[tid] + 0.002 for tid in ids[:3]}  # one acknowledgement never timed
+    figures = latency_summary(ids, sent, received, acked)
+    assert figures["received"] == 4
+    assert figures["max_ms"] == pytest.approx(40.0)
+    stages = figures["stages_ms"]
+    assert stages["pipeline"] == {"p50": 5.0, "p99": 5.0}
+    assert stages["consume_and_batch"]["p50"] == pytest.approx(3.0, abs=0.1)
+    assert stages["publish_and_deliver"]["p50"] == pytest.approx(17.0, abs=0.1)  # 2, 12, 22, 32
+    assert figures["p50_ms_per_second"] == pytest.approx([15.0, 35.0], abs=0.1)
+    assert figures["producer_ack_ms"]["p50"] == pytest.approx(2.0, abs=0.1)
+    # the passthrough publishes no processing_ms: no stages then
+    plain = {tid: (got, stamped, float("nan")) for tid, (got, stamped, _) in received.items()}
+    assert latency_summary(ids, sent, plain, acked)["stages_ms"] is None
