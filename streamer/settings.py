@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
+from streamer.features.definitions import RETENTION_DAYS
 from streamer.processes import KAFKA_PORT, REDIS_PORT, parse_host_port
 from streamer.redis_sentinel import is_sentinel_url, parse_sentinel_url
 
@@ -293,8 +294,8 @@ class Settings(BaseSettings):
     input_retention_days: float = Field(
         60.0, gt=0, description="How long the input topics the project creates (transactions, "
         "labels) keep their records: `rebuild-state` replays them into Redis, and the feature "
-        "windows hold the last 44 days. A topic that exists is left as it is (`status` and "
-        "`rebuild-state` warn when it keeps less than 44 days)."
+        f"windows hold the last {RETENTION_DAYS} days. A topic that exists is left as it is "
+        f"(`status` and `rebuild-state` warn when it keeps less than {RETENTION_DAYS} days)."
     )
     max_event_ahead_hours: float = Field(
         24.0, gt=0, description="Input records whose event time (a transaction's timestamp, a "
