@@ -225,6 +225,7 @@ async def wait_until_committed(
     topics = [settings.topic_transactions, settings.topic_labels]
     found = await topics_partitions(settings, topics)
     tps = [tp for t in topics for tp in found[t] or []]
+    assert tps, f"neither {topics[0]} nor {topics[1]} exists: nothing can be committed"
     deadline = time.monotonic() + timeout
     while True:
         _, lag = await consumer_group_state(settings, settings.consumer_group, tps)

@@ -6,7 +6,7 @@ import time
 
 from streamer.shutdown import FORCED_EXIT, ShutdownDeadline
 
-GRACE_S = 0.4
+GRACE_S = 2.0  # long beside the second signal's delay, so a busy machine keeps them apart
 
 
 def test_the_deadline_exits_once_the_grace_is_over_and_a_second_signal_keeps_it() -> None:
@@ -14,7 +14,7 @@ def test_the_deadline_exits_once_the_grace_is_over_and_a_second_signal_keeps_it(
     deadline = ShutdownDeadline(GRACE_S, exit=lambda code: exits.append((code, time.monotonic())))
     first = time.monotonic()
     deadline.start()
-    time.sleep(GRACE_S / 2)
+    time.sleep(GRACE_S * 3 / 4)
     second = time.monotonic()
     deadline.start()  # a second SIGTERM does not push the deadline back
     assert exits == []
@@ -22,5 +22,6 @@ def test_the_deadline_exits_once_the_grace_is_over_and_a_second_signal_keeps_it(
         time.sleep(0.01)
     ((code, at),) = exits
     assert code == FORCED_EXIT
-    # the grace counts from the first signal: a restarted timer would fire at second + grace
+    # the grace counts from the first signal: a restarted timer would fire at second + grace,
+    # 1.5 s later than the first's deadline
     assert first + GRACE_S <= at < second + GRACE_S

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import pytest
@@ -100,10 +99,9 @@ async def test_a_batch_that_outlasts_its_deadline_is_sent_again(
     that does not end within it is a transient failure, sent again like a lost connection."""
     client = _FlakyClient(failures=0, hangs=1)
     store = RedisFeatureStore(client, retry_s=30, timeout_s=0.2)  # type: ignore[arg-type]
-    began = time.monotonic()
     with caplog.at_level(logging.WARNING):
         assert await store._execute(lambda pipe: None) == [1]
-    assert client.sent == 2 and time.monotonic() - began < 5
+    assert client.sent == 2  # the hung round trip (its reply would come after 60 s) sent again
     assert "Redis failed (TimeoutError: the batch's Redis calls took more than 0.2 s)" in (
         caplog.text
     )
