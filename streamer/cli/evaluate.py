@@ -75,7 +75,7 @@ def evaluate(
     best rows are means over four such weeks. Prints our numbers beside the book's and writes
     OUT/evaluation.md and OUT/evaluation.json.
 
-    At the defaults it takes 40 to 50 minutes on two cores from nothing (features are cached
+    At the defaults it takes 25 to 30 minutes on two cores from nothing (features are cached
     in --cache-dir: a rerun skips them); `--seeds 0 --weeks 1 --folds 1` is a shorter look.
     """
     from tqdm import tqdm
