@@ -2,7 +2,7 @@
 
 validate → enrich (one Redis round trip) → score (one ``predict_proba``) → rules and thresholds
 → pin each verdict (a second round trip: a repeat keeps its first verdict) → decisions, alerts
-and dead letters, ready to publish. The Faust agents in :mod:`streamer.app` only turn Kafka
+and dead letters, ready to publish. The worker (:mod:`streamer.event_flow`) only turns Kafka
 events into :class:`InputMessage` and send what comes back.
 """
 

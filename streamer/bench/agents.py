@@ -42,7 +42,7 @@ def _app(settings: Settings, *, linger_s: float) -> faust.App:
 def create_passthrough_app(settings: Settings) -> faust.App:
     """Consume and forward in the worker's batches: send all, then wait for every ack.
 
-    It sends the way the worker's ``publish`` does (``streamer.app``), so that c/a measures the
+    It sends the way the worker does (``EventFlow.publish``), so that c/a measures the
     worker's work and nothing else: change both together.
     """
     app = _app(settings, linger_s=0.002)
