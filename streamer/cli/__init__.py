@@ -20,11 +20,21 @@ from typing import Any, TypeVar
 
 import click
 
+from streamer.features.definitions import RETENTION_DAYS
 from streamer.settings import Settings, SettingsError, load_settings, unknown_variables
 
-__all__ = ["chosen", "main", "pass_settings", "record_in_kafka", "with_redis", "writable"]
+__all__ = [
+    "chosen",
+    "main",
+    "pass_settings",
+    "record_in_kafka",
+    "state_horizon",
+    "with_redis",
+    "writable",
+]
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
@@ -126,6 +136,20 @@ def pass_settings(f: Callable[..., Any]) -> Callable[..., Any]:
         return ctx.invoke(f, get_settings(ctx), *args, **kwargs)
 
     return click.decorators.update_wrapper(wrapper, f)
+
+
+def state_horizon(f: F) -> F:
+    """Decorator: write how many days of event time the feature state keeps where a command's
+    docstring (its ``--help``) says ``{state_days}``.
+
+    That horizon follows from the widest window and the label delay (``RETENTION_DAYS``); a
+    number written into the help by hand would go stale when either changes. Put it right above
+    the function, so that click reads the docstring once it is filled in.
+    """
+    if not f.__doc__ or "{state_days}" not in f.__doc__:
+        raise TypeError(f"{f.__name__}'s docstring does not say {{state_days}}")
+    f.__doc__ = f.__doc__.replace("{state_days}", f"{RETENTION_DAYS} days")
+    return f
 
 
 def with_redis(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:

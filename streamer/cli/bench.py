@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from models.files import write_text
-from streamer.cli import Finite, pass_settings
+from streamer.cli import Finite, pass_settings, state_horizon
 from streamer.settings import Settings
 
 
@@ -55,6 +55,7 @@ from streamer.settings import Settings
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
               help="Simulation seed of the load.")
 @pass_settings
+@state_horizon
 def bench(
     settings: Settings,
     events: int,
@@ -69,7 +70,7 @@ def bench(
     \b
     One backlog of simulated transactions goes into a fresh topic; each variant starts on it
     with its own consumer group and, where it keeps state, its own Redis database holding
-    what the simulated history before the backlog leaves there (its last 44 days), as a
+    what the simulated history before the backlog leaves there (its last {state_days}), as a
     subprocess:
       (a) passthrough  consumes in the worker's batches, forwards each value, no work
       (b) naive        one event at a time: validate, one Redis round trip, one

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from streamer.cli import pass_settings
+from streamer.cli import pass_settings, state_horizon
 from streamer.settings import Settings
 
 if TYPE_CHECKING:
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 @click.command("rebuild-state")
 @pass_settings
+@state_horizon
 def rebuild_state(settings: Settings) -> None:
     """Rebuild the workers' feature state in Redis from Kafka, publishing nothing.
 
@@ -26,7 +27,7 @@ def rebuild_state(settings: Settings) -> None:
     to their current end and replays them through the workers' own scripts into
     STREAMER_REDIS_URL, in event time — the state the stream built, without publishing any
     decision again. Workers may keep running: every update is idempotent per transaction id.
-    The topics' retention should cover the state's 44 days. A Redis that holds no exchange
+    The topics' retention should cover the state's {state_days}. A Redis that holds no exchange
     rate first gets back those last set with `fraud-streamer rates` (recorded on
     STREAMER_TOPIC_RATES), and the history is converted at the rates then in force; every
     blocked id recorded on STREAMER_TOPIC_BLOCKLISTS that Redis lacks is blocked again.

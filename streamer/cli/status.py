@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from streamer.cli import pass_settings
+from streamer.cli import pass_settings, state_horizon
 from streamer.settings import Settings
 
 __all__ = ["Check", "render", "status"]
@@ -298,6 +298,7 @@ async def gather(settings: Settings) -> list[Check]:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object, for scripts.")
 @pass_settings
+@state_horizon
 def status(settings: Settings, as_json: bool) -> None:
     """Show whether the system is up, one line per part: Kafka and the contract's topics, the
     workers (members of STREAMER_CONSUMER_GROUP and the input records they have not read yet),
@@ -306,7 +307,7 @@ def status(settings: Settings, as_json: bool) -> None:
 
     Exits 0 when all are usable, 1 when any is not (Kafka or Redis does not answer, no worker
     is in the group, no model is promoted or its artifact fails its hash). Warnings (topics
-    not created yet or kept for less than the state's 44 days, a Redis that may evict state,
+    not created yet or kept for less than the state's {state_days}, a Redis that may evict state,
     an empty Redis while the transactions topic holds records: see `rebuild-state`; a Redis
     without the blocklists Kafka records: see `blocklist restore`; a rate in Redis the
     workers cannot use) do not change the exit status.

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from streamer.cli import COMMANDS, cli
+import streamer.cli
+from streamer import features
+from streamer.cli import COMMANDS, cli, state_horizon
 
 
 def test_version_is_the_installed_package_s() -> None:
@@ -77,3 +79,28 @@ def test_evaluate_refuses_a_seed_int_cannot_read(
     assert result.exit_code == 2, result.output
     assert "Invalid value for --seeds: expected 'book'" in result.output
     assert f"non-negative integer seeds, comma-separated, got {seeds!r}" in result.output
+
+
+@pytest.mark.parametrize("command", ["rebuild-state", "status", "bench"])
+def test_help_gives_the_state_s_horizon_the_windows_make(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """These helps speak of how long the state keeps a transaction; the number is the one the
+    feature definitions make, whatever they are changed to, and no placeholder shows."""
+    monkeypatch.setattr(features.definitions, "RETENTION_DAYS", 41)
+    for module in [m for m in sys.modules if m.startswith("streamer.cli.")]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(streamer.cli, "RETENTION_DAYS", 41)
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "41 days" in text
+    assert "44 days" not in text and "{state_days}" not in text
+
+
+def test_state_horizon_refuses_a_docstring_without_its_place() -> None:
+    def command() -> None:
+        """Does something for 44 days."""
+
+    with pytest.raises(TypeError, match="command's docstring does not say"):
+        state_horizon(command)
