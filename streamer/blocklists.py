@@ -19,13 +19,9 @@ from aiokafka import ConsumerRecord
 
 from streamer.features.keys import BlocklistKind
 from streamer.features.store import RedisFeatureStore
-from streamer.kafka import (
-    ensure_topics,
-    make_producer,
-    partitions_to_read,
-    read_to_end,
-    running,
-)
+from streamer.kafka import make_producer, running
+from streamer.kafka_reading import partitions_to_read, read_to_end
+from streamer.kafka_topics import ensure_topics
 from streamer.settings import Settings
 
 __all__ = ["KINDS", "describe", "missing", "record", "recorded", "restore"]

@@ -63,7 +63,7 @@ def render_server_properties(
     """The broker+controller configuration of a single-node KRaft cluster on loopback.
 
     Replication factors are 1 because there is one node. Topic auto-creation is off, as in
-    docker-compose.yml: topics are created by ``streamer.kafka.ensure_topics`` with the
+    docker-compose.yml: topics are created by ``streamer.kafka_topics.ensure_topics`` with the
     partition count the design needs, and a misspelt topic name fails instead of appearing.
     With ``secure``, the broker also listens with SASL_SSL on :func:`secure_endpoint`, with
     SSL (client certificates required) on :func:`mtls_endpoint` and with SASL_PLAINTEXT on

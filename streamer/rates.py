@@ -27,13 +27,9 @@ from aiokafka import ConsumerRecord
 
 from streamer.currency import Currencies, check_rate
 from streamer.features.keys import RATES_KEY
-from streamer.kafka import (
-    ensure_topics,
-    make_producer,
-    partitions_to_read,
-    read_to_end,
-    running,
-)
+from streamer.kafka import make_producer, running
+from streamer.kafka_reading import partitions_to_read, read_to_end
+from streamer.kafka_topics import ensure_topics
 from streamer.redis_client import RedisClient
 from streamer.settings import Settings
 

@@ -40,7 +40,7 @@ from streamer.decode import decode_input
 from streamer.features.definitions import FeatureEvent, FraudMark, in_event_time
 from streamer.features.keys import BlocklistKind
 from streamer.features.store import FeatureStore, PinKey, Pinned, RedisFeatureStore
-from streamer.kafka import read_to_end
+from streamer.kafka_reading import read_to_end
 from streamer.pipeline import feature_event, fraud_mark
 from streamer.redis_client import connect
 from streamer.settings import Settings

@@ -23,7 +23,7 @@ from models.registry import ModelRegistry
 from models.simulate import SimulationConfig, simulate
 from models.train import fit_best
 from streamer.features.definitions import FEATURE_NAMES
-from streamer.kafka import contract_topics
+from streamer.kafka_topics import contract_topics
 from streamer.settings import Settings
 from tests.integration.harness import WorkerEnv
 

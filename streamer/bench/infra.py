@@ -21,7 +21,8 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streamer.bench.config import BenchError
-from streamer.kafka import client_options, make_consumer, make_producer, partitions, running
+from streamer.kafka import client_options, make_consumer, make_producer, running
+from streamer.kafka_reading import partitions
 from streamer.redis_client import combined_info, connect, node_infos
 from streamer.settings import Settings
 

@@ -28,7 +28,8 @@ from streamer.bench.infra import (
     usage_between,
     with_db,
 )
-from streamer.kafka import make_consumer, make_producer, partitions, running
+from streamer.kafka import make_consumer, make_producer, running
+from streamer.kafka_reading import partitions
 from streamer.settings import Settings
 
 __all__ = ["Run", "latency", "measure", "memory_figures", "passthrough_latency", "throughput"]

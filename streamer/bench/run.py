@@ -22,7 +22,7 @@ from streamer.bench.load import Load, Warmed, ensure_model, make_load, warm_stat
 from streamer.bench.measure import Run, latency, measure, passthrough_latency
 from streamer.bench.model_cost import model_cost
 from streamer.bench.report import verdicts
-from streamer.kafka import ensure_topics
+from streamer.kafka_topics import ensure_topics
 from streamer.settings import Settings
 
 __all__ = ["Prepared", "prepare_bench", "run_bench"]

@@ -65,7 +65,9 @@ async def _serve(
     from aiohttp import web
 
     from streamer.fleet import FleetView
-    from streamer.kafka import KafkaUnusable, ensure_contract_topics, topics_partitions
+    from streamer.kafka import KafkaUnusable
+    from streamer.kafka_reading import topics_partitions
+    from streamer.kafka_topics import ensure_contract_topics
 
     try:
         await ensure_contract_topics(settings)  # as a worker would: it may start after us
@@ -168,7 +170,7 @@ async def _watch_group(settings: Settings, view: Any) -> None:
     from aiokafka.errors import KafkaError
 
     from streamer.fleet import GroupState
-    from streamer.kafka import consumer_group_state, topics_partitions
+    from streamer.kafka_reading import consumer_group_state, topics_partitions
 
     inputs = [settings.topic_transactions, settings.topic_labels]
     # the partitions once: a topic's count does not change under running workers

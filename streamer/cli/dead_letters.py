@@ -46,7 +46,8 @@ def dead_letters(settings: Settings, last: int, types: tuple[str, ...], as_json:
     from pydantic import ValidationError
 
     from schemas import DeadLetter
-    from streamer.kafka import KafkaUnusable, read_to_end
+    from streamer.kafka import KafkaUnusable
+    from streamer.kafka_reading import read_to_end
 
     # the latest --last by when they were read, in a bounded heap: with --type the whole topic
     # is read, and a common type may match most of it

@@ -93,7 +93,8 @@ class RunTally:
             )
 
     async def _consume(self) -> None:
-        from streamer.kafka import make_consumer, partitions_to_read, running
+        from streamer.kafka import make_consumer, running
+        from streamer.kafka_reading import partitions_to_read
 
         settings = self._settings
         # the topic's own partitions: one made before may have more than STREAMER_PARTITIONS
@@ -198,7 +199,8 @@ def demo(
     from models.simulate import SimulationConfig, simulate, write_dataset
     from streamer.cli.train import train
     from streamer.features.definitions import FEATURE_NAMES
-    from streamer.kafka import contract_topics, make_producer
+    from streamer.kafka import make_producer
+    from streamer.kafka_topics import contract_topics
     from streamer.stack import LocalStack, StackError
 
     click.echo("1/6 local stack", err=True)

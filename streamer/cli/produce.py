@@ -69,7 +69,8 @@ def produce(
     import pandas as pd
     from tqdm import tqdm
 
-    from streamer.kafka import KafkaUnusable, ensure_contract_topics
+    from streamer.kafka import KafkaUnusable
+    from streamer.kafka_topics import ensure_contract_topics
     from streamer.replay import encode_labels, encode_transactions, merged_records, replay
 
     if not data.exists():  # a bad argument, as everywhere: status 2

@@ -170,7 +170,7 @@ async def _read_topic(
     and its ``"is_fraud": "false"`` would read as true."""
     from tqdm import tqdm
 
-    from streamer.kafka import read_to_end
+    from streamer.kafka_reading import read_to_end
 
     rows: list[tuple[Any, ...]] = []
     skipped = [0]

@@ -38,7 +38,8 @@ def rebuild_state(settings: Settings) -> None:
     from tqdm import tqdm
 
     from streamer import blocklists
-    from streamer.kafka import KafkaUnusable, retention_warnings
+    from streamer.kafka import KafkaUnusable
+    from streamer.kafka_topics import retention_warnings
     from streamer.rates import NotARecord
     from streamer.rebuild import rebuild
     from streamer.redis_client import redis_problem

@@ -52,13 +52,9 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
     """Kafka's check, and each contract topic's partitions (None: not created yet)."""
     from aiokafka.errors import KafkaError
 
-    from streamer.kafka import (
-        connection_problem,
-        contract_topic_names,
-        fetch_broker_ids,
-        retention_warnings,
-        topics_partitions,
-    )
+    from streamer.kafka import connection_problem, fetch_broker_ids
+    from streamer.kafka_reading import topics_partitions
+    from streamer.kafka_topics import contract_topic_names, retention_warnings
 
     servers = settings.kafka_bootstrap_servers
     problem = await connection_problem(settings, timeout=TIMEOUT_S)
@@ -85,7 +81,7 @@ async def _kafka(settings: Settings) -> tuple[Check, dict[str, Any]]:
 async def _workers(settings: Settings, topics: dict[str, Any]) -> Check:
     from aiokafka.errors import KafkaError
 
-    from streamer.kafka import consumer_group_state
+    from streamer.kafka_reading import consumer_group_state
 
     group = settings.consumer_group
     inputs = (settings.topic_transactions, settings.topic_labels)

@@ -58,7 +58,8 @@ def worker(settings: Settings, loglevel: str, log_format: str | None) -> None:
         say, warn = log.info, log.warning
     from models.registry import ModelRegistry, RegistryError
     from streamer.app import create_app
-    from streamer.kafka import KafkaUnusable, ensure_contract_topics, retention_warnings
+    from streamer.kafka import KafkaUnusable
+    from streamer.kafka_topics import ensure_contract_topics, retention_warnings
     from streamer.redis_client import eviction_risk, redis_problem
     from streamer.scoring import check_features
     from streamer.shutdown import DeadlineWorker

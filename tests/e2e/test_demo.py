@@ -15,7 +15,9 @@ import pandas as pd
 
 from models.files import DATA_DIR
 from models.simulate import SimulationConfig, read_dataset, simulate
-from streamer.kafka import contract_topics, make_consumer, partitions, running
+from streamer.kafka import make_consumer, running
+from streamer.kafka_reading import partitions
+from streamer.kafka_topics import contract_topics
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 

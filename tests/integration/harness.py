@@ -20,13 +20,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from models.registry import ModelRegistry
-from streamer.kafka import (
-    consumer_group_state,
-    make_consumer,
-    make_producer,
-    read_to_end,
-    topics_partitions,
-)
+from streamer.kafka import make_consumer, make_producer
+from streamer.kafka_reading import consumer_group_state, read_to_end, topics_partitions
 from streamer.replay import encode_transactions
 from streamer.settings import Settings
 from tests.prometheus import Samples, samples

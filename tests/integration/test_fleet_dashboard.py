@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streamer.bench.infra import free_port
-from streamer.kafka import read_to_end
+from streamer.kafka_reading import read_to_end
 from streamer.settings import Settings
 from tests.integration.harness import WorkerEnv, consume_until, produce, wait_for
 

@@ -13,7 +13,8 @@ from collections import defaultdict
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streamer.kafka import client_options, ensure_topics, make_consumer, make_producer
+from streamer.kafka import client_options, make_consumer, make_producer
+from streamer.kafka_topics import ensure_topics
 from streamer.settings import Settings
 
 FIRST = 40

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from streamer.kafka import connection_problem, ensure_topics
+from streamer.kafka import connection_problem
+from streamer.kafka_topics import ensure_topics
 from streamer.processes import Endpoint
 from streamer.secure_listener import (
     MECHANISMS,

@@ -34,7 +34,7 @@ from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.keys import RATES_KEY, customer_window_key, terminal_keys
 from streamer.features.store import RedisFeatureStore
-from streamer.kafka import consumer_group_state, read_to_end, topics_partitions
+from streamer.kafka_reading import consumer_group_state, read_to_end, topics_partitions
 from streamer.local_redis_cluster import LocalCluster
 from streamer.local_redis_sentinel import LocalSentinel
 from streamer.processes import alive
@@ -793,7 +793,8 @@ async def test_labels_a_worker_applies_while_the_state_is_rebuilt_are_not_undone
 
 async def _end_offsets(settings: Settings, topics: tuple[str, ...]) -> dict[Any, int]:
     """Each partition's end offset on ``topics``."""
-    from streamer.kafka import make_consumer, partitions, running
+    from streamer.kafka import make_consumer, running
+    from streamer.kafka_reading import partitions
 
     tps = [tp for topic in topics for tp in partitions(topic, settings.partitions)]
     async with running(make_consumer(settings, group_id=None)) as consumer:

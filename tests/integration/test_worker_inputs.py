@@ -33,15 +33,8 @@ from schemas import Alert, DeadLetter, Decision
 from streamer.bench.infra import free_port
 from streamer.features.definitions import FEATURE_NAMES
 from streamer.features.store import RedisFeatureStore
-from streamer.kafka import (
-    client_options,
-    consumer_group_state,
-    make_consumer,
-    make_producer,
-    partitions,
-    running,
-    topics_partitions,
-)
+from streamer.kafka import client_options, make_consumer, make_producer, running
+from streamer.kafka_reading import consumer_group_state, partitions, topics_partitions
 from streamer.replay import encode_transactions, replay
 from streamer.settings import Settings
 from streamer.stack import LocalStack

@@ -7,14 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from streamer.kafka import (
-    KafkaSettingsError,
-    client_options,
-    contract_topic_names,
-    make_consumer,
-    make_producer,
-    replication_factor,
-)
+from streamer.kafka import KafkaSettingsError, client_options, make_consumer, make_producer
+from streamer.kafka_topics import contract_topic_names, replication_factor
 from streamer.settings import Settings
 
 

@@ -91,7 +91,7 @@ def test_valid_options_select_what_they_say(
     dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--start, --days and --limit pick the rows; --rate reaches the replay as given."""
-    import streamer.kafka
+    import streamer.kafka_topics
     import streamer.replay
 
     seen: dict[str, Any] = {}
@@ -104,7 +104,7 @@ def test_valid_options_select_what_they_say(
         seen["rate"] = rate
         return streamer.replay.ReplayStats(transactions=len(seen["tx"]), seconds=1.0)
 
-    monkeypatch.setattr(streamer.kafka, "ensure_contract_topics", no_topics)
+    monkeypatch.setattr(streamer.kafka_topics, "ensure_contract_topics", no_topics)
     monkeypatch.setattr(streamer.replay, "replay", record)
     frame = pd.read_parquet(dataset)
     day2 = frame[frame["timestamp"].dt.strftime("%Y-%m-%d") == "2018-04-02"]

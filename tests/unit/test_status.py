@@ -26,14 +26,14 @@ async def test_a_group_kafka_will_not_describe_is_a_problem_line_not_a_traceback
 ) -> None:
     """On a new cluster the group coordinator may not exist yet; with ACLs the group may be
     refused. Kafka answered the connection check, so the workers' line says what it said."""
-    import streamer.kafka
+    import streamer.kafka_reading
     from streamer.cli.status import _workers
     from streamer.settings import Settings
 
     async def refused(*_: object) -> None:
         raise GroupCoordinatorNotAvailableError("coordinator loading")
 
-    monkeypatch.setattr(streamer.kafka, "consumer_group_state", refused)
+    monkeypatch.setattr(streamer.kafka_reading, "consumer_group_state", refused)
     check = await _workers(Settings(), {})
     assert not check.ok
     assert check.detail.startswith("unknown: Kafka did not describe group 'fraud-streamer': ")
