@@ -14,9 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import (
-    KafkaError,
-)
+from aiokafka.errors import KafkaError
 
 from streamer.kafka import KafkaUnusable, client_options, failure_reason, make_consumer, running
 from streamer.settings import Settings
@@ -34,7 +32,7 @@ __all__ = [
 def partitions(topic: str, count: int) -> list[TopicPartition]:
     """The partitions of a topic the caller created itself with ``count`` partitions (the
     benchmark's own topics); for any other, ask the cluster (:func:`topic_partitions`):
-    :func:`ensure_topics` leaves a topic that exists as it is."""
+    :func:`streamer.kafka_topics.ensure_topics` leaves a topic that exists as it is."""
     return [TopicPartition(topic, p) for p in range(count)]
 
 
