@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import click
@@ -72,7 +73,6 @@ def quality(
 
     import pandas as pd
 
-    from models.live_quality import live_quality
     from streamer.kafka import KafkaUnusable
 
     try:
@@ -95,49 +95,60 @@ def quality(
     start = None if since is None else pd.Timestamp(since, tz="UTC")
     if shadow:  # the same transactions, scored by each
         decisions = decisions[decisions["transaction_id"].isin(shadowed["transaction_id"])]
-        cutoff, live = live_quality(decisions, labels, delay_days=delay_days, since=start, by=by)
-        _, other = live_quality(shadowed, labels, delay_days=delay_days, since=start, by=by)
-        report = [replace(row, group=f"live: {row.group}") for row in live]
-        report += [replace(row, group=f"shadow: {row.group}") for row in other]
-    else:
-        cutoff, report = live_quality(decisions, labels, delay_days=delay_days, since=start, by=by)
+    measure = partial(_measure, labels=labels, delay_days=delay_days, since=start, by=by)
+    cutoff, report = measure(decisions, "live: " if shadow else "")
+    if shadow:
+        report += measure(shadowed, "shadow: ")[1]
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "cutoff": None if cutoff is None else cutoff.isoformat(),
-                    "report": [
-                        # a metric that cannot be computed (one class only) is null, not NaN
-                        {
-                            **vars(row),
-                            "metrics": {k: None if v != v else v for k, v in row.metrics.items()},
-                        }
-                        for row in report
-                    ],
-                },
-                indent=2,
-            )
-        )
+        click.echo(_as_json(cutoff, report))
         return
     click.echo(
         f"{len(decisions):,} transactions decided, {len(labels):,} labels; measured: "
         f"transactions {'from ' + start.isoformat() + ' ' if start is not None else ''}"
         f"up to {cutoff} (the latest report minus {delay_days:g} days)"
     )
-    heading = "model" if by == "version" else "week"
-    click.echo(
-        f"{heading:<36} {'transactions':>12} {'frauds':>7} {'AUC ROC':>8} {'AP':>6} {'CP@100':>7}"
+    click.echo(_as_table(report, "model" if by == "version" else "week"))
+
+
+def _measure(
+    decisions: Any, prefix: str, *, labels: Any, delay_days: float, since: Any, by: str
+) -> tuple[Any, list[Any]]:
+    """``live_quality`` of ``decisions``, each group's name after ``prefix`` (to tell the
+    live model's rows from the shadow's)."""
+    from models.live_quality import live_quality
+
+    cutoff, rows = live_quality(decisions, labels, delay_days=delay_days, since=since, by=by)
+    return cutoff, [replace(row, group=f"{prefix}{row.group}") for row in rows]
+
+
+def _as_json(cutoff: Any, report: list[Any]) -> str:
+    """The report for scripts; a metric that cannot be computed (one class only) is null, not
+    NaN, which JSON has no word for."""
+    rows = [
+        {**vars(row), "metrics": {k: None if v != v else v for k, v in row.metrics.items()}}
+        for row in report
+    ]
+    return json.dumps(
+        {"cutoff": None if cutoff is None else cutoff.isoformat(), "report": rows}, indent=2
     )
+
+
+def _as_table(report: list[Any], heading: str) -> str:
+    """The report as an operator reads it: a row per group."""
+    lines = [
+        f"{heading:<36} {'transactions':>12} {'frauds':>7} {'AUC ROC':>8} {'AP':>6} {'CP@100':>7}"
+    ]
     nan = float("nan")
     for row in report:
         auc, ap, cp = (
             row.metrics.get(name, nan)
             for name in ("auc_roc", "average_precision", "card_precision_at_100")
         )
-        click.echo(
+        lines.append(
             f"{row.group:<36} {row.transactions:>12,} {row.frauds:>7,} "
             f"{auc:>8.3f} {ap:>6.3f} {cp:>7.3f}"
         )
+    return "\n".join(lines)
 
 
 async def _read_all(settings: Settings, shadow: bool) -> tuple[Any, Any, Any]:
