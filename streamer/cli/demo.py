@@ -333,39 +333,22 @@ def _check_port_free(host: str, port: int, variable: str) -> None:
             ) from None
 
 
-def _run_demo(
-    settings: Settings,
-    worker: subprocess.Popen[bytes],
-    data: Path,
-    rate: float | None,
-    keep_running: bool | None,
-    make_producer: Any,
-) -> None:
-    import asyncio
-
-    from models.simulate import read_dataset
-    from streamer.replay import encode_labels, encode_transactions, merged_records, replay
-
-    port = settings.web_port
+def _wait_for_worker(settings: Settings, worker: subprocess.Popen[bytes]) -> None:
+    """Until the worker's page answers; a worker that exits or takes over 90 s is an error."""
     deadline = time.monotonic() + 90
-    while _summary(port) is None:
+    while _summary(settings.web_port) is None:
         if worker.poll() is not None or time.monotonic() > deadline:
             raise click.ClickException(
                 f"the worker did not start; see {settings.data_dir}/demo-worker.log"
             )
         time.sleep(0.5)
 
-    frame = read_dataset(data).sort_values(["timestamp", "transaction_id"])
-    txs, labels = encode_transactions(frame), encode_labels(frame)
-    tally = RunTally(settings, set(frame["transaction_id"]))
-    tally.start()
-    click.echo(
-        f"5/6 replaying {len(txs):,} transactions and their labels "
-        f"(dashboard: http://127.0.0.1:{port}/)",
-        err=True,
-    )
 
-    async def poison() -> None:
+def _send_poison(settings: Settings, make_producer: Any) -> None:
+    """The malformed messages the demo shows the dead letters of."""
+    import asyncio
+
+    async def send() -> None:
         producer = make_producer(settings)
         await producer.start()
         try:
@@ -374,12 +357,28 @@ def _run_demo(
         finally:
             await producer.stop()
 
-    asyncio.run(poison())
+    asyncio.run(send())
+
+
+def _replay_and_count(
+    settings: Settings,
+    worker: subprocess.Popen[bytes],
+    tally: RunTally,
+    records: Any,
+    rate: float | None,
+) -> float:
+    """Replay ``records`` from a thread and print the live counts every 2 s, until every
+    transaction is decided (returns the seconds that took); stops with an error when the
+    replay fails, the worker exits, or nothing moves for ``STALL_S``."""
+    import asyncio
+
+    from streamer.replay import replay
+
     failure: list[BaseException] = []
 
     def produce() -> None:
         try:
-            asyncio.run(replay(settings, merged_records(txs, labels), rate=rate))
+            asyncio.run(replay(settings, records, rate=rate))
         except BaseException as exc:  # reported below, in the main thread
             failure.append(exc)
 
@@ -388,29 +387,55 @@ def _run_demo(
     click.echo("6/6 live counts (Ctrl-C to stop)", err=True)
     started = time.monotonic()
     watch = StallWatch(STALL_S)
-    try:
-        while True:
-            time.sleep(2)
-            if failure:
-                raise click.ClickException(f"replay failed: {failure[0]}")
-            tally.check()
-            if worker.poll() is not None:
-                raise click.ClickException(
-                    f"the worker exited; see {settings.data_dir}/demo-worker.log"
-                )
-            summary = _summary(port)
-            _give_up_when_still(
-                watch, time.monotonic(), counts=tally.line(), sending=producer.is_alive(),
-                decided=tally.decided, summary=summary, log=settings.data_dir / "demo-worker.log",
+    while True:
+        time.sleep(2)
+        if failure:
+            raise click.ClickException(f"replay failed: {failure[0]}")
+        tally.check()
+        if worker.poll() is not None:
+            raise click.ClickException(
+                f"the worker exited; see {settings.data_dir}/demo-worker.log"
             )
-            if summary is None:
-                continue
-            click.echo(f"  {time.monotonic() - started:6.0f} s  {_status_line(tally, summary)}")
-            if not producer.is_alive() and tally.decided >= tally.expected:
-                break
+        summary = _summary(settings.web_port)
+        _give_up_when_still(
+            watch, time.monotonic(), counts=tally.line(), sending=producer.is_alive(),
+            decided=tally.decided, summary=summary, log=settings.data_dir / "demo-worker.log",
+        )  # fmt: skip
+        if summary is None:
+            continue
+        click.echo(f"  {time.monotonic() - started:6.0f} s  {_status_line(tally, summary)}")
+        if not producer.is_alive() and tally.decided >= tally.expected:
+            return time.monotonic() - started
+
+
+def _run_demo(
+    settings: Settings,
+    worker: subprocess.Popen[bytes],
+    data: Path,
+    rate: float | None,
+    keep_running: bool | None,
+    make_producer: Any,
+) -> None:
+    from models.simulate import read_dataset
+    from streamer.replay import encode_labels, encode_transactions, merged_records
+
+    port = settings.web_port
+    _wait_for_worker(settings, worker)
+    frame = read_dataset(data).sort_values(["timestamp", "transaction_id"])
+    txs, labels = encode_transactions(frame), encode_labels(frame)
+    tally = RunTally(settings, set(frame["transaction_id"]))
+    tally.start()
+    try:
+        click.echo(
+            f"5/6 replaying {len(txs):,} transactions and their labels "
+            f"(dashboard: http://127.0.0.1:{port}/)",
+            err=True,
+        )
+        _send_poison(settings, make_producer)
+        seconds = _replay_and_count(settings, worker, tally, merged_records(txs, labels), rate)
     finally:
         tally.stop()
-    click.echo(f"all {len(txs):,} transactions decided in {time.monotonic() - started:.0f} s")
+    click.echo(f"all {len(txs):,} transactions decided in {seconds:.0f} s")
     for line in _quality_lines(settings, frame, tally):
         click.echo(line)
     if keep_running is None:
