@@ -152,81 +152,85 @@ async def connection_problem(settings: Settings, timeout: float = 10.0) -> str |
     except KafkaSettingsError as exc:
         return str(exc)
     servers = options.pop("bootstrap_servers")
-    protocol = settings.kafka_security_protocol
     problems = []
     for server in servers:
-        try:
-            endpoint = parse_host_port(server, default_port=KAFKA_PORT)
-        except ValueError as exc:
-            problems.append(f"{ENV}BOOTSTRAP_SERVERS: {exc}")
-            continue
-        try:
-            conn = await asyncio.wait_for(
-                create_conn(
-                    endpoint.host, endpoint.port, request_timeout_ms=int(timeout * 1000), **options
-                ),
-                timeout,
-            )
-        except ssl.SSLCertVerificationError as exc:
-            problems.append(
-                f"{server} presented a certificate this client does not trust "
-                f"({exc.verify_message}): check {ENV}SSL_CAFILE"
-            )
-        except ssl.SSLError as exc:
-            problems.append(
-                f"the TLS handshake with {server} failed ({exc.reason or exc}); with "
-                f"{ENV}SECURITY_PROTOCOL={protocol}, is that a TLS listener?"
-            )
-        except SaslAuthenticationFailed:
-            problems.append(
-                f"{server} refused SASL {settings.kafka_sasl_mechanism} authentication as "
-                f"{settings.kafka_sasl_username!r}: check {ENV}SASL_USERNAME, _PASSWORD and "
-                f"_MECHANISM"
-            )
-        except UnsupportedSaslMechanismError:
-            problems.append(
-                f"{server} does not offer SASL {settings.kafka_sasl_mechanism}: check "
-                f"{ENV}SASL_MECHANISM"
-            )
-        except ConnectionRefusedError:
-            problems.append(
-                f"nothing listens at {server} (is Kafka running? `fraud-streamer stack up`)"
-            )
-        except (ConnectionResetError, KafkaConnectionError):
-            refused = None
-            if options.get("ssl_context") is not None:
-                refused = await tls_alert(
-                    endpoint.host, endpoint.port, options["ssl_context"], timeout
-                )
-            if refused is None:
-                problems.append(
-                    f"{server} closed the connection; a listener that expects another "
-                    f"protocol than {ENV}SECURITY_PROTOCOL={protocol} does this"
-                )
-            elif settings.kafka_ssl_certfile is None:
-                problems.append(
-                    f"{server} refused a TLS client without a certificate ({refused}): it "
-                    f"requires one; set {ENV}SSL_CERTFILE and {ENV}SSL_KEYFILE"
-                )
-            else:
-                problems.append(
-                    f"{server} refused the client certificate in {ENV}SSL_CERTFILE ({refused}): "
-                    "is it signed by a CA the broker trusts, for client authentication?"
-                )
-        except TimeoutError:
-            problems.append(
-                f"{server} did not answer within {timeout:.0f} s; a listener that expects "
-                f"another protocol than {ENV}SECURITY_PROTOCOL={protocol} can look like this"
-            )
-        except Exception as exc:
-            problems.append(
-                f"cannot connect to {server} with {ENV}SECURITY_PROTOCOL={protocol}: "
-                f"{type(exc).__name__}: {exc}"
-            )
-        else:
-            conn.close()
+        problem = await _server_problem(settings, server, options, timeout)
+        if problem is None:
             return None
+        problems.append(problem)
     return "; ".join(problems)
+
+
+async def _server_problem(
+    settings: Settings, server: str, options: dict[str, Any], timeout: float
+) -> str | None:
+    """Why ``server`` refuses a client with these ``options``, naming the setting to look at;
+    None when it accepts one."""
+    protocol = settings.kafka_security_protocol
+    try:
+        endpoint = parse_host_port(server, default_port=KAFKA_PORT)
+    except ValueError as exc:
+        return f"{ENV}BOOTSTRAP_SERVERS: {exc}"
+    try:
+        conn = await asyncio.wait_for(
+            create_conn(
+                endpoint.host, endpoint.port, request_timeout_ms=int(timeout * 1000), **options
+            ),
+            timeout,
+        )
+    except ssl.SSLCertVerificationError as exc:
+        return (
+            f"{server} presented a certificate this client does not trust "
+            f"({exc.verify_message}): check {ENV}SSL_CAFILE"
+        )
+    except ssl.SSLError as exc:
+        return (
+            f"the TLS handshake with {server} failed ({exc.reason or exc}); with "
+            f"{ENV}SECURITY_PROTOCOL={protocol}, is that a TLS listener?"
+        )
+    except SaslAuthenticationFailed:
+        return (
+            f"{server} refused SASL {settings.kafka_sasl_mechanism} authentication as "
+            f"{settings.kafka_sasl_username!r}: check {ENV}SASL_USERNAME, _PASSWORD and "
+            f"_MECHANISM"
+        )
+    except UnsupportedSaslMechanismError:
+        return (
+            f"{server} does not offer SASL {settings.kafka_sasl_mechanism}: check "
+            f"{ENV}SASL_MECHANISM"
+        )
+    except ConnectionRefusedError:
+        return f"nothing listens at {server} (is Kafka running? `fraud-streamer stack up`)"
+    except (ConnectionResetError, KafkaConnectionError):
+        refused = None
+        if options.get("ssl_context") is not None:
+            refused = await tls_alert(endpoint.host, endpoint.port, options["ssl_context"], timeout)
+        if refused is None:
+            return (
+                f"{server} closed the connection; a listener that expects another "
+                f"protocol than {ENV}SECURITY_PROTOCOL={protocol} does this"
+            )
+        if settings.kafka_ssl_certfile is None:
+            return (
+                f"{server} refused a TLS client without a certificate ({refused}): it "
+                f"requires one; set {ENV}SSL_CERTFILE and {ENV}SSL_KEYFILE"
+            )
+        return (
+            f"{server} refused the client certificate in {ENV}SSL_CERTFILE ({refused}): "
+            "is it signed by a CA the broker trusts, for client authentication?"
+        )
+    except TimeoutError:
+        return (
+            f"{server} did not answer within {timeout:.0f} s; a listener that expects "
+            f"another protocol than {ENV}SECURITY_PROTOCOL={protocol} can look like this"
+        )
+    except Exception as exc:
+        return (
+            f"cannot connect to {server} with {ENV}SECURITY_PROTOCOL={protocol}: "
+            f"{type(exc).__name__}: {exc}"
+        )
+    conn.close()
+    return None
 
 
 def make_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
