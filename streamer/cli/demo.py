@@ -345,7 +345,7 @@ def _wait_for_worker(settings: Settings, worker: subprocess.Popen[bytes]) -> Non
 
 
 def _send_poison(settings: Settings, make_producer: Any) -> None:
-    """The malformed messages the demo shows the dead letters of."""
+    """Send the malformed messages whose dead letters the demo shows."""
     import asyncio
 
     async def send() -> None:
