@@ -49,7 +49,6 @@ __all__ = [
     "running",
 ]
 
-
 # How long the CLI's producers wait to fill a batch: long enough to batch a command's sends,
 # short enough not to show (the worker's producer lingers 2 ms, see app.app_options).
 PRODUCER_LINGER_MS = 5
