@@ -9,6 +9,7 @@ removal lowers the score most. All flagged rows of a batch are explained in one 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,30 +66,55 @@ def one_thread(estimator: Any) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Contribution:
-    """A feature that pushed a score up: its index, value, baseline and the score it added."""
+    """A feature that pushed a score up: its index, value and baseline, and how much lower the
+    score is with that one feature at its baseline (``delta``: the score minus ``without``)."""
 
     index: int
     value: float
     baseline: float
     delta: float
+    without: float
 
     @property
     def code(self) -> str:
         return FEATURES[self.index].name
 
     def describe(self) -> str:
-        """The reason in words an analyst reads."""
+        """The reason in words an analyst reads.
+
+        It gives the score the row would have with this feature alone at its typical value,
+        not a share of the score: the features of a tree ensemble act together, so each of
+        two amount ratios may alone take a 0.80 down to 0.01, and "+0.79 to the score" twice
+        read as if the parts added up to more than the whole.
+        """
         feature = FEATURES[self.index]
         return (
             f"{feature.description}: {_number(feature.unit, self.value)} "
-            f"(typical {_number(feature.unit, self.baseline)}; +{self.delta:.2f} to the score)"
+            f"(typical {_number(feature.unit, self.baseline)}; the score would be "
+            f"{self.without:.2f} with the typical value)"
         )
 
 
 def _number(unit: str, value: float) -> str:
-    """A value in its unit, in six digits when its decimals would be too long (an amount of
-    1e308 is valid, and a reason has room for 256 characters), as the amount rule writes it."""
-    return unit.format(value) if abs(value) < 1e15 else unit.replace(".2f", ".6g").format(value)
+    """A value in its unit, in six significant digits when its fixed-point form would be too
+    long, as the amount rule writes it: a reason has room for 256 characters, and any finite
+    amount is valid, so a feature computed from one is unbounded too (1e200 EUR on a card whose
+    median is 50 is 2e198 times it). Before 2026-12-04 only the amounts' unit was shortened: a
+    ratio that large made a reason longer than the schema allows, which failed its batch each
+    time it was read again and stopped the worker there."""
+    if abs(value) < 1e15:
+        return unit.format(value)
+    match = _UNIT.fullmatch(unit)
+    if match is None:  # a unit of another form: the number alone
+        return f"{value:.6g}"
+    kind, suffix = match.groups()
+    if kind == "%":
+        return f"{value * 100:.6g}%{suffix}"
+    return f"{value:.6g}{suffix}"
+
+
+#: a feature's unit: a fixed-point or percent format, then what follows the number ("x", " h")
+_UNIT = re.compile(r"\{:\.\d+([f%])\}(.*)")
 
 
 def check_features(manifest: Manifest) -> None:
@@ -173,14 +199,19 @@ class Scorer:
         probes = np.repeat(inputs, f, axis=0)
         cols = np.tile(np.arange(f), n)
         probes[np.arange(n * f), cols] = self.baseline[cols]
-        drops = scores[:, None] - self.score_inputs(probes).reshape(n, f)
+        probed = self.score_inputs(probes).reshape(n, f)
+        drops = scores[:, None] - probed
         out: list[list[Contribution]] = []
         for r in range(n):
             order = np.argsort(-drops[r], kind="stable")[:top_k]
             out.append(
                 [
                     Contribution(
-                        int(j), float(shown[r, j]), float(self.baseline[j]), float(drops[r, j])
+                        int(j),
+                        float(shown[r, j]),
+                        float(self.baseline[j]),
+                        float(drops[r, j]),
+                        float(probed[r, j]),
                     )
                     for j in order
                     if drops[r, j] > 1e-6

@@ -93,7 +93,7 @@ def sizing_verdicts(frauds: list[bool], model_version: str) -> list[tuple[bytes,
     from streamer.features.definitions import FEATURES
     from streamer.rules import Policy
 
-    words = "1234.56 (typical 56.78; +0.12 to the score)"
+    words = "1234.56 (typical 56.78; the score would be 0.12 with the typical value)"
     reasons = [
         Reason(code=f.name, description=f"{f.description}: {words}")
         for f in FEATURES[: Policy().reasons_top_k]

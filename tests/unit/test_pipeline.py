@@ -531,6 +531,33 @@ async def test_amounts_too_large_for_the_model_are_declined_by_the_limit(forest:
     assert decided["tx5"].decision == "approve"
 
 
+async def test_a_huge_amount_on_a_card_with_history_is_decided_with_reasons_that_fit() -> None:
+    """1e200 EUR on a card whose other amounts are about 50 is 2e198 times its median. Such a
+    ratio, written out in full in a reason, was longer than the schema's 256 characters: the
+    batch failed each time it was read again, and the worker stopped there."""
+    ratio = FEATURE_NAMES.index("CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY")
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 10, size=(400, len(FEATURE_NAMES)))
+    model = LogisticRegression(max_iter=1000).fit(X, (X[:, ratio] > 5).astype(int))
+    manifest = Manifest(version="ratio-1", created="2026-01-01T00:00:00Z", algorithm="logreg",
+                        features=list(FEATURE_NAMES), sha256="-",
+                        baseline=[1.0] * len(FEATURE_NAMES))  # fmt: skip
+    scorer = Scorer(LoadedModel(model, manifest))
+    pipeline = Pipeline(store=InMemoryFeatureStore(), scorer=lambda: scorer, policy=Policy(),
+                        max_bytes=4096, clock=lambda: NOW)  # fmt: skip
+    values = [_tx(i, 48.0 + i) for i in range(5)] + [_tx(9, 1e200)]
+    out = await pipeline.transactions(_msgs(values))
+    decided = [Decision.model_validate_json(v) for _, v in out.decisions]
+    assert len(decided) == len(values) and not out.dead_letters
+    huge = decided[-1]
+    assert huge.decision == "decline"
+    (named,) = (r for r in huge.reasons if r.code == FEATURE_NAMES[ratio])
+    assert named.description.startswith(
+        "amount relative to the median of this card's other transactions in the last 30 days: "
+        "2e+198x (typical 1.0x; the score would be "
+    ), named.description
+
+
 async def test_a_dead_letter_says_when_its_record_was_read_not_when_it_was_released() -> None:
     """The event-time merge may hold a refused record behind earlier ones for a while; its
     dead letter's received_at is when the worker read it (the contract's words)."""

@@ -7,8 +7,9 @@ import pytest
 
 from models.dataset import FeatureSet
 from models.registry import LoadedModel
-from streamer.features.definitions import FEATURE_NAMES
-from streamer.scoring import Scorer
+from schemas import Reason
+from streamer.features.definitions import FEATURE_NAMES, FEATURES
+from streamer.scoring import Contribution, Scorer
 
 REVIEW = 0.5
 
@@ -35,6 +36,7 @@ def test_neutralising_the_top_reason_lowers_the_score(flagged: tuple[Scorer, np.
     after = scorer.score(probes)
     assert (after < scores[rows]).all()
     np.testing.assert_allclose(scores[rows] - after, [c.delta for c in top], atol=1e-9)
+    np.testing.assert_allclose(after, [c.without for c in top], atol=1e-9)  # what it says
 
 
 def test_no_other_single_feature_lowers_the_score_more(flagged: tuple[Scorer, np.ndarray]) -> None:
@@ -66,4 +68,18 @@ def test_reasons_name_real_features_in_words(flagged: tuple[Scorer, np.ndarray])
         assert len(contributions) <= 2
         for c in contributions:
             assert c.code in FEATURE_NAMES
-            assert "typical" in c.describe() and f"+{c.delta:.2f}" in c.describe()
+            assert "typical" in c.describe()
+            assert f"the score would be {c.without:.2f} with the typical value" in c.describe()
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, 2e198, 1e15, 123456.789, float("inf")])
+def test_every_feature_s_reason_fits_the_schema_however_large_its_value(value: float) -> None:
+    """Any finite amount is valid, so the features computed from it are unbounded too: 1e200
+    EUR on a card whose median is 50 is 2e198 times it. A reason longer than the schema's 256
+    characters failed its batch each time it was read again, and stopped the worker there."""
+    for index, feature in enumerate(FEATURES):
+        c = Contribution(index, value, 50.0, 0.5, 0.25)
+        reason = Reason(code=c.code, description=c.describe())  # refused over 256 characters
+        assert reason.description.startswith(f"{feature.description}: ")
+        if abs(value) >= 1e15 and "%" not in feature.unit:  # six significant digits
+            assert f"{value:.6g}" in reason.description
