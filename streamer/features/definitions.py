@@ -299,7 +299,9 @@ def build_matrix(
     out[:, 1] = np.fromiter((e.weekend for e in events), dtype=np.float64, count=n)
     out[:, 2] = np.fromiter((e.night for e in events), dtype=np.float64, count=n)
     col = 3
-    with np.errstate(divide="ignore", invalid="ignore"):
+    # a ratio past float64's range (1e308 over an amount of cents) is infinite: the scorer
+    # gives the model float32's largest, and a reason shows "inf"
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for i in range(len(WINDOW_DAYS)):
             count, total = cust[:, 2 * i], cust[:, 2 * i + 1]
             out[:, col] = count
@@ -317,7 +319,7 @@ def build_matrix(
         gap_ms >= 0, np.minimum(gap_ms / 3_600_000, NO_PREVIOUS_HOURS), NO_PREVIOUS_HOURS
     )
     median = cust[:, _MEDIAN]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out[:, col + 2] = np.where(median > 0, amount / median, 1.0)
     out[:, col + 3] = cust[:, _HIGH]
     out[:, col + 4] = term[:, _RUN]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -531,18 +532,27 @@ async def test_amounts_too_large_for_the_model_are_declined_by_the_limit(forest:
     assert decided["tx5"].decision == "approve"
 
 
-async def test_a_huge_amount_on_a_card_with_history_is_decided_with_reasons_that_fit() -> None:
-    """1e200 EUR on a card whose other amounts are about 50 is 2e198 times its median. Such a
-    ratio, written out in full in a reason, was longer than the schema's 256 characters: the
-    batch failed each time it was read again, and the worker stopped there."""
-    ratio = FEATURE_NAMES.index("CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY")
+MEDIAN_RATIO = "CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"
+
+
+def _median_ratio_scorer() -> Scorer:
+    """A model whose fraud probability rises with the amount's ratio to the card's median,
+    every feature's typical value 1: that ratio is named in the reasons of a flagged row."""
+    ratio = FEATURE_NAMES.index(MEDIAN_RATIO)
     rng = np.random.default_rng(0)
     X = rng.uniform(0, 10, size=(400, len(FEATURE_NAMES)))
     model = LogisticRegression(max_iter=1000).fit(X, (X[:, ratio] > 5).astype(int))
     manifest = Manifest(version="ratio-1", created="2026-01-01T00:00:00Z", algorithm="logreg",
                         features=list(FEATURE_NAMES), sha256="-",
                         baseline=[1.0] * len(FEATURE_NAMES))  # fmt: skip
-    scorer = Scorer(LoadedModel(model, manifest))
+    return Scorer(LoadedModel(model, manifest))
+
+
+async def test_a_huge_amount_on_a_card_with_history_is_decided_with_reasons_that_fit() -> None:
+    """1e200 EUR on a card whose other amounts are about 50 is 2e198 times its median. Such a
+    ratio, written out in full in a reason, was longer than the schema's 256 characters: the
+    batch failed each time it was read again, and the worker stopped there."""
+    scorer = _median_ratio_scorer()
     pipeline = Pipeline(store=InMemoryFeatureStore(), scorer=lambda: scorer, policy=Policy(),
                         max_bytes=4096, clock=lambda: NOW)  # fmt: skip
     values = [_tx(i, 48.0 + i) for i in range(5)] + [_tx(9, 1e200)]
@@ -551,11 +561,28 @@ async def test_a_huge_amount_on_a_card_with_history_is_decided_with_reasons_that
     assert len(decided) == len(values) and not out.dead_letters
     huge = decided[-1]
     assert huge.decision == "decline"
-    (named,) = (r for r in huge.reasons if r.code == FEATURE_NAMES[ratio])
+    (named,) = (r for r in huge.reasons if r.code == MEDIAN_RATIO)
     assert named.description.startswith(
         "amount relative to the median of this card's other transactions in the last 30 days: "
         "2e+198x (typical 1.0x; the score would be "
     ), named.description
+
+
+async def test_a_ratio_past_float64_s_range_is_infinite_without_a_warning_per_batch() -> None:
+    """1e308 EUR on a card whose median is a cent is past float64's range: the ratio is
+    infinite (the model reads float32's largest), decided like any other, and NumPy's overflow
+    warning does not go to the worker's log."""
+    scorer = _median_ratio_scorer()
+    pipeline = Pipeline(store=InMemoryFeatureStore(), scorer=lambda: scorer,
+                        policy=Policy(amount_limit=1e309), max_bytes=4096,
+                        clock=lambda: NOW)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = await pipeline.transactions(_msgs([_tx(0, 0.01), _tx(1, 1e308)]))
+    assert len(out.decisions) == 2 and not out.dead_letters
+    huge = Decision.model_validate_json(out.decisions[1][1])
+    (named,) = (r for r in huge.reasons if r.code == MEDIAN_RATIO)
+    assert ": infx (typical 1.0x; " in named.description, named.description
 
 
 async def test_a_dead_letter_says_when_its_record_was_read_not_when_it_was_released() -> None:
