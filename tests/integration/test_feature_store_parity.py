@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import random
 import struct
+import sys
 from collections import Counter
 from dataclasses import replace
 
@@ -148,6 +149,40 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: RedisCl
     np.testing.assert_array_equal(
         (await online.enrich(probes)).features, (await offline.enrich(probes)).features
     )
+
+
+#: amounts the contract accepts that ordinary histories never hold: zero, the smallest and
+#: largest doubles, past float32 (what the model reads), and sums that overflow to infinity
+EXTREME_AMOUNTS = (0.0, 5e-324, 1e-300, 0.01, 220.01, 1e15, 1e38, 1e39, 1e200, sys.float_info.max)
+
+
+async def test_the_stores_agree_on_amounts_at_the_ends_of_the_doubles(redis: RedisClient) -> None:
+    """Lua's arithmetic and NumPy's are both IEEE doubles, but the windows' sums, means,
+    medians and ratios go through different code: on amounts at the ends of the range (sums
+    that overflow, medians of zeros, amounts without a rate among them) they must still give
+    the same bits, infinities and NaNs included."""
+    online, offline = RedisFeatureStore(redis), InMemoryFeatureStore()
+    rng = random.Random(7)
+    events = sorted(
+        (
+            FeatureEvent(
+                f"x{i}", rng.choice(["c1", "c2", "c3", "c4"]), rng.choice(["t1", "t2", "t3"]),
+                T0 + rng.randint(0, 40 * DAY_MS),
+                rng.choice(EXTREME_AMOUNTS) if rng.random() < 0.5 else round(rng.uniform(1, 99), 2),
+                False, False, rng.random() > 0.1,
+            )
+            for i in range(600)
+        ),
+        key=lambda e: (e.ts_ms, e.transaction_id),
+    )  # fmt: skip
+    got = []
+    for k in range(0, len(events), 100):
+        a, b = await online.enrich(events[k : k + 100]), await offline.enrich(events[k : k + 100])
+        np.testing.assert_array_equal(a.features, b.features)  # NaN equals NaN here
+        got.append(a.features)
+    features = np.vstack(got)
+    assert np.isposinf(features).any(), "the history should overflow a sum or a ratio"
+    assert np.isnan(features).any(), "the history should hold amounts without a rate"
 
 
 async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: RedisClient) -> None:
