@@ -11,7 +11,8 @@
 -- ARGV     tx_id, ts_ms, member, converted (1 if the amount is in the model's currency, 0 if
 --          its currency had no rate), fingerprint (keys.fingerprint; empty: not checked)
 -- The store prepends RETENTION (ms), TTL (s), WINDOWS (ms, ascending), HIGH_MS, HIGH_FACTOR,
--- ID_AT (where a member's id starts, 1-based) and STATS_BYTES (the answer's length) as constants.
+-- READ_MAX (the most of the widest window read), ID_AT (where a member's id starts, 1-based) and
+-- STATS_BYTES (the answer's length) as constants.
 -- returns  {count_w, sum_w ...per window, gap_ms, median, high, amount, converted} packed as
 --          little-endian doubles in one string: median is that of the other transactions' amounts
 --          in the widest window (0 if none), high how many of those in the last HIGH_MS were
@@ -50,7 +51,10 @@
 -- history is read in one range query whose members carry the amount and time in binary: one
 -- struct.unpack per member, where a separate amounts hash, scores sent as text and numbers
 -- parsed from text cost more than twice as much in Redis (measured with the book's history).
--- Each transaction's windows are settled at the first (narrowest) window that holds it.
+-- Each transaction's windows are settled at the first (narrowest) window that holds it. The
+-- read stops at the latest READ_MAX transactions of the widest window (WINDOW_READ_MAX in
+-- definitions.py): past that, the counts come from ZCOUNT, the sums count the rest at the mean
+-- of what was read, and the median and high count are those of what was read.
 local tonumber, format, unpackd = tonumber, string.format, struct.unpack
 local zkey, statskey, pinkey, whykey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, member, fp = ARGV[1], ARGV[3], ARGV[5]
@@ -87,48 +91,58 @@ if #old > 0 then
 end
 redis.call('EXPIRE', zkey, TTL)
 
-local rows = redis.call('ZRANGEBYSCORE', zkey, '(' .. format('%d', t - WINDOWS[nwin]),
-                        format('%d', t))
+-- the latest READ_MAX members of the widest window, newest first (WINDOW_READ_MAX): a card
+-- that many transactions share costs no more per call than one with READ_MAX of them
+local rows = redis.call('ZREVRANGEBYSCORE', zkey, format('%d', t),
+                        '(' .. format('%d', t - WINDOWS[nwin]), 'LIMIT', 0, READ_MAX)
 
 -- lows[w]: a transaction is in window w when its time is above lows[w]. sums and others hold
--- the amounts that can be read; unread counts the ones that cannot
-local lows, counts, sums, unread = {}, {}, {}, {}
-for w = 1, nwin do lows[w] = t - WINDOWS[w]; counts[w] = 0; sums[w] = 0; unread[w] = 0 end
+-- the amounts that can be read, known counts them; counts start at this transaction
+local lows, counts, sums, known = {}, {}, {}, {}
+for w = 1, nwin do lows[w] = t - WINDOWS[w]; counts[w] = 1; sums[w] = 0; known[w] = 0 end
 local high_low = t - HIGH_MS
 local prev = -1
 local others, recent, m, r = {}, {}, 0, 0
-for i = 1, #rows do
-  local row = rows[i]
-  local a, s = unpackd('<dd', row)
-  local mine = row == member
-  if s < t or mine then
+-- oldest first, so that the sums add in the zset's (time, member) order, as the twin does
+for i = #rows, 1, -1 do
+  local a, s = unpackd('<dd', rows[i])
+  if s < t then
     -- windows ascend: once a transaction is in one, it is in every wider one
     for w = 1, nwin do
       if s > lows[w] then
-        if a >= 0 then
-          for v = w, nwin do counts[v] = counts[v] + 1; sums[v] = sums[v] + a end
-        else
-          for v = w, nwin do counts[v] = counts[v] + 1; unread[v] = unread[v] + 1 end
+        for v = w, nwin do
+          counts[v] = counts[v] + 1
+          if a >= 0 then sums[v] = sums[v] + a; known[v] = known[v] + 1 end
         end
         break
       end
     end
-    if not mine then
-      if s > prev then prev = s end
-      if a >= 0 then
-        m = m + 1; others[m] = a
-        if s > high_low then r = r + 1; recent[r] = a end
-      end
+    prev = s
+    if a >= 0 then
+      m = m + 1; others[m] = a
+      if s > high_low then r = r + 1; recent[r] = a end
     end
   end
 end
+-- this transaction comes last in that order (the others at its time are left out); its
+-- amount as its member holds it, negated when it cannot be read
+local written = unpackd('<d', member)
+if written >= 0 then
+  for w = 1, nwin do sums[w] = sums[w] + written; known[w] = known[w] + 1 end
+end
+-- a full read may have left older transactions out: count every one, without reading them
+if #rows == READ_MAX then
+  local before = '(' .. format('%d', t)
+  for w = 1, nwin do
+    counts[w] = redis.call('ZCOUNT', zkey, '(' .. format('%d', lows[w]), before) + 1
+  end
+end
 
--- an amount that cannot be read counts as the mean of those that can, so the card's windows
--- are not skewed by it; with none readable, the window's sum is unknown
+-- an amount that cannot be read (or was not) counts as the mean of those that were, so the
+-- card's windows are not skewed by it; with none readable, the window's sum is unknown
 for w = 1, nwin do
-  local known = counts[w] - unread[w]
-  if unread[w] > 0 then
-    if known > 0 then sums[w] = sums[w] / known * counts[w] else sums[w] = 0 / 0 end
+  if known[w] < counts[w] then
+    if known[w] > 0 then sums[w] = sums[w] / known[w] * counts[w] else sums[w] = 0 / 0 end
   end
 end
 

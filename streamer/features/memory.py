@@ -89,15 +89,15 @@ class _Customer:
         del self.first[tx_id], self.prints[tx_id]
 
 
-def _window_sum(values: Sequence[float], own: float) -> float:
-    """A window's amount sum as customer.lua settles it when some amount could not be read
-    (negated): the readable ones summed in order, scaled to the window's count; unknown (NaN)
+def _window_sum(values: Sequence[float], own: float, count: int) -> float:
+    """A window of ``count`` transactions' amount sum as customer.lua settles it when some
+    amount could not be read (negated), or was not (past ``WINDOW_READ_MAX``): the readable
+    ones of ``values``, then ``own``, summed in order and scaled to the count; unknown (NaN)
     if none is readable."""
     readable, known = 0.0, 0
     for a in (*values, own):
         if a >= 0:
             readable, known = readable + a, known + 1
-    count = len(values) + 1
     if known == count:
         return readable
     return readable / known * count if known else math.nan
@@ -127,14 +127,13 @@ class _Terminal:
             self.times, (lo, "\U0010ffff")
         )
 
-    def fraud_run(self, lo: int, hi: int, now: int) -> int:
-        """Known frauds in a row among the latest transactions with lo < ts <= hi, counted back
-        from the latest in (time, id) order, as terminal.lua walks the zset."""
+    def fraud_run(self, lo: int, hi: int, known: set[str]) -> int:
+        """Frauds of ``known`` in a row among the latest transactions with lo < ts <= hi,
+        counted back from the latest in (time, id) order, as terminal.lua walks the zset."""
         run = 0
         for i in range(bisect_right(self.times, (hi, "\U0010ffff")) - 1, -1, -1):
             ts, tx_id = self.times[i]
-            fraud = self.frauds.get(tx_id)
-            if ts <= lo or fraud is None or fraud[1] > now or not lo < fraud[0] <= hi:
+            if ts <= lo or tx_id not in known:
                 break
             run += 1
         return run
@@ -214,22 +213,25 @@ class InMemoryFeatureStore(FeatureStore):
         plain = cust.unread == 0
         # (t - w, t) plus this transaction: other ties are left out, as in customer.lua
         end = bisect_left(keys, (t, b""))
+        widest_start = bisect_left(keys, (t - cfg.windows_ms[-1] + 1, b""))
+        # what customer.lua reads: the latest window_read_max of (t - widest, t], ties included
+        read = max(widest_start, bisect_left(keys, (t + 1, b"")) - cfg.window_read_max)
         out: list[float] = []
         for w in cfg.windows_ms:
             start = bisect_left(keys, (t - w + 1, b""))
-            out.append(float(end - start + 1))
+            count = end - start + 1
+            out.append(float(count))
             # summed one by one in (time, member) order, exactly as customer.lua does: the same
             # float rounding, so features match bit for bit, not just to 1e-12 (a model's
             # split threshold can fall between two nearly equal sums)
-            if plain:
+            if plain and start >= read:
                 out.append(reduce(add, values[start:end], 0.0) + own)
             else:
-                out.append(_window_sum(values[start:end], mine))
-        widest_start = bisect_left(keys, (t - cfg.windows_ms[-1] + 1, b""))
-        prev = keys[end - 1][0] if end > widest_start else -1
+                out.append(_window_sum(values[max(start, read) : end], mine, count))
+        prev = keys[end - 1][0] if end > read else -1
         out.append(float(t - prev) if prev >= 0 else -1.0)
-        recent = max(widest_start, bisect_left(keys, (t - cfg.high_amount_days * DAY_MS + 1, b"")))
-        others, latest = values[widest_start:end], values[recent:end]
+        recent = max(read, bisect_left(keys, (t - cfg.high_amount_days * DAY_MS + 1, b"")))
+        others, latest = values[read:end], values[recent:end]
         if not plain:  # the readable amounts only
             others = [a for a in others if a >= 0]
             latest = [a for a in latest if a >= 0]
@@ -258,12 +260,18 @@ class InMemoryFeatureStore(FeatureStore):
         t = e.ts_ms
         hi = t - cfg.delay_days * DAY_MS
         out: list[float] = []
-        frauds = [ts for ts, rep in term.frauds.values() if rep <= t and ts <= hi]
+        widest_lo = hi - cfg.windows_ms[-1]
+        # what terminal.lua reads: the window's latest window_read_max frauds, in (time, id)
+        # order; those reported by t are known, and any older ones count as known unread
+        window = sorted((ts, i) for i, (ts, _) in term.frauds.items() if widest_lo < ts <= hi)
+        cut = max(0, len(window) - cfg.window_read_max)
+        known = {i for _, i in window[cut:] if term.frauds[i][1] <= t}
         for w in cfg.windows_ms:
             lo = hi - w
             out.append(float(term.count(lo, hi)))
-            out.append(float(sum(1 for ts in frauds if ts > lo)))
-        out.append(float(term.fraud_run(hi - cfg.windows_ms[-1], hi, t)))
+            read = sum(1 for ts, i in window[cut:] if ts > lo and i in known)
+            out.append(float(read + sum(1 for ts, _ in window[:cut] if ts > lo)))
+        out.append(float(term.fraud_run(widest_lo, hi, known)))
         term.first[e.transaction_id] = out
         if e.fingerprint:  # none in training sets: nothing to keep
             term.prints[e.transaction_id] = e.fingerprint

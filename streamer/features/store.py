@@ -39,6 +39,7 @@ from streamer.features.definitions import (
     RETENTION_DAYS,
     TERMINAL_STATS_LEN,
     WINDOW_DAYS,
+    WINDOW_READ_MAX,
     FeatureEvent,
     FraudMark,
     StatsRows,
@@ -104,6 +105,7 @@ class StoreConfig:
     ttl_seconds: int = RETENTION_DAYS * 86_400
     high_amount_days: int = HIGH_AMOUNT_DAYS
     high_amount_factor: int = HIGH_AMOUNT_FACTOR
+    window_read_max: int = WINDOW_READ_MAX
 
     @property
     def windows_ms(self) -> list[int]:
@@ -265,6 +267,7 @@ class RedisFeatureStore(FeatureStore):
                 WINDOWS=cfg.windows_ms,
                 HIGH_MS=cfg.high_amount_days * DAY_MS,
                 HIGH_FACTOR=cfg.high_amount_factor,
+                READ_MAX=cfg.window_read_max,
                 ID_AT=MEMBER_ID_OFFSET + 1,  # Lua strings count from 1
                 STATS_BYTES=_CUSTOMER_BYTES,
             )
@@ -276,6 +279,7 @@ class RedisFeatureStore(FeatureStore):
                 TTL=cfg.ttl_seconds,
                 DELAY=cfg.delay_days * DAY_MS,
                 WINDOWS=cfg.windows_ms,
+                READ_MAX=cfg.window_read_max,
                 STATS_BYTES=_TERMINAL_BYTES,
             )
         )

@@ -7,8 +7,9 @@
 -- KEYS[4]  hash  transaction id -> the counts first computed for it, packed as below, then
 --                its fingerprint
 -- ARGV     tx_id, ts_ms, fingerprint (keys.fingerprint; empty: not checked)
--- The store prepends RETENTION (ms), TTL (s), DELAY (ms), WINDOWS (ms, ascending) and
--- STATS_BYTES (the length of an answer) as constants.
+-- The store prepends RETENTION (ms), TTL (s), DELAY (ms), WINDOWS (ms, ascending), READ_MAX
+-- (the most known frauds of the widest window read) and STATS_BYTES (the length of an answer)
+-- as constants.
 -- returns  {transactions_w, frauds_w ...per window, run} packed as little-endian doubles in one
 --          string, as customer.lua answers: the store reads a batch's answers in one pass. run is
 --          how many of the terminal's latest transactions in the widest window are known frauds
@@ -71,8 +72,21 @@ end
 
 -- the widest window's far end, exclusive: the known frauds and the fraud run are read in it
 local widest_lo = '(' .. string.format('%d', hi - WINDOWS[nwin])
-local frauds = redis.call('ZRANGEBYSCORE', fraudkey, widest_lo, his, 'WITHSCORES')
+-- the window's latest READ_MAX frauds, newest first (WINDOW_READ_MAX): a terminal with many
+-- known frauds costs no more per call than one with READ_MAX of them
+local frauds = redis.call('ZREVRANGEBYSCORE', fraudkey, his, widest_lo, 'WITHSCORES',
+                          'LIMIT', 0, READ_MAX)
 local run = 0
+if #frauds == 2 * READ_MAX then
+  -- older frauds of the window were not read: each counts, as reported long since
+  for w = 1, nwin do
+    local low, inside = hi - WINDOWS[w], 0
+    for i = 2, #frauds, 2 do
+      if tonumber(frauds[i]) > low then inside = inside + 1 end
+    end
+    out[2 * w] = redis.call('ZCOUNT', fraudkey, '(' .. string.format('%d', low), his) - inside
+  end
+end
 if #frauds > 0 then
   local fids, known, nknown = {}, {}, 0
   for i = 1, #frauds, 2 do fids[#fids + 1] = frauds[i] end

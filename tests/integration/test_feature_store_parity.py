@@ -35,7 +35,7 @@ from streamer.features.keys import (
     terminal_stats_key,
 )
 from streamer.features.memory import InMemoryFeatureStore
-from streamer.features.store import RedisFeatureStore, pin_keys
+from streamer.features.store import RedisFeatureStore, StoreConfig, pin_keys
 from streamer.redis_client import RedisClient, connect
 from streamer.settings import Settings
 
@@ -183,6 +183,95 @@ async def test_the_stores_agree_on_amounts_at_the_ends_of_the_doubles(redis: Red
     features = np.vstack(got)
     assert np.isposinf(features).any(), "the history should overflow a sum or a ratio"
     assert np.isnan(features).any(), "the history should hold amounts without a rate"
+
+
+async def test_a_card_past_the_read_bound_is_counted_exactly_and_alike(redis: RedisClient) -> None:
+    """A card that many transactions share is read only as far as its latest
+    ``window_read_max`` (40 here): both stores count every transaction of its windows, count
+    the unread ones' amounts at the mean of what was read, and give the same bits, ties at one
+    instant and amounts without a rate included; the other cards are not affected."""
+    config = StoreConfig(window_read_max=40)
+    online, offline = RedisFeatureStore(redis, config=config), InMemoryFeatureStore(config)
+    rng = random.Random(11)
+    events = [
+        FeatureEvent(f"hot{i}", "c-hot", f"t{i % 5}", T0 + rng.randint(0, 35 * DAY_MS),
+                     round(rng.uniform(1, 99), 2), False, False, rng.random() > 0.05)
+        for i in range(600)
+    ] + [
+        FeatureEvent(f"tie{i}", "c-hot", "t1", T0 + 20 * DAY_MS, 10.0 + i, False, False)
+        for i in range(50)
+    ] + [
+        FeatureEvent(f"calm{i}", f"c{i % 7}", "t1", T0 + rng.randint(0, 35 * DAY_MS),
+                     round(rng.uniform(1, 99), 2), False, False)
+        for i in range(200)
+    ]  # fmt: skip
+    events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
+    got = []
+    for k in range(0, len(events), 100):
+        a, b = await online.enrich(events[k : k + 100]), await offline.enrich(events[k : k + 100])
+        np.testing.assert_array_equal(a.features, b.features)
+        got.append(a.features)
+    features = np.vstack(got)
+    count_30 = FEATURE_NAMES.index("CUSTOMER_ID_NB_TX_30DAY_WINDOW")
+    for row, e in enumerate(events):  # exact: every earlier transaction of the window, and this
+        held = sum(1 for o in events if o.customer_id == e.customer_id
+                   and e.ts_ms - 30 * DAY_MS < o.ts_ms < e.ts_ms)  # fmt: skip
+        assert features[row, count_30] == held + 1, e
+    assert features[:, count_30].max() > 400, "the hot card should pass the bound ten times over"
+
+
+async def test_a_terminal_past_the_read_bound_counts_its_frauds_alike(redis: RedisClient) -> None:
+    """A terminal with more known frauds in its widest window than ``window_read_max`` (40
+    here) is read only as far as its latest 40: the older ones count as reported. Both stores
+    give the same counts and fraud run, with late reports among the read ones; where every
+    fraud was reported within the hour, the counts are exact."""
+    config = StoreConfig(window_read_max=40)
+    online, offline = RedisFeatureStore(redis, config=config), InMemoryFeatureStore(config)
+    rng = random.Random(5)
+    events = sorted(
+        (
+            FeatureEvent(f"{terminal}-{i}", f"c{i % 30}", terminal,
+                         T0 + rng.randint(0, 45 * DAY_MS), 20.0, False, False)
+            for terminal in ("t-early", "t-late")
+            for i in range(400)
+        ),
+        key=lambda e: (e.ts_ms, e.transaction_id),
+    )  # fmt: skip
+    late = {e.transaction_id for e in events if e.terminal_id == "t-late" and rng.random() < 0.3}
+    marks = sorted(
+        (
+            FraudMark(e.transaction_id, e.terminal_id, e.ts_ms,
+                      e.ts_ms + (20 * DAY_MS if e.transaction_id in late else 3_600_000), True)
+            for e in events
+            if rng.random() < 0.8
+        ),
+        key=lambda m: m.reported_ms,
+    )  # fmt: skip
+    applied, got = 0, []
+    for k in range(0, len(events), 50):
+        batch = events[k : k + 50]
+        due = [m for m in marks[applied:] if m.reported_ms <= batch[-1].ts_ms]
+        applied += len(due)
+        await online.apply_labels(due)
+        await offline.apply_labels(due)
+        a, b = await online.enrich(batch), await offline.enrich(batch)
+        np.testing.assert_array_equal(a.features, b.features)
+        got.append(a.features)
+    features = np.vstack(got)
+    risk = FEATURE_NAMES.index("TERMINAL_ID_RISK_30DAY_WINDOW")
+    count = FEATURE_NAMES.index("TERMINAL_ID_NB_TX_30DAY_WINDOW")
+    fraud_at = {m.transaction_id: m for m in marks[:applied]}
+    for row, e in enumerate(events):
+        if e.terminal_id != "t-early":
+            continue
+        hi = e.ts_ms - 7 * DAY_MS
+        frauds = sum(
+            1 for m in fraud_at.values()
+            if m.terminal_id == "t-early" and hi - 30 * DAY_MS < m.tx_ts_ms <= hi
+            and m.reported_ms <= e.ts_ms
+        )  # fmt: skip
+        assert round(features[row, risk] * features[row, count]) == frauds, e
+    assert (features[:, risk] * features[:, count]).max() > 100, "past the bound of 40"
 
 
 async def test_a_redelivered_transaction_gets_its_first_terminal_counts(redis: RedisClient) -> None:

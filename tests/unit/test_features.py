@@ -24,6 +24,7 @@ from streamer.features.keys import (
     terminal_stats_key,
 )
 from streamer.features.memory import InMemoryFeatureStore
+from streamer.features.store import StoreConfig
 
 T0 = 1_522_540_800_000  # 2018-04-01T00:00:00Z
 COL = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -91,6 +92,30 @@ def test_the_usual_amount_is_the_median_of_the_cards_other_transactions() -> Non
     y = store.enrich_sync([ev("f", T0 + 20 * DAY_MS, 40.0)])[0]
     assert y[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 40.0 / 30.0
     assert y[COL["CUSTOMER_NB_HIGH_TX_7DAY"]] == 0
+
+
+def test_a_card_past_the_read_bound_is_counted_in_full_and_summed_at_what_was_read() -> None:
+    """Only the latest ``window_read_max`` transactions of the widest window are read (this
+    one among them): the counts are every transaction's, the sums count the unread ones at the
+    mean of the read ones, and the median is that of the read ones."""
+    history = [ev(f"old{i}", T0 + i * 1000, 100.0) for i in range(6)]
+    history += [ev(f"new{i}", T0 + DAY_MS * (15 + i), 10.0 * (i + 1)) for i in range(4)]
+    now = ev("now", T0 + 20 * DAY_MS, 50.0)
+    bounded = InMemoryFeatureStore(StoreConfig(window_read_max=4))
+    unbounded = InMemoryFeatureStore()
+    for store in (bounded, unbounded):
+        store.enrich_sync(history)
+    x, y = bounded.enrich_sync([now])[0], unbounded.enrich_sync([now])[0]
+    # all of them and this one, both ways
+    for name, count in ((f"CUSTOMER_ID_NB_TX_{d}DAY_WINDOW", n) for d, n in ((30, 11), (7, 5))):
+        assert x[COL[name]] == y[COL[name]] == count
+    # read: new1..new3 (20, 30, 40) and this 50; the other seven count at their mean, 35
+    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == pytest.approx(35.0)
+    assert y[COL["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"]] == pytest.approx(750.0 / 11)
+    assert x[COL["CUSTOMER_ID_AVG_AMOUNT_7DAY_WINDOW"]] == pytest.approx(35.0)  # new0 unread
+    assert x[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 50.0 / 30.0  # of 20, 30, 40
+    assert y[COL["CUSTOMER_AMOUNT_RATIO_MEDIAN_30DAY"]] == 50.0 / 100.0
+    assert x[COL["CUSTOMER_HOURS_SINCE_PREV_TX"]] == y[COL["CUSTOMER_HOURS_SINCE_PREV_TX"]] == 48
 
 
 def unrated(tx: str, t_ms: int, amount: float) -> FeatureEvent:
