@@ -151,6 +151,30 @@ async def test_redis_and_memory_stores_compute_identical_features(redis: RedisCl
     )
 
 
+async def _enriched_alike(
+    online: RedisFeatureStore,
+    offline: InMemoryFeatureStore,
+    events: list[FeatureEvent],
+    marks: list[FraudMark] | None = None,
+    step: int = 100,
+) -> tuple[np.ndarray, list[FraudMark]]:
+    """Feed both stores ``events`` in batches of ``step``, each batch after the ``marks``
+    reported by its last transaction, and hold every batch's features equal to the bit (NaN
+    equals NaN here). Returns the features, row for row with ``events``, and the marks applied."""
+    marks = marks or []
+    applied, got = 0, []
+    for k in range(0, len(events), step):
+        batch = events[k : k + step]
+        due = [m for m in marks[applied:] if m.reported_ms <= batch[-1].ts_ms]
+        applied += len(due)
+        await online.apply_labels(due)
+        await offline.apply_labels(due)
+        a, b = await online.enrich(batch), await offline.enrich(batch)
+        np.testing.assert_array_equal(a.features, b.features)
+        got.append(a.features)
+    return np.vstack(got), marks[:applied]
+
+
 #: amounts the contract accepts that ordinary histories never hold: zero, the smallest and
 #: largest doubles, past float32 (what the model reads), and sums that overflow to infinity
 EXTREME_AMOUNTS = (0.0, 5e-324, 1e-300, 0.01, 220.01, 1e15, 1e38, 1e39, 1e200, sys.float_info.max)
@@ -175,12 +199,7 @@ async def test_the_stores_agree_on_amounts_at_the_ends_of_the_doubles(redis: Red
         ),
         key=lambda e: (e.ts_ms, e.transaction_id),
     )  # fmt: skip
-    got = []
-    for k in range(0, len(events), 100):
-        a, b = await online.enrich(events[k : k + 100]), await offline.enrich(events[k : k + 100])
-        np.testing.assert_array_equal(a.features, b.features)  # NaN equals NaN here
-        got.append(a.features)
-    features = np.vstack(got)
+    features, _ = await _enriched_alike(online, offline, events)
     assert np.isposinf(features).any(), "the history should overflow a sum or a ratio"
     assert np.isnan(features).any(), "the history should hold amounts without a rate"
 
@@ -206,12 +225,7 @@ async def test_a_card_past_the_read_bound_is_counted_exactly_and_alike(redis: Re
         for i in range(200)
     ]  # fmt: skip
     events.sort(key=lambda e: (e.ts_ms, e.transaction_id))
-    got = []
-    for k in range(0, len(events), 100):
-        a, b = await online.enrich(events[k : k + 100]), await offline.enrich(events[k : k + 100])
-        np.testing.assert_array_equal(a.features, b.features)
-        got.append(a.features)
-    features = np.vstack(got)
+    features, _ = await _enriched_alike(online, offline, events)
     count_30 = FEATURE_NAMES.index("CUSTOMER_ID_NB_TX_30DAY_WINDOW")
     for row, e in enumerate(events):  # exact: every earlier transaction of the window, and this
         held = sum(1 for o in events if o.customer_id == e.customer_id
@@ -247,20 +261,10 @@ async def test_a_terminal_past_the_read_bound_counts_its_frauds_alike(redis: Red
         ),
         key=lambda m: m.reported_ms,
     )  # fmt: skip
-    applied, got = 0, []
-    for k in range(0, len(events), 50):
-        batch = events[k : k + 50]
-        due = [m for m in marks[applied:] if m.reported_ms <= batch[-1].ts_ms]
-        applied += len(due)
-        await online.apply_labels(due)
-        await offline.apply_labels(due)
-        a, b = await online.enrich(batch), await offline.enrich(batch)
-        np.testing.assert_array_equal(a.features, b.features)
-        got.append(a.features)
-    features = np.vstack(got)
+    features, applied = await _enriched_alike(online, offline, events, marks, step=50)
     risk = FEATURE_NAMES.index("TERMINAL_ID_RISK_30DAY_WINDOW")
     count = FEATURE_NAMES.index("TERMINAL_ID_NB_TX_30DAY_WINDOW")
-    fraud_at = {m.transaction_id: m for m in marks[:applied]}
+    fraud_at = {m.transaction_id: m for m in applied}
     for row, e in enumerate(events):
         if e.terminal_id != "t-early":
             continue
